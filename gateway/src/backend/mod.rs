@@ -1,0 +1,195 @@
+//! Inference engines behind one trait: tract (pure Rust, always built) and
+//! ONNX Runtime through `ort` (loaded at run time from `libonnxruntime`).
+//!
+//! [`load_model`] picks the engine for a model: `auto` prefers ONNX Runtime
+//! when its library loads, else tract; a model tract cannot build falls back
+//! to ONNX Runtime, and the reason is logged. Every model is warmed with a run
+//! on zeros before it is handed out.
+
+pub mod onnx;
+pub mod ort;
+pub mod tract;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::model::{LoadedModel, Signature};
+use crate::tensor::Tensor;
+
+/// Which engine a model asks for in its `config.toml` (`backend = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Tract,
+    Ort,
+}
+
+/// The engine a model was actually loaded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Tract,
+    Ort,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tract => "tract",
+            BackendKind::Ort => "ort",
+        }
+    }
+}
+
+/// An inference engine that turns an ONNX artifact into a runnable session.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>>;
+}
+
+/// A loaded model, safe to call from many threads at once.
+pub trait Session: Send + Sync {
+    fn signature(&self) -> &Signature;
+    /// Inputs in signature order; returns every output, in signature order.
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+}
+
+/// Engine settings fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `libonnxruntime.so`; ONNX Runtime is unavailable without it.
+    pub ort_library_opt: Option<PathBuf>,
+    /// ONNX Runtime sessions per model, so concurrent requests do not queue
+    /// on one `&mut Session`.
+    pub ort_sessions: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub ort_intra_threads: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            ort_library_opt: None,
+            ort_sessions: 2,
+            ort_intra_threads: 1,
+        }
+    }
+}
+
+/// The engines this process can use, built once at start-up.
+pub struct Engines {
+    tract: tract::TractBackend,
+    /// `Err` holds why ONNX Runtime is unavailable, to say so when asked for.
+    ort: std::result::Result<ort::OrtBackend, String>,
+}
+
+impl Engines {
+    pub fn new(options: &EngineOptions) -> Engines {
+        let ort = match &options.ort_library_opt {
+            None => {
+                Err("no ONNX Runtime library configured (set ORT_DYLIB_PATH or --ort-library)".to_string())
+            }
+            Some(path) => ort::OrtBackend::new(path, options.ort_sessions, options.ort_intra_threads),
+        };
+        match &ort {
+            Ok(_) => tracing::info!("onnx runtime available"),
+            Err(reason) => tracing::info!(%reason, "onnx runtime unavailable, serving with tract only"),
+        }
+        Engines {
+            tract: tract::TractBackend,
+            ort,
+        }
+    }
+
+    pub fn ort_available(&self) -> bool {
+        self.ort.is_ok()
+    }
+
+    /// Parses, loads and warms one model version. Runs for milliseconds to
+    /// seconds: call it off the request path.
+    pub fn load_model(
+        &self,
+        name: &str,
+        version: u64,
+        artifact: &[u8],
+        choice: BackendChoice,
+    ) -> Result<Arc<LoadedModel>> {
+        let started = Instant::now();
+        let signature = onnx::read_signature(artifact)?;
+        let (kind, session) = self.load_session(name, version, artifact, &signature, choice)?;
+        let model = LoadedModel::new(name, version, kind, session);
+        model
+            .run(model.signature.zero_inputs())
+            .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
+        let elapsed = started.elapsed();
+        metrics::histogram!(crate::metrics::MODEL_LOAD_DURATION, "model" => name.to_string(), "backend" => kind.name())
+            .record(elapsed.as_secs_f64());
+        tracing::info!(
+            model = name,
+            version,
+            backend = kind.name(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "model loaded and warmed"
+        );
+        Ok(model)
+    }
+
+    /// Tries the engines in the order `choice` prefers: `auto` is ONNX Runtime
+    /// then tract, `tract` is tract then ONNX Runtime (for the ML ops tract
+    /// lacks), `ort` is ONNX Runtime alone. Each refusal is logged.
+    fn load_session(
+        &self,
+        name: &str,
+        version: u64,
+        artifact: &[u8],
+        signature: &Signature,
+        choice: BackendChoice,
+    ) -> Result<(BackendKind, Box<dyn Session>)> {
+        let order: &[BackendKind] = match choice {
+            BackendChoice::Auto => &[BackendKind::Ort, BackendKind::Tract],
+            BackendChoice::Tract => &[BackendKind::Tract, BackendKind::Ort],
+            BackendChoice::Ort => &[BackendKind::Ort],
+        };
+        let mut refusals = Vec::new();
+        for &kind in order {
+            let attempt = match kind {
+                BackendKind::Tract => self.tract.load(artifact, signature),
+                BackendKind::Ort => match &self.ort {
+                    Ok(ort) => ort.load(artifact, signature),
+                    // `auto` without the library is plain tract, not a refusal.
+                    Err(_) if choice == BackendChoice::Auto => continue,
+                    Err(reason) => Err(Error::Load(reason.clone())),
+                },
+            };
+            match attempt {
+                Ok(session) => return Ok((kind, session)),
+                Err(err) => {
+                    let reason = err.to_string();
+                    tracing::warn!(model = name, version, backend = kind.name(), %reason, "engine cannot load the model");
+                    refusals.push(format!("{}: {reason}", kind.name()));
+                }
+            }
+        }
+        Err(Error::Load(refusals.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_not_onnx_are_refused_with_a_reason() {
+        let engines = Engines::new(&EngineOptions::default());
+        let err = engines
+            .load_model("m", 1, b"not an onnx file", BackendChoice::Auto)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid ONNX model"), "{err}");
+    }
+}

@@ -1,0 +1,108 @@
+//! Reads a model's signature straight from the ONNX protobuf, so both engines
+//! (and the metadata endpoint) agree on names, datatypes and shapes.
+
+use std::collections::HashSet;
+
+use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
+use tract_onnx::prelude::Framework;
+
+use crate::error::{Error, Result};
+use crate::model::{Signature, TensorSpec};
+use crate::tensor::DataType;
+
+/// Decodes the protobuf; a file that is not ONNX fails here with a clear error.
+pub fn decode(artifact: &[u8]) -> Result<pb::ModelProto> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &artifact[..])
+        .map_err(|err| Error::Load(format!("not a valid ONNX model: {err}")))?;
+    if proto.graph.is_none() {
+        return Err(Error::Load("not a valid ONNX model: it has no graph".to_string()));
+    }
+    Ok(proto)
+}
+
+pub fn read_signature(artifact: &[u8]) -> Result<Signature> {
+    signature_of(&decode(artifact)?)
+}
+
+/// Graph inputs that are not initializers, and graph outputs, with `-1` for
+/// every dimension that is symbolic or unnamed.
+pub fn signature_of(proto: &pb::ModelProto) -> Result<Signature> {
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Load("model has no graph".into()))?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs = graph
+        .input
+        .iter()
+        .filter(|info| !initializers.contains(info.name.as_str()))
+        .map(|info| tensor_spec(info, "input"))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = graph
+        .output
+        .iter()
+        .map(|info| tensor_spec(info, "output"))
+        .collect::<Result<Vec<_>>>()?;
+    if inputs.is_empty() {
+        return Err(Error::Load("model has no inputs".into()));
+    }
+    Ok(Signature { inputs, outputs })
+}
+
+fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
+    let name = &info.name;
+    let Some(type_proto::Value::TensorType(tensor)) = info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(Error::Load(format!(
+            "{role} '{name}' is not a tensor (a sequence or map, such as skl2onnx's ZipMap); \
+             export classifiers with zipmap=False"
+        )));
+    };
+    let datatype = DataType::from_onnx_code(tensor.elem_type).ok_or_else(|| {
+        Error::Load(format!(
+            "{role} '{name}' has ONNX element type {}, which Sluice does not serve (no BYTES/string tensors)",
+            tensor.elem_type
+        ))
+    })?;
+    let shape = tensor
+        .shape
+        .as_ref()
+        .ok_or_else(|| Error::Load(format!("{role} '{name}' has no declared rank")))?
+        .dim
+        .iter()
+        .map(|dim| match dim.value {
+            Some(dimension::Value::DimValue(value)) if value >= 0 => value,
+            _ => -1,
+        })
+        .collect();
+    Ok(TensorSpec {
+        name: name.clone(),
+        datatype,
+        shape,
+    })
+}
+
+/// The symbol names the ONNX file gives each input's dims (`None` where the
+/// dim is fixed or unnamed), for engines that need symbolic input facts.
+pub fn dim_params(proto: &pb::ModelProto, input: &str) -> Vec<Option<String>> {
+    let Some(graph) = proto.graph.as_ref() else {
+        return Vec::new();
+    };
+    let Some(info) = graph.input.iter().find(|info| info.name == input) else {
+        return Vec::new();
+    };
+    let Some(type_proto::Value::TensorType(tensor)) = info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Vec::new();
+    };
+    tensor
+        .shape
+        .iter()
+        .flat_map(|shape| shape.dim.iter())
+        .map(|dim| match &dim.value {
+            Some(dimension::Value::DimParam(param)) if !param.is_empty() => Some(param.clone()),
+            _ => None,
+        })
+        .collect()
+}

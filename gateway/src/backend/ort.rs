@@ -1,0 +1,180 @@
+//! The ONNX Runtime engine through `ort`, with the library loaded at run time
+//! (`load-dynamic`), so nothing is downloaded at build time.
+//!
+//! `ort::Session::run` takes `&mut self`: each model holds a small pool of
+//! sessions and a run takes whichever is free, so concurrent requests do not
+//! queue on one lock.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::Session as OrtSession;
+use ort::value::{DynValue, Tensor as OrtTensor};
+
+use super::{Backend, BackendKind, Session};
+use crate::error::{Error, Result};
+use crate::model::Signature;
+use crate::tensor::{DataType, Tensor, TensorData};
+
+/// ONNX Runtime allows one environment per process, and the library can be
+/// loaded only once: every server in the process shares it.
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+
+pub struct OrtBackend {
+    environment: Environment,
+    sessions_per_model: usize,
+    intra_threads: usize,
+}
+
+impl OrtBackend {
+    pub fn new(
+        library: &Path,
+        sessions_per_model: usize,
+        intra_threads: usize,
+    ) -> std::result::Result<Self, String> {
+        let environment = ENVIRONMENT
+            .get_or_init(|| {
+                let builder = ort::init_from(library)
+                    .map_err(|err| format!("cannot load ONNX Runtime from {}: {err}", library.display()))?;
+                builder
+                    .with_name("sluice")
+                    .build()
+                    .map_err(|err| format!("cannot start ONNX Runtime: {err}"))
+            })
+            .clone()?;
+        Ok(OrtBackend {
+            environment,
+            sessions_per_model: sessions_per_model.max(1),
+            intra_threads: intra_threads.max(1),
+        })
+    }
+
+    fn new_session(&self, artifact: &[u8]) -> Result<OrtSession> {
+        let refused = |err: ort::Error| Error::Load(err.to_string());
+        OrtSession::builder(&self.environment)
+            .map_err(refused)?
+            .with_intra_threads(self.intra_threads)
+            .map_err(|err| Error::Load(err.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|err| Error::Load(err.to_string()))?
+            .commit_from_memory(artifact)
+            .map_err(refused)
+    }
+}
+
+impl Backend for OrtBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ort
+    }
+
+    fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
+        let sessions = (0..self.sessions_per_model)
+            .map(|_| self.new_session(artifact).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(OrtPool {
+            sessions,
+            next: AtomicUsize::new(0),
+            signature: signature.clone(),
+        }))
+    }
+}
+
+struct OrtPool {
+    sessions: Vec<Mutex<OrtSession>>,
+    next: AtomicUsize,
+    signature: Signature,
+}
+
+impl OrtPool {
+    /// A free session if there is one, else waits on the next in turn.
+    fn acquire(&self) -> MutexGuard<'_, OrtSession> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        let count = self.sessions.len();
+        for offset in 0..count {
+            if let Ok(guard) = self.sessions[(start + offset) % count].try_lock() {
+                return guard;
+            }
+        }
+        // A panic inside ONNX Runtime cannot leave the session half-mutated
+        // from our side, so a poisoned lock is still usable.
+        self.sessions[start]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Session for OrtPool {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let values = inputs
+            .into_iter()
+            .zip(&self.signature.inputs)
+            .map(|(tensor, spec)| Ok((spec.name.as_str(), to_ort(tensor)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut session = self.acquire();
+        let outputs = session
+            .run(values)
+            .map_err(|err| Error::Inference(err.to_string()))?;
+        self.signature
+            .outputs
+            .iter()
+            .map(|spec| {
+                let value = outputs.get(&spec.name).ok_or_else(|| {
+                    Error::Inference(format!("onnx runtime returned no output '{}'", spec.name))
+                })?;
+                from_ort(value, spec.datatype)
+            })
+            .collect()
+    }
+}
+
+fn to_ort(tensor: Tensor) -> Result<DynValue> {
+    let shape: Vec<i64> = tensor.shape.iter().map(|&dim| dim as i64).collect();
+    let value =
+        crate::with_tensor_data!(tensor.data, v => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()));
+    value.map_err(|err| Error::Internal(format!("building an onnx runtime tensor: {err}")))
+}
+
+fn from_ort(value: &DynValue, expected: DataType) -> Result<Tensor> {
+    fn extract<T: ort::value::PrimitiveTensorElementType + Clone>(
+        value: &DynValue,
+        expected: DataType,
+    ) -> Result<(Vec<usize>, Vec<T>)> {
+        let (shape, data) = value
+            .try_extract_tensor::<T>()
+            .map_err(|err| Error::Inference(format!("onnx runtime output is not {expected}: {err}")))?;
+        let dims = shape
+            .iter()
+            .map(|&dim| usize::try_from(dim).unwrap_or(0))
+            .collect();
+        Ok((dims, data.to_vec()))
+    }
+    macro_rules! read {
+        ($variant:ident) => {{
+            let (shape, data) = extract(value, expected)?;
+            Tensor {
+                shape,
+                data: TensorData::$variant(data),
+            }
+        }};
+    }
+    Ok(match expected {
+        DataType::Bool => read!(Bool),
+        DataType::U8 => read!(U8),
+        DataType::U16 => read!(U16),
+        DataType::U32 => read!(U32),
+        DataType::U64 => read!(U64),
+        DataType::I8 => read!(I8),
+        DataType::I16 => read!(I16),
+        DataType::I32 => read!(I32),
+        DataType::I64 => read!(I64),
+        DataType::F16 => read!(F16),
+        DataType::F32 => read!(F32),
+        DataType::F64 => read!(F64),
+    })
+}

@@ -1,0 +1,151 @@
+//! The tract engine: pure Rust, always built. A plan is immutable and runs
+//! from many threads at once, each run with its own state.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{Backend, BackendKind, Session, onnx};
+use crate::error::{Error, Result};
+use crate::model::Signature;
+use crate::tensor::{DataType, Tensor as SluiceTensor, TensorData};
+
+pub struct TractBackend;
+
+type Plan = Arc<TypedRunnableModel>;
+
+struct TractSession {
+    plan: Plan,
+    signature: Signature,
+}
+
+impl Backend for TractBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tract
+    }
+
+    fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
+        let proto = onnx::decode(artifact)?;
+        let refused = |err: TractError| Error::Load(format!("{err:#}"));
+        let mut model = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(refused)?;
+        let input_names: Vec<String> = model
+            .input_outlets()
+            .map_err(refused)?
+            .iter()
+            .map(|outlet| model.node(outlet.node).name.clone())
+            .collect();
+        for (index, name) in input_names.iter().enumerate() {
+            let Some(spec) = signature.inputs.iter().find(|spec| &spec.name == name) else {
+                return Err(Error::Load(format!(
+                    "tract sees an input '{name}' the graph does not declare"
+                )));
+            };
+            // Every dynamic dim becomes a symbol, so one plan takes every batch
+            // size. skl2onnx leaves the batch dim unnamed: call it N, shared by
+            // all inputs, as their batches must agree.
+            let params = onnx::dim_params(&proto, name);
+            let dims: TVec<TDim> = spec
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &dim)| match usize::try_from(dim) {
+                    Ok(fixed) => fixed.to_dim(),
+                    Err(_) => {
+                        let symbol = match params.get(axis).cloned().flatten() {
+                            Some(param) => param,
+                            None if axis == 0 => "N".to_string(),
+                            None => format!("{name}_dim{axis}"),
+                        };
+                        model.sym(&symbol).to_dim()
+                    }
+                })
+                .collect();
+            model
+                .set_input_fact(index, InferenceFact::dt_shape(datum_type(spec.datatype), dims))
+                .map_err(refused)?;
+        }
+        let plan = model
+            .into_optimized()
+            .and_then(|optimized| optimized.into_runnable())
+            .map_err(refused)?;
+        Ok(Box::new(TractSession {
+            plan,
+            signature: signature.clone(),
+        }))
+    }
+}
+
+impl Session for TractSession {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&self, inputs: Vec<SluiceTensor>) -> Result<Vec<SluiceTensor>> {
+        let values: TVec<TValue> = inputs.iter().map(to_tract).collect::<Result<_>>()?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|err| Error::Inference(format!("{err:#}")))?;
+        outputs
+            .iter()
+            .zip(&self.signature.outputs)
+            .map(|(value, spec)| from_tract(value, spec.datatype))
+            .collect()
+    }
+}
+
+fn datum_type(datatype: DataType) -> DatumType {
+    match datatype {
+        DataType::Bool => DatumType::Bool,
+        DataType::U8 => DatumType::U8,
+        DataType::U16 => DatumType::U16,
+        DataType::U32 => DatumType::U32,
+        DataType::U64 => DatumType::U64,
+        DataType::I8 => DatumType::I8,
+        DataType::I16 => DatumType::I16,
+        DataType::I32 => DatumType::I32,
+        DataType::I64 => DatumType::I64,
+        DataType::F16 => DatumType::F16,
+        DataType::F32 => DatumType::F32,
+        DataType::F64 => DatumType::F64,
+    }
+}
+
+fn to_tract(tensor: &SluiceTensor) -> Result<TValue> {
+    let shape = &tensor.shape;
+    let built = crate::with_tensor_data!(&tensor.data, v => Tensor::from_shape(shape, v));
+    built
+        .map(TValue::from)
+        .map_err(|err| Error::Internal(format!("building a tract tensor: {err:#}")))
+}
+
+fn from_tract(value: &TValue, expected: DataType) -> Result<SluiceTensor> {
+    // tract may compute an integer output in its symbolic-dim type (TDim),
+    // e.g. a label gathered through shape arithmetic: cast it to what the
+    // graph declares.
+    let value = value
+        .cast_to_dt(datum_type(expected))
+        .map_err(|err| Error::Inference(format!("tract output cannot be read as {expected}: {err:#}")))?;
+    let view = value
+        .try_as_plain_ram()
+        .map_err(|err| Error::Inference(format!("reading a tract output: {err:#}")))?;
+    let shape = view.shape().to_vec();
+    let fail = |err: TractError| Error::Inference(format!("tract output is not {expected}: {err:#}"));
+    let data = match expected {
+        DataType::Bool => TensorData::Bool(view.as_slice::<bool>().map_err(fail)?.to_vec()),
+        DataType::U8 => TensorData::U8(view.as_slice::<u8>().map_err(fail)?.to_vec()),
+        DataType::U16 => TensorData::U16(view.as_slice::<u16>().map_err(fail)?.to_vec()),
+        DataType::U32 => TensorData::U32(view.as_slice::<u32>().map_err(fail)?.to_vec()),
+        DataType::U64 => TensorData::U64(view.as_slice::<u64>().map_err(fail)?.to_vec()),
+        DataType::I8 => TensorData::I8(view.as_slice::<i8>().map_err(fail)?.to_vec()),
+        DataType::I16 => TensorData::I16(view.as_slice::<i16>().map_err(fail)?.to_vec()),
+        DataType::I32 => TensorData::I32(view.as_slice::<i32>().map_err(fail)?.to_vec()),
+        DataType::I64 => TensorData::I64(view.as_slice::<i64>().map_err(fail)?.to_vec()),
+        DataType::F16 => TensorData::F16(view.as_slice::<f16>().map_err(fail)?.to_vec()),
+        DataType::F32 => TensorData::F32(view.as_slice::<f32>().map_err(fail)?.to_vec()),
+        DataType::F64 => TensorData::F64(view.as_slice::<f64>().map_err(fail)?.to_vec()),
+    };
+    Ok(SluiceTensor { shape, data })
+}

@@ -1,0 +1,88 @@
+//! The gateway's one error type and the one place that maps it to HTTP.
+//!
+//! Client mistakes carry a message that names the field and what was expected;
+//! internal failures answer a generic 500 and their detail goes to the log.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed or invalid request: the message says what was expected.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown model '{0}'")]
+    ModelNotFound(String),
+    #[error("unknown version {version} of model '{model}'")]
+    VersionNotFound { model: String, version: String },
+    #[error("no such endpoint: {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content encoding '{0}': expected gzip, deflate or identity")]
+    UnsupportedEncoding(String),
+    /// The compute queue is full: the client should retry later.
+    #[error("server is overloaded: the inference queue is full, retry later")]
+    Overloaded,
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// A model could not be loaded; never caused by a request.
+    #[error("cannot load model: {0}")]
+    Load(String),
+    /// The engine failed on input that passed validation: our fault, not the client's.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::BadRequest(message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Overloaded | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, "request failed");
+            "internal server error".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut response = (status, error_body(&message)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// `{"error": "..."}`, the body every failure answers with.
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}

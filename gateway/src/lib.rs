@@ -1,0 +1,35 @@
+//! Sluice's data plane: an Open Inference Protocol (KServe V2) server that runs
+//! ONNX models in-process and hot-swaps versions without failing a request.
+//!
+//! How a request flows:
+//!
+//! - [`server`] routes `POST /v2/models/{m}/infer` (axum on hyper), reads the
+//!   body under a size limit and does the one [`routing`] table load that picks
+//!   an `Arc<LoadedModel>`;
+//! - the CPU work goes to the bounded [`compute`] pool: [`protocol`] decodes
+//!   JSON or binary tensors and checks them against the [`model`] signature, the
+//!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
+//! - [`metrics`] counts it, [`error`] is the one place errors become statuses.
+//!
+//! Off the request path, [`repository`] polls a model directory, loads and
+//! warms new versions through [`backend`], and swaps the whole table in one
+//! store. [`config`] turns flags and `SLUICE_*` variables into a typed config;
+//! [`demo`] carries the example models; [`tensor`] is the typed tensor both
+//! codecs and engines share.
+
+pub mod backend;
+pub mod compute;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod repository;
+pub mod routing;
+pub mod server;
+pub mod tensor;
+
+pub use config::ServeConfig;
+pub use error::{Error, Result};
+pub use server::Server;

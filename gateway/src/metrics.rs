@@ -1,0 +1,80 @@
+//! Prometheus metrics: names in one place, and the process-wide recorder.
+//!
+//! The `metrics` facade allows one global recorder per process; every server
+//! in the process (tests start several) shares it and renders it at `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "sluice_requests_total";
+pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
+pub const QUEUE_DURATION: &str = "sluice_queue_duration_seconds";
+pub const COMPUTE_DURATION: &str = "sluice_compute_duration_seconds";
+pub const IN_FLIGHT: &str = "sluice_requests_in_flight";
+pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
+pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
+pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
+pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
+
+/// Latency buckets from 50 µs to 10 s: microsecond models and slow CNNs alike.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder on first call and returns the handle that renders it.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .expect("latency buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first: then ours
+            // renders nothing, which the metrics test would show.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        REQUESTS,
+        "Inference requests by model, version and HTTP status code"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Inference request duration, body read to response"
+    );
+    metrics::describe_histogram!(
+        QUEUE_DURATION,
+        metrics::Unit::Seconds,
+        "Time an inference waited for a compute thread"
+    );
+    metrics::describe_histogram!(
+        COMPUTE_DURATION,
+        metrics::Unit::Seconds,
+        "Time an inference ran in its engine"
+    );
+    metrics::describe_gauge!(IN_FLIGHT, "Inference requests being served");
+    metrics::describe_counter!(
+        COMPUTE_REJECTED,
+        "Inference requests refused because the compute queue was full"
+    );
+    metrics::describe_histogram!(
+        MODEL_LOAD_DURATION,
+        metrics::Unit::Seconds,
+        "Time to load and warm a model version"
+    );
+    metrics::describe_counter!(MODEL_LOAD_FAILURES, "Model versions that failed to load");
+    metrics::describe_gauge!(MODEL_VERSIONS_LIVE, "Versions of each model serving traffic");
+}

@@ -1,0 +1,179 @@
+//! A loaded model version: its signature, its session, and the checks that
+//! stand between a decoded request and the engine.
+
+use std::sync::Arc;
+
+use crate::backend::{BackendKind, Session};
+use crate::error::{Error, Result};
+use crate::tensor::{DataType, Tensor};
+
+/// Name, datatype and shape of one input or output; `-1` marks a dynamic dim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// What a model takes and gives, read from the ONNX graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl Signature {
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|spec| spec.name == name)
+    }
+
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|spec| spec.name == name)
+    }
+
+    /// One tensor of zeros per input, dynamic dims set to 1: the warm-up batch.
+    pub fn zero_inputs(&self) -> Vec<Tensor> {
+        self.inputs
+            .iter()
+            .map(|spec| {
+                let shape: Vec<usize> = spec
+                    .shape
+                    .iter()
+                    .map(|&dim| usize::try_from(dim).unwrap_or(1))
+                    .collect();
+                let len = shape.iter().product();
+                Tensor {
+                    shape,
+                    data: crate::tensor::TensorData::zeros(spec.datatype, len),
+                }
+            })
+            .collect()
+    }
+}
+
+impl TensorSpec {
+    /// Checks a request's datatype and shape against this spec and returns the
+    /// element count the data must have.
+    pub fn check_request(&self, datatype: DataType, shape: &[i64]) -> Result<(Vec<usize>, usize)> {
+        let name = &self.name;
+        if datatype != self.datatype {
+            return Err(Error::bad_request(format!(
+                "input '{name}': model expects datatype {}, got {datatype}",
+                self.datatype
+            )));
+        }
+        if shape.len() != self.shape.len() {
+            return Err(Error::bad_request(format!(
+                "input '{name}': expected rank {} (model shape {}), got shape {}",
+                self.shape.len(),
+                format_shape(&self.shape),
+                format_shape(shape)
+            )));
+        }
+        let mut dims = Vec::with_capacity(shape.len());
+        let mut count: usize = 1;
+        for (axis, (&got, &want)) in shape.iter().zip(&self.shape).enumerate() {
+            let Ok(dim) = usize::try_from(got) else {
+                return Err(Error::bad_request(format!(
+                    "input '{name}': dimension {axis} is negative in shape {}",
+                    format_shape(shape)
+                )));
+            };
+            if want >= 0 && got != want {
+                return Err(Error::bad_request(format!(
+                    "input '{name}': dimension {axis} must be {want} (model shape {}), got {got}",
+                    format_shape(&self.shape)
+                )));
+            }
+            count = count.checked_mul(dim).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "input '{name}': shape {} has more elements than this server can address",
+                    format_shape(shape)
+                ))
+            })?;
+            dims.push(dim);
+        }
+        Ok((dims, count))
+    }
+}
+
+pub fn format_shape(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// A model version ready to serve: immutable, shared by every request that
+/// routed to it, dropped when the last of them finishes after a swap.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: u64,
+    /// `version` as text, kept to answer `model_version` without formatting.
+    pub version_label: String,
+    pub backend: BackendKind,
+    pub signature: Signature,
+    pub session: Box<dyn Session>,
+}
+
+impl LoadedModel {
+    pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
+        Arc::new(LoadedModel {
+            name: name.to_string(),
+            version,
+            version_label: version.to_string(),
+            backend,
+            signature: session.signature().clone(),
+            session,
+        })
+    }
+
+    /// Runs inputs given in signature order; outputs come back in signature order.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.session.run(inputs)
+    }
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TensorSpec {
+        TensorSpec {
+            name: "x".into(),
+            datatype: DataType::F32,
+            shape: vec![-1, 4],
+        }
+    }
+
+    #[test]
+    fn accepts_dynamic_batch_and_counts_elements() {
+        let (dims, count) = spec().check_request(DataType::F32, &[3, 4]).unwrap();
+        assert_eq!(dims, vec![3, 4]);
+        assert_eq!(count, 12);
+    }
+
+    #[test]
+    fn rejects_each_mismatch_with_a_message_naming_the_input() {
+        let cases: [(DataType, &[i64], &str); 5] = [
+            (DataType::I64, &[1, 4], "model expects datatype FP32, got INT64"),
+            (DataType::F32, &[4], "expected rank 2"),
+            (DataType::F32, &[1, 5], "dimension 1 must be 4"),
+            (DataType::F32, &[-1, 4], "dimension 0 is negative"),
+            (DataType::F32, &[i64::MAX, 4], "more elements than"),
+        ];
+        for (datatype, shape, expected) in cases {
+            let err = spec().check_request(datatype, shape).unwrap_err().to_string();
+            assert!(err.contains("input 'x'"), "{err}");
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Decodes an inference request, JSON or JSON + binary tensors, and checks it
+//! against the model's signature before anything reaches an engine.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json;
+use crate::error::{Error, Result};
+use crate::model::Signature;
+use crate::tensor::{DataType, Tensor, TensorData};
+
+type Parameters = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Deserialize)]
+struct RequestWire<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(borrow)]
+    inputs: Vec<InputWire<'a>>,
+    #[serde(default)]
+    outputs: Option<Vec<OutputWire>>,
+}
+
+#[derive(Deserialize)]
+struct InputWire<'a> {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OutputWire {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+}
+
+/// A request that passed every check: inputs in signature order.
+#[derive(Debug)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    pub outputs: Vec<RequestedOutput>,
+}
+
+/// One output to answer with, by index into the signature's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedOutput {
+    pub index: usize,
+    /// Answer as raw bytes after the JSON header (binary tensor extension).
+    pub binary: bool,
+}
+
+/// `header_length` is `Inference-Header-Content-Length`: when present the body
+/// is that many bytes of JSON followed by binary tensor data.
+pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) -> Result<InferRequest> {
+    let (header, mut binary) = match header_length {
+        None => (body, &[][..]),
+        Some(length) if length > body.len() => {
+            return Err(Error::bad_request(format!(
+                "Inference-Header-Content-Length is {length} but the body has only {} bytes",
+                body.len()
+            )));
+        }
+        Some(length) => body.split_at(length),
+    };
+    let wire: RequestWire<'_> = serde_json::from_slice(header)
+        .map_err(|err| Error::bad_request(format!("invalid inference request: {err}")))?;
+
+    let mut slots: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+    for input in wire.inputs {
+        let name = input.name.as_str();
+        let index = signature.input_index(name).ok_or_else(|| {
+            Error::bad_request(format!(
+                "unknown input '{name}': the model takes {}",
+                names(signature.inputs.iter().map(|spec| spec.name.as_str()))
+            ))
+        })?;
+        if slots[index].is_some() {
+            return Err(Error::bad_request(format!(
+                "input '{name}' is given more than once"
+            )));
+        }
+        let spec = &signature.inputs[index];
+        let datatype = DataType::from_wire_name(&input.datatype).ok_or_else(|| {
+            Error::bad_request(format!(
+                "input '{name}': model expects datatype {}, got unsupported datatype '{}'",
+                spec.datatype, input.datatype
+            ))
+        })?;
+        let (shape, count) = spec.check_request(datatype, &input.shape)?;
+        let binary_size = binary_data_size(input.parameters.as_ref(), name)?;
+        let data = match (input.data, binary_size) {
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_request(format!(
+                    "input '{name}': give either 'data' or parameters.binary_data_size, not both"
+                )));
+            }
+            (Some(raw), None) => json::parse_data(raw, datatype, count, name)?,
+            (None, Some(size)) => {
+                if header_length.is_none() {
+                    return Err(Error::bad_request(format!(
+                        "input '{name}': binary_data_size needs the Inference-Header-Content-Length header"
+                    )));
+                }
+                let (chunk, rest) = take_binary(binary, size, datatype, count, name)?;
+                binary = rest;
+                TensorData::from_le_bytes(datatype, chunk)
+            }
+            (None, None) => {
+                return Err(Error::bad_request(format!(
+                    "input '{name}': expected 'data' or parameters.binary_data_size"
+                )));
+            }
+        };
+        slots[index] = Some(Tensor { shape, data });
+    }
+    if !binary.is_empty() {
+        return Err(Error::bad_request(format!(
+            "{} bytes of binary data follow the JSON header that no input's binary_data_size claims",
+            binary.len()
+        )));
+    }
+    let missing: Vec<&str> = slots
+        .iter()
+        .zip(&signature.inputs)
+        .filter(|(slot, _)| slot.is_none())
+        .map(|(_, spec)| spec.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::bad_request(format!(
+            "missing input {}",
+            names(missing.into_iter())
+        )));
+    }
+    let inputs = slots.into_iter().flatten().collect();
+    let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
+    Ok(InferRequest {
+        id: wire.id,
+        inputs,
+        outputs,
+    })
+}
+
+fn take_binary<'a>(
+    binary: &'a [u8],
+    size: usize,
+    datatype: DataType,
+    count: usize,
+    name: &str,
+) -> Result<(&'a [u8], &'a [u8])> {
+    let expected = count.checked_mul(datatype.size_of());
+    if expected != Some(size) {
+        return Err(Error::bad_request(format!(
+            "input '{name}': binary_data_size is {size} bytes but {count} {datatype} elements take {}",
+            expected.map_or_else(
+                || "more than can be addressed".to_string(),
+                |bytes| format!("{bytes} bytes")
+            )
+        )));
+    }
+    if size > binary.len() {
+        return Err(Error::bad_request(format!(
+            "input '{name}': binary_data_size is {size} bytes but only {} bytes of binary data remain",
+            binary.len()
+        )));
+    }
+    Ok(binary.split_at(size))
+}
+
+fn requested_outputs(
+    parameters: Option<&Parameters>,
+    outputs: Option<Vec<OutputWire>>,
+    signature: &Signature,
+) -> Result<Vec<RequestedOutput>> {
+    let binary_default = bool_parameter(parameters, "binary_data_output", "request")?.unwrap_or(false);
+    let Some(wanted) = outputs.filter(|list| !list.is_empty()) else {
+        return Ok((0..signature.outputs.len())
+            .map(|index| RequestedOutput {
+                index,
+                binary: binary_default,
+            })
+            .collect());
+    };
+    wanted
+        .into_iter()
+        .map(|output| {
+            let name = output.name.as_str();
+            let index = signature.output_index(name).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "unknown output '{name}': the model gives {}",
+                    names(signature.outputs.iter().map(|spec| spec.name.as_str()))
+                ))
+            })?;
+            let parameters = output.parameters.as_ref();
+            if parameters.is_some_and(|p| p.contains_key("classification")) {
+                return Err(Error::bad_request(format!(
+                    "output '{name}': the classification extension is not supported"
+                )));
+            }
+            let binary = bool_parameter(parameters, "binary_data", &format!("output '{name}'"))?
+                .unwrap_or(binary_default);
+            Ok(RequestedOutput { index, binary })
+        })
+        .collect()
+}
+
+fn binary_data_size(parameters: Option<&Parameters>, name: &str) -> Result<Option<usize>> {
+    let Some(value) = parameters.and_then(|p| p.get("binary_data_size")) else {
+        return Ok(None);
+    };
+    value
+        .as_u64()
+        .and_then(|size| usize::try_from(size).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "input '{name}': parameters.binary_data_size must be a non-negative integer, got {value}"
+            ))
+        })
+}
+
+fn bool_parameter(parameters: Option<&Parameters>, key: &str, owner: &str) -> Result<Option<bool>> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(serde_json::Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(Error::bad_request(format!(
+            "{owner}: parameters.{key} must be true or false, got {other}"
+        ))),
+    }
+}
+
+fn names<'a>(list: impl Iterator<Item = &'a str>) -> String {
+    list.map(|name| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

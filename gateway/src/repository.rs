@@ -1,0 +1,343 @@
+//! A Triton-style model repository on disk, polled and reconciled into the
+//! routing table.
+//!
+//! Layout: `DIR/{model}/{version}/model.onnx`, with an optional
+//! `DIR/{model}/config.toml` (`backend`, `version_policy`). Each pass scans
+//! the tree, loads and warms what is new or changed (off the request path),
+//! drops what vanished, and swaps the whole table in one store. A version
+//! that fails to load is logged and counted and never replaces a working one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::backend::{BackendChoice, Engines};
+use crate::model::LoadedModel;
+use crate::routing::{Route, Routes, RoutingTable};
+
+pub const MODEL_FILE: &str = "model.onnx";
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// `DIR/{model}/config.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    #[serde(default)]
+    pub backend: BackendChoice,
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
+}
+
+/// Which of the versions on disk are served (TF Serving's and Triton's policies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionPolicy {
+    /// The highest version only.
+    #[default]
+    Latest,
+    All,
+    /// `version_policy = { specific = [1, 3] }`.
+    Specific(Vec<u64>),
+}
+
+impl VersionPolicy {
+    fn select(&self, on_disk: &BTreeSet<u64>) -> BTreeSet<u64> {
+        match self {
+            VersionPolicy::Latest => on_disk.iter().next_back().copied().into_iter().collect(),
+            VersionPolicy::All => on_disk.clone(),
+            VersionPolicy::Specific(wanted) => {
+                wanted.iter().filter(|v| on_disk.contains(v)).copied().collect()
+            }
+        }
+    }
+}
+
+/// Size and modification time: a file that changes is loaded again.
+type Fingerprint = (u64, Option<SystemTime>);
+
+#[derive(Debug)]
+struct ScannedModel {
+    config: Result<ModelConfig, String>,
+    /// Version number → its `model.onnx`.
+    versions: BTreeMap<u64, (PathBuf, Fingerprint)>,
+}
+
+type Key = (String, u64);
+
+/// Readiness: set once every model in the repository serves a version.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Owns what is loaded; lives on the polling task, never on the request path.
+pub struct Reconciler {
+    root: PathBuf,
+    engines: Arc<Engines>,
+    routes: Arc<Routes>,
+    health: Arc<Health>,
+    loaded: HashMap<Key, (Fingerprint, Arc<LoadedModel>)>,
+    /// Versions that failed, by fingerprint, so a broken file is reported once.
+    failed: HashMap<Key, Fingerprint>,
+}
+
+impl Reconciler {
+    pub fn new(root: PathBuf, engines: Arc<Engines>, routes: Arc<Routes>, health: Arc<Health>) -> Reconciler {
+        Reconciler {
+            root,
+            engines,
+            routes,
+            health,
+            loaded: HashMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    /// One scan, load and swap. Blocking: run it on a blocking thread.
+    pub fn pass(&mut self) {
+        let scanned = match scan(&self.root) {
+            Ok(scanned) => scanned,
+            Err(err) => {
+                // A transient I/O error must not unload everything: keep serving.
+                tracing::error!(repository = %self.root.display(), error = %err, "cannot scan the model repository");
+                return;
+            }
+        };
+        let mut desired: BTreeSet<Key> = BTreeSet::new();
+        for (name, model) in &scanned {
+            let config = match &model.config {
+                Ok(config) => config,
+                Err(reason) => {
+                    tracing::error!(model = %name, %reason, "invalid config.toml, keeping what is loaded");
+                    desired.extend(self.loaded.keys().filter(|(m, _)| m == name).cloned());
+                    continue;
+                }
+            };
+            let on_disk: BTreeSet<u64> = model.versions.keys().copied().collect();
+            let mut complete = true;
+            for version in config.version_policy.select(&on_disk) {
+                let (path, fingerprint) = &model.versions[&version];
+                let key = (name.clone(), version);
+                complete &= self.ensure_loaded(&key, path, *fingerprint, config.backend);
+                desired.insert(key);
+            }
+            if !complete {
+                // A version that failed never replaces a working one: what
+                // served this model before keeps serving until it loads.
+                desired.extend(self.loaded.keys().filter(|(m, _)| m == name).cloned());
+            }
+        }
+        self.loaded.retain(|key, _| desired.contains(key));
+        self.failed.retain(|key, _| desired.contains(key));
+        self.publish();
+        let ready = scanned
+            .keys()
+            .all(|name| self.loaded.keys().any(|(model, _)| model == name));
+        self.health.set_ready(ready);
+    }
+
+    /// Loads `key` unless it is loaded from this very file; true when a
+    /// model for `key` is loaded afterwards.
+    fn ensure_loaded(
+        &mut self,
+        key: &Key,
+        path: &Path,
+        fingerprint: Fingerprint,
+        backend: BackendChoice,
+    ) -> bool {
+        let current = self.loaded.get(key).map(|(loaded, _)| *loaded);
+        if current == Some(fingerprint) {
+            return true;
+        }
+        if self.failed.get(key) == Some(&fingerprint) {
+            return current.is_some();
+        }
+        let (name, version) = key;
+        let loaded = std::fs::read(path)
+            .map_err(|err| crate::error::Error::Load(format!("cannot read {}: {err}", path.display())))
+            .and_then(|artifact| self.engines.load_model(name, *version, &artifact, backend));
+        match loaded {
+            Ok(model) => {
+                self.failed.remove(key);
+                self.loaded.insert(key.clone(), (fingerprint, model));
+                true
+            }
+            Err(err) => {
+                metrics::counter!(crate::metrics::MODEL_LOAD_FAILURES, "model" => name.clone()).increment(1);
+                tracing::error!(
+                    model = %name,
+                    version,
+                    error = %err,
+                    keeps_serving = current.is_some(),
+                    "model version failed to load"
+                );
+                self.failed.insert(key.clone(), fingerprint);
+                current.is_some()
+            }
+        }
+    }
+
+    /// Builds the table from what is loaded and stores it, if anything changed.
+    fn publish(&self) {
+        let mut by_model: BTreeMap<&str, BTreeMap<u64, Arc<LoadedModel>>> = BTreeMap::new();
+        for ((name, version), (_, model)) in &self.loaded {
+            by_model.entry(name).or_default().insert(*version, model.clone());
+        }
+        let current = self.routes.snapshot();
+        let unchanged = current.routes.len() == by_model.len()
+            && by_model.iter().all(|(name, versions)| {
+                current.routes.get(*name).is_some_and(|route| {
+                    route.versions.len() == versions.len()
+                        && route
+                            .versions
+                            .iter()
+                            .zip(versions)
+                            .all(|((a, old), (b, new))| a == b && Arc::ptr_eq(old, new))
+                })
+            });
+        if unchanged {
+            return;
+        }
+        for name in current
+            .routes
+            .keys()
+            .filter(|name| !by_model.contains_key(name.as_str()))
+        {
+            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.clone()).set(0.0);
+        }
+        let mut table = RoutingTable::default();
+        for (name, versions) in by_model {
+            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.to_string())
+                .set(versions.len() as f64);
+            if let Some(route) = Route::new(versions) {
+                table.routes.insert(name.to_string(), Arc::new(route));
+            }
+        }
+        tracing::info!(live = ?table.live_versions(), "routing table swapped");
+        self.routes.store(table);
+    }
+}
+
+/// Polls the repository every `interval` until `shutdown` resolves.
+pub async fn watch(
+    mut reconciler: Reconciler,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        reconciler = match tokio::task::spawn_blocking(move || {
+            reconciler.pass();
+            reconciler
+        })
+        .await
+        {
+            Ok(reconciler) => reconciler,
+            Err(err) => {
+                tracing::error!(error = %err, "model repository poller crashed; the last table keeps serving");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Model directories and their numbered version directories holding `model.onnx`.
+fn scan(root: &Path) -> std::io::Result<BTreeMap<String, ScannedModel>> {
+    let mut models = BTreeMap::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(name) = entry
+            .file_name()
+            .to_str()
+            .filter(|name| valid_model_name(name))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let config = read_config(&dir.join(CONFIG_FILE));
+        let mut versions = BTreeMap::new();
+        for version_entry in std::fs::read_dir(&dir)? {
+            let version_entry = version_entry?;
+            let Some(version) = version_entry
+                .file_name()
+                .to_str()
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let path = version_entry.path().join(MODEL_FILE);
+            // The file may vanish between listing and stat: then it is simply absent.
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.is_file()
+            {
+                versions.insert(version, (path, (meta.len(), meta.modified().ok())));
+            }
+        }
+        models.insert(name, ScannedModel { config, versions });
+    }
+    Ok(models)
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(ModelConfig::default()),
+        Err(err) => Err(format!("{}: {err}", path.display())),
+    }
+}
+
+/// Names that are safe in a URL path segment and a metric label.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_backend_and_each_policy() {
+        let config: ModelConfig = toml::from_str("backend = \"ort\"\nversion_policy = \"all\"").unwrap();
+        assert_eq!(config.backend, BackendChoice::Ort);
+        assert_eq!(config.version_policy, VersionPolicy::All);
+        let config: ModelConfig = toml::from_str("version_policy = { specific = [1, 3] }").unwrap();
+        assert_eq!(config.version_policy, VersionPolicy::Specific(vec![1, 3]));
+        assert_eq!(toml::from_str::<ModelConfig>("").unwrap(), ModelConfig::default());
+        assert!(toml::from_str::<ModelConfig>("backend = \"gpu\"").is_err());
+        assert!(toml::from_str::<ModelConfig>("bakend = \"ort\"").is_err());
+    }
+
+    #[test]
+    fn policies_select_versions() {
+        let on_disk: BTreeSet<u64> = [1, 2, 5].into();
+        assert_eq!(VersionPolicy::Latest.select(&on_disk), [5].into());
+        assert_eq!(VersionPolicy::All.select(&on_disk), on_disk);
+        assert_eq!(VersionPolicy::Specific(vec![2, 7]).select(&on_disk), [2].into());
+        assert!(VersionPolicy::Latest.select(&BTreeSet::new()).is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! The Open Inference Protocol endpoints.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::body::{self, Encoding};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model::LoadedModel;
+use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
+
+pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.health.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "sluice",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: protocol::EXTENSIONS,
+    })
+}
+
+pub async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response> {
+    metadata(&state, &model, None)
+}
+
+pub async fn version_metadata(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response> {
+    metadata(&state, &model, Some(&version))
+}
+
+fn metadata(state: &AppState, model: &str, version_opt: Option<&str>) -> Result<Response> {
+    let table = state.routes.load();
+    let loaded = table.resolve(model, version_opt)?;
+    let versions = table.routes[model].version_labels();
+    Ok(Json(ModelMetadata::of(loaded, versions)).into_response())
+}
+
+pub async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Result<Response> {
+    model_readiness(&state, &model, None)
+}
+
+pub async fn version_ready(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response> {
+    model_readiness(&state, &model, Some(&version))
+}
+
+/// A version in the table has been loaded and warmed: it is ready by construction.
+fn model_readiness(state: &AppState, model: &str, version_opt: Option<&str>) -> Result<Response> {
+    let table = state.routes.load();
+    let loaded = table.resolve(model, version_opt)?;
+    Ok(Json(json!({ "name": loaded.name, "version": loaded.version_label, "ready": true })).into_response())
+}
+
+pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+pub async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_and_count(&state, &model, None, &headers, body).await
+}
+
+pub async fn infer_version(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_and_count(&state, &model, Some(&version), &headers, body).await
+}
+
+/// Keeps the in-flight gauge honest even when a client hangs up mid-request.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        ::metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        ::metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
+    }
+}
+
+async fn infer_and_count(
+    state: &AppState,
+    model_name: &str,
+    version_opt: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let _in_flight = InFlight::enter();
+    let started = Instant::now();
+    // The one routing-table load of this request; the Arc keeps the version
+    // alive until we answer, whatever swaps happen meanwhile.
+    let resolved = state.routes.load().resolve(model_name, version_opt).cloned();
+    let (response, labels) = match resolved {
+        Ok(model) => {
+            let response = match run_inference(state, &model, headers, body).await {
+                Ok(response) => response,
+                Err(err) => err.into_response(),
+            };
+            (response, Some(model))
+        }
+        Err(err) => (err.into_response(), None),
+    };
+    // Unknown names are counted under an empty label so that a scan of
+    // random paths cannot explode the metric's cardinality.
+    let (model_label, version_label) = match &labels {
+        Some(model) => (model.name.clone(), model.version_label.clone()),
+        None => (String::new(), String::new()),
+    };
+    let code = response.status().as_u16().to_string();
+    ::metrics::counter!(metrics::REQUESTS, "model" => model_label.clone(), "version" => version_label.clone(), "code" => code)
+        .increment(1);
+    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => model_label, "version" => version_label)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn run_inference(
+    state: &AppState,
+    model: &Arc<LoadedModel>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let encoding = Encoding::from_headers(headers)?;
+    let header_length_opt = header_length(headers)?;
+    let limit = state.max_request_bytes;
+    let raw = body::collect(body, headers, limit).await?;
+    let job_model = model.clone();
+    // Decompression, decoding, the run and encoding are all CPU work: they
+    // happen on a compute thread, never on the reactor.
+    let (outcome, timing) = state
+        .compute
+        .run(move || {
+            let bytes = body::decode(raw, encoding, limit)?;
+            let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+            let compute_started = Instant::now();
+            let outputs = job_model.run(decoded.inputs)?;
+            let computed = compute_started.elapsed();
+            let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
+            Ok::<_, Error>((encoded, computed))
+        })
+        .await?;
+    let labels = [
+        ("model", model.name.clone()),
+        ("version", model.version_label.clone()),
+    ];
+    ::metrics::histogram!(metrics::QUEUE_DURATION, &labels).record(timing.queued.as_secs_f64());
+    let (encoded, computed) = outcome?;
+    ::metrics::histogram!(metrics::COMPUTE_DURATION, &labels).record(computed.as_secs_f64());
+
+    let mut response = Response::new(Body::from(encoded.body));
+    let response_headers = response.headers_mut();
+    let content_type = match encoded.header_length_opt {
+        Some(length) => {
+            response_headers.insert(
+                HeaderName::from_static(protocol::HEADER_CONTENT_LENGTH),
+                HeaderValue::from(length),
+            );
+            "application/octet-stream"
+        }
+        None => "application/json",
+    };
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response_headers.insert(
+        HeaderName::from_static(MODEL_VERSION_HEADER),
+        HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
+    );
+    Ok(response)
+}
+
+fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
+    let Some(value) = headers.get(protocol::HEADER_CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| Error::bad_request("Inference-Header-Content-Length must be a non-negative integer"))
+}
+
+/// JSON 404 for paths the protocol does not have.
+pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::RouteNotFound(format!("{method} {}", uri.path()))
+}
+
+/// JSON 405 for a known path called with the wrong method.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::MethodNotAllowed(format!("{method} {}", uri.path()))
+}

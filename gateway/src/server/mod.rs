@@ -1,0 +1,118 @@
+//! The HTTP server: routes, layers, and a graceful shutdown.
+//!
+//! `start` takes a bound listener, so tests run the real server on an
+//! ephemeral port in-process.
+
+mod body;
+pub mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::compression::CompressionLayer;
+
+use crate::compute::ComputePool;
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::repository::{Health, Reconciler};
+use crate::routing::Routes;
+
+/// What every handler shares. Nothing here is locked on the request path.
+pub struct AppState {
+    pub routes: Arc<Routes>,
+    pub health: Arc<Health>,
+    pub compute: ComputePool,
+    pub metrics: PrometheusHandle,
+    pub max_request_bytes: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}", get(version_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
+        .route("/metrics", get(prometheus))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+/// A running gateway: its address, its routing table, and a way to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub routes: Arc<Routes>,
+    pub health: Arc<Health>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves `config` on `listener`: the HTTP server answers at once (live,
+    /// not ready), the repository poller loads models and flips readiness.
+    pub async fn start(config: ServeConfig, listener: TcpListener) -> Result<Server> {
+        let addr = listener
+            .local_addr()
+            .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
+        let routes = Arc::new(Routes::default());
+        let health = Arc::new(Health::default());
+        let engines = Arc::new(crate::backend::Engines::new(&config.engines));
+        let state = Arc::new(AppState {
+            routes: routes.clone(),
+            health: health.clone(),
+            compute: ComputePool::new(config.compute_threads, config.compute_queue),
+            metrics: crate::metrics::handle(),
+            max_request_bytes: config.max_request_bytes,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let reconciler = Reconciler::new(
+            config.model_repository.clone(),
+            engines,
+            routes.clone(),
+            health.clone(),
+        );
+        tokio::spawn(crate::repository::watch(
+            reconciler,
+            config.poll_interval,
+            shutdown_rx.clone(),
+        ));
+        let app = router(state);
+        let mut stop = shutdown_rx;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, repository = %config.model_repository.display(), "sluice is listening");
+        Ok(Server {
+            addr,
+            routes,
+            health,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, stops the poller.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .map_err(|err| Error::Internal(format!("server task failed: {err}")))?
+            .map_err(|err| Error::Internal(format!("server failed: {err}")))
+    }
+}

@@ -1,0 +1,263 @@
+//! Typed tensors: the one in-memory form every codec decodes into and every
+//! backend reads from, so no engine-specific type leaks into the protocol code.
+
+use half::f16;
+
+/// The Open Inference Protocol datatypes Sluice serves (all but `BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    F32,
+    F64,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 12] = [
+        DataType::Bool,
+        DataType::U8,
+        DataType::U16,
+        DataType::U32,
+        DataType::U64,
+        DataType::I8,
+        DataType::I16,
+        DataType::I32,
+        DataType::I64,
+        DataType::F16,
+        DataType::F32,
+        DataType::F64,
+    ];
+
+    /// The name on the wire, as in `"datatype": "FP32"`.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::U8 => "UINT8",
+            DataType::U16 => "UINT16",
+            DataType::U32 => "UINT32",
+            DataType::U64 => "UINT64",
+            DataType::I8 => "INT8",
+            DataType::I16 => "INT16",
+            DataType::I32 => "INT32",
+            DataType::I64 => "INT64",
+            DataType::F16 => "FP16",
+            DataType::F32 => "FP32",
+            DataType::F64 => "FP64",
+        }
+    }
+
+    pub fn from_wire_name(name: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|dt| dt.wire_name() == name)
+    }
+
+    /// Bytes per element in the binary tensor extension (BOOL is one byte).
+    pub fn size_of(self) -> usize {
+        match self {
+            DataType::Bool | DataType::U8 | DataType::I8 => 1,
+            DataType::U16 | DataType::I16 | DataType::F16 => 2,
+            DataType::U32 | DataType::I32 | DataType::F32 => 4,
+            DataType::U64 | DataType::I64 | DataType::F64 => 8,
+        }
+    }
+
+    /// The ONNX `TensorProto.DataType` code, or `None` for types we do not serve.
+    pub fn from_onnx_code(code: i32) -> Option<DataType> {
+        Some(match code {
+            1 => DataType::F32,
+            2 => DataType::U8,
+            3 => DataType::I8,
+            4 => DataType::U16,
+            5 => DataType::I16,
+            6 => DataType::I32,
+            7 => DataType::I64,
+            9 => DataType::Bool,
+            10 => DataType::F16,
+            11 => DataType::F64,
+            12 => DataType::U32,
+            13 => DataType::U64,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire_name())
+    }
+}
+
+/// Element storage, one variant per datatype, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Runs `$body` with `$v` bound to the inner `Vec` of any [`TensorData`] variant.
+#[macro_export]
+macro_rules! with_tensor_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            $crate::tensor::TensorData::Bool($v) => $body,
+            $crate::tensor::TensorData::U8($v) => $body,
+            $crate::tensor::TensorData::U16($v) => $body,
+            $crate::tensor::TensorData::U32($v) => $body,
+            $crate::tensor::TensorData::U64($v) => $body,
+            $crate::tensor::TensorData::I8($v) => $body,
+            $crate::tensor::TensorData::I16($v) => $body,
+            $crate::tensor::TensorData::I32($v) => $body,
+            $crate::tensor::TensorData::I64($v) => $body,
+            $crate::tensor::TensorData::F16($v) => $body,
+            $crate::tensor::TensorData::F32($v) => $body,
+            $crate::tensor::TensorData::F64($v) => $body,
+        }
+    };
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::Bool(_) => DataType::Bool,
+            TensorData::U8(_) => DataType::U8,
+            TensorData::U16(_) => DataType::U16,
+            TensorData::U32(_) => DataType::U32,
+            TensorData::U64(_) => DataType::U64,
+            TensorData::I8(_) => DataType::I8,
+            TensorData::I16(_) => DataType::I16,
+            TensorData::I32(_) => DataType::I32,
+            TensorData::I64(_) => DataType::I64,
+            TensorData::F16(_) => DataType::F16,
+            TensorData::F32(_) => DataType::F32,
+            TensorData::F64(_) => DataType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        with_tensor_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` zeros of `datatype`: the warm-up input.
+    pub fn zeros(datatype: DataType, len: usize) -> TensorData {
+        match datatype {
+            DataType::Bool => TensorData::Bool(vec![false; len]),
+            DataType::U8 => TensorData::U8(vec![0; len]),
+            DataType::U16 => TensorData::U16(vec![0; len]),
+            DataType::U32 => TensorData::U32(vec![0; len]),
+            DataType::U64 => TensorData::U64(vec![0; len]),
+            DataType::I8 => TensorData::I8(vec![0; len]),
+            DataType::I16 => TensorData::I16(vec![0; len]),
+            DataType::I32 => TensorData::I32(vec![0; len]),
+            DataType::I64 => TensorData::I64(vec![0; len]),
+            DataType::F16 => TensorData::F16(vec![f16::ZERO; len]),
+            DataType::F32 => TensorData::F32(vec![0.0; len]),
+            DataType::F64 => TensorData::F64(vec![0.0; len]),
+        }
+    }
+
+    /// Little-endian bytes, as the binary tensor extension carries them.
+    pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len() * self.datatype().size_of());
+        match self {
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            TensorData::U8(v) => out.extend_from_slice(v),
+            TensorData::U16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I8(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        }
+    }
+
+    /// Decodes little-endian bytes; the caller has checked that the length is
+    /// a whole number of elements.
+    pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> TensorData {
+        fn decode<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+            bytes
+                .chunks_exact(N)
+                .map(|chunk| f(chunk.try_into().expect("chunks_exact yields N bytes")))
+                .collect()
+        }
+        match datatype {
+            DataType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DataType::U8 => TensorData::U8(bytes.to_vec()),
+            DataType::U16 => TensorData::U16(decode(bytes, u16::from_le_bytes)),
+            DataType::U32 => TensorData::U32(decode(bytes, u32::from_le_bytes)),
+            DataType::U64 => TensorData::U64(decode(bytes, u64::from_le_bytes)),
+            DataType::I8 => TensorData::I8(decode(bytes, i8::from_le_bytes)),
+            DataType::I16 => TensorData::I16(decode(bytes, i16::from_le_bytes)),
+            DataType::I32 => TensorData::I32(decode(bytes, i32::from_le_bytes)),
+            DataType::I64 => TensorData::I64(decode(bytes, i64::from_le_bytes)),
+            DataType::F16 => TensorData::F16(decode(bytes, f16::from_le_bytes)),
+            DataType::F32 => TensorData::F32(decode(bytes, f32::from_le_bytes)),
+            DataType::F64 => TensorData::F64(decode(bytes, f64::from_le_bytes)),
+        }
+    }
+}
+
+/// A named-by-position tensor: shape plus row-major data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    pub fn datatype(&self) -> DataType {
+        self.data.datatype()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn le_bytes_round_trip_for_every_datatype() {
+        for datatype in DataType::ALL {
+            let zeros = TensorData::zeros(datatype, 3);
+            let mut bytes = Vec::new();
+            zeros.write_le_bytes(&mut bytes);
+            assert_eq!(bytes.len(), 3 * datatype.size_of());
+            assert_eq!(TensorData::from_le_bytes(datatype, &bytes), zeros);
+        }
+        let values = TensorData::I32(vec![-1, 7, i32::MAX]);
+        let mut bytes = Vec::new();
+        values.write_le_bytes(&mut bytes);
+        assert_eq!(TensorData::from_le_bytes(DataType::I32, &bytes), values);
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for datatype in DataType::ALL {
+            assert_eq!(DataType::from_wire_name(datatype.wire_name()), Some(datatype));
+        }
+        assert_eq!(DataType::from_wire_name("BYTES"), None);
+    }
+}

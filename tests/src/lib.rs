@@ -1,0 +1,283 @@
+//! Harness for Sluice's end-to-end tests: a real gateway on an ephemeral
+//! port, a model repository in a temporary directory, and an HTTP client.
+//!
+//! ```text
+//! let repo = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
+//! let gateway = TestGateway::start(&repo).await;
+//! let response = gateway.post_json("/v2/models/credit_risk/infer", &body).await;
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_gateway::{ServeConfig, Server};
+
+pub use tempfile::TempDir;
+
+/// The repository root, where `models/` lives.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Bytes of a committed example model, by name.
+pub fn example_model(name: &str) -> Vec<u8> {
+    let root = repo_root().join("models");
+    let path = ["repository", "ort-only", "test"]
+        .iter()
+        .map(|kind| root.join(kind).join(name).join("1/model.onnx"))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("no example model named {name} under models/"));
+    std::fs::read(path).expect("reading an example model")
+}
+
+/// A committed reference fixture: a request and ONNX Runtime's outputs for it.
+pub fn fixture(name: &str) -> Value {
+    let path = repo_root().join("models/fixtures").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    serde_json::from_str(&text).expect("fixtures are JSON")
+}
+
+/// The ONNX Runtime library the tests load. `scripts/test.sh` fetches it and
+/// sets `ORT_DYLIB_PATH`; ort tests must not silently skip, so its absence fails.
+pub fn ort_library() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(path);
+    }
+    let local = repo_root().join(".ort");
+    std::fs::read_dir(&local)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .find(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+        })
+        .expect("ONNX Runtime library not found: run the tests with scripts/test.sh (it fetches it), or set ORT_DYLIB_PATH")
+}
+
+/// A model repository in a temporary directory.
+pub struct TestRepository {
+    dir: TempDir,
+}
+
+impl Default for TestRepository {
+    fn default() -> Self {
+        TestRepository::new()
+    }
+}
+
+impl TestRepository {
+    pub fn new() -> TestRepository {
+        TestRepository {
+            dir: tempfile::tempdir().expect("creating a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn with_model(self, name: &str, version: u64, artifact: &[u8]) -> TestRepository {
+        self.add_version(name, version, artifact);
+        self
+    }
+
+    pub fn with_config(self, name: &str, toml: &str) -> TestRepository {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), toml).unwrap();
+        self
+    }
+
+    /// Writes aside and renames, as a deployment tool should, so the poller
+    /// never sees half a file.
+    pub fn add_version(&self, name: &str, version: u64, artifact: &[u8]) {
+        let dir = self.path().join(name).join(version.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join(".model.onnx.partial");
+        std::fs::write(&partial, artifact).unwrap();
+        std::fs::rename(&partial, dir.join("model.onnx")).unwrap();
+    }
+
+    pub fn remove_version(&self, name: &str, version: u64) {
+        std::fs::remove_dir_all(self.path().join(name).join(version.to_string())).unwrap();
+    }
+}
+
+/// Gateway settings a test may change before starting.
+#[derive(Clone)]
+pub struct Options {
+    pub with_ort: bool,
+    pub poll_interval: Duration,
+    pub max_request_bytes: usize,
+    pub compute_queue: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            with_ort: true,
+            poll_interval: Duration::from_millis(50),
+            max_request_bytes: 64 * 1024 * 1024,
+            compute_queue: 1024,
+        }
+    }
+}
+
+/// A running gateway on 127.0.0.1 and an ephemeral port.
+pub struct TestGateway {
+    pub server: Server,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl TestGateway {
+    pub async fn start(repository: &TestRepository) -> TestGateway {
+        TestGateway::start_with(repository, Options::default()).await
+    }
+
+    pub async fn start_with(repository: &TestRepository, options: Options) -> TestGateway {
+        let mut config = ServeConfig::for_repository(repository.path());
+        config.poll_interval = options.poll_interval;
+        config.max_request_bytes = options.max_request_bytes;
+        config.compute_queue = options.compute_queue;
+        config.engines.ort_library_opt = options.with_ort.then(ort_library);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let server = Server::start(config, listener)
+            .await
+            .expect("starting the gateway");
+        let gateway = TestGateway {
+            base: format!("http://{}", server.addr),
+            server,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Polls `/v2/health/ready` until 200, with a deadline instead of a sleep.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.client.get(self.url("/v2/health/ready")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway not ready within 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until `model` serves exactly `versions`.
+    pub async fn wait_versions(&self, model: &str, versions: &[u64]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live: Vec<u64> = self
+                .server
+                .routes
+                .snapshot()
+                .live_versions()
+                .into_iter()
+                .filter(|(name, _)| name == model)
+                .map(|(_, version)| version)
+                .collect();
+            if live == versions {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{model} serves {live:?}, expected {versions:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        read_json(response).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        // No Content-Type, as tritonclient sends pure-JSON requests.
+        let response = self
+            .client
+            .post(self.url(path))
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .expect("POST");
+        read_json(response).await
+    }
+
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.expect("POST")
+    }
+}
+
+pub async fn read_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("reading a response body");
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+        panic!(
+            "status {status}: body is not JSON ({err}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, value)
+}
+
+/// The error message of a `{"error": "..."}` body.
+pub fn error_message(body: &Value) -> &str {
+    body.get("error")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("expected {{\"error\": ...}}, got {body}"))
+}
+
+/// Asserts two output lists (V2 JSON) agree: names, datatypes, shapes exactly,
+/// data within `tolerance`.
+pub fn assert_outputs_match(actual: &Value, expected: &Value, tolerance: f64) {
+    let actual = actual.as_array().expect("outputs is a list");
+    let expected = expected.as_array().expect("expected outputs is a list");
+    assert_eq!(actual.len(), expected.len(), "output count");
+    for want in expected {
+        let name = want["name"].as_str().unwrap();
+        let got = actual
+            .iter()
+            .find(|output| output["name"] == name)
+            .unwrap_or_else(|| panic!("output {name} missing"));
+        assert_eq!(got["datatype"], want["datatype"], "{name} datatype");
+        assert_eq!(got["shape"], want["shape"], "{name} shape");
+        let got_data = got["data"].as_array().unwrap();
+        let want_data = want["data"].as_array().unwrap();
+        assert_eq!(got_data.len(), want_data.len(), "{name} length");
+        for (index, (g, w)) in got_data.iter().zip(want_data).enumerate() {
+            let (g, w) = (as_f64(g), as_f64(w));
+            assert!(
+                (g - w).abs() <= tolerance * w.abs().max(1.0),
+                "{name}[{index}]: got {g}, ONNX Runtime reference {w}"
+            );
+        }
+    }
+}
+
+fn as_f64(value: &Value) -> f64 {
+    match value {
+        Value::Bool(flag) => f64::from(u8::from(*flag)),
+        other => other.as_f64().unwrap_or_else(|| panic!("not a number: {other}")),
+    }
+}
