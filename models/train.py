@@ -20,6 +20,8 @@ What it writes:
   ONNX Runtime loads.
 - `models/test/all_types/1/model.onnx`: one Identity per Open Inference Protocol
   datatype, for codec tests.
+- `models/test/unsupported_op/1/model.onnx`: a valid graph on an operator that
+  no engine implements, for the "neither engine loads it" error.
 - `models/data/*.csv`: the training data each model saw.
 - `models/fixtures/*.json`: V2 request bodies and ONNX Runtime's outputs for them,
   the reference the integration tests compare against.
@@ -67,6 +69,9 @@ def write(path: pathlib.Path, text: str) -> None:
 def save_model(model: onnx.ModelProto, path: pathlib.Path, doc: str) -> None:
     model.doc_string = doc
     model.producer_name = "sluice-models"
+    # skl2onnx names graphs with a random uuid: name them after the model so
+    # that a rerun writes the same bytes.
+    model.graph.name = path.parent.parent.name
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
@@ -246,6 +251,24 @@ def export_all_types() -> None:
     write_fixture("all_types", path, request_inputs, feeds)
 
 
+def export_unsupported() -> None:
+    """A valid ONNX graph built on an operator no engine implements."""
+    graph = helper.make_graph(
+        [helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example.sluice")],
+        "unsupported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.sluice", 1)]
+    )
+    model.ir_version = 8
+    model.doc_string = "an operator that exists nowhere"
+    path = ROOT / "test/unsupported_op/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))  # no check_model: the checker rightly refuses it
+
+
 def write_fixture(name: str, path: pathlib.Path, inputs: list, feeds: dict) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
@@ -276,6 +299,7 @@ def main() -> None:
     export_credit(rng)
     export_digits(rng)
     export_all_types()
+    export_unsupported()
 
 
 if __name__ == "__main__":

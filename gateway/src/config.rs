@@ -12,7 +12,7 @@ use crate::backend::EngineOptions;
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
 /// Inference Protocol (KServe V2).
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about, long_about = None)]
+#[command(name = "sluice", version)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

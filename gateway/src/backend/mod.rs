@@ -48,7 +48,6 @@ impl BackendKind {
 
 /// An inference engine that turns an ONNX artifact into a runnable session.
 pub trait Backend: Send + Sync {
-    fn kind(&self) -> BackendKind;
     fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>>;
 }
 
@@ -104,10 +103,6 @@ impl Engines {
             tract: tract::TractBackend,
             ort,
         }
-    }
-
-    pub fn ort_available(&self) -> bool {
-        self.ort.is_ok()
     }
 
     /// Parses, loads and warms one model version. Runs for milliseconds to

@@ -13,7 +13,7 @@ use ort::environment::Environment;
 use ort::session::Session as OrtSession;
 use ort::value::{DynValue, Tensor as OrtTensor};
 
-use super::{Backend, BackendKind, Session};
+use super::{Backend, Session};
 use crate::error::{Error, Result};
 use crate::model::Signature;
 use crate::tensor::{DataType, Tensor, TensorData};
@@ -65,10 +65,6 @@ impl OrtBackend {
 }
 
 impl Backend for OrtBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Ort
-    }
-
     fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
         let sessions = (0..self.sessions_per_model)
             .map(|_| self.new_session(artifact).map(Mutex::new))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::{Backend, BackendKind, Session, onnx};
+use super::{Backend, Session, onnx};
 use crate::error::{Error, Result};
 use crate::model::Signature;
 use crate::tensor::{DataType, Tensor as SluiceTensor, TensorData};
@@ -20,10 +20,6 @@ struct TractSession {
 }
 
 impl Backend for TractBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Tract
-    }
-
     fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
         let proto = onnx::decode(artifact)?;
         let refused = |err: TractError| Error::Load(format!("{err:#}"));

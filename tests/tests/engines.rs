@@ -1,0 +1,54 @@
+//! Engine choice and its failures, through the same loader the repository uses.
+
+use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
+use sluice_tests::{example_model, ort_library};
+
+fn engines(with_ort: bool) -> Engines {
+    Engines::new(&EngineOptions {
+        ort_library_opt: with_ort.then(ort_library),
+        ort_sessions: 2,
+        ort_intra_threads: 1,
+    })
+}
+
+#[test]
+fn a_model_neither_engine_loads_names_both_reasons() {
+    let artifact = example_model("unsupported_op");
+    let err = engines(true)
+        .load_model("unsupported_op", 1, &artifact, BackendChoice::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ort: "), "{err}");
+    assert!(err.contains("tract: "), "{err}");
+    assert!(err.contains("Frobnicate"), "the reason names the operator: {err}");
+}
+
+#[test]
+fn ort_only_model_without_onnx_runtime_says_why() {
+    let artifact = example_model("credit_risk_scaled");
+    let err = engines(false)
+        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tract: "), "{err}");
+    assert!(err.contains("Scaler"), "tract's refusal names the op: {err}");
+
+    let err = engines(false)
+        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Ort)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no ONNX Runtime library configured"), "{err}");
+}
+
+#[test]
+fn a_zipmap_style_output_is_refused_with_advice() {
+    // A classifier exported with skl2onnx's default ZipMap gives a sequence of
+    // maps, which the protocol cannot carry: say how to export it instead.
+    let artifact = example_model("credit_risk");
+    let mut proto = sluice_gateway::backend::onnx::decode(&artifact).unwrap();
+    proto.graph.as_mut().unwrap().output[1].r#type = None;
+    let err = sluice_gateway::backend::onnx::signature_of(&proto)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("zipmap=False"), "{err}");
+}
