@@ -22,15 +22,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let repository = match (&args.model_repository, args.demo) {
-        (Some(dir), _) => dir.clone(),
-        (None, _) => {
+    // `--demo` writes its models to a directory of its own, removed on exit.
+    let demo_dir_opt = match &args.model_repository {
+        Some(_) => None,
+        None => {
             let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
             demo::write_repository(&dir)
                 .with_context(|| format!("writing the demo models to {}", dir.display()))?;
             tracing::info!(repository = %dir.display(), "serving the demo models");
-            dir
+            Some(dir)
         }
+    };
+    let repository = match (&args.model_repository, &demo_dir_opt) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => anyhow::bail!("give --model-repository DIR or --demo"),
     };
     let ort_dylib_path = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
     let config = args
@@ -43,6 +48,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await?;
+    if let Some(dir) = demo_dir_opt {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
