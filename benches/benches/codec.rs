@@ -18,6 +18,7 @@ fn signature() -> Signature {
             name: "image".into(),
             datatype: DataType::F32,
             shape: vec![-1, FLOATS as i64],
+            dim_symbols: vec![Some("N".into()), None],
         }],
         outputs: vec![],
     }

@@ -5,7 +5,6 @@
 //! oneshot for its answer. A full queue refuses at once (the caller answers
 //! 503 with `Retry-After`) instead of piling requests up.
 
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -17,7 +16,6 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 pub struct ComputePool {
     jobs_opt: Option<Sender<Job>>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 /// How long a job waited for a thread and how long it ran.
@@ -31,24 +29,21 @@ impl ComputePool {
     /// `threads` workers sharing a queue of at most `queue_capacity` waiting jobs.
     pub fn new(threads: usize, queue_capacity: usize) -> ComputePool {
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity.max(1));
-        let workers = (0..threads.max(1))
-            .map(|index| {
-                let receiver = receiver.clone();
-                std::thread::Builder::new()
-                    .name(format!("sluice-compute-{index}"))
-                    .spawn(move || {
-                        while let Ok(job) = receiver.recv() {
-                            // A panicking engine loses its one job (its requester
-                            // gets a 500), not the thread.
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                        }
-                    })
-                    .expect("spawning a compute thread")
-            })
-            .collect();
+        for index in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("sluice-compute-{index}"))
+                .spawn(move || {
+                    while let Ok(job) = receiver.recv() {
+                        // A panicking engine loses its one job (its requester
+                        // gets a 500), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .expect("spawning a compute thread");
+        }
         ComputePool {
             jobs_opt: Some(sender),
-            workers,
         }
     }
 
@@ -62,6 +57,10 @@ impl ComputePool {
         let (reply, answer) = oneshot::channel();
         let enqueued = Instant::now();
         let job: Job = Box::new(move || {
+            // The client hung up while this waited: do not compute for nobody.
+            if reply.is_closed() {
+                return;
+            }
             let started = Instant::now();
             let value = work();
             let timing = Timing {
@@ -86,11 +85,9 @@ impl ComputePool {
 }
 
 impl Drop for ComputePool {
-    /// Closes the queue and lets the workers finish what they hold.
+    /// Closes the queue; each worker finishes what it holds and exits. No
+    /// join: this may run on the reactor, which must not block.
     fn drop(&mut self) {
         self.jobs_opt = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
     }
 }

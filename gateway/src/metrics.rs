@@ -40,6 +40,18 @@ pub fn handle() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
             describe();
+            // Histograms are drained into their buckets by upkeep: without it
+            // samples pile up between scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("sluice-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawning the metrics upkeep thread");
             handle
         })
         .clone()

@@ -13,6 +13,10 @@ pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub shape: Vec<i64>,
+    /// The symbol of each dynamic dim, where dims of several inputs must
+    /// agree: the ONNX `dim_param` name, or `N` for an unnamed leading dim
+    /// (the batch). `None` for fixed and unnamed inner dims.
+    pub dim_symbols: Vec<Option<String>>,
 }
 
 /// What a model takes and gives, read from the ONNX graph.
@@ -29,6 +33,32 @@ impl Signature {
 
     pub fn output_index(&self, name: &str) -> Option<usize> {
         self.outputs.iter().position(|spec| spec.name == name)
+    }
+
+    /// Checks that dynamic dims sharing a symbol got the same size in every
+    /// input (a batch of 2 ages and 3 incomes is the client's mistake, not
+    /// an engine failure).
+    pub fn check_shared_dims(&self, shapes: &[&[usize]]) -> Result<()> {
+        let mut seen: Vec<(&str, usize, &str)> = Vec::new();
+        for (spec, shape) in self.inputs.iter().zip(shapes) {
+            for (axis, symbol) in spec.dim_symbols.iter().enumerate() {
+                let (Some(symbol), Some(&size)) = (symbol, shape.get(axis)) else {
+                    continue;
+                };
+                match seen.iter().find(|(s, _, _)| s == symbol) {
+                    Some((_, first, other)) if *first != size => {
+                        return Err(Error::bad_request(format!(
+                            "input '{}': dimension {axis} ({symbol}) is {size} but input '{other}' has {first}; \
+                             they must agree",
+                            spec.name
+                        )));
+                    }
+                    Some(_) => {}
+                    None => seen.push((symbol, size, &spec.name)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One tensor of zeros per input, dynamic dims set to 1: the warm-up batch.
@@ -151,7 +181,27 @@ mod tests {
             name: "x".into(),
             datatype: DataType::F32,
             shape: vec![-1, 4],
+            dim_symbols: vec![Some("N".into()), None],
         }
+    }
+
+    #[test]
+    fn shared_batch_dims_must_agree() {
+        let mut other = spec();
+        other.name = "y".into();
+        let signature = Signature {
+            inputs: vec![spec(), other],
+            outputs: vec![],
+        };
+        assert!(signature.check_shared_dims(&[&[2, 4], &[2, 4]]).is_ok());
+        let err = signature
+            .check_shared_dims(&[&[2, 4], &[3, 4]])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input 'y': dimension 0 (N) is 3 but input 'x' has 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::backend::{BackendChoice, Engines};
+use crate::error::Error;
 use crate::model::LoadedModel;
 use crate::routing::{Route, Routes, RoutingTable};
 
@@ -56,19 +57,22 @@ impl VersionPolicy {
     }
 }
 
-/// Size and modification time: a file that changes is loaded again.
-type Fingerprint = (u64, Option<SystemTime>);
+/// Size and modification time of the file, and the engine asked for: a
+/// version whose file or `backend` changes is loaded again.
+type Fingerprint = (u64, Option<SystemTime>, BackendChoice);
 
 #[derive(Debug)]
 struct ScannedModel {
     config: Result<ModelConfig, String>,
-    /// Version number → its `model.onnx`.
-    versions: BTreeMap<u64, (PathBuf, Fingerprint)>,
+    /// Version number → its `model.onnx`, its size and modification time.
+    versions: BTreeMap<u64, (PathBuf, u64, Option<SystemTime>)>,
 }
 
 type Key = (String, u64);
 
-/// Readiness: set once every model in the repository serves a version.
+/// Readiness: set once a pass has every model in the repository serving a
+/// version. It stays set: a broken model added later is reported (log and
+/// metric) but does not take a serving replica out of its load balancer.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
@@ -118,11 +122,18 @@ impl Reconciler {
             }
         };
         let mut desired: BTreeSet<Key> = BTreeSet::new();
-        for (name, model) in &scanned {
-            let config = match &model.config {
-                Ok(config) => config,
+        for (name, scan_result) in &scanned {
+            let config_result = scan_result.as_ref().map_err(String::clone).and_then(|model| {
+                model
+                    .config
+                    .as_ref()
+                    .map(|config| (model, config))
+                    .map_err(String::clone)
+            });
+            let (model, config) = match config_result {
+                Ok(found) => found,
                 Err(reason) => {
-                    tracing::error!(model = %name, %reason, "invalid config.toml, keeping what is loaded");
+                    tracing::error!(model = %name, %reason, "cannot read the model's directory or config, keeping what is loaded");
                     desired.extend(self.loaded.keys().filter(|(m, _)| m == name).cloned());
                     continue;
                 }
@@ -130,9 +141,10 @@ impl Reconciler {
             let on_disk: BTreeSet<u64> = model.versions.keys().copied().collect();
             let mut complete = true;
             for version in config.version_policy.select(&on_disk) {
-                let (path, fingerprint) = &model.versions[&version];
+                let (path, size, modified) = &model.versions[&version];
                 let key = (name.clone(), version);
-                complete &= self.ensure_loaded(&key, path, *fingerprint, config.backend);
+                let fingerprint = (*size, *modified, config.backend);
+                complete &= self.ensure_loaded(&key, path, fingerprint, config.backend);
                 desired.insert(key);
             }
             if !complete {
@@ -144,10 +156,13 @@ impl Reconciler {
         self.loaded.retain(|key, _| desired.contains(key));
         self.failed.retain(|key, _| desired.contains(key));
         self.publish();
-        let ready = scanned
+        let all_serving = scanned
             .keys()
             .all(|name| self.loaded.keys().any(|(model, _)| model == name));
-        self.health.set_ready(ready);
+        if all_serving && !self.health.is_ready() {
+            tracing::info!("every model serves a version: ready");
+            self.health.set_ready(true);
+        }
     }
 
     /// Loads `key` unless it is loaded from this very file; true when a
@@ -167,9 +182,17 @@ impl Reconciler {
             return current.is_some();
         }
         let (name, version) = key;
+        let engines = &self.engines;
+        // An engine that panics on a malformed graph fails this version
+        // alone; the poller lives on.
         let loaded = std::fs::read(path)
-            .map_err(|err| crate::error::Error::Load(format!("cannot read {}: {err}", path.display())))
-            .and_then(|artifact| self.engines.load_model(name, *version, &artifact, backend));
+            .map_err(|err| Error::Load(format!("cannot read {}: {err}", path.display())))
+            .and_then(|artifact| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engines.load_model(name, *version, &artifact, backend)
+                }))
+                .unwrap_or_else(|_| Err(Error::Load("the engine panicked while loading it".into())))
+            });
         match loaded {
             Ok(model) => {
                 self.failed.remove(key);
@@ -258,14 +281,14 @@ pub async fn watch(
     }
 }
 
-/// Model directories and their numbered version directories holding `model.onnx`.
-fn scan(root: &Path) -> std::io::Result<BTreeMap<String, ScannedModel>> {
+/// Model directories and their numbered version directories holding
+/// `model.onnx`. Only an unreadable root fails the scan; an unreadable model
+/// directory fails that model alone. Symbolic links are followed (Kubernetes
+/// volumes are made of them).
+fn scan(root: &Path) -> std::io::Result<BTreeMap<String, Result<ScannedModel, String>>> {
     let mut models = BTreeMap::new();
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
         let Some(name) = entry
             .file_name()
             .to_str()
@@ -275,28 +298,36 @@ fn scan(root: &Path) -> std::io::Result<BTreeMap<String, ScannedModel>> {
             continue;
         };
         let dir = entry.path();
-        let config = read_config(&dir.join(CONFIG_FILE));
-        let mut versions = BTreeMap::new();
-        for version_entry in std::fs::read_dir(&dir)? {
-            let version_entry = version_entry?;
-            let Some(version) = version_entry
-                .file_name()
-                .to_str()
-                .and_then(|v| v.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let path = version_entry.path().join(MODEL_FILE);
-            // The file may vanish between listing and stat: then it is simply absent.
-            if let Ok(meta) = std::fs::metadata(&path)
-                && meta.is_file()
-            {
-                versions.insert(version, (path, (meta.len(), meta.modified().ok())));
-            }
+        if !dir.is_dir() {
+            continue;
         }
-        models.insert(name, ScannedModel { config, versions });
+        let scanned = scan_model(&dir).map_err(|err| format!("{}: {err}", dir.display()));
+        models.insert(name, scanned);
     }
     Ok(models)
+}
+
+fn scan_model(dir: &Path) -> std::io::Result<ScannedModel> {
+    let config = read_config(&dir.join(CONFIG_FILE));
+    let mut versions = BTreeMap::new();
+    for version_entry in std::fs::read_dir(dir)? {
+        let version_entry = version_entry?;
+        let Some(version) = version_entry
+            .file_name()
+            .to_str()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let path = version_entry.path().join(MODEL_FILE);
+        // The file may vanish between listing and stat: then it is simply absent.
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.is_file()
+        {
+            versions.insert(version, (path, meta.len(), meta.modified().ok()));
+        }
+    }
+    Ok(ScannedModel { config, versions })
 }
 
 fn read_config(path: &Path) -> Result<ModelConfig, String> {

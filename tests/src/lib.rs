@@ -115,6 +115,7 @@ pub struct Options {
     pub poll_interval: Duration,
     pub max_request_bytes: usize,
     pub compute_queue: usize,
+    pub compute_threads: usize,
 }
 
 impl Default for Options {
@@ -124,6 +125,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(50),
             max_request_bytes: 64 * 1024 * 1024,
             compute_queue: 1024,
+            compute_threads: 2,
         }
     }
 }
@@ -145,6 +147,7 @@ impl TestGateway {
         config.poll_interval = options.poll_interval;
         config.max_request_bytes = options.max_request_bytes;
         config.compute_queue = options.compute_queue;
+        config.compute_threads = options.compute_threads;
         config.engines.ort_library_opt = options.with_ort.then(ort_library);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -311,3 +311,101 @@ async fn send_split(
         )
         .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_sizes_that_disagree_across_inputs_are_400() {
+    let repository = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
+    let gateway = TestGateway::start(&repository).await;
+    let mut request = sluice_tests::fixture("credit_risk")["request"].clone();
+    // Eight rows for every feature but income, which gets seven.
+    request["inputs"][1]["shape"] = json!([7, 1]);
+    request["inputs"][1]["data"].as_array_mut().unwrap().pop();
+    let (status, body) = gateway.post_json("/v2/models/credit_risk/infer", &request).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains("input 'income': dimension 0 (N) is 7 but input 'age' has 8"),
+        "{body}"
+    );
+}
+
+/// A chunked body has no Content-Length to refuse early: the limit holds
+/// while it streams in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_over_the_limit_are_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
+    let options = Options {
+        max_request_bytes: 4096,
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.server.addr).await.unwrap();
+    let head = "POST /v2/models/digits/infer HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1024];
+    for _ in 0..8 {
+        // The server may answer and close before every chunk is written.
+        if stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+            || stream.write_all(&chunk).await.is_err()
+            || stream.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains(r#"{"error":"request body is larger than the limit of 4096 bytes"}"#),
+        "{text}"
+    );
+}
+
+/// A full inference queue answers 503 with Retry-After at once, and the
+/// requests it admitted all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_compute_queue_answers_503_with_retry_after() {
+    let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
+    let options = Options {
+        compute_queue: 1,
+        compute_threads: 1,
+        ..Options::default()
+    };
+    let gateway = std::sync::Arc::new(TestGateway::start_with(&repository, options).await);
+    // Big requests (2,000 rows) so that decoding keeps the one thread busy.
+    let body = serde_json::to_vec(&pixels(json!([2000, 64]), "FP32", zeros(2000 * 64))).unwrap();
+    let requests: Vec<_> = (0..32)
+        .map(|_| {
+            let (gateway, body) = (gateway.clone(), body.clone());
+            tokio::spawn(async move { gateway.post_raw("/v2/models/digits/infer", &[], body).await })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for request in requests {
+        let response = request.await.unwrap();
+        match response.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                let (_, body) = sluice_tests::read_json(response).await;
+                assert!(error_message(&body).contains("overloaded"), "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok >= 1, "nothing was admitted");
+    assert!(
+        refused >= 1,
+        "32 concurrent requests never overflowed a queue of one"
+    );
+}

@@ -1,5 +1,7 @@
 //! Every Open Inference Protocol endpoint over real HTTP.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use sluice_tests::{TestGateway, TestRepository, error_message, example_model, fixture};
 
@@ -30,17 +32,35 @@ async fn not_ready_until_every_model_has_loaded() {
     // (strict readiness, as Triton's default), while liveness holds.
     let repository = two_models().with_model("broken", 1, b"not an onnx file");
     let mut config = sluice_gateway::ServeConfig::for_repository(repository.path());
-    config.poll_interval = std::time::Duration::from_millis(50);
+    config.poll_interval = Duration::from_millis(20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = sluice_gateway::Server::start(config, listener).await.unwrap();
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    // Wait until the good models serve, then check the verdict.
-    while server.routes.snapshot().routes.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "good models never loaded");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // Wait until the good models serve and the broken one has been tried,
+    // then give the poller a few more passes to change its mind.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if server.routes.snapshot().routes.len() == 2
+            && metrics.contains(r#"sluice_model_load_failures_total{model="broken"}"#)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the repository was never fully scanned"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let ready = client
         .get(format!("{base}/v2/health/ready"))
         .send()
@@ -54,6 +74,36 @@ async fn not_ready_until_every_model_has_loaded() {
     let live = client.get(format!("{base}/v2/health/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
     server.shutdown().await.unwrap();
+}
+
+/// Once ready, a broken model added later is reported, but the replica
+/// stays in its load balancer for the models it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_survives_a_broken_model_added_later() {
+    let repository = two_models();
+    let gateway = TestGateway::start(&repository).await;
+    repository.add_version("broken", 1, b"not an onnx file");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = gateway
+            .client
+            .get(gateway.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(r#"sluice_model_load_failures_total{model="broken"}"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broken model was never tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        gateway.get("/v2/health/ready").await,
+        (200, json!({ "ready": true }))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 use crate::model::{Signature, TensorSpec};
 use crate::tensor::DataType;
 
+/// The symbol of an unnamed leading dim: skl2onnx leaves the batch unnamed,
+/// and every input's batch must agree.
+pub const BATCH_SYMBOL: &str = "N";
+
 /// Decodes the protobuf; a file that is not ONNX fails here with a clear error.
 pub fn decode(artifact: &[u8]) -> Result<pb::ModelProto> {
     let proto = tract_onnx::onnx()
@@ -65,44 +69,32 @@ fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
             tensor.elem_type
         ))
     })?;
-    let shape = tensor
+    let dims = &tensor
         .shape
         .as_ref()
         .ok_or_else(|| Error::Load(format!("{role} '{name}' has no declared rank")))?
-        .dim
+        .dim;
+    let shape = dims
         .iter()
         .map(|dim| match dim.value {
             Some(dimension::Value::DimValue(value)) if value >= 0 => value,
             _ => -1,
         })
         .collect();
+    let dim_symbols = dims
+        .iter()
+        .enumerate()
+        .map(|(axis, dim)| match &dim.value {
+            Some(dimension::Value::DimValue(value)) if *value >= 0 => None,
+            Some(dimension::Value::DimParam(param)) if !param.is_empty() => Some(param.clone()),
+            _ if axis == 0 => Some(BATCH_SYMBOL.to_string()),
+            _ => None,
+        })
+        .collect();
     Ok(TensorSpec {
         name: name.clone(),
         datatype,
         shape,
+        dim_symbols,
     })
-}
-
-/// The symbol names the ONNX file gives each input's dims (`None` where the
-/// dim is fixed or unnamed), for engines that need symbolic input facts.
-pub fn dim_params(proto: &pb::ModelProto, input: &str) -> Vec<Option<String>> {
-    let Some(graph) = proto.graph.as_ref() else {
-        return Vec::new();
-    };
-    let Some(info) = graph.input.iter().find(|info| info.name == input) else {
-        return Vec::new();
-    };
-    let Some(type_proto::Value::TensorType(tensor)) = info.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
-        return Vec::new();
-    };
-    tensor
-        .shape
-        .iter()
-        .flat_map(|shape| shape.dim.iter())
-        .map(|dim| match &dim.value {
-            Some(dimension::Value::DimParam(param)) if !param.is_empty() => Some(param.clone()),
-            _ => None,
-        })
-        .collect()
 }

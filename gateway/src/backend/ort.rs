@@ -113,9 +113,14 @@ impl Session for OrtPool {
             .map(|(tensor, spec)| Ok((spec.name.as_str(), to_ort(tensor)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut session = self.acquire();
-        let outputs = session
-            .run(values)
-            .map_err(|err| Error::Inference(err.to_string()))?;
+        let outputs = session.run(values).map_err(|err| match err.code() {
+            // ONNX Runtime judged the input itself invalid (an index out of
+            // range, say): the client's mistake, as Triton reports it.
+            ort::ErrorCode::InvalidArgument => {
+                Error::bad_request(format!("the model rejected the input: {err}"))
+            }
+            _ => Error::Inference(err.to_string()),
+        })?;
         self.signature
             .outputs
             .iter()

@@ -39,23 +39,16 @@ impl Backend for TractBackend {
                 )));
             };
             // Every dynamic dim becomes a symbol, so one plan takes every batch
-            // size. skl2onnx leaves the batch dim unnamed: call it N, shared by
-            // all inputs, as their batches must agree.
-            let params = onnx::dim_params(&proto, name);
+            // size; the signature names the symbols inputs share.
             let dims: TVec<TDim> = spec
                 .shape
                 .iter()
+                .zip(&spec.dim_symbols)
                 .enumerate()
-                .map(|(axis, &dim)| match usize::try_from(dim) {
-                    Ok(fixed) => fixed.to_dim(),
-                    Err(_) => {
-                        let symbol = match params.get(axis).cloned().flatten() {
-                            Some(param) => param,
-                            None if axis == 0 => "N".to_string(),
-                            None => format!("{name}_dim{axis}"),
-                        };
-                        model.sym(&symbol).to_dim()
-                    }
+                .map(|(axis, (&dim, symbol))| match (usize::try_from(dim), symbol) {
+                    (Ok(fixed), _) => fixed.to_dim(),
+                    (Err(_), Some(symbol)) => model.sym(symbol).to_dim(),
+                    (Err(_), None) => model.sym(&format!("{name}_dim{axis}")).to_dim(),
                 })
                 .collect();
             model

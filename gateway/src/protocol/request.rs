@@ -139,7 +139,9 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
             names(missing.into_iter())
         )));
     }
-    let inputs = slots.into_iter().flatten().collect();
+    let inputs: Vec<Tensor> = slots.into_iter().flatten().collect();
+    let shapes: Vec<&[usize]> = inputs.iter().map(|tensor| tensor.shape.as_slice()).collect();
+    signature.check_shared_dims(&shapes)?;
     let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
     Ok(InferRequest {
         id: wire.id,

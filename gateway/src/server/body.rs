@@ -21,7 +21,10 @@ impl Encoding {
         let Some(value) = headers.get(header::CONTENT_ENCODING) else {
             return Ok(Encoding::Identity);
         };
-        let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        let Ok(text) = value.to_str() else {
+            return Err(Error::UnsupportedEncoding("(not ASCII)".into()));
+        };
+        let text = text.trim().to_ascii_lowercase();
         match text.as_str() {
             "" | "identity" => Ok(Encoding::Identity),
             "gzip" | "x-gzip" => Ok(Encoding::Gzip),

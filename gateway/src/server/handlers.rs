@@ -137,10 +137,16 @@ async fn infer_and_count(
     let resolved = state.routes.load().resolve(model_name, version_opt).cloned();
     let (response, labels) = match resolved {
         Ok(model) => {
-            let response = match run_inference(state, &model, headers, body).await {
+            let mut response = match run_inference(state, &model, headers, body).await {
                 Ok(response) => response,
                 Err(err) => err.into_response(),
             };
+            // Errors too say which version judged the request.
+            response.headers_mut().insert(
+                HeaderName::from_static(MODEL_VERSION_HEADER),
+                HeaderValue::from_str(&model.version_label)
+                    .expect("a version number is a valid header value"),
+            );
             (response, Some(model))
         }
         Err(err) => (err.into_response(), None),
@@ -205,10 +211,6 @@ async fn run_inference(
         None => "application/json",
     };
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response_headers.insert(
-        HeaderName::from_static(MODEL_VERSION_HEADER),
-        HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
-    );
     Ok(response)
 }
 

@@ -1,0 +1,92 @@
+//! One keep-alive HTTP/1.1 connection per in-flight slot, on hyper's client
+//! connection API: no pool, no lock, nothing shared between connections.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HOST, HeaderValue};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+/// A response read to its end, so the connection can carry the next request.
+pub struct Answer {
+    pub status: u16,
+    pub split_value_opt: Option<String>,
+    pub body: Bytes,
+}
+
+impl Connection {
+    pub async fn open(uri: &Uri) -> std::io::Result<Connection> {
+        let authority = uri
+            .authority()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "URL has no host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = TcpStream::connect((authority.host(), port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        // The connection's I/O runs beside the requests; it ends with the sender.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection { sender })
+    }
+
+    pub fn is_usable(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    pub async fn send(&mut self, request: Request<Full<Bytes>>, split_header_opt: Option<&str>) -> hyper::Result<Answer> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let split_value_opt = split_header_opt
+            .and_then(|name| response.headers().get(name))
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            split_value_opt,
+            body,
+        })
+    }
+}
+
+/// A POST with the headers a V2 client sends; `header_length_opt` marks a
+/// binary-extension body.
+pub fn post(uri: &Uri, body: Bytes, header_length_opt: Option<usize>) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()));
+    if let Some(authority) = uri.authority() {
+        builder = builder.header(HOST, HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"));
+    }
+    if let Some(length) = header_length_opt {
+        builder = builder.header("inference-header-content-length", length);
+    }
+    builder.body(Full::new(body)).expect("a request from a valid URI builds")
+}
+
+/// One GET, for model metadata before a run.
+pub async fn get(uri: &Uri) -> Result<(u16, Bytes)> {
+    let mut connection = Connection::open(uri)
+        .await
+        .map_err(|err| Error::Setup(format!("cannot connect to {uri}: {err}")))?;
+    let mut builder = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()));
+    if let Some(authority) = uri.authority() {
+        builder = builder.header(HOST, authority.as_str());
+    }
+    let request = builder.body(Full::new(Bytes::new())).expect("a GET from a valid URI builds");
+    let answer = connection
+        .send(request, None)
+        .await
+        .map_err(|err| Error::Setup(format!("GET {uri} failed: {err}")))?;
+    Ok((answer.status, answer.body))
+}

@@ -1,0 +1,243 @@
+//! Drives one run: a single-threaded event loop per worker thread, each
+//! owning its connections and its recorder, so nothing is locked or shared
+//! on the request path but a few relaxed counters for the progress line.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::http::{Connection, post};
+use crate::schedule::{Arrivals, ConnectionSchedule, RateProfile, SplitMix};
+use crate::stats::{Outcome, Recorder, Sample};
+use crate::target::{Target, pick};
+
+/// How load is offered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// Requests start on a schedule whatever the server does; latency is
+    /// measured from the intended start (corrected for coordinated omission).
+    Open {
+        profile: RateProfile,
+        arrivals: Arrivals,
+        connections: usize,
+    },
+    /// Each connection sends its next request when the last one ends
+    /// (wrk's model): latency is not corrected.
+    Closed { connections: usize },
+}
+
+impl Load {
+    pub fn connections(&self) -> usize {
+        match self {
+            Load::Open { connections, .. } | Load::Closed { connections } => *connections,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub targets: Arc<Vec<Target>>,
+    pub load: Load,
+    pub duration: Duration,
+    pub threads: usize,
+    pub timeout: Duration,
+    pub split_header_opt: Option<String>,
+    pub seed: u64,
+}
+
+/// Counters the progress line reads; workers only add to them.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub recorder: Recorder,
+    pub elapsed: Duration,
+    /// CPU time this process used during the run, over the workers' capacity.
+    pub cpu_utilization_opt: Option<f64>,
+}
+
+impl RunResult {
+    pub fn achieved_rate(&self) -> f64 {
+        self.recorder.total.requests() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Runs `spec` to completion; blocks the calling thread.
+pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResult> {
+    let threads = spec.threads.clamp(1, spec.load.connections().max(1));
+    let cpu_before = process_cpu_seconds();
+    // Every worker starts the clock at the same instant, a moment from now,
+    // so that thread start-up is not counted as lag.
+    let start = Instant::now() + Duration::from_millis(20);
+    let workers: Vec<_> = (0..threads)
+        .map(|worker| {
+            let spec = spec.clone();
+            let progress = progress.clone();
+            std::thread::Builder::new()
+                .name(format!("loadtest-{worker}"))
+                .spawn(move || -> std::io::Result<Recorder> {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    Ok(runtime.block_on(worker_loop(&spec, worker, threads, start, &progress)))
+                })
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut recorder = Recorder::default();
+    for worker in workers {
+        let part = worker
+            .join()
+            .map_err(|_| std::io::Error::other("a load generator thread panicked"))??;
+        recorder.merge(&part);
+    }
+    let elapsed = start.elapsed().max(Duration::from_millis(1));
+    let cpu_utilization_opt = match (cpu_before, process_cpu_seconds()) {
+        (Some(before), Some(after)) => Some((after - before) / (elapsed.as_secs_f64() * threads as f64)),
+        _ => None,
+    };
+    Ok(RunResult {
+        recorder,
+        elapsed,
+        cpu_utilization_opt,
+    })
+}
+
+async fn worker_loop(spec: &RunSpec, worker: usize, threads: usize, start: Instant, progress: &Arc<Progress>) -> Recorder {
+    let recorder = Rc::new(RefCell::new(Recorder::default()));
+    let local = tokio::task::LocalSet::new();
+    let connections = spec.load.connections();
+    for index in (worker..connections).step_by(threads) {
+        let (spec, recorder, progress) = (spec.clone(), recorder.clone(), progress.clone());
+        local.spawn_local(async move { drive_connection(&spec, index, start, &recorder, &progress).await });
+    }
+    local.await;
+    Rc::try_unwrap(recorder).map(RefCell::into_inner).unwrap_or_else(|shared| shared.borrow().clone())
+}
+
+async fn drive_connection(
+    spec: &RunSpec,
+    index: usize,
+    start: Instant,
+    recorder: &RefCell<Recorder>,
+    progress: &Progress,
+) {
+    let end = start + spec.duration;
+    let mut schedule_opt = match &spec.load {
+        Load::Open {
+            profile,
+            arrivals,
+            connections,
+        } => Some(ConnectionSchedule::new(profile.clone(), *arrivals, *connections, index, spec.seed)),
+        Load::Closed { .. } => None,
+    };
+    let total_weight: u32 = spec.targets.iter().map(|t| t.weight).sum();
+    let mut random = SplitMix::new(spec.seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut connection_opt: Option<Connection> = None;
+    let mut body_turn = index;
+    let splitting = spec.split_header_opt.is_some();
+    tokio::time::sleep_until(start.into()).await;
+    loop {
+        let intended = match &mut schedule_opt {
+            Some(schedule) => match schedule.next_due(spec.duration) {
+                Some(offset) => start + offset,
+                None => break,
+            },
+            None => Instant::now(),
+        };
+        if intended >= end {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let sent = Instant::now();
+        let target = pick(&spec.targets, total_weight, &mut random);
+        let payload = &target.payloads[body_turn % target.payloads.len()];
+        body_turn += 1;
+        let request = post(&target.url, payload.body.clone(), payload.header_length_opt);
+        let exchange = async {
+            if !connection_opt.as_ref().is_some_and(Connection::is_usable) {
+                connection_opt = Some(Connection::open(&target.url).await.map_err(|err| ("connect", err.to_string()))?);
+            }
+            let connection = connection_opt.as_mut().expect("opened above");
+            connection
+                .send(request, spec.split_header_opt.as_deref())
+                .await
+                .map_err(|err| ("io", err.to_string()))
+        };
+        let result = tokio::time::timeout(spec.timeout, exchange).await;
+        let ended = Instant::now();
+        let (outcome, version_opt) = match result {
+            Ok(Ok(answer)) if (200..300).contains(&answer.status) => (Outcome::Ok, answer.split_value_opt),
+            Ok(Ok(answer)) => (
+                Outcome::Error {
+                    class: format!("status {}", answer.status),
+                    message_opt: error_message(&answer.body),
+                },
+                answer.split_value_opt,
+            ),
+            Ok(Err((class, _detail))) => {
+                connection_opt = None;
+                (
+                    Outcome::Error {
+                        class: class.to_string(),
+                        message_opt: None,
+                    },
+                    None,
+                )
+            }
+            Err(_elapsed) => {
+                // The connection still carries the late response: start afresh.
+                connection_opt = None;
+                (
+                    Outcome::Error {
+                        class: "timeout".to_string(),
+                        message_opt: None,
+                    },
+                    None,
+                )
+            }
+        };
+        let failed = matches!(outcome, Outcome::Error { .. });
+        recorder.borrow_mut().record(
+            Sample {
+                at_second: ended.saturating_duration_since(start).as_secs() as usize,
+                corrected: ended - intended,
+                service: ended - sent,
+                lag: sent - intended,
+                version: version_opt.as_deref(),
+                outcome,
+            },
+            splitting,
+        );
+        progress.completed.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+            // A closed loop against a dead server would spin: pace it.
+            if schedule_opt.is_none() && connection_opt.is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The `{"error": "..."}` message of a V2 error body, shortened for grouping.
+fn error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value.get("error")?.as_str()?;
+    Some(message.chars().take(120).collect())
+}
+
+/// User plus system CPU seconds of this process, from `/proc/self/stat`
+/// (Linux; clock ticks are 100 per second on every mainstream kernel).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
