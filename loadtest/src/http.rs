@@ -44,7 +44,11 @@ impl Connection {
         !self.sender.is_closed()
     }
 
-    pub async fn send(&mut self, request: Request<Full<Bytes>>, split_header_opt: Option<&str>) -> hyper::Result<Answer> {
+    pub async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        split_header_opt: Option<&str>,
+    ) -> hyper::Result<Answer> {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
@@ -66,12 +70,17 @@ impl Connection {
 pub fn post(uri: &Uri, body: Bytes, header_length_opt: Option<usize>) -> Request<Full<Bytes>> {
     let mut builder = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()));
     if let Some(authority) = uri.authority() {
-        builder = builder.header(HOST, HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"));
+        builder = builder.header(
+            HOST,
+            HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"),
+        );
     }
     if let Some(length) = header_length_opt {
         builder = builder.header("inference-header-content-length", length);
     }
-    builder.body(Full::new(body)).expect("a request from a valid URI builds")
+    builder
+        .body(Full::new(body))
+        .expect("a request from a valid URI builds")
 }
 
 /// One GET, for model metadata before a run.
@@ -83,7 +92,9 @@ pub async fn get(uri: &Uri) -> Result<(u16, Bytes)> {
     if let Some(authority) = uri.authority() {
         builder = builder.header(HOST, authority.as_str());
     }
-    let request = builder.body(Full::new(Bytes::new())).expect("a GET from a valid URI builds");
+    let request = builder
+        .body(Full::new(Bytes::new()))
+        .expect("a GET from a valid URI builds");
     let answer = connection
         .send(request, None)
         .await

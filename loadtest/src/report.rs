@@ -157,8 +157,16 @@ impl Report {
             Load::Closed { .. } => ("closed", false, None),
         };
         let requests = recorder.total.requests();
-        let late_fraction = if requests == 0 { 0.0 } else { recorder.late as f64 / requests as f64 };
-        let saturated = result.cpu_utilization_opt.is_some_and(|cpu| cpu > CPU_SATURATION);
+        let late_fraction = if requests == 0 {
+            0.0
+        } else {
+            recorder.late as f64 / requests as f64
+        };
+        // Busy is not saturated: waiting for a request's start spins the last
+        // millisecond, so CPU alone says little. A generator that is busy and
+        // also late was the bottleneck.
+        let late_too = corrected && late_fraction > LATE_FRACTION_LIMIT;
+        let saturated = late_too && result.cpu_utilization_opt.is_some_and(|cpu| cpu > CPU_SATURATION);
         let generator = GeneratorReport {
             cpu_utilization_opt: result.cpu_utilization_opt,
             saturated,
@@ -203,7 +211,11 @@ impl Report {
             target_rps_opt,
             achieved_rps: result.achieved_rate(),
             total: group(&recorder.total),
-            by_version: recorder.by_version.iter().map(|(v, s)| (v.clone(), group(s))).collect(),
+            by_version: recorder
+                .by_version
+                .iter()
+                .map(|(v, s)| (v.clone(), group(s)))
+                .collect(),
             version_changes: recorder
                 .version_changes()
                 .into_iter()
@@ -223,8 +235,16 @@ impl Report {
                     second,
                     completed: bucket.completed,
                     errors: bucket.errors,
-                    p50_ms: if bucket.completed == 0 { 0.0 } else { millis(&bucket.corrected, 0.5) },
-                    p99_ms: if bucket.completed == 0 { 0.0 } else { millis(&bucket.corrected, 0.99) },
+                    p50_ms: if bucket.completed == 0 {
+                        0.0
+                    } else {
+                        millis(&bucket.corrected, 0.5)
+                    },
+                    p99_ms: if bucket.completed == 0 {
+                        0.0
+                    } else {
+                        millis(&bucket.corrected, 0.99)
+                    },
                     versions: bucket.versions.iter().cloned().collect(),
                 })
                 .collect(),
@@ -241,14 +261,20 @@ impl Report {
         };
         let _ = writeln!(out, "sluice-loadtest: {label}");
         for target in &self.targets {
-            let _ = writeln!(out, "  target {} (weight {}, {} bodies)", target.url, target.weight, target.bodies);
+            let _ = writeln!(
+                out,
+                "  target {} (weight {}, {} bodies)",
+                target.url, target.weight, target.bodies
+            );
         }
         let _ = writeln!(
             out,
             "  {:.1} s, {} threads, {} connections",
             self.duration_s, self.threads, self.connections
         );
-        let target = self.target_rps_opt.map_or(String::new(), |rate| format!(" (target {rate:.1})"));
+        let target = self
+            .target_rps_opt
+            .map_or(String::new(), |rate| format!(" (target {rate:.1})"));
         let _ = writeln!(
             out,
             "\nthroughput: {:.1} req/s{target}; {} requests, {} ok, error rate {:.3}%",
@@ -270,7 +296,16 @@ impl Report {
         let g = &self.generator;
         let _ = writeln!(out, "\ngenerator:");
         if let Some(cpu) = g.cpu_utilization_opt {
-            let _ = writeln!(out, "  cpu {:.0}% of its threads{}", cpu * 100.0, if g.saturated { " - SATURATED, the generator was the bottleneck" } else { "" });
+            let _ = writeln!(
+                out,
+                "  cpu {:.0}% of its threads{}",
+                cpu * 100.0,
+                if g.saturated {
+                    " - SATURATED, the generator was the bottleneck"
+                } else {
+                    ""
+                }
+            );
         }
         if self.corrected {
             let _ = writeln!(
@@ -289,7 +324,9 @@ impl Report {
         if !self.slo.is_empty() {
             let _ = writeln!(out, "\nthresholds:");
             for verdict in &self.slo {
-                let measured = verdict.measured.map_or("no samples".to_string(), |m| format!("{m:.4}"));
+                let measured = verdict
+                    .measured
+                    .map_or("no samples".to_string(), |m| format!("{m:.4}"));
                 let mark = if verdict.passed { "pass" } else { "FAIL" };
                 let _ = writeln!(out, "  {mark}  {} (measured {measured})", verdict.expression);
             }
@@ -300,8 +337,17 @@ impl Report {
 }
 
 fn write_group(out: &mut String, title: &str, group: &GroupReport, corrected: bool) {
-    let _ = writeln!(out, "\n{title}: {} requests, error rate {:.3}%", group.requests, group.error_rate * 100.0);
-    let _ = writeln!(out, "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (ms)", "p50", "p90", "p99", "p99.9", "p99.99", "max");
+    let _ = writeln!(
+        out,
+        "\n{title}: {} requests, error rate {:.3}%",
+        group.requests,
+        group.error_rate * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency (ms)", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
     let mut rows = vec![("corrected", &group.latency_ms.corrected)];
     if corrected {
         rows.push(("service (uncorrected)", &group.latency_ms.service));
@@ -328,10 +374,18 @@ fn write_group(out: &mut String, title: &str, group: &GroupReport, corrected: bo
 /// format its online plotter and wrk2's `--latency` output use.
 pub fn percentile_spectrum(histogram: &Histogram<u64>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     for step in histogram.iter_quantiles(5) {
         let quantile = step.quantile_iterated_to();
-        let inverse = if quantile < 1.0 { format!("{:>14.2}", 1.0 / (1.0 - quantile)) } else { format!("{:>14}", "inf") };
+        let inverse = if quantile < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - quantile))
+        } else {
+            format!("{:>14}", "inf")
+        };
         let _ = writeln!(
             out,
             "{:>12.3} {:>14.12} {:>10} {inverse}",
@@ -346,7 +400,17 @@ pub fn percentile_spectrum(histogram: &Histogram<u64>) -> String {
         histogram.mean() / 1000.0,
         histogram.stdev() / 1000.0
     );
-    let _ = writeln!(out, "#[Max     = {:>12.3}, Total count    = {:>12}]", histogram.max() as f64 / 1000.0, histogram.len());
-    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", histogram.buckets(), histogram.distinct_values());
+    let _ = writeln!(
+        out,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        histogram.max() as f64 / 1000.0,
+        histogram.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        histogram.buckets(),
+        histogram.distinct_values()
+    );
     out
 }

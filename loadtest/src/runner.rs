@@ -82,7 +82,9 @@ pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResul
             std::thread::Builder::new()
                 .name(format!("loadtest-{worker}"))
                 .spawn(move || -> std::io::Result<Recorder> {
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
                     Ok(runtime.block_on(worker_loop(&spec, worker, threads, start, &progress)))
                 })
         })
@@ -106,7 +108,13 @@ pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResul
     })
 }
 
-async fn worker_loop(spec: &RunSpec, worker: usize, threads: usize, start: Instant, progress: &Arc<Progress>) -> Recorder {
+async fn worker_loop(
+    spec: &RunSpec,
+    worker: usize,
+    threads: usize,
+    start: Instant,
+    progress: &Arc<Progress>,
+) -> Recorder {
     let recorder = Rc::new(RefCell::new(Recorder::default()));
     let local = tokio::task::LocalSet::new();
     let connections = spec.load.connections();
@@ -115,7 +123,9 @@ async fn worker_loop(spec: &RunSpec, worker: usize, threads: usize, start: Insta
         local.spawn_local(async move { drive_connection(&spec, index, start, &recorder, &progress).await });
     }
     local.await;
-    Rc::try_unwrap(recorder).map(RefCell::into_inner).unwrap_or_else(|shared| shared.borrow().clone())
+    Rc::try_unwrap(recorder)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|shared| shared.borrow().clone())
 }
 
 async fn drive_connection(
@@ -131,7 +141,13 @@ async fn drive_connection(
             profile,
             arrivals,
             connections,
-        } => Some(ConnectionSchedule::new(profile.clone(), *arrivals, *connections, index, spec.seed)),
+        } => Some(ConnectionSchedule::new(
+            profile.clone(),
+            *arrivals,
+            *connections,
+            index,
+            spec.seed,
+        )),
         Load::Closed { .. } => None,
     };
     let total_weight: u32 = spec.targets.iter().map(|t| t.weight).sum();
@@ -151,7 +167,7 @@ async fn drive_connection(
         if intended >= end {
             break;
         }
-        tokio::time::sleep_until(intended.into()).await;
+        wait_until(intended).await;
         let sent = Instant::now();
         let target = pick(&spec.targets, total_weight, &mut random);
         let payload = &target.payloads[body_turn % target.payloads.len()];
@@ -159,7 +175,11 @@ async fn drive_connection(
         let request = post(&target.url, payload.body.clone(), payload.header_length_opt);
         let exchange = async {
             if !connection_opt.as_ref().is_some_and(Connection::is_usable) {
-                connection_opt = Some(Connection::open(&target.url).await.map_err(|err| ("connect", err.to_string()))?);
+                connection_opt = Some(
+                    Connection::open(&target.url)
+                        .await
+                        .map_err(|err| ("connect", err.to_string()))?,
+                );
             }
             let connection = connection_opt.as_mut().expect("opened above");
             connection
@@ -220,6 +240,20 @@ async fn drive_connection(
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Tokio's timer ticks in whole milliseconds and fires up to one late: an
+/// honest schedule of microsecond requests cannot wait on it alone. Sleep to
+/// a millisecond before the intended start, then yield (letting the other
+/// connections run) until it comes.
+async fn wait_until(intended: Instant) {
+    let coarse = intended.checked_sub(Duration::from_millis(1)).unwrap_or(intended);
+    if Instant::now() < coarse {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < intended {
+        tokio::task::yield_now().await;
     }
 }
 

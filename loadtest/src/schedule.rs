@@ -16,7 +16,11 @@ pub enum RateProfile {
     /// `(from, rate)` pairs: the rate from each offset on, sorted by offset.
     Steps(Vec<(Duration, f64)>),
     /// Linear from one rate to another over a duration, then flat.
-    Ramp { from: f64, to: f64, over: Duration },
+    Ramp {
+        from: f64,
+        to: f64,
+        over: Duration,
+    },
 }
 
 impl RateProfile {
@@ -43,14 +47,6 @@ impl RateProfile {
             .sum();
         total / steps as f64
     }
-
-    /// The offset of the next step after `offset`, for skipping a zero rate.
-    fn next_change(&self, offset: Duration) -> Option<Duration> {
-        match self {
-            RateProfile::Steps(steps) => steps.iter().map(|(from, _)| *from).find(|from| *from > offset),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,51 +68,72 @@ pub struct ConnectionSchedule {
 }
 
 impl ConnectionSchedule {
-    pub fn new(profile: RateProfile, arrivals: Arrivals, connections: usize, index: usize, seed: u64) -> Self {
-        let share = 1.0 / connections.max(1) as f64;
+    pub fn new(
+        profile: RateProfile,
+        arrivals: Arrivals,
+        connections: usize,
+        index: usize,
+        seed: u64,
+    ) -> Self {
+        let connections = connections.max(1);
+        let share = 1.0 / connections as f64;
         let mut random = SplitMix::new(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let first_rate = profile.rate_at(Duration::ZERO) * share;
-        let next = match arrivals {
-            // Stagger the connections across one gap so their sum is even.
-            Arrivals::Uniform if first_rate > 0.0 => Duration::from_secs_f64(index as f64 / connections as f64 / first_rate),
-            Arrivals::Uniform => Duration::ZERO,
-            Arrivals::Poisson if first_rate > 0.0 => Duration::from_secs_f64(random.exponential(first_rate)),
-            Arrivals::Poisson => Duration::ZERO,
+        // Uniform connections are staggered across one gap so their sum is
+        // even; Poisson ones start after an exponential gap of their own.
+        let first_credit = match arrivals {
+            Arrivals::Uniform => (index as f64 + 0.5) / connections as f64,
+            Arrivals::Poisson => random.exponential(1.0),
         };
-        ConnectionSchedule {
+        let mut schedule = ConnectionSchedule {
             profile,
             arrivals,
             share,
-            next,
+            next: Duration::ZERO,
             random,
-        }
+        };
+        schedule.next = schedule.advance(Duration::ZERO, first_credit, Duration::MAX);
+        schedule
     }
 
     /// The next intended start, as an offset from the run's start; `None`
     /// once past `end`.
     pub fn next_due(&mut self, end: Duration) -> Option<Duration> {
-        loop {
-            let due = self.next;
-            if due >= end {
-                return None;
-            }
-            let rate = self.profile.rate_at(due) * self.share;
-            if rate <= 0.0 {
-                // Nothing is due while the rate is zero: jump to the next
-                // step, or creep forward on a ramp that starts at zero.
-                self.next = self
-                    .profile
-                    .next_change(due)
-                    .unwrap_or(due + Duration::from_millis(1));
-                continue;
-            }
-            let gap = match self.arrivals {
-                Arrivals::Uniform => 1.0 / rate,
-                Arrivals::Poisson => self.random.exponential(rate),
-            };
-            self.next = due + Duration::from_secs_f64(gap);
-            return Some(due);
+        let due = self.next;
+        if due >= end {
+            return None;
         }
+        let credit = match self.arrivals {
+            Arrivals::Uniform => 1.0,
+            Arrivals::Poisson => self.random.exponential(1.0),
+        };
+        self.next = self.advance(due, credit, end);
+        Some(due)
+    }
+
+    /// The time after `from` by which this connection's share of the rate
+    /// adds up to `credit` requests (time rescaling: it makes a varying rate
+    /// exact, and keeps Poisson arrivals Poisson). Stops at `end`.
+    fn advance(&self, from: Duration, credit: f64, end: Duration) -> Duration {
+        if let RateProfile::Constant(rate) = self.profile {
+            return from + Duration::from_secs_f64(credit / (rate * self.share));
+        }
+        const STEP: Duration = Duration::from_micros(500);
+        let step = STEP.as_secs_f64();
+        let (mut at, mut gathered) = (from, 0.0);
+        // A profile that stays at zero would never add up: give up an hour on.
+        let limit = end.min(from + Duration::from_secs(3600));
+        while at < limit {
+            let rate = self.profile.rate_at(at) * self.share;
+            if rate > 0.0 {
+                let needed = (credit - gathered) / rate;
+                if needed <= step {
+                    return at + Duration::from_secs_f64(needed);
+                }
+                gathered += rate * step;
+            }
+            at += STEP;
+        }
+        limit
     }
 }
 
@@ -164,7 +181,10 @@ mod tests {
 
     #[test]
     fn constant_rate_is_split_across_connections() {
-        assert_eq!(count(RateProfile::Constant(100.0), Arrivals::Uniform, 4, 10), 1000);
+        assert_eq!(
+            count(RateProfile::Constant(100.0), Arrivals::Uniform, 4, 10),
+            1000
+        );
     }
 
     #[test]

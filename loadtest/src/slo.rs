@@ -63,16 +63,23 @@ impl Slo {
         };
         let (version_opt, rest) = match text.strip_prefix("version=") {
             Some(scoped) => {
-                let (version, rest) = scoped.split_once(':').ok_or_else(|| bad("missing ':' after the version"))?;
+                let (version, rest) = scoped
+                    .split_once(':')
+                    .ok_or_else(|| bad("missing ':' after the version"))?;
                 (Some(version.to_string()), rest)
             }
             None => (None, text),
         };
         let rest = rest.trim();
-        let (position, comparison, width) = [("<=", Comparison::LessOrEqual), (">=", Comparison::GreaterOrEqual), ("<", Comparison::Less), (">", Comparison::Greater)]
-            .into_iter()
-            .find_map(|(op, comparison)| rest.find(op).map(|at| (at, comparison, op.len())))
-            .ok_or_else(|| bad("no comparison"))?;
+        let (position, comparison, width) = [
+            ("<=", Comparison::LessOrEqual),
+            (">=", Comparison::GreaterOrEqual),
+            ("<", Comparison::Less),
+            (">", Comparison::Greater),
+        ]
+        .into_iter()
+        .find_map(|(op, comparison)| rest.find(op).map(|at| (at, comparison, op.len())))
+        .ok_or_else(|| bad("no comparison"))?;
         let name = rest[..position].trim();
         let value = rest[position + width..].trim();
         let metric = match name {
@@ -90,7 +97,9 @@ impl Slo {
             _ => return Err(bad("unknown metric")),
         };
         let bound = match metric {
-            Metric::ErrorRate => parse_fraction(value).ok_or_else(|| bad("error_rate takes a fraction or a percentage"))?,
+            Metric::ErrorRate => {
+                parse_fraction(value).ok_or_else(|| bad("error_rate takes a fraction or a percentage"))?
+            }
             Metric::Rps => value.parse().map_err(|_| bad("rps takes a number"))?,
             _ => parse_millis(value).ok_or_else(|| bad("latency takes a value with a unit: us, ms or s"))?,
         };
@@ -166,15 +175,31 @@ mod tests {
     #[test]
     fn parses_each_form() {
         let slo = Slo::parse("p99<10ms").unwrap();
-        assert_eq!((slo.metric, slo.comparison, slo.bound), (Metric::Quantile(0.99), Comparison::Less, 10.0));
+        assert_eq!(
+            (slo.metric, slo.comparison, slo.bound),
+            (Metric::Quantile(0.99), Comparison::Less, 10.0)
+        );
         let slo = Slo::parse("p99.9 <= 2s").unwrap();
-        assert_eq!((slo.metric, slo.bound), (Metric::Quantile(0.999), 2000.0));
+        let Metric::Quantile(q) = slo.metric else {
+            panic!("a quantile")
+        };
+        assert!((q - 0.999).abs() < 1e-12 && slo.bound == 2000.0);
         let slo = Slo::parse("error_rate<0.1%").unwrap();
         assert!((slo.bound - 0.001).abs() < 1e-12);
         let slo = Slo::parse("version=2:rps>=500").unwrap();
-        assert_eq!((slo.version_opt.as_deref(), slo.metric, slo.bound), (Some("2"), Metric::Rps, 500.0));
+        assert_eq!(
+            (slo.version_opt.as_deref(), slo.metric, slo.bound),
+            (Some("2"), Metric::Rps, 500.0)
+        );
         assert_eq!(Slo::parse("max<250us").unwrap().bound, 0.25);
-        for bad in ["p99", "p99<10", "latency<1ms", "p120<1ms", "version=2p99<1ms", "error_rate<lots"] {
+        for bad in [
+            "p99",
+            "p99<10",
+            "latency<1ms",
+            "p120<1ms",
+            "version=2p99<1ms",
+            "error_rate<lots",
+        ] {
             assert!(Slo::parse(bad).is_err(), "{bad} should not parse");
         }
     }
@@ -183,7 +208,10 @@ mod tests {
     fn judges_and_refuses_to_pass_on_no_samples() {
         let mut stats = Stats::default();
         for millis in 1..=100 {
-            stats.corrected.record(micros(Duration::from_millis(millis))).unwrap();
+            stats
+                .corrected
+                .record(micros(Duration::from_millis(millis)))
+                .unwrap();
             stats.ok += 1;
         }
         assert!(Slo::parse("p50<51ms").unwrap().judge(Some(&stats), 1.0).passed);

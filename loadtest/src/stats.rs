@@ -62,7 +62,11 @@ impl Stats {
 
     pub fn error_rate(&self) -> f64 {
         let total = self.requests();
-        if total == 0 { 0.0 } else { self.error_count() as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.error_count() as f64 / total as f64
+        }
     }
 
     pub fn merge(&mut self, other: &Stats) {
@@ -114,7 +118,10 @@ pub struct Sample<'a> {
 
 pub enum Outcome {
     Ok,
-    Error { class: String, message_opt: Option<String> },
+    Error {
+        class: String,
+        message_opt: Option<String>,
+    },
 }
 
 /// Everything one worker thread measured.
@@ -254,7 +261,10 @@ mod tests {
     fn histograms_keep_three_digits_up_to_an_hour() {
         let mut stats = Stats::default();
         stats.corrected.record(micros(Duration::from_secs(3000))).unwrap();
-        stats.corrected.record(micros(Duration::from_micros(1234))).unwrap();
+        stats
+            .corrected
+            .record(micros(Duration::from_micros(1234)))
+            .unwrap();
         let low = stats.corrected.value_at_quantile(0.0);
         assert!((1233..=1235).contains(&low), "{low}");
         assert!(stats.corrected.max() >= 2_990_000_000);

@@ -56,7 +56,9 @@ pub fn payload_from_json(text: &[u8], origin: &str, binary: bool) -> Result<Payl
     let request: Value = serde_json::from_slice(text)
         .map_err(|err| Error::usage(format!("body {origin}: not JSON: {err}")))?;
     if !request.get("inputs").is_some_and(Value::is_array) {
-        return Err(Error::usage(format!("body {origin}: expected a V2 request with an 'inputs' list")));
+        return Err(Error::usage(format!(
+            "body {origin}: expected a V2 request with an 'inputs' list"
+        )));
     }
     if binary {
         to_binary(&request, origin)
@@ -90,7 +92,10 @@ pub fn to_binary(request: &Value, origin: &str) -> Result<Payload> {
             .as_object_mut()
             .ok_or_else(|| Error::usage(format!("body {origin}: input '{name}' is not an object")))?;
         object.remove("data");
-        object.insert("parameters".into(), json!({ "binary_data_size": tail.len() - before }));
+        object.insert(
+            "parameters".into(),
+            json!({ "binary_data_size": tail.len() - before }),
+        );
     }
     header["parameters"] = json!({ "binary_data_output": true });
     let mut body = serde_json::to_vec(&header).expect("a JSON value serializes");
@@ -145,7 +150,13 @@ pub fn metadata_url(infer: &Uri) -> Result<Uri> {
 
 /// `count` bodies of random tensors shaped as the metadata declares, with
 /// dynamic dims set to `batch`.
-pub fn payloads_from_metadata(metadata: &Value, batch: usize, count: usize, seed: u64, binary: bool) -> Result<Vec<Payload>> {
+pub fn payloads_from_metadata(
+    metadata: &Value,
+    batch: usize,
+    count: usize,
+    seed: u64,
+    binary: bool,
+) -> Result<Vec<Payload>> {
     let inputs = metadata["inputs"]
         .as_array()
         .ok_or_else(|| Error::Setup(format!("model metadata has no 'inputs' list: {metadata}")))?;
@@ -170,7 +181,9 @@ pub fn payloads_from_metadata(metadata: &Value, batch: usize, count: usize, seed
 }
 
 fn random_tensor(input: &Value, batch: usize, random: &mut SplitMix) -> Result<Value> {
-    let name = input["name"].as_str().ok_or_else(|| Error::Setup(format!("input without a name: {input}")))?;
+    let name = input["name"]
+        .as_str()
+        .ok_or_else(|| Error::Setup(format!("input without a name: {input}")))?;
     let datatype = input["datatype"].as_str().unwrap_or("");
     let shape: Vec<usize> = input["shape"]
         .as_array()
@@ -188,7 +201,9 @@ fn random_tensor(input: &Value, batch: usize, random: &mut SplitMix) -> Result<V
             "UINT8" | "UINT16" | "UINT32" | "UINT64" => Ok(json!(random.next_u64() % 100)),
             "INT8" | "INT16" | "INT32" | "INT64" => Ok(json!((random.next_u64() % 200) as i64 - 100)),
             "FP16" | "FP32" | "FP64" => Ok(json!(random.unit() * 2.0 - 1.0)),
-            other => Err(Error::Setup(format!("input '{name}': cannot generate datatype '{other}'"))),
+            other => Err(Error::Setup(format!(
+                "input '{name}': cannot generate datatype '{other}'"
+            ))),
         })
         .collect::<Result<_>>()?;
     Ok(json!({ "name": name, "shape": shape, "datatype": datatype, "data": data }))

@@ -1,0 +1,196 @@
+//! SVG plots with `plotters`: latency over time with version changes
+//! marked, the percentile spectrum, and throughput against latency for sweeps.
+
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::report::Report;
+use crate::sweep::SweepReport;
+
+fn failed(what: &str) -> impl Fn(String) -> Error + '_ {
+    move |err| Error::Setup(format!("drawing {what}: {err}"))
+}
+
+/// p50 and p99 of each second, with a vertical line where versions changed.
+pub fn latency_over_time(report: &Report, path: &Path) -> Result<()> {
+    let fail = failed("latency over time");
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let seconds = report.timeline.len().max(1) as f64;
+    let top = report
+        .timeline
+        .iter()
+        .map(|s| s.p99_ms)
+        .fold(0.0, f64::max)
+        .max(0.001)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("latency over time (corrected)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..seconds, 0.0..top)
+        .map_err(|e| fail(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("ms")
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    let series = |pick: fn(&crate::report::SecondReport) -> f64| {
+        report
+            .timeline
+            .iter()
+            .filter(|s| s.completed > 0)
+            .map(move |s| (s.second as f64 + 0.5, pick(s)))
+            .collect::<Vec<_>>()
+    };
+    chart
+        .draw_series(LineSeries::new(series(|s| s.p50_ms), BLUE.stroke_width(2)))
+        .map_err(|e| fail(e.to_string()))?
+        .label("p50")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(series(|s| s.p99_ms), RED.stroke_width(2)))
+        .map_err(|e| fail(e.to_string()))?
+        .label("p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    for change in &report.version_changes {
+        let x = change.second as f64;
+        chart
+            .draw_series(LineSeries::new(vec![(x, 0.0), (x, top)], BLACK.mix(0.5)))
+            .map_err(|e| fail(e.to_string()))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("versions {}", change.versions.join(",")),
+                (x, top * 0.95),
+                ("sans-serif", 12),
+            )))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    root.present().map_err(|e| fail(e.to_string()))
+}
+
+/// Latency against percentile on HdrHistogram's axis (1/(1-p), log scale).
+pub fn percentile_spectrum(
+    corrected: &Histogram<u64>,
+    service_opt: Option<&Histogram<u64>>,
+    path: &Path,
+) -> Result<()> {
+    let fail = failed("the percentile spectrum");
+    let points = |histogram: &Histogram<u64>| -> Vec<(f64, f64)> {
+        histogram
+            .iter_quantiles(5)
+            .map(|step| {
+                (
+                    step.quantile_iterated_to(),
+                    step.value_iterated_to() as f64 / 1000.0,
+                )
+            })
+            .filter(|(q, _)| *q < 0.99999)
+            .map(|(q, v)| ((1.0 / (1.0 - q)).log10(), v))
+            .collect()
+    };
+    let corrected_points = points(corrected);
+    let service_points = service_opt.map(points).unwrap_or_default();
+    let top = corrected_points
+        .iter()
+        .chain(&service_points)
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(0.001)
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("latency by percentile", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..5.0, 0.0..top)
+        .map_err(|e| fail(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .x_label_formatter(&|x| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-x))))
+        .y_desc("ms")
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    chart
+        .draw_series(LineSeries::new(corrected_points, RED.stroke_width(2)))
+        .map_err(|e| fail(e.to_string()))?
+        .label("corrected")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    if !service_points.is_empty() {
+        chart
+            .draw_series(LineSeries::new(service_points, BLUE.stroke_width(2)))
+            .map_err(|e| fail(e.to_string()))?
+            .label("service (uncorrected)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    root.present().map_err(|e| fail(e.to_string()))
+}
+
+/// Throughput against p99 for each level of a sweep; the knee in red.
+pub fn sweep(report: &SweepReport, path: &Path) -> Result<()> {
+    let fail = failed("the sweep");
+    let right = report
+        .levels
+        .iter()
+        .map(|l| l.throughput)
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let top = report
+        .levels
+        .iter()
+        .map(|l| l.p99_ms)
+        .fold(0.0, f64::max)
+        .max(0.001)
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("throughput against p99", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..right, 0.0..top)
+        .map_err(|e| fail(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("requests per second")
+        .y_desc("p99 ms")
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    let points: Vec<(f64, f64)> = report.levels.iter().map(|l| (l.throughput, l.p99_ms)).collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))
+        .map_err(|e| fail(e.to_string()))?;
+    chart
+        .draw_series(report.levels.iter().map(|l| {
+            let color = if report.knee_opt == Some(l.level) {
+                RED
+            } else {
+                BLUE
+            };
+            EmptyElement::at((l.throughput, l.p99_ms))
+                + Circle::new((0, 0), 4, color.filled())
+                + Text::new(format!("{}", l.level), (6, -12), ("sans-serif", 12))
+        }))
+        .map_err(|e| fail(e.to_string()))?;
+    root.present().map_err(|e| fail(e.to_string()))
+}

@@ -1,0 +1,156 @@
+//! The `sluice-loadtest` binary against a real Sluice: bodies from metadata,
+//! the split by version, the JSON report, and the exit codes CI relies on.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sluice_tests::{TestGateway, TestRepository, example_model};
+
+async fn loadtest(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice-loadtest"))
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn args(url: &str, extra: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        url.to_string(),
+        "--from-metadata".into(),
+        "--connections".into(),
+        "2".into(),
+        "--duration".into(),
+        "1s".into(),
+        "--split-by-header".into(),
+        "x-model-version".into(),
+    ];
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_sluice_with_thresholds_and_exit_codes() {
+    let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
+    let gateway = TestGateway::start(&repository).await;
+    let url = gateway.url("/v2/models/digits/infer");
+
+    let (code, stdout, stderr) = loadtest(args(
+        &url,
+        &["--json", "--slo", "p99<5s", "--slo", "version=1:error_rate<1%"],
+    ))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["schema"], "sluice-loadtest/v1");
+    assert_eq!(report["mode"], "closed");
+    assert_eq!(report["corrected"], false);
+    assert_eq!(report["verdict"], "pass");
+    assert!(report["total"]["ok"].as_u64().unwrap() > 0);
+    assert_eq!(report["total"]["error_rate"], 0.0);
+    assert!(report["by_version"]["1"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(report["targets"][0]["bodies"], 8);
+
+    // A threshold no server meets fails with its own code.
+    let (code, stdout, _) = loadtest(args(&url, &["--slo", "p99<1us"])).await;
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("FAIL  p99<1us"), "{stdout}");
+
+    // A threshold on a version that never answered cannot pass: invalid run.
+    let (code, stdout, _) = loadtest(args(&url, &["--slo", "version=9:p99<1s"])).await;
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("no samples"), "{stdout}");
+
+    // Binary bodies, open model, HDR spectrum and plots.
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = dir.path().join("spectrum.hgrm");
+    let plots = dir.path().join("plots");
+    let (code, stdout, stderr) = loadtest(args(
+        &url,
+        &[
+            "--binary",
+            "--rate",
+            "200",
+            "--hdr-out",
+            hdr.to_str().unwrap(),
+            "--plot-dir",
+            plots.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("open model, latency corrected"), "{stdout}");
+    let spectrum = std::fs::read_to_string(&hdr).unwrap();
+    assert!(
+        spectrum.contains("1/(1-Percentile)") && spectrum.contains("#[Max"),
+        "{spectrum}"
+    );
+    for plot in ["latency_over_time.svg", "percentiles.svg"] {
+        let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{plot}");
+    }
+
+    // Bad usage is a clean error, not a panic.
+    let (code, _, stderr) = loadtest(vec![
+        url.clone(),
+        "--slo".into(),
+        "p99 under 5".into(),
+        "--from-metadata".into(),
+    ])
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("expected [version=V:]METRIC OP VALUE"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_sweep_finds_a_knee() {
+    let repository = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
+    let gateway = TestGateway::start(&repository).await;
+    let url = gateway.url("/v2/models/credit_risk/infer");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = loadtest(vec![
+        url,
+        "--from-metadata".into(),
+        "--sweep".into(),
+        "concurrency=1..4".into(),
+        "--window".into(),
+        "300ms".into(),
+        "--max-windows".into(),
+        "4".into(),
+        "--tolerance".into(),
+        "50".into(),
+        "--json".into(),
+        "--plot-dir".into(),
+        dir.path().to_str().unwrap().into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let levels = report["levels"].as_array().unwrap();
+    assert_eq!(
+        levels
+            .iter()
+            .map(|l| l["level"].as_f64().unwrap())
+            .collect::<Vec<_>>(),
+        [1.0, 2.0, 4.0]
+    );
+    assert!(levels.iter().all(|l| l["throughput"].as_f64().unwrap() > 0.0));
+    let knee = report["knee_opt"].as_f64().unwrap();
+    assert!(levels.iter().any(|l| l["level"].as_f64() == Some(knee)));
+    assert!(
+        std::fs::read_to_string(dir.path().join("sweep.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+}
