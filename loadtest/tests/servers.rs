@@ -202,7 +202,7 @@ async fn errors_are_counted_by_class_and_message() {
 
 /// Version 1 alone for the first second, then versions 1 and 2 in turn.
 fn two_versions(index: u64, since: Duration) -> Answer {
-    let version = if since < Duration::from_secs(1) || index % 2 == 0 {
+    let version = if since < Duration::from_secs(1) || index.is_multiple_of(2) {
         "1"
     } else {
         "2"
