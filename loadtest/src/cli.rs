@@ -324,11 +324,7 @@ impl Args {
                     )?
                 }
             };
-            targets.push(Target {
-                url,
-                weight,
-                payloads,
-            });
+            targets.push(Target::new(url, weight, payloads));
         }
         Ok(targets)
     }

@@ -65,22 +65,40 @@ impl Connection {
     }
 }
 
-/// A POST with the headers a V2 client sends; `header_length_opt` marks a
-/// binary-extension body.
-pub fn post(uri: &Uri, body: Bytes, header_length_opt: Option<usize>) -> Request<Full<Bytes>> {
-    let mut builder = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()));
-    if let Some(authority) = uri.authority() {
-        builder = builder.header(
-            HOST,
-            HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"),
-        );
+/// What every request to one URL shares, parsed once before the run: the
+/// request path and the `Host` header.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: Uri,
+    path: Uri,
+    host: HeaderValue,
+}
+
+impl Endpoint {
+    pub fn new(url: Uri) -> Endpoint {
+        let path = url
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .expect("a path of a valid URI parses");
+        let host = HeaderValue::from_str(url.authority().map_or("", |a| a.as_str()))
+            .expect("an authority is a valid header");
+        Endpoint { url, path, host }
     }
-    if let Some(length) = header_length_opt {
-        builder = builder.header("inference-header-content-length", length);
+
+    /// A POST with the headers a V2 client sends; `header_length_opt` marks
+    /// a binary-extension body. Cheap: clones of shared buffers only.
+    pub fn post(&self, body: Bytes, header_length_opt: Option<usize>) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        if let Some(length) = header_length_opt {
+            headers.insert("inference-header-content-length", HeaderValue::from(length));
+        }
+        request
     }
-    builder
-        .body(Full::new(body))
-        .expect("a request from a valid URI builds")
 }
 
 /// One GET, for model metadata before a run.

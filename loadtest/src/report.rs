@@ -200,7 +200,7 @@ impl Report {
                 .targets
                 .iter()
                 .map(|t| TargetReport {
-                    url: t.url.to_string(),
+                    url: t.url().to_string(),
                     weight: t.weight,
                     bodies: t.payloads.len(),
                 })

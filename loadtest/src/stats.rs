@@ -69,6 +69,21 @@ impl Stats {
         }
     }
 
+    fn add(&mut self, corrected: u64, service: u64, lag: u64, outcome: &Outcome) {
+        self.corrected.saturating_record(corrected);
+        self.service.saturating_record(service);
+        self.lag.saturating_record(lag);
+        match outcome {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Error { class, message_opt } => {
+                *self.errors.entry(class.clone()).or_default() += 1;
+                if let Some(message) = message_opt {
+                    *self.messages.entry(message.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: &Stats) {
         self.corrected.add(&other.corrected).expect("same bounds");
         self.service.add(&other.service).expect("same bounds");
@@ -152,7 +167,10 @@ impl Recorder {
         let second = &mut self.timeline[sample.at_second];
         second.completed += 1;
         second.corrected.saturating_record(corrected);
-        let mut groups = vec![&mut self.total];
+        let failed = matches!(sample.outcome, Outcome::Error { .. });
+        if failed {
+            second.errors += 1;
+        }
         if splitting {
             let version = sample.version.unwrap_or(NO_VERSION);
             if !second.versions.contains(version) {
@@ -161,26 +179,10 @@ impl Recorder {
             if !self.by_version.contains_key(version) {
                 self.by_version.insert(version.to_string(), Stats::default());
             }
-            groups.push(self.by_version.get_mut(version).expect("inserted above"));
+            let stats = self.by_version.get_mut(version).expect("inserted above");
+            stats.add(corrected, service, lag, &sample.outcome);
         }
-        let failed = matches!(sample.outcome, Outcome::Error { .. });
-        if failed {
-            second.errors += 1;
-        }
-        for stats in groups {
-            stats.corrected.saturating_record(corrected);
-            stats.service.saturating_record(service);
-            stats.lag.saturating_record(lag);
-            match &sample.outcome {
-                Outcome::Ok => stats.ok += 1,
-                Outcome::Error { class, message_opt } => {
-                    *stats.errors.entry(class.clone()).or_default() += 1;
-                    if let Some(message) = message_opt {
-                        *stats.messages.entry(message.clone()).or_default() += 1;
-                    }
-                }
-            }
-        }
+        self.total.add(corrected, service, lag, &sample.outcome);
     }
 
     pub fn merge(&mut self, other: &Recorder) {

@@ -21,9 +21,23 @@ pub struct Payload {
 
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub url: Uri,
+    pub endpoint: crate::http::Endpoint,
     pub weight: u32,
     pub payloads: Vec<Payload>,
+}
+
+impl Target {
+    pub fn new(url: Uri, weight: u32, payloads: Vec<Payload>) -> Target {
+        Target {
+            endpoint: crate::http::Endpoint::new(url),
+            weight,
+            payloads,
+        }
+    }
+
+    pub fn url(&self) -> &Uri {
+        &self.endpoint.url
+    }
 }
 
 /// Parses `[WEIGHT=]URL`; only plain `http://` is spoken.
@@ -268,11 +282,7 @@ mod tests {
 
     #[test]
     fn weights_split_the_picks() {
-        let make = |weight| Target {
-            url: "http://h/x".parse().unwrap(),
-            weight,
-            payloads: vec![],
-        };
+        let make = |weight| Target::new("http://h/x".parse().unwrap(), weight, vec![]);
         let targets = vec![make(3), make(1)];
         let mut random = SplitMix::new(1);
         let first = (0..10_000)

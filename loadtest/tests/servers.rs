@@ -60,14 +60,14 @@ async fn serve(behave: fn(u64, Duration) -> Answer) -> SocketAddr {
 
 fn spec(addr: SocketAddr, load: Load, duration: Duration) -> RunSpec {
     RunSpec {
-        targets: Arc::new(vec![Target {
-            url: format!("http://{addr}/v2/models/m/infer").parse().unwrap(),
-            weight: 1,
-            payloads: vec![Payload {
+        targets: Arc::new(vec![Target::new(
+            format!("http://{addr}/v2/models/m/infer").parse().unwrap(),
+            1,
+            vec![Payload {
                 body: Bytes::from_static(br#"{"inputs":[]}"#),
                 header_length_opt: None,
             }],
-        }]),
+        )]),
         load,
         duration,
         threads: 2,
