@@ -160,6 +160,13 @@ pub struct Args {
     #[arg(long = "plot-dir", value_name = "DIR", env = "SLUICE_LOADTEST_PLOT_DIR")]
     pub plot_dir: Option<PathBuf>,
 
+    /// Open model: stop sleeping this long before each intended start and spin,
+    /// so sends are on time to the microsecond (the timer ticks in ms). 0 saves
+    /// the CPU and shows the timer's lateness as send lag. Pin the generator
+    /// to its own cores when it spins.
+    #[arg(long, default_value = "2ms", value_parser = parse_spin, env = "SLUICE_LOADTEST_SPIN")]
+    pub spin: Duration,
+
     /// Seed of the arrival and body randomness.
     #[arg(long, default_value_t = 1, env = "SLUICE_LOADTEST_SEED")]
     pub seed: u64,
@@ -190,6 +197,13 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("'{text}' must be positive"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_spin(text: &str) -> std::result::Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 fn parse_steps(text: &str) -> Result<RateProfile> {
@@ -339,6 +353,7 @@ impl Args {
             timeout: self.timeout,
             split_header_opt: self.split_by_header.clone().map(|name| name.to_ascii_lowercase()),
             seed: self.seed,
+            spin: self.spin,
         })
     }
 }

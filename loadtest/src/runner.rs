@@ -47,6 +47,9 @@ pub struct RunSpec {
     pub timeout: Duration,
     pub split_header_opt: Option<String>,
     pub seed: u64,
+    /// How long before a request's intended start the generator stops
+    /// sleeping and spins (see `wait_until`).
+    pub spin: Duration,
 }
 
 /// Counters the progress line reads; workers only add to them.
@@ -207,7 +210,7 @@ async fn drive_connection(
         if intended >= end {
             break;
         }
-        wait_until(intended).await;
+        wait_until(intended, spec.spin).await;
         let sent = Instant::now();
         let target = pick(&spec.targets, total_weight, &mut random);
         let payload = &target.payloads[body_turn % target.payloads.len()];
@@ -291,17 +294,22 @@ async fn drive_connection(
     }
 }
 
-/// Tokio's timer ticks in whole milliseconds and fires up to one late: an
-/// honest schedule of microsecond requests cannot wait on it alone. Sleep to
-/// a millisecond before the intended start, then yield (letting the other
-/// connections run) until it comes.
-async fn wait_until(intended: Instant) {
-    let coarse = intended.checked_sub(Duration::from_millis(1)).unwrap_or(intended);
+/// Tokio's timer ticks in whole milliseconds and may fire a tick or two
+/// late: an honest schedule of sub-millisecond requests cannot wait on it
+/// alone. Sleep to `spin` before the intended start, then yield (letting the
+/// other connections run) until it comes. The spin costs CPU; `spin` zero
+/// turns it off, and the timer's lateness then shows as send lag.
+async fn wait_until(intended: Instant, spin: Duration) {
+    let coarse = intended.checked_sub(spin).unwrap_or(intended);
     if Instant::now() < coarse {
         tokio::time::sleep_until(coarse.into()).await;
     }
     while Instant::now() < intended {
-        tokio::task::yield_now().await;
+        if spin.is_zero() {
+            tokio::time::sleep_until(intended.into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

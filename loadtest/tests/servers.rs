@@ -74,6 +74,7 @@ fn spec(addr: SocketAddr, load: Load, duration: Duration) -> RunSpec {
         timeout: Duration::from_secs(5),
         split_header_opt: Some("x-model-version".into()),
         seed: 7,
+        spin: Duration::from_millis(2),
     }
 }
 
