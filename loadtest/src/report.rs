@@ -151,7 +151,7 @@ fn group(stats: &Stats) -> GroupReport {
 impl Report {
     pub fn new(spec: &RunSpec, result: &RunResult, slos: &[Slo]) -> Report {
         let recorder = &result.recorder;
-        let seconds = result.elapsed.as_secs_f64();
+        let seconds = result.window.as_secs_f64();
         let (mode, corrected, target_rps_opt) = match &spec.load {
             Load::Open { profile, .. } => ("open", true, Some(profile.mean_rate(spec.duration))),
             Load::Closed { .. } => ("closed", false, None),

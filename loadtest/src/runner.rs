@@ -62,6 +62,9 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub recorder: Recorder,
+    /// The scheduled duration: the window throughput is measured over.
+    pub window: Duration,
+    /// From the start to the last response (the window plus the tail).
     pub elapsed: Duration,
     /// CPU time this process used during the run, over the workers' capacity.
     pub cpu_utilization_opt: Option<f64>,
@@ -69,7 +72,7 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn achieved_rate(&self) -> f64 {
-        self.recorder.total.requests() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+        self.recorder.total.requests() as f64 / self.window.as_secs_f64().max(f64::EPSILON)
     }
 }
 
@@ -108,6 +111,7 @@ pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResul
     };
     Ok(RunResult {
         recorder,
+        window: spec.duration,
         elapsed,
         cpu_utilization_opt,
     })

@@ -150,10 +150,11 @@ pub fn measure_level(
         let stable = recent.len() == stability.windows && agree(recent, stability.tolerance);
         if stable || windows.len() >= stability.max_windows {
             let mut recorder = Recorder::default();
-            let mut elapsed = Duration::ZERO;
+            let (mut elapsed, mut measured) = (Duration::ZERO, Duration::ZERO);
             for window in recent {
                 recorder.merge(&window.recorder);
                 elapsed += window.elapsed;
+                measured += window.window;
             }
             let cpu = recent
                 .iter()
@@ -161,6 +162,7 @@ pub fn measure_level(
                 .fold(None, |acc: Option<f64>, c| Some(acc.map_or(c, |a| a.max(c))));
             let merged = RunResult {
                 recorder,
+                window: measured,
                 elapsed,
                 cpu_utilization_opt: cpu,
             };
@@ -246,7 +248,7 @@ pub fn max_rate_under(
     let mut probe = |rate: f64| -> Result<bool> {
         let spec = with_level(base, Dimension::Rate, rate);
         let result = run(&spec, progress)?;
-        let seconds = result.elapsed.as_secs_f64();
+        let seconds = result.window.as_secs_f64();
         let verdict = slo.judge(Some(&result.recorder.total), seconds);
         let achieved = result.achieved_rate();
         let requests = result.recorder.total.requests().max(1) as f64;

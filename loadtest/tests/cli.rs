@@ -154,3 +154,46 @@ async fn a_concurrency_sweep_finds_a_knee() {
             .starts_with("<svg")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_under_a_threshold_doubles_then_bisects() {
+    let repository = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
+    let gateway = TestGateway::start(&repository).await;
+    let url = gateway.url("/v2/models/credit_risk/infer");
+    let (code, stdout, stderr) = loadtest(vec![
+        url,
+        "--from-metadata".into(),
+        "--max-rate-under".into(),
+        "p99<1s".into(),
+        "--start-rate".into(),
+        "200".into(),
+        "--duration".into(),
+        "300ms".into(),
+        "--connections".into(),
+        "8".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let probes = report["probes"].as_array().unwrap();
+    let max_rate = report["max_rate_opt"].as_f64().unwrap();
+    // Doubling from 200 until a probe fails, then five bisections.
+    assert_eq!(probes[0]["rate"], 200.0);
+    assert_eq!(probes[1]["rate"], 400.0);
+    let first_failure = probes.iter().position(|p| p["passed"] == false).unwrap();
+    assert_eq!(probes.len(), first_failure + 1 + 5, "{probes:?}");
+    assert!(max_rate >= 200.0);
+    // The answer is a rate that passed, and no passing probe went higher.
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["rate"].as_f64() == Some(max_rate) && p["passed"] == true)
+    );
+    assert!(
+        probes
+            .iter()
+            .filter(|p| p["passed"] == true)
+            .all(|p| p["rate"].as_f64().unwrap() <= max_rate)
+    );
+}
