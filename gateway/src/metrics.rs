@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "sluice_requests_total";
@@ -89,4 +90,60 @@ fn describe() {
     );
     metrics::describe_counter!(MODEL_LOAD_FAILURES, "Model versions that failed to load");
     metrics::describe_gauge!(MODEL_VERSIONS_LIVE, "Versions of each model serving traffic");
+}
+
+/// The in-flight gauge, resolved once: a request only touches an atomic.
+pub fn in_flight() -> &'static Gauge {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| {
+        handle();
+        metrics::gauge!(IN_FLIGHT)
+    })
+}
+
+/// The series of one model version, resolved when it loads, so that the
+/// request path increments atomics instead of looking up labelled series
+/// (and cloning their label strings) half a dozen times per request.
+pub struct ModelMetrics {
+    model: String,
+    version: String,
+    pub request_duration: Histogram,
+    pub queue_duration: Histogram,
+    pub compute_duration: Histogram,
+    /// Counters for the codes an inference commonly answers; others are
+    /// looked up when they happen.
+    common_codes: [(u16, Counter); 6],
+}
+
+impl ModelMetrics {
+    pub fn new(model: &str, version: &str) -> ModelMetrics {
+        // Handles made before the recorder exists would count nothing.
+        handle();
+        let labels = [("model", model.to_string()), ("version", version.to_string())];
+        let code = |code: u16| {
+            let counter = metrics::counter!(REQUESTS, "model" => model.to_string(), "version" => version.to_string(), "code" => code.to_string());
+            (code, counter)
+        };
+        ModelMetrics {
+            model: model.to_string(),
+            version: version.to_string(),
+            request_duration: metrics::histogram!(REQUEST_DURATION, &labels),
+            queue_duration: metrics::histogram!(QUEUE_DURATION, &labels),
+            compute_duration: metrics::histogram!(COMPUTE_DURATION, &labels),
+            common_codes: [code(200), code(400), code(413), code(415), code(500), code(503)],
+        }
+    }
+
+    pub fn count(&self, code: u16) {
+        match self.common_codes.iter().find(|(common, _)| *common == code) {
+            Some((_, counter)) => counter.increment(1),
+            None => metrics::counter!(
+                REQUESTS,
+                "model" => self.model.clone(),
+                "version" => self.version.clone(),
+                "code" => code.to_string()
+            )
+            .increment(1),
+        }
+    }
 }

@@ -142,14 +142,17 @@ pub struct LoadedModel {
     pub backend: BackendKind,
     pub signature: Signature,
     pub session: Box<dyn Session>,
+    pub metrics: crate::metrics::ModelMetrics,
 }
 
 impl LoadedModel {
     pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
+        let version_label = version.to_string();
         Arc::new(LoadedModel {
             name: name.to_string(),
             version,
-            version_label: version.to_string(),
+            metrics: crate::metrics::ModelMetrics::new(name, &version_label),
+            version_label,
             backend,
             signature: session.signature().clone(),
             session,

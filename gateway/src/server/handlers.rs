@@ -112,14 +112,14 @@ struct InFlight;
 
 impl InFlight {
     fn enter() -> InFlight {
-        ::metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
+        metrics::in_flight().increment(1.0);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        ::metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
+        metrics::in_flight().decrement(1.0);
     }
 }
 
@@ -151,17 +151,21 @@ async fn infer_and_count(
         }
         Err(err) => (err.into_response(), None),
     };
-    // Unknown names are counted under an empty label so that a scan of
-    // random paths cannot explode the metric's cardinality.
-    let (model_label, version_label) = match &labels {
-        Some(model) => (model.name.clone(), model.version_label.clone()),
-        None => (String::new(), String::new()),
-    };
-    let code = response.status().as_u16().to_string();
-    ::metrics::counter!(metrics::REQUESTS, "model" => model_label.clone(), "version" => version_label.clone(), "code" => code)
-        .increment(1);
-    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => model_label, "version" => version_label)
-        .record(started.elapsed().as_secs_f64());
+    let code = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    match &labels {
+        Some(model) => {
+            model.metrics.count(code);
+            model.metrics.request_duration.record(elapsed);
+        }
+        // Unknown names are counted under empty labels so that a scan of
+        // random paths cannot explode the metric's cardinality.
+        None => {
+            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code.to_string())
+                .increment(1);
+            ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "").record(elapsed);
+        }
+    }
     response
 }
 
@@ -190,13 +194,9 @@ async fn run_inference(
             Ok::<_, Error>((encoded, computed))
         })
         .await?;
-    let labels = [
-        ("model", model.name.clone()),
-        ("version", model.version_label.clone()),
-    ];
-    ::metrics::histogram!(metrics::QUEUE_DURATION, &labels).record(timing.queued.as_secs_f64());
+    model.metrics.queue_duration.record(timing.queued.as_secs_f64());
     let (encoded, computed) = outcome?;
-    ::metrics::histogram!(metrics::COMPUTE_DURATION, &labels).record(computed.as_secs_f64());
+    model.metrics.compute_duration.record(computed.as_secs_f64());
 
     let mut response = Response::new(Body::from(encoded.body));
     let response_headers = response.headers_mut();
