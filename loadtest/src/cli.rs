@@ -105,7 +105,7 @@ pub struct Args {
     pub slos: Vec<String>,
 
     /// Sweep a dimension: `concurrency=1..128`, `rate=100..1000:100`, `rate=50,100,200`.
-    #[arg(long, env = "SLUICE_LOADTEST_SWEEP", conflicts_with = "max_rate_under")]
+    #[arg(long, env = "SLUICE_LOADTEST_SWEEP", conflicts_with_all = ["max_rate_under", "slos", "hdr_out"])]
     pub sweep: Option<String>,
 
     /// Search the highest rate that keeps a threshold, e.g. `p99<5ms`.
@@ -199,6 +199,20 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The most requests per second one run may schedule: beyond it, gaps round
+/// to nothing and the schedule would spin forever.
+const MAX_RATE: f64 = 10_000_000.0;
+
+fn check_rate(rate: f64, flag: &str) -> Result<f64> {
+    if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE {
+        Ok(rate)
+    } else {
+        Err(Error::usage(format!(
+            "{flag} must be a positive number of requests per second, at most {MAX_RATE}"
+        )))
+    }
+}
+
 fn parse_spin(text: &str) -> std::result::Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -221,7 +235,13 @@ fn parse_steps(text: &str) -> Result<RateProfile> {
             let rate: f64 = rate
                 .trim()
                 .parse()
-                .map_err(|_| Error::usage(format!("--steps '{step}': rate is not a number")))?;
+                .ok()
+                .filter(|rate: &f64| rate.is_finite() && (0.0..=MAX_RATE).contains(rate))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "--steps '{step}': rate must be a number from 0 to {MAX_RATE}"
+                    ))
+                })?;
             Ok((offset, rate))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -237,9 +257,16 @@ fn parse_ramp(text: &str) -> Result<RateProfile> {
     };
     let (rates, over) = text.split_once('/').ok_or_else(bad)?;
     let (from, to) = rates.split_once("..").ok_or_else(bad)?;
+    let rate = |text: &str| {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|rate| rate.is_finite() && (0.0..=MAX_RATE).contains(rate))
+            .ok_or_else(bad)
+    };
     Ok(RateProfile::Ramp {
-        from: from.trim().parse().map_err(|_| bad())?,
-        to: to.trim().parse().map_err(|_| bad())?,
+        from: rate(from)?,
+        to: rate(to)?,
         over: parse_duration(over).map_err(|_| bad())?,
     })
 }
@@ -250,16 +277,12 @@ impl Args {
             return Err(Error::usage("--connections must be positive"));
         }
         let profile_opt = match (&self.rate, &self.steps, &self.ramp) {
-            (Some(rate), _, _) if *rate > 0.0 => Some(RateProfile::Constant(*rate)),
-            (Some(_), _, _) => return Err(Error::usage("--rate must be positive")),
+            (Some(rate), _, _) => Some(RateProfile::Constant(check_rate(*rate, "--rate")?)),
             (None, Some(steps), _) => Some(parse_steps(steps)?),
             (None, None, Some(ramp)) => Some(parse_ramp(ramp)?),
             (None, None, None) => None,
         };
-        let arrivals = match self.arrivals {
-            ArrivalsArg::Uniform => Arrivals::Uniform,
-            ArrivalsArg::Poisson => Arrivals::Poisson,
-        };
+        let arrivals = self.arrivals();
         Ok(match profile_opt {
             Some(profile) => Load::Open {
                 profile,
@@ -270,6 +293,17 @@ impl Args {
                 connections: self.connections,
             },
         })
+    }
+
+    pub fn arrivals(&self) -> Arrivals {
+        match self.arrivals {
+            ArrivalsArg::Uniform => Arrivals::Uniform,
+            ArrivalsArg::Poisson => Arrivals::Poisson,
+        }
+    }
+
+    pub fn start_rate(&self) -> Result<f64> {
+        check_rate(self.start_rate, "--start-rate")
     }
 
     pub fn slos(&self) -> Result<Vec<Slo>> {

@@ -28,7 +28,9 @@ impl Connection {
             .authority()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "URL has no host"))?;
         let port = authority.port_u16().unwrap_or(80);
-        let stream = TcpStream::connect((authority.host(), port)).await?;
+        // `[::1]` in a URL is `::1` to the resolver.
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let stream = TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

@@ -39,7 +39,7 @@ fn run_command(args: &Args) -> anyhow::Result<i32> {
     let _line = ProgressLine::start(&progress);
 
     if let Some(sweep_spec) = args.sweep()? {
-        let report = sweep::sweep(&spec, &sweep_spec, &args.stability(), &progress)?;
+        let report = sweep::sweep(&spec, &sweep_spec, args.arrivals(), &args.stability(), &progress)?;
         if args.json {
             emit(&serde_json::to_string_pretty(&report)?);
         } else {
@@ -54,7 +54,7 @@ fn run_command(args: &Args) -> anyhow::Result<i32> {
 
     if let Some(expression) = &args.max_rate_under {
         let slo = Slo::parse(expression)?;
-        let report = sweep::max_rate_under(&spec, &slo, args.start_rate, 5, &progress)?;
+        let report = sweep::max_rate_under(&spec, &slo, args.arrivals(), args.start_rate()?, 5, &progress)?;
         if args.json {
             emit(&serde_json::to_string_pretty(&report)?);
         } else {
@@ -75,10 +75,10 @@ fn run_command(args: &Args) -> anyhow::Result<i32> {
             });
             emit(&text);
         }
-        return Ok(if report.max_rate_opt.is_some() {
-            exit::PASS
-        } else {
-            exit::THRESHOLD_FAILED
+        return Ok(match (report.max_rate_opt, report.invalid()) {
+            (Some(_), _) => exit::PASS,
+            (None, true) => exit::INVALID_RUN,
+            (None, false) => exit::THRESHOLD_FAILED,
         });
     }
 

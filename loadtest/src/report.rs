@@ -30,6 +30,7 @@ pub struct Report {
     pub threads: usize,
     pub connections: usize,
     pub target_rps_opt: Option<f64>,
+    /// Successful responses that ended inside the window, per second.
     pub achieved_rps: f64,
     pub total: GroupReport,
     pub by_version: BTreeMap<String, GroupReport>,
@@ -90,8 +91,11 @@ pub struct VersionChange {
 pub struct GeneratorReport {
     pub cpu_utilization_opt: Option<f64>,
     pub saturated: bool,
+    /// Sends more than 1 ms late although their connection was free.
     pub late_requests: u64,
     pub late_fraction: f64,
+    /// Sends that waited for their connection's previous response.
+    pub queued_behind_server: u64,
     pub max_lag_ms: f64,
     pub kept_schedule: bool,
 }
@@ -172,6 +176,7 @@ impl Report {
             saturated,
             late_requests: recorder.late,
             late_fraction,
+            queued_behind_server: recorder.queued_behind_server,
             max_lag_ms: recorder.total.lag.max() as f64 / 1000.0,
             kept_schedule: !corrected || late_fraction <= LATE_FRACTION_LIMIT,
         };
@@ -206,7 +211,7 @@ impl Report {
                 })
                 .collect(),
             duration_s: seconds,
-            threads: spec.threads,
+            threads: result.threads,
             connections: spec.load.connections(),
             target_rps_opt,
             achieved_rps: result.achieved_rate(),
@@ -277,7 +282,7 @@ impl Report {
             .map_or(String::new(), |rate| format!(" (target {rate:.1})"));
         let _ = writeln!(
             out,
-            "\nthroughput: {:.1} req/s{target}; {} requests, {} ok, error rate {:.3}%",
+            "\nthroughput: {:.1} ok req/s{target}; {} requests, {} ok, error rate {:.3}%",
             self.achieved_rps,
             self.total.requests,
             self.total.ok,
@@ -317,8 +322,16 @@ impl Report {
                 if g.kept_schedule {
                     ""
                 } else {
-                    " - the schedule was NOT kept: add --connections if the server is slow, --threads if the generator is busy"
+                    " - the generator did NOT keep the schedule: add --threads, or pin it to its own cores"
                 }
+            );
+        }
+        if self.corrected && g.queued_behind_server > 0 {
+            let _ = writeln!(
+                out,
+                "  {} sends waited for their connection's previous answer: the server was slower than the schedule \
+                 (corrected latency counts that wait; add --connections to send them on time)",
+                g.queued_behind_server
             );
         }
         if !self.slo.is_empty() {

@@ -62,6 +62,8 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub recorder: Recorder,
+    /// Worker threads actually used (never more than connections).
+    pub threads: usize,
     /// The scheduled duration: the window throughput is measured over.
     pub window: Duration,
     /// From the start to the last response (the window plus the tail).
@@ -71,8 +73,10 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Successful responses that ended inside the window, per second of it:
+    /// what the server delivered, not what the generator offered.
     pub fn achieved_rate(&self) -> f64 {
-        self.recorder.total.requests() as f64 / self.window.as_secs_f64().max(f64::EPSILON)
+        self.recorder.total.ok_in_window as f64 / self.window.as_secs_f64().max(f64::EPSILON)
     }
 }
 
@@ -105,12 +109,16 @@ pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResul
         recorder.merge(&part);
     }
     let elapsed = start.elapsed().max(Duration::from_millis(1));
+    // A thread uses at most one core, and there are only so many cores.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let capacity = threads.min(cores) as f64;
     let cpu_utilization_opt = match (cpu_before, process_cpu_seconds()) {
-        (Some(before), Some(after)) => Some((after - before) / (elapsed.as_secs_f64() * threads as f64)),
+        (Some(before), Some(after)) => Some((after - before) / (elapsed.as_secs_f64() * capacity)),
         _ => None,
     };
     Ok(RunResult {
         recorder,
+        threads,
         window: spec.duration,
         elapsed,
         cpu_utilization_opt,
@@ -197,8 +205,13 @@ async fn drive_connection(
         )),
         Load::Closed { .. } => None,
     };
-    let total_weight: u32 = spec.targets.iter().map(|t| t.weight).sum();
-    let mut random = SplitMix::new(spec.seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let total_weight: u64 = spec.targets.iter().map(|t| u64::from(t.weight)).sum();
+    let mut random = SplitMix::new(derive_seed(spec.seed ^ 0xA24B_AED4_963E_E407, index));
+    // Past the window plus one timeout, a run stops even if its schedule is
+    // not done (a hung server would otherwise keep it going for hours); what
+    // was never sent is counted as such.
+    let hard_stop = end + spec.timeout;
+    let mut previous_end = start;
     let mut connection_opt: Option<Connection> = None;
     let mut body_turn = index;
     let splitting = spec.split_header_opt.is_some();
@@ -214,6 +227,14 @@ async fn drive_connection(
         if intended >= end {
             break;
         }
+        if Instant::now() >= hard_stop {
+            let remaining = schedule_opt.as_mut().map_or(0, |schedule| {
+                std::iter::from_fn(|| schedule.next_due(spec.duration)).count()
+            });
+            recorder.borrow_mut().not_sent(1 + remaining as u64);
+            break;
+        }
+        let connection_was_free = previous_end <= intended;
         wait_until(intended, spec.spin).await;
         let sent = Instant::now();
         let target = pick(&spec.targets, total_weight, &mut random);
@@ -244,6 +265,7 @@ async fn drive_connection(
         };
         slot.started.set(None);
         let ended = Instant::now();
+        previous_end = ended;
         let (outcome, version_opt) = match result {
             Ok(Ok(answer)) if (200..300).contains(&answer.status) => (Outcome::Ok, answer.split_value_opt),
             Ok(Ok(answer)) => (
@@ -284,6 +306,8 @@ async fn drive_connection(
                 lag: sent - intended,
                 version: version_opt.as_deref(),
                 outcome,
+                in_window: ended <= end,
+                connection_was_free,
             },
             splitting,
         );
@@ -296,6 +320,12 @@ async fn drive_connection(
             }
         }
     }
+}
+
+/// An independent seed for stream `index`: SplitMix streams seeded a
+/// multiple of its increment apart replay each other, so seeds are hashed.
+pub fn derive_seed(seed: u64, index: usize) -> u64 {
+    SplitMix::new(seed.wrapping_add((index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))).next_u64()
 }
 
 /// Tokio's timer ticks in whole milliseconds and may fire a tick or two

@@ -77,7 +77,7 @@ impl ConnectionSchedule {
     ) -> Self {
         let connections = connections.max(1);
         let share = 1.0 / connections as f64;
-        let mut random = SplitMix::new(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut random = SplitMix::new(crate::runner::derive_seed(seed, index));
         // Uniform connections are staggered across one gap so their sum is
         // even; Poisson ones start after an exponential gap of their own.
         let first_credit = match arrivals {
@@ -120,8 +120,9 @@ impl ConnectionSchedule {
         const STEP: Duration = Duration::from_micros(500);
         let step = STEP.as_secs_f64();
         let (mut at, mut gathered) = (from, 0.0);
-        // A profile that stays at zero would never add up: give up an hour on.
-        let limit = end.min(from + Duration::from_secs(3600));
+        // A profile that stays at zero would never add up: give up at the
+        // end, or an hour on; no request is due then.
+        let limit = end.min(from.saturating_add(Duration::from_secs(3600)));
         while at < limit {
             let rate = self.profile.rate_at(at) * self.share;
             if rate > 0.0 {
@@ -133,7 +134,7 @@ impl ConnectionSchedule {
             }
             at += STEP;
         }
-        limit
+        Duration::MAX
     }
 }
 
@@ -191,6 +192,31 @@ mod tests {
     fn poisson_arrivals_average_the_rate() {
         let total = count(RateProfile::Constant(1000.0), Arrivals::Poisson, 8, 10);
         assert!((9_500..10_500).contains(&total), "{total}");
+    }
+
+    #[test]
+    fn poisson_connections_draw_independent_gaps() {
+        let gaps = |index| {
+            let mut schedule =
+                ConnectionSchedule::new(RateProfile::Constant(100.0), Arrivals::Poisson, 4, index, 1);
+            (0..20)
+                .map(|_| schedule.next_due(Duration::from_secs(60)).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let streams: Vec<_> = (0..4).map(gaps).collect();
+        for a in 0..4 {
+            for b in a + 1..4 {
+                let differences: std::collections::BTreeSet<_> = streams[a]
+                    .iter()
+                    .zip(&streams[b])
+                    .map(|(x, y)| x.abs_diff(*y))
+                    .collect();
+                assert!(
+                    differences.len() > 15,
+                    "connections {a} and {b} replay each other's gaps"
+                );
+            }
+        }
     }
 
     #[test]

@@ -114,14 +114,18 @@ impl Slo {
 
     /// Measures `stats` (latencies from `corrected`) over `seconds` of run.
     pub fn judge(&self, stats_opt: Option<&Stats>, seconds: f64) -> Verdict {
-        let measured = stats_opt.filter(|stats| stats.requests() > 0).map(|stats| {
+        // Latency is of successful responses: with none, there is nothing
+        // to judge, and a dead server must not pass `p99<10ms`.
+        let measured = stats_opt.and_then(|stats| {
             let latency = &stats.corrected;
             match self.metric {
-                Metric::Quantile(q) => latency.value_at_quantile(q) as f64 / 1000.0,
-                Metric::Max => latency.max() as f64 / 1000.0,
-                Metric::Mean => latency.mean() / 1000.0,
-                Metric::ErrorRate => stats.error_rate(),
-                Metric::Rps => stats.requests() as f64 / seconds.max(f64::EPSILON),
+                Metric::Quantile(_) | Metric::Max | Metric::Mean if latency.is_empty() => None,
+                Metric::Quantile(q) => Some(latency.value_at_quantile(q) as f64 / 1000.0),
+                Metric::Max => Some(latency.max() as f64 / 1000.0),
+                Metric::Mean => Some(latency.mean() / 1000.0),
+                _ if stats.requests() == 0 => None,
+                Metric::ErrorRate => Some(stats.error_rate()),
+                Metric::Rps => Some(stats.ok_in_window as f64 / seconds.max(f64::EPSILON)),
             }
         });
         let passed = measured.is_some_and(|value| match self.comparison {
@@ -213,11 +217,29 @@ mod tests {
                 .record(micros(Duration::from_millis(millis)))
                 .unwrap();
             stats.ok += 1;
+            stats.ok_in_window += 1;
         }
         assert!(Slo::parse("p50<51ms").unwrap().judge(Some(&stats), 1.0).passed);
         assert!(!Slo::parse("p99<50ms").unwrap().judge(Some(&stats), 1.0).passed);
         assert!(Slo::parse("rps>=100").unwrap().judge(Some(&stats), 1.0).passed);
         let verdict = Slo::parse("p99<1s").unwrap().judge(None, 1.0);
         assert_eq!((verdict.measured, verdict.passed), (None, false));
+        // Only errors: latency cannot be judged, the error rate can.
+        let mut failing = Stats::default();
+        failing.errors.insert("status 503".into(), 10);
+        assert_eq!(
+            Slo::parse("p99<10ms")
+                .unwrap()
+                .judge(Some(&failing), 1.0)
+                .measured,
+            None
+        );
+        assert_eq!(
+            Slo::parse("error_rate<1%")
+                .unwrap()
+                .judge(Some(&failing), 1.0)
+                .measured,
+            Some(1.0)
+        );
     }
 }

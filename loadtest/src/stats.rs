@@ -23,6 +23,8 @@ pub fn micros(duration: Duration) -> u64 {
 }
 
 /// Latency and errors of one group of responses (all, or one version).
+/// Latency histograms hold successful responses only: a fast 503 or a
+/// refused connection must not make p99 look better.
 #[derive(Debug, Clone)]
 pub struct Stats {
     /// From the intended start to the end of the response: what a user waits.
@@ -32,7 +34,10 @@ pub struct Stats {
     /// From the intended start to the actual send: how late the generator was.
     pub lag: Histogram<u64>,
     pub ok: u64,
-    /// Error class (`connect`, `timeout`, `io`, `status 503`) → count.
+    /// Successful responses that ended inside the scheduled window: the
+    /// throughput the server actually delivered.
+    pub ok_in_window: u64,
+    /// Error class (`connect`, `timeout`, `io`, `status 503`, `not sent`) → count.
     pub errors: BTreeMap<String, u64>,
     /// Open Inference Protocol error messages (`{"error": "..."}`) → count.
     pub messages: BTreeMap<String, u64>,
@@ -45,6 +50,7 @@ impl Default for Stats {
             service: new_histogram(3),
             lag: new_histogram(3),
             ok: 0,
+            ok_in_window: 0,
             errors: BTreeMap::new(),
             messages: BTreeMap::new(),
         }
@@ -69,12 +75,15 @@ impl Stats {
         }
     }
 
-    fn add(&mut self, corrected: u64, service: u64, lag: u64, outcome: &Outcome) {
-        self.corrected.saturating_record(corrected);
-        self.service.saturating_record(service);
+    fn add(&mut self, corrected: u64, service: u64, lag: u64, outcome: &Outcome, in_window: bool) {
         self.lag.saturating_record(lag);
         match outcome {
-            Outcome::Ok => self.ok += 1,
+            Outcome::Ok => {
+                self.corrected.saturating_record(corrected);
+                self.service.saturating_record(service);
+                self.ok += 1;
+                self.ok_in_window += u64::from(in_window);
+            }
             Outcome::Error { class, message_opt } => {
                 *self.errors.entry(class.clone()).or_default() += 1;
                 if let Some(message) = message_opt {
@@ -89,6 +98,7 @@ impl Stats {
         self.service.add(&other.service).expect("same bounds");
         self.lag.add(&other.lag).expect("same bounds");
         self.ok += other.ok;
+        self.ok_in_window += other.ok_in_window;
         for (class, count) in &other.errors {
             *self.errors.entry(class.clone()).or_default() += count;
         }
@@ -129,6 +139,11 @@ pub struct Sample<'a> {
     /// The split header's value (`None` when not splitting or absent).
     pub version: Option<&'a str>,
     pub outcome: Outcome,
+    /// The response ended before the scheduled window closed.
+    pub in_window: bool,
+    /// The connection was free at the intended start, so any lag was the
+    /// generator's own (not a wait behind the server's previous answer).
+    pub connection_was_free: bool,
 }
 
 pub enum Outcome {
@@ -146,11 +161,17 @@ pub struct Recorder {
     /// Split header value → its stats; `(none)` when a response lacked it.
     pub by_version: BTreeMap<String, Stats>,
     pub timeline: Vec<Second>,
-    /// Requests whose send lagged their intended start by more than 1 ms.
+    /// Sends more than 1 ms after their intended start while their
+    /// connection was free: the generator's own lateness.
     pub late: u64,
+    /// Sends that waited for their connection's previous response: the
+    /// server's slowness, which corrected latency charges to it.
+    pub queued_behind_server: u64,
 }
 
 pub const NO_VERSION: &str = "(none)";
+/// The error class of scheduled requests the run ended before sending.
+pub const NOT_SENT: &str = "not sent";
 const LATE: Duration = Duration::from_millis(1);
 
 impl Recorder {
@@ -158,7 +179,9 @@ impl Recorder {
         let corrected = micros(sample.corrected);
         let service = micros(sample.service);
         let lag = micros(sample.lag);
-        if sample.lag > LATE {
+        if !sample.connection_was_free {
+            self.queued_behind_server += 1;
+        } else if sample.lag > LATE {
             self.late += 1;
         }
         if self.timeline.len() <= sample.at_second {
@@ -166,7 +189,9 @@ impl Recorder {
         }
         let second = &mut self.timeline[sample.at_second];
         second.completed += 1;
-        second.corrected.saturating_record(corrected);
+        if matches!(sample.outcome, Outcome::Ok) {
+            second.corrected.saturating_record(corrected);
+        }
         let failed = matches!(sample.outcome, Outcome::Error { .. });
         if failed {
             second.errors += 1;
@@ -180,9 +205,10 @@ impl Recorder {
                 self.by_version.insert(version.to_string(), Stats::default());
             }
             let stats = self.by_version.get_mut(version).expect("inserted above");
-            stats.add(corrected, service, lag, &sample.outcome);
+            stats.add(corrected, service, lag, &sample.outcome, sample.in_window);
         }
-        self.total.add(corrected, service, lag, &sample.outcome);
+        self.total
+            .add(corrected, service, lag, &sample.outcome, sample.in_window);
     }
 
     pub fn merge(&mut self, other: &Recorder) {
@@ -200,6 +226,14 @@ impl Recorder {
             mine.versions.extend(theirs.versions.iter().cloned());
         }
         self.late += other.late;
+        self.queued_behind_server += other.queued_behind_server;
+    }
+
+    /// Scheduled requests never sent because the run hit its hard stop.
+    pub fn not_sent(&mut self, count: u64) {
+        if count > 0 {
+            *self.total.errors.entry(NOT_SENT.to_string()).or_default() += count;
+        }
     }
 
     /// Seconds at which the set of versions answering changed: hot swaps.
@@ -230,6 +264,8 @@ mod tests {
             service: Duration::from_millis(millis),
             lag: Duration::ZERO,
             version,
+            in_window: true,
+            connection_was_free: true,
             outcome: if ok {
                 Outcome::Ok
             } else {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::runner::{Load, Progress, RunResult, RunSpec, run};
-use crate::schedule::RateProfile;
+use crate::schedule::{Arrivals, RateProfile};
 use crate::slo::Slo;
 use crate::stats::Recorder;
 
@@ -107,28 +107,16 @@ pub struct SweepReport {
     pub knee_opt: Option<f64>,
 }
 
-fn with_level(base: &RunSpec, dimension: Dimension, level: f64) -> RunSpec {
+fn with_level(base: &RunSpec, dimension: Dimension, level: f64, arrivals: Arrivals) -> RunSpec {
     let mut spec = base.clone();
-    spec.load = match (dimension, &base.load) {
-        (Dimension::Concurrency, _) => Load::Closed {
+    spec.load = match dimension {
+        Dimension::Concurrency => Load::Closed {
             connections: level as usize,
         },
-        (
-            Dimension::Rate,
-            Load::Open {
-                arrivals,
-                connections,
-                ..
-            },
-        ) => Load::Open {
+        Dimension::Rate => Load::Open {
             profile: RateProfile::Constant(level),
-            arrivals: *arrivals,
-            connections: *connections,
-        },
-        (Dimension::Rate, Load::Closed { connections }) => Load::Open {
-            profile: RateProfile::Constant(level),
-            arrivals: crate::schedule::Arrivals::Uniform,
-            connections: *connections,
+            arrivals,
+            connections: base.load.connections(),
         },
     };
     spec
@@ -162,6 +150,7 @@ pub fn measure_level(
                 .fold(None, |acc: Option<f64>, c| Some(acc.map_or(c, |a| a.max(c))));
             let merged = RunResult {
                 recorder,
+                threads: recent[0].threads,
                 window: measured,
                 elapsed,
                 cpu_utilization_opt: cpu,
@@ -188,12 +177,13 @@ fn agree(windows: &[RunResult], tolerance: f64) -> bool {
 pub fn sweep(
     base: &RunSpec,
     sweep: &Sweep,
+    arrivals: Arrivals,
     stability: &Stability,
     progress: &Arc<Progress>,
 ) -> Result<SweepReport> {
     let mut levels = Vec::new();
     for &level in &sweep.levels {
-        let spec = with_level(base, sweep.dimension, level);
+        let spec = with_level(base, sweep.dimension, level, arrivals);
         let (result, stable, windows) = measure_level(&spec, stability, progress)?;
         let total = &result.recorder.total;
         levels.push(Level {
@@ -234,22 +224,34 @@ pub struct MaxRateReport {
     pub max_rate_opt: Option<f64>,
 }
 
+impl MaxRateReport {
+    /// No probe could be judged (no samples for the threshold at all).
+    pub fn invalid(&self) -> bool {
+        self.probes.iter().all(|probe| probe.measured_opt.is_none())
+    }
+}
+
 /// Doubles the rate until the SLO breaks, then bisects between the last
 /// pass and the first failure. A probe passes only if the SLO held, the
 /// generator kept its schedule, and the achieved rate was within 5% of it.
 pub fn max_rate_under(
     base: &RunSpec,
     slo: &Slo,
+    arrivals: Arrivals,
     start: f64,
     bisections: usize,
     progress: &Arc<Progress>,
 ) -> Result<MaxRateReport> {
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> Result<bool> {
-        let spec = with_level(base, Dimension::Rate, rate);
+        let spec = with_level(base, Dimension::Rate, rate, arrivals);
         let result = run(&spec, progress)?;
         let seconds = result.window.as_secs_f64();
-        let verdict = slo.judge(Some(&result.recorder.total), seconds);
+        let stats_opt = match &slo.version_opt {
+            Some(version) => result.recorder.by_version.get(version),
+            None => Some(&result.recorder.total),
+        };
+        let verdict = slo.judge(stats_opt, seconds);
         let achieved = result.achieved_rate();
         let requests = result.recorder.total.requests().max(1) as f64;
         let kept = result.recorder.late as f64 / requests <= 0.01 && achieved >= rate * 0.95;

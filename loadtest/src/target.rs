@@ -51,8 +51,10 @@ pub fn parse_target(text: &str) -> Result<(Uri, u32)> {
         }
         _ => (1, text),
     };
-    if weight == 0 {
-        return Err(Error::usage(format!("target '{text}': weight must be positive")));
+    if !(1..=1_000_000).contains(&weight) {
+        return Err(Error::usage(format!(
+            "target '{text}': weight must be from 1 to 1000000"
+        )));
     }
     let uri: Uri = url
         .parse()
@@ -194,6 +196,10 @@ pub fn payloads_from_metadata(
         .collect()
 }
 
+/// The most elements a generated tensor may have (a guard against metadata
+/// that declares huge fixed dims).
+const MAX_GENERATED_ELEMENTS: usize = 16 * 1024 * 1024;
+
 fn random_tensor(input: &Value, batch: usize, random: &mut SplitMix) -> Result<Value> {
     let name = input["name"]
         .as_str()
@@ -208,7 +214,15 @@ fn random_tensor(input: &Value, batch: usize, random: &mut SplitMix) -> Result<V
             _ => batch,
         })
         .collect();
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |count, &dim| count.checked_mul(dim))
+        .filter(|&count| count <= MAX_GENERATED_ELEMENTS)
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "input '{name}': shape {shape:?} has more than {MAX_GENERATED_ELEMENTS} elements to generate"
+            ))
+        })?;
     let data: Vec<Value> = (0..count)
         .map(|_| match datatype {
             "BOOL" => Ok(json!(random.unit() < 0.5)),
@@ -224,16 +238,16 @@ fn random_tensor(input: &Value, batch: usize, random: &mut SplitMix) -> Result<V
 }
 
 /// Picks a target by weight.
-pub fn pick<'a>(targets: &'a [Target], total_weight: u32, random: &mut SplitMix) -> &'a Target {
-    if targets.len() == 1 {
+pub fn pick<'a>(targets: &'a [Target], total_weight: u64, random: &mut SplitMix) -> &'a Target {
+    if targets.len() == 1 || total_weight == 0 {
         return &targets[0];
     }
-    let mut point = (random.next_u64() % u64::from(total_weight)) as u32;
+    let mut point = random.next_u64() % total_weight;
     for target in targets {
-        if point < target.weight {
+        if point < u64::from(target.weight) {
             return target;
         }
-        point -= target.weight;
+        point -= u64::from(target.weight);
     }
     &targets[targets.len() - 1]
 }

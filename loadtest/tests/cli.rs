@@ -146,8 +146,13 @@ async fn a_concurrency_sweep_finds_a_knee() {
         [1.0, 2.0, 4.0]
     );
     assert!(levels.iter().all(|l| l["throughput"].as_f64().unwrap() > 0.0));
-    let knee = report["knee_opt"].as_f64().unwrap();
-    assert!(levels.iter().any(|l| l["level"].as_f64() == Some(knee)));
+    // The knee is the level of best throughput per millisecond of p99.
+    let power = |l: &Value| l["throughput"].as_f64().unwrap() / l["p99_ms"].as_f64().unwrap();
+    let best = levels
+        .iter()
+        .max_by(|a, b| power(a).total_cmp(&power(b)))
+        .unwrap();
+    assert_eq!(report["knee_opt"], best["level"]);
     assert!(
         std::fs::read_to_string(dir.path().join("sweep.svg"))
             .unwrap()

@@ -233,3 +233,97 @@ async fn latency_and_errors_split_by_version_with_the_swap_marked() {
         ["1", "2"]
     );
 }
+
+/// Every answer takes 20 ms: two connections can carry 100 req/s, and the
+/// schedule asks for 200.
+fn slow(_: u64, _: Duration) -> Answer {
+    (Duration::from_millis(20), 200, Some("1"), "{}")
+}
+
+/// An overloaded server is the server's fault: its sends queue behind its
+/// own slow answers, the corrected latency grows, the threshold fails (3),
+/// and the generator is not blamed (which would make the run invalid, 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_server_fails_its_threshold_and_the_generator_is_not_blamed() {
+    let addr = serve(slow).await;
+    let open = Load::Open {
+        profile: RateProfile::Constant(200.0),
+        arrivals: Arrivals::Uniform,
+        connections: 2,
+    };
+    let run_spec = spec(addr, open, Duration::from_secs(2));
+    let result = run_blocking(run_spec.clone()).await;
+    let recorder = &result.recorder;
+    assert!(
+        recorder.queued_behind_server > recorder.total.requests() / 2,
+        "{}",
+        recorder.queued_behind_server
+    );
+    assert_eq!(recorder.late, 0, "the generator itself was on time");
+    // About 100 answers per second can end inside the window, not 200.
+    let achieved = result.achieved_rate();
+    assert!((60.0..130.0).contains(&achieved), "achieved {achieved} req/s");
+    let slos = [sluice_loadtest::slo::Slo::parse("p99<10ms").unwrap()];
+    let report = sluice_loadtest::report::Report::new(&run_spec, &result, &slos);
+    assert!(!report.generator.saturated);
+    assert_eq!(report.verdict, "fail");
+    assert!(
+        report.total.latency_ms.corrected.p99 > 500.0,
+        "the backlog shows in corrected latency"
+    );
+}
+
+fn unavailable(_: u64, _: Duration) -> Answer {
+    (Duration::ZERO, 503, None, r#"{"error":"server is overloaded"}"#)
+}
+
+/// Fast errors do not make latency look good: with no successful answer a
+/// latency threshold cannot be judged (invalid), while the error rate fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_only_fails_cannot_pass_a_latency_threshold() {
+    let addr = serve(unavailable).await;
+    let run_spec = spec(addr, Load::Closed { connections: 2 }, Duration::from_millis(500));
+    let result = run_blocking(run_spec.clone()).await;
+    assert_eq!(result.recorder.total.ok, 0);
+    assert!(result.recorder.total.corrected.is_empty());
+    let parse = |text: &str| sluice_loadtest::slo::Slo::parse(text).unwrap();
+    let latency = sluice_loadtest::report::Report::new(&run_spec, &result, &[parse("p99<10ms")]);
+    assert_eq!(latency.verdict, "invalid");
+    let errors = sluice_loadtest::report::Report::new(&run_spec, &result, &[parse("error_rate<1%")]);
+    assert_eq!(errors.verdict, "fail");
+    assert_eq!(result.achieved_rate(), 0.0);
+}
+
+fn hung(_: u64, _: Duration) -> Answer {
+    (Duration::from_secs(30), 200, None, "{}")
+}
+
+/// A hung server cannot keep a run going past its window plus one timeout;
+/// what the schedule still held is counted as not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_cannot_stretch_the_run() {
+    let addr = serve(hung).await;
+    let open = Load::Open {
+        profile: RateProfile::Constant(100.0),
+        arrivals: Arrivals::Uniform,
+        connections: 1,
+    };
+    let mut run_spec = spec(addr, open, Duration::from_secs(1));
+    run_spec.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let result = run_blocking(run_spec).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let errors = &result.recorder.total.errors;
+    assert!(errors.get("timeout").is_some_and(|n| *n >= 2), "{errors:?}");
+    let not_sent = errors.get(sluice_loadtest::stats::NOT_SENT).copied().unwrap_or(0);
+    assert_eq!(
+        result.recorder.total.requests(),
+        100,
+        "every scheduled request is accounted for: {errors:?}"
+    );
+    assert!(not_sent > 50, "{errors:?}");
+}
