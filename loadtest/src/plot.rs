@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
@@ -14,11 +15,37 @@ fn failed(what: &str) -> impl Fn(String) -> Error + '_ {
     move |err| Error::Setup(format!("drawing {what}: {err}"))
 }
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white 900×480 canvas with a captioned chart and its labelled mesh.
+fn chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    (x_range, x_desc): (std::ops::Range<f64>, &str),
+    (y_range, y_desc): (std::ops::Range<f64>, &str),
+    x_format_opt: Option<&dyn Fn(&f64) -> String>,
+) -> std::result::Result<Chart<'a, 'b>, String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x_range, y_range)
+        .map_err(|e| e.to_string())?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc).y_desc(y_desc);
+    if let Some(format) = x_format_opt {
+        mesh.x_label_formatter(format);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// p50 and p99 of each second, with a vertical line where versions changed.
 pub fn latency_over_time(report: &Report, path: &Path) -> Result<()> {
     let fail = failed("latency over time");
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
     let seconds = report.timeline.len().max(1) as f64;
     let top = report
         .timeline
@@ -27,19 +54,14 @@ pub fn latency_over_time(report: &Report, path: &Path) -> Result<()> {
         .fold(0.0, f64::max)
         .max(0.001)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("latency over time (corrected)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..seconds, 0.0..top)
-        .map_err(|e| fail(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("ms")
-        .draw()
-        .map_err(|e| fail(e.to_string()))?;
+    let mut chart = chart(
+        &root,
+        "latency over time (corrected)",
+        (0.0..seconds, "seconds"),
+        (0.0..top, "ms"),
+        None,
+    )
+    .map_err(&fail)?;
     let series = |pick: fn(&crate::report::SecondReport) -> f64| {
         report
             .timeline
@@ -109,21 +131,15 @@ pub fn percentile_spectrum(
         .max(0.001)
         * 1.1;
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("latency by percentile", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..5.0, 0.0..top)
-        .map_err(|e| fail(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .x_label_formatter(&|x| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-x))))
-        .y_desc("ms")
-        .draw()
-        .map_err(|e| fail(e.to_string()))?;
+    let percent = |x: &f64| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-x)));
+    let mut chart = chart(
+        &root,
+        "latency by percentile",
+        (0.0..5.0, "percentile"),
+        (0.0..top, "ms"),
+        Some(&percent),
+    )
+    .map_err(&fail)?;
     chart
         .draw_series(LineSeries::new(corrected_points, RED.stroke_width(2)))
         .map_err(|e| fail(e.to_string()))?
@@ -162,20 +178,14 @@ pub fn sweep(report: &SweepReport, path: &Path) -> Result<()> {
         .max(0.001)
         * 1.1;
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("throughput against p99", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..right, 0.0..top)
-        .map_err(|e| fail(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("requests per second")
-        .y_desc("p99 ms")
-        .draw()
-        .map_err(|e| fail(e.to_string()))?;
+    let mut chart = chart(
+        &root,
+        "throughput against p99",
+        (0.0..right, "requests per second"),
+        (0.0..top, "p99 ms"),
+        None,
+    )
+    .map_err(&fail)?;
     let points: Vec<(f64, f64)> = report.levels.iter().map(|l| (l.throughput, l.p99_ms)).collect();
     chart
         .draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))

@@ -202,6 +202,36 @@ impl TestGateway {
         }
     }
 
+    /// `sluice_model_load_failures_total` for `model`, 0 when not yet counted.
+    pub async fn load_failures(&self, model: &str) -> f64 {
+        let metrics = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("sluice_model_load_failures_total{{model=\"{model}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.parse().unwrap())
+    }
+
+    /// Waits until `model` has failed to load at least `at_least` times.
+    pub async fn wait_load_failures(&self, model: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.load_failures(model).await < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "load failure {at_least} of {model} was never counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -129,35 +129,6 @@ fn live_versions(table: &sluice_gateway::routing::RoutingTable) -> BTreeSet<u64>
         .collect()
 }
 
-/// `sluice_model_load_failures_total` for `model`, 0 when not yet counted.
-async fn load_failures(gateway: &TestGateway, model: &str) -> f64 {
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("sluice_model_load_failures_total{{model=\"{model}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0.0, |value| value.parse().unwrap())
-}
-
-async fn wait_failures(gateway: &TestGateway, model: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load_failures(gateway, model).await < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "load failure {at_least} of {model} was never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
     let artifact = example_model(MODEL);
@@ -176,7 +147,7 @@ async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
     // The serving version's file is overwritten with garbage: the loaded
     // model keeps serving, untouched.
     repository.add_version(MODEL, 1, b"truncated");
-    wait_failures(&gateway, MODEL, 1.0).await;
+    gateway.wait_load_failures(MODEL, 1.0).await;
     let still = gateway
         .server
         .routes
@@ -190,7 +161,7 @@ async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
 
     // A broken new version does not take over from it either.
     repository.add_version(MODEL, 2, b"this is not an onnx model");
-    wait_failures(&gateway, MODEL, 2.0).await;
+    gateway.wait_load_failures(MODEL, 2.0).await;
     gateway.wait_versions(MODEL, &[1]).await;
     let (status, body) = gateway.post_json(&infer, &request).await;
     assert_eq!((status, body["model_version"].as_str()), (200, Some("1")));
