@@ -15,6 +15,12 @@ fn failed(what: &str) -> impl Fn(String) -> Error + '_ {
     move |err| Error::Setup(format!("drawing {what}: {err}"))
 }
 
+/// An axis bound 10% above the largest value, and never below `floor`, so
+/// an empty or flat series still draws.
+fn headroom(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
+    values.fold(0.0, f64::max).max(floor) * 1.1
+}
+
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A white 900×480 canvas with a captioned chart and its labelled mesh.
@@ -47,13 +53,7 @@ pub fn latency_over_time(report: &Report, path: &Path) -> Result<()> {
     let fail = failed("latency over time");
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     let seconds = report.timeline.len().max(1) as f64;
-    let top = report
-        .timeline
-        .iter()
-        .map(|s| s.p99_ms)
-        .fold(0.0, f64::max)
-        .max(0.001)
-        * 1.1;
+    let top = headroom(report.timeline.iter().map(|s| s.p99_ms), 0.001);
     let mut chart = chart(
         &root,
         "latency over time (corrected)",
@@ -123,13 +123,7 @@ pub fn percentile_spectrum(
     };
     let corrected_points = points(corrected);
     let service_points = service_opt.map(points).unwrap_or_default();
-    let top = corrected_points
-        .iter()
-        .chain(&service_points)
-        .map(|p| p.1)
-        .fold(0.0, f64::max)
-        .max(0.001)
-        * 1.1;
+    let top = headroom(corrected_points.iter().chain(&service_points).map(|p| p.1), 0.001);
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     let percent = |x: &f64| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-x)));
     let mut chart = chart(
@@ -163,20 +157,8 @@ pub fn percentile_spectrum(
 /// Throughput against p99 for each level of a sweep; the knee in red.
 pub fn sweep(report: &SweepReport, path: &Path) -> Result<()> {
     let fail = failed("the sweep");
-    let right = report
-        .levels
-        .iter()
-        .map(|l| l.throughput)
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
-    let top = report
-        .levels
-        .iter()
-        .map(|l| l.p99_ms)
-        .fold(0.0, f64::max)
-        .max(0.001)
-        * 1.1;
+    let right = headroom(report.levels.iter().map(|l| l.throughput), 1.0);
+    let top = headroom(report.levels.iter().map(|l| l.p99_ms), 0.001);
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     let mut chart = chart(
         &root,

@@ -8,9 +8,11 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_gateway::model::LoadedModel;
 use sluice_gateway::{ServeConfig, Server};
 
 pub use tempfile::TempDir;
@@ -143,6 +145,14 @@ impl TestGateway {
     }
 
     pub async fn start_with(repository: &TestRepository, options: Options) -> TestGateway {
+        let gateway = TestGateway::launch(repository, options).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Starts the gateway without waiting for it to be ready, for tests of
+    /// readiness itself.
+    pub async fn launch(repository: &TestRepository, options: Options) -> TestGateway {
         let mut config = ServeConfig::for_repository(repository.path());
         config.poll_interval = options.poll_interval;
         config.max_request_bytes = options.max_request_bytes;
@@ -155,13 +165,21 @@ impl TestGateway {
         let server = Server::start(config, listener)
             .await
             .expect("starting the gateway");
-        let gateway = TestGateway {
+        TestGateway {
             base: format!("http://{}", server.addr),
             server,
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        };
-        gateway.wait_ready().await;
-        gateway
+        }
+    }
+
+    /// The version an unpinned request to `model` gets right now.
+    pub fn serving(&self, model: &str) -> Arc<LoadedModel> {
+        self.server
+            .routes
+            .snapshot()
+            .resolve(model, None)
+            .unwrap_or_else(|err| panic!("{model} is not served: {err}"))
+            .clone()
     }
 
     /// Polls `/v2/health/ready` until 200, with a deadline instead of a sleep.

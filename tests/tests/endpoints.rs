@@ -1,9 +1,9 @@
 //! Every Open Inference Protocol endpoint over real HTTP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{TestGateway, TestRepository, error_message, example_model, fixture};
+use sluice_tests::{Options, TestGateway, TestRepository, error_message, example_model, fixture};
 
 fn two_models() -> TestRepository {
     TestRepository::new()
@@ -31,49 +31,24 @@ async fn not_ready_until_every_model_has_loaded() {
     // A model whose only version cannot load keeps the server unready
     // (strict readiness, as Triton's default), while liveness holds.
     let repository = two_models().with_model("broken", 1, b"not an onnx file");
-    let mut config = sluice_gateway::ServeConfig::for_repository(repository.path());
-    config.poll_interval = Duration::from_millis(20);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_gateway::Server::start(config, listener).await.unwrap();
-    let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
+    let options = Options {
+        with_ort: false,
+        poll_interval: Duration::from_millis(20),
+        ..Options::default()
+    };
+    let gateway = TestGateway::launch(&repository, options).await;
     // Wait until the good models serve and the broken one has been tried,
     // then give the poller a few more passes to change its mind.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if server.routes.snapshot().routes.len() == 2
-            && metrics.contains(r#"sluice_model_load_failures_total{model="broken"}"#)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the repository was never fully scanned"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    gateway.wait_load_failures("broken", 1.0).await;
+    gateway.wait_versions("credit_risk", &[1]).await;
+    gateway.wait_versions("digits", &[1, 2]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let ready = client
-        .get(format!("{base}/v2/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
     assert_eq!(
-        ready.json::<serde_json::Value>().await.unwrap(),
-        json!({ "ready": false })
+        gateway.get("/v2/health/ready").await,
+        (503, json!({ "ready": false }))
     );
-    let live = client.get(format!("{base}/v2/health/live")).send().await.unwrap();
-    assert_eq!(live.status(), 200);
-    server.shutdown().await.unwrap();
+    assert_eq!(gateway.get("/v2/health/live").await.0, 200);
+    gateway.server.shutdown().await.unwrap();
 }
 
 /// Once ready, a broken model added later is reported, but the replica

@@ -135,26 +135,14 @@ async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
     let repository = TestRepository::new().with_model(MODEL, 1, &artifact);
     let gateway = TestGateway::start(&repository).await;
     let request = fixture(MODEL)["request"].clone();
-    let serving = gateway
-        .server
-        .routes
-        .snapshot()
-        .resolve(MODEL, None)
-        .unwrap()
-        .clone();
+    let serving = gateway.serving(MODEL);
     let infer = format!("/v2/models/{MODEL}/infer");
 
     // The serving version's file is overwritten with garbage: the loaded
     // model keeps serving, untouched.
     repository.add_version(MODEL, 1, b"truncated");
     gateway.wait_load_failures(MODEL, 1.0).await;
-    let still = gateway
-        .server
-        .routes
-        .snapshot()
-        .resolve(MODEL, None)
-        .unwrap()
-        .clone();
+    let still = gateway.serving(MODEL);
     assert!(Arc::ptr_eq(&serving, &still), "the working version was replaced");
     let (status, body) = gateway.post_json(&infer, &request).await;
     assert_eq!((status, body["model_version"].as_str()), (200, Some("1")));
@@ -180,16 +168,7 @@ async fn changing_the_backend_in_config_reloads_the_version() {
         .with_model(MODEL, 1, &example_model(MODEL))
         .with_config(MODEL, "backend = \"tract\"");
     let gateway = TestGateway::start(&repository).await;
-    let engine = || {
-        gateway
-            .server
-            .routes
-            .snapshot()
-            .resolve(MODEL, None)
-            .unwrap()
-            .backend
-            .name()
-    };
+    let engine = || gateway.serving(MODEL).backend.name();
     assert_eq!(engine(), "tract");
     std::fs::write(
         repository.path().join(MODEL).join("config.toml"),

@@ -17,13 +17,7 @@ fn repository(model: &str, backend: &str) -> TestRepository {
 async fn check_against_reference(model: &str, backend: &str, expected_engine: &str) {
     let gateway = TestGateway::start(&repository(model, backend)).await;
     let reference = fixture(model);
-    let loaded = gateway
-        .server
-        .routes
-        .snapshot()
-        .resolve(model, None)
-        .unwrap()
-        .clone();
+    let loaded = gateway.serving(model);
     assert_eq!(
         loaded.backend.name(),
         expected_engine,
@@ -138,13 +132,7 @@ async fn auto_without_onnx_runtime_runs_tract() {
         ..Options::default()
     };
     let gateway = TestGateway::start_with(&repository("credit_risk", "auto"), options).await;
-    let loaded = gateway
-        .server
-        .routes
-        .snapshot()
-        .resolve("credit_risk", None)
-        .unwrap()
-        .clone();
+    let loaded = gateway.serving("credit_risk");
     assert_eq!(loaded.backend.name(), "tract");
     let reference = fixture("credit_risk");
     let (status, body) = gateway
