@@ -6,8 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_registry::auth::Role;
+use sluice_registry::{RegistryArgs, RegistryConfig};
+use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
+use crate::cli::{
+    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, StageCommand, TrafficCommand, VersionsCommand,
+};
 
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
 /// Inference Protocol (KServe V2).
@@ -34,8 +40,124 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve models over the Open Inference Protocol.
-    Serve(ServeArgs),
+    /// Serve models over the Open Inference Protocol. With neither
+    /// --registry nor --model-repository, runs the registry in the same
+    /// process on --admin-listen and serves what it deploys.
+    Serve(Box<ServeArgs>),
+    /// Run the model registry alone (the control plane of several gateways).
+    Registry(RegistryServeArgs),
+    /// Create, list and show models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Push, list and show versions.
+    Versions {
+        #[command(subcommand)]
+        command: VersionsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Request, approve and reject stage transitions.
+    Stage {
+        #[command(subcommand)]
+        command: StageCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Move and list aliases (champion, challenger).
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set and show the traffic of an endpoint.
+    Traffic {
+        #[command(subcommand)]
+        command: TrafficCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read the registry's audit log.
+    Events {
+        #[command(flatten)]
+        args: EventsArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a bearer token to a tokens file; prints the token, the only time it is shown.
+    Tokens(TokensArgs),
+}
+
+/// The engines, shared by `serve` and `registry` (which loads each upload to read its signature).
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The ONNX Runtime library (libonnxruntime.so, 1.31 or newer). Falls back to
+    /// ORT_DYLIB_PATH; without either, models run on tract.
+    #[arg(long, env = "SLUICE_ORT_LIBRARY", value_name = "FILE")]
+    pub ort_library: Option<PathBuf>,
+
+    /// ONNX Runtime sessions per model, so concurrent requests do not wait on one [default: compute threads].
+    #[arg(long, env = "SLUICE_ORT_SESSIONS")]
+    pub ort_sessions: Option<usize>,
+
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, env = "SLUICE_ORT_INTRA_THREADS", default_value_t = 1)]
+    pub ort_intra_threads: usize,
+}
+
+impl EngineArgs {
+    pub fn into_options(
+        self,
+        compute_threads: usize,
+        ort_dylib_path_opt: Option<PathBuf>,
+    ) -> Result<EngineOptions, String> {
+        let ort_sessions = self.ort_sessions.unwrap_or(compute_threads);
+        if ort_sessions == 0 || self.ort_intra_threads == 0 {
+            return Err("--ort-sessions and --ort-intra-threads must be positive".into());
+        }
+        Ok(EngineOptions {
+            ort_library_opt: self.ort_library.or(ort_dylib_path_opt),
+            ort_sessions,
+            ort_intra_threads: self.ort_intra_threads,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryServeArgs {
+    /// Address of the registry API. Every call needs a bearer token, whatever the address.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub engines: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// The tokens file to add to (created if missing); give it to the registry with --tokens-file.
+    #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: PathBuf,
+
+    /// Who the token speaks for; recorded as the actor of every change made with it.
+    #[arg(long)]
+    pub actor: String,
+
+    /// viewer, deployer, approver or admin.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Role,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver or admin"))
 }
 
 #[derive(Debug, Args)]
@@ -45,18 +167,38 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Serve a Triton-style model repository: DIR/{model}/{version}/model.onnx,
-    /// with an optional DIR/{model}/config.toml.
-    #[arg(
-        long,
-        env = "SLUICE_MODEL_REPOSITORY",
-        value_name = "DIR",
-        required_unless_present = "demo"
-    )]
+    /// with an optional DIR/{model}/config.toml. No registry is involved.
+    #[arg(long, env = "SLUICE_MODEL_REPOSITORY", value_name = "DIR", conflicts_with_all = ["registry", "demo"])]
     pub model_repository: Option<PathBuf>,
 
-    /// Serve the built-in example models (credit_risk, digits); needs nothing else installed.
-    #[arg(long, env = "SLUICE_DEMO", conflicts_with = "model_repository")]
+    /// Serve what a remote registry deploys (`sluice registry`), e.g. http://registry:8081.
+    #[arg(
+        long,
+        env = "SLUICE_REGISTRY_URL",
+        value_name = "URL",
+        conflicts_with = "demo"
+    )]
+    pub registry: Option<String>,
+
+    /// Bearer token for --registry (a viewer token is enough).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Register and deploy the built-in example models (credit_risk, digits)
+    /// through the embedded registry; needs nothing else installed.
+    #[arg(long, env = "SLUICE_DEMO")]
     pub demo: bool,
+
+    /// Address of the embedded registry's API.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: SocketAddr,
+
+    /// Where downloaded artifacts and the last served deployments are cached [default: DATA_DIR/cache].
+    #[arg(long, env = "SLUICE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
 
     /// How often the model repository is scanned for new, changed or removed versions, in milliseconds.
     #[arg(long, env = "SLUICE_REPOSITORY_POLL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..))]
@@ -74,25 +216,27 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_COMPUTE_QUEUE", default_value_t = 1024)]
     pub compute_queue: usize,
 
-    /// The ONNX Runtime library (libonnxruntime.so, 1.31 or newer). Falls back to
-    /// ORT_DYLIB_PATH; without either, models run on tract.
-    #[arg(long, env = "SLUICE_ORT_LIBRARY", value_name = "FILE")]
-    pub ort_library: Option<PathBuf>,
+    #[command(flatten)]
+    pub engines: EngineArgs,
+}
 
-    /// ONNX Runtime sessions per model, so concurrent requests do not wait on one [default: compute threads].
-    #[arg(long, env = "SLUICE_ORT_SESSIONS")]
-    pub ort_sessions: Option<usize>,
-
-    /// ONNX Runtime intra-op threads per session.
-    #[arg(long, env = "SLUICE_ORT_INTRA_THREADS", default_value_t = 1)]
-    pub ort_intra_threads: usize,
+/// Where the gateway learns what to serve.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A directory polled for `{model}/{version}/model.onnx`.
+    Repository(PathBuf),
+    /// A registry's deployments, followed through its API; artifacts cached under `cache_dir`.
+    Registry {
+        client: RegistryClient,
+        cache_dir: PathBuf,
+    },
 }
 
 /// A validated server configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub model_repository: PathBuf,
+    pub source: Source,
     pub poll_interval: Duration,
     pub max_request_bytes: usize,
     pub compute_threads: usize,
@@ -103,10 +247,22 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// Defaults for a repository, as tests and embedders start from.
     pub fn for_repository(model_repository: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig::with_source(Source::Repository(model_repository.into()))
+    }
+
+    /// Defaults for following a registry.
+    pub fn for_registry(client: RegistryClient, cache_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig::with_source(Source::Registry {
+            client,
+            cache_dir: cache_dir.into(),
+        })
+    }
+
+    fn with_source(source: Source) -> ServeConfig {
         let cores = available_cores();
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            model_repository: model_repository.into(),
+            source,
             poll_interval: Duration::from_secs(2),
             max_request_bytes: 64 * 1024 * 1024,
             compute_threads: cores,
@@ -120,14 +276,29 @@ impl ServeConfig {
     }
 }
 
+/// How `sluice serve` runs, once its flags are validated.
+pub enum ServeMode {
+    Repository(PathBuf),
+    Remote {
+        url: String,
+        token_opt: Option<String>,
+    },
+    /// The registry in this process, with its config and address.
+    Embedded {
+        registry: RegistryConfig,
+        admin_listen: SocketAddr,
+        demo: bool,
+    },
+}
+
 impl ServeArgs {
-    /// `repository` is where the model repository is, once `--demo` has been
-    /// resolved to a directory; `ort_dylib_path_opt` is `ORT_DYLIB_PATH`.
-    pub fn into_config(
+    /// The mode and the gateway's settings; `Source` is filled in by the
+    /// caller once the mode is running (an embedded registry needs a port
+    /// first). `ort_dylib_path_opt` is `ORT_DYLIB_PATH`.
+    pub fn into_parts(
         self,
-        repository: PathBuf,
         ort_dylib_path_opt: Option<PathBuf>,
-    ) -> Result<ServeConfig, String> {
+    ) -> Result<(ServeMode, PathBuf, ServeSettings), String> {
         if self.max_request_bytes == 0 {
             return Err("--max-request-bytes must be positive".into());
         }
@@ -135,23 +306,56 @@ impl ServeArgs {
         if compute_threads == 0 {
             return Err("--compute-threads must be positive".into());
         }
-        let ort_sessions = self.ort_sessions.unwrap_or(compute_threads);
-        if ort_sessions == 0 || self.ort_intra_threads == 0 {
-            return Err("--ort-sessions and --ort-intra-threads must be positive".into());
-        }
-        Ok(ServeConfig {
+        let engines = self.engines.into_options(compute_threads, ort_dylib_path_opt)?;
+        let cache_dir = self
+            .cache_dir
+            .unwrap_or_else(|| self.registry_args.data_dir.join("cache"));
+        let mode = match (self.model_repository, self.registry) {
+            (Some(dir), _) => ServeMode::Repository(dir),
+            (None, Some(url)) => ServeMode::Remote {
+                url,
+                token_opt: self.token,
+            },
+            (None, None) => ServeMode::Embedded {
+                registry: self.registry_args.into_config()?,
+                admin_listen: self.admin_listen,
+                demo: self.demo,
+            },
+        };
+        let settings = ServeSettings {
             listen: self.listen,
-            model_repository: repository,
             poll_interval: Duration::from_millis(self.repository_poll_ms),
             max_request_bytes: self.max_request_bytes,
             compute_threads,
             compute_queue: self.compute_queue.max(1),
-            engines: EngineOptions {
-                ort_library_opt: self.ort_library.or(ort_dylib_path_opt),
-                ort_sessions,
-                ort_intra_threads: self.ort_intra_threads,
-            },
-        })
+            engines,
+        };
+        Ok((mode, cache_dir, settings))
+    }
+}
+
+/// Everything of a [`ServeConfig`] but its source.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub poll_interval: Duration,
+    pub max_request_bytes: usize,
+    pub compute_threads: usize,
+    pub compute_queue: usize,
+    pub engines: EngineOptions,
+}
+
+impl ServeSettings {
+    pub fn with_source(self, source: Source) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            source,
+            poll_interval: self.poll_interval,
+            max_request_bytes: self.max_request_bytes,
+            compute_threads: self.compute_threads,
+            compute_queue: self.compute_queue,
+            engines: self.engines,
+        }
     }
 }
 
@@ -169,18 +373,45 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn serve_mode(args: &[&str]) -> Result<ServeMode, String> {
+        let mut argv = vec!["sluice", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|err| err.to_string())?;
+        let Command::Serve(serve) = cli.command else {
+            panic!("parsed serve");
+        };
+        serve.into_parts(None).map(|(mode, _, _)| mode)
+    }
+
     #[test]
-    fn serve_needs_a_repository_or_demo_but_not_both() {
-        assert!(Cli::try_parse_from(["sluice", "serve"]).is_err());
-        assert!(Cli::try_parse_from(["sluice", "serve", "--demo"]).is_ok());
-        assert!(Cli::try_parse_from(["sluice", "serve", "--demo", "--model-repository", "x"]).is_err());
+    fn serve_picks_repository_remote_or_embedded() {
+        assert!(matches!(
+            serve_mode(&["--model-repository", "x"]),
+            Ok(ServeMode::Repository(_))
+        ));
+        assert!(matches!(
+            serve_mode(&["--registry", "http://r:8081"]),
+            Ok(ServeMode::Remote { .. })
+        ));
+        assert!(matches!(
+            serve_mode(&[]),
+            Ok(ServeMode::Embedded { demo: false, .. })
+        ));
+        assert!(matches!(
+            serve_mode(&["--demo"]),
+            Ok(ServeMode::Embedded { demo: true, .. })
+        ));
+        assert!(serve_mode(&["--demo", "--model-repository", "x"]).is_err());
+        assert!(serve_mode(&["--registry", "http://r", "--model-repository", "x"]).is_err());
     }
 
     #[test]
     fn ort_library_flag_wins_over_ort_dylib_path() {
-        let cli = Cli::try_parse_from(["sluice", "serve", "--demo", "--ort-library", "/a.so"]).unwrap();
-        let Command::Serve(args) = cli.command;
-        let config = args.into_config("repo".into(), Some("/b.so".into())).unwrap();
-        assert_eq!(config.engines.ort_library_opt, Some(PathBuf::from("/a.so")));
+        let cli = Cli::try_parse_from(["sluice", "serve", "--ort-library", "/a.so"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed serve");
+        };
+        let (_, _, settings) = args.into_parts(Some("/b.so".into())).unwrap();
+        assert_eq!(settings.engines.ort_library_opt, Some(PathBuf::from("/a.so")));
     }
 }

@@ -1,30 +1,128 @@
-//! The built-in example models of `sluice serve --demo`, compiled into the
-//! binary so the demo needs nothing else installed. They are written out as
-//! an ordinary model repository and served through the same path as any other.
+//! `sluice serve --demo`: the example models, compiled into the binary, are
+//! registered with their model cards, approved into staging and deployed
+//! through the registry's API, the path any release takes. Safe to run
+//! again on the same data dir: what is already there is left as it is.
 
-use std::path::Path;
+use sluice_registry_client::types::{
+    ArtifactSource, CreateModel, CreateVersion, Decision, Lineage, RequestTransition, ReviewTransition,
+    SetDeployment, Stage, TrafficSpec, TransitionStatus, Version,
+};
+use sluice_registry_client::{ClientError, RegistryClient};
 
-const DEMO_MODELS: &[(&str, &[u8])] = &[
-    (
-        "credit_risk",
-        include_bytes!("../../models/repository/credit_risk/1/model.onnx"),
-    ),
-    (
-        "digits",
-        include_bytes!("../../models/repository/digits/1/model.onnx"),
-    ),
+struct DemoModel {
+    name: &'static str,
+    description: &'static str,
+    artifact: &'static [u8],
+    /// Lineage written by `models/cards.py`.
+    card: &'static str,
+}
+
+const DEMO_MODELS: &[DemoModel] = &[
+    DemoModel {
+        name: "credit_risk",
+        description: "Default risk of a loan applicant (logistic regression, eight features)",
+        artifact: include_bytes!("../../models/repository/credit_risk/1/model.onnx"),
+        card: include_str!("../../models/repository/credit_risk/1/card.json"),
+    },
+    DemoModel {
+        name: "digits",
+        description: "Handwritten digit recognition on 8x8 images (MLP)",
+        artifact: include_bytes!("../../models/repository/digits/1/model.onnx"),
+        card: include_str!("../../models/repository/digits/1/card.json"),
+    },
 ];
 
-/// Writes the demo repository under `dir` (created if missing).
-pub fn write_repository(dir: &Path) -> std::io::Result<()> {
-    for (name, artifact) in DEMO_MODELS {
-        let version_dir = dir.join(name).join("1");
-        std::fs::create_dir_all(&version_dir)?;
-        let target = version_dir.join(crate::repository::MODEL_FILE);
-        // Write aside and rename, so the poller never reads half a file.
-        let partial = version_dir.join("model.onnx.partial");
-        std::fs::write(&partial, artifact)?;
-        std::fs::rename(&partial, &target)?;
+/// Registers, approves and deploys each example model that is not there yet.
+pub async fn register(client: &RegistryClient) -> Result<(), ClientError> {
+    for demo in DEMO_MODELS {
+        let version = ensure_version(client, demo).await?;
+        if version.stage == Stage::None {
+            promote_to_staging(client, &version).await?;
+        }
+        deploy_if_undeployed(client, demo.name, version.version).await?;
     }
     Ok(())
+}
+
+async fn ensure_version(client: &RegistryClient, demo: &DemoModel) -> Result<Version, ClientError> {
+    let created = client
+        .create_model(&CreateModel {
+            name: demo.name.to_string(),
+            description: demo.description.to_string(),
+            tags: [("source".to_string(), "demo".to_string())].into(),
+        })
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(err) if err.is_conflict() => {}
+        Err(err) => return Err(err),
+    }
+    let artifact = client.upload_artifact_bytes(demo.artifact.to_vec()).await?;
+    let existing = client.list_versions(demo.name).await?;
+    if let Some(version) = existing
+        .into_iter()
+        .find(|version| version.sha256 == artifact.sha256)
+    {
+        return Ok(version);
+    }
+    let lineage: Lineage = serde_json::from_str(demo.card)
+        .map_err(|err| ClientError::Decode(format!("the demo card of {}: {err}", demo.name)))?;
+    client
+        .create_version(
+            demo.name,
+            &CreateVersion {
+                artifact: ArtifactSource::Sha256(artifact.sha256),
+                lineage,
+            },
+        )
+        .await
+}
+
+async fn promote_to_staging(client: &RegistryClient, version: &Version) -> Result<(), ClientError> {
+    let reference = version.version.to_string();
+    let request = RequestTransition {
+        to_stage: Stage::Staging,
+        comment: "demo: example model".into(),
+    };
+    let transition = match client
+        .request_transition(&version.model, &reference, &request)
+        .await
+    {
+        Ok(transition) => transition,
+        // A transition left pending by an earlier run: approve that one.
+        Err(err) if err.is_conflict() => {
+            let pending = client.list_transitions(Some(&version.model), true).await?;
+            match pending
+                .into_iter()
+                .find(|transition| transition.version == version.version)
+            {
+                Some(transition) => transition,
+                None => return Err(err),
+            }
+        }
+        Err(err) => return Err(err),
+    };
+    if transition.status != TransitionStatus::Pending {
+        return Ok(());
+    }
+    let review = ReviewTransition {
+        approval: None,
+        comment: "demo: checked against ONNX Runtime's reference outputs".into(),
+    };
+    client
+        .review_transition(transition.id, Decision::Approve, &review)
+        .await
+        .map(drop)
+}
+
+async fn deploy_if_undeployed(client: &RegistryClient, model: &str, version: u64) -> Result<(), ClientError> {
+    let mut body = SetDeployment::new(TrafficSpec::weighted(&[(version, 100)]));
+    // Revision 0: only if the endpoint has no deployment yet.
+    body.if_revision = Some(0);
+    body.reason = Some("demo: first deployment".into());
+    match client.set_deployment(model, &body).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.is_conflict() => Ok(()),
+        Err(err) => Err(err),
+    }
 }

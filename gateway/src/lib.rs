@@ -11,20 +11,30 @@
 //!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
 //! - [`metrics`] counts it, [`error`] is the one place errors become statuses.
 //!
-//! Off the request path, [`repository`] polls a model directory, loads and
-//! warms new versions through [`backend`], and swaps the whole table in one
-//! store. [`config`] turns flags and `SLUICE_*` variables into a typed config;
-//! [`demo`] carries the example models; [`tensor`] is the typed tensor both
+//! Off the request path, what to serve comes from one of two sources, each
+//! loading and warming new versions through [`backend`] and swapping the
+//! whole table in one store: [`reconcile`] follows a registry's deployments
+//! (artifacts verified and kept in the [`cache`], so a gateway starts and
+//! serves while the registry is down), [`repository`] polls a model
+//! directory. [`embedded`] runs the registry in this process, the default.
+//!
+//! [`config`] turns flags and `SLUICE_*` variables into a typed config;
+//! [`cli`] is the registry's command line (`sluice models|versions|...`);
+//! [`demo`] registers the example models; [`tensor`] is the typed tensor both
 //! codecs and engines share.
 
 pub mod backend;
+pub mod cache;
+pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod demo;
+pub mod embedded;
 pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod reconcile;
 pub mod repository;
 pub mod routing;
 pub mod server;

@@ -1,56 +1,132 @@
 //! The `sluice` binary: parses flags and calls the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_gateway::config::{Cli, Command, LogFormat, ServeArgs};
-use sluice_gateway::{Server, demo};
+use sluice_gateway::Server;
+use sluice_gateway::cli::{self, ClientCommand};
+use sluice_gateway::config::{
+    Cli, Command, LogFormat, RegistryServeArgs, ServeArgs, ServeMode, Source, TokensArgs,
+};
+use sluice_gateway::embedded::{Embedded, EngineInspector};
+use sluice_registry::Registry;
+use sluice_registry_client::RegistryClient;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sluice-io")
-        .build()
-        .context("starting the async runtime")?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+    let runtime = match init_logging(cli.log_format, &cli.log).and_then(|()| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("sluice-io")
+            .build()
+            .context("starting the async runtime")
+    }) {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err),
+    };
+    let client_command = match cli.command {
+        Command::Serve(args) => Err(runtime.block_on(serve(*args))),
+        Command::Registry(args) => Err(runtime.block_on(registry(args))),
+        Command::Tokens(args) => Err(add_token(args)),
+        Command::Models { command, client } => Ok((ClientCommand::Models(command), client)),
+        Command::Versions { command, client } => Ok((ClientCommand::Versions(command), client)),
+        Command::Stage { command, client } => Ok((ClientCommand::Stage(command), client)),
+        Command::Alias { command, client } => Ok((ClientCommand::Alias(command), client)),
+        Command::Traffic { command, client } => Ok((ClientCommand::Traffic(command), client)),
+        Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),
+    };
+    let result = match client_command {
+        Ok((command, client)) => return runtime.block_on(cli::run(command, client)),
+        Err(result) => result,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
     }
 }
 
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}
+
+fn ort_dylib_path() -> Option<PathBuf> {
+    std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // `--demo` writes its models to a directory of its own, removed on exit.
-    let demo_dir_opt = match &args.model_repository {
-        Some(_) => None,
-        None => {
-            let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
-            demo::write_repository(&dir)
-                .with_context(|| format!("writing the demo models to {}", dir.display()))?;
-            tracing::info!(repository = %dir.display(), "serving the demo models");
-            Some(dir)
-        }
-    };
-    let repository = match (&args.model_repository, &demo_dir_opt) {
-        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
-        (None, None) => anyhow::bail!("give --model-repository DIR or --demo"),
-    };
-    let ort_dylib_path = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
-    let config = args
-        .into_config(repository, ort_dylib_path)
+    let (mode, cache_dir, settings) = args
+        .into_parts(ort_dylib_path())
         .map_err(|message| anyhow::anyhow!(message))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let server = Server::start(config, listener).await?;
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    server.shutdown().await?;
-    if let Some(dir) = demo_dir_opt {
-        let _ = std::fs::remove_dir_all(dir);
+        .with_context(|| format!("binding {}", settings.listen))?;
+    match mode {
+        ServeMode::Repository(dir) => {
+            let server = Server::start(settings.with_source(Source::Repository(dir)), listener).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            server.shutdown().await?;
+        }
+        ServeMode::Remote { url, token_opt } => {
+            let client = RegistryClient::new(&url, token_opt);
+            let server = Server::start(
+                settings.with_source(Source::Registry { client, cache_dir }),
+                listener,
+            )
+            .await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            server.shutdown().await?;
+        }
+        ServeMode::Embedded {
+            registry,
+            admin_listen,
+            demo,
+        } => {
+            let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+                .await
+                .with_context(|| format!("binding the registry's address {admin_listen}"))?;
+            let embedded =
+                Embedded::start(registry, settings, cache_dir, admin_listener, listener, demo).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            embedded.shutdown().await?;
+        }
     }
+    Ok(())
+}
+
+async fn registry(args: RegistryServeArgs) -> anyhow::Result<()> {
+    let config = args
+        .registry
+        .into_config()
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let engines = args
+        .engines
+        .into_options(cores, ort_dylib_path())
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let registry = Registry::start(config, listener, Arc::new(EngineInspector::new(&engines))).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down the registry");
+    registry.shutdown().await?;
+    Ok(())
+}
+
+fn add_token(args: TokensArgs) -> anyhow::Result<()> {
+    let token = sluice_registry::auth::add_token(&args.tokens_file, &args.actor, args.role)
+        .map_err(|message| anyhow::anyhow!(message))?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{token}")?;
     Ok(())
 }
 

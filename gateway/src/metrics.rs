@@ -17,6 +17,9 @@ pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
 pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
 pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
+pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
+pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
+pub const DEPLOYMENTS_REVISION: &str = "sluice_deployments_revision";
 
 /// Latency buckets from 50 µs to 10 s: microsecond models and slow CNNs alike.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -90,6 +93,18 @@ fn describe() {
     );
     metrics::describe_counter!(MODEL_LOAD_FAILURES, "Model versions that failed to load");
     metrics::describe_gauge!(MODEL_VERSIONS_LIVE, "Versions of each model serving traffic");
+    metrics::describe_counter!(
+        CACHE_CORRUPTIONS,
+        "Cached artifacts that no longer matched their sha256 and were fetched again"
+    );
+    metrics::describe_counter!(
+        REGISTRY_ERRORS,
+        "Failed calls to the registry while following its deployments"
+    );
+    metrics::describe_gauge!(
+        DEPLOYMENTS_REVISION,
+        "Registry deployments revision this gateway serves"
+    );
 }
 
 /// The in-flight gauge, resolved once: a request only touches an atomic.

@@ -214,44 +214,19 @@ impl Reconciler {
         }
     }
 
-    /// Builds the table from what is loaded and stores it, if anything changed.
+    /// Builds the table from what is loaded and publishes it.
     fn publish(&self) {
         let mut by_model: BTreeMap<&str, BTreeMap<u64, Arc<LoadedModel>>> = BTreeMap::new();
         for ((name, version), (_, model)) in &self.loaded {
             by_model.entry(name).or_default().insert(*version, model.clone());
         }
-        let current = self.routes.snapshot();
-        let unchanged = current.routes.len() == by_model.len()
-            && by_model.iter().all(|(name, versions)| {
-                current.routes.get(*name).is_some_and(|route| {
-                    route.versions.len() == versions.len()
-                        && route
-                            .versions
-                            .iter()
-                            .zip(versions)
-                            .all(|((a, old), (b, new))| a == b && Arc::ptr_eq(old, new))
-                })
-            });
-        if unchanged {
-            return;
-        }
-        for name in current
-            .routes
-            .keys()
-            .filter(|name| !by_model.contains_key(name.as_str()))
-        {
-            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.clone()).set(0.0);
-        }
         let mut table = RoutingTable::default();
         for (name, versions) in by_model {
-            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.to_string())
-                .set(versions.len() as f64);
             if let Some(route) = Route::new(versions) {
                 table.routes.insert(name.to_string(), Arc::new(route));
             }
         }
-        tracing::info!(live = ?table.live_versions(), "routing table swapped");
-        self.routes.store(table);
+        self.routes.publish(table);
     }
 }
 

@@ -19,7 +19,8 @@ use crate::model::LoadedModel;
 pub struct Route {
     /// Every live version, for pinned requests (`/versions/{v}/infer`) and metadata.
     pub versions: BTreeMap<u64, Arc<LoadedModel>>,
-    /// What an unpinned request gets: the highest live version.
+    /// What an unpinned request gets: the highest live version of a
+    /// repository, the heaviest target of a registry deployment.
     pub default: Arc<LoadedModel>,
 }
 
@@ -27,6 +28,12 @@ impl Route {
     /// `None` when `versions` is empty: an endpoint with nothing to serve has no route.
     pub fn new(versions: BTreeMap<u64, Arc<LoadedModel>>) -> Option<Route> {
         let default = versions.values().next_back()?.clone();
+        Some(Route { versions, default })
+    }
+
+    /// A route whose unpinned requests go to `default`; `None` unless it is one of `versions`.
+    pub fn with_default(versions: BTreeMap<u64, Arc<LoadedModel>>, default: u64) -> Option<Route> {
+        let default = versions.get(&default)?.clone();
         Some(Route { versions, default })
     }
 
@@ -114,6 +121,43 @@ impl Routes {
         self.current.store(table.clone());
         // No subscriber is the normal case; a lagging one loses old swaps.
         let _ = self.swaps.send(Swap { at, table });
+    }
+
+    /// Stores `table` unless it serves exactly what is live (the same
+    /// loaded versions, the same defaults), and keeps the per-model gauge of
+    /// live versions in step. Both sources of tables publish through here.
+    pub fn publish(&self, table: RoutingTable) {
+        let current = self.snapshot();
+        let same_route = |old: &Route, new: &Route| {
+            Arc::ptr_eq(&old.default, &new.default)
+                && old.versions.len() == new.versions.len()
+                && old
+                    .versions
+                    .iter()
+                    .zip(&new.versions)
+                    .all(|((a, old), (b, new))| a == b && Arc::ptr_eq(old, new))
+        };
+        let unchanged = current.routes.len() == table.routes.len()
+            && table
+                .routes
+                .iter()
+                .all(|(name, route)| current.routes.get(name).is_some_and(|old| same_route(old, route)));
+        if unchanged {
+            return;
+        }
+        for name in current
+            .routes
+            .keys()
+            .filter(|name| !table.routes.contains_key(*name))
+        {
+            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.clone()).set(0.0);
+        }
+        for (name, route) in &table.routes {
+            metrics::gauge!(crate::metrics::MODEL_VERSIONS_LIVE, "model" => name.clone())
+                .set(route.versions.len() as f64);
+        }
+        tracing::info!(live = ?table.live_versions(), "routing table swapped");
+        self.store(table);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Swap> {

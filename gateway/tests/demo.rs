@@ -1,43 +1,41 @@
-//! The real `sluice` binary: `serve --demo` comes up ready on its own,
-//! answers a prediction, and exits cleanly on SIGTERM.
+//! The real `sluice` binary: `serve --demo` registers the example models in
+//! its embedded registry, comes up ready, answers a prediction, shows the
+//! release through the CLI, and exits cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn demo_serves_the_example_models_and_stops_on_sigterm() {
+    let data_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "serve",
             "--demo",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
+            "--data-dir",
         ])
+        .arg(data_dir.path())
+        .env_remove("SLUICE_REGISTRY_URL")
+        .env_remove("SLUICE_TOKEN")
         .env_remove("ORT_DYLIB_PATH")
         .env_remove("SLUICE_ORT_LIBRARY")
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting sluice");
 
-    // The log line that says where it listens gives the ephemeral port.
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "sluice is listening" {
-                let _ = addr_tx.send(entry["fields"]["addr"].as_str().unwrap().to_string());
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("sluice never said where it listens");
+    // The log lines that say where they listen give the ephemeral ports.
+    let addresses =
+        common::listening_addresses(&mut child, &["sluice is listening", "registry is listening"]);
+    let addr = addresses["sluice is listening"].clone();
+    let registry_url = format!("http://{}", addresses["registry is listening"]);
     let base = format!("http://{addr}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
@@ -65,6 +63,29 @@ async fn demo_serves_the_example_models_and_stops_on_sigterm() {
         assert_eq!(answer["model_name"], model);
         assert_eq!(answer["outputs"][0]["name"], "label");
     }
+
+    // The CLI finds the admin token the embedded registry created, and shows
+    // the demo's release: approved into staging, taking all traffic.
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--registry-url", &registry_url, "--data-dir"])
+            .arg(data_dir.path())
+            .env_remove("SLUICE_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let versions = cli(&["versions", "list", "credit_risk"]);
+    assert!(versions.contains("staging"), "{versions}");
+    assert!(versions.contains("train_auc=0.778"), "{versions}");
+    let traffic = cli(&["traffic", "show", "credit_risk"]);
+    assert!(traffic.contains("100%"), "{traffic}");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

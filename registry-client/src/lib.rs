@@ -1,4 +1,19 @@
-//! Wire types and a typed async client for the registry's `/api/v1` API.
+//! The control-plane API of Sluice's registry, as Rust types and a client.
 //!
-//! Empty on purpose: the registry issue fills it. The gateway, the CLI and the
-//! tests will share these types so that there is no second copy of them.
+//! - [`types`] holds every request and response body of `/api/v1`: models,
+//!   versions and their lineage card, stages and transition requests, aliases,
+//!   deployments (the desired traffic of each endpoint) and audit events. The
+//!   registry serves them, the gateway and the CLI read them; there is no
+//!   second copy of these types anywhere.
+//! - [`client`] is a typed async client over HTTP (bearer token auth), used by
+//!   the gateway's reconciler, the `sluice` CLI and the tests alike.
+//! - [`error`] is the client's error: a refusal from the registry keeps its
+//!   status and `{"error": ...}` message, so a CLI can print it and pick an
+//!   exit code.
+
+pub mod client;
+pub mod error;
+pub mod types;
+
+pub use client::RegistryClient;
+pub use error::ClientError;

@@ -1,6 +1,111 @@
 //! Sluice's control plane: the model registry.
 //!
-//! Empty on purpose: the registry issue fills it with the store (SQLite and an
-//! object store), the `/api/v1` HTTP API, governance, deployments and the audit
-//! log described in `DESIGN.md`. Until then the gateway serves a model
-//! repository directory (`sluice serve --model-repository DIR`).
+//! One source of truth for models, their versions and lineage, their
+//! governance, and the traffic each endpoint should get:
+//!
+//! - [`api`] serves `/api/v1` (axum): bearer-token [`auth`], one JSON error
+//!   shape from [`error`], and the long-poll watch gateways follow;
+//! - [`store`] keeps the metadata in SQLite, one transaction per change with
+//!   its audit event: models, versions and documents, stage transitions and
+//!   aliases, deployments under a registry-wide revision, the event log;
+//! - [`artifacts`] keeps the ONNX files in an object store, content-addressed
+//!   by sha256; an [`Inspector`] (the gateway's engines) reads a signature by
+//!   loading each new artifact, so nothing unloadable becomes a version;
+//! - [`policy`] says which approvals and metric gates each stage needs and
+//!   which stages may take traffic; [`config`] turns flags into a config.
+//!
+//! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
+//! or inside the gateway's process (`sluice serve`), the same code either way.
+
+pub mod api;
+pub mod artifacts;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod policy;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{RegistryArgs, RegistryConfig};
+pub use error::{Error, Result};
+use sluice_registry_client::types::Signature;
+
+/// Reads an artifact's signature by loading it with an engine. The gateway
+/// provides it, so the registry accepts exactly what gateways can serve.
+pub trait Inspector: Send + Sync + 'static {
+    /// The signature, or why no engine can load these bytes.
+    fn inspect(&self, artifact: &[u8]) -> std::result::Result<Signature, String>;
+}
+
+/// A running registry: its address, and a way to stop it.
+pub struct Registry {
+    pub addr: SocketAddr,
+    /// Where a just-created admin token was written, on first start.
+    pub created_admin_token: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Registry {
+    pub async fn start(
+        config: RegistryConfig,
+        listener: TcpListener,
+        inspector: Arc<dyn Inspector>,
+    ) -> Result<Registry> {
+        let addr = listener
+            .local_addr()
+            .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|err| Error::Internal(format!("cannot create {}: {err}", config.data_dir.display())))?;
+        let (tokens, created_admin_token) = config.tokens().map_err(Error::Internal)?;
+        if let Some(path) = &created_admin_token {
+            tracing::warn!(token_file = %path.display(), "created an admin token (owner-only file): use it as SLUICE_TOKEN");
+        }
+        let store = store::Store::open(&config.data_dir.join("registry.db"))?;
+        let artifacts = artifacts::ArtifactStore::local(
+            &config.data_dir.join("artifacts"),
+            config.import_root_opt.as_deref(),
+        )?;
+        let (shutdown, mut stop) = watch::channel(false);
+        let state = api::AppState::new(
+            store,
+            artifacts,
+            tokens,
+            config.policy,
+            inspector,
+            config.max_artifact_bytes,
+            stop.clone(),
+        )?;
+        let app = api::router(Arc::new(state));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry is listening");
+        Ok(Registry {
+            addr,
+            created_admin_token,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting and lets in-flight requests finish. Long-polls end
+    /// with the shutdown, so a watcher reconnects elsewhere at once.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .map_err(|err| Error::Internal(format!("registry task failed: {err}")))?
+            .map_err(|err| Error::Internal(format!("registry server failed: {err}")))
+    }
+}

@@ -1,5 +1,6 @@
 //! Harness for Sluice's end-to-end tests: a real gateway on an ephemeral
-//! port, a model repository in a temporary directory, and an HTTP client.
+//! port, fed by a model repository in a temporary directory or by a real
+//! registry ([`registry`]), and an HTTP client.
 //!
 //! ```text
 //! let repo = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_gateway::model::LoadedModel;
 use sluice_gateway::{ServeConfig, Server};
+use sluice_registry_client::RegistryClient;
+
+pub mod registry;
+pub use registry::{RegistryOptions, TestRegistry};
 
 pub use tempfile::TempDir;
 
@@ -153,7 +158,25 @@ impl TestGateway {
     /// Starts the gateway without waiting for it to be ready, for tests of
     /// readiness itself.
     pub async fn launch(repository: &TestRepository, options: Options) -> TestGateway {
-        let mut config = ServeConfig::for_repository(repository.path());
+        TestGateway::launch_config(ServeConfig::for_repository(repository.path()), options).await
+    }
+
+    /// A gateway that follows `registry` (as the viewer `vic`), caching
+    /// artifacts under `cache_dir`; waits until it is ready.
+    pub async fn follow(registry: &TestRegistry, cache_dir: &Path, options: Options) -> TestGateway {
+        let gateway =
+            TestGateway::launch_following(&registry.url(), &registry.token("vic"), cache_dir, options).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// A gateway following the registry at `url`, not waited for.
+    pub async fn launch_following(url: &str, token: &str, cache_dir: &Path, options: Options) -> TestGateway {
+        let client = RegistryClient::new(url, Some(token.to_string()));
+        TestGateway::launch_config(ServeConfig::for_registry(client, cache_dir), options).await
+    }
+
+    async fn launch_config(mut config: ServeConfig, options: Options) -> TestGateway {
         config.poll_interval = options.poll_interval;
         config.max_request_bytes = options.max_request_bytes;
         config.compute_queue = options.compute_queue;
@@ -220,19 +243,17 @@ impl TestGateway {
         }
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// `sluice_model_load_failures_total` for `model`, 0 when not yet counted.
     pub async fn load_failures(&self, model: &str) -> f64 {
-        let metrics = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
         let prefix = format!("sluice_model_load_failures_total{{model=\"{model}\"}} ");
-        metrics
+        self.metrics()
+            .await
             .lines()
             .find_map(|line| line.strip_prefix(&prefix))
             .map_or(0.0, |value| value.parse().unwrap())

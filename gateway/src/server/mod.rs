@@ -16,9 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 
+use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
+use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
 
@@ -61,7 +63,8 @@ pub struct Server {
 
 impl Server {
     /// Serves `config` on `listener`: the HTTP server answers at once (live,
-    /// not ready), the repository poller loads models and flips readiness.
+    /// not ready); the repository poller or the registry follower loads
+    /// models and flips readiness.
     pub async fn start(config: ServeConfig, listener: TcpListener) -> Result<Server> {
         let addr = listener
             .local_addr()
@@ -77,17 +80,28 @@ impl Server {
             max_request_bytes: config.max_request_bytes,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let reconciler = Reconciler::new(
-            config.model_repository.clone(),
-            engines,
-            routes.clone(),
-            health.clone(),
-        );
-        tokio::spawn(crate::repository::watch(
-            reconciler,
-            config.poll_interval,
-            shutdown_rx.clone(),
-        ));
+        let source_label = match &config.source {
+            Source::Repository(dir) => {
+                let reconciler = Reconciler::new(dir.clone(), engines, routes.clone(), health.clone());
+                tokio::spawn(crate::repository::watch(
+                    reconciler,
+                    config.poll_interval,
+                    shutdown_rx.clone(),
+                ));
+                format!("repository {}", dir.display())
+            }
+            Source::Registry { client, cache_dir } => {
+                let cache = ArtifactCache::open(cache_dir).map_err(|err| {
+                    Error::Internal(format!(
+                        "cannot create the artifact cache {}: {err}",
+                        cache_dir.display()
+                    ))
+                })?;
+                let follower = Follower::new(client.clone(), cache, engines, routes.clone(), health.clone());
+                tokio::spawn(crate::reconcile::follow(follower, shutdown_rx.clone()));
+                format!("registry {}", client.base_url())
+            }
+        };
         let app = router(state);
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {
@@ -97,7 +111,7 @@ impl Server {
                 })
                 .await
         });
-        tracing::info!(%addr, repository = %config.model_repository.display(), "sluice is listening");
+        tracing::info!(%addr, source = %source_label, "sluice is listening");
         Ok(Server {
             addr,
             routes,

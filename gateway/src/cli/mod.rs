@@ -1,0 +1,210 @@
+//! The registry subcommands of `sluice` (`models`, `versions`, `stage`,
+//! `alias`, `traffic`, `events`): a thin client of the registry's `/api/v1`.
+//!
+//! `args` holds their flags, `commands` makes the calls and renders the
+//! answers, `table` lays text out. This file picks the token, runs one
+//! command, writes its output and turns its failure into an exit code that
+//! scripts can branch on ([`ExitReason`]).
+
+mod args;
+mod commands;
+mod table;
+
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use sluice_registry_client::{ClientError, RegistryClient};
+
+pub use args::*;
+
+/// The file the registry writes its bootstrap admin token to under its data
+/// directory (the registry's `auth::ADMIN_TOKEN_FILE`).
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// A registry command, once clap has parsed it; `main` builds it from its own
+/// `Command` variants, which also carry the [`ClientArgs`].
+#[derive(Debug, Clone)]
+pub enum ClientCommand {
+    Models(ModelsCommand),
+    Versions(VersionsCommand),
+    Stage(StageCommand),
+    Alias(AliasCommand),
+    Traffic(TrafficCommand),
+    Events(EventsArgs),
+}
+
+/// How a registry command ended, as its exit code:
+///
+/// | code | meaning |
+/// |------|---------|
+/// | 0 | success |
+/// | 1 | the registry refused the request (400, 422 or any other error status), or a local file could not be read |
+/// | 2 | usage error: a missing or malformed argument (clap exits with it before anything is sent) |
+/// | 3 | not found (404) |
+/// | 4 | conflict (409): someone else changed it first; read it again and retry |
+/// | 5 | the registry is unreachable, or answered something that is not its API |
+/// | 6 | unauthorized or forbidden (401, 403): no token, an unknown one, or one whose role may not do this |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    Success = 0,
+    Refused = 1,
+    NotFound = 3,
+    Conflict = 4,
+    Unavailable = 5,
+    Unauthorized = 6,
+}
+
+impl ExitReason {
+    pub fn for_error(error: &ClientError) -> ExitReason {
+        match error {
+            ClientError::Api { status: 404, .. } => ExitReason::NotFound,
+            ClientError::Api { status: 409, .. } => ExitReason::Conflict,
+            ClientError::Api {
+                status: 401 | 403, ..
+            } => ExitReason::Unauthorized,
+            ClientError::Api { .. } | ClientError::Io(_) => ExitReason::Refused,
+            ClientError::Unreachable { .. } | ClientError::Decode(_) => ExitReason::Unavailable,
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ExitReason> for ExitCode {
+    fn from(reason: ExitReason) -> ExitCode {
+        ExitCode::from(reason.code())
+    }
+}
+
+/// Runs one registry command against the registry `client_args` names and
+/// prints its answer; failures go to stderr as `error: ...`, with a `hint:`
+/// where the fix is usually the same. See [`ExitReason`] for the exit codes.
+pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
+    let token_opt = resolve_token(client_args.token.as_deref(), &client_args.data_dir);
+    let client = RegistryClient::new(&client_args.registry_url, token_opt);
+    let json = client_args.json;
+    let result = match command {
+        ClientCommand::Models(models) => commands::run_models(&client, models, json).await,
+        ClientCommand::Versions(versions) => commands::run_versions(&client, versions, json).await,
+        ClientCommand::Stage(stage) => commands::run_stage(&client, stage, json).await,
+        ClientCommand::Alias(alias) => commands::run_alias(&client, alias, json).await,
+        ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
+        ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
+    };
+    match result {
+        Ok(text) => write_stdout(&text),
+        Err(error) => report_failure(&error, client.base_url()),
+    }
+}
+
+/// The token given (flag or `SLUICE_TOKEN`), else the admin token a registry
+/// bootstrapped under `data_dir`: so that `sluice serve` then `sluice models
+/// create` works on one machine with nothing to set up.
+fn resolve_token(token_opt: Option<&str>, data_dir: &Path) -> Option<String> {
+    // `SLUICE_TOKEN=` (set but empty) means no token, as it would to a shell user.
+    if let Some(token) = token_opt.map(str::trim).filter(|token| !token.is_empty()) {
+        return Some(token.to_string());
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_string()).filter(|token| !token.is_empty()),
+        Err(err) if err.kind() == ErrorKind::NotFound => None,
+        Err(err) => {
+            // Going on without it still works against a registry that needs no
+            // token; against one that does, the 401 hint says what to set.
+            eprintln!("warning: cannot read {}: {err}", path.display());
+            None
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::from(ExitReason::Success),
+        // The reader stopped early (`| head`): the command itself succeeded.
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => ExitCode::from(ExitReason::Success),
+        Err(err) => {
+            eprintln!("error: cannot write the output: {err}");
+            ExitCode::from(ExitReason::Refused)
+        }
+    }
+}
+
+fn report_failure(error: &ClientError, registry_url: &str) -> ExitCode {
+    eprintln!("error: {error}");
+    match error {
+        ClientError::Api { status: 401, .. } => {
+            eprintln!("hint: set SLUICE_TOKEN (or --token) to a token the registry knows");
+        }
+        ClientError::Unreachable { .. } => {
+            eprintln!(
+                "hint: is the registry running at {registry_url}? `sluice serve` starts one on 127.0.0.1:8081"
+            );
+        }
+        ClientError::Decode(_) => {
+            eprintln!("hint: is {registry_url} the address of a Sluice registry?");
+        }
+        ClientError::Api { .. } | ClientError::Io(_) => {}
+    }
+    ExitCode::from(ExitReason::for_error(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(status: u16) -> ClientError {
+        ClientError::Api {
+            status,
+            message: "refused".into(),
+        }
+    }
+
+    #[test]
+    fn errors_map_to_documented_exit_codes() {
+        let cases = [
+            (api_error(400), 1),
+            (api_error(422), 1),
+            (api_error(500), 1),
+            (ClientError::Io("cannot read model.onnx".into()), 1),
+            (api_error(404), 3),
+            (api_error(409), 4),
+            (
+                ClientError::Unreachable {
+                    url: "http://127.0.0.1:8081".into(),
+                    message: "connection refused".into(),
+                },
+                5,
+            ),
+            (ClientError::Decode("expected value".into()), 5),
+            (api_error(401), 6),
+            (api_error(403), 6),
+        ];
+        for (error, code) in cases {
+            assert_eq!(ExitReason::for_error(&error).code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn token_comes_from_the_flag_then_the_data_dir() {
+        let data_dir = std::env::temp_dir().join(format!("sluice-cli-token-{}", std::process::id()));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        assert_eq!(resolve_token(None, &data_dir), None);
+        std::fs::write(data_dir.join(ADMIN_TOKEN_FILE), "secret-admin\n").unwrap();
+        assert_eq!(resolve_token(None, &data_dir).as_deref(), Some("secret-admin"));
+        assert_eq!(
+            resolve_token(Some(" given "), &data_dir).as_deref(),
+            Some("given")
+        );
+        assert_eq!(
+            resolve_token(Some(""), &data_dir).as_deref(),
+            Some("secret-admin")
+        );
+        std::fs::remove_dir_all(&data_dir).unwrap();
+        assert_eq!(resolve_token(None, &data_dir), None);
+    }
+}

@@ -1,0 +1,129 @@
+//! The embedded default: the registry runs inside the gateway's process, on
+//! its own (admin) address, and the gateway follows it through the same
+//! client and HTTP API as it would a remote one. One code path, two
+//! deployments.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_registry::auth::{Caller, Role, generate_token};
+use sluice_registry::{Inspector, Registry, RegistryConfig};
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::types;
+use tokio::net::TcpListener;
+
+use crate::backend::{BackendChoice, EngineOptions, Engines};
+use crate::config::{ServeSettings, Source};
+use crate::error::{Error, Result};
+use crate::model::Signature;
+use crate::server::Server;
+
+/// Lets the registry read an upload's signature with this process's engines,
+/// so it accepts exactly what a gateway can load.
+pub struct EngineInspector {
+    engines: Engines,
+}
+
+impl EngineInspector {
+    pub fn new(options: &EngineOptions) -> EngineInspector {
+        EngineInspector {
+            engines: Engines::new(options),
+        }
+    }
+}
+
+impl Inspector for EngineInspector {
+    fn inspect(&self, artifact: &[u8]) -> std::result::Result<types::Signature, String> {
+        self.engines
+            .load_model("registry-upload", 0, artifact, BackendChoice::Auto)
+            .map(|model| wire_signature(&model.signature))
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// The signature as the registry's API states it.
+pub fn wire_signature(signature: &Signature) -> types::Signature {
+    let specs = |specs: &[crate::model::TensorSpec]| {
+        specs
+            .iter()
+            .map(|spec| types::TensorSpec {
+                name: spec.name.clone(),
+                datatype: spec.datatype.wire_name().to_string(),
+                shape: spec.shape.clone(),
+            })
+            .collect()
+    };
+    types::Signature {
+        inputs: specs(&signature.inputs),
+        outputs: specs(&signature.outputs),
+    }
+}
+
+/// A registry and the gateway that follows it, in one process.
+pub struct Embedded {
+    pub registry: Registry,
+    pub gateway: Server,
+    /// An admin client whose token is known to this process only (`--demo` uses it).
+    pub admin: RegistryClient,
+}
+
+impl Embedded {
+    /// Starts the registry on `admin_listener`, registers the demo models
+    /// when asked (so the gateway is ready only once it serves them), then
+    /// starts the gateway on `listener`, following the registry with a
+    /// viewer token that lives only in this process.
+    pub async fn start(
+        mut registry_config: RegistryConfig,
+        settings: ServeSettings,
+        cache_dir: PathBuf,
+        admin_listener: TcpListener,
+        listener: TcpListener,
+        demo: bool,
+    ) -> Result<Embedded> {
+        let gateway_token = generate_token().map_err(Error::Internal)?;
+        let admin_token = generate_token().map_err(Error::Internal)?;
+        registry_config.process_tokens.push((
+            gateway_token.clone(),
+            Caller {
+                actor: "gateway".into(),
+                role: Role::Viewer,
+            },
+        ));
+        registry_config.process_tokens.push((
+            admin_token.clone(),
+            Caller {
+                actor: "demo".into(),
+                role: Role::Admin,
+            },
+        ));
+        let inspector = Arc::new(EngineInspector::new(&settings.engines));
+        let registry = Registry::start(registry_config, admin_listener, inspector)
+            .await
+            .map_err(|err| Error::Internal(format!("starting the registry: {err}")))?;
+        let url = format!("http://{}", registry.addr);
+        let admin = RegistryClient::new(&url, Some(admin_token));
+        if demo {
+            crate::demo::register(&admin)
+                .await
+                .map_err(|err| Error::Internal(format!("registering the demo models: {err}")))?;
+            tracing::info!("demo models registered and deployed");
+        }
+        let client = RegistryClient::new(&url, Some(gateway_token));
+        let config = settings.with_source(Source::Registry { client, cache_dir });
+        let gateway = Server::start(config, listener).await?;
+        Ok(Embedded {
+            registry,
+            gateway,
+            admin,
+        })
+    }
+
+    /// Stops the gateway first (it finishes in-flight requests), then the registry.
+    pub async fn shutdown(self) -> Result<()> {
+        self.gateway.shutdown().await?;
+        self.registry
+            .shutdown()
+            .await
+            .map_err(|err| Error::Internal(format!("stopping the registry: {err}")))
+    }
+}

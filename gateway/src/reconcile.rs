@@ -1,0 +1,286 @@
+//! Follows the registry's deployments and converges the routing table to them.
+//!
+//! The loop long-polls `GET /api/v1/deployments?watch=REVISION`. For each new
+//! revision it fetches the artifacts it lacks (checking their sha256 and
+//! caching them on disk), loads and warms new versions on blocking threads,
+//! and swaps the whole table in one store. It never makes the data plane wait:
+//!
+//! - registry unreachable: the last good table keeps serving, calls retry
+//!   with backoff;
+//! - registry down at start-up: the deployments last served in full are read
+//!   from the cache, with their cached artifacts;
+//! - a version that fails to load never replaces what served its endpoint.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::types::{DeployedVersion, Deployments, TrafficTarget};
+use tokio::sync::watch;
+
+use crate::backend::{BackendChoice, Engines};
+use crate::cache::{ArtifactCache, Cached, sha256_hex};
+use crate::model::LoadedModel;
+use crate::repository::Health;
+use crate::routing::{Route, Routes, RoutingTable};
+
+/// How long one long-poll waits for a change.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A version, by endpoint, number and artifact.
+type Key = (String, u64, String);
+
+/// Why a version is not loaded: worth retrying, or not until it changes.
+enum Failure {
+    /// The registry did not answer, or the download broke: retried.
+    Transient(String),
+    /// The bytes are wrong or no engine loads them: not retried for this sha256.
+    Permanent(String),
+}
+
+pub struct Follower {
+    client: RegistryClient,
+    cache: Arc<ArtifactCache>,
+    engines: Arc<Engines>,
+    routes: Arc<Routes>,
+    health: Arc<Health>,
+    loaded: HashMap<Key, Arc<LoadedModel>>,
+    failed: HashSet<Key>,
+}
+
+impl Follower {
+    pub fn new(
+        client: RegistryClient,
+        cache: ArtifactCache,
+        engines: Arc<Engines>,
+        routes: Arc<Routes>,
+        health: Arc<Health>,
+    ) -> Follower {
+        Follower {
+            client,
+            cache: Arc::new(cache),
+            engines,
+            routes,
+            health,
+            loaded: HashMap::new(),
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Converges to `deployments`; true when nothing is left to retry.
+    async fn apply(&mut self, deployments: &Deployments) -> bool {
+        let current = self.routes.snapshot();
+        let mut table = RoutingTable::default();
+        let mut settled = true;
+        let mut all_serving = true;
+        for deployment in &deployments.deployments {
+            let mut versions = BTreeMap::new();
+            let mut complete = true;
+            for deployed in &deployment.versions {
+                match self.ensure(&deployment.model, deployed).await {
+                    Ok(model) => {
+                        versions.insert(deployed.version, model);
+                    }
+                    Err(Failure::Transient(reason)) => {
+                        tracing::warn!(model = %deployment.model, version = deployed.version, %reason, "cannot fetch the artifact yet, will retry");
+                        settled = false;
+                        complete = false;
+                    }
+                    Err(Failure::Permanent(reason)) => {
+                        tracing::error!(model = %deployment.model, version = deployed.version, %reason, "deployed version failed to load");
+                        complete = false;
+                    }
+                }
+            }
+            let previous = current.routes.get(&deployment.model);
+            let route = match (complete, previous) {
+                // What served this endpoint keeps serving until the new
+                // deployment loads in full.
+                (false, Some(previous)) => Some(previous.clone()),
+                _ => default_version(&deployment.spec.targets, &versions)
+                    .and_then(|default| Route::with_default(versions, default))
+                    .map(Arc::new),
+            };
+            match route {
+                Some(route) => {
+                    table.routes.insert(deployment.model.clone(), route);
+                }
+                None => all_serving = false,
+            }
+        }
+        self.loaded.retain(|(name, version, _), model| {
+            table
+                .routes
+                .get(name)
+                .and_then(|route| route.versions.get(version))
+                .is_some_and(|live| Arc::ptr_eq(live, model))
+        });
+        self.routes.publish(table);
+        metrics::gauge!(crate::metrics::DEPLOYMENTS_REVISION).set(deployments.revision as f64);
+        if all_serving && !self.health.is_ready() {
+            tracing::info!(revision = deployments.revision, "every deployment serves: ready");
+            self.health.set_ready(true);
+        }
+        settled
+    }
+
+    /// The loaded model for `deployed`: already loaded, or read from the
+    /// cache, or downloaded, then loaded and warmed.
+    async fn ensure(&mut self, name: &str, deployed: &DeployedVersion) -> Result<Arc<LoadedModel>, Failure> {
+        let key: Key = (name.to_string(), deployed.version, deployed.sha256.clone());
+        if let Some(model) = self.loaded.get(&key) {
+            return Ok(model.clone());
+        }
+        if self.failed.contains(&key) {
+            return Err(Failure::Permanent(
+                "failed before; waiting for a new deployment".into(),
+            ));
+        }
+        let bytes = self.artifact(&deployed.sha256).await?;
+        let engines = self.engines.clone();
+        let (model_name, version) = (name.to_string(), deployed.version);
+        let loaded = tokio::task::spawn_blocking(move || {
+            // An engine that panics on a malformed graph fails this version alone.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engines.load_model(&model_name, version, &bytes, BackendChoice::Auto)
+            }))
+            .unwrap_or_else(|_| Err(crate::Error::Load("the engine panicked while loading it".into())))
+        })
+        .await
+        .map_err(|err| Failure::Transient(format!("load task failed: {err}")))?;
+        match loaded {
+            Ok(model) => {
+                self.loaded.insert(key, model.clone());
+                Ok(model)
+            }
+            Err(err) => {
+                metrics::counter!(crate::metrics::MODEL_LOAD_FAILURES, "model" => name.to_string())
+                    .increment(1);
+                self.failed.insert(key);
+                Err(Failure::Permanent(err.to_string()))
+            }
+        }
+    }
+
+    /// The artifact's bytes, from the cache if intact, else from the registry.
+    async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, Failure> {
+        let cache = self.cache.clone();
+        let wanted = sha256.to_string();
+        let cached = tokio::task::spawn_blocking(move || cache.read(&wanted))
+            .await
+            .map_err(|err| Failure::Transient(format!("cache task failed: {err}")))?;
+        if let Cached::Intact(bytes) = cached {
+            return Ok(bytes);
+        }
+        let bytes = self
+            .client
+            .download_artifact(sha256)
+            .await
+            .map_err(|err| Failure::Transient(err.to_string()))?;
+        let cache = self.cache.clone();
+        let wanted = sha256.to_string();
+        tokio::task::spawn_blocking(move || {
+            let actual = sha256_hex(&bytes);
+            if actual != wanted {
+                // Likely a broken transfer or store: worth fetching again.
+                return Err(Failure::Transient(format!(
+                    "downloaded artifact hashes to {actual}, not {wanted}"
+                )));
+            }
+            if let Err(err) = cache.write(&wanted, &bytes) {
+                tracing::warn!(error = %err, "cannot cache the artifact; serving it anyway");
+            }
+            Ok(bytes)
+        })
+        .await
+        .map_err(|err| Failure::Transient(format!("cache task failed: {err}")))?
+    }
+}
+
+/// The version unpinned requests get: the loaded target with the most
+/// weight (the newest on a tie). Weighted splitting is the traffic layer's.
+fn default_version(targets: &[TrafficTarget], loaded: &BTreeMap<u64, Arc<LoadedModel>>) -> Option<u64> {
+    targets
+        .iter()
+        .filter(|target| target.weight > 0 && loaded.contains_key(&target.version))
+        .max_by_key(|target| (target.weight, target.version))
+        .map(|target| target.version)
+}
+
+/// Follows the registry until `shutdown` turns true.
+pub async fn follow(mut follower: Follower, mut shutdown: watch::Receiver<bool>) {
+    let mut served_revision_opt: Option<u64> = None;
+    let mut settled = false;
+    let mut backoff = MIN_BACKOFF;
+    let mut registry_down = false;
+    loop {
+        let call = async {
+            match served_revision_opt {
+                Some(revision) if settled => follower.client.watch_deployments(revision, WATCH_TIMEOUT).await,
+                _ => follower.client.list_deployments().await,
+            }
+        };
+        let result = tokio::select! {
+            result = call => result,
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        };
+        let pause = match result {
+            Ok(deployments) => {
+                if registry_down {
+                    tracing::info!(
+                        registry = follower.client.base_url(),
+                        "registry is reachable again"
+                    );
+                    registry_down = false;
+                }
+                backoff = MIN_BACKOFF;
+                if served_revision_opt != Some(deployments.revision) || !settled {
+                    settled = follower.apply(&deployments).await;
+                    served_revision_opt = Some(deployments.revision);
+                    if settled {
+                        save(&follower.cache, deployments).await;
+                    }
+                }
+                // Unsettled means a download failed: retry soon, not in a spin.
+                (!settled).then_some(MAX_BACKOFF)
+            }
+            Err(err) => {
+                metrics::counter!(crate::metrics::REGISTRY_ERRORS).increment(1);
+                if !registry_down {
+                    tracing::warn!(registry = follower.client.base_url(), error = %err, "registry unreachable: serving the last good routing table");
+                    registry_down = true;
+                }
+                if served_revision_opt.is_none()
+                    && let Some(cached) = follower.cache.load_deployments()
+                {
+                    tracing::info!(
+                        revision = cached.revision,
+                        "serving the cached deployments until the registry answers"
+                    );
+                    settled = follower.apply(&cached).await;
+                    served_revision_opt = Some(cached.revision);
+                }
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                Some(pause)
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+}
+
+async fn save(cache: &Arc<ArtifactCache>, deployments: Deployments) {
+    let cache = cache.clone();
+    let saved = tokio::task::spawn_blocking(move || cache.save_deployments(&deployments)).await;
+    if let Ok(Err(err)) = saved {
+        tracing::warn!(error = %err, "cannot cache the deployments; a restart without the registry would serve nothing");
+    }
+}

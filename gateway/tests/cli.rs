@@ -1,0 +1,308 @@
+//! The `sluice` command line driven as a process, the way a new user drives
+//! it: tokens made with `sluice tokens`, a standalone `sluice registry`, then
+//! models, versions, stages, aliases, traffic and events, with the exit codes
+//! and error messages scripts rely on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    for variable in [
+        "SLUICE_REGISTRY_URL",
+        "SLUICE_TOKEN",
+        "SLUICE_DATA_DIR",
+        "SLUICE_TOKENS_FILE",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A standalone registry process and the tokens of its users.
+struct Registry {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        for (actor, role) in [("dora", "deployer"), ("tom", "approver"), ("vic", "viewer")] {
+            let output = sluice()
+                .args(["tokens", "--actor", actor, "--role", role, "--tokens-file"])
+                .arg(&tokens)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+            assert!(token.starts_with("sluice_"), "{token}");
+            std::fs::write(dir.path().join(actor), token).unwrap();
+        }
+        let mut child = sluice()
+            .args([
+                "registry",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .arg("--tokens-file")
+            .arg(&tokens)
+            .env_remove("ORT_DYLIB_PATH")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr =
+            common::listening_addresses(&mut child, &["registry is listening"])["registry is listening"]
+                .clone();
+        Registry {
+            child,
+            url: format!("http://{addr}"),
+            dir,
+        }
+    }
+
+    /// Runs `sluice ARGS` against this registry as `actor`.
+    fn run(&self, actor: &str, args: &[&str]) -> Output {
+        let token = std::fs::read_to_string(self.dir.path().join(actor)).unwrap();
+        sluice()
+            .args(args)
+            .env("SLUICE_REGISTRY_URL", &self.url)
+            .env("SLUICE_TOKEN", token)
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it is not the expected one.
+fn expect_code(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Asserts success, and that stdout says `fragment`.
+fn expect_output(output: &Output, fragment: &str) {
+    expect_code(output, 0);
+    assert!(
+        stdout(output).contains(fragment),
+        "'{fragment}' not in:\n{}",
+        stdout(output)
+    );
+}
+
+/// Asserts the exit code of a failure, and that stderr says `fragment`.
+fn expect_error(output: &Output, code: i32, fragment: &str) {
+    expect_code(output, code);
+    assert!(
+        stderr(output).contains(fragment),
+        "'{fragment}' not in:\n{}",
+        stderr(output)
+    );
+}
+
+#[test]
+fn a_release_through_the_cli_with_its_exit_codes() {
+    let registry = Registry::start();
+    let model = "models/repository/credit_risk/1/model.onnx";
+    let lineage = [
+        "--metric",
+        "auc=0.91",
+        "--param",
+        "C=1.0",
+        "--dataset",
+        "s3://data/credit.csv",
+        "--commit",
+        "4f2a9c1",
+    ];
+
+    expect_code(
+        &registry.run(
+            "dora",
+            &["models", "create", "credit_risk", "--description", "loan risk"],
+        ),
+        0,
+    );
+    expect_error(
+        &registry.run("dora", &["models", "create", "credit_risk"]),
+        4,
+        "already exists",
+    );
+    let mut push = vec!["versions", "push", model, "--model", "credit_risk"];
+    push.extend(lineage);
+    expect_output(&registry.run("dora", &push), "credit_risk version 1");
+    let not_onnx = ["versions", "push", "README.md", "--model", "credit_risk"];
+    expect_error(
+        &registry.run("dora", &not_onnx),
+        1,
+        "not a model Sluice can serve",
+    );
+    let bad_metric = [
+        "versions",
+        "push",
+        model,
+        "--model",
+        "credit_risk",
+        "--metric",
+        "auc",
+    ];
+    expect_error(&registry.run("dora", &bad_metric), 2, "expected NAME=NUMBER");
+
+    expect_output(
+        &registry.run("vic", &["versions", "list", "credit_risk"]),
+        "auc=0.91",
+    );
+    let listed = registry.run("vic", &["versions", "list", "credit_risk", "--json"]);
+    let versions: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(versions[0]["lineage"]["code_commit"], "4f2a9c1");
+    assert_eq!(versions[0]["stage"], "none");
+
+    let early = ["traffic", "set", "credit_risk", "1=100"];
+    expect_error(
+        &registry.run("dora", &early),
+        1,
+        "only staging or production versions",
+    );
+    let requested = registry.run(
+        "dora",
+        &["stage", "request", "credit_risk", "1", "staging", "--json"],
+    );
+    expect_code(&requested, 0);
+    let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
+    assert_eq!(transition["missing_approvals"][0], "technical");
+    let id = transition["id"].to_string();
+    expect_error(
+        &registry.run("dora", &["stage", "approve", &id]),
+        6,
+        "approver or admin",
+    );
+    let approve = ["stage", "approve", &id, "--as", "technical", "--comment", "ok"];
+    expect_output(&registry.run("tom", &approve), "applied");
+
+    let short = ["traffic", "set", "credit_risk", "1=90"];
+    expect_error(
+        &registry.run("dora", &short),
+        1,
+        "weights add up to 90: expected 100",
+    );
+    let malformed = ["traffic", "set", "credit_risk", "one=100"];
+    expect_error(&registry.run("dora", &malformed), 2, "VERSION=WEIGHT");
+    let set = [
+        "traffic",
+        "set",
+        "credit_risk",
+        "1=100",
+        "--sticky-header",
+        "x-user-id",
+        "--reason",
+        "first",
+    ];
+    expect_code(&registry.run("dora", &set), 0);
+    let stale = ["traffic", "set", "credit_risk", "1=100", "--if-revision", "0"];
+    expect_error(&registry.run("dora", &stale), 4, "not 0");
+    let shown = registry.run("vic", &["traffic", "show", "credit_risk"]);
+    expect_output(&shown, "100%");
+    expect_output(&shown, "x-user-id");
+
+    expect_code(
+        &registry.run("dora", &["alias", "set", "credit_risk", "champion", "1"]),
+        0,
+    );
+    let moved = [
+        "alias",
+        "set",
+        "credit_risk",
+        "champion",
+        "1",
+        "--if-version",
+        "2",
+    ];
+    expect_error(&registry.run("dora", &moved), 4, "is version 1 now");
+    expect_output(
+        &registry.run("vic", &["versions", "show", "credit_risk", "champion"]),
+        "4f2a9c1",
+    );
+
+    expect_error(
+        &registry.run("vic", &["models", "show", "nope"]),
+        3,
+        "unknown model 'nope'",
+    );
+    expect_error(
+        &registry.run("vic", &["models", "create", "other"]),
+        6,
+        "needs deployer or admin",
+    );
+    let events = registry.run("vic", &["events"]);
+    for action in [
+        "model.create",
+        "version.create",
+        "transition.approve",
+        "deployment.set",
+        "alias.set",
+    ] {
+        expect_output(&events, action);
+    }
+}
+
+#[test]
+fn errors_that_are_not_the_registrys_answer() {
+    let unreachable = sluice()
+        .args([
+            "models",
+            "list",
+            "--registry-url",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    expect_error(&unreachable, 5, "cannot reach the registry");
+
+    let registry = Registry::start();
+    let anonymous = sluice()
+        .args(["models", "list", "--registry-url", &registry.url, "--data-dir"])
+        .arg(registry.dir.path().join("nothing-here"))
+        .output()
+        .unwrap();
+    expect_error(&anonymous, 6, "SLUICE_TOKEN");
+}

@@ -1,0 +1,366 @@
+//! A typed async client for the registry's `/api/v1`.
+//!
+//! Every method is one HTTP call. A refusal becomes [`ClientError::Api`] with
+//! the registry's status and message; nothing is retried here, because the
+//! caller knows whether a retry is safe (the gateway's watch loop retries, the
+//! CLI reports).
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::types::*;
+
+/// A client for one registry, acting as the holder of one bearer token.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    base_url: String,
+    token_opt: Option<String>,
+    http: reqwest::Client,
+}
+
+impl RegistryClient {
+    /// `base_url` is the registry's address (`http://127.0.0.1:8081`), with or
+    /// without a trailing slash.
+    pub fn new(base_url: &str, token_opt: Option<String>) -> RegistryClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a reqwest client with a connect timeout always builds");
+        RegistryClient {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token_opt,
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /api/v1/health`: answers without a token.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/health"))
+            .await
+            .map(drop)
+    }
+
+    pub async fn whoami(&self) -> Result<Identity, ClientError> {
+        self.get_json("/api/v1/whoami").await
+    }
+
+    // ---- models ----
+
+    pub async fn create_model(&self, body: &CreateModel) -> Result<Model, ClientError> {
+        self.send_json(Method::POST, "/api/v1/models", body).await
+    }
+
+    pub async fn list_models(&self) -> Result<Vec<Model>, ClientError> {
+        self.get_json("/api/v1/models").await
+    }
+
+    pub async fn get_model(&self, model: &str) -> Result<Model, ClientError> {
+        self.get_json(&format!("/api/v1/models/{}", segment(model))).await
+    }
+
+    pub async fn update_model(&self, model: &str, body: &UpdateModel) -> Result<Model, ClientError> {
+        self.send_json(Method::PATCH, &format!("/api/v1/models/{}", segment(model)), body)
+            .await
+    }
+
+    // ---- artifacts and versions ----
+
+    /// Streams a file to `POST /api/v1/artifacts`; the registry hashes it,
+    /// checks that an engine loads it, and stores it under its sha256.
+    pub async fn upload_artifact(&self, path: &Path) -> Result<Artifact, ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let request = self
+            .request(Method::POST, "/api/v1/artifacts")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        decode(self.send(request).await?).await
+    }
+
+    /// `POST /api/v1/artifacts` with bytes already in memory.
+    pub async fn upload_artifact_bytes(&self, bytes: Vec<u8>) -> Result<Artifact, ClientError> {
+        let request = self
+            .request(Method::POST, "/api/v1/artifacts")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        decode(self.send(request).await?).await
+    }
+
+    /// The artifact's bytes, as stored; the caller verifies the sha256.
+    pub async fn download_artifact(&self, sha256: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self
+            .send(self.request(Method::GET, &format!("/api/v1/artifacts/{}", segment(sha256))))
+            .await?;
+        let bytes = response.bytes().await.map_err(|err| self.unreachable(err))?;
+        Ok(bytes.to_vec())
+    }
+
+    pub async fn create_version(&self, model: &str, body: &CreateVersion) -> Result<Version, ClientError> {
+        self.send_json(
+            Method::POST,
+            &format!("/api/v1/models/{}/versions", segment(model)),
+            body,
+        )
+        .await
+    }
+
+    pub async fn list_versions(&self, model: &str) -> Result<Vec<Version>, ClientError> {
+        self.get_json(&format!("/api/v1/models/{}/versions", segment(model)))
+            .await
+    }
+
+    /// `version` is a number or an alias (`champion`).
+    pub async fn get_version(&self, model: &str, version: &str) -> Result<Version, ClientError> {
+        self.get_json(&version_path(model, version)).await
+    }
+
+    pub async fn put_document(
+        &self,
+        model: &str,
+        version: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<Document, ClientError> {
+        let path = format!("{}/documents/{}", version_path(model, version), segment(name));
+        self.send_json(Method::PUT, &path, body).await
+    }
+
+    pub async fn get_document(
+        &self,
+        model: &str,
+        version: &str,
+        name: &str,
+    ) -> Result<Document, ClientError> {
+        let path = format!("{}/documents/{}", version_path(model, version), segment(name));
+        self.get_json(&path).await
+    }
+
+    pub async fn list_documents(&self, model: &str, version: &str) -> Result<Vec<Document>, ClientError> {
+        self.get_json(&format!("{}/documents", version_path(model, version)))
+            .await
+    }
+
+    // ---- governance ----
+
+    pub async fn request_transition(
+        &self,
+        model: &str,
+        version: &str,
+        body: &RequestTransition,
+    ) -> Result<Transition, ClientError> {
+        let path = format!("{}/transitions", version_path(model, version));
+        self.send_json(Method::POST, &path, body).await
+    }
+
+    /// Transitions, newest first; `model_opt` narrows to one model,
+    /// `pending_only` to those waiting for approvals.
+    pub async fn list_transitions(
+        &self,
+        model_opt: Option<&str>,
+        pending_only: bool,
+    ) -> Result<Vec<Transition>, ClientError> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(model) = model_opt {
+            query.push(("model", model));
+        }
+        if pending_only {
+            query.push(("status", "pending"));
+        }
+        let request = self.request(Method::GET, "/api/v1/transitions").query(&query);
+        decode(self.send(request).await?).await
+    }
+
+    pub async fn get_transition(&self, id: u64) -> Result<Transition, ClientError> {
+        self.get_json(&format!("/api/v1/transitions/{id}")).await
+    }
+
+    pub async fn review_transition(
+        &self,
+        id: u64,
+        decision: Decision,
+        body: &ReviewTransition,
+    ) -> Result<Transition, ClientError> {
+        let verb = match decision {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        };
+        self.send_json(Method::POST, &format!("/api/v1/transitions/{id}/{verb}"), body)
+            .await
+    }
+
+    pub async fn list_aliases(&self, model: &str) -> Result<Vec<Alias>, ClientError> {
+        self.get_json(&format!("/api/v1/models/{}/aliases", segment(model)))
+            .await
+    }
+
+    pub async fn set_alias(&self, model: &str, alias: &str, body: &SetAlias) -> Result<Alias, ClientError> {
+        let path = format!("/api/v1/models/{}/aliases/{}", segment(model), segment(alias));
+        self.send_json(Method::PUT, &path, body).await
+    }
+
+    // ---- deployments ----
+
+    pub async fn list_deployments(&self) -> Result<Deployments, ClientError> {
+        self.get_json("/api/v1/deployments").await
+    }
+
+    /// Long-polls until the registry-wide revision passes `revision`, or
+    /// `timeout` passes (then the answer is the unchanged state).
+    pub async fn watch_deployments(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<Deployments, ClientError> {
+        let timeout_ms = timeout.as_millis().to_string();
+        let revision = revision.to_string();
+        let request = self
+            .request(Method::GET, "/api/v1/deployments")
+            .query(&[("watch", revision.as_str()), ("timeout_ms", timeout_ms.as_str())])
+            // The registry answers by `timeout`; past that the connection is dead.
+            .timeout(timeout + Duration::from_secs(10));
+        decode(self.send(request).await?).await
+    }
+
+    pub async fn get_deployment(&self, model: &str) -> Result<Deployment, ClientError> {
+        self.get_json(&format!("/api/v1/deployments/{}", segment(model)))
+            .await
+    }
+
+    pub async fn set_deployment(&self, model: &str, body: &SetDeployment) -> Result<Deployment, ClientError> {
+        self.send_json(
+            Method::PUT,
+            &format!("/api/v1/deployments/{}", segment(model)),
+            body,
+        )
+        .await
+    }
+
+    // ---- events ----
+
+    /// Events with an id above `since`, oldest first, at most `limit`.
+    pub async fn events(&self, since: u64, limit: u32) -> Result<Vec<Event>, ClientError> {
+        let since = since.to_string();
+        let limit = limit.to_string();
+        let request = self
+            .request(Method::GET, "/api/v1/events")
+            .query(&[("since", since.as_str()), ("limit", limit.as_str())]);
+        decode(self.send(request).await?).await
+    }
+
+    // ---- plumbing ----
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base_url));
+        match &self.token_opt {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(self.send(self.request(Method::GET, path)).await?).await
+    }
+
+    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        decode(self.send(self.request(method, path).json(body)).await?).await
+    }
+
+    /// Sends, and turns an error status into [`ClientError::Api`].
+    async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let response = request.send().await.map_err(|err| self.unreachable(err))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| fallback_message(status, &text));
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    fn unreachable(&self, err: reqwest::Error) -> ClientError {
+        // reqwest's Display stops at the outermost layer ("error sending
+        // request"); the cause ("connection refused") is what a person needs.
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        ClientError::Unreachable {
+            url: self.base_url.clone(),
+            message,
+        }
+    }
+}
+
+async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|err| ClientError::Decode(format!("reading the body: {err}")))?;
+    serde_json::from_slice(&bytes).map_err(|err| ClientError::Decode(err.to_string()))
+}
+
+fn fallback_message(status: StatusCode, text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text.chars().take(200).collect()
+    }
+}
+
+fn version_path(model: &str, version: &str) -> String {
+    format!("/api/v1/models/{}/versions/{}", segment(model), segment(version))
+}
+
+/// Percent-encodes a path segment, so a name can never climb out of its place.
+fn segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(segment("credit_risk"), "credit_risk");
+        assert_eq!(segment("a/../b c"), "a%2F..%2Fb%20c");
+    }
+}

@@ -1,0 +1,145 @@
+//! Deployments (the desired traffic of each endpoint), the long-poll watch
+//! gateways follow, and the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use sluice_registry_client::types::{Deployment, Deployments, Event, SetDeployment};
+
+use super::{AppState, Body, PathParams, Query};
+use crate::auth::{Caller, Permission};
+use crate::error::{Error, Result};
+use crate::store::{deployments, events};
+
+/// How long a watch waits when the caller does not say.
+const DEFAULT_WATCH: Duration = Duration::from_secs(30);
+/// The longest a watch may wait: proxies cut idle connections after minutes.
+const MAX_WATCH: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    /// Answer once the registry-wide revision passes this.
+    watch: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /api/v1/deployments[?watch=REVISION&timeout_ms=...]`.
+pub async fn list_deployments(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<WatchQuery>,
+) -> Result<Json<Deployments>> {
+    caller.require(Permission::Read)?;
+    if let Some(seen) = query.watch {
+        let timeout = query
+            .timeout_ms
+            .map_or(DEFAULT_WATCH, Duration::from_millis)
+            .min(MAX_WATCH);
+        let mut revision = state.revision.subscribe();
+        let mut stopping = state.stopping.clone();
+        tokio::select! {
+            // `!=`, not `>`: a caller ahead of this registry (its database
+            // was restored from an older backup) gets the truth at once.
+            _ = revision.wait_for(|current| *current != seen) => {}
+            _ = stopping.wait_for(|stopped| *stopped) => {}
+            _ = tokio::time::sleep(timeout) => {}
+        }
+    }
+    state
+        .blocking(|store, _| store.read(deployments::list))
+        .await
+        .map(Json)
+}
+
+pub async fn get_deployment(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+) -> Result<Json<Deployment>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| {
+            store.read(|connection| {
+                crate::store::models::get(connection, &model)?;
+                deployments::find(connection, &model)?
+                    .ok_or_else(|| Error::not_found(format!("model '{model}' has no deployment")))
+            })
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn set_deployment(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Body(body): Body<SetDeployment>,
+) -> Result<Json<Deployment>> {
+    caller.require(Permission::Deploy)?;
+    let deployment = state
+        .blocking(move |store, policy| {
+            store.write(|tx| deployments::set(tx, policy, &caller.actor, &model, &body))
+        })
+        .await?;
+    state.publish_revision(deployment.revision);
+    Ok(Json(deployment))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    if_revision: Option<u64>,
+    reason: Option<String>,
+}
+
+pub async fn delete_deployment(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<StatusCode> {
+    caller.require(Permission::Deploy)?;
+    let revision = state
+        .blocking(move |store, _| {
+            store.write(|tx| {
+                deployments::delete(
+                    tx,
+                    &caller.actor,
+                    &model,
+                    query.if_revision,
+                    query.reason.as_deref(),
+                )?;
+                deployments::revision(tx)
+            })
+        })
+        .await?;
+    state.publish_revision(revision);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Events with an id above this (a cursor: the last id seen).
+    since: Option<u64>,
+    limit: Option<u32>,
+}
+
+pub async fn list_events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<Event>>> {
+    caller.require(Permission::Read)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let since = query.since.unwrap_or(0);
+    state
+        .blocking(move |store, _| store.read(|connection| events::list(connection, since, limit)))
+        .await
+        .map(Json)
+}

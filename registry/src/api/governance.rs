@@ -1,0 +1,128 @@
+//! Stage transitions (request, approve, reject) and aliases.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use sluice_registry_client::types::{
+    Alias, Decision, RequestTransition, ReviewTransition, SetAlias, Transition, TransitionStatus,
+};
+
+use super::{AppState, Body, PathParams, Query};
+use crate::auth::{Caller, Permission};
+use crate::error::Result;
+use crate::store::{aliases, governance, versions};
+
+pub async fn request_transition(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, version)): PathParams<(String, String)>,
+    Body(body): Body<RequestTransition>,
+) -> Result<(StatusCode, Json<Transition>)> {
+    caller.require(Permission::Register)?;
+    let transition = state
+        .blocking(move |store, policy| {
+            store.write(|tx| {
+                let version = versions::resolve(tx, &model, &version)?;
+                governance::request(tx, policy, &caller.actor, &version, &body)
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(transition)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionFilter {
+    model: Option<String>,
+    status: Option<TransitionStatus>,
+}
+
+pub async fn list_transitions(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(filter): Query<TransitionFilter>,
+) -> Result<Json<Vec<Transition>>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, policy| {
+            store.read(|connection| {
+                governance::list(connection, policy, filter.model.as_deref(), filter.status)
+            })
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn get_transition(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(id): PathParams<u64>,
+) -> Result<Json<Transition>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, policy| store.read(|connection| governance::get(connection, policy, id)))
+        .await
+        .map(Json)
+}
+
+pub async fn approve_transition(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    id: PathParams<u64>,
+    body: Body<ReviewTransition>,
+) -> Result<Json<Transition>> {
+    review(state, caller, id, body, Decision::Approve).await
+}
+
+pub async fn reject_transition(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    id: PathParams<u64>,
+    body: Body<ReviewTransition>,
+) -> Result<Json<Transition>> {
+    review(state, caller, id, body, Decision::Reject).await
+}
+
+async fn review(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(id): PathParams<u64>,
+    Body(body): Body<ReviewTransition>,
+    decision: Decision,
+) -> Result<Json<Transition>> {
+    caller.require(Permission::Review)?;
+    state
+        .blocking(move |store, policy| {
+            store.write(|tx| governance::review(tx, policy, &caller.actor, id, decision, &body))
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn list_aliases(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+) -> Result<Json<Vec<Alias>>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| store.read(|connection| aliases::list(connection, &model)))
+        .await
+        .map(Json)
+}
+
+pub async fn set_alias(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, alias)): PathParams<(String, String)>,
+    Body(body): Body<SetAlias>,
+) -> Result<Json<Alias>> {
+    caller.require(Permission::Deploy)?;
+    state
+        .blocking(move |store, _| store.write(|tx| aliases::set(tx, &caller.actor, &model, &alias, &body)))
+        .await
+        .map(Json)
+}

@@ -1,0 +1,223 @@
+//! `/api/v1`: routes, the shared state, and extractors that turn every
+//! malformed request into `{"error": ...}` with a 4xx.
+//!
+//! Handlers authenticate first (the [`Caller`] extractor), then run their
+//! store work on a blocking thread: SQLite calls never block the reactor.
+
+mod deployments;
+mod governance;
+mod versions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri, header};
+use axum::routing::{get, post, put};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::Inspector;
+use crate::artifacts::ArtifactStore;
+use crate::auth::{Caller, Tokens};
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::store::Store;
+
+/// Largest JSON body (documents such as drift profiles included).
+const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+pub struct AppState {
+    pub store: Store,
+    pub artifacts: ArtifactStore,
+    pub tokens: Tokens,
+    pub policy: Arc<Policy>,
+    pub inspector: Arc<dyn Inspector>,
+    pub max_artifact_bytes: usize,
+    /// The registry-wide deployments revision, for long-polling watchers.
+    pub revision: watch::Sender<u64>,
+    /// Turns true at shutdown, so long-polls answer at once.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        artifacts: ArtifactStore,
+        tokens: Tokens,
+        policy: Policy,
+        inspector: Arc<dyn Inspector>,
+        max_artifact_bytes: usize,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<AppState> {
+        let revision = store.read(crate::store::deployments::revision)?;
+        Ok(AppState {
+            store,
+            artifacts,
+            tokens,
+            policy: Arc::new(policy),
+            inspector,
+            max_artifact_bytes,
+            revision: watch::channel(revision).0,
+            stopping,
+        })
+    }
+
+    /// Runs store work on a blocking thread.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store, &Policy) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        let policy = self.policy.clone();
+        tokio::task::spawn_blocking(move || work(&store, &policy))
+            .await
+            .map_err(|err| Error::Internal(format!("store task failed: {err}")))?
+    }
+
+    /// Tells watchers about a new revision; never moves it backwards when
+    /// two writes finish out of order.
+    pub fn publish_revision(&self, revision: u64) {
+        self.revision.send_if_modified(|current| {
+            let newer = revision > *current;
+            if newer {
+                *current = revision;
+            }
+            newer
+        });
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    use deployments::*;
+    use governance::*;
+    use versions::*;
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/models", get(list_models).post(create_model))
+        .route("/api/v1/models/{model}", get(get_model).patch(update_model))
+        .route("/api/v1/artifacts", post(upload_artifact))
+        .route("/api/v1/artifacts/{sha256}", get(download_artifact))
+        .route(
+            "/api/v1/models/{model}/versions",
+            get(list_versions).post(create_version),
+        )
+        .route("/api/v1/models/{model}/versions/{version}", get(get_version))
+        .route(
+            "/api/v1/models/{model}/versions/{version}/documents",
+            get(list_documents),
+        )
+        .route(
+            "/api/v1/models/{model}/versions/{version}/documents/{name}",
+            get(get_document).put(put_document),
+        )
+        .route(
+            "/api/v1/models/{model}/versions/{version}/transitions",
+            post(request_transition),
+        )
+        .route("/api/v1/transitions", get(list_transitions))
+        .route("/api/v1/transitions/{id}", get(get_transition))
+        .route("/api/v1/transitions/{id}/approve", post(approve_transition))
+        .route("/api/v1/transitions/{id}/reject", post(reject_transition))
+        .route("/api/v1/models/{model}/aliases", get(list_aliases))
+        .route("/api/v1/models/{model}/aliases/{alias}", put(set_alias))
+        .route("/api/v1/deployments", get(list_deployments))
+        .route(
+            "/api/v1/deployments/{model}",
+            get(get_deployment).put(set_deployment).delete(delete_deployment),
+        )
+        .route("/api/v1/events", get(list_events))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn whoami(caller: Caller) -> axum::Json<sluice_registry_client::types::Identity> {
+    axum::Json(sluice_registry_client::types::Identity {
+        actor: caller.actor,
+        role: caller.role.to_string(),
+    })
+}
+
+async fn no_route(uri: Uri) -> Error {
+    Error::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!("method {method} is not allowed on {}", uri.path()))
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller> {
+        let header_opt = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or_default());
+        state.tokens.authenticate(header_opt)
+    }
+}
+
+/// A JSON body, whatever its Content-Type (curl sends form encoding by
+/// default); a rejection is a 400 `{"error": ...}` naming the problem.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body<T>> {
+        let bytes = match bytes::Bytes::from_request(request, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Error::BodyTooLarge {
+                    limit: MAX_JSON_BYTES,
+                });
+            }
+            Err(rejection) => {
+                return Err(Error::bad_request(format!(
+                    "cannot read the body: {}",
+                    rejection.body_text()
+                )));
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|err| Error::bad_request(format!("invalid JSON body: {err}")))
+    }
+}
+
+/// Query parameters whose rejection is a 400 `{"error": ...}`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Query<T>> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| Error::bad_request(format!("invalid query: {}", rejection.body_text())))
+    }
+}
+
+/// Path parameters whose rejection is a 400 `{"error": ...}`.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathParams<T>> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParams(value))
+            .map_err(|rejection| Error::bad_request(format!("invalid path: {}", rejection.body_text())))
+    }
+}

@@ -1,0 +1,296 @@
+//! Models, artifacts, versions and their documents.
+//!
+//! A version is registered in two steps, as container registries do with
+//! blobs and manifests: the artifact is uploaded (hashed, loaded by an engine,
+//! stored under its sha256), then a version is created on it with its
+//! lineage. So there is never a version without its artifact, and an
+//! artifact alone is never a version.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use sluice_registry_client::types::{
+    Artifact, ArtifactSource, CreateModel, CreateVersion, Document, Model, UpdateModel, Version,
+};
+
+use super::{AppState, Body, PathParams};
+use crate::artifacts::sha256_hex;
+use crate::auth::{Caller, Permission};
+use crate::error::{Error, Result};
+use crate::store::{models, versions};
+
+pub async fn list_models(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Vec<Model>>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(|store, _| store.read(models::list))
+        .await
+        .map(Json)
+}
+
+pub async fn create_model(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CreateModel>,
+) -> Result<(StatusCode, Json<Model>)> {
+    caller.require(Permission::Register)?;
+    let model = state
+        .blocking(move |store, _| store.write(|tx| models::create(tx, &caller.actor, &body)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(model)))
+}
+
+pub async fn get_model(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+) -> Result<Json<Model>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| store.read(|connection| models::get(connection, &model)))
+        .await
+        .map(Json)
+}
+
+pub async fn update_model(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Body(body): Body<UpdateModel>,
+) -> Result<Json<Model>> {
+    caller.require(Permission::Register)?;
+    state
+        .blocking(move |store, _| store.write(|tx| models::update(tx, &caller.actor, &model, &body)))
+        .await
+        .map(Json)
+}
+
+/// `POST /api/v1/artifacts`: the body is the ONNX file, read as it streams
+/// and refused as soon as it passes the size limit.
+pub async fn upload_artifact(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<Artifact>)> {
+    caller.require(Permission::Register)?;
+    let limit = state.max_artifact_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let bytes = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err.is::<http_body_util::LengthLimitError>() {
+                Error::PayloadTooLarge { limit }
+            } else {
+                Error::bad_request(format!("the upload broke off: {err}"))
+            }
+        })?
+        .to_bytes();
+    let (artifact, created) = ingest(&state, &caller.actor, bytes).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(artifact)))
+}
+
+/// Hashes, loads (to read the signature and prove an engine can run it) and
+/// stores an artifact; `true` when it was new.
+async fn ingest(state: &AppState, actor: &str, bytes: Bytes) -> Result<(Artifact, bool)> {
+    if bytes.is_empty() {
+        return Err(Error::bad_request(
+            "the artifact is empty: expected an ONNX model",
+        ));
+    }
+    let inspector = state.inspector.clone();
+    let for_inspection = bytes.clone();
+    let store = state.store.clone();
+    // Hashing and loading a large model take a while: off the reactor.
+    let (sha256, known) = tokio::task::spawn_blocking(move || {
+        let sha256 = sha256_hex(&for_inspection);
+        let known = store.read(|connection| versions::find_artifact(connection, &sha256))?;
+        Ok::<_, Error>((sha256, known))
+    })
+    .await
+    .map_err(|err| Error::Internal(format!("hashing task failed: {err}")))??;
+    if let Some(artifact) = known {
+        // The bytes may have been lost from the store: putting them again is harmless.
+        state.artifacts.put(&sha256, bytes).await?;
+        return Ok((artifact, false));
+    }
+    let signature = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inspector.inspect(&bytes)))
+            .unwrap_or_else(|_| Err("the engine panicked while loading it".into()))
+            .map(|signature| (signature, bytes))
+    })
+    .await
+    .map_err(|err| Error::Internal(format!("inspection task failed: {err}")))?
+    .map_err(|reason| Error::bad_request(format!("not a model Sluice can serve: {reason}")))?;
+    let (signature, bytes) = signature;
+    let artifact = Artifact {
+        sha256: sha256.clone(),
+        size: bytes.len() as u64,
+        signature,
+    };
+    // Bytes first, then the record: a crash between leaves an unreferenced
+    // file, never a record without its bytes.
+    state.artifacts.put(&sha256, bytes).await?;
+    let actor = actor.to_string();
+    let recorded = artifact.clone();
+    state
+        .blocking(move |store, _| store.write(|tx| versions::record_artifact(tx, &actor, &recorded)))
+        .await?;
+    Ok((artifact, true))
+}
+
+pub async fn download_artifact(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(sha256): PathParams<String>,
+) -> Result<Response> {
+    caller.require(Permission::Read)?;
+    if !versions::is_sha256(&sha256) {
+        return Err(Error::bad_request(format!(
+            "'{sha256}' is not a sha256: expected 64 lowercase hex digits"
+        )));
+    }
+    let bytes = state.artifacts.get(&sha256).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+pub async fn create_version(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Body(body): Body<CreateVersion>,
+) -> Result<(StatusCode, Json<Version>)> {
+    caller.require(Permission::Register)?;
+    let check_model = model.clone();
+    state
+        .blocking(move |store, _| store.read(|connection| models::get(connection, &check_model)))
+        .await?;
+    let (sha256, source_uri_opt) = match body.artifact {
+        ArtifactSource::Sha256(sha256) => {
+            if !versions::is_sha256(&sha256) {
+                return Err(Error::bad_request(format!(
+                    "artifact sha256 '{sha256}' is not 64 lowercase hex digits"
+                )));
+            }
+            (sha256, None)
+        }
+        ArtifactSource::Uri(uri) => {
+            let bytes = state.artifacts.read_uri(&uri, state.max_artifact_bytes).await?;
+            let (artifact, _) = ingest(&state, &caller.actor, bytes).await?;
+            (artifact.sha256, Some(uri))
+        }
+    };
+    let lineage = body.lineage;
+    let version = state
+        .blocking(move |store, _| {
+            store.write(|tx| {
+                versions::create(
+                    tx,
+                    &caller.actor,
+                    &model,
+                    &sha256,
+                    &lineage,
+                    source_uri_opt.as_deref(),
+                )
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(version)))
+}
+
+pub async fn list_versions(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+) -> Result<Json<Vec<Version>>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| store.read(|connection| versions::list(connection, &model)))
+        .await
+        .map(Json)
+}
+
+pub async fn get_version(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, version)): PathParams<(String, String)>,
+) -> Result<Json<Version>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| store.read(|connection| versions::resolve(connection, &model, &version)))
+        .await
+        .map(Json)
+}
+
+pub async fn list_documents(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, version)): PathParams<(String, String)>,
+) -> Result<Json<Vec<Document>>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| {
+            store.read(|connection| {
+                let version = versions::resolve(connection, &model, &version)?;
+                versions::list_documents(connection, &model, version.version)
+            })
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn get_document(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, version, name)): PathParams<(String, String, String)>,
+) -> Result<Json<Document>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| {
+            store.read(|connection| {
+                let version = versions::resolve(connection, &model, &version)?;
+                versions::find_document(connection, &model, version.version, &name)?.ok_or_else(|| {
+                    Error::not_found(format!(
+                        "version {} of '{model}' has no document '{name}'",
+                        version.version
+                    ))
+                })
+            })
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn put_document(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, version, name)): PathParams<(String, String, String)>,
+    Body(body): Body<serde_json::Value>,
+) -> Result<Json<Document>> {
+    caller.require(Permission::Register)?;
+    state
+        .blocking(move |store, _| {
+            store.write(|tx| {
+                let version = versions::resolve(tx, &model, &version)?;
+                versions::put_document(tx, &caller.actor, &version, &name, &body)
+            })
+        })
+        .await
+        .map(Json)
+}

@@ -1,0 +1,103 @@
+//! Artifact bytes in an object store, content-addressed by sha256
+//! (`sha256/{hex}.onnx`). A local directory by default; the same code path
+//! serves any store `object_store` speaks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct ArtifactStore {
+    store: Arc<dyn ObjectStore>,
+    /// The directory `file://` URIs may name, and a store rooted there.
+    import_opt: Option<(PathBuf, Arc<LocalFileSystem>)>,
+}
+
+impl ArtifactStore {
+    /// Artifacts under `dir`; `file://` imports allowed under `import_root_opt`.
+    pub fn local(dir: &Path, import_root_opt: Option<&Path>) -> Result<ArtifactStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| Error::Internal(format!("cannot create {}: {err}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(dir)?;
+        let import_opt = import_root_opt
+            .map(|root| {
+                let root = root
+                    .canonicalize()
+                    .map_err(|err| Error::Internal(format!("import root {}: {err}", root.display())))?;
+                let store = LocalFileSystem::new_with_prefix(&root)?;
+                Ok::<_, Error>((root, Arc::new(store)))
+            })
+            .transpose()?;
+        Ok(ArtifactStore {
+            store: Arc::new(store),
+            import_opt,
+        })
+    }
+
+    fn location(sha256: &str) -> StorePath {
+        StorePath::from(format!("sha256/{sha256}.onnx"))
+    }
+
+    /// Stores the bytes under their hash (the caller computed it).
+    pub async fn put(&self, sha256: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&Self::location(sha256), PutPayload::from_bytes(bytes))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, sha256: &str) -> Result<Bytes> {
+        match self.store.get(&Self::location(sha256)).await {
+            Ok(found) => Ok(found.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(Error::not_found(format!("no artifact with sha256 {sha256}")))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Reads `file:///path` through the import store, refusing anything
+    /// outside the import root and anything over `limit` bytes.
+    pub async fn read_uri(&self, uri: &str, limit: usize) -> Result<Bytes> {
+        let Some(path) = uri.strip_prefix("file://") else {
+            return Err(Error::bad_request(format!(
+                "cannot read '{uri}': expected a file:///absolute/path URI"
+            )));
+        };
+        let Some((root, store)) = &self.import_opt else {
+            return Err(Error::refused(
+                "this registry reads no URIs: start it with --import-root DIR, or upload the file",
+            ));
+        };
+        let outside = || Error::refused(format!("'{uri}' is outside the import root {}", root.display()));
+        let canonical = Path::new(path)
+            .canonicalize()
+            .map_err(|err| Error::bad_request(format!("cannot read '{uri}': {err}")))?;
+        let relative = canonical.strip_prefix(root).map_err(|_| outside())?;
+        let location = StorePath::from_iter(
+            relative
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy().into_owned()),
+        );
+        let meta = store.head(&location).await.map_err(|err| match err {
+            object_store::Error::NotFound { .. } => Error::bad_request(format!("'{uri}' does not exist")),
+            err => err.into(),
+        })?;
+        if meta.size > limit as u64 {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        Ok(store.get(&location).await?.bytes().await?)
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::auth::hex(&Sha256::digest(bytes))
+}

@@ -1,0 +1,320 @@
+//! Bearer tokens and roles.
+//!
+//! Tokens live in a TOML file as sha256 hashes, never in clear:
+//!
+//! ```toml
+//! [[tokens]]
+//! actor = "alice"
+//! role = "approver"
+//! sha256 = "9f86d08..."
+//! ```
+//!
+//! Without a tokens file the registry keeps its own under the data dir and,
+//! on first start, creates an admin token there (owner-only permissions), so
+//! the API is never open, whatever address it listens on.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// What a token may do. Each role names the permissions it grants; `admin`
+/// grants all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Reads; registers models, versions and documents; requests stage
+    /// transitions; moves aliases and traffic.
+    Deployer,
+    /// Reads; approves or rejects stage transitions.
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Read,
+    /// Models, artifacts, versions, documents, transition requests.
+    Register,
+    /// Traffic and aliases.
+    Deploy,
+    /// Approving or rejecting transitions.
+    Review,
+}
+
+impl Permission {
+    fn roles(self) -> &'static [Role] {
+        match self {
+            Permission::Read => &[Role::Viewer, Role::Deployer, Role::Approver, Role::Admin],
+            Permission::Register | Permission::Deploy => &[Role::Deployer, Role::Admin],
+            Permission::Review => &[Role::Approver, Role::Admin],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Register => "register models and versions",
+            Permission::Deploy => "change traffic or aliases",
+            Permission::Review => "approve or reject transitions",
+        }
+    }
+}
+
+/// Who is calling, as their token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub actor: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+        let allowed = permission.roles();
+        if allowed.contains(&self.role) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
+        Err(Error::Forbidden(format!(
+            "{} has role {}, which may not {}: needs {}",
+            self.actor,
+            self.role,
+            permission.describe(),
+            names.join(" or ")
+        )))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    actor: String,
+    role: Role,
+    sha256: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+}
+
+/// Known tokens, by the hash of the token.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_hash: HashMap<String, Caller>,
+}
+
+/// Where the registry keeps its tokens when it is given no tokens file.
+pub const DATA_DIR_TOKENS: &str = "tokens.toml";
+/// The admin token created on first start, in clear, readable by its owner only.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+impl Tokens {
+    pub fn load(path: &Path) -> Result<Tokens, String> {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let file: TokensFile = toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        let mut tokens = Tokens::default();
+        for entry in file.tokens {
+            if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{}: token of {} has sha256 '{}': expected 64 hex digits",
+                    path.display(),
+                    entry.actor,
+                    entry.sha256
+                ));
+            }
+            tokens.by_hash.insert(
+                entry.sha256.to_ascii_lowercase(),
+                Caller {
+                    actor: entry.actor,
+                    role: entry.role,
+                },
+            );
+        }
+        Ok(tokens)
+    }
+
+    /// The tokens under `data_dir`; on first start, creates them with one
+    /// admin token and says where that token is (`Some(path)`).
+    pub fn load_or_bootstrap(data_dir: &Path) -> Result<(Tokens, Option<PathBuf>), String> {
+        let path = data_dir.join(DATA_DIR_TOKENS);
+        if path.exists() {
+            return Ok((Tokens::load(&path)?, None));
+        }
+        let token = generate_token()?;
+        let admin_path = data_dir.join(ADMIN_TOKEN_FILE);
+        // An admin.token without tokens.toml holds a token nothing accepts.
+        let _ = std::fs::remove_file(&admin_path);
+        write_private(&admin_path, &format!("{token}\n"))?;
+        let file = TokensFile {
+            tokens: vec![TokenEntry {
+                actor: "admin".into(),
+                role: Role::Admin,
+                sha256: hash_token(&token),
+            }],
+        };
+        let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
+        write_private(&path, &text)?;
+        Ok((Tokens::load(&path)?, Some(admin_path)))
+    }
+
+    /// Adds a token known only to this process (the embedded gateway's own).
+    pub fn insert(&mut self, token: &str, caller: Caller) {
+        self.by_hash.insert(hash_token(token), caller);
+    }
+
+    /// The caller behind an `Authorization: Bearer ...` header.
+    pub fn authenticate(&self, header_opt: Option<&str>) -> Result<Caller, Error> {
+        let Some(header) = header_opt else {
+            return Err(Error::Unauthorized(
+                "missing bearer token: send 'Authorization: Bearer TOKEN' (the CLI reads SLUICE_TOKEN)"
+                    .into(),
+            ));
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| Error::Unauthorized("the Authorization header must be 'Bearer TOKEN'".into()))?;
+        self.by_hash
+            .get(&hash_token(token))
+            .cloned()
+            .ok_or_else(|| Error::Unauthorized("unknown token".into()))
+    }
+}
+
+/// 32 random bytes, hex: `sluice_` + 64 digits.
+pub fn generate_token() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| format!("no randomness for a token: {err}"))?;
+    Ok(format!("sluice_{}", hex(&bytes)))
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        text.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    text
+}
+
+/// Creates `path` readable and writable by its owner only.
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+/// Appends a new token for `actor` to a tokens file (created if missing) and
+/// returns the token, the only time it is seen in clear.
+pub fn add_token(path: &Path, actor: &str, role: Role) -> Result<String, String> {
+    let mut file: TokensFile = match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => TokensFile::default(),
+        Err(err) => return Err(format!("{}: {err}", path.display())),
+    };
+    let token = generate_token()?;
+    file.tokens.push(TokenEntry {
+        actor: actor.to_string(),
+        role,
+        sha256: hash_token(&token),
+    });
+    let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
+    // Write aside and rename, so the file is never seen half written. A
+    // running registry reads its tokens at start-up: restart it to add one.
+    let partial = path.with_extension("toml.partial");
+    let _ = std::fs::remove_file(&partial);
+    write_private(&partial, &text)?;
+    std::fs::rename(&partial, path).map_err(|err| format!("cannot replace {}: {err}", path.display()))?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_creates_a_private_admin_token_once() {
+        let dir = std::env::temp_dir().join(format!("sluice-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tokens, created) = Tokens::load_or_bootstrap(&dir).unwrap();
+        let admin_path = created.expect("first start creates the admin token");
+        let token = std::fs::read_to_string(&admin_path).unwrap();
+        let caller = tokens
+            .authenticate(Some(&format!("Bearer {}", token.trim())))
+            .unwrap();
+        assert_eq!(caller.role, Role::Admin);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&admin_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let stored = std::fs::read_to_string(dir.join(DATA_DIR_TOKENS)).unwrap();
+        assert!(!stored.contains(token.trim()), "tokens are stored hashed");
+        let (_, again) = Tokens::load_or_bootstrap(&dir).unwrap();
+        assert_eq!(again, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn roles_grant_what_they_say() {
+        let viewer = Caller {
+            actor: "v".into(),
+            role: Role::Viewer,
+        };
+        assert!(viewer.require(Permission::Read).is_ok());
+        let refusal = viewer.require(Permission::Deploy).unwrap_err().to_string();
+        assert!(refusal.contains("needs deployer or admin"), "{refusal}");
+        let approver = Caller {
+            actor: "a".into(),
+            role: Role::Approver,
+        };
+        assert!(approver.require(Permission::Review).is_ok());
+        assert!(approver.require(Permission::Register).is_err());
+        assert!(Tokens::default().authenticate(None).is_err());
+        assert!(Tokens::default().authenticate(Some("Basic abc")).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The registry's one error type and the one place that maps it to HTTP.
+//!
+//! Refusals carry a message that says what was expected; internal failures
+//! answer a generic 500 and their detail goes to the log.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed request: the message names the field and what was expected.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or an unknown bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known token whose role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A precondition (`if_revision`, `if_version`) or the current state refuses the write.
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed, but the policy refuses it (a failed gate, a stage that may not take traffic).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("the artifact is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the JSON body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::BadRequest(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::NotFound(message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Error {
+        Error::Conflict(message.into())
+    }
+
+    pub fn refused(message: impl Into<String>) -> Error {
+        Error::Refused(message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Error {
+        Error::Internal(format!("metadata store: {err}"))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(err: object_store::Error) -> Error {
+        Error::Internal(format!("artifact store: {err}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Error {
+        Error::Internal(format!("stored JSON: {err}"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "registry request failed");
+            "internal server error".to_string()
+        } else {
+            self.to_string()
+        };
+        let body = serde_json::json!({ "error": message }).to_string();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"sluice\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,90 @@
+//! The append-only audit log: who changed what, when, from what to what, and why.
+//!
+//! Events are appended inside the transaction of the change they record, so
+//! the log never misses a change nor records one that was rolled back.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use sluice_registry_client::types::Event;
+
+use super::{now, to_i64, to_u64};
+use crate::error::Result;
+
+/// What a change is, in the terms of the log.
+pub struct Change<'a> {
+    pub actor: &'a str,
+    /// `model.create`, `version.create`, `deployment.set`, ...
+    pub action: &'a str,
+    /// `credit_risk`, `credit_risk/3`, `transition/7`.
+    pub subject: String,
+    pub reason: Option<&'a str>,
+}
+
+/// Appends one event; `before` is `None` for a creation.
+pub fn append<B: Serialize, A: Serialize>(
+    transaction: &Transaction<'_>,
+    change: Change<'_>,
+    before: Option<&B>,
+    after: Option<&A>,
+) -> Result<u64> {
+    let before = before.map(serde_json::to_string).transpose()?;
+    let after = after.map(serde_json::to_string).transpose()?;
+    transaction.execute(
+        "INSERT INTO events (at, actor, action, subject, before, after, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            now(),
+            change.actor,
+            change.action,
+            change.subject,
+            before,
+            after,
+            change.reason
+        ],
+    )?;
+    Ok(to_u64(transaction.last_insert_rowid()))
+}
+
+/// Events with an id above `since`, oldest first.
+pub fn list(connection: &Connection, since: u64, limit: u32) -> Result<Vec<Event>> {
+    let mut statement = connection.prepare(
+        "SELECT id, at, actor, action, subject, before, after, reason
+         FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![to_i64(since)?, limit], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, Option<String>>(5)?,
+            row.get::<_, Option<String>>(6)?,
+            row.get::<_, Option<String>>(7)?,
+        ))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (id, at, actor, action, subject, before, after, reason) = row?;
+        events.push(Event {
+            id: to_u64(id),
+            at,
+            actor,
+            action,
+            subject,
+            before: before.map(|text| serde_json::from_str(&text)).transpose()?,
+            after: after.map(|text| serde_json::from_str(&text)).transpose()?,
+            reason,
+        });
+    }
+    Ok(events)
+}
+
+/// The id of the newest event, 0 when the log is empty.
+pub fn last_id(connection: &Connection) -> Result<u64> {
+    let id: Option<i64> = connection
+        .query_row("SELECT MAX(id) FROM events", [], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(id.map_or(0, to_u64))
+}

@@ -1,0 +1,320 @@
+//! Stage transitions: requested, reviewed by approvers, applied when the
+//! policy's approvals are all given and its gates pass.
+//!
+//! One transition may be pending per version. Each actor reviews a request
+//! once, and each kind of approval counts once, so "technical and business"
+//! means two people. A rejection closes the request.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use sluice_registry_client::types::{
+    Decision, RequestTransition, Review, ReviewTransition, Stage, Transition, TransitionStatus, Version,
+};
+
+use super::events::{self, Change};
+use super::{deployments, now, to_i64, to_u64, versions};
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+
+pub fn request(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    version: &Version,
+    body: &RequestTransition,
+) -> Result<Transition> {
+    let (model, number) = (&version.model, version.version);
+    if body.to_stage == version.stage {
+        return Err(Error::conflict(format!(
+            "version {number} of '{model}' is already in {}",
+            version.stage
+        )));
+    }
+    if body.to_stage == Stage::None {
+        return Err(Error::bad_request(
+            "to_stage 'none' is not a transition: expected staging, production or archived",
+        ));
+    }
+    if let Some(pending) = pending_for(transaction, model, number)? {
+        return Err(Error::conflict(format!(
+            "transition {} of version {number} of '{model}' to {} is still pending: approve or reject it first",
+            pending.id, pending.to_stage
+        )));
+    }
+    if let Some(failure) = policy.gate_failures(body.to_stage, &version.lineage) {
+        return Err(Error::refused(failure));
+    }
+    check_traffic(transaction, policy, version, body.to_stage)?;
+    transaction.execute(
+        "INSERT INTO transitions (model, version, from_stage, to_stage, status, requested_by, requested_at, comment)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)",
+        params![
+            model,
+            to_i64(number)?,
+            version.stage.as_str(),
+            body.to_stage.as_str(),
+            actor,
+            now(),
+            body.comment
+        ],
+    )?;
+    let id = to_u64(transaction.last_insert_rowid());
+    let mut transition = get(transaction, policy, id)?;
+    let change = Change {
+        actor,
+        action: "transition.request",
+        subject: format!("transition/{id}"),
+        reason: Some(&body.comment),
+    };
+    events::append(transaction, change, None::<&()>, Some(&transition))?;
+    // A stage that needs no approval is entered at once.
+    if transition.missing_approvals.is_empty() {
+        transition = apply(transaction, policy, actor, transition)?;
+    }
+    Ok(transition)
+}
+
+pub fn review(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    id: u64,
+    decision: Decision,
+    body: &ReviewTransition,
+) -> Result<Transition> {
+    let before = get(transaction, policy, id)?;
+    if before.status != TransitionStatus::Pending {
+        return Err(Error::conflict(format!(
+            "transition {id} is {}, not pending",
+            before.status
+        )));
+    }
+    if let Some(done) = before.reviews.iter().find(|review| review.actor == actor) {
+        return Err(Error::conflict(format!(
+            "{actor} already reviewed transition {id} ({}): each approval needs a different approver",
+            done.approval.as_deref().unwrap_or("rejected")
+        )));
+    }
+    let approval_opt = match decision {
+        Decision::Reject => None,
+        Decision::Approve => Some(check_approval(policy, &before, body)?),
+    };
+    let decision_text = match decision {
+        Decision::Approve => "approve",
+        Decision::Reject => "reject",
+    };
+    transaction.execute(
+        "INSERT INTO reviews (transition_id, actor, decision, approval, comment, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![to_i64(id)?, actor, decision_text, approval_opt, body.comment, now()],
+    )?;
+    if decision == Decision::Reject {
+        set_status(transaction, id, TransitionStatus::Rejected)?;
+    }
+    let mut after = get(transaction, policy, id)?;
+    let change = Change {
+        actor,
+        action: if decision == Decision::Reject {
+            "transition.reject"
+        } else {
+            "transition.approve"
+        },
+        subject: format!("transition/{id}"),
+        reason: Some(&body.comment),
+    };
+    events::append(transaction, change, Some(&before), Some(&after))?;
+    if after.status == TransitionStatus::Pending && after.missing_approvals.is_empty() {
+        after = apply(transaction, policy, actor, after)?;
+    }
+    Ok(after)
+}
+
+/// The approval kind this review gives: named, or the only one still missing.
+fn check_approval(policy: &Policy, transition: &Transition, body: &ReviewTransition) -> Result<String> {
+    let needed = policy.rule(transition.to_stage).approvals;
+    let approval = match (&body.approval, transition.missing_approvals.as_slice()) {
+        (Some(approval), _) => approval.clone(),
+        (None, [only]) => only.clone(),
+        (None, _) => {
+            return Err(Error::bad_request(format!(
+                "say which approval this is: expected one of {}",
+                transition.missing_approvals.join(", ")
+            )));
+        }
+    };
+    if !needed.contains(&approval) {
+        return Err(Error::bad_request(format!(
+            "{} needs no '{approval}' approval: expected one of {}",
+            transition.to_stage,
+            needed.join(", ")
+        )));
+    }
+    if !transition.missing_approvals.contains(&approval) {
+        return Err(Error::conflict(format!(
+            "transition {} already has its '{approval}' approval",
+            transition.id
+        )));
+    }
+    Ok(approval)
+}
+
+/// Moves the version into the target stage. Gates and traffic are checked
+/// again: a deployment may have changed since the request.
+fn apply(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    transition: Transition,
+) -> Result<Transition> {
+    let version = versions::get(transaction, &transition.model, transition.version)?;
+    if let Some(failure) = policy.gate_failures(transition.to_stage, &version.lineage) {
+        return Err(Error::refused(failure));
+    }
+    check_traffic(transaction, policy, &version, transition.to_stage)?;
+    versions::set_stage(transaction, &version.model, version.version, transition.to_stage)?;
+    set_status(transaction, transition.id, TransitionStatus::Applied)?;
+    let after = versions::get(transaction, &version.model, version.version)?;
+    let change = Change {
+        actor,
+        action: "version.stage",
+        subject: format!("{}/{}", version.model, version.version),
+        reason: Some(&transition.comment),
+    };
+    events::append(transaction, change, Some(&version), Some(&after))?;
+    get(transaction, policy, transition.id)
+}
+
+/// A version that takes traffic may not leave the deployable stages.
+fn check_traffic(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    version: &Version,
+    to_stage: Stage,
+) -> Result<()> {
+    if policy.is_deployable(to_stage) {
+        return Ok(());
+    }
+    let weighted = deployments::weighted_versions(transaction, &version.model)?;
+    if weighted.contains(&version.version) {
+        return Err(Error::conflict(format!(
+            "version {} of '{}' takes traffic; move its traffic away before it enters {to_stage}",
+            version.version, version.model
+        )));
+    }
+    Ok(())
+}
+
+fn set_status(transaction: &Transaction<'_>, id: u64, status: TransitionStatus) -> Result<()> {
+    transaction.execute(
+        "UPDATE transitions SET status = ?2 WHERE id = ?1",
+        params![to_i64(id)?, status.to_string()],
+    )?;
+    Ok(())
+}
+
+fn pending_for(connection: &Connection, model: &str, version: u64) -> Result<Option<Transition>> {
+    let id: Option<i64> = connection
+        .query_row(
+            "SELECT id FROM transitions WHERE model = ?1 AND version = ?2 AND status = 'pending'",
+            params![model, to_i64(version)?],
+            |row| row.get(0),
+        )
+        .optional()?;
+    id.map(|id| get(connection, &Policy::default(), to_u64(id)))
+        .transpose()
+}
+
+const SELECT: &str =
+    "SELECT id, model, version, from_stage, to_stage, status, requested_by, requested_at, comment
+    FROM transitions";
+
+pub fn get(connection: &Connection, policy: &Policy, id: u64) -> Result<Transition> {
+    let transition = connection
+        .query_row(&format!("{SELECT} WHERE id = ?1"), [to_i64(id)?], read_row)
+        .optional()?
+        .transpose()?
+        .ok_or_else(|| Error::not_found(format!("unknown transition {id}")))?;
+    with_reviews(connection, policy, transition)
+}
+
+/// Newest first, at most 500.
+pub fn list(
+    connection: &Connection,
+    policy: &Policy,
+    model_opt: Option<&str>,
+    status_opt: Option<TransitionStatus>,
+) -> Result<Vec<Transition>> {
+    let status = status_opt.map(|status| status.to_string());
+    let mut statement = connection.prepare(&format!(
+        "{SELECT} WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT 500"
+    ))?;
+    let rows = statement.query_map(params![model_opt, status], read_row)?;
+    let mut transitions = Vec::new();
+    for row in rows {
+        transitions.push(with_reviews(connection, policy, row??)?);
+    }
+    Ok(transitions)
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Transition>> {
+    let parse_stage = |text: String| -> Result<Stage> {
+        text.parse()
+            .map_err(|err: String| Error::Internal(format!("stored stage: {err}")))
+    };
+    let status: String = row.get(5)?;
+    let from_stage: String = row.get(3)?;
+    let to_stage: String = row.get(4)?;
+    let transition = (|| {
+        Ok(Transition {
+            id: to_u64(row.get(0)?),
+            model: row.get(1)?,
+            version: to_u64(row.get(2)?),
+            from_stage: parse_stage(from_stage)?,
+            to_stage: parse_stage(to_stage)?,
+            status: serde_json::from_value(serde_json::Value::String(status))?,
+            requested_by: row.get(6)?,
+            requested_at: row.get(7)?,
+            comment: row.get(8)?,
+            reviews: Vec::new(),
+            missing_approvals: Vec::new(),
+        })
+    })();
+    Ok(transition)
+}
+
+fn with_reviews(connection: &Connection, policy: &Policy, mut transition: Transition) -> Result<Transition> {
+    let mut statement = connection.prepare(
+        "SELECT actor, decision, approval, comment, at FROM reviews WHERE transition_id = ?1 ORDER BY at, actor",
+    )?;
+    let rows = statement.query_map([to_i64(transition.id)?], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (actor, decision, approval, comment, at) = row?;
+        transition.reviews.push(Review {
+            actor,
+            decision: serde_json::from_value(serde_json::Value::String(decision))?,
+            approval,
+            comment,
+            at,
+        });
+    }
+    if transition.status == TransitionStatus::Pending {
+        transition.missing_approvals = policy
+            .rule(transition.to_stage)
+            .approvals
+            .into_iter()
+            .filter(|kind| {
+                !transition
+                    .reviews
+                    .iter()
+                    .any(|review| review.approval.as_ref() == Some(kind))
+            })
+            .collect();
+    }
+    Ok(transition)
+}

@@ -1,0 +1,215 @@
+//! Metadata in SQLite (WAL): models, versions, governance, deployments and
+//! the audit log, each in a module of its own.
+//!
+//! Every write runs in one `BEGIN IMMEDIATE` transaction that also appends its
+//! audit event, so a change and its record land together or not at all. The
+//! connection sits behind a mutex and is used from blocking threads only: the
+//! control plane's writes are few and small, the data plane never calls here.
+
+pub mod aliases;
+pub mod deployments;
+pub mod events;
+pub mod governance;
+pub mod models;
+pub mod versions;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Bumped when the schema changes; `migrate` brings older files forward.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE models (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    tags        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE artifacts (
+    sha256     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    signature  TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE versions (
+    model      TEXT NOT NULL REFERENCES models(name),
+    version    INTEGER NOT NULL,
+    sha256     TEXT NOT NULL REFERENCES artifacts(sha256),
+    stage      TEXT NOT NULL,
+    lineage    TEXT NOT NULL,
+    source_uri TEXT,
+    author     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE documents (
+    model      TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (model, version, name),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+CREATE TABLE aliases (
+    model      TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (model, alias),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+CREATE TABLE transitions (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    model        TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    from_stage   TEXT NOT NULL,
+    to_stage     TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    comment      TEXT NOT NULL,
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+CREATE TABLE reviews (
+    transition_id INTEGER NOT NULL REFERENCES transitions(id),
+    actor         TEXT NOT NULL,
+    decision      TEXT NOT NULL,
+    approval      TEXT,
+    comment       TEXT NOT NULL,
+    at            TEXT NOT NULL,
+    PRIMARY KEY (transition_id, actor)
+);
+CREATE TABLE deployments (
+    model      TEXT PRIMARY KEY REFERENCES models(name),
+    revision   INTEGER NOT NULL,
+    spec       TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('deployments_revision', 0);
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    before  TEXT,
+    after   TEXT,
+    reason  TEXT
+);
+";
+
+/// The metadata database. Cheap to clone: one connection, shared.
+#[derive(Clone)]
+pub struct Store {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut connection = Connection::open(path)
+            .map_err(|err| Error::Internal(format!("cannot open {}: {err}", path.display())))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut connection)?;
+        Ok(Store {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `read` on the connection. Blocking.
+    pub fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let connection = self.lock()?;
+        read(&connection)
+    }
+
+    /// Runs `write` in one immediate transaction, committed only when it
+    /// returns `Ok`. Blocking.
+    pub fn write<T>(&self, write: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut connection = self.lock()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = write(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        // A panic while holding the lock rolled its transaction back (the
+        // Transaction's drop), so the connection is still consistent.
+        Ok(self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if current > SCHEMA_VERSION {
+        return Err(Error::Internal(format!(
+            "the metadata database has schema {current}, newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(SCHEMA)?;
+    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Now, as the RFC 3339 UTC string every record carries.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A stored JSON column back into its type.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    Ok(serde_json::from_str(text)?)
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+/// SQLite stores integers signed; versions and ids are never negative.
+pub fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+pub fn to_i64(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::bad_request(format!("{value} is out of range")))
+}
+
+#[cfg(test)]
+pub(crate) fn in_memory() -> Store {
+    let mut connection = Connection::open_in_memory().unwrap();
+    connection.pragma_update(None, "foreign_keys", "ON").unwrap();
+    migrate(&mut connection).unwrap();
+    Store {
+        connection: Arc::new(Mutex::new(connection)),
+    }
+}

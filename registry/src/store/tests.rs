@@ -1,0 +1,192 @@
+//! The store's rules, on an in-memory database: numbering, governance,
+//! compare-and-swap, and the audit trail each write leaves.
+
+use sluice_registry_client::types::*;
+
+use super::*;
+use crate::policy::Policy;
+
+fn artifact(byte: u8) -> Artifact {
+    Artifact {
+        sha256: crate::auth::hex(&[byte; 32]),
+        size: 10,
+        signature: Signature::default(),
+    }
+}
+
+fn registered(store: &Store, metrics: &[(&str, f64)]) -> Version {
+    store
+        .write(|tx| {
+            if models::find(tx, "m")?.is_none() {
+                models::create(
+                    tx,
+                    "alice",
+                    &CreateModel {
+                        name: "m".into(),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            let next = models::get(tx, "m")?.latest_version.unwrap_or(0) as u8 + 1;
+            let artifact = artifact(next);
+            versions::record_artifact(tx, "alice", &artifact)?;
+            let lineage = Lineage {
+                metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                ..Default::default()
+            };
+            versions::create(tx, "alice", "m", &artifact.sha256, &lineage, None)
+        })
+        .unwrap()
+}
+
+fn promote(store: &Store, policy: &Policy, version: u64, to_stage: Stage) -> Transition {
+    store
+        .write(|tx| {
+            let found = versions::get(tx, "m", version)?;
+            let body = RequestTransition {
+                to_stage,
+                comment: String::new(),
+            };
+            governance::request(tx, policy, "alice", &found, &body)
+        })
+        .unwrap()
+}
+
+fn approve(store: &Store, policy: &Policy, actor: &str, id: u64, kind: &str) -> Result<Transition> {
+    let body = ReviewTransition {
+        approval: Some(kind.into()),
+        comment: "ok".into(),
+    };
+    store.write(|tx| governance::review(tx, policy, actor, id, Decision::Approve, &body))
+}
+
+fn deploy(
+    store: &Store,
+    policy: &Policy,
+    targets: &[(u64, u32)],
+    if_revision: Option<u64>,
+) -> Result<Deployment> {
+    let mut body = SetDeployment::new(TrafficSpec::weighted(targets));
+    body.if_revision = if_revision;
+    store.write(|tx| deployments::set(tx, policy, "dora", "m", &body))
+}
+
+#[test]
+fn versions_are_numbered_per_model_and_need_their_artifact() {
+    let store = in_memory();
+    assert_eq!(registered(&store, &[]).version, 1);
+    assert_eq!(registered(&store, &[]).version, 2);
+    let missing =
+        store.write(|tx| versions::create(tx, "a", "m", &"0".repeat(64), &Lineage::default(), None));
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+    assert_eq!(store.read(|c| versions::list(c, "m")).unwrap().len(), 2);
+}
+
+#[test]
+fn production_needs_two_approvers_and_its_gates() {
+    let store = in_memory();
+    let policy: Policy = toml::from_str(
+        "[stages.production]\napprovals = [\"technical\", \"business\"]\ngates = [\"auc >= 0.85\"]",
+    )
+    .unwrap();
+    let weak = registered(&store, &[("auc", 0.8)]);
+    let refused = store.write(|tx| {
+        let body = RequestTransition {
+            to_stage: Stage::Production,
+            comment: String::new(),
+        };
+        governance::request(tx, &policy, "alice", &weak, &body)
+    });
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("gate 'auc >= 0.85' fails: auc is 0.8"),
+        "{message}"
+    );
+
+    let good = registered(&store, &[("auc", 0.9)]);
+    let pending = promote(&store, &policy, good.version, Stage::Production);
+    assert_eq!(pending.status, TransitionStatus::Pending);
+    assert_eq!(pending.missing_approvals, vec!["technical", "business"]);
+    let half = approve(&store, &policy, "tom", pending.id, "technical").unwrap();
+    assert_eq!(half.missing_approvals, vec!["business"]);
+    let twice = approve(&store, &policy, "tom", pending.id, "business").unwrap_err();
+    assert!(twice.to_string().contains("already reviewed"), "{twice}");
+    let wrong = approve(&store, &policy, "bea", pending.id, "legal").unwrap_err();
+    assert!(
+        wrong.to_string().contains("expected one of technical, business"),
+        "{wrong}"
+    );
+    let done = approve(&store, &policy, "bea", pending.id, "business").unwrap();
+    assert_eq!(done.status, TransitionStatus::Applied);
+    let stage = store.read(|c| versions::get(c, "m", good.version)).unwrap().stage;
+    assert_eq!(stage, Stage::Production);
+}
+
+#[test]
+fn deployments_compare_and_swap_and_guard_stages() {
+    let store = in_memory();
+    let policy = Policy::default();
+    let version = registered(&store, &[]);
+    let refused = deploy(&store, &policy, &[(1, 100)], None).unwrap_err();
+    assert!(matches!(refused, Error::Refused(_)), "{refused}");
+    let transition = promote(&store, &policy, version.version, Stage::Staging);
+    approve(&store, &policy, "tom", transition.id, "technical").unwrap();
+
+    let first = deploy(&store, &policy, &[(1, 100)], Some(0)).unwrap();
+    assert_eq!(first.revision, 1);
+    let stale = deploy(&store, &policy, &[(1, 100)], Some(0)).unwrap_err();
+    assert!(matches!(stale, Error::Conflict(_)), "{stale}");
+    let bad_sum = deploy(&store, &policy, &[(1, 90)], None).unwrap_err();
+    assert!(bad_sum.to_string().contains("expected 100"), "{bad_sum}");
+    let unknown = deploy(&store, &policy, &[(1, 50), (7, 50)], None).unwrap_err();
+    assert!(matches!(unknown, Error::NotFound(_)), "{unknown}");
+    let second = deploy(&store, &policy, &[(1, 100)], Some(1)).unwrap();
+    assert_eq!(second.revision, 2);
+    assert_eq!(store.read(deployments::revision).unwrap(), 2);
+
+    // A version that takes traffic may not be archived.
+    let archive = store.write(|tx| {
+        let found = versions::get(tx, "m", 1)?;
+        let body = RequestTransition {
+            to_stage: Stage::Archived,
+            comment: String::new(),
+        };
+        governance::request(tx, &policy, "alice", &found, &body)
+    });
+    assert!(matches!(archive, Err(Error::Conflict(_))));
+}
+
+#[test]
+fn aliases_move_by_compare_and_swap() {
+    let store = in_memory();
+    registered(&store, &[]);
+    registered(&store, &[]);
+    let set = |version, if_version| {
+        store.write(|tx| aliases::set(tx, "dora", "m", "champion", &SetAlias { version, if_version }))
+    };
+    assert!(set(1, Some(Some(1))).is_err(), "absent alias is not at version 1");
+    set(1, Some(None)).unwrap();
+    assert!(set(2, Some(None)).is_err(), "it exists now");
+    set(2, Some(Some(1))).unwrap();
+    let champion = store.read(|c| versions::resolve(c, "m", "champion")).unwrap();
+    assert_eq!(champion.version, 2);
+    assert_eq!(champion.aliases, vec!["champion"]);
+    assert!(matches!(
+        store.read(|c| versions::resolve(c, "m", "nope")),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn every_change_is_in_the_audit_log() {
+    let store = in_memory();
+    registered(&store, &[]);
+    let events = store.read(|c| events::list(c, 0, 100)).unwrap();
+    let actions: Vec<&str> = events.iter().map(|event| event.action.as_str()).collect();
+    assert_eq!(actions, ["model.create", "artifact.store", "version.create"]);
+    assert!(events.iter().all(|event| event.actor == "alice"));
+    assert_eq!(
+        store.read(|c| events::list(c, events[1].id, 100)).unwrap().len(),
+        1
+    );
+}

@@ -1,0 +1,226 @@
+//! A real registry in-process on an ephemeral port, with a tokens file that
+//! holds one token per test actor, and the steps of a release as one call.
+//!
+//! ```text
+//! let registry = TestRegistry::start().await;
+//! let version = registry.release("credit_risk", &example_model("credit_risk")).await;
+//! let gateway = TestGateway::follow(&registry, Options::default()).await;
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_gateway::backend::EngineOptions;
+use sluice_gateway::embedded::EngineInspector;
+use sluice_registry::auth::{Role, add_token};
+use sluice_registry::policy::Policy;
+use sluice_registry::{Registry, RegistryConfig};
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::types::*;
+use tempfile::TempDir;
+
+/// The test actors and their roles: `admin`, `dora` the deployer, `tom` and
+/// `bea` the approvers, `vic` the viewer.
+pub const ACTORS: [(&str, Role); 5] = [
+    ("admin", Role::Admin),
+    ("dora", Role::Deployer),
+    ("tom", Role::Approver),
+    ("bea", Role::Approver),
+    ("vic", Role::Viewer),
+];
+
+/// Registry settings a test may change before starting.
+#[derive(Clone, Default)]
+pub struct RegistryOptions {
+    pub policy: Option<Policy>,
+    pub max_artifact_bytes: Option<usize>,
+    pub import_root: Option<PathBuf>,
+}
+
+pub struct TestRegistry {
+    dir: TempDir,
+    pub addr: SocketAddr,
+    options: RegistryOptions,
+    tokens: HashMap<&'static str, String>,
+    running: Option<Registry>,
+}
+
+impl TestRegistry {
+    pub async fn start() -> TestRegistry {
+        TestRegistry::start_with(RegistryOptions::default()).await
+    }
+
+    pub async fn start_with(options: RegistryOptions) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let tokens_file = dir.path().join("tokens.toml");
+        let tokens = ACTORS
+            .iter()
+            .map(|(actor, role)| {
+                (
+                    *actor,
+                    add_token(&tokens_file, actor, *role).expect("adding a token"),
+                )
+            })
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let addr = listener.local_addr().unwrap();
+        let mut registry = TestRegistry {
+            dir,
+            addr,
+            options,
+            tokens,
+            running: None,
+        };
+        registry.run(listener).await;
+        registry
+    }
+
+    fn config(&self) -> RegistryConfig {
+        let mut config = RegistryConfig::new(self.dir.path().join("data"));
+        config.tokens_file_opt = Some(self.tokens_file());
+        if let Some(policy) = &self.options.policy {
+            config.policy = policy.clone();
+        }
+        if let Some(limit) = self.options.max_artifact_bytes {
+            config.max_artifact_bytes = limit;
+        }
+        config.import_root_opt = self.options.import_root.clone();
+        config
+    }
+
+    async fn run(&mut self, listener: tokio::net::TcpListener) {
+        let engines = EngineOptions {
+            ort_library_opt: Some(crate::ort_library()),
+            ort_sessions: 1,
+            ort_intra_threads: 1,
+        };
+        let registry = Registry::start(self.config(), listener, Arc::new(EngineInspector::new(&engines)))
+            .await
+            .expect("starting the registry");
+        self.running = Some(registry);
+    }
+
+    /// Stops the registry; its data stays for [`TestRegistry::restart`].
+    pub async fn stop(&mut self) {
+        if let Some(registry) = self.running.take() {
+            registry.shutdown().await.expect("stopping the registry");
+        }
+    }
+
+    /// Starts it again on the same address and data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("binding the registry's address again");
+        self.run(listener).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn tokens_file(&self) -> PathBuf {
+        self.dir.path().join("tokens.toml")
+    }
+
+    pub fn token(&self, actor: &str) -> String {
+        self.tokens
+            .get(actor)
+            .unwrap_or_else(|| panic!("no test actor named {actor}"))
+            .clone()
+    }
+
+    /// A client acting as `actor`.
+    pub fn client(&self, actor: &str) -> RegistryClient {
+        RegistryClient::new(&self.url(), Some(self.token(actor)))
+    }
+
+    /// Creates the model unless it exists, and registers `artifact` as its
+    /// next version with `metrics` in its lineage.
+    pub async fn register(&self, model: &str, artifact: &[u8], metrics: &[(&str, f64)]) -> Version {
+        let dora = self.client("dora");
+        match dora.get_model(model).await {
+            Ok(_) => {}
+            Err(err) if err.is_not_found() => {
+                let body = CreateModel {
+                    name: model.to_string(),
+                    ..Default::default()
+                };
+                dora.create_model(&body).await.expect("creating the model");
+            }
+            Err(err) => panic!("reading model {model}: {err}"),
+        }
+        let uploaded = dora
+            .upload_artifact_bytes(artifact.to_vec())
+            .await
+            .expect("uploading the artifact");
+        let lineage = Lineage {
+            metrics: metrics
+                .iter()
+                .map(|(name, value)| (name.to_string(), *value))
+                .collect(),
+            ..Default::default()
+        };
+        let body = CreateVersion {
+            artifact: ArtifactSource::Sha256(uploaded.sha256),
+            lineage,
+        };
+        dora.create_version(model, &body)
+            .await
+            .expect("creating the version")
+    }
+
+    /// Requests staging for `version` (as dora) and approves it (as tom).
+    pub async fn approve_staging(&self, model: &str, version: u64) {
+        let request = RequestTransition {
+            to_stage: Stage::Staging,
+            comment: "tests pass".into(),
+        };
+        let transition = self
+            .client("dora")
+            .request_transition(model, &version.to_string(), &request)
+            .await
+            .expect("requesting staging");
+        let review = ReviewTransition {
+            approval: Some("technical".into()),
+            comment: "looked at it".into(),
+        };
+        let approved = self
+            .client("tom")
+            .review_transition(transition.id, Decision::Approve, &review)
+            .await
+            .expect("approving staging");
+        assert_eq!(approved.status, TransitionStatus::Applied);
+    }
+
+    /// Sends all traffic of `model` to `version` (as dora).
+    pub async fn deploy(&self, model: &str, targets: &[(u64, u32)]) -> Deployment {
+        let body = SetDeployment::new(TrafficSpec::weighted(targets));
+        self.client("dora")
+            .set_deployment(model, &body)
+            .await
+            .expect("setting the deployment")
+    }
+
+    /// Register, approve into staging, and take all traffic: a release.
+    pub async fn release(&self, model: &str, artifact: &[u8]) -> Version {
+        let version = self.register(model, artifact, &[]).await;
+        self.approve_staging(model, version.version).await;
+        self.deploy(model, &[(version.version, 100)]).await;
+        version
+    }
+}
+
+/// Files a test may want to look at under a gateway's cache directory.
+pub fn cached_artifact(cache_dir: &Path, sha256: &str) -> PathBuf {
+    cache_dir.join("artifacts").join(format!("{sha256}.onnx"))
+}
