@@ -44,6 +44,11 @@ impl ArtifactCache {
     }
 
     pub fn read(&self, sha256: &str) -> Cached {
+        // The name comes from the registry (or the cached deployments): never
+        // let it be a path.
+        if !is_sha256(sha256) {
+            return Cached::Missing;
+        }
         let path = self.artifact_path(sha256);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -60,6 +65,9 @@ impl ArtifactCache {
 
     /// Stores verified bytes: written aside, synced, renamed into place.
     pub fn write(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !is_sha256(sha256) {
+            return Err(std::io::Error::other(format!("'{sha256}' is not a sha256")));
+        }
         write_atomically(&self.artifact_path(sha256), bytes)
     }
 
@@ -80,6 +88,13 @@ impl ArtifactCache {
         let text = serde_json::to_vec_pretty(deployments).map_err(std::io::Error::other)?;
         write_atomically(&self.dir.join(DEPLOYMENTS_FILE), &text)
     }
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

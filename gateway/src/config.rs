@@ -172,16 +172,18 @@ pub struct ServeArgs {
     pub model_repository: Option<PathBuf>,
 
     /// Serve what a remote registry deploys (`sluice registry`), e.g. http://registry:8081.
+    /// Its variable is not the CLI's SLUICE_REGISTRY_URL: exporting that one
+    /// for `sluice models ...` must not change what `sluice serve` does.
     #[arg(
         long,
-        env = "SLUICE_REGISTRY_URL",
+        env = "SLUICE_SERVE_REGISTRY_URL",
         value_name = "URL",
         conflicts_with = "demo"
     )]
     pub registry: Option<String>,
 
     /// Bearer token for --registry (a viewer token is enough).
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SLUICE_SERVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
     /// Register and deploy the built-in example models (credit_risk, digits)
@@ -216,6 +218,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_COMPUTE_QUEUE", default_value_t = 1024)]
     pub compute_queue: usize,
 
+    /// Threads that run mirrored requests on shadow versions.
+    #[arg(long, env = "SLUICE_SHADOW_THREADS", default_value_t = 1)]
+    pub shadow_threads: usize,
+
+    /// Mirrored requests that may wait for a shadow thread; beyond it they are dropped and counted.
+    #[arg(long, env = "SLUICE_SHADOW_QUEUE", default_value_t = 256)]
+    pub shadow_queue: usize,
+
     #[command(flatten)]
     pub engines: EngineArgs,
 }
@@ -241,6 +251,8 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     pub compute_threads: usize,
     pub compute_queue: usize,
+    pub shadow_threads: usize,
+    pub shadow_queue: usize,
     pub engines: EngineOptions,
 }
 
@@ -267,6 +279,8 @@ impl ServeConfig {
             max_request_bytes: 64 * 1024 * 1024,
             compute_threads: cores,
             compute_queue: 1024,
+            shadow_threads: 1,
+            shadow_queue: 256,
             engines: EngineOptions {
                 ort_library_opt: None,
                 ort_sessions: cores,
@@ -328,6 +342,8 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             compute_threads,
             compute_queue: self.compute_queue.max(1),
+            shadow_threads: self.shadow_threads.max(1),
+            shadow_queue: self.shadow_queue.max(1),
             engines,
         };
         Ok((mode, cache_dir, settings))
@@ -342,6 +358,8 @@ pub struct ServeSettings {
     pub max_request_bytes: usize,
     pub compute_threads: usize,
     pub compute_queue: usize,
+    pub shadow_threads: usize,
+    pub shadow_queue: usize,
     pub engines: EngineOptions,
 }
 
@@ -354,6 +372,8 @@ impl ServeSettings {
             max_request_bytes: self.max_request_bytes,
             compute_threads: self.compute_threads,
             compute_queue: self.compute_queue,
+            shadow_threads: self.shadow_threads,
+            shadow_queue: self.shadow_queue,
             engines: self.engines,
         }
     }

@@ -5,10 +5,13 @@
 //!
 //! - [`server`] routes `POST /v2/models/{m}/infer` (axum on hyper), reads the
 //!   body under a size limit and does the one [`routing`] table load that picks
-//!   an `Arc<LoadedModel>`;
+//!   an `Arc<LoadedModel>` by weight or sticky key (and, for a sample, a
+//!   shadow version);
 //! - the CPU work goes to the bounded [`compute`] pool: [`protocol`] decodes
 //!   JSON or binary tensors and checks them against the [`model`] signature, the
 //!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
+//!   a sampled request is then queued for [`shadow`], which reruns it on the
+//!   shadow version and compares the answers, off the response path;
 //! - [`metrics`] counts it, [`error`] is the one place errors become statuses.
 //!
 //! Off the request path, what to serve comes from one of two sources, each
@@ -38,6 +41,7 @@ pub mod reconcile;
 pub mod repository;
 pub mod routing;
 pub mod server;
+pub mod shadow;
 pub mod tensor;
 
 pub use config::ServeConfig;

@@ -17,6 +17,13 @@ pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
 pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
 pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
+pub const SHADOW_REQUESTS: &str = "sluice_shadow_requests_total";
+pub const SHADOW_ERRORS: &str = "sluice_shadow_errors_total";
+pub const SHADOW_DROPPED: &str = "sluice_shadow_dropped_total";
+pub const SHADOW_ROWS: &str = "sluice_shadow_compared_rows_total";
+pub const SHADOW_AGREEMENTS: &str = "sluice_shadow_agreements_total";
+pub const SHADOW_MEAN_ABS_DIFF: &str = "sluice_shadow_mean_abs_diff";
+pub const SHADOW_MAX_ABS_DIFF: &str = "sluice_shadow_max_abs_diff";
 pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
 pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
 pub const DEPLOYMENTS_REVISION: &str = "sluice_deployments_revision";
@@ -27,6 +34,10 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+/// Absolute differences between a shadow's answers and the primary's, from
+/// float rounding (1e-7) to a different model (10).
+const DIFFERENCE_BUCKETS: &[f64] = &[1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder on first call and returns the handle that renders it.
@@ -36,6 +47,11 @@ pub fn handle() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(LATENCY_BUCKETS)
                 .expect("latency buckets are not empty")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Prefix("sluice_shadow_".into()),
+                    DIFFERENCE_BUCKETS,
+                )
+                .expect("difference buckets are not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first: then ours
@@ -93,6 +109,31 @@ fn describe() {
     );
     metrics::describe_counter!(MODEL_LOAD_FAILURES, "Model versions that failed to load");
     metrics::describe_gauge!(MODEL_VERSIONS_LIVE, "Versions of each model serving traffic");
+    metrics::describe_counter!(
+        SHADOW_REQUESTS,
+        "Requests mirrored to a shadow version and compared"
+    );
+    metrics::describe_counter!(SHADOW_ERRORS, "Mirrored requests the shadow version failed");
+    metrics::describe_counter!(
+        SHADOW_DROPPED,
+        "Mirrored requests dropped because the shadow queue was full"
+    );
+    metrics::describe_counter!(
+        SHADOW_ROWS,
+        "Rows whose predicted class the shadow and the primary were compared on"
+    );
+    metrics::describe_counter!(
+        SHADOW_AGREEMENTS,
+        "Compared rows where the shadow predicted the primary's class"
+    );
+    metrics::describe_histogram!(
+        SHADOW_MEAN_ABS_DIFF,
+        "Mean absolute difference between shadow and primary outputs, per mirrored request"
+    );
+    metrics::describe_histogram!(
+        SHADOW_MAX_ABS_DIFF,
+        "Largest absolute difference between shadow and primary outputs, per mirrored request"
+    );
     metrics::describe_counter!(
         CACHE_CORRUPTIONS,
         "Cached artifacts that no longer matched their sha256 and were fetched again"

@@ -143,6 +143,9 @@ pub struct LoadedModel {
     pub signature: Signature,
     pub session: Box<dyn Session>,
     pub metrics: crate::metrics::ModelMetrics,
+    /// Registered the first time this version shadows, so that versions
+    /// that never do add no series.
+    shadow_metrics: std::sync::OnceLock<crate::shadow::ShadowMetrics>,
 }
 
 impl LoadedModel {
@@ -156,7 +159,13 @@ impl LoadedModel {
             backend,
             signature: session.signature().clone(),
             session,
+            shadow_metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn shadow_metrics(&self) -> &crate::shadow::ShadowMetrics {
+        self.shadow_metrics
+            .get_or_init(|| crate::shadow::ShadowMetrics::new(&self.name, &self.version_label))
     }
 
     /// Runs inputs given in signature order; outputs come back in signature order.

@@ -13,17 +13,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::http::HeaderName;
 use sluice_registry_client::RegistryClient;
-use sluice_registry_client::types::{DeployedVersion, Deployments, TrafficTarget};
+use sluice_registry_client::types::{DeployedVersion, Deployment, Deployments};
 use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
 use crate::model::LoadedModel;
 use crate::repository::Health;
-use crate::routing::{Route, Routes, RoutingTable};
+use crate::routing::{Route, Routes, RoutingTable, ShadowRoute};
 
 /// How long one long-poll waits for a change.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,11 +34,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A version, by endpoint, number and artifact.
 type Key = (String, u64, String);
 
+/// How far an apply got.
+#[derive(Debug, Clone, Copy)]
+struct Applied {
+    /// Nothing is left to retry (no download failed).
+    settled: bool,
+    /// Every version of every deployment loaded: worth saving as the cache's
+    /// last served state.
+    complete: bool,
+}
+
 /// Why a version is not loaded: worth retrying, or not until it changes.
 enum Failure {
     /// The registry did not answer, or the download broke: retried.
     Transient(String),
-    /// The bytes are wrong or no engine loads them: not retried for this sha256.
+    /// The bytes are wrong or no engine loads them: retried at the next revision.
     Permanent(String),
 }
 
@@ -70,39 +81,51 @@ impl Follower {
         }
     }
 
-    /// Converges to `deployments`; true when nothing is left to retry.
-    async fn apply(&mut self, deployments: &Deployments) -> bool {
+    /// Converges to `deployments`, as far as the versions load.
+    async fn apply(&mut self, deployments: &Deployments) -> Applied {
         let current = self.routes.snapshot();
         let mut table = RoutingTable::default();
-        let mut settled = true;
+        let mut applied = Applied {
+            settled: true,
+            complete: true,
+        };
         let mut all_serving = true;
+        let mut keep: HashSet<Key> = HashSet::new();
         for deployment in &deployments.deployments {
-            let mut versions = BTreeMap::new();
-            let mut complete = true;
+            let mut loaded = BTreeMap::new();
             for deployed in &deployment.versions {
                 match self.ensure(&deployment.model, deployed).await {
                     Ok(model) => {
-                        versions.insert(deployed.version, model);
+                        keep.insert((
+                            deployment.model.clone(),
+                            deployed.version,
+                            deployed.sha256.clone(),
+                        ));
+                        loaded.insert(deployed.version, model);
                     }
                     Err(Failure::Transient(reason)) => {
                         tracing::warn!(model = %deployment.model, version = deployed.version, %reason, "cannot fetch the artifact yet, will retry");
-                        settled = false;
-                        complete = false;
+                        applied.settled = false;
+                        applied.complete = false;
                     }
                     Err(Failure::Permanent(reason)) => {
                         tracing::error!(model = %deployment.model, version = deployed.version, %reason, "deployed version failed to load");
-                        complete = false;
+                        applied.complete = false;
                     }
                 }
             }
-            let previous = current.routes.get(&deployment.model);
-            let route = match (complete, previous) {
-                // What served this endpoint keeps serving until the new
-                // deployment loads in full.
-                (false, Some(previous)) => Some(previous.clone()),
-                _ => default_version(&deployment.spec.targets, &versions)
-                    .and_then(|default| Route::with_default(versions, default))
-                    .map(Arc::new),
+            // A target that did not load would hand its share to the others
+            // (a 10% canary would take everything): until every target loads,
+            // what served the endpoint keeps serving, or nothing does.
+            let targets_loaded = deployment
+                .spec
+                .targets
+                .iter()
+                .all(|target| loaded.contains_key(&target.version));
+            let route = if targets_loaded {
+                route_for(deployment, loaded).map(Arc::new)
+            } else {
+                current.routes.get(&deployment.model).cloned()
             };
             match route {
                 Some(route) => {
@@ -111,12 +134,15 @@ impl Follower {
                 None => all_serving = false,
             }
         }
-        self.loaded.retain(|(name, version, _), model| {
-            table
-                .routes
-                .get(name)
-                .and_then(|route| route.versions.get(version))
-                .is_some_and(|live| Arc::ptr_eq(live, model))
+        // Keep what serves and what loaded for the pending deployment, so a
+        // retry does not load it all again.
+        self.loaded.retain(|key, model| {
+            keep.contains(key)
+                || table
+                    .routes
+                    .get(&key.0)
+                    .and_then(|route| route.versions.get(&key.1))
+                    .is_some_and(|live| Arc::ptr_eq(live, model))
         });
         self.routes.publish(table);
         metrics::gauge!(crate::metrics::DEPLOYMENTS_REVISION).set(deployments.revision as f64);
@@ -124,7 +150,7 @@ impl Follower {
             tracing::info!(revision = deployments.revision, "every deployment serves: ready");
             self.health.set_ready(true);
         }
-        settled
+        applied
     }
 
     /// The loaded model for `deployed`: already loaded, or read from the
@@ -136,7 +162,7 @@ impl Follower {
         }
         if self.failed.contains(&key) {
             return Err(Failure::Permanent(
-                "failed before; waiting for a new deployment".into(),
+                "failed before; retried at the next deployment change".into(),
             ));
         }
         let bytes = self.artifact(&deployed.sha256).await?;
@@ -200,14 +226,28 @@ impl Follower {
     }
 }
 
-/// The version unpinned requests get: the loaded target with the most
-/// weight (the newest on a tie). Weighted splitting is the traffic layer's.
-fn default_version(targets: &[TrafficTarget], loaded: &BTreeMap<u64, Arc<LoadedModel>>) -> Option<u64> {
-    targets
+/// The route a deployment asks for, over the versions that loaded. Only its
+/// targets may be pinned by path; a shadow-only version is not served.
+fn route_for(deployment: &Deployment, mut loaded: BTreeMap<u64, Arc<LoadedModel>>) -> Option<Route> {
+    let spec = &deployment.spec;
+    let weights: Vec<(u64, u32)> = spec
+        .targets
         .iter()
-        .filter(|target| target.weight > 0 && loaded.contains_key(&target.version))
-        .max_by_key(|target| (target.weight, target.version))
-        .map(|target| target.version)
+        .map(|target| (target.version, target.weight))
+        .collect();
+    // The registry checked the header name; a bad one would only lose stickiness.
+    let sticky_header = spec
+        .sticky_header
+        .as_deref()
+        .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok());
+    let shadow = spec.shadow.and_then(|shadow| {
+        loaded.get(&shadow.version).map(|model| ShadowRoute {
+            model: model.clone(),
+            sample_rate: shadow.sample_rate,
+        })
+    });
+    loaded.retain(|version, _| weights.iter().any(|(target, _)| target == version));
+    Route::split(loaded, &weights, sticky_header, shadow)
 }
 
 /// Follows the registry until `shutdown` turns true.
@@ -217,9 +257,13 @@ pub async fn follow(mut follower: Follower, mut shutdown: watch::Receiver<bool>)
     let mut backoff = MIN_BACKOFF;
     let mut registry_down = false;
     loop {
+        let asked = Instant::now();
+        let watching = settled && served_revision_opt.is_some();
         let call = async {
             match served_revision_opt {
-                Some(revision) if settled => follower.client.watch_deployments(revision, WATCH_TIMEOUT).await,
+                Some(revision) if watching => {
+                    follower.client.watch_deployments(revision, WATCH_TIMEOUT).await
+                }
                 _ => follower.client.list_deployments().await,
             }
         };
@@ -230,27 +274,48 @@ pub async fn follow(mut follower: Follower, mut shutdown: watch::Receiver<bool>)
         let pause = match result {
             Ok(deployments) => {
                 if registry_down {
-                    tracing::info!(
-                        registry = follower.client.base_url(),
-                        "registry is reachable again"
-                    );
+                    tracing::info!(registry = follower.client.base_url(), "registry answers again");
                     registry_down = false;
                 }
                 backoff = MIN_BACKOFF;
-                if served_revision_opt != Some(deployments.revision) || !settled {
-                    settled = follower.apply(&deployments).await;
+                let changed = served_revision_opt != Some(deployments.revision);
+                if changed {
+                    // A new revision retries versions that failed to load.
+                    follower.failed.clear();
+                }
+                if changed || !settled {
+                    let applied = follower.apply(&deployments).await;
+                    settled = applied.settled;
                     served_revision_opt = Some(deployments.revision);
-                    if settled {
+                    if applied.complete {
                         save(&follower.cache, deployments).await;
                     }
                 }
-                // Unsettled means a download failed: retry soon, not in a spin.
-                (!settled).then_some(MAX_BACKOFF)
+                if !settled {
+                    // A download failed: retry soon, not in a spin.
+                    Some(MAX_BACKOFF)
+                } else if watching && !changed && asked.elapsed() < Duration::from_secs(1) {
+                    // A watch should wait for a change; one that answers at
+                    // once with nothing new must not become a busy loop.
+                    Some(MIN_BACKOFF)
+                } else {
+                    None
+                }
             }
             Err(err) => {
                 metrics::counter!(crate::metrics::REGISTRY_ERRORS).increment(1);
                 if !registry_down {
-                    tracing::warn!(registry = follower.client.base_url(), error = %err, "registry unreachable: serving the last good routing table");
+                    match err.status() {
+                        Some(401 | 403) => {
+                            tracing::error!(registry = follower.client.base_url(), error = %err, "the registry refuses this gateway's token: serving the last good routing table")
+                        }
+                        Some(_) => {
+                            tracing::warn!(registry = follower.client.base_url(), error = %err, "the registry failed: serving the last good routing table")
+                        }
+                        None => {
+                            tracing::warn!(registry = follower.client.base_url(), error = %err, "registry unreachable: serving the last good routing table")
+                        }
+                    }
                     registry_down = true;
                 }
                 if served_revision_opt.is_none()
@@ -260,7 +325,7 @@ pub async fn follow(mut follower: Follower, mut shutdown: watch::Receiver<bool>)
                         revision = cached.revision,
                         "serving the cached deployments until the registry answers"
                     );
-                    settled = follower.apply(&cached).await;
+                    settled = follower.apply(&cached).await.settled;
                     served_revision_opt = Some(cached.revision);
                 }
                 let pause = backoff;

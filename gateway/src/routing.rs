@@ -1,40 +1,141 @@
-//! The routing table: what each endpoint serves, swapped whole, never mutated.
+//! The routing table: what each endpoint serves and how its traffic splits,
+//! swapped whole, never mutated.
 //!
-//! A request does one `ArcSwap::load` and keeps the `Arc<LoadedModel>` it
-//! picked until it answers, so a swap never cuts a request off: the old
-//! version is dropped when its last request finishes.
+//! A request does one `ArcSwap::load`, one pick (a random draw, or the hash
+//! of its sticky key) and keeps the `Arc<LoadedModel>` it picked until it
+//! answers, so a swap never cuts a request off: the old version is dropped
+//! when its last request finishes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, HeaderName};
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::model::LoadedModel;
 
-/// One endpoint (a model name) and the versions it serves.
+/// A version that takes a share of unpinned requests.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub weight: u32,
+    pub model: Arc<LoadedModel>,
+}
+
+/// A version mirrored a sample of the traffic, never answering it.
+#[derive(Debug, Clone)]
+pub struct ShadowRoute {
+    pub model: Arc<LoadedModel>,
+    pub sample_rate: f64,
+}
+
+/// One endpoint (a model name): its versions and how traffic splits.
 #[derive(Debug)]
 pub struct Route {
     /// Every live version, for pinned requests (`/versions/{v}/infer`) and metadata.
     pub versions: BTreeMap<u64, Arc<LoadedModel>>,
-    /// What an unpinned request gets: the highest live version of a
-    /// repository, the heaviest target of a registry deployment.
-    pub default: Arc<LoadedModel>,
+    /// Versions with a positive weight, oldest first: a canary (the newest)
+    /// holds the top of the draw range, so raising its weight moves sticky
+    /// keys from the stable version to it and never back.
+    pub targets: Vec<Target>,
+    /// Running sums of the weights: `targets[i]` takes points below `bounds[i]`.
+    bounds: Vec<u32>,
+    /// Header whose value pins a caller to one version.
+    pub sticky_header: Option<HeaderName>,
+    pub shadow: Option<ShadowRoute>,
 }
 
 impl Route {
+    /// All traffic to the highest version (a model repository's `latest`).
     /// `None` when `versions` is empty: an endpoint with nothing to serve has no route.
     pub fn new(versions: BTreeMap<u64, Arc<LoadedModel>>) -> Option<Route> {
-        let default = versions.values().next_back()?.clone();
-        Some(Route { versions, default })
+        let highest = *versions.keys().next_back()?;
+        Route::split(versions, &[(highest, 1)], None, None)
     }
 
-    /// A route whose unpinned requests go to `default`; `None` unless it is one of `versions`.
-    pub fn with_default(versions: BTreeMap<u64, Arc<LoadedModel>>, default: u64) -> Option<Route> {
-        let default = versions.get(&default)?.clone();
-        Some(Route { versions, default })
+    /// Traffic split by `weights` (`(version, weight)`) among loaded
+    /// `versions`; weights of versions not loaded are dropped. `None` when
+    /// no loaded version has a positive weight.
+    pub fn split(
+        versions: BTreeMap<u64, Arc<LoadedModel>>,
+        weights: &[(u64, u32)],
+        sticky_header: Option<HeaderName>,
+        shadow: Option<ShadowRoute>,
+    ) -> Option<Route> {
+        let mut weighted: Vec<(u64, u32)> = weights
+            .iter()
+            .copied()
+            .filter(|(version, weight)| *weight > 0 && versions.contains_key(version))
+            .collect();
+        weighted.sort_unstable();
+        let mut targets = Vec::with_capacity(weighted.len());
+        let mut bounds = Vec::with_capacity(weighted.len());
+        let mut total: u32 = 0;
+        for (version, weight) in weighted {
+            total = total.checked_add(weight)?;
+            bounds.push(total);
+            targets.push(Target {
+                weight,
+                model: versions[&version].clone(),
+            });
+        }
+        if targets.is_empty() {
+            return None;
+        }
+        Some(Route {
+            versions,
+            targets,
+            bounds,
+            sticky_header,
+            shadow,
+        })
+    }
+
+    /// The sum of the weights: draws fall in `0..total`.
+    pub fn total(&self) -> u32 {
+        self.bounds.last().copied().unwrap_or(0)
+    }
+
+    /// The version a point in `0..total` falls to.
+    pub fn at(&self, point: u32) -> &Arc<LoadedModel> {
+        let index = self.bounds.partition_point(|&bound| bound <= point);
+        &self.targets[index.min(self.targets.len() - 1)].model
+    }
+
+    /// The version for one unpinned request: by its sticky key when the
+    /// route has one and the request carries it, else by a random draw.
+    pub fn pick(&self, headers: &HeaderMap) -> &Arc<LoadedModel> {
+        if self.targets.len() == 1 {
+            return &self.targets[0].model;
+        }
+        let key_opt = self
+            .sticky_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+            .map(|value| value.as_bytes());
+        let point = match key_opt {
+            Some(key) => sticky_point(key, self.total()),
+            None => rand::random_range(0..self.total()),
+        };
+        self.at(point)
+    }
+
+    /// The heaviest target (the newest on a tie): what metadata describes.
+    pub fn primary(&self) -> &Arc<LoadedModel> {
+        let heaviest = self
+            .targets
+            .iter()
+            .max_by_key(|target| target.weight)
+            .expect("a route has at least one target");
+        &heaviest.model
+    }
+
+    /// The shadow version, when this request is in its sample.
+    pub fn sample_shadow(&self) -> Option<&Arc<LoadedModel>> {
+        let shadow = self.shadow.as_ref()?;
+        (shadow.sample_rate >= 1.0 || rand::random::<f64>() < shadow.sample_rate).then_some(&shadow.model)
     }
 
     pub fn version_labels(&self) -> Vec<String> {
@@ -43,6 +144,55 @@ impl Route {
             .map(|model| model.version_label.clone())
             .collect()
     }
+
+    /// Whether `other` routes exactly as this does (the same loaded models,
+    /// weights, key and shadow): then a swap would change nothing.
+    fn same_as(&self, other: &Route) -> bool {
+        let same_models = |a: &BTreeMap<u64, Arc<LoadedModel>>, b: &BTreeMap<u64, Arc<LoadedModel>>| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((va, ma), (vb, mb))| va == vb && Arc::ptr_eq(ma, mb))
+        };
+        let same_shadow = match (&self.shadow, &other.shadow) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.model, &b.model) && a.sample_rate == b.sample_rate,
+            _ => false,
+        };
+        same_models(&self.versions, &other.versions)
+            && self.bounds == other.bounds
+            && self
+                .targets
+                .iter()
+                .zip(&other.targets)
+                .all(|(a, b)| Arc::ptr_eq(&a.model, &b.model))
+            && self.sticky_header == other.sticky_header
+            && same_shadow
+    }
+}
+
+/// Where a sticky key falls in `0..total`: the same in every process and
+/// release (a fixed hash, not the randomly seeded std one), so a key keeps
+/// its version across requests and gateway replicas.
+pub fn sticky_point(key: &[u8], total: u32) -> u32 {
+    // FNV-1a, then splitmix64's finalizer to spread similar keys (user-1,
+    // user-2, ...) over the whole range.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in key {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    // Multiply-shift maps the hash onto the range without modulo bias.
+    ((u128::from(hash) * u128::from(total)) >> 64) as u32
+}
+
+/// The version a request goes to and, when it is sampled, its shadow.
+pub struct Picked {
+    pub model: Arc<LoadedModel>,
+    pub shadow_opt: Option<Arc<LoadedModel>>,
 }
 
 #[derive(Debug, Default)]
@@ -51,21 +201,44 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// The model an unpinned request, or one pinned to `version`, goes to.
-    pub fn resolve(&self, model: &str, version_opt: Option<&str>) -> Result<&Arc<LoadedModel>> {
-        let route = self
-            .routes
+    fn route(&self, model: &str) -> Result<&Arc<Route>> {
+        self.routes
             .get(model)
-            .ok_or_else(|| Error::ModelNotFound(model.to_string()))?;
-        let Some(version) = version_opt else {
-            return Ok(&route.default);
-        };
+            .ok_or_else(|| Error::ModelNotFound(model.to_string()))
+    }
+
+    fn pinned<'a>(&self, route: &'a Route, model: &str, version: &str) -> Result<&'a Arc<LoadedModel>> {
         let not_found = || Error::VersionNotFound {
             model: model.to_string(),
             version: version.to_string(),
         };
         let number: u64 = version.parse().map_err(|_| not_found())?;
         route.versions.get(&number).ok_or_else(not_found)
+    }
+
+    /// The version metadata describes: the pinned one, or the primary.
+    pub fn resolve(&self, model: &str, version_opt: Option<&str>) -> Result<&Arc<LoadedModel>> {
+        let route = self.route(model)?;
+        match version_opt {
+            Some(version) => self.pinned(route, model, version),
+            None => Ok(route.primary()),
+        }
+    }
+
+    /// The version an inference goes to. A pinned request bypasses the split
+    /// and the shadow; any loaded version may be pinned.
+    pub fn pick(&self, model: &str, version_opt: Option<&str>, headers: &HeaderMap) -> Result<Picked> {
+        let route = self.route(model)?;
+        if let Some(version) = version_opt {
+            return Ok(Picked {
+                model: self.pinned(route, model, version)?.clone(),
+                shadow_opt: None,
+            });
+        }
+        Ok(Picked {
+            model: route.pick(headers).clone(),
+            shadow_opt: route.sample_shadow().cloned(),
+        })
     }
 
     /// `(model, version)` for every live version, sorted: what a swap changed.
@@ -80,6 +253,9 @@ impl RoutingTable {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// A swap as observers see it: when it was stored and what it holds.
 #[derive(Debug, Clone)]
 pub struct Swap {
@@ -89,7 +265,7 @@ pub struct Swap {
 }
 
 /// The live table behind one atomic pointer, plus a feed of swaps for
-/// observers off the request path (tests, future status reporting).
+/// observers off the request path (tests, status reporting).
 pub struct Routes {
     current: ArcSwap<RoutingTable>,
     swaps: broadcast::Sender<Swap>,
@@ -123,25 +299,16 @@ impl Routes {
         let _ = self.swaps.send(Swap { at, table });
     }
 
-    /// Stores `table` unless it serves exactly what is live (the same
-    /// loaded versions, the same defaults), and keeps the per-model gauge of
-    /// live versions in step. Both sources of tables publish through here.
+    /// Stores `table` unless it routes exactly as the live one does, and
+    /// keeps the per-model gauge of live versions in step. Both sources of
+    /// tables (repository and registry) publish through here.
     pub fn publish(&self, table: RoutingTable) {
         let current = self.snapshot();
-        let same_route = |old: &Route, new: &Route| {
-            Arc::ptr_eq(&old.default, &new.default)
-                && old.versions.len() == new.versions.len()
-                && old
-                    .versions
-                    .iter()
-                    .zip(&new.versions)
-                    .all(|((a, old), (b, new))| a == b && Arc::ptr_eq(old, new))
-        };
         let unchanged = current.routes.len() == table.routes.len()
             && table
                 .routes
                 .iter()
-                .all(|(name, route)| current.routes.get(name).is_some_and(|old| same_route(old, route)));
+                .all(|(name, route)| current.routes.get(name).is_some_and(|old| old.same_as(route)));
         if unchanged {
             return;
         }

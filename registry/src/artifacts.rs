@@ -77,23 +77,32 @@ impl ArtifactStore {
             ));
         };
         let outside = || Error::refused(format!("'{uri}' is outside the import root {}", root.display()));
-        let canonical = Path::new(path)
-            .canonicalize()
-            .map_err(|err| Error::bad_request(format!("cannot read '{uri}': {err}")))?;
+        let path = Path::new(path);
+        if !path.is_absolute() {
+            return Err(Error::bad_request(format!(
+                "cannot read '{uri}': expected an absolute path (file:///...)"
+            )));
+        }
+        // Say why a path cannot be read only when it is under the root: the
+        // registry must not tell callers what exists elsewhere.
+        let unreadable = || Error::bad_request(format!("cannot read '{uri}': no readable file there"));
+        let canonical = match path.canonicalize() {
+            Ok(canonical) => canonical,
+            Err(_) if path.starts_with(root) => return Err(unreadable()),
+            Err(_) => return Err(outside()),
+        };
         let relative = canonical.strip_prefix(root).map_err(|_| outside())?;
         let location = StorePath::from_iter(
             relative
                 .components()
                 .map(|part| part.as_os_str().to_string_lossy().into_owned()),
         );
-        let meta = store.head(&location).await.map_err(|err| match err {
-            object_store::Error::NotFound { .. } => Error::bad_request(format!("'{uri}' does not exist")),
-            err => err.into(),
-        })?;
+        let meta = store.head(&location).await.map_err(|_| unreadable())?;
         if meta.size > limit as u64 {
             return Err(Error::PayloadTooLarge { limit });
         }
-        Ok(store.get(&location).await?.bytes().await?)
+        let found = store.get(&location).await.map_err(|_| unreadable())?;
+        found.bytes().await.map_err(|_| unreadable())
     }
 }
 

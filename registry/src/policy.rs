@@ -6,6 +6,7 @@
 //!
 //! [stages.staging]
 //! approvals = ["technical"]
+//! requester_may_approve = true
 //!
 //! [stages.production]
 //! approvals = ["technical", "business"]
@@ -38,6 +39,10 @@ pub struct StageRule {
     pub approvals: Vec<String>,
     #[serde(default)]
     pub gates: Vec<Gate>,
+    /// Whether whoever requested the transition may also approve it
+    /// (four eyes when false, the default).
+    #[serde(default)]
+    pub requester_may_approve: bool,
 }
 
 /// `metric op threshold`, checked against the version's recorded metrics.
@@ -130,18 +135,20 @@ fn default_deployable_stages() -> Vec<Stage> {
 }
 
 impl Default for Policy {
-    /// Staging needs a technical approval, production a technical and a
-    /// business one; staging and production versions may take traffic.
+    /// Staging needs a technical approval (the requester's own will do),
+    /// production a technical and a business one from people other than the
+    /// requester; staging and production versions may take traffic.
     fn default() -> Policy {
-        let rule = |approvals: &[&str]| StageRule {
+        let rule = |approvals: &[&str], requester_may_approve| StageRule {
             approvals: approvals.iter().map(|kind| kind.to_string()).collect(),
             gates: Vec::new(),
+            requester_may_approve,
         };
         Policy {
             deployable_stages: default_deployable_stages(),
             stages: BTreeMap::from([
-                (Stage::Staging, rule(&["technical"])),
-                (Stage::Production, rule(&["technical", "business"])),
+                (Stage::Staging, rule(&["technical"], true)),
+                (Stage::Production, rule(&["technical", "business"], false)),
             ]),
         }
     }

@@ -39,11 +39,11 @@ pub enum ClientCommand {
 /// | code | meaning |
 /// |------|---------|
 /// | 0 | success |
-/// | 1 | the registry refused the request (400, 422 or any other error status), or a local file could not be read |
+/// | 1 | the registry refused the request (400, 413, 422), or a local file could not be read |
 /// | 2 | usage error: a missing or malformed argument (clap exits with it before anything is sent) |
 /// | 3 | not found (404) |
-/// | 4 | conflict (409): someone else changed it first; read it again and retry |
-/// | 5 | the registry is unreachable, or answered something that is not its API |
+/// | 4 | conflict (409): the registry's state refuses it (it already exists, is pending, or changed since you read it); read it again before deciding to retry |
+/// | 5 | the registry is unreachable, failing (5xx), or answered something that is not its API |
 /// | 6 | unauthorized or forbidden (401, 403): no token, an unknown one, or one whose role may not do this |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReason {
@@ -63,6 +63,7 @@ impl ExitReason {
             ClientError::Api {
                 status: 401 | 403, ..
             } => ExitReason::Unauthorized,
+            ClientError::Api { status, .. } if *status >= 500 => ExitReason::Unavailable,
             ClientError::Api { .. } | ClientError::Io(_) => ExitReason::Refused,
             ClientError::Unreachable { .. } | ClientError::Decode(_) => ExitReason::Unavailable,
         }
@@ -83,7 +84,11 @@ impl From<ExitReason> for ExitCode {
 /// prints its answer; failures go to stderr as `error: ...`, with a `hint:`
 /// where the fix is usually the same. See [`ExitReason`] for the exit codes.
 pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
-    let token_opt = resolve_token(client_args.token.as_deref(), &client_args.data_dir);
+    let token_opt = resolve_token(
+        client_args.token.as_deref(),
+        &client_args.data_dir,
+        &client_args.registry_url,
+    );
     let client = RegistryClient::new(&client_args.registry_url, token_opt);
     let json = client_args.json;
     let result = match command {
@@ -102,11 +107,15 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
 
 /// The token given (flag or `SLUICE_TOKEN`), else the admin token a registry
 /// bootstrapped under `data_dir`: so that `sluice serve` then `sluice models
-/// create` works on one machine with nothing to set up.
-fn resolve_token(token_opt: Option<&str>, data_dir: &Path) -> Option<String> {
+/// create` works on one machine with nothing to set up. The local admin
+/// token only ever goes to a registry on this machine (a loopback URL).
+fn resolve_token(token_opt: Option<&str>, data_dir: &Path, url: &str) -> Option<String> {
     // `SLUICE_TOKEN=` (set but empty) means no token, as it would to a shell user.
     if let Some(token) = token_opt.map(str::trim).filter(|token| !token.is_empty()) {
         return Some(token.to_string());
+    }
+    if !is_loopback(url) {
+        return None;
     }
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
@@ -119,6 +128,20 @@ fn resolve_token(token_opt: Option<&str>, data_dir: &Path) -> Option<String> {
             None
         }
     }
+}
+
+/// Whether `url` names this machine (`127.x`, `localhost`, `[::1]`).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 fn write_stdout(text: &str) -> ExitCode {
@@ -169,7 +192,9 @@ mod tests {
         let cases = [
             (api_error(400), 1),
             (api_error(422), 1),
-            (api_error(500), 1),
+            (api_error(413), 1),
+            (api_error(500), 5),
+            (api_error(503), 5),
             (ClientError::Io("cannot read model.onnx".into()), 1),
             (api_error(404), 3),
             (api_error(409), 4),
@@ -190,21 +215,38 @@ mod tests {
     }
 
     #[test]
-    fn token_comes_from_the_flag_then_the_data_dir() {
+    fn token_comes_from_the_flag_then_the_data_dir_for_local_registries_only() {
         let data_dir = std::env::temp_dir().join(format!("sluice-cli-token-{}", std::process::id()));
         std::fs::create_dir_all(&data_dir).unwrap();
-        assert_eq!(resolve_token(None, &data_dir), None);
+        let local = "http://127.0.0.1:8081";
+        assert_eq!(resolve_token(None, &data_dir, local), None);
         std::fs::write(data_dir.join(ADMIN_TOKEN_FILE), "secret-admin\n").unwrap();
-        assert_eq!(resolve_token(None, &data_dir).as_deref(), Some("secret-admin"));
         assert_eq!(
-            resolve_token(Some(" given "), &data_dir).as_deref(),
+            resolve_token(None, &data_dir, local).as_deref(),
+            Some("secret-admin")
+        );
+        assert_eq!(
+            resolve_token(None, &data_dir, "http://localhost:8081/").as_deref(),
+            Some("secret-admin")
+        );
+        assert_eq!(
+            resolve_token(None, &data_dir, "http://[::1]:8081").as_deref(),
+            Some("secret-admin")
+        );
+        assert_eq!(
+            resolve_token(None, &data_dir, "https://registry.example:8081"),
+            None
+        );
+        assert_eq!(resolve_token(None, &data_dir, "http://10.0.0.7:8081"), None);
+        assert_eq!(
+            resolve_token(Some(" given "), &data_dir, local).as_deref(),
             Some("given")
         );
         assert_eq!(
-            resolve_token(Some(""), &data_dir).as_deref(),
+            resolve_token(Some(""), &data_dir, local).as_deref(),
             Some("secret-admin")
         );
         std::fs::remove_dir_all(&data_dir).unwrap();
-        assert_eq!(resolve_token(None, &data_dir), None);
+        assert_eq!(resolve_token(None, &data_dir, local), None);
     }
 }

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::LoadedModel;
 use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
+use crate::routing::Picked;
+use crate::shadow::ShadowJob;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
@@ -132,12 +134,12 @@ async fn infer_and_count(
 ) -> Response {
     let _in_flight = InFlight::enter();
     let started = Instant::now();
-    // The one routing-table load of this request; the Arc keeps the version
-    // alive until we answer, whatever swaps happen meanwhile.
-    let resolved = state.routes.load().resolve(model_name, version_opt).cloned();
-    let (response, labels) = match resolved {
-        Ok(model) => {
-            let mut response = match run_inference(state, &model, headers, body).await {
+    // The one routing-table load of this request, and its pick; the Arc
+    // keeps the version alive until we answer, whatever swaps happen meanwhile.
+    let picked = state.routes.load().pick(model_name, version_opt, headers);
+    let (response, labels) = match picked {
+        Ok(Picked { model, shadow_opt }) => {
+            let mut response = match run_inference(state, &model, shadow_opt, headers, body).await {
                 Ok(response) => response,
                 Err(err) => err.into_response(),
             };
@@ -172,6 +174,7 @@ async fn infer_and_count(
 async fn run_inference(
     state: &AppState,
     model: &Arc<LoadedModel>,
+    shadow_opt: Option<Arc<LoadedModel>>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
@@ -180,6 +183,7 @@ async fn run_inference(
     let limit = state.max_request_bytes;
     let raw = body::collect(body, headers, limit).await?;
     let job_model = model.clone();
+    let shadows = state.shadows.clone();
     // Decompression, decoding, the run and encoding are all CPU work: they
     // happen on a compute thread, never on the reactor.
     let (outcome, timing) = state
@@ -187,10 +191,20 @@ async fn run_inference(
         .run(move || {
             let bytes = body::decode(raw, encoding, limit)?;
             let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+            let shadow_inputs_opt = shadow_opt.as_ref().map(|_| decoded.inputs.clone());
             let compute_started = Instant::now();
             let outputs = job_model.run(decoded.inputs)?;
             let computed = compute_started.elapsed();
             let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
+            // The answer is encoded: the shadow can no longer change it.
+            if let (Some(shadow), Some(inputs)) = (shadow_opt, shadow_inputs_opt) {
+                shadows.submit(ShadowJob {
+                    shadow,
+                    primary: job_model,
+                    inputs,
+                    primary_outputs: outputs,
+                });
+            }
             Ok::<_, Error>((encoded, computed))
         })
         .await?;

@@ -23,12 +23,15 @@ use crate::error::{Error, Result};
 use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
+use crate::shadow::Shadows;
 
 /// What every handler shares. Nothing here is locked on the request path.
 pub struct AppState {
     pub routes: Arc<Routes>,
     pub health: Arc<Health>,
     pub compute: ComputePool,
+    /// Mirrored requests, queued for the shadow threads.
+    pub shadows: Arc<Shadows>,
     pub metrics: PrometheusHandle,
     pub max_request_bytes: usize,
 }
@@ -76,6 +79,7 @@ impl Server {
             routes: routes.clone(),
             health: health.clone(),
             compute: ComputePool::new(config.compute_threads, config.compute_queue),
+            shadows: Arc::new(Shadows::new(config.shadow_threads, config.shadow_queue)),
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
         });

@@ -81,12 +81,14 @@ pub async fn set_deployment(
     Body(body): Body<SetDeployment>,
 ) -> Result<Json<Deployment>> {
     caller.require(Permission::Deploy)?;
+    let feed = state.revision.clone();
     let deployment = state
         .blocking(move |store, policy| {
-            store.write(|tx| deployments::set(tx, policy, &caller.actor, &model, &body))
+            let deployment = store.write(|tx| deployments::set(tx, policy, &caller.actor, &model, &body))?;
+            feed.publish(deployment.revision);
+            Ok(deployment)
         })
         .await?;
-    state.publish_revision(deployment.revision);
     Ok(Json(deployment))
 }
 
@@ -104,9 +106,10 @@ pub async fn delete_deployment(
     Query(query): Query<DeleteQuery>,
 ) -> Result<StatusCode> {
     caller.require(Permission::Deploy)?;
-    let revision = state
+    let feed = state.revision.clone();
+    state
         .blocking(move |store, _| {
-            store.write(|tx| {
+            let revision = store.write(|tx| {
                 deployments::delete(
                     tx,
                     &caller.actor,
@@ -115,10 +118,11 @@ pub async fn delete_deployment(
                     query.reason.as_deref(),
                 )?;
                 deployments::revision(tx)
-            })
+            })?;
+            feed.publish(revision);
+            Ok(())
         })
         .await?;
-    state.publish_revision(revision);
     Ok(StatusCode::NO_CONTENT)
 }
 

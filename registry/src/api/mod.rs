@@ -36,7 +36,7 @@ pub struct AppState {
     pub inspector: Arc<dyn Inspector>,
     pub max_artifact_bytes: usize,
     /// The registry-wide deployments revision, for long-polling watchers.
-    pub revision: watch::Sender<u64>,
+    pub revision: Arc<RevisionFeed>,
     /// Turns true at shutdown, so long-polls answer at once.
     pub stopping: watch::Receiver<bool>,
 }
@@ -59,7 +59,7 @@ impl AppState {
             policy: Arc::new(policy),
             inspector,
             max_artifact_bytes,
-            revision: watch::channel(revision).0,
+            revision: Arc::new(RevisionFeed(watch::channel(revision).0)),
             stopping,
         })
     }
@@ -75,17 +75,28 @@ impl AppState {
             .await
             .map_err(|err| Error::Internal(format!("store task failed: {err}")))?
     }
+}
 
-    /// Tells watchers about a new revision; never moves it backwards when
-    /// two writes finish out of order.
-    pub fn publish_revision(&self, revision: u64) {
-        self.revision.send_if_modified(|current| {
+/// The deployments revision as watchers see it.
+pub struct RevisionFeed(watch::Sender<u64>);
+
+impl RevisionFeed {
+    /// Tells watchers about a committed revision. Called on the thread that
+    /// committed it, right after the commit, so that a handler dropped while
+    /// awaiting (a client that hung up) cannot leave watchers behind the
+    /// database. Never moves backwards when two writes finish out of order.
+    pub fn publish(&self, revision: u64) {
+        self.0.send_if_modified(|current| {
             let newer = revision > *current;
             if newer {
                 *current = revision;
             }
             newer
         });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
     }
 }
 

@@ -181,6 +181,8 @@ pub async fn create_version(
     state
         .blocking(move |store, _| store.read(|connection| models::get(connection, &check_model)))
         .await?;
+    // Before any artifact is stored: a refused version leaves nothing behind.
+    versions::check_lineage(&body.lineage)?;
     let (sha256, source_uri_opt) = match body.artifact {
         ArtifactSource::Sha256(sha256) => {
             if !versions::is_sha256(&sha256) {

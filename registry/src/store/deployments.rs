@@ -120,7 +120,8 @@ fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &Traf
         }
         total += u64::from(target.weight);
         let version = versions::get(connection, model, target.version)?;
-        if target.weight > 0 && !policy.is_deployable(version.stage) {
+        // Weight 0 too: a target is loaded and may be pinned by path.
+        if !policy.is_deployable(version.stage) {
             return Err(Error::refused(format!(
                 "version {} of '{model}' is in stage {}; only {} versions may take traffic",
                 target.version,
@@ -233,16 +234,14 @@ pub fn list(connection: &Connection) -> Result<Deployments> {
     })
 }
 
-/// Versions of `model` that take a positive weight.
-pub fn weighted_versions(connection: &Connection, model: &str) -> Result<Vec<u64>> {
+/// Versions of `model` its deployment names: targets (any weight) and shadow.
+pub fn deployed_versions(connection: &Connection, model: &str) -> Result<Vec<u64>> {
     Ok(find(connection, model)?
         .map(|deployment| {
             deployment
-                .spec
-                .targets
+                .versions
                 .iter()
-                .filter(|target| target.weight > 0)
-                .map(|target| target.version)
+                .map(|deployed| deployed.version)
                 .collect()
         })
         .unwrap_or_default())

@@ -94,6 +94,13 @@ pub fn review(
             done.approval.as_deref().unwrap_or("rejected")
         )));
     }
+    let rule = policy.rule(before.to_stage);
+    if decision == Decision::Approve && actor == before.requested_by && !rule.requester_may_approve {
+        return Err(Error::Forbidden(format!(
+            "{actor} requested transition {id}: someone else must approve it (the policy for {} says so)",
+            before.to_stage
+        )));
+    }
     let approval_opt = match decision {
         Decision::Reject => None,
         Decision::Approve => Some(check_approval(policy, &before, body)?),
@@ -182,7 +189,7 @@ fn apply(
     get(transaction, policy, transition.id)
 }
 
-/// A version that takes traffic may not leave the deployable stages.
+/// A version its deployment names may not leave the deployable stages.
 fn check_traffic(
     transaction: &Transaction<'_>,
     policy: &Policy,
@@ -192,10 +199,10 @@ fn check_traffic(
     if policy.is_deployable(to_stage) {
         return Ok(());
     }
-    let weighted = deployments::weighted_versions(transaction, &version.model)?;
-    if weighted.contains(&version.version) {
+    let deployed = deployments::deployed_versions(transaction, &version.model)?;
+    if deployed.contains(&version.version) {
         return Err(Error::conflict(format!(
-            "version {} of '{}' takes traffic; move its traffic away before it enters {to_stage}",
+            "version {} of '{}' is in its deployment; take it out of the deployment before it enters {to_stage}",
             version.version, version.model
         )));
     }

@@ -107,6 +107,11 @@ fn production_needs_two_approvers_and_its_gates() {
     let pending = promote(&store, &policy, good.version, Stage::Production);
     assert_eq!(pending.status, TransitionStatus::Pending);
     assert_eq!(pending.missing_approvals, vec!["technical", "business"]);
+    let own = approve(&store, &policy, "alice", pending.id, "technical").unwrap_err();
+    assert!(
+        matches!(own, Error::Forbidden(_)),
+        "the requester may not approve: {own}"
+    );
     let half = approve(&store, &policy, "tom", pending.id, "technical").unwrap();
     assert_eq!(half.missing_approvals, vec!["business"]);
     let twice = approve(&store, &policy, "tom", pending.id, "business").unwrap_err();
@@ -132,6 +137,12 @@ fn deployments_compare_and_swap_and_guard_stages() {
     let transition = promote(&store, &policy, version.version, Stage::Staging);
     approve(&store, &policy, "tom", transition.id, "technical").unwrap();
 
+    let unapproved = registered(&store, &[]);
+    let idle = deploy(&store, &policy, &[(1, 0), (unapproved.version, 0)], None).unwrap_err();
+    assert!(
+        matches!(idle, Error::Refused(_)),
+        "weight 0 too must be deployable: {idle}"
+    );
     let first = deploy(&store, &policy, &[(1, 100)], Some(0)).unwrap();
     assert_eq!(first.revision, 1);
     let stale = deploy(&store, &policy, &[(1, 100)], Some(0)).unwrap_err();

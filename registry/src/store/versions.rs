@@ -105,7 +105,7 @@ pub fn create(
     Ok(version)
 }
 
-fn check_lineage(lineage: &Lineage) -> Result<()> {
+pub fn check_lineage(lineage: &Lineage) -> Result<()> {
     if let Some((name, value)) = lineage.metrics.iter().find(|(_, value)| !value.is_finite()) {
         return Err(Error::bad_request(format!(
             "metric '{name}' is {value}: expected a finite number"
