@@ -12,8 +12,10 @@ use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
 use crate::cli::{
-    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, StageCommand, TrafficCommand, VersionsCommand,
+    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, RolloutCommand, StageCommand, TrafficCommand,
+    VersionsCommand,
 };
+use crate::guard::GuardLimits;
 
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
 /// Inference Protocol (KServe V2).
@@ -78,6 +80,13 @@ pub enum Command {
     Traffic {
         #[command(subcommand)]
         command: TrafficCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start, steer and watch progressive rollouts (canary steps judged each interval).
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -150,14 +159,14 @@ pub struct TokensArgs {
     #[arg(long)]
     pub actor: String,
 
-    /// viewer, deployer, approver or admin.
+    /// viewer, deployer, approver, gateway or admin.
     #[arg(long, value_parser = parse_role)]
     pub role: Role,
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver or admin"))
+        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver, gateway or admin"))
 }
 
 #[derive(Debug, Args)]
@@ -182,7 +191,7 @@ pub struct ServeArgs {
     )]
     pub registry: Option<String>,
 
-    /// Bearer token for --registry (a viewer token is enough).
+    /// Bearer token for --registry, of role gateway.
     #[arg(long, env = "SLUICE_SERVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
@@ -226,6 +235,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_SHADOW_QUEUE", default_value_t = 256)]
     pub shadow_queue: usize,
 
+    /// How often per-version statistics are reported to the registry, in milliseconds.
+    #[arg(long, env = "SLUICE_STATS_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub stats_interval_ms: u64,
+
+    /// Local guard: a canary's last requests that are watched (0 turns the guard off).
+    #[arg(long, env = "SLUICE_GUARD_WINDOW", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub guard_window: u64,
+
+    /// Local guard: server errors among those that stop routing to the canary.
+    #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = 10)]
+    pub guard_errors: u64,
+
     #[command(flatten)]
     pub engines: EngineArgs,
 }
@@ -253,6 +274,8 @@ pub struct ServeConfig {
     pub compute_queue: usize,
     pub shadow_threads: usize,
     pub shadow_queue: usize,
+    pub stats_interval: Duration,
+    pub guard_limits: GuardLimits,
     pub engines: EngineOptions,
 }
 
@@ -281,6 +304,8 @@ impl ServeConfig {
             compute_queue: 1024,
             shadow_threads: 1,
             shadow_queue: 256,
+            stats_interval: Duration::from_secs(5),
+            guard_limits: GuardLimits::default(),
             engines: EngineOptions {
                 ort_library_opt: None,
                 ort_sessions: cores,
@@ -344,6 +369,11 @@ impl ServeArgs {
             compute_queue: self.compute_queue.max(1),
             shadow_threads: self.shadow_threads.max(1),
             shadow_queue: self.shadow_queue.max(1),
+            stats_interval: Duration::from_millis(self.stats_interval_ms),
+            guard_limits: GuardLimits {
+                window: self.guard_window as usize,
+                errors: self.guard_errors.max(1) as usize,
+            },
             engines,
         };
         Ok((mode, cache_dir, settings))
@@ -360,6 +390,8 @@ pub struct ServeSettings {
     pub compute_queue: usize,
     pub shadow_threads: usize,
     pub shadow_queue: usize,
+    pub stats_interval: Duration,
+    pub guard_limits: GuardLimits,
     pub engines: EngineOptions,
 }
 
@@ -374,6 +406,8 @@ impl ServeSettings {
             compute_queue: self.compute_queue,
             shadow_threads: self.shadow_threads,
             shadow_queue: self.shadow_queue,
+            stats_interval: self.stats_interval,
+            guard_limits: self.guard_limits,
             engines: self.engines,
         }
     }

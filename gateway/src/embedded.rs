@@ -71,7 +71,7 @@ impl Embedded {
     /// Starts the registry on `admin_listener`, registers the demo models
     /// when asked (so the gateway is ready only once it serves them), then
     /// starts the gateway on `listener`, following the registry with a
-    /// viewer token that lives only in this process.
+    /// gateway token that lives only in this process.
     pub async fn start(
         mut registry_config: RegistryConfig,
         settings: ServeSettings,
@@ -86,7 +86,7 @@ impl Embedded {
             gateway_token.clone(),
             Caller {
                 actor: "gateway".into(),
-                role: Role::Viewer,
+                role: Role::Gateway,
             },
         ));
         registry_config.process_tokens.push((

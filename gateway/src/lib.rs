@@ -12,7 +12,9 @@
 //!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
 //!   a sampled request is then queued for [`shadow`], which reruns it on the
 //!   shadow version and compares the answers, off the response path;
-//! - [`metrics`] counts it, [`error`] is the one place errors become statuses.
+//! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
+//!   registry's rollouts, [`guard`] stops routing to a canary that fails too
+//!   often; [`error`] is the one place errors become statuses.
 //!
 //! Off the request path, what to serve comes from one of two sources, each
 //! loading and warming new versions through [`backend`] and swapping the
@@ -34,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod embedded;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
@@ -42,6 +45,7 @@ pub mod repository;
 pub mod routing;
 pub mod server;
 pub mod shadow;
+pub mod stats;
 pub mod tensor;
 
 pub use config::ServeConfig;

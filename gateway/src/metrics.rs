@@ -24,6 +24,7 @@ pub const SHADOW_ROWS: &str = "sluice_shadow_compared_rows_total";
 pub const SHADOW_AGREEMENTS: &str = "sluice_shadow_agreements_total";
 pub const SHADOW_MEAN_ABS_DIFF: &str = "sluice_shadow_mean_abs_diff";
 pub const SHADOW_MAX_ABS_DIFF: &str = "sluice_shadow_max_abs_diff";
+pub const GUARD_TRIPS: &str = "sluice_guard_trips_total";
 pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
 pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
 pub const DEPLOYMENTS_REVISION: &str = "sluice_deployments_revision";
@@ -133,6 +134,10 @@ fn describe() {
     metrics::describe_histogram!(
         SHADOW_MAX_ABS_DIFF,
         "Largest absolute difference between shadow and primary outputs, per mirrored request"
+    );
+    metrics::describe_counter!(
+        GUARD_TRIPS,
+        "Canaries this gateway stopped routing to because they failed too many of their last requests"
     );
     metrics::describe_counter!(
         CACHE_CORRUPTIONS,

@@ -143,6 +143,10 @@ pub struct LoadedModel {
     pub signature: Signature,
     pub session: Box<dyn Session>,
     pub metrics: crate::metrics::ModelMetrics,
+    /// Counts since the last report to the registry.
+    pub stats: crate::stats::VersionStats,
+    /// This version's last answers, while it is a canary.
+    pub guard: crate::guard::Guard,
     /// Registered the first time this version shadows, so that versions
     /// that never do add no series.
     shadow_metrics: std::sync::OnceLock<crate::shadow::ShadowMetrics>,
@@ -160,6 +164,8 @@ impl LoadedModel {
             signature: session.signature().clone(),
             session,
             shadow_metrics: std::sync::OnceLock::new(),
+            stats: crate::stats::VersionStats::default(),
+            guard: crate::guard::Guard::default(),
         })
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
+use crate::guard::{Guarded, without_guarded};
 use crate::model::LoadedModel;
 use crate::repository::Health;
 use crate::routing::{Route, Routes, RoutingTable, ShadowRoute};
@@ -60,6 +61,9 @@ pub struct Follower {
     health: Arc<Health>,
     loaded: HashMap<Key, Arc<LoadedModel>>,
     failed: HashSet<Key>,
+    /// Canaries this gateway's guard stopped: kept at weight 0 here until
+    /// the registry's deployment says the same.
+    guarded: Guarded,
 }
 
 impl Follower {
@@ -69,6 +73,7 @@ impl Follower {
         engines: Arc<Engines>,
         routes: Arc<Routes>,
         health: Arc<Health>,
+        guarded: Guarded,
     ) -> Follower {
         Follower {
             client,
@@ -78,6 +83,7 @@ impl Follower {
             health,
             loaded: HashMap::new(),
             failed: HashSet::new(),
+            guarded,
         }
     }
 
@@ -122,8 +128,9 @@ impl Follower {
                 .targets
                 .iter()
                 .all(|target| loaded.contains_key(&target.version));
+            let guarded = self.guarded_versions(deployment, &loaded);
             let route = if targets_loaded {
-                route_for(deployment, loaded).map(Arc::new)
+                route_for(deployment, loaded, &guarded).map(Arc::new)
             } else {
                 current.routes.get(&deployment.model).cloned()
             };
@@ -151,6 +158,38 @@ impl Follower {
             self.health.set_ready(true);
         }
         applied
+    }
+
+    /// The versions of this deployment the local guard stopped. Those the
+    /// deployment itself no longer routes to are forgotten (the registry
+    /// has caught up), and their guards start afresh.
+    fn guarded_versions(
+        &self,
+        deployment: &Deployment,
+        loaded: &BTreeMap<u64, Arc<LoadedModel>>,
+    ) -> HashSet<u64> {
+        let mut set = self
+            .guarded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let routed = |version: u64| {
+            deployment
+                .spec
+                .targets
+                .iter()
+                .any(|target| target.version == version && target.weight > 0)
+        };
+        set.retain(|(model, version)| {
+            let keep = model != &deployment.model || routed(*version);
+            if !keep && let Some(model) = loaded.get(version) {
+                model.guard.reset();
+            }
+            keep
+        });
+        set.iter()
+            .filter(|(model, _)| model == &deployment.model)
+            .map(|(_, version)| *version)
+            .collect()
     }
 
     /// The loaded model for `deployed`: already loaded, or read from the
@@ -228,13 +267,18 @@ impl Follower {
 
 /// The route a deployment asks for, over the versions that loaded. Only its
 /// targets may be pinned by path; a shadow-only version is not served.
-fn route_for(deployment: &Deployment, mut loaded: BTreeMap<u64, Arc<LoadedModel>>) -> Option<Route> {
+fn route_for(
+    deployment: &Deployment,
+    mut loaded: BTreeMap<u64, Arc<LoadedModel>>,
+    guarded: &HashSet<u64>,
+) -> Option<Route> {
     let spec = &deployment.spec;
     let weights: Vec<(u64, u32)> = spec
         .targets
         .iter()
         .map(|target| (target.version, target.weight))
         .collect();
+    let weights = without_guarded(&weights, guarded);
     // The registry checked the header name; a bad one would only lose stickiness.
     let sticky_header = spec
         .sticky_header

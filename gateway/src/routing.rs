@@ -42,6 +42,8 @@ pub struct Route {
     pub targets: Vec<Target>,
     /// Running sums of the weights: `targets[i]` takes points below `bounds[i]`.
     bounds: Vec<u32>,
+    /// The heaviest target (the newest on a tie): the stable version.
+    primary: usize,
     /// Header whose value pins a caller to one version.
     pub sticky_header: Option<HeaderName>,
     pub shadow: Option<ShadowRoute>,
@@ -81,13 +83,12 @@ impl Route {
                 model: versions[&version].clone(),
             });
         }
-        if targets.is_empty() {
-            return None;
-        }
+        let primary = (0..targets.len()).max_by_key(|&index| targets[index].weight)?;
         Some(Route {
             versions,
             targets,
             bounds,
+            primary,
             sticky_header,
             shadow,
         })
@@ -100,15 +101,23 @@ impl Route {
 
     /// The version a point in `0..total` falls to.
     pub fn at(&self, point: u32) -> &Arc<LoadedModel> {
+        &self.targets[self.index_at(point)].model
+    }
+
+    fn index_at(&self, point: u32) -> usize {
         let index = self.bounds.partition_point(|&bound| bound <= point);
-        &self.targets[index.min(self.targets.len() - 1)].model
+        index.min(self.targets.len() - 1)
     }
 
     /// The version for one unpinned request: by its sticky key when the
     /// route has one and the request carries it, else by a random draw.
     pub fn pick(&self, headers: &HeaderMap) -> &Arc<LoadedModel> {
+        &self.targets[self.pick_index(headers)].model
+    }
+
+    fn pick_index(&self, headers: &HeaderMap) -> usize {
         if self.targets.len() == 1 {
-            return &self.targets[0].model;
+            return 0;
         }
         let key_opt = self
             .sticky_header
@@ -119,17 +128,12 @@ impl Route {
             Some(key) => sticky_point(key, self.total()),
             None => rand::random_range(0..self.total()),
         };
-        self.at(point)
+        self.index_at(point)
     }
 
     /// The heaviest target (the newest on a tie): what metadata describes.
     pub fn primary(&self) -> &Arc<LoadedModel> {
-        let heaviest = self
-            .targets
-            .iter()
-            .max_by_key(|target| target.weight)
-            .expect("a route has at least one target");
-        &heaviest.model
+        &self.targets[self.primary].model
     }
 
     /// The shadow version, when this request is in its sample.
@@ -193,6 +197,8 @@ pub fn sticky_point(key: &[u8], total: u32) -> u32 {
 pub struct Picked {
     pub model: Arc<LoadedModel>,
     pub shadow_opt: Option<Arc<LoadedModel>>,
+    /// Picked by the split and not the stable version: the local guard watches it.
+    pub canary: bool,
 }
 
 #[derive(Debug, Default)]
@@ -233,11 +239,14 @@ impl RoutingTable {
             return Ok(Picked {
                 model: self.pinned(route, model, version)?.clone(),
                 shadow_opt: None,
+                canary: false,
             });
         }
+        let index = route.pick_index(headers);
         Ok(Picked {
-            model: route.pick(headers).clone(),
+            model: route.targets[index].model.clone(),
             shadow_opt: route.sample_shadow().cloned(),
+            canary: index != route.primary,
         })
     }
 

@@ -69,9 +69,11 @@ fn run(job: ShadowJob) {
         Ok(outputs) => {
             let comparison = compare(&job.primary_outputs, &outputs);
             metrics.record(&comparison);
+            job.shadow.stats.record_shadow(Some(&comparison));
         }
         Err(err) => {
             metrics.errors.increment(1);
+            job.shadow.stats.record_shadow(None);
             tracing::debug!(model = %job.shadow.name, version = job.shadow.version, primary = job.primary.version, error = %err, "shadow run failed");
         }
     }

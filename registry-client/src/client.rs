@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::rollout::{GuardReport, Rollout, StartRollout, StatsReport, VersionWindow};
 use crate::types::*;
 
 /// A client for one registry, acting as the holder of one bearer token.
@@ -250,6 +251,52 @@ impl RegistryClient {
             body,
         )
         .await
+    }
+
+    // ---- traffic feedback and rollouts ----
+
+    /// `POST /api/v1/stats`: a gateway's windows.
+    pub async fn report_stats(&self, report: &StatsReport) -> Result<(), ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/stats").json(report))
+            .await
+            .map(drop)
+    }
+
+    /// Every version of `model`, merged over the last `window`, across gateways.
+    pub async fn stats(&self, model: &str, window: Duration) -> Result<Vec<VersionWindow>, ClientError> {
+        let window_ms = window.as_millis().to_string();
+        let request = self
+            .request(Method::GET, &format!("/api/v1/stats/{}", segment(model)))
+            .query(&[("window_ms", window_ms.as_str())]);
+        decode(self.send(request).await?).await
+    }
+
+    /// `POST /api/v1/guard/{model}`: a gateway stopped routing to a version.
+    pub async fn report_guard(&self, model: &str, report: &GuardReport) -> Result<(), ClientError> {
+        let request = self
+            .request(Method::POST, &format!("/api/v1/guard/{}", segment(model)))
+            .json(report);
+        self.send(request).await.map(drop)
+    }
+
+    pub async fn start_rollout(&self, model: &str, body: &StartRollout) -> Result<Rollout, ClientError> {
+        self.send_json(
+            Method::POST,
+            &format!("/api/v1/rollouts/{}", segment(model)),
+            body,
+        )
+        .await
+    }
+
+    pub async fn get_rollout(&self, model: &str) -> Result<Rollout, ClientError> {
+        self.get_json(&format!("/api/v1/rollouts/{}", segment(model)))
+            .await
+    }
+
+    /// `pause`, `resume`, `promote` or `abort`.
+    pub async fn rollout_action(&self, model: &str, action: &str) -> Result<Rollout, ClientError> {
+        let path = format!("/api/v1/rollouts/{}/{}", segment(model), segment(action));
+        self.send_json(Method::POST, &path, &serde_json::json!({})).await
     }
 
     // ---- events ----

@@ -7,12 +7,15 @@
 //!   second copy of these types anywhere.
 //! - [`client`] is a typed async client over HTTP (bearer token auth), used by
 //!   the gateway's reconciler, the `sluice` CLI and the tests alike.
+//! - [`rollout`] holds the traffic feedback: the per-version windows gateways
+//!   report (they merge across replicas) and progressive rollouts.
 //! - [`error`] is the client's error: a refusal from the registry keeps its
 //!   status and `{"error": ...}` message, so a CLI can print it and pick an
 //!   exit code.
 
 pub mod client;
 pub mod error;
+pub mod rollout;
 pub mod types;
 
 pub use client::RegistryClient;

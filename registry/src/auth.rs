@@ -35,6 +35,9 @@ pub enum Role {
     Deployer,
     /// Reads; approves or rejects stage transitions.
     Approver,
+    /// What a gateway needs: reads, reports its statistics, and reports
+    /// a canary its local guard stopped.
+    Gateway,
     Admin,
 }
 
@@ -44,6 +47,7 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Deployer => "deployer",
             Role::Approver => "approver",
+            Role::Gateway => "gateway",
             Role::Admin => "admin",
         }
     }
@@ -64,14 +68,23 @@ pub enum Permission {
     Deploy,
     /// Approving or rejecting transitions.
     Review,
+    /// Traffic statistics and guard trips from gateways.
+    Report,
 }
 
 impl Permission {
     fn roles(self) -> &'static [Role] {
         match self {
-            Permission::Read => &[Role::Viewer, Role::Deployer, Role::Approver, Role::Admin],
+            Permission::Read => &[
+                Role::Viewer,
+                Role::Deployer,
+                Role::Approver,
+                Role::Gateway,
+                Role::Admin,
+            ],
             Permission::Register | Permission::Deploy => &[Role::Deployer, Role::Admin],
             Permission::Review => &[Role::Approver, Role::Admin],
+            Permission::Report => &[Role::Gateway, Role::Admin],
         }
     }
 
@@ -81,6 +94,7 @@ impl Permission {
             Permission::Register => "register models and versions",
             Permission::Deploy => "change traffic or aliases",
             Permission::Review => "approve or reject transitions",
+            Permission::Report => "report gateway statistics",
         }
     }
 }

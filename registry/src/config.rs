@@ -38,6 +38,10 @@ pub struct RegistryArgs {
     /// Directory that versions may be registered from by `file://` URI.
     #[arg(long, env = "SLUICE_IMPORT_ROOT", value_name = "DIR")]
     pub import_root: Option<PathBuf>,
+
+    /// How often the rollout controller looks for intervals to judge, in milliseconds.
+    #[arg(long, env = "SLUICE_ROLLOUT_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub rollout_tick_ms: u64,
 }
 
 /// A validated registry configuration.
@@ -50,6 +54,7 @@ pub struct RegistryConfig {
     pub import_root_opt: Option<PathBuf>,
     /// Tokens known to this process only (the embedded gateway's), in clear.
     pub process_tokens: Vec<(String, Caller)>,
+    pub rollout_tick: std::time::Duration,
 }
 
 impl RegistryConfig {
@@ -62,6 +67,7 @@ impl RegistryConfig {
             max_artifact_bytes: 1 << 30,
             import_root_opt: None,
             process_tokens: Vec::new(),
+            rollout_tick: std::time::Duration::from_secs(1),
         }
     }
 
@@ -95,6 +101,7 @@ impl RegistryArgs {
             max_artifact_bytes: self.max_artifact_bytes,
             import_root_opt: self.import_root,
             process_tokens: Vec::new(),
+            rollout_tick: std::time::Duration::from_millis(self.rollout_tick_ms),
         })
     }
 }

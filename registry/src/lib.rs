@@ -12,7 +12,9 @@
 //!   by sha256; an [`Inspector`] (the gateway's engines) reads a signature by
 //!   loading each new artifact, so nothing unloadable becomes a version;
 //! - [`policy`] says which approvals and metric gates each stage needs and
-//!   which stages may take traffic; [`config`] turns flags into a config.
+//!   which stages may take traffic; [`config`] turns flags into a config;
+//! - [`rollout`] runs progressive rollouts on the windows gateways report to
+//!   [`stats`], and rolls back what a gateway's local guard stopped.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either way.
@@ -23,6 +25,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod policy;
+pub mod rollout;
+pub mod stats;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -82,7 +86,9 @@ impl Registry {
             config.max_artifact_bytes,
             stop.clone(),
         )?;
-        let app = api::router(Arc::new(state));
+        let state = Arc::new(state);
+        tokio::spawn(rollout::run(state.clone(), config.rollout_tick, stop.clone()));
+        let app = api::router(state);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_gateway::guard::GuardLimits;
 use sluice_gateway::model::LoadedModel;
 use sluice_gateway::{ServeConfig, Server};
 use sluice_registry_client::RegistryClient;
@@ -123,6 +124,9 @@ pub struct Options {
     pub max_request_bytes: usize,
     pub compute_queue: usize,
     pub compute_threads: usize,
+    /// How often statistics go to the registry: fast, so rollouts run in test time.
+    pub stats_interval: Duration,
+    pub guard: GuardLimits,
 }
 
 impl Default for Options {
@@ -133,6 +137,8 @@ impl Default for Options {
             max_request_bytes: 64 * 1024 * 1024,
             compute_queue: 1024,
             compute_threads: 2,
+            stats_interval: Duration::from_millis(50),
+            guard: GuardLimits::default(),
         }
     }
 }
@@ -161,11 +167,11 @@ impl TestGateway {
         TestGateway::launch_config(ServeConfig::for_repository(repository.path()), options).await
     }
 
-    /// A gateway that follows `registry` (as the viewer `vic`), caching
+    /// A gateway that follows `registry` (as the gateway `gw`), caching
     /// artifacts under `cache_dir`; waits until it is ready.
     pub async fn follow(registry: &TestRegistry, cache_dir: &Path, options: Options) -> TestGateway {
         let gateway =
-            TestGateway::launch_following(&registry.url(), &registry.token("vic"), cache_dir, options).await;
+            TestGateway::launch_following(&registry.url(), &registry.token("gw"), cache_dir, options).await;
         gateway.wait_ready().await;
         gateway
     }
@@ -181,6 +187,8 @@ impl TestGateway {
         config.max_request_bytes = options.max_request_bytes;
         config.compute_queue = options.compute_queue;
         config.compute_threads = options.compute_threads;
+        config.stats_interval = options.stats_interval;
+        config.guard_limits = options.guard;
         config.engines.ort_library_opt = options.with_ort.then(ort_library);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

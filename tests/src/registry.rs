@@ -22,13 +22,14 @@ use sluice_registry_client::types::*;
 use tempfile::TempDir;
 
 /// The test actors and their roles: `admin`, `dora` the deployer, `tom` and
-/// `bea` the approvers, `vic` the viewer.
-pub const ACTORS: [(&str, Role); 5] = [
+/// `bea` the approvers, `vic` the viewer, `gw` the gateways.
+pub const ACTORS: [(&str, Role); 6] = [
     ("admin", Role::Admin),
     ("dora", Role::Deployer),
     ("tom", Role::Approver),
     ("bea", Role::Approver),
     ("vic", Role::Viewer),
+    ("gw", Role::Gateway),
 ];
 
 /// Registry settings a test may change before starting.
@@ -37,6 +38,8 @@ pub struct RegistryOptions {
     pub policy: Option<Policy>,
     pub max_artifact_bytes: Option<usize>,
     pub import_root: Option<PathBuf>,
+    /// How often the rollout controller looks for intervals to judge.
+    pub rollout_tick: Option<std::time::Duration>,
 }
 
 pub struct TestRegistry {
@@ -89,6 +92,9 @@ impl TestRegistry {
             config.max_artifact_bytes = limit;
         }
         config.import_root_opt = self.options.import_root.clone();
+        if let Some(tick) = self.options.rollout_tick {
+            config.rollout_tick = tick;
+        }
         config
     }
 

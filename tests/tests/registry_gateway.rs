@@ -122,7 +122,7 @@ async fn a_gateway_starts_from_its_cache_when_the_registry_is_down() {
 
     let second = TestGateway::launch_following(
         &registry.url(),
-        &registry.token("vic"),
+        &registry.token("gw"),
         cache.path(),
         Options::default(),
     )

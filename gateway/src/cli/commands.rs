@@ -317,7 +317,7 @@ pub async fn run_events(
 
 // ---- rendering ----
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, ClientError> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, ClientError> {
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|err| ClientError::Decode(format!("re-encoding the answer as JSON: {err}")))?;
     text.push('\n');

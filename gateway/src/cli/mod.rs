@@ -8,6 +8,7 @@
 
 mod args;
 mod commands;
+mod rollout;
 mod table;
 
 use std::io::{ErrorKind, Write};
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 pub use args::*;
+pub use rollout::RolloutCommand;
 
 /// The file the registry writes its bootstrap admin token to under its data
 /// directory (the registry's `auth::ADMIN_TOKEN_FILE`).
@@ -31,6 +33,7 @@ pub enum ClientCommand {
     Stage(StageCommand),
     Alias(AliasCommand),
     Traffic(TrafficCommand),
+    Rollout(RolloutCommand),
     Events(EventsArgs),
 }
 
@@ -97,6 +100,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Stage(stage) => commands::run_stage(&client, stage, json).await,
         ClientCommand::Alias(alias) => commands::run_alias(&client, alias, json).await,
         ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
+        ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
         ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
     };
     match result {

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::AppState;
 use super::body::{self, Encoding};
 use crate::error::{Error, Result};
+use crate::guard::Trip;
 use crate::metrics;
 use crate::model::LoadedModel;
 use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
@@ -138,7 +139,11 @@ async fn infer_and_count(
     // keeps the version alive until we answer, whatever swaps happen meanwhile.
     let picked = state.routes.load().pick(model_name, version_opt, headers);
     let (response, labels) = match picked {
-        Ok(Picked { model, shadow_opt }) => {
+        Ok(Picked {
+            model,
+            shadow_opt,
+            canary,
+        }) => {
             let mut response = match run_inference(state, &model, shadow_opt, headers, body).await {
                 Ok(response) => response,
                 Err(err) => err.into_response(),
@@ -149,23 +154,34 @@ async fn infer_and_count(
                 HeaderValue::from_str(&model.version_label)
                     .expect("a version number is a valid header value"),
             );
-            (response, Some(model))
+            (response, Some((model, canary)))
         }
         Err(err) => (err.into_response(), None),
     };
     let code = response.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     match &labels {
-        Some(model) => {
+        Some((model, canary)) => {
             model.metrics.count(code);
-            model.metrics.request_duration.record(elapsed);
+            model.metrics.request_duration.record(elapsed.as_secs_f64());
+            model.stats.record(code, elapsed);
+            if *canary && model.guard.record(code >= 500, state.guard_limits) {
+                // Off the request path: the guard task swaps the table.
+                let _ = state.trips.try_send(Trip {
+                    model: model.name.clone(),
+                    version: model.version,
+                    errors: state.guard_limits.errors as u64,
+                    window: state.guard_limits.window as u64,
+                });
+            }
         }
         // Unknown names are counted under empty labels so that a scan of
         // random paths cannot explode the metric's cardinality.
         None => {
             ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code.to_string())
                 .increment(1);
-            ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "").record(elapsed);
+            ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
+                .record(elapsed.as_secs_f64());
         }
     }
     response

@@ -13,13 +13,14 @@ use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tower_http::compression::CompressionLayer;
 
 use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
 use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
+use crate::guard::{GuardLimits, Guarded, Trip};
 use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
@@ -32,6 +33,9 @@ pub struct AppState {
     pub compute: ComputePool,
     /// Mirrored requests, queued for the shadow threads.
     pub shadows: Arc<Shadows>,
+    pub guard_limits: GuardLimits,
+    /// Tripped guards, for the guard task.
+    pub trips: mpsc::Sender<Trip>,
     pub metrics: PrometheusHandle,
     pub max_request_bytes: usize,
 }
@@ -75,11 +79,16 @@ impl Server {
         let routes = Arc::new(Routes::default());
         let health = Arc::new(Health::default());
         let engines = Arc::new(crate::backend::Engines::new(&config.engines));
+        let (trips, trips_rx) = mpsc::channel(64);
+        let guarded = Guarded::default();
+        let gateway_id = format!("{addr}/{}", std::process::id());
         let state = Arc::new(AppState {
             routes: routes.clone(),
             health: health.clone(),
             compute: ComputePool::new(config.compute_threads, config.compute_queue),
             shadows: Arc::new(Shadows::new(config.shadow_threads, config.shadow_queue)),
+            guard_limits: config.guard_limits,
+            trips,
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
         });
@@ -101,11 +110,36 @@ impl Server {
                         cache_dir.display()
                     ))
                 })?;
-                let follower = Follower::new(client.clone(), cache, engines, routes.clone(), health.clone());
+                let follower = Follower::new(
+                    client.clone(),
+                    cache,
+                    engines,
+                    routes.clone(),
+                    health.clone(),
+                    guarded.clone(),
+                );
                 tokio::spawn(crate::reconcile::follow(follower, shutdown_rx.clone()));
+                tokio::spawn(crate::stats::report(
+                    client.clone(),
+                    routes.clone(),
+                    gateway_id.clone(),
+                    config.stats_interval,
+                    shutdown_rx.clone(),
+                ));
                 format!("registry {}", client.base_url())
             }
         };
+        let client_opt = match &config.source {
+            Source::Registry { client, .. } => Some(client.clone()),
+            Source::Repository(_) => None,
+        };
+        tokio::spawn(crate::guard::run(
+            trips_rx,
+            routes.clone(),
+            guarded,
+            client_opt,
+            gateway_id,
+        ));
         let app = router(state);
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {

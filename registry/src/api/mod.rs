@@ -6,6 +6,7 @@
 
 mod deployments;
 mod governance;
+mod rollouts;
 mod versions;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use crate::artifacts::ArtifactStore;
 use crate::auth::{Caller, Tokens};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+use crate::rollout::Decided;
+use crate::stats::Stats;
 use crate::store::Store;
 
 /// Largest JSON body (documents such as drift profiles included).
@@ -39,6 +42,9 @@ pub struct AppState {
     pub revision: Arc<RevisionFeed>,
     /// Turns true at shutdown, so long-polls answer at once.
     pub stopping: watch::Receiver<bool>,
+    /// What gateways report about each version, for rollouts.
+    pub stats: Arc<Stats>,
+    webhooks: reqwest::Client,
 }
 
 impl AppState {
@@ -61,7 +67,33 @@ impl AppState {
             max_artifact_bytes,
             revision: Arc::new(RevisionFeed(watch::channel(revision).0)),
             stopping,
+            stats: Arc::new(Stats::default()),
+            webhooks: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|err| Error::Internal(format!("webhook client: {err}")))?,
         })
+    }
+
+    /// After a rollout decision committed: tells watchers, logs it, and calls
+    /// the rollout's webhook when it just ended (best effort, off the caller).
+    pub fn announce(&self, decided: &Decided) {
+        if let Some(revision) = decided.revision_opt {
+            self.revision.publish(revision);
+        }
+        let rollout = &decided.rollout;
+        tracing::info!(model = %rollout.model, canary = rollout.canary, status = ?rollout.status, weight = rollout.canary_weight, "rollout decision");
+        let Some(url) = rollout.policy.webhook.clone().filter(|_| decided.finished) else {
+            return;
+        };
+        let request = self.webhooks.post(&url).json(rollout);
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => tracing::warn!(%url, status = %response.status(), "rollout webhook refused"),
+                Err(err) => tracing::warn!(%url, error = %err, "rollout webhook failed"),
+            }
+        });
     }
 
     /// Runs store work on a blocking thread.
@@ -103,6 +135,7 @@ impl RevisionFeed {
 pub fn router(state: Arc<AppState>) -> Router {
     use deployments::*;
     use governance::*;
+    use rollouts::*;
     use versions::*;
     Router::new()
         .route("/api/v1/health", get(health))
@@ -140,6 +173,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(get_deployment).put(set_deployment).delete(delete_deployment),
         )
         .route("/api/v1/events", get(list_events))
+        .route("/api/v1/rollouts/{model}", get(get_rollout).post(start_rollout))
+        .route("/api/v1/rollouts/{model}/{action}", post(rollout_action))
+        .route("/api/v1/stats", post(report_stats))
+        .route("/api/v1/stats/{model}", get(model_stats))
+        .route("/api/v1/guard/{model}", post(report_guard))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod events;
 pub mod governance;
 pub mod models;
+pub mod rollouts;
 pub mod versions;
 
 #[cfg(test)]
@@ -23,10 +24,11 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
-/// Bumped when the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 1;
+/// Each step brings the schema from the previous version to its own;
+/// `migrate` runs the ones a file lacks, in order, each in a transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
-const SCHEMA: &str = "
+const SCHEMA_V1: &str = "
 CREATE TABLE models (
     name        TEXT PRIMARY KEY,
     description TEXT NOT NULL,
@@ -117,6 +119,14 @@ CREATE TABLE events (
 );
 ";
 
+/// Progressive rollouts: the latest of each model, its state as JSON.
+const SCHEMA_V2: &str = "
+CREATE TABLE rollouts (
+    model TEXT PRIMARY KEY REFERENCES models(name),
+    state TEXT NOT NULL
+);
+";
+
 /// The metadata database. Cheap to clone: one connection, shared.
 #[derive(Clone)]
 pub struct Store {
@@ -166,18 +176,18 @@ impl Store {
 
 fn migrate(connection: &mut Connection) -> Result<()> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if current == SCHEMA_VERSION {
-        return Ok(());
-    }
-    if current > SCHEMA_VERSION {
+    let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > latest {
         return Err(Error::Internal(format!(
-            "the metadata database has schema {current}, newer than this build's {SCHEMA_VERSION}"
+            "the metadata database has schema {current}, newer than this build's {latest}"
         )));
     }
-    let transaction = connection.transaction()?;
-    transaction.execute_batch(SCHEMA)?;
-    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    transaction.commit()?;
+    for (version, step) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(step)?;
+        transaction.pragma_update(None, "user_version", version)?;
+        transaction.commit()?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,163 @@
+//! `sluice rollout start|pause|resume|promote|abort|status`: progressive
+//! rollouts, which the registry runs.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
+use sluice_registry_client::{ClientError, RegistryClient};
+
+use super::commands::to_json;
+use super::table::Table;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutCommand {
+    /// Start moving a model's traffic to a canary version step by step, judged each interval.
+    ///
+    /// Without --policy: steps of 10, 25 and 50%, one a minute, at least 100 canary requests per
+    /// interval, at most 1% server errors and a p99 at most 1.5x the stable version's, rolled back
+    /// after 3 failed intervals.
+    Start {
+        /// Name of the model.
+        model: String,
+
+        /// The canary: a staging or production version.
+        #[arg(long)]
+        version: u64,
+
+        /// Rollout policy (TOML): step_weights or step_weight + max_weight, interval_ms,
+        /// min_requests, max_error_rate, max_p99_ms, max_p99_ratio, max_shadow_disagreement,
+        /// threshold, webhook.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Stop judging intervals; the weights stay where they are.
+    Pause { model: String },
+    /// Judge intervals again, from now.
+    Resume { model: String },
+    /// Give the canary all traffic now and move it to production.
+    Promote { model: String },
+    /// Give the stable version all traffic back.
+    Abort { model: String },
+    /// The rollout's step, weights and each interval's checks.
+    Status { model: String },
+}
+
+fn default_policy() -> RolloutPolicy {
+    RolloutPolicy {
+        step_weights: vec![10, 25, 50],
+        step_weight: None,
+        max_weight: None,
+        interval_ms: 60_000,
+        min_requests: 100,
+        max_error_rate: Some(0.01),
+        max_p99_ms: None,
+        max_p99_ratio: Some(1.5),
+        max_shadow_disagreement: None,
+        threshold: 3,
+        webhook: None,
+    }
+}
+
+pub async fn run_rollout(
+    client: &RegistryClient,
+    command: RolloutCommand,
+    json: bool,
+) -> Result<String, ClientError> {
+    let rollout = match command {
+        RolloutCommand::Start {
+            model,
+            version,
+            policy,
+        } => {
+            let policy = match policy {
+                Some(path) => read_policy(&path)?,
+                None => default_policy(),
+            };
+            let body = StartRollout {
+                canary: version,
+                policy,
+            };
+            client.start_rollout(&model, &body).await?
+        }
+        RolloutCommand::Pause { model } => client.rollout_action(&model, "pause").await?,
+        RolloutCommand::Resume { model } => client.rollout_action(&model, "resume").await?,
+        RolloutCommand::Promote { model } => client.rollout_action(&model, "promote").await?,
+        RolloutCommand::Abort { model } => client.rollout_action(&model, "abort").await?,
+        RolloutCommand::Status { model } => client.get_rollout(&model).await?,
+    };
+    if json {
+        return to_json(&rollout);
+    }
+    Ok(render(&rollout))
+}
+
+fn read_policy(path: &PathBuf) -> Result<RolloutPolicy, ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))?;
+    let policy: RolloutPolicy =
+        toml::from_str(&text).map_err(|err| ClientError::Io(format!("{}: {err}", path.display())))?;
+    policy
+        .steps()
+        .map_err(|err| ClientError::Io(format!("{}: {err}", path.display())))?;
+    Ok(policy)
+}
+
+fn status_word(status: RolloutStatus) -> &'static str {
+    match status {
+        RolloutStatus::Progressing => "progressing",
+        RolloutStatus::Paused => "paused",
+        RolloutStatus::Promoted => "promoted",
+        RolloutStatus::RolledBack => "rolled back",
+        RolloutStatus::Aborted => "aborted",
+    }
+}
+
+fn render(rollout: &Rollout) -> String {
+    let steps = rollout.policy.steps().unwrap_or_default();
+    let mut text = format!(
+        "{}: version {} against {}, {}, step {}/{}, canary at {}%, failed intervals {}/{}\n",
+        rollout.model,
+        rollout.canary,
+        rollout.stable,
+        status_word(rollout.status),
+        (rollout.step + 1).min(steps.len().max(1)),
+        steps.len(),
+        rollout.canary_weight,
+        rollout.failed_intervals,
+        rollout.policy.threshold
+    );
+    if rollout.intervals.is_empty() {
+        return text;
+    }
+    let mut table = Table::new(&[
+        "ENDED",
+        "WEIGHT",
+        "REQUESTS",
+        "ERRORS",
+        "P99",
+        "STABLE P99",
+        "VERDICT",
+        "REASONS",
+    ]);
+    let percent = |value: Option<f64>| value.map_or("-".to_string(), |rate| format!("{:.2}%", rate * 100.0));
+    let millis = |value: Option<f64>| value.map_or("-".to_string(), |ms| format!("{ms} ms"));
+    for interval in &rollout.intervals {
+        table.push(vec![
+            interval.ended_at.clone(),
+            format!("{}%", interval.canary_weight),
+            interval.canary_requests.to_string(),
+            percent(interval.error_rate),
+            millis(interval.p99_ms),
+            millis(interval.stable_p99_ms),
+            interval.verdict.clone(),
+            if interval.reasons.is_empty() {
+                "-".to_string()
+            } else {
+                interval.reasons.join("; ")
+            },
+        ]);
+    }
+    text.push_str(&table.render());
+    text
+}

@@ -1,0 +1,246 @@
+//! The local guard: when a canary fails too many of its last requests, this
+//! gateway stops routing to it at once, without waiting for the control
+//! plane, then reports it so the registry rolls it back everywhere.
+//!
+//! The request path records each canary answer into a lock-free ring (one
+//! atomic swap and at most one add). A trip sends the version over a bounded
+//! channel to a task that swaps the routing table and reports, retrying
+//! until the registry hears it; the follower keeps the version at weight 0
+//! until the registry's deployment does the same.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::rollout::GuardReport;
+use tokio::sync::mpsc;
+
+use crate::routing::{Route, Routes};
+
+/// The most requests a guard window may span.
+pub const MAX_WINDOW: usize = 1024;
+
+/// When a canary is stopped: `errors` server errors among its last `window` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardLimits {
+    pub window: usize,
+    pub errors: usize,
+}
+
+impl Default for GuardLimits {
+    /// Half of at least 20.
+    fn default() -> Self {
+        GuardLimits {
+            window: 20,
+            errors: 10,
+        }
+    }
+}
+
+/// The outcomes of a version's last requests.
+pub struct Guard {
+    ring: Box<[AtomicBool]>,
+    next: AtomicU64,
+    /// Signed: under concurrency a slot's decrement may land before the
+    /// increment that put the failure there.
+    errors: AtomicI64,
+    tripped: AtomicBool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            ring: (0..MAX_WINDOW).map(|_| AtomicBool::new(false)).collect(),
+            next: AtomicU64::new(0),
+            errors: AtomicI64::new(0),
+            tripped: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Guard {
+    /// Records one answer; true for the one call that trips the guard.
+    pub fn record(&self, failed: bool, limits: GuardLimits) -> bool {
+        if limits.window == 0 {
+            return false;
+        }
+        let window = limits.window.min(MAX_WINDOW);
+        let seen = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = (seen % window as u64) as usize;
+        let was_failed = self.ring[slot].swap(failed, Ordering::Relaxed);
+        let errors = match (was_failed, failed) {
+            (false, true) => self.errors.fetch_add(1, Ordering::Relaxed) + 1,
+            (true, false) => self.errors.fetch_sub(1, Ordering::Relaxed) - 1,
+            _ => self.errors.load(Ordering::Relaxed),
+        };
+        let full = seen + 1 >= window as u64;
+        full && errors >= limits.errors as i64 && !self.tripped.swap(true, Ordering::Relaxed)
+    }
+
+    /// Forgets the window, once the registry has taken the version out.
+    pub fn reset(&self) {
+        for slot in self.ring.iter() {
+            slot.store(false, Ordering::Relaxed);
+        }
+        self.errors.store(0, Ordering::Relaxed);
+        self.next.store(0, Ordering::Relaxed);
+        self.tripped.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Versions this gateway stopped, until the registry's deployment agrees.
+pub type Guarded = Arc<Mutex<HashSet<(String, u64)>>>;
+
+/// A tripped guard, from the request path to the guard task.
+pub struct Trip {
+    pub model: String,
+    pub version: u64,
+    pub errors: u64,
+    pub window: u64,
+}
+
+/// The weights with each `guarded` version's share given to the heaviest
+/// target that is not guarded (the stable version).
+pub fn without_guarded(weights: &[(u64, u32)], guarded: &HashSet<u64>) -> Vec<(u64, u32)> {
+    let freed: u32 = weights
+        .iter()
+        .filter(|(version, _)| guarded.contains(version))
+        .map(|(_, weight)| weight)
+        .sum();
+    let heir = weights
+        .iter()
+        .filter(|(version, weight)| !guarded.contains(version) && *weight > 0)
+        .max_by_key(|(version, weight)| (*weight, *version))
+        .map(|(version, _)| *version);
+    let Some(heir) = heir else {
+        // Nothing healthy to give the traffic to: leave it as it is.
+        return weights.to_vec();
+    };
+    weights
+        .iter()
+        .map(|&(version, weight)| match version {
+            v if guarded.contains(&v) => (v, 0),
+            v if v == heir => (v, weight + freed),
+            v => (v, weight),
+        })
+        .collect()
+}
+
+/// Stops routing to tripped versions and reports them, until `trips` closes.
+pub async fn run(
+    mut trips: mpsc::Receiver<Trip>,
+    routes: Arc<Routes>,
+    guarded: Guarded,
+    client_opt: Option<RegistryClient>,
+    gateway: String,
+) {
+    while let Some(trip) = trips.recv().await {
+        tracing::error!(model = %trip.model, version = trip.version, errors = trip.errors, window = trip.window, "local guard: the canary fails too often, routing away from it");
+        metrics::counter!(crate::metrics::GUARD_TRIPS, "model" => trip.model.clone()).increment(1);
+        {
+            let mut set = guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            set.insert((trip.model.clone(), trip.version));
+        }
+        stop_routing(&routes, &trip.model, trip.version);
+        if let Some(client) = client_opt.clone() {
+            let report = GuardReport {
+                gateway: gateway.clone(),
+                version: trip.version,
+                errors: trip.errors,
+                window: trip.window,
+            };
+            tokio::spawn(report_until_heard(client, trip.model, report));
+        }
+    }
+}
+
+/// Republishes the table with `version`'s weight given to the stable version.
+fn stop_routing(routes: &Routes, model: &str, version: u64) {
+    let current = routes.snapshot();
+    let Some(route) = current.routes.get(model) else {
+        return;
+    };
+    let weights: Vec<(u64, u32)> = route
+        .targets
+        .iter()
+        .map(|target| (target.model.version, target.weight))
+        .collect();
+    let weights = without_guarded(&weights, &HashSet::from([version]));
+    let Some(rerouted) = Route::split(
+        route.versions.clone(),
+        &weights,
+        route.sticky_header.clone(),
+        route.shadow.clone(),
+    ) else {
+        return;
+    };
+    let mut table = crate::routing::RoutingTable::default();
+    for (name, other) in &current.routes {
+        table.routes.insert(name.clone(), other.clone());
+    }
+    table.routes.insert(model.to_string(), Arc::new(rerouted));
+    routes.publish(table);
+}
+
+/// The registry must hear of it, even if it is down now: retry with backoff.
+async fn report_until_heard(client: RegistryClient, model: String, report: GuardReport) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.report_guard(&model, &report).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(model = %model, version = report.version, error = %err, "cannot report the guard's rollback yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trips_once_on_half_of_the_last_twenty() {
+        let guard = Guard::default();
+        let limits = GuardLimits::default();
+        // Nine failures in a full window: not yet.
+        for index in 0..20 {
+            assert!(!guard.record(index % 2 == 0 && index < 18, limits));
+        }
+        // The window slides: old failures leave as new ones come.
+        assert!(!guard.record(false, limits));
+        let trips: Vec<bool> = (0..12).map(|_| guard.record(true, limits)).collect();
+        assert_eq!(
+            trips.iter().filter(|tripped| **tripped).count(),
+            1,
+            "trips exactly once"
+        );
+        guard.reset();
+        assert!(
+            !(0..9).any(|_| guard.record(true, limits)),
+            "a reset window starts empty"
+        );
+    }
+
+    #[test]
+    fn a_stopped_canary_gives_its_share_to_the_stable_version() {
+        let guarded = HashSet::from([4]);
+        assert_eq!(
+            without_guarded(&[(3, 90), (4, 10)], &guarded),
+            vec![(3, 100), (4, 0)]
+        );
+        assert_eq!(
+            without_guarded(&[(2, 20), (3, 50), (4, 30)], &guarded),
+            vec![(2, 20), (3, 80), (4, 0)]
+        );
+        assert_eq!(
+            without_guarded(&[(4, 100)], &guarded),
+            vec![(4, 100)],
+            "no one to give it to"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Per-version statistics in windows of a few seconds, reported to the
+//! registry, where windows from every replica add up (the rollout controller
+//! judges canaries on them).
+//!
+//! The request path only increments atomics of the version it picked; the
+//! reporter swaps them to zero once per window, so windows never overlap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, StatsReport, VersionWindow};
+use tokio::sync::watch;
+
+use crate::routing::Routes;
+use crate::shadow::Comparison;
+
+/// The counters of one version since the last report.
+pub struct VersionStats {
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    /// One per bound of `LATENCY_BUCKETS_MS`, plus one above the last.
+    latency: Box<[AtomicU64]>,
+    shadow_requests: AtomicU64,
+    shadow_errors: AtomicU64,
+    shadow_rows: AtomicU64,
+    shadow_agreements: AtomicU64,
+    shadow_values: AtomicU64,
+    /// f64 bits: added with a compare-and-swap loop (shadow threads only).
+    shadow_sum_abs_diff: AtomicU64,
+    shadow_max_abs_diff: AtomicU64,
+}
+
+impl Default for VersionStats {
+    fn default() -> Self {
+        VersionStats {
+            requests: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            latency: (0..=LATENCY_BUCKETS_MS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            shadow_requests: AtomicU64::new(0),
+            shadow_errors: AtomicU64::new(0),
+            shadow_rows: AtomicU64::new(0),
+            shadow_agreements: AtomicU64::new(0),
+            shadow_values: AtomicU64::new(0),
+            shadow_sum_abs_diff: AtomicU64::new(0f64.to_bits()),
+            shadow_max_abs_diff: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+}
+
+impl VersionStats {
+    /// One answered request: its status code and how long it took.
+    pub fn record(&self, code: u16, elapsed: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match code {
+            400..=499 => self.client_errors.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.server_errors.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        let millis = elapsed.as_secs_f64() * 1000.0;
+        let bucket = LATENCY_BUCKETS_MS.partition_point(|&bound| bound < millis);
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One mirrored request this version ran as a shadow: its comparison, or
+    /// `None` when it failed.
+    pub fn record_shadow(&self, comparison_opt: Option<&Comparison>) {
+        self.shadow_requests.fetch_add(1, Ordering::Relaxed);
+        let Some(comparison) = comparison_opt else {
+            self.shadow_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.shadow_rows.fetch_add(comparison.rows, Ordering::Relaxed);
+        self.shadow_agreements
+            .fetch_add(comparison.agreements, Ordering::Relaxed);
+        self.shadow_values.fetch_add(comparison.values, Ordering::Relaxed);
+        update_f64(&self.shadow_sum_abs_diff, |sum| sum + comparison.sum_abs_diff);
+        update_f64(&self.shadow_max_abs_diff, |max| max.max(comparison.max_abs_diff));
+    }
+
+    /// The counts since the last take, zeroed as they are read.
+    pub fn take(&self, model: &str, version: u64) -> VersionWindow {
+        let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
+        let take_f64 = |counter: &AtomicU64| f64::from_bits(counter.swap(0f64.to_bits(), Ordering::Relaxed));
+        VersionWindow {
+            model: model.to_string(),
+            version,
+            requests: take(&self.requests),
+            client_errors: take(&self.client_errors),
+            server_errors: take(&self.server_errors),
+            latency_buckets: self.latency.iter().map(take).collect(),
+            shadow: ShadowWindow {
+                requests: take(&self.shadow_requests),
+                errors: take(&self.shadow_errors),
+                rows: take(&self.shadow_rows),
+                agreements: take(&self.shadow_agreements),
+                values: take(&self.shadow_values),
+                sum_abs_diff: take_f64(&self.shadow_sum_abs_diff),
+                max_abs_diff: take_f64(&self.shadow_max_abs_diff),
+            },
+        }
+    }
+}
+
+fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
+    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+        Some(update(f64::from_bits(bits)).to_bits())
+    });
+}
+
+/// Reports every live version's window to the registry every `interval`,
+/// until `shutdown`. A window the registry does not take is dropped: these
+/// are rates for judging canaries, not a ledger.
+pub async fn report(
+    client: RegistryClient,
+    routes: Arc<Routes>,
+    gateway: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+        let table = routes.snapshot();
+        let mut versions = Vec::new();
+        for (name, route) in &table.routes {
+            let shadow = route.shadow.iter().map(|shadow| &shadow.model);
+            for model in route.versions.values().chain(shadow) {
+                let window = model.stats.take(name, model.version);
+                if window.requests > 0 || window.shadow.requests > 0 {
+                    versions.push(window);
+                }
+            }
+        }
+        if versions.is_empty() {
+            continue;
+        }
+        let report = StatsReport {
+            gateway: gateway.clone(),
+            versions,
+        };
+        if let Err(err) = client.report_stats(&report).await {
+            tracing::debug!(error = %err, "cannot report statistics to the registry; dropping this window");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_count_codes_and_latency_and_reset_when_taken() {
+        let stats = VersionStats::default();
+        stats.record(200, Duration::from_micros(400));
+        stats.record(200, Duration::from_millis(40));
+        stats.record(400, Duration::from_micros(90));
+        stats.record(503, Duration::from_secs(20));
+        let window = stats.take("m", 3);
+        assert_eq!(
+            (window.requests, window.client_errors, window.server_errors),
+            (4, 1, 1)
+        );
+        assert_eq!(window.latency_buckets.len(), LATENCY_BUCKETS_MS.len() + 1);
+        assert_eq!(window.latency_buckets[1], 1, "90 µs is in the 0.1 ms bucket");
+        assert_eq!(window.latency_buckets[4], 1, "400 µs is in the 0.5 ms bucket");
+        assert_eq!(
+            *window.latency_buckets.last().unwrap(),
+            1,
+            "20 s is above every bound"
+        );
+        assert_eq!(window.latency_quantile_ms(0.5), Some(0.5));
+        assert_eq!(stats.take("m", 3).requests, 0, "taking resets");
+    }
+
+    #[test]
+    fn shadow_comparisons_add_up() {
+        let stats = VersionStats::default();
+        let comparison = Comparison {
+            rows: 4,
+            agreements: 3,
+            values: 8,
+            sum_abs_diff: 0.5,
+            max_abs_diff: 0.25,
+            mismatched_outputs: 0,
+        };
+        stats.record_shadow(Some(&comparison));
+        stats.record_shadow(Some(&comparison));
+        stats.record_shadow(None);
+        let shadow = stats.take("m", 1).shadow;
+        assert_eq!(
+            (shadow.requests, shadow.errors, shadow.rows, shadow.agreements),
+            (3, 1, 8, 6)
+        );
+        assert_eq!((shadow.sum_abs_diff, shadow.max_abs_diff), (1.0, 0.25));
+    }
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Write `models/test/credit_risk_faulty/1/model.onnx`: a bad canary for rollout tests.
+
+Run from the repository root after `models/train.py`:
+
+    python3 models/faulty.py
+
+It is the credit-risk model with a realistic defect grafted on: its scores
+are reshaped to a width computed from `floor(age / 60)`, so it answers exactly
+as the original for applicants under 60 and fails at run time (ONNX Runtime:
+"cannot be reshaped", a server error, not the client's) for the 28% of
+applicants aged 60 and over. Inputs, outputs and every answer it does give
+are the original's.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def main() -> None:
+    model = onnx.load(ROOT / "repository/credit_risk/1/model.onnx")
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["probabilities_raw" if out == "probabilities" else out for out in node.output]
+    constants = {
+        "sixty": np.array(60.0, dtype=np.float32),
+        "two": np.array(2, dtype=np.int64),
+        "axis_zero": np.array([0], dtype=np.int64),
+        "any_rows": np.array([-1], dtype=np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    graph.node.extend(
+        [
+            helper.make_node("Div", ["age", "sixty"], ["age_over_sixty"]),
+            helper.make_node("Floor", ["age_over_sixty"], ["age_bucket_float"]),
+            helper.make_node("Cast", ["age_bucket_float"], ["age_bucket"], to=TensorProto.INT64),
+            helper.make_node("ReduceMax", ["age_bucket"], ["oldest_bucket"], keepdims=0),
+            helper.make_node("Add", ["oldest_bucket", "two"], ["width"]),
+            helper.make_node("Unsqueeze", ["width", "axis_zero"], ["width_1d"]),
+            helper.make_node("Concat", ["any_rows", "width_1d"], ["score_shape"], axis=0),
+            helper.make_node("Reshape", ["probabilities_raw", "score_shape"], ["probabilities"]),
+        ]
+    )
+    graph.name = "credit_risk_faulty"
+    onnx.checker.check_model(model)
+    path = ROOT / "test/credit_risk_faulty/1/model.onnx"
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
+if __name__ == "__main__":
+    main()

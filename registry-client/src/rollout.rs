@@ -1,0 +1,253 @@
+//! Wire types of traffic feedback: the per-version statistics gateways
+//! report, and progressive rollouts the registry runs on them.
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds (milliseconds) of the latency buckets every gateway counts
+/// into; the last bucket is everything above. Fixed, so that windows from
+/// many replicas merge by adding counts.
+pub const LATENCY_BUCKETS_MS: [f64; 28] = [
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0,
+    150.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// Counts of one version over one window of one gateway; windows add up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionWindow {
+    pub model: String,
+    pub version: u64,
+    pub requests: u64,
+    /// 4xx answers: the client's mistakes, not the version's.
+    pub client_errors: u64,
+    /// 5xx answers: what error-rate checks count.
+    pub server_errors: u64,
+    /// One count per [`LATENCY_BUCKETS_MS`] bound, plus one above the last.
+    pub latency_buckets: Vec<u64>,
+    /// Requests mirrored to this version as a shadow, and how it compared.
+    #[serde(default)]
+    pub shadow: ShadowWindow,
+}
+
+/// A shadow version's comparison with the primary over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowWindow {
+    pub requests: u64,
+    pub errors: u64,
+    pub rows: u64,
+    pub agreements: u64,
+    pub values: u64,
+    pub sum_abs_diff: f64,
+    pub max_abs_diff: f64,
+}
+
+impl VersionWindow {
+    /// Adds `other` (the same version, another window or replica).
+    pub fn merge(&mut self, other: &VersionWindow) {
+        self.requests += other.requests;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        if self.latency_buckets.len() < other.latency_buckets.len() {
+            self.latency_buckets.resize(other.latency_buckets.len(), 0);
+        }
+        for (mine, theirs) in self.latency_buckets.iter_mut().zip(&other.latency_buckets) {
+            *mine += theirs;
+        }
+        let shadow = &mut self.shadow;
+        shadow.requests += other.shadow.requests;
+        shadow.errors += other.shadow.errors;
+        shadow.rows += other.shadow.rows;
+        shadow.agreements += other.shadow.agreements;
+        shadow.values += other.shadow.values;
+        shadow.sum_abs_diff += other.shadow.sum_abs_diff;
+        shadow.max_abs_diff = shadow.max_abs_diff.max(other.shadow.max_abs_diff);
+    }
+
+    /// 5xx answers per request; `None` without requests.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
+    }
+
+    /// The latency under which `quantile` of requests answered: the upper
+    /// bound of the bucket it falls in. `None` without requests.
+    pub fn latency_quantile_ms(&self, quantile: f64) -> Option<f64> {
+        let total: u64 = self.latency_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (quantile * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (index, count) in self.latency_buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS_MS.get(index).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    /// Share of compared rows whose class differed from the primary's.
+    pub fn shadow_disagreement(&self) -> Option<f64> {
+        (self.shadow.rows > 0).then(|| 1.0 - self.shadow.agreements as f64 / self.shadow.rows as f64)
+    }
+}
+
+/// `POST /api/v1/stats`: one gateway's windows, sent every few seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Which replica sent it (host and process), for diagnostics.
+    pub gateway: String,
+    pub versions: Vec<VersionWindow>,
+}
+
+/// `POST /api/v1/guard/{model}`: a gateway's local guard stopped routing to
+/// a version that failed too often; the registry rolls it back everywhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardReport {
+    pub gateway: String,
+    pub version: u64,
+    /// Server errors among the last `window` requests when it tripped.
+    pub errors: u64,
+    pub window: u64,
+}
+
+/// A progressive rollout's policy (Flagger's semantics): the canary's weight
+/// climbs `step_weights` one `interval_ms` at a time while its checks pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutPolicy {
+    /// Canary weights, in order; the last step passed promotes it to 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_weights: Vec<u32>,
+    /// Or: steps of `step_weight` up to `max_weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_weight: Option<u32>,
+    pub interval_ms: u64,
+    /// Canary requests an interval needs to be judged; fewer is inconclusive.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// Largest share of 5xx answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<f64>,
+    /// Largest canary p99 over the stable version's p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ratio: Option<f64>,
+    /// Largest share of rows where the canary, shadowing, disagreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shadow_disagreement: Option<f64>,
+    /// Failed intervals that roll the canary back.
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// Called with the rollout (POST, JSON) when it is rolled back or promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+fn default_min_requests() -> u64 {
+    100
+}
+
+fn default_threshold() -> u32 {
+    3
+}
+
+impl RolloutPolicy {
+    /// The canary's weight at each step.
+    pub fn steps(&self) -> Result<Vec<u32>, String> {
+        let steps = if !self.step_weights.is_empty() {
+            self.step_weights.clone()
+        } else {
+            let step = self
+                .step_weight
+                .ok_or("give step_weights, or step_weight with max_weight")?;
+            let max = self.max_weight.unwrap_or(100);
+            if step == 0 {
+                return Err("step_weight must be positive".into());
+            }
+            (1..)
+                .map(|n| n * step)
+                .take_while(|weight| *weight <= max)
+                .collect()
+        };
+        if steps.is_empty() || steps.iter().any(|&weight| weight == 0 || weight > 100) {
+            return Err(format!("steps {steps:?}: expected weights from 1 to 100"));
+        }
+        if steps.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(format!("steps {steps:?}: expected increasing weights"));
+        }
+        if self.interval_ms == 0 {
+            return Err("interval_ms must be positive".into());
+        }
+        if self.threshold == 0 {
+            return Err("threshold must be at least 1".into());
+        }
+        Ok(steps)
+    }
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    Progressing,
+    Paused,
+    /// The canary took all traffic and entered production.
+    Promoted,
+    /// Failed checks reached the threshold (or a gateway's guard tripped).
+    RolledBack,
+    /// Stopped by hand: the stable version took all traffic back.
+    Aborted,
+}
+
+impl RolloutStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, RolloutStatus::Progressing | RolloutStatus::Paused)
+    }
+}
+
+/// What one interval measured and decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalResult {
+    pub ended_at: String,
+    pub canary_weight: u32,
+    pub canary_requests: u64,
+    pub error_rate: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub stable_p99_ms: Option<f64>,
+    pub shadow_disagreement: Option<f64>,
+    /// `passed`, `failed` or `inconclusive`.
+    pub verdict: String,
+    /// Why it failed or was inconclusive.
+    pub reasons: Vec<String>,
+}
+
+/// A rollout as the registry runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub model: String,
+    pub canary: u64,
+    pub stable: u64,
+    pub policy: RolloutPolicy,
+    pub status: RolloutStatus,
+    /// Index into the steps of the current canary weight.
+    pub step: usize,
+    pub canary_weight: u32,
+    pub failed_intervals: u32,
+    pub intervals: Vec<IntervalResult>,
+    pub started_by: String,
+    pub started_at: String,
+    pub updated_at: String,
+    /// When the current interval began (Unix milliseconds).
+    pub interval_started_ms: u64,
+}
+
+/// `POST /api/v1/rollouts/{model}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRollout {
+    pub canary: u64,
+    pub policy: RolloutPolicy,
+}

@@ -1,0 +1,134 @@
+//! Progressive rollouts (start, status, pause, resume, promote, abort), the
+//! statistics gateways report, and their local guards' rollbacks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use sluice_registry_client::rollout::{GuardReport, Rollout, StartRollout, StatsReport, VersionWindow};
+
+use super::{AppState, Body, PathParams, Query};
+use crate::auth::{Caller, Permission};
+use crate::error::{Error, Result};
+use crate::rollout;
+use crate::stats::now_ms;
+use crate::store::{models, rollouts};
+
+pub async fn start_rollout(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Body(body): Body<StartRollout>,
+) -> Result<(StatusCode, Json<Rollout>)> {
+    caller.require(Permission::Deploy)?;
+    let feed = state.revision.clone();
+    let decided = state
+        .blocking(move |store, policy| {
+            let decided = store.write(|tx| rollout::start(tx, policy, &caller.actor, &model, &body))?;
+            if let Some(revision) = decided.revision_opt {
+                feed.publish(revision);
+            }
+            Ok(decided)
+        })
+        .await?;
+    state.announce(&decided);
+    Ok((StatusCode::CREATED, Json(decided.rollout)))
+}
+
+pub async fn get_rollout(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+) -> Result<Json<Rollout>> {
+    caller.require(Permission::Read)?;
+    state
+        .blocking(move |store, _| {
+            store.read(|connection| {
+                models::get(connection, &model)?;
+                rollouts::find(connection, &model)?
+                    .ok_or_else(|| Error::not_found(format!("model '{model}' has no rollout")))
+            })
+        })
+        .await
+        .map(Json)
+}
+
+pub async fn rollout_action(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((model, action)): PathParams<(String, String)>,
+) -> Result<Json<Rollout>> {
+    caller.require(Permission::Deploy)?;
+    let feed = state.revision.clone();
+    let decided = state
+        .blocking(move |store, policy| {
+            let decided = store.write(|tx| {
+                models::get(tx, &model)?;
+                rollout::act(tx, policy, &caller.actor, &model, &action)
+            })?;
+            if let Some(revision) = decided.revision_opt {
+                feed.publish(revision);
+            }
+            Ok(decided)
+        })
+        .await?;
+    state.announce(&decided);
+    Ok(Json(decided.rollout))
+}
+
+pub async fn report_stats(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Body(report): Body<StatsReport>,
+) -> Result<StatusCode> {
+    caller.require(Permission::Report)?;
+    state.stats.record(report);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    /// How far back, in milliseconds (default a minute).
+    window_ms: Option<u64>,
+}
+
+pub async fn model_stats(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Vec<VersionWindow>>> {
+    caller.require(Permission::Read)?;
+    let window = Duration::from_millis(query.window_ms.unwrap_or(60_000));
+    let since = now_ms().saturating_sub(window.as_millis() as u64);
+    Ok(Json(state.stats.model_since(&model, since)))
+}
+
+pub async fn report_guard(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(model): PathParams<String>,
+    Body(report): Body<GuardReport>,
+) -> Result<StatusCode> {
+    caller.require(Permission::Report)?;
+    let feed = state.revision.clone();
+    let decided_opt = state
+        .blocking(move |store, policy| {
+            let decided_opt = store.write(|tx| {
+                models::get(tx, &model)?;
+                rollout::guard(tx, policy, &caller.actor, &model, &report)
+            })?;
+            // The guard's rollback moved weights with or without a rollout.
+            feed.publish(store.read(crate::store::deployments::revision)?);
+            Ok(decided_opt)
+        })
+        .await?;
+    if let Some(decided) = decided_opt {
+        state.announce(&decided);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

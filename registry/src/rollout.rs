@@ -1,0 +1,579 @@
+//! Progressive rollouts, with Flagger's semantics: the canary's weight climbs
+//! one step per interval while its checks pass; an interval with too few
+//! canary requests is inconclusive (it neither advances nor counts); enough
+//! failed intervals roll the canary back, and the last step passed promotes
+//! it (100% weight, stage production, the old version kept at weight 0 for a
+//! fast way back).
+//!
+//! Every decision is one transaction: the rollout's state, the deployment's
+//! new weights (bumping the revision gateways watch) and the audit event.
+//! The controller loop (`run`) only finds rollouts whose interval is over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Transaction;
+use serde_json::json;
+use sluice_registry_client::rollout::{
+    GuardReport, IntervalResult, Rollout, RolloutStatus, StartRollout, VersionWindow,
+};
+use sluice_registry_client::types::{Deployment, SetDeployment, Stage, TrafficSpec, TrafficTarget};
+
+use crate::api::AppState;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::stats::{Stats, now_ms};
+use crate::store::events::{self, Change};
+use crate::store::{deployments, now, rollouts, versions};
+
+/// The actor of the controller's own changes in the audit log.
+pub const ACTOR: &str = "rollout";
+
+/// What a decision changed, for the caller to announce after the commit.
+pub struct Decided {
+    pub rollout: Rollout,
+    /// The deployments revision, when the weights moved.
+    pub revision_opt: Option<u64>,
+    /// The rollout just ended (promoted, rolled back, aborted): call its webhook.
+    pub finished: bool,
+}
+
+/// Starts a rollout of `body.canary` against the version that takes all of
+/// the model's traffic now.
+pub fn start(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    model: &str,
+    body: &StartRollout,
+) -> Result<Decided> {
+    let steps = body.policy.steps().map_err(Error::bad_request)?;
+    if let Some(current) = rollouts::find(transaction, model)?
+        && current.status.is_active()
+    {
+        return Err(Error::conflict(format!(
+            "a rollout of version {} of '{model}' is {}: abort or finish it first",
+            current.canary,
+            status_name(current.status)
+        )));
+    }
+    let deployment = deployments::find(transaction, model)?.ok_or_else(|| {
+        Error::conflict(format!(
+            "model '{model}' has no deployment: a rollout starts from one"
+        ))
+    })?;
+    let serving: Vec<&TrafficTarget> = deployment.spec.targets.iter().filter(|t| t.weight > 0).collect();
+    let [stable] = serving[..] else {
+        return Err(Error::conflict(format!(
+            "'{model}' splits its traffic {}: a rollout starts from one version taking all of it",
+            describe_targets(&deployment.spec.targets)
+        )));
+    };
+    let stable = stable.version;
+    if stable == body.canary {
+        return Err(Error::conflict(format!(
+            "version {stable} already takes all traffic of '{model}'"
+        )));
+    }
+    versions::get(transaction, model, body.canary)?;
+    let at = now();
+    let mut rollout = Rollout {
+        model: model.to_string(),
+        canary: body.canary,
+        stable,
+        policy: body.policy.clone(),
+        status: RolloutStatus::Progressing,
+        step: 0,
+        canary_weight: steps[0],
+        failed_intervals: 0,
+        intervals: Vec::new(),
+        started_by: actor.to_string(),
+        started_at: at.clone(),
+        updated_at: at,
+        interval_started_ms: now_ms(),
+    };
+    let revision = set_weights(
+        transaction,
+        policy,
+        actor,
+        &deployment,
+        &rollout,
+        "rollout started",
+    )?;
+    rollout.updated_at = now();
+    rollouts::put(transaction, &rollout)?;
+    record(transaction, actor, "rollout.start", &rollout, None)?;
+    Ok(Decided {
+        rollout,
+        revision_opt: Some(revision),
+        finished: false,
+    })
+}
+
+/// Judges the interval that just ended, and acts on the verdict.
+pub fn evaluate(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    stats: &Stats,
+    model: &str,
+) -> Result<Option<Decided>> {
+    let Some(mut rollout) = rollouts::find(transaction, model)? else {
+        return Ok(None);
+    };
+    if rollout.status != RolloutStatus::Progressing {
+        return Ok(None);
+    }
+    let deployment = deployments::find(transaction, model)?;
+    let canary_weight_now = deployment.as_ref().and_then(|deployment| {
+        deployment
+            .spec
+            .targets
+            .iter()
+            .find(|target| target.version == rollout.canary)
+            .map(|target| target.weight)
+    });
+    if canary_weight_now != Some(rollout.canary_weight) {
+        // Someone moved the traffic by hand: theirs is the last word.
+        rollout.status = RolloutStatus::Aborted;
+        rollout.updated_at = now();
+        rollouts::put(transaction, &rollout)?;
+        let reasons = ["the deployment's traffic was changed by hand".to_string()];
+        record(transaction, ACTOR, "rollout.abort", &rollout, Some(&reasons))?;
+        return Ok(Some(Decided {
+            rollout,
+            revision_opt: None,
+            finished: true,
+        }));
+    }
+    let deployment = deployment.expect("a canary weight was found in it");
+    let since = rollout.interval_started_ms;
+    let canary = stats.since(model, rollout.canary, since);
+    let stable = stats.since(model, rollout.stable, since);
+    let result = judge(&rollout, &canary, &stable);
+    rollout.interval_started_ms = now_ms();
+    let verdict = result.verdict.clone();
+    let reasons = result.reasons.clone();
+    rollout.intervals.push(result);
+    let steps = rollout.policy.steps().map_err(Error::Internal)?;
+    let mut revision_opt = None;
+    let mut finished = false;
+    match verdict.as_str() {
+        "passed" if rollout.step + 1 >= steps.len() => {
+            revision_opt = Some(promote(transaction, policy, ACTOR, &deployment, &mut rollout)?);
+            finished = true;
+        }
+        "passed" => {
+            rollout.step += 1;
+            rollout.canary_weight = steps[rollout.step];
+            let reason = format!(
+                "rollout step {}: canary at {}%",
+                rollout.step + 1,
+                rollout.canary_weight
+            );
+            revision_opt = Some(set_weights(
+                transaction,
+                policy,
+                ACTOR,
+                &deployment,
+                &rollout,
+                &reason,
+            )?);
+        }
+        "failed" => {
+            rollout.failed_intervals += 1;
+            if rollout.failed_intervals >= rollout.policy.threshold {
+                revision_opt = Some(roll_back(
+                    transaction,
+                    policy,
+                    ACTOR,
+                    &deployment,
+                    &mut rollout,
+                    &reasons,
+                )?);
+                finished = true;
+            }
+        }
+        _ => {}
+    }
+    rollout.updated_at = now();
+    rollouts::put(transaction, &rollout)?;
+    if !finished {
+        let action = format!("rollout.interval.{verdict}");
+        record(transaction, ACTOR, &action, &rollout, Some(&reasons))?;
+    }
+    Ok(Some(Decided {
+        rollout,
+        revision_opt,
+        finished,
+    }))
+}
+
+/// The checks of one interval, Flagger's way.
+fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> IntervalResult {
+    let policy = &rollout.policy;
+    let mut result = IntervalResult {
+        ended_at: now(),
+        canary_weight: rollout.canary_weight,
+        canary_requests: canary.requests,
+        error_rate: canary.error_rate(),
+        p99_ms: canary.latency_quantile_ms(0.99),
+        stable_p99_ms: stable.latency_quantile_ms(0.99),
+        shadow_disagreement: canary.shadow_disagreement(),
+        verdict: "passed".into(),
+        reasons: Vec::new(),
+    };
+    if canary.requests < policy.min_requests {
+        result.verdict = "inconclusive".into();
+        result.reasons.push(format!(
+            "{} canary requests, fewer than min_requests {}",
+            canary.requests, policy.min_requests
+        ));
+        return result;
+    }
+    let mut fail = |reason: String| result.reasons.push(reason);
+    if let (Some(limit), Some(rate)) = (policy.max_error_rate, canary.error_rate())
+        && rate > limit
+    {
+        fail(format!(
+            "error rate {:.2}% above max_error_rate {:.2}%",
+            rate * 100.0,
+            limit * 100.0
+        ));
+    }
+    let p99 = canary.latency_quantile_ms(0.99);
+    if let (Some(limit), Some(p99)) = (policy.max_p99_ms, p99)
+        && p99 > limit
+    {
+        fail(format!("p99 {p99} ms above max_p99_ms {limit}"));
+    }
+    if let (Some(limit), Some(p99), Some(stable_p99)) =
+        (policy.max_p99_ratio, p99, stable.latency_quantile_ms(0.99))
+        && p99 / stable_p99 > limit
+    {
+        fail(format!(
+            "p99 {p99} ms is {:.2}x the stable version's {stable_p99} ms, above max_p99_ratio {limit}",
+            p99 / stable_p99
+        ));
+    }
+    if let (Some(limit), Some(disagreement)) = (policy.max_shadow_disagreement, canary.shadow_disagreement())
+        && disagreement > limit
+    {
+        fail(format!(
+            "shadow disagreement {:.2}% above max_shadow_disagreement {:.2}%",
+            disagreement * 100.0,
+            limit * 100.0
+        ));
+    }
+    if !result.reasons.is_empty() {
+        result.verdict = "failed".into();
+    }
+    result
+}
+
+/// Pause, resume, promote or abort, by hand.
+pub fn act(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    model: &str,
+    action: &str,
+) -> Result<Decided> {
+    let mut rollout = rollouts::find(transaction, model)?
+        .ok_or_else(|| Error::not_found(format!("model '{model}' has no rollout")))?;
+    if !rollout.status.is_active() {
+        return Err(Error::conflict(format!(
+            "the rollout of version {} of '{model}' is {}: nothing to {action}",
+            rollout.canary,
+            status_name(rollout.status)
+        )));
+    }
+    let deployment = deployments::find(transaction, model)?
+        .ok_or_else(|| Error::conflict(format!("model '{model}' has no deployment any more")))?;
+    let mut revision_opt = None;
+    let mut finished = false;
+    match action {
+        "pause" => rollout.status = RolloutStatus::Paused,
+        "resume" => {
+            rollout.status = RolloutStatus::Progressing;
+            rollout.interval_started_ms = now_ms();
+        }
+        "promote" => {
+            revision_opt = Some(promote(transaction, policy, actor, &deployment, &mut rollout)?);
+            finished = true;
+        }
+        "abort" => {
+            rollout.status = RolloutStatus::Aborted;
+            rollout.canary_weight = 0;
+            revision_opt = Some(set_weights(
+                transaction,
+                policy,
+                actor,
+                &deployment,
+                &rollout,
+                "rollout aborted",
+            )?);
+            finished = true;
+        }
+        other => {
+            return Err(Error::not_found(format!(
+                "no rollout action '{other}': expected pause, resume, promote or abort"
+            )));
+        }
+    }
+    rollout.updated_at = now();
+    rollouts::put(transaction, &rollout)?;
+    if !matches!(action, "promote") {
+        record(transaction, actor, &format!("rollout.{action}"), &rollout, None)?;
+    }
+    Ok(Decided {
+        rollout,
+        revision_opt,
+        finished,
+    })
+}
+
+/// A gateway's local guard stopped a version: roll it back everywhere.
+pub fn guard(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    model: &str,
+    report: &GuardReport,
+) -> Result<Option<Decided>> {
+    let reasons = [format!(
+        "the local guard of gateway {} saw {} server errors in the last {} requests",
+        report.gateway, report.errors, report.window
+    )];
+    let Some(deployment) = deployments::find(transaction, model)? else {
+        return Ok(None);
+    };
+    if let Some(mut rollout) = rollouts::find(transaction, model)?
+        && rollout.status.is_active()
+        && rollout.canary == report.version
+    {
+        let revision = roll_back(transaction, policy, actor, &deployment, &mut rollout, &reasons)?;
+        rollout.updated_at = now();
+        rollouts::put(transaction, &rollout)?;
+        return Ok(Some(Decided {
+            rollout,
+            revision_opt: Some(revision),
+            finished: true,
+        }));
+    }
+    // No rollout: take the version's weight and give it to the heaviest other target.
+    let Some(guarded) = deployment
+        .spec
+        .targets
+        .iter()
+        .find(|t| t.version == report.version && t.weight > 0)
+    else {
+        return Ok(None);
+    };
+    let Some(heaviest) = deployment
+        .spec
+        .targets
+        .iter()
+        .filter(|target| target.version != report.version)
+        .max_by_key(|target| (target.weight, target.version))
+    else {
+        return Ok(None);
+    };
+    let targets: Vec<TrafficTarget> = deployment
+        .spec
+        .targets
+        .iter()
+        .map(|target| TrafficTarget {
+            version: target.version,
+            weight: match target.version {
+                version if version == report.version => 0,
+                version if version == heaviest.version => target.weight + guarded.weight,
+                _ => target.weight,
+            },
+        })
+        .collect();
+    let mut body = SetDeployment::new(TrafficSpec {
+        targets,
+        ..deployment.spec.clone()
+    });
+    body.reason = Some(reasons[0].clone());
+    deployments::set(transaction, policy, actor, model, &body)?;
+    Ok(None)
+}
+
+fn promote(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    deployment: &Deployment,
+    rollout: &mut Rollout,
+) -> Result<u64> {
+    rollout.status = RolloutStatus::Promoted;
+    rollout.canary_weight = 100;
+    let revision = set_weights(
+        transaction,
+        policy,
+        actor,
+        deployment,
+        rollout,
+        "rollout promoted the canary",
+    )?;
+    let before = versions::get(transaction, &rollout.model, rollout.canary)?;
+    if before.stage != Stage::Production {
+        versions::set_stage(transaction, &rollout.model, rollout.canary, Stage::Production)?;
+        let after = versions::get(transaction, &rollout.model, rollout.canary)?;
+        let change = Change {
+            actor,
+            action: "version.stage",
+            subject: format!("{}/{}", rollout.model, rollout.canary),
+            reason: Some("promoted by its rollout"),
+        };
+        events::append(transaction, change, Some(&before), Some(&after))?;
+    }
+    record(transaction, actor, "rollout.promote", rollout, None)?;
+    Ok(revision)
+}
+
+fn roll_back(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    deployment: &Deployment,
+    rollout: &mut Rollout,
+    reasons: &[String],
+) -> Result<u64> {
+    rollout.status = RolloutStatus::RolledBack;
+    rollout.canary_weight = 0;
+    let revision = set_weights(
+        transaction,
+        policy,
+        actor,
+        deployment,
+        rollout,
+        "rollout rolled the canary back",
+    )?;
+    // The version says it was rolled back, and why, where anyone reading it looks.
+    let version = versions::get(transaction, &rollout.model, rollout.canary)?;
+    let note = json!({ "rolled_back_at": now(), "reasons": reasons, "stable": rollout.stable });
+    versions::put_document(transaction, actor, &version, "rollback", &note)?;
+    record(transaction, actor, "rollout.rollback", rollout, Some(reasons))?;
+    Ok(revision)
+}
+
+/// Writes the rollout's weights into the deployment: the canary at its
+/// weight, the stable version at the rest, other targets untouched.
+fn set_weights(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    deployment: &Deployment,
+    rollout: &Rollout,
+    reason: &str,
+) -> Result<u64> {
+    let mut targets: Vec<TrafficTarget> = deployment
+        .spec
+        .targets
+        .iter()
+        .filter(|target| target.version != rollout.canary && target.version != rollout.stable)
+        .copied()
+        .collect();
+    targets.push(TrafficTarget {
+        version: rollout.stable,
+        weight: 100 - rollout.canary_weight,
+    });
+    targets.push(TrafficTarget {
+        version: rollout.canary,
+        weight: rollout.canary_weight,
+    });
+    targets.sort_by_key(|target| target.version);
+    let mut body = SetDeployment::new(TrafficSpec {
+        targets,
+        rollout: Some(
+            json!({ "canary": rollout.canary, "stable": rollout.stable, "policy": rollout.policy }),
+        ),
+        ..deployment.spec.clone()
+    });
+    body.reason = Some(reason.to_string());
+    let written = deployments::set(transaction, policy, actor, &rollout.model, &body)?;
+    Ok(written.revision)
+}
+
+fn record(
+    transaction: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    rollout: &Rollout,
+    reasons_opt: Option<&[String]>,
+) -> Result<()> {
+    let reason = reasons_opt
+        .map(|reasons| reasons.join("; "))
+        .filter(|text| !text.is_empty());
+    let change = Change {
+        actor,
+        action,
+        subject: format!("{}/{}", rollout.model, rollout.canary),
+        reason: reason.as_deref(),
+    };
+    events::append(transaction, change, None::<&()>, Some(rollout))?;
+    Ok(())
+}
+
+fn status_name(status: RolloutStatus) -> &'static str {
+    match status {
+        RolloutStatus::Progressing => "progressing",
+        RolloutStatus::Paused => "paused",
+        RolloutStatus::Promoted => "promoted",
+        RolloutStatus::RolledBack => "rolled back",
+        RolloutStatus::Aborted => "aborted",
+    }
+}
+
+fn describe_targets(targets: &[TrafficTarget]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|target| format!("{}={}", target.version, target.weight))
+        .collect();
+    parts.join(" ")
+}
+
+/// The controller: every `tick`, judges each progressing rollout whose
+/// interval is over. Runs until the registry stops.
+pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stopping.wait_for(|stopped| *stopped) => return,
+        }
+        let due = state
+            .blocking(|store, _| {
+                let now = now_ms();
+                let active = store.read(rollouts::active)?;
+                Ok(active
+                    .into_iter()
+                    .filter(|rollout| {
+                        rollout.status == RolloutStatus::Progressing
+                            && now.saturating_sub(rollout.interval_started_ms) >= rollout.policy.interval_ms
+                    })
+                    .map(|rollout| rollout.model)
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let due = match due {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "rollout controller cannot read the rollouts");
+                continue;
+            }
+        };
+        for model in due {
+            let stats = state.stats.clone();
+            let outcome = state
+                .blocking(move |store, policy| store.write(|tx| evaluate(tx, policy, &stats, &model)))
+                .await;
+            match outcome {
+                Ok(Some(decided)) => state.announce(&decided),
+                Ok(None) => {}
+                Err(err) => tracing::error!(error = %err, "rollout controller failed to judge an interval"),
+            }
+        }
+    }
+}

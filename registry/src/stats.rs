@@ -1,0 +1,93 @@
+//! The windows of per-version statistics gateways report, kept in memory
+//! for the rollout controller and `GET /api/v1/stats`.
+//!
+//! Each report is stamped when it arrives; a question is "what did every
+//! gateway report about this version since then", answered by adding the
+//! windows up (their latency buckets are the same everywhere). Nothing here
+//! is persisted: after a restart the first interval of a rollout is simply
+//! inconclusive.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use sluice_registry_client::rollout::{StatsReport, VersionWindow};
+
+/// How long windows are kept, in milliseconds: longer than any interval
+/// worth judging.
+const RETENTION_MS: u64 = 30 * 60 * 1000;
+
+/// A version's windows, each stamped (Unix milliseconds) when it arrived.
+type Stamped = VecDeque<(u64, VersionWindow)>;
+
+/// Windows by (model, version).
+#[derive(Default)]
+pub struct Stats {
+    windows: Mutex<HashMap<(String, u64), Stamped>>,
+}
+
+/// Now, in Unix milliseconds: what windows and rollout intervals are stamped with.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+impl Stats {
+    pub fn record(&self, report: StatsReport) {
+        let now = now_ms();
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for window in report.versions {
+            let queue = windows.entry((window.model.clone(), window.version)).or_default();
+            queue.push_back((now, window));
+            while queue
+                .front()
+                .is_some_and(|(at, _)| now.saturating_sub(*at) > RETENTION_MS)
+            {
+                queue.pop_front();
+            }
+        }
+    }
+
+    /// Everything reported about one version after `since_ms`, added up.
+    pub fn since(&self, model: &str, version: u64, since_ms: u64) -> VersionWindow {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut total = VersionWindow {
+            model: model.to_string(),
+            version,
+            ..Default::default()
+        };
+        if let Some(queue) = windows.get(&(model.to_string(), version)) {
+            for (_, window) in queue.iter().filter(|(at, _)| *at > since_ms) {
+                total.merge(window);
+            }
+        }
+        total
+    }
+
+    /// Every version of `model` reported after `since_ms`, each added up.
+    pub fn model_since(&self, model: &str, since_ms: u64) -> Vec<VersionWindow> {
+        let mut versions: Vec<u64> = {
+            let windows = self
+                .windows
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            windows
+                .keys()
+                .filter(|(name, _)| name == model)
+                .map(|(_, version)| *version)
+                .collect()
+        };
+        versions.sort_unstable();
+        versions
+            .into_iter()
+            .map(|version| self.since(model, version, since_ms))
+            .filter(|window| window.requests > 0 || window.shadow.requests > 0)
+            .collect()
+    }
+}

@@ -1,0 +1,446 @@
+//! Progressive rollouts end to end, in scaled time (intervals of a few
+//! hundred milliseconds): a bad canary is rolled back by the registry, a good
+//! one promoted through every step, a quiet interval decides nothing, and a
+//! gateway's local guard stops a failing canary by itself, registry or not.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_gateway::guard::GuardLimits;
+use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
+use sluice_registry_client::types::{SetDeployment, Stage, TrafficSpec};
+use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, example_model, repo_root};
+
+const MODEL: &str = "credit_risk";
+const FEATURES: [&str; 8] = [
+    "age",
+    "income",
+    "debt_ratio",
+    "credit_lines",
+    "late_payments_90d",
+    "utilization",
+    "months_employed",
+    "loan_amount",
+];
+
+/// One request per applicant of the training data: the real input space,
+/// 28% of it aged 60 or over.
+fn applicant_requests() -> Arc<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(repo_root().join("models/data/credit_risk_train.csv")).unwrap();
+    let requests = text
+        .lines()
+        .skip(1)
+        .take(500)
+        .map(|line| {
+            let values: Vec<f64> = line.split(',').map(|value| value.parse().unwrap()).collect();
+            let inputs: Vec<Value> = FEATURES
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]}))
+                .collect();
+            serde_json::to_vec(&json!({ "inputs": inputs })).unwrap()
+        })
+        .collect();
+    Arc::new(requests)
+}
+
+/// Answers by version: (version, status) of every request sent.
+type Answers = Vec<(String, u16)>;
+
+/// Sends applicants from `workers` tasks until `stop`, each pausing `pause`.
+fn traffic(
+    gateway: &Arc<TestGateway>,
+    workers: usize,
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Answers>> {
+    let requests = applicant_requests();
+    let next = Arc::new(AtomicUsize::new(0));
+    (0..workers)
+        .map(|_| {
+            let (gateway, requests, next, stop) =
+                (gateway.clone(), requests.clone(), next.clone(), stop.clone());
+            tokio::spawn(async move {
+                let url = gateway.url(&format!("/v2/models/{MODEL}/infer"));
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let body = requests[next.fetch_add(1, Ordering::Relaxed) % requests.len()].clone();
+                    let response = gateway.client.post(&url).body(body).send().await.unwrap();
+                    let version = response
+                        .headers()
+                        .get("x-model-version")
+                        .map(|value| value.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    answers.push((version, response.status().as_u16()));
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                answers
+            })
+        })
+        .collect()
+}
+
+async fn collect(stop: &AtomicBool, workers: Vec<tokio::task::JoinHandle<Answers>>) -> Answers {
+    stop.store(true, Ordering::Relaxed);
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap());
+    }
+    answers
+}
+
+/// Polls the rollout until `done` says so, or panics after `deadline`.
+async fn wait_rollout(
+    registry: &TestRegistry,
+    deadline: Duration,
+    done: impl Fn(&Rollout) -> bool,
+) -> Rollout {
+    let give_up = Instant::now() + deadline;
+    loop {
+        let rollout = registry.client("vic").get_rollout(MODEL).await.unwrap();
+        if done(&rollout) {
+            return rollout;
+        }
+        assert!(Instant::now() < give_up, "rollout never got there: {rollout:#?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) -> RolloutPolicy {
+    RolloutPolicy {
+        step_weights: steps.to_vec(),
+        step_weight: None,
+        max_weight: None,
+        interval_ms,
+        min_requests,
+        max_error_rate: Some(0.05),
+        max_p99_ms: None,
+        max_p99_ratio: None,
+        max_shadow_disagreement: None,
+        threshold,
+        webhook: None,
+    }
+}
+
+/// A registry with a fast controller, the stable version 1 taking all
+/// traffic, `canary` registered as version 2 in staging, and a gateway.
+async fn setup(canary: &str, guard: GuardLimits) -> (TestRegistry, Arc<TestGateway>, tempfile::TempDir) {
+    let registry = TestRegistry::start_with(RegistryOptions {
+        rollout_tick: Some(Duration::from_millis(20)),
+        ..Default::default()
+    })
+    .await;
+    registry.release(MODEL, &example_model(MODEL)).await;
+    let second = registry.register(MODEL, &example_model(canary), &[]).await;
+    registry.approve_staging(MODEL, second.version).await;
+    let cache = tempfile::tempdir().unwrap();
+    let options = Options {
+        guard,
+        ..Options::default()
+    };
+    let gateway = Arc::new(TestGateway::follow(&registry, cache.path(), options).await);
+    gateway.wait_versions(MODEL, &[1]).await;
+    (registry, gateway, cache)
+}
+
+const NO_GUARD: GuardLimits = GuardLimits { window: 0, errors: 1 };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never_fails() {
+    let (registry, gateway, _cache) = setup("credit_risk_faulty", NO_GUARD).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
+    let interval_ms = 400;
+    let threshold = 2;
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], interval_ms, 20, threshold),
+    };
+    let started = Instant::now();
+    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
+    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
+        rollout.status == RolloutStatus::RolledBack
+    })
+    .await;
+    let took = started.elapsed();
+    gateway.wait_versions(MODEL, &[1, 2]).await;
+    // Let the gateway converge, then check the stable version still answers everything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answers = collect(&stop, workers).await;
+
+    // Two failed intervals of 400 ms, plus the reporting and the tick.
+    let bound = Duration::from_millis(interval_ms * (u64::from(threshold) + 1)) + Duration::from_secs(1);
+    assert!(took <= bound, "rolled back after {took:?}, more than {bound:?}");
+    assert_eq!(rollout.failed_intervals, threshold);
+    assert!(
+        rollout
+            .intervals
+            .iter()
+            .all(|interval| interval.canary_weight == 20),
+        "it never advanced"
+    );
+    let failed = rollout
+        .intervals
+        .iter()
+        .filter(|interval| interval.verdict == "failed");
+    assert!(
+        failed
+            .clone()
+            .all(|interval| interval.reasons[0].contains("above max_error_rate"))
+    );
+    let stable_failures = answers
+        .iter()
+        .filter(|(version, status)| version == "1" && *status != 200)
+        .count();
+    assert_eq!(stable_failures, 0, "the stable version failed requests");
+    let canary_failures = answers
+        .iter()
+        .filter(|(version, status)| version == "2" && *status == 500)
+        .count();
+    assert!(canary_failures > 0, "the canary's defect never showed");
+
+    let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
+    let weights: Vec<(u64, u32)> = deployment
+        .spec
+        .targets
+        .iter()
+        .map(|t| (t.version, t.weight))
+        .collect();
+    assert_eq!(weights, vec![(1, 100), (2, 0)]);
+    let note = registry
+        .client("vic")
+        .get_document(MODEL, "2", "rollback")
+        .await
+        .unwrap();
+    assert!(
+        note.body["reasons"][0].as_str().unwrap().contains("error rate"),
+        "{}",
+        note.body
+    );
+    let events = registry.client("vic").events(0, 1000).await.unwrap();
+    let rollback = events
+        .iter()
+        .find(|event| event.action == "rollout.rollback")
+        .unwrap();
+    assert_eq!(rollback.actor, "rollout");
+    assert!(
+        rollback
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("error rate")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_canary_is_promoted_through_every_step() {
+    let (registry, gateway, _cache) = setup("credit_risk_scaled", GuardLimits::default()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[10, 30, 60], 300, 10, 1),
+    };
+    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
+    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
+        rollout.status == RolloutStatus::Promoted
+    })
+    .await;
+    gateway.wait_versions(MODEL, &[1, 2]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.serving(MODEL).version != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never made the canary primary"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answers = collect(&stop, workers).await;
+
+    let passed: Vec<u32> = rollout
+        .intervals
+        .iter()
+        .filter(|interval| interval.verdict == "passed")
+        .map(|interval| interval.canary_weight)
+        .collect();
+    assert_eq!(passed, vec![10, 30, 60], "one passed interval per step");
+    assert_eq!(rollout.canary_weight, 100);
+    let version = registry.client("vic").get_version(MODEL, "2").await.unwrap();
+    assert_eq!(version.stage, Stage::Production);
+    let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
+    let weights: Vec<(u64, u32)> = deployment
+        .spec
+        .targets
+        .iter()
+        .map(|t| (t.version, t.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![(1, 0), (2, 100)],
+        "the old version stays loaded at weight 0"
+    );
+    assert!(
+        answers.iter().all(|(_, status)| *status == 200),
+        "a request failed during the rollout"
+    );
+    assert!(answers.iter().any(|(version, _)| version == "2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_intervals_neither_promote_nor_roll_back() {
+    let (registry, gateway, _cache) = setup("credit_risk_faulty", NO_GUARD).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // About 20 requests per interval, against a minimum of 1000.
+    let workers = traffic(&gateway, 1, Duration::from_millis(10), &stop);
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], 200, 1000, 1),
+    };
+    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
+    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
+        rollout.intervals.len() >= 4
+    })
+    .await;
+    collect(&stop, workers).await;
+    assert_eq!(rollout.status, RolloutStatus::Progressing);
+    assert_eq!(
+        (rollout.step, rollout.canary_weight, rollout.failed_intervals),
+        (0, 20, 0)
+    );
+    assert!(
+        rollout
+            .intervals
+            .iter()
+            .all(|interval| interval.verdict == "inconclusive")
+    );
+    assert!(rollout.intervals[0].reasons[0].contains("fewer than min_requests 1000"));
+
+    // By hand: abort gives the stable version everything back.
+    let aborted = registry
+        .client("dora")
+        .rollout_action(MODEL, "abort")
+        .await
+        .unwrap();
+    assert_eq!(aborted.status, RolloutStatus::Aborted);
+    let refused = registry
+        .client("dora")
+        .rollout_action(MODEL, "resume")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(409));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
+    // The canary fails 28% of applicants: stop it at 4 failures in its last 20.
+    let limits = GuardLimits {
+        window: 20,
+        errors: 4,
+    };
+    let (mut registry, gateway, _cache) = setup("credit_risk_faulty", limits).await;
+    let body = SetDeployment::new(TrafficSpec::weighted(&[(1, 60), (2, 40)]));
+    registry
+        .client("dora")
+        .set_deployment(MODEL, &body)
+        .await
+        .unwrap();
+    gateway.wait_versions(MODEL, &[1, 2]).await;
+    registry.stop().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = traffic(&gateway, 2, Duration::ZERO, &stop);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let route = gateway.server.routes.snapshot().routes[MODEL].clone();
+        if route.targets.iter().all(|target| target.model.version == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the guard never tripped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // From here on the canary takes nothing, though the registry is down.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = collect(&stop, workers).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = traffic(&gateway, 2, Duration::ZERO, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = collect(&stop, workers).await;
+    assert!(
+        after
+            .iter()
+            .all(|(version, status)| version == "1" && *status == 200)
+    );
+    let canary_failures = before
+        .iter()
+        .filter(|(version, status)| version == "2" && *status == 500)
+        .count();
+    assert!(
+        (4..=30).contains(&canary_failures),
+        "{canary_failures} canary failures before the guard stopped it"
+    );
+
+    // The registry hears of it once it is back, and every replica converges.
+    registry.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
+        let weights: Vec<(u64, u32)> = deployment
+            .spec
+            .targets
+            .iter()
+            .map(|t| (t.version, t.weight))
+            .collect();
+        if weights == vec![(1, 100), (2, 0)] {
+            assert_eq!(deployment.updated_by, "gw");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry never took the guard's rollback: {weights:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
+    let (registry, gateway, _cache) = setup("credit_risk_scaled", GuardLimits::default()).await;
+    let mut swaps = gateway.server.routes.subscribe();
+    let mut delays = Vec::new();
+    for (stable, canary) in [(90, 10), (50, 50), (100, 0), (80, 20), (100, 0)] {
+        let body = SetDeployment::new(TrafficSpec::weighted(&[(1, stable), (2, canary)]));
+        let sent = Instant::now();
+        registry
+            .client("dora")
+            .set_deployment(MODEL, &body)
+            .await
+            .unwrap();
+        loop {
+            let swap = tokio::time::timeout(Duration::from_secs(10), swaps.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let route = &swap.table.routes[MODEL];
+            let canary_weight: u32 = route
+                .targets
+                .iter()
+                .filter(|t| t.model.version == 2)
+                .map(|t| t.weight)
+                .sum();
+            if canary_weight == canary {
+                delays.push(swap.at.saturating_duration_since(sent));
+                break;
+            }
+        }
+    }
+    delays.sort();
+    eprintln!("traffic set to gateway swap, sorted: {delays:?}");
+    assert!(
+        delays[delays.len() / 2] < Duration::from_secs(1),
+        "median propagation {delays:?}"
+    );
+}
