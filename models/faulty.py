@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Write `models/test/credit_risk_faulty/1/model.onnx`: a bad canary for rollout tests.
+"""Write two bad canaries for rollout tests, each a realistic defect grafted onto the credit model.
 
 Run from the repository root after `models/train.py`:
 
     python3 models/faulty.py
 
-It is the credit-risk model with a realistic defect grafted on: its scores
+`models/test/credit_risk_faulty/1/model.onnx` fails for part of the input: its scores
 are reshaped to a width computed from `floor(age / 60)`, so it answers exactly
 as the original for applicants under 60 and fails at run time (ONNX Runtime:
 "cannot be reshaped", a server error, not the client's) for the 28% of
 applicants aged 60 and over. Inputs, outputs and every answer it does give
 are the original's.
+
+`models/test/credit_risk_inverted/1/model.onnx` never fails but answers far
+from the original: its class scores and labels are swapped, as a retraining
+with an inverted target encoding would leave them. Only a comparison with the
+stable version's answers catches it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,38 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = pathlib.Path(__file__).resolve().parent
 
 
-def main() -> None:
+def load_with_raw_outputs() -> onnx.ModelProto:
+    """The credit model with its outputs renamed *_raw, for nodes to be added after."""
+    model = onnx.load(ROOT / "repository/credit_risk/1/model.onnx")
+    for node in model.graph.node:
+        node.output[:] = [f"{out}_raw" if out in ("label", "probabilities") else out for out in node.output]
+    return model
+
+
+def inverted() -> None:
+    model = load_with_raw_outputs()
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1, 0], dtype=np.int64), "swapped_columns"),
+            numpy_helper.from_array(np.array(1, dtype=np.int64), "one"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Gather", ["probabilities_raw", "swapped_columns"], ["probabilities"], axis=1),
+            helper.make_node("Sub", ["one", "label_raw"], ["label"]),
+        ]
+    )
+    graph.name = "credit_risk_inverted"
+    onnx.checker.check_model(model)
+    path = ROOT / "test/credit_risk_inverted/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
+def faulty() -> None:
     model = onnx.load(ROOT / "repository/credit_risk/1/model.onnx")
     graph = model.graph
     for node in graph.node:
@@ -56,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    faulty()
+    inverted()

@@ -176,6 +176,7 @@ fn stop_routing(routes: &Routes, model: &str, version: u64) {
     ) else {
         return;
     };
+    let rerouted = rerouted.comparing_canary(route.compare_canary);
     let mut table = crate::routing::RoutingTable::default();
     for (name, other) in &current.routes {
         table.routes.insert(name.clone(), other.clone());

@@ -273,11 +273,7 @@ fn route_for(
     guarded: &HashSet<u64>,
 ) -> Option<Route> {
     let spec = &deployment.spec;
-    let weights: Vec<(u64, u32)> = spec
-        .targets
-        .iter()
-        .map(|target| (target.version, target.weight))
-        .collect();
+    let weights = spec.weights();
     let weights = without_guarded(&weights, guarded);
     // The registry checked the header name; a bad one would only lose stickiness.
     let sticky_header = spec
@@ -291,7 +287,13 @@ fn route_for(
         })
     });
     loaded.retain(|version, _| weights.iter().any(|(target, _)| target == version));
-    Route::split(loaded, &weights, sticky_header, shadow)
+    let compare_canary = spec
+        .rollout
+        .as_ref()
+        .and_then(|rollout| rollout.get("policy"))
+        .and_then(|policy| policy.get("max_shadow_disagreement"))
+        .is_some_and(|limit| !limit.is_null());
+    Route::split(loaded, &weights, sticky_header, shadow).map(|route| route.comparing_canary(compare_canary))
 }
 
 /// Follows the registry until `shutdown` turns true.

@@ -47,6 +47,9 @@ pub struct Route {
     /// Header whose value pins a caller to one version.
     pub sticky_header: Option<HeaderName>,
     pub shadow: Option<ShadowRoute>,
+    /// A rollout judges the canary's disagreement with the stable version:
+    /// each canary answer is compared with the stable's, off the response path.
+    pub compare_canary: bool,
 }
 
 impl Route {
@@ -91,7 +94,16 @@ impl Route {
             primary,
             sticky_header,
             shadow,
+            compare_canary: false,
         })
+    }
+
+    /// The same route, comparing canary answers with the stable version's or not.
+    pub fn comparing_canary(self, compare_canary: bool) -> Route {
+        Route {
+            compare_canary,
+            ..self
+        }
     }
 
     /// The sum of the weights: draws fall in `0..total`.
@@ -171,6 +183,7 @@ impl Route {
                 .zip(&other.targets)
                 .all(|(a, b)| Arc::ptr_eq(&a.model, &b.model))
             && self.sticky_header == other.sticky_header
+            && self.compare_canary == other.compare_canary
             && same_shadow
     }
 }
@@ -199,6 +212,9 @@ pub struct Picked {
     pub shadow_opt: Option<Arc<LoadedModel>>,
     /// Picked by the split and not the stable version: the local guard watches it.
     pub canary: bool,
+    /// The stable version to compare this canary answer with, during a
+    /// rollout that checks disagreement.
+    pub compare_with_opt: Option<Arc<LoadedModel>>,
 }
 
 #[derive(Debug, Default)]
@@ -240,13 +256,16 @@ impl RoutingTable {
                 model: self.pinned(route, model, version)?.clone(),
                 shadow_opt: None,
                 canary: false,
+                compare_with_opt: None,
             });
         }
         let index = route.pick_index(headers);
+        let canary = index != route.primary;
         Ok(Picked {
             model: route.targets[index].model.clone(),
             shadow_opt: route.sample_shadow().cloned(),
-            canary: index != route.primary,
+            canary,
+            compare_with_opt: (canary && route.compare_canary).then(|| route.primary().clone()),
         })
     }
 

@@ -13,12 +13,19 @@ use metrics::{Counter, Histogram};
 use crate::model::LoadedModel;
 use crate::tensor::{Tensor, TensorData};
 
-/// One mirrored request: the inputs the primary ran and what it answered.
+/// One mirrored request: the inputs the client's version ran and what it
+/// answered, to be run again by `shadow` and compared.
 pub struct ShadowJob {
+    /// The version that runs the inputs again.
     pub shadow: Arc<LoadedModel>,
+    /// The version that answered the client.
     pub primary: Arc<LoadedModel>,
     pub inputs: Vec<Tensor>,
     pub primary_outputs: Vec<Tensor>,
+    /// Whose comparison this is: the shadow's own, or, during a rollout that
+    /// checks disagreement, the canary's (then `primary` is the canary and
+    /// `shadow` the stable version).
+    pub judged: Arc<LoadedModel>,
 }
 
 /// The bounded queue in front of the shadow threads.
@@ -52,7 +59,7 @@ impl Shadows {
             return;
         };
         if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = jobs.try_send(job) {
-            job.shadow.shadow_metrics().dropped.increment(1);
+            job.judged.shadow_metrics().dropped.increment(1);
         }
     }
 }
@@ -64,16 +71,16 @@ impl Drop for Shadows {
 }
 
 fn run(job: ShadowJob) {
-    let metrics = job.shadow.shadow_metrics();
+    let metrics = job.judged.shadow_metrics();
     match job.shadow.run(job.inputs) {
         Ok(outputs) => {
             let comparison = compare(&job.primary_outputs, &outputs);
             metrics.record(&comparison);
-            job.shadow.stats.record_shadow(Some(&comparison));
+            job.judged.stats.record_shadow(Some(&comparison));
         }
         Err(err) => {
             metrics.errors.increment(1);
-            job.shadow.stats.record_shadow(None);
+            job.judged.stats.record_shadow(None);
             tracing::debug!(model = %job.shadow.name, version = job.shadow.version, primary = job.primary.version, error = %err, "shadow run failed");
         }
     }

@@ -266,6 +266,10 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         3,
         "unknown model 'nope'",
     );
+    let status = ["rollout", "status", "credit_risk"];
+    expect_error(&registry.run("vic", &status), 3, "has no rollout");
+    let no_canary = ["rollout", "start", "credit_risk", "--version", "2"];
+    expect_error(&registry.run("dora", &no_canary), 3, "unknown version 2");
     expect_error(
         &registry.run("vic", &["models", "create", "other"]),
         6,

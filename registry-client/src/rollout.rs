@@ -206,6 +206,17 @@ impl RolloutStatus {
     pub fn is_active(self) -> bool {
         matches!(self, RolloutStatus::Progressing | RolloutStatus::Paused)
     }
+
+    /// For people: `rolled back`, not `rolled_back`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RolloutStatus::Progressing => "progressing",
+            RolloutStatus::Paused => "paused",
+            RolloutStatus::Promoted => "promoted",
+            RolloutStatus::RolledBack => "rolled back",
+            RolloutStatus::Aborted => "aborted",
+        }
+    }
 }
 
 /// What one interval measured and decided.

@@ -306,7 +306,7 @@ pub struct TrafficTarget {
 #[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub version: u64,
-    /// Fraction of requests mirrored, in (0, 1].
+    /// Fraction of requests mirrored, from 0 (paused) to 1.
     pub sample_rate: f64,
 }
 
@@ -325,6 +325,14 @@ pub struct TrafficSpec {
 }
 
 impl TrafficSpec {
+    /// `(version, weight)` of each target, in the spec's order.
+    pub fn weights(&self) -> Vec<(u64, u32)> {
+        self.targets
+            .iter()
+            .map(|target| (target.version, target.weight))
+            .collect()
+    }
+
     /// Weighted targets alone (`[(version, weight)]`): no shadow, sticky key or rollout.
     pub fn weighted(targets: &[(u64, u32)]) -> TrafficSpec {
         TrafficSpec {

@@ -54,7 +54,7 @@ pub fn start(
         return Err(Error::conflict(format!(
             "a rollout of version {} of '{model}' is {}: abort or finish it first",
             current.canary,
-            status_name(current.status)
+            current.status.describe()
         )));
     }
     let deployment = deployments::find(transaction, model)?.ok_or_else(|| {
@@ -284,7 +284,7 @@ pub fn act(
         return Err(Error::conflict(format!(
             "the rollout of version {} of '{model}' is {}: nothing to {action}",
             rollout.canary,
-            status_name(rollout.status)
+            rollout.status.describe()
         )));
     }
     let deployment = deployments::find(transaction, model)?
@@ -515,16 +515,6 @@ fn record(
     };
     events::append(transaction, change, None::<&()>, Some(rollout))?;
     Ok(())
-}
-
-fn status_name(status: RolloutStatus) -> &'static str {
-    match status {
-        RolloutStatus::Progressing => "progressing",
-        RolloutStatus::Paused => "paused",
-        RolloutStatus::Promoted => "promoted",
-        RolloutStatus::RolledBack => "rolled back",
-        RolloutStatus::Aborted => "aborted",
-    }
 }
 
 fn describe_targets(targets: &[TrafficTarget]) -> String {

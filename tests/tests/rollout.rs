@@ -204,12 +204,7 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
     assert!(canary_failures > 0, "the canary's defect never showed");
 
     let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
-    let weights: Vec<(u64, u32)> = deployment
-        .spec
-        .targets
-        .iter()
-        .map(|t| (t.version, t.weight))
-        .collect();
+    let weights = deployment.spec.weights();
     assert_eq!(weights, vec![(1, 100), (2, 0)]);
     let note = registry
         .client("vic")
@@ -272,12 +267,7 @@ async fn a_good_canary_is_promoted_through_every_step() {
     let version = registry.client("vic").get_version(MODEL, "2").await.unwrap();
     assert_eq!(version.stage, Stage::Production);
     let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
-    let weights: Vec<(u64, u32)> = deployment
-        .spec
-        .targets
-        .iter()
-        .map(|t| (t.version, t.weight))
-        .collect();
+    let weights = deployment.spec.weights();
     assert_eq!(
         weights,
         vec![(1, 0), (2, 100)],
@@ -388,12 +378,7 @@ async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
-        let weights: Vec<(u64, u32)> = deployment
-            .spec
-            .targets
-            .iter()
-            .map(|t| (t.version, t.weight))
-            .collect();
+        let weights = deployment.spec.weights();
         if weights == vec![(1, 100), (2, 0)] {
             assert_eq!(deployment.updated_by, "gw");
             break;
@@ -442,5 +427,33 @@ async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
     assert!(
         delays[delays.len() / 2] < Duration::from_secs(1),
         "median propagation {delays:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() {
+    let (registry, gateway, _cache) = setup("credit_risk_inverted", GuardLimits::default()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
+    let mut checks = policy(&[20, 50], 300, 20, 1);
+    checks.max_shadow_disagreement = Some(0.1);
+    let body = StartRollout {
+        canary: 2,
+        policy: checks,
+    };
+    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
+    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
+        rollout.status == RolloutStatus::RolledBack
+    })
+    .await;
+    let answers = collect(&stop, workers).await;
+    // It never failed a request: only comparing its answers with the
+    // stable version's showed it wrong.
+    assert!(answers.iter().all(|(_, status)| *status == 200));
+    let judged = rollout.intervals.last().unwrap();
+    assert_eq!(judged.shadow_disagreement, Some(1.0), "{judged:?}");
+    assert!(
+        judged.reasons[0].contains("shadow disagreement 100.00%"),
+        "{judged:?}"
     );
 }

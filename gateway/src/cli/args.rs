@@ -331,10 +331,10 @@ fn parse_shadow(text: &str) -> Result<Shadow, String> {
     let version = version_text.trim().parse::<u64>().map_err(|_| expected())?;
     let sample_rate = rate_text.trim().parse::<f64>().map_err(|_| expected())?;
     // Both comparisons are false for NaN, so NaN is refused too.
-    let in_range = sample_rate > 0.0 && sample_rate <= 1.0;
+    let in_range = (0.0..=1.0).contains(&sample_rate);
     if !in_range {
         return Err(format!(
-            "shadow sample rate is a fraction above 0 and at most 1 (0.2 for 20%), got '{rate_text}'"
+            "shadow sample rate is a fraction from 0 (paused) to 1 (0.2 for 20%), got '{rate_text}'"
         ));
     }
     Ok(Shadow { version, sample_rate })
@@ -441,7 +441,8 @@ mod tests {
             parse_shadow("5=0.2").unwrap_err(),
             "expected VERSION:RATE such as 5:0.2, got '5=0.2'"
         );
-        assert!(parse_shadow("5:0").is_err());
+        assert!(parse_shadow("5:0").is_ok(), "a paused shadow");
+        assert!(parse_shadow("5:-0.1").is_err());
         assert!(parse_shadow("5:20").is_err());
         assert!(parse_shadow("5:NaN").is_err());
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
+use sluice_registry_client::rollout::{Rollout, RolloutPolicy, StartRollout};
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::commands::to_json;
@@ -103,16 +103,6 @@ fn read_policy(path: &PathBuf) -> Result<RolloutPolicy, ClientError> {
     Ok(policy)
 }
 
-fn status_word(status: RolloutStatus) -> &'static str {
-    match status {
-        RolloutStatus::Progressing => "progressing",
-        RolloutStatus::Paused => "paused",
-        RolloutStatus::Promoted => "promoted",
-        RolloutStatus::RolledBack => "rolled back",
-        RolloutStatus::Aborted => "aborted",
-    }
-}
-
 fn render(rollout: &Rollout) -> String {
     let steps = rollout.policy.steps().unwrap_or_default();
     let mut text = format!(
@@ -120,7 +110,7 @@ fn render(rollout: &Rollout) -> String {
         rollout.model,
         rollout.canary,
         rollout.stable,
-        status_word(rollout.status),
+        rollout.status.describe(),
         (rollout.step + 1).min(steps.len().max(1)),
         steps.len(),
         rollout.canary_weight,

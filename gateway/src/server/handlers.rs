@@ -18,7 +18,8 @@ use crate::metrics;
 use crate::model::LoadedModel;
 use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
 use crate::routing::Picked;
-use crate::shadow::ShadowJob;
+use crate::shadow::{ShadowJob, Shadows};
+use crate::tensor::Tensor;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
@@ -143,8 +144,13 @@ async fn infer_and_count(
             model,
             shadow_opt,
             canary,
+            compare_with_opt,
         }) => {
-            let mut response = match run_inference(state, &model, shadow_opt, headers, body).await {
+            let mirrors = Mirrors {
+                shadow_opt,
+                compare_with_opt,
+            };
+            let mut response = match run_inference(state, &model, mirrors, headers, body).await {
                 Ok(response) => response,
                 Err(err) => err.into_response(),
             };
@@ -190,7 +196,7 @@ async fn infer_and_count(
 async fn run_inference(
     state: &AppState,
     model: &Arc<LoadedModel>,
-    shadow_opt: Option<Arc<LoadedModel>>,
+    mirrors: Mirrors,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
@@ -207,19 +213,14 @@ async fn run_inference(
         .run(move || {
             let bytes = body::decode(raw, encoding, limit)?;
             let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
-            let shadow_inputs_opt = shadow_opt.as_ref().map(|_| decoded.inputs.clone());
+            let mirrored_inputs_opt = mirrors.any().then(|| decoded.inputs.clone());
             let compute_started = Instant::now();
             let outputs = job_model.run(decoded.inputs)?;
             let computed = compute_started.elapsed();
             let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
-            // The answer is encoded: the shadow can no longer change it.
-            if let (Some(shadow), Some(inputs)) = (shadow_opt, shadow_inputs_opt) {
-                shadows.submit(ShadowJob {
-                    shadow,
-                    primary: job_model,
-                    inputs,
-                    primary_outputs: outputs,
-                });
+            // The answer is encoded: the mirrors can no longer change it.
+            if let Some(inputs) = mirrored_inputs_opt {
+                mirrors.submit(&shadows, &job_model, inputs, outputs);
             }
             Ok::<_, Error>((encoded, computed))
         })
@@ -242,6 +243,47 @@ async fn run_inference(
     };
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+/// Where a request's inputs are run again after it is answered.
+struct Mirrors {
+    /// The route's shadow, when this request is in its sample.
+    shadow_opt: Option<Arc<LoadedModel>>,
+    /// The stable version, when this canary answer is to be compared with it.
+    compare_with_opt: Option<Arc<LoadedModel>>,
+}
+
+impl Mirrors {
+    fn any(&self) -> bool {
+        self.shadow_opt.is_some() || self.compare_with_opt.is_some()
+    }
+
+    fn submit(
+        self,
+        shadows: &Shadows,
+        answered: &Arc<LoadedModel>,
+        inputs: Vec<Tensor>,
+        outputs: Vec<Tensor>,
+    ) {
+        if let Some(stable) = self.compare_with_opt {
+            shadows.submit(ShadowJob {
+                shadow: stable,
+                primary: answered.clone(),
+                inputs: inputs.clone(),
+                primary_outputs: outputs.clone(),
+                judged: answered.clone(),
+            });
+        }
+        if let Some(shadow) = self.shadow_opt {
+            shadows.submit(ShadowJob {
+                shadow: shadow.clone(),
+                primary: answered.clone(),
+                inputs,
+                primary_outputs: outputs,
+                judged: shadow,
+            });
+        }
+    }
 }
 
 fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {

@@ -136,9 +136,10 @@ fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &Traf
         )));
     }
     if let Some(shadow) = &spec.shadow {
-        if !(shadow.sample_rate > 0.0 && shadow.sample_rate <= 1.0) {
+        // 0 is allowed: a shadow kept loaded but paused.
+        if !(0.0..=1.0).contains(&shadow.sample_rate) {
             return Err(Error::bad_request(format!(
-                "shadow sample_rate is {}: expected a fraction in (0, 1]",
+                "shadow sample_rate is {}: expected a fraction from 0 to 1",
                 shadow.sample_rate
             )));
         }
