@@ -8,7 +8,7 @@
 //! until the registry hears it; the follower keeps the version at weight 0
 //! until the registry's deployment does the same.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use sluice_registry_client::RegistryClient;
 use sluice_registry_client::rollout::GuardReport;
 use tokio::sync::mpsc;
 
-use crate::routing::{Route, Routes};
+use crate::routing::{Route, Routes, RoutingTable};
 
 /// The most requests a guard window may span.
 pub const MAX_WINDOW: usize = 1024;
@@ -90,8 +90,10 @@ impl Guard {
     }
 }
 
-/// Versions this gateway stopped, until the registry's deployment agrees.
-pub type Guarded = Arc<Mutex<HashSet<(String, u64)>>>;
+/// Versions this gateway stopped, with the deployments revision it served
+/// when each tripped: kept at weight 0 until a newer revision arrives (the
+/// registry's answer, or someone else's decision) or they take no traffic.
+pub type Guarded = Arc<Mutex<HashMap<(String, u64), u64>>>;
 
 /// A tripped guard, from the request path to the guard task.
 pub struct Trip {
@@ -137,52 +139,102 @@ pub async fn run(
     gateway: String,
 ) {
     while let Some(trip) = trips.recv().await {
-        tracing::error!(model = %trip.model, version = trip.version, errors = trip.errors, window = trip.window, "local guard: the canary fails too often, routing away from it");
-        metrics::counter!(crate::metrics::GUARD_TRIPS, "model" => trip.model.clone()).increment(1);
-        {
-            let mut set = guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            set.insert((trip.model.clone(), trip.version));
-        }
-        stop_routing(&routes, &trip.model, trip.version);
-        if let Some(client) = client_opt.clone() {
-            let report = GuardReport {
-                gateway: gateway.clone(),
-                version: trip.version,
-                errors: trip.errors,
-                window: trip.window,
+        let mut revision_opt = None;
+        routes.publish_with(|current| {
+            let routed = current.routes.get(&trip.model).and_then(|route| {
+                route
+                    .targets
+                    .iter()
+                    .find(|target| target.model.version == trip.version)
+                    .map(|target| target.model.clone())
+            });
+            let Some(model) = routed else {
+                // Taken out already (the registry rolled it back meanwhile):
+                // nothing to stop, and its guard starts afresh.
+                if let Some(route) = current.routes.get(&trip.model)
+                    && let Some(model) = route.versions.get(&trip.version)
+                {
+                    model.guard.reset();
+                }
+                return copy(current);
             };
-            tokio::spawn(report_until_heard(client, trip.model, report));
-        }
+            lock(&guarded).insert((trip.model.clone(), trip.version), current.revision);
+            revision_opt = Some(current.revision);
+            tracing::error!(model = %trip.model, version = trip.version, errors = trip.errors, window = trip.window, "local guard: the canary fails too often, routing away from it");
+            metrics::counter!(crate::metrics::GUARD_TRIPS, "model" => trip.model.clone()).increment(1);
+            drop(model);
+            apply_guards(copy(current), &guarded)
+        });
+        let (Some(revision), Some(client)) = (revision_opt, client_opt.clone()) else {
+            continue;
+        };
+        let report = GuardReport {
+            gateway: gateway.clone(),
+            revision,
+            version: trip.version,
+            errors: trip.errors,
+            window: trip.window,
+        };
+        tokio::spawn(report_until_heard(client, trip.model, report));
     }
 }
 
-/// Republishes the table with `version`'s weight given to the stable version.
-fn stop_routing(routes: &Routes, model: &str, version: u64) {
-    let current = routes.snapshot();
-    let Some(route) = current.routes.get(model) else {
-        return;
-    };
-    let weights: Vec<(u64, u32)> = route
-        .targets
-        .iter()
-        .map(|target| (target.model.version, target.weight))
-        .collect();
-    let weights = without_guarded(&weights, &HashSet::from([version]));
-    let Some(rerouted) = Route::split(
-        route.versions.clone(),
-        &weights,
-        route.sticky_header.clone(),
-        route.shadow.clone(),
-    ) else {
-        return;
-    };
-    let rerouted = rerouted.comparing_canary(route.compare_canary);
-    let mut table = crate::routing::RoutingTable::default();
-    for (name, other) in &current.routes {
-        table.routes.insert(name.clone(), other.clone());
+fn lock(guarded: &Guarded) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u64>> {
+    guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn copy(table: &RoutingTable) -> RoutingTable {
+    RoutingTable {
+        routes: table.routes.clone(),
+        revision: table.revision,
     }
-    table.routes.insert(model.to_string(), Arc::new(rerouted));
-    routes.publish(table);
+}
+
+/// `table` with every guarded version's traffic given to its stable
+/// version. Stops older than the table's revision, or of versions it routes
+/// nothing to, are forgotten, and those guards start afresh.
+pub fn apply_guards(mut table: RoutingTable, guarded: &Guarded) -> RoutingTable {
+    let mut stopped = lock(guarded);
+    stopped.retain(|(model, version), tripped_at| {
+        let route_opt = table.routes.get(model);
+        let routed = route_opt.is_some_and(|route| {
+            route
+                .targets
+                .iter()
+                .any(|target| target.model.version == *version)
+        });
+        let keep = routed && *tripped_at >= table.revision;
+        if !keep && let Some(loaded) = route_opt.and_then(|route| route.versions.get(version)) {
+            loaded.guard.reset();
+        }
+        keep
+    });
+    let mut by_model: HashMap<String, HashSet<u64>> = HashMap::new();
+    for (model, version) in stopped.keys() {
+        by_model.entry(model.clone()).or_default().insert(*version);
+    }
+    drop(stopped);
+    for (model, versions) in by_model {
+        let Some(route) = table.routes.get(&model) else {
+            continue;
+        };
+        let weights: Vec<(u64, u32)> = route
+            .targets
+            .iter()
+            .map(|target| (target.model.version, target.weight))
+            .collect();
+        let weights = without_guarded(&weights, &versions);
+        if let Some(rerouted) = Route::split(
+            route.versions.clone(),
+            &weights,
+            route.sticky_header.clone(),
+            route.shadow.clone(),
+        ) {
+            let rerouted = rerouted.with_rollout(route.rollout, route.compare_canary);
+            table.routes.insert(model, Arc::new(rerouted));
+        }
+    }
+    table
 }
 
 /// The registry must hear of it, even if it is down now: retry with backoff.

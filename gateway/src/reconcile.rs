@@ -22,10 +22,10 @@ use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
-use crate::guard::{Guarded, without_guarded};
+use crate::guard::Guarded;
 use crate::model::LoadedModel;
 use crate::repository::Health;
-use crate::routing::{Route, Routes, RoutingTable, ShadowRoute};
+use crate::routing::{RolloutRoles, Route, Routes, RoutingTable, ShadowRoute};
 
 /// How long one long-poll waits for a change.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,9 +128,8 @@ impl Follower {
                 .targets
                 .iter()
                 .all(|target| loaded.contains_key(&target.version));
-            let guarded = self.guarded_versions(deployment, &loaded);
             let route = if targets_loaded {
-                route_for(deployment, loaded, &guarded).map(Arc::new)
+                route_for(deployment, loaded).map(Arc::new)
             } else {
                 current.routes.get(&deployment.model).cloned()
             };
@@ -151,45 +150,18 @@ impl Follower {
                     .and_then(|route| route.versions.get(&key.1))
                     .is_some_and(|live| Arc::ptr_eq(live, model))
         });
-        self.routes.publish(table);
+        table.revision = deployments.revision;
+        // The guard's stops are applied under the writers' lock, so a trip
+        // between this apply's start and its publish is not undone.
+        let guarded = self.guarded.clone();
+        self.routes
+            .publish_with(move |_current| crate::guard::apply_guards(table, &guarded));
         metrics::gauge!(crate::metrics::DEPLOYMENTS_REVISION).set(deployments.revision as f64);
         if all_serving && !self.health.is_ready() {
             tracing::info!(revision = deployments.revision, "every deployment serves: ready");
             self.health.set_ready(true);
         }
         applied
-    }
-
-    /// The versions of this deployment the local guard stopped. Those the
-    /// deployment itself no longer routes to are forgotten (the registry
-    /// has caught up), and their guards start afresh.
-    fn guarded_versions(
-        &self,
-        deployment: &Deployment,
-        loaded: &BTreeMap<u64, Arc<LoadedModel>>,
-    ) -> HashSet<u64> {
-        let mut set = self
-            .guarded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let routed = |version: u64| {
-            deployment
-                .spec
-                .targets
-                .iter()
-                .any(|target| target.version == version && target.weight > 0)
-        };
-        set.retain(|(model, version)| {
-            let keep = model != &deployment.model || routed(*version);
-            if !keep && let Some(model) = loaded.get(version) {
-                model.guard.reset();
-            }
-            keep
-        });
-        set.iter()
-            .filter(|(model, _)| model == &deployment.model)
-            .map(|(_, version)| *version)
-            .collect()
     }
 
     /// The loaded model for `deployed`: already loaded, or read from the
@@ -267,14 +239,9 @@ impl Follower {
 
 /// The route a deployment asks for, over the versions that loaded. Only its
 /// targets may be pinned by path; a shadow-only version is not served.
-fn route_for(
-    deployment: &Deployment,
-    mut loaded: BTreeMap<u64, Arc<LoadedModel>>,
-    guarded: &HashSet<u64>,
-) -> Option<Route> {
+fn route_for(deployment: &Deployment, mut loaded: BTreeMap<u64, Arc<LoadedModel>>) -> Option<Route> {
     let spec = &deployment.spec;
     let weights = spec.weights();
-    let weights = without_guarded(&weights, guarded);
     // The registry checked the header name; a bad one would only lose stickiness.
     let sticky_header = spec
         .sticky_header
@@ -287,13 +254,22 @@ fn route_for(
         })
     });
     loaded.retain(|version, _| weights.iter().any(|(target, _)| target == version));
-    let compare_canary = spec
-        .rollout
-        .as_ref()
+    // The registry writes {canary, stable, policy} here while a rollout runs.
+    let rollout_opt = spec.rollout.as_ref();
+    let version_of = |key: &str| {
+        rollout_opt
+            .and_then(|rollout| rollout.get(key))
+            .and_then(|v| v.as_u64())
+    };
+    let roles = version_of("canary")
+        .zip(version_of("stable"))
+        .map(|(canary, stable)| RolloutRoles { canary, stable });
+    let compare_canary = rollout_opt
         .and_then(|rollout| rollout.get("policy"))
         .and_then(|policy| policy.get("max_shadow_disagreement"))
         .is_some_and(|limit| !limit.is_null());
-    Route::split(loaded, &weights, sticky_header, shadow).map(|route| route.comparing_canary(compare_canary))
+    Route::split(loaded, &weights, sticky_header, shadow)
+        .map(|route| route.with_rollout(roles, compare_canary))
 }
 
 /// Follows the registry until `shutdown` turns true.

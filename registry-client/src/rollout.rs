@@ -16,10 +16,17 @@ pub const LATENCY_BUCKETS_MS: [f64; 28] = [
 pub struct VersionWindow {
     pub model: String,
     pub version: u64,
+    /// When the gateway began and ended counting this window (Unix
+    /// milliseconds), so that a rollout interval takes only its own windows.
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub ended_ms: u64,
     pub requests: u64,
     /// 4xx answers: the client's mistakes, not the version's.
     pub client_errors: u64,
-    /// 5xx answers: what error-rate checks count.
+    /// 5xx answers but 503 (an overloaded gateway is not the version's
+    /// fault): what error-rate checks and the guard count.
     pub server_errors: u64,
     /// One count per [`LATENCY_BUCKETS_MS`] bound, plus one above the last.
     pub latency_buckets: Vec<u64>,
@@ -41,48 +48,71 @@ pub struct ShadowWindow {
 }
 
 impl VersionWindow {
-    /// Adds `other` (the same version, another window or replica).
+    /// Whether this window can be added to others: one count per latency
+    /// bucket, finite differences.
+    pub fn is_well_formed(&self) -> bool {
+        self.latency_buckets.len() == LATENCY_BUCKETS_MS.len() + 1
+            && self.shadow.sum_abs_diff.is_finite()
+            && self.shadow.max_abs_diff.is_finite()
+    }
+
+    /// Adds `other` (the same version, another window or replica). Counts
+    /// saturate rather than wrap: a report is never trusted to be small.
     pub fn merge(&mut self, other: &VersionWindow) {
-        self.requests += other.requests;
-        self.client_errors += other.client_errors;
-        self.server_errors += other.server_errors;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.client_errors = self.client_errors.saturating_add(other.client_errors);
+        self.server_errors = self.server_errors.saturating_add(other.server_errors);
         if self.latency_buckets.len() < other.latency_buckets.len() {
             self.latency_buckets.resize(other.latency_buckets.len(), 0);
         }
         for (mine, theirs) in self.latency_buckets.iter_mut().zip(&other.latency_buckets) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
         let shadow = &mut self.shadow;
-        shadow.requests += other.shadow.requests;
-        shadow.errors += other.shadow.errors;
-        shadow.rows += other.shadow.rows;
-        shadow.agreements += other.shadow.agreements;
-        shadow.values += other.shadow.values;
+        shadow.requests = shadow.requests.saturating_add(other.shadow.requests);
+        shadow.errors = shadow.errors.saturating_add(other.shadow.errors);
+        shadow.rows = shadow.rows.saturating_add(other.shadow.rows);
+        shadow.agreements = shadow.agreements.saturating_add(other.shadow.agreements);
+        shadow.values = shadow.values.saturating_add(other.shadow.values);
         shadow.sum_abs_diff += other.shadow.sum_abs_diff;
         shadow.max_abs_diff = shadow.max_abs_diff.max(other.shadow.max_abs_diff);
     }
 
-    /// 5xx answers per request; `None` without requests.
+    /// 5xx answers (503 aside) per request; `None` without requests.
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
     }
 
-    /// The latency under which `quantile` of requests answered: the upper
-    /// bound of the bucket it falls in. `None` without requests.
+    /// The latency under which `quantile` of requests answered, interpolated
+    /// linearly inside the bucket it falls in (as Prometheus'
+    /// `histogram_quantile` does); above the last bound, that bound. `None`
+    /// without requests.
     pub fn latency_quantile_ms(&self, quantile: f64) -> Option<f64> {
-        let total: u64 = self.latency_buckets.iter().sum();
+        let total = self
+            .latency_buckets
+            .iter()
+            .fold(0u64, |sum, count| sum.saturating_add(*count));
         if total == 0 {
             return None;
         }
-        let rank = (quantile * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (index, count) in self.latency_buckets.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(LATENCY_BUCKETS_MS.get(index).copied().unwrap_or(f64::INFINITY));
+        let rank = (quantile * total as f64).max(1.0);
+        let mut seen = 0u64;
+        for (index, &count) in self.latency_buckets.iter().enumerate() {
+            if count > 0 && seen.saturating_add(count) as f64 >= rank {
+                let Some(&upper) = LATENCY_BUCKETS_MS.get(index) else {
+                    return LATENCY_BUCKETS_MS.last().copied();
+                };
+                let lower = if index == 0 {
+                    0.0
+                } else {
+                    LATENCY_BUCKETS_MS[index - 1]
+                };
+                let within = (rank - seen as f64) / count as f64;
+                return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
             }
+            seen = seen.saturating_add(count);
         }
-        Some(f64::INFINITY)
+        LATENCY_BUCKETS_MS.last().copied()
     }
 
     /// Share of compared rows whose class differed from the primary's.
@@ -104,6 +134,10 @@ pub struct StatsReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuardReport {
     pub gateway: String,
+    /// The deployments revision the gateway served when it tripped: a report
+    /// from before the current rollout began is about something else.
+    #[serde(default)]
+    pub revision: u64,
     pub version: u64,
     /// Server errors among the last `window` requests when it tripped.
     pub errors: u64,
@@ -164,13 +198,17 @@ impl RolloutPolicy {
                 .step_weight
                 .ok_or("give step_weights, or step_weight with max_weight")?;
             let max = self.max_weight.unwrap_or(100);
-            if step == 0 {
-                return Err("step_weight must be positive".into());
+            if step == 0 || step > 100 || max == 0 || max > 100 {
+                return Err(format!(
+                    "step_weight {step} and max_weight {max}: expected both from 1 to 100"
+                ));
             }
-            (1..)
-                .map(|n| n * step)
-                .take_while(|weight| *weight <= max)
-                .collect()
+            // Flagger's stepping: step, 2 x step, ..., and max_weight last.
+            let mut steps: Vec<u32> = (1..=max / step).map(|n| n * step).collect();
+            if steps.last() != Some(&max) {
+                steps.push(max);
+            }
+            steps
         };
         if steps.is_empty() || steps.iter().any(|&weight| weight == 0 || weight > 100) {
             return Err(format!("steps {steps:?}: expected weights from 1 to 100"));
@@ -253,6 +291,11 @@ pub struct Rollout {
     pub updated_at: String,
     /// When the current interval began (Unix milliseconds).
     pub interval_started_ms: u64,
+    /// The deployments revision this rollout began at.
+    pub started_revision: u64,
+    /// The deployment's revision after this rollout's last change: another
+    /// revision means someone else changed the traffic.
+    pub deployment_revision: u64,
 }
 
 /// `POST /api/v1/rollouts/{model}`.
@@ -261,4 +304,62 @@ pub struct Rollout {
 pub struct StartRollout {
     pub canary: u64,
     pub policy: RolloutPolicy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RolloutPolicy {
+        RolloutPolicy {
+            step_weights: Vec::new(),
+            step_weight: Some(20),
+            max_weight: Some(50),
+            interval_ms: 1000,
+            min_requests: 1,
+            max_error_rate: None,
+            max_p99_ms: None,
+            max_p99_ratio: None,
+            max_shadow_disagreement: None,
+            threshold: 1,
+            webhook: None,
+        }
+    }
+
+    #[test]
+    fn steps_follow_flagger_and_refuse_nonsense() {
+        assert_eq!(policy().steps().unwrap(), vec![20, 40, 50]);
+        let huge = RolloutPolicy {
+            step_weight: Some(1),
+            max_weight: Some(4_000_000_000),
+            ..policy()
+        };
+        assert!(huge.steps().unwrap_err().contains("from 1 to 100"));
+        let backwards = RolloutPolicy {
+            step_weights: vec![30, 10],
+            ..policy()
+        };
+        assert!(backwards.steps().unwrap_err().contains("increasing"));
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_a_bucket_and_merges_saturate() {
+        let mut window = VersionWindow {
+            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            ..Default::default()
+        };
+        // 100 answers between 7.5 and 10 ms.
+        window.latency_buckets[12] = 100;
+        let p99 = window.latency_quantile_ms(0.99).unwrap();
+        assert!((p99 - 9.975).abs() < 1e-9, "{p99}");
+        assert_eq!(window.latency_quantile_ms(0.5), Some(8.75));
+        let mut huge = window.clone();
+        huge.requests = u64::MAX;
+        window.requests = 7;
+        window.merge(&huge);
+        assert_eq!(window.requests, u64::MAX);
+        assert!(window.is_well_formed());
+        window.latency_buckets.pop();
+        assert!(!window.is_well_formed());
+    }
 }

@@ -29,6 +29,9 @@ use crate::store::{deployments, now, rollouts, versions};
 /// The actor of the controller's own changes in the audit log.
 pub const ACTOR: &str = "rollout";
 
+/// Intervals a rollout keeps in its record.
+const MAX_INTERVALS_KEPT: usize = 100;
+
 /// What a decision changed, for the caller to announce after the commit.
 pub struct Decided {
     pub rollout: Rollout,
@@ -91,15 +94,18 @@ pub fn start(
         started_at: at.clone(),
         updated_at: at,
         interval_started_ms: now_ms(),
+        started_revision: 0,
+        deployment_revision: 0,
     };
     let revision = set_weights(
         transaction,
         policy,
         actor,
         &deployment,
-        &rollout,
+        &mut rollout,
         "rollout started",
     )?;
+    rollout.started_revision = revision;
     rollout.updated_at = now();
     rollouts::put(transaction, &rollout)?;
     record(transaction, actor, "rollout.start", &rollout, None)?;
@@ -123,17 +129,14 @@ pub fn evaluate(
     if rollout.status != RolloutStatus::Progressing {
         return Ok(None);
     }
-    let deployment = deployments::find(transaction, model)?;
-    let canary_weight_now = deployment.as_ref().and_then(|deployment| {
-        deployment
-            .spec
-            .targets
-            .iter()
-            .find(|target| target.version == rollout.canary)
-            .map(|target| target.weight)
-    });
-    if canary_weight_now != Some(rollout.canary_weight) {
-        // Someone moved the traffic by hand: theirs is the last word.
+    // The due list was read in another transaction: check again.
+    if now_ms().saturating_sub(rollout.interval_started_ms) < rollout.policy.interval_ms {
+        return Ok(None);
+    }
+    let deployment_opt = deployments::find(transaction, model)?;
+    let Some(deployment) = deployment_opt.filter(|d| d.revision == rollout.deployment_revision) else {
+        // Someone changed the traffic (or removed the deployment) since this
+        // rollout's last step: theirs is the last word.
         rollout.status = RolloutStatus::Aborted;
         rollout.updated_at = now();
         rollouts::put(transaction, &rollout)?;
@@ -144,8 +147,7 @@ pub fn evaluate(
             revision_opt: None,
             finished: true,
         }));
-    }
-    let deployment = deployment.expect("a canary weight was found in it");
+    };
     let since = rollout.interval_started_ms;
     let canary = stats.since(model, rollout.canary, since);
     let stable = stats.since(model, rollout.stable, since);
@@ -154,6 +156,12 @@ pub fn evaluate(
     let verdict = result.verdict.clone();
     let reasons = result.reasons.clone();
     rollout.intervals.push(result);
+    // The latest intervals tell the story; a rollout left inconclusive for
+    // days must not grow without bound.
+    if rollout.intervals.len() > MAX_INTERVALS_KEPT {
+        let excess = rollout.intervals.len() - MAX_INTERVALS_KEPT;
+        rollout.intervals.drain(..excess);
+    }
     let steps = rollout.policy.steps().map_err(Error::Internal)?;
     let mut revision_opt = None;
     let mut finished = false;
@@ -175,7 +183,7 @@ pub fn evaluate(
                 policy,
                 ACTOR,
                 &deployment,
-                &rollout,
+                &mut rollout,
                 &reason,
             )?);
         }
@@ -197,7 +205,9 @@ pub fn evaluate(
     }
     rollout.updated_at = now();
     rollouts::put(transaction, &rollout)?;
-    if !finished {
+    // Inconclusive intervals change nothing: the rollout's record has them,
+    // the audit log need not repeat them every interval.
+    if !finished && verdict != "inconclusive" {
         let action = format!("rollout.interval.{verdict}");
         record(transaction, ACTOR, &action, &rollout, Some(&reasons))?;
     }
@@ -230,9 +240,12 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
         ));
         return result;
     }
+    // A configured check without data fails, as in Flagger: a canary whose
+    // comparisons were all dropped has not shown it agrees.
     let mut fail = |reason: String| result.reasons.push(reason);
+    let exceeds = |value: f64, limit: f64| value.is_nan() || value > limit;
     if let (Some(limit), Some(rate)) = (policy.max_error_rate, canary.error_rate())
-        && rate > limit
+        && exceeds(rate, limit)
     {
         fail(format!(
             "error rate {:.2}% above max_error_rate {:.2}%",
@@ -240,29 +253,32 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
             limit * 100.0
         ));
     }
-    let p99 = canary.latency_quantile_ms(0.99);
-    if let (Some(limit), Some(p99)) = (policy.max_p99_ms, p99)
-        && p99 > limit
+    let p99_opt = canary.latency_quantile_ms(0.99);
+    if let (Some(limit), Some(p99)) = (policy.max_p99_ms, p99_opt)
+        && exceeds(p99, limit)
     {
-        fail(format!("p99 {p99} ms above max_p99_ms {limit}"));
+        fail(format!("p99 {p99:.3} ms above max_p99_ms {limit}"));
     }
-    if let (Some(limit), Some(p99), Some(stable_p99)) =
-        (policy.max_p99_ratio, p99, stable.latency_quantile_ms(0.99))
-        && p99 / stable_p99 > limit
-    {
-        fail(format!(
-            "p99 {p99} ms is {:.2}x the stable version's {stable_p99} ms, above max_p99_ratio {limit}",
-            p99 / stable_p99
-        ));
+    if let Some(limit) = policy.max_p99_ratio {
+        match (p99_opt, stable.latency_quantile_ms(0.99)) {
+            (Some(p99), Some(stable_p99)) if exceeds(p99 / stable_p99, limit) => fail(format!(
+                "p99 {p99:.3} ms is {:.2}x the stable version's {stable_p99:.3} ms, above max_p99_ratio {limit}",
+                p99 / stable_p99
+            )),
+            (Some(_), Some(_)) => {}
+            _ => fail("no stable-version latency to compare the canary's p99 with".into()),
+        }
     }
-    if let (Some(limit), Some(disagreement)) = (policy.max_shadow_disagreement, canary.shadow_disagreement())
-        && disagreement > limit
-    {
-        fail(format!(
-            "shadow disagreement {:.2}% above max_shadow_disagreement {:.2}%",
-            disagreement * 100.0,
-            limit * 100.0
-        ));
+    if let Some(limit) = policy.max_shadow_disagreement {
+        match canary.shadow_disagreement() {
+            Some(disagreement) if exceeds(disagreement, limit) => fail(format!(
+                "shadow disagreement {:.2}% above max_shadow_disagreement {:.2}%",
+                disagreement * 100.0,
+                limit * 100.0
+            )),
+            Some(_) => {}
+            None => fail("no comparison of the canary's answers with the stable version's".into()),
+        }
     }
     if !result.reasons.is_empty() {
         result.verdict = "failed".into();
@@ -309,7 +325,7 @@ pub fn act(
                 policy,
                 actor,
                 &deployment,
-                &rollout,
+                &mut rollout,
                 "rollout aborted",
             )?);
             finished = true;
@@ -349,8 +365,12 @@ pub fn guard(
     };
     if let Some(mut rollout) = rollouts::find(transaction, model)?
         && rollout.status.is_active()
-        && rollout.canary == report.version
     {
+        // Only the canary is guarded, and only a report from this rollout's
+        // time: one retried for hours after an outage is about an older one.
+        if rollout.canary != report.version || report.revision < rollout.started_revision {
+            return Ok(None);
+        }
         let revision = roll_back(transaction, policy, actor, &deployment, &mut rollout, &reasons)?;
         rollout.updated_at = now();
         rollouts::put(transaction, &rollout)?;
@@ -378,6 +398,11 @@ pub fn guard(
     else {
         return Ok(None);
     };
+    // The stable version is not a canary: never move its traffic onto a
+    // lighter one (a report from a gateway that saw it differently).
+    if heaviest.weight < guarded.weight || report.revision < deployment.revision {
+        return Ok(None);
+    }
     let targets: Vec<TrafficTarget> = deployment
         .spec
         .targets
@@ -466,15 +491,20 @@ fn set_weights(
     policy: &Policy,
     actor: &str,
     deployment: &Deployment,
-    rollout: &Rollout,
+    rollout: &mut Rollout,
     reason: &str,
 ) -> Result<u64> {
+    // A rollout is between two versions: every other target keeps weight 0
+    // (loaded, pinnable), so the weights always add up to 100.
     let mut targets: Vec<TrafficTarget> = deployment
         .spec
         .targets
         .iter()
         .filter(|target| target.version != rollout.canary && target.version != rollout.stable)
-        .copied()
+        .map(|target| TrafficTarget {
+            version: target.version,
+            weight: 0,
+        })
         .collect();
     targets.push(TrafficTarget {
         version: rollout.stable,
@@ -485,15 +515,26 @@ fn set_weights(
         weight: rollout.canary_weight,
     });
     targets.sort_by_key(|target| target.version);
+    // A version shadowed before its rollout is now a target, not a shadow.
+    let shadow = deployment
+        .spec
+        .shadow
+        .filter(|shadow| shadow.version != rollout.canary);
+    // Gateways read the rollout here (which version is the canary); it goes
+    // when the rollout ends, so later hand-made splits are plain splits.
+    let rollout_spec = rollout
+        .status
+        .is_active()
+        .then(|| json!({ "canary": rollout.canary, "stable": rollout.stable, "policy": rollout.policy }));
     let mut body = SetDeployment::new(TrafficSpec {
         targets,
-        rollout: Some(
-            json!({ "canary": rollout.canary, "stable": rollout.stable, "policy": rollout.policy }),
-        ),
+        shadow,
+        rollout: rollout_spec,
         ..deployment.spec.clone()
     });
     body.reason = Some(reason.to_string());
     let written = deployments::set(transaction, policy, actor, &rollout.model, &body)?;
+    rollout.deployment_revision = written.revision;
     Ok(written.revision)
 }
 

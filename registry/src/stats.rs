@@ -51,7 +51,10 @@ impl Stats {
         }
     }
 
-    /// Everything reported about one version after `since_ms`, added up.
+    /// Everything reported about one version after `since_ms`, added up: the
+    /// windows the gateways began counting at or after it (a window that
+    /// straddles it holds earlier traffic, perhaps at another weight), or,
+    /// from a gateway that does not say, those that arrived after it.
     pub fn since(&self, model: &str, version: u64, since_ms: u64) -> VersionWindow {
         let windows = self
             .windows
@@ -63,7 +66,11 @@ impl Stats {
             ..Default::default()
         };
         if let Some(queue) = windows.get(&(model.to_string(), version)) {
-            for (_, window) in queue.iter().filter(|(at, _)| *at > since_ms) {
+            let counts = |(arrived, window): &&(u64, VersionWindow)| match window.started_ms {
+                0 => *arrived > since_ms,
+                started => started >= since_ms,
+            };
+            for (_, window) in queue.iter().filter(counts) {
                 total.merge(window);
             }
         }

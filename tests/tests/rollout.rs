@@ -435,7 +435,9 @@ async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() 
     let (registry, gateway, _cache) = setup("credit_risk_inverted", GuardLimits::default()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
-    let mut checks = policy(&[20, 50], 300, 20, 1);
+    // From 50% on the canary weighs as much as the stable version or more:
+    // which one is the canary is the rollout's word, not the weights'.
+    let mut checks = policy(&[50, 80], 300, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
     let body = StartRollout {
         canary: 2,

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::accounting::Accounting;
 use super::body::{self, Encoding};
 use crate::error::{Error, Result};
-use crate::guard::Trip;
 use crate::metrics;
 use crate::model::LoadedModel;
 use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
@@ -139,57 +139,41 @@ async fn infer_and_count(
     // The one routing-table load of this request, and its pick; the Arc
     // keeps the version alive until we answer, whatever swaps happen meanwhile.
     let picked = state.routes.load().pick(model_name, version_opt, headers);
-    let (response, labels) = match picked {
-        Ok(Picked {
-            model,
-            shadow_opt,
-            canary,
-            compare_with_opt,
-        }) => {
-            let mirrors = Mirrors {
-                shadow_opt,
-                compare_with_opt,
-            };
-            let mut response = match run_inference(state, &model, mirrors, headers, body).await {
-                Ok(response) => response,
-                Err(err) => err.into_response(),
-            };
-            // Errors too say which version judged the request.
-            response.headers_mut().insert(
-                HeaderName::from_static(MODEL_VERSION_HEADER),
-                HeaderValue::from_str(&model.version_label)
-                    .expect("a version number is a valid header value"),
-            );
-            (response, Some((model, canary)))
-        }
-        Err(err) => (err.into_response(), None),
-    };
-    let code = response.status().as_u16();
-    let elapsed = started.elapsed();
-    match &labels {
-        Some((model, canary)) => {
-            model.metrics.count(code);
-            model.metrics.request_duration.record(elapsed.as_secs_f64());
-            model.stats.record(code, elapsed);
-            if *canary && model.guard.record(code >= 500, state.guard_limits) {
-                // Off the request path: the guard task swaps the table.
-                let _ = state.trips.try_send(Trip {
-                    model: model.name.clone(),
-                    version: model.version,
-                    errors: state.guard_limits.errors as u64,
-                    window: state.guard_limits.window as u64,
-                });
-            }
-        }
-        // Unknown names are counted under empty labels so that a scan of
-        // random paths cannot explode the metric's cardinality.
-        None => {
-            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code.to_string())
+    let Picked {
+        model,
+        shadow_opt,
+        canary,
+        pinned,
+        compare_with_opt,
+    } = match picked {
+        Ok(picked) => picked,
+        Err(err) => {
+            let response = err.into_response();
+            // Unknown names are counted under empty labels so that a scan of
+            // random paths cannot explode the metric's cardinality.
+            let code = response.status().as_u16().to_string();
+            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code)
                 .increment(1);
             ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
-                .record(elapsed.as_secs_f64());
+                .record(started.elapsed().as_secs_f64());
+            return response;
         }
-    }
+    };
+    let accounting = Accounting::new(state, model.clone(), canary, pinned, started);
+    let mirrors = Mirrors {
+        shadow_opt,
+        compare_with_opt,
+    };
+    let mut response = match run_inference(state, &model, mirrors, headers, body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    // Errors too say which version judged the request.
+    response.headers_mut().insert(
+        HeaderName::from_static(MODEL_VERSION_HEADER),
+        HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
+    );
+    accounting.finish(response.status().as_u16());
     response
 }
 

@@ -3,8 +3,11 @@
 //! `start` takes a bound listener, so tests run the real server on an
 //! ephemeral port in-process.
 
+mod accounting;
 mod body;
 pub mod handlers;
+
+pub use accounting::CLIENT_CLOSED;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

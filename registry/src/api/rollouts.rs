@@ -85,6 +85,14 @@ pub async fn report_stats(
     Body(report): Body<StatsReport>,
 ) -> Result<StatusCode> {
     caller.require(Permission::Report)?;
+    if let Some(window) = report.versions.iter().find(|window| !window.is_well_formed()) {
+        return Err(Error::bad_request(format!(
+            "window of {} version {}: expected {} latency buckets and finite differences",
+            window.model,
+            window.version,
+            sluice_registry_client::rollout::LATENCY_BUCKETS_MS.len() + 1
+        )));
+    }
     state.stats.record(report);
     Ok(StatusCode::NO_CONTENT)
 }
