@@ -16,6 +16,7 @@ use crate::cli::{
     VersionsCommand,
 };
 use crate::guard::GuardLimits;
+use crate::predlog::SegmentLimits;
 
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
 /// Inference Protocol (KServe V2).
@@ -247,6 +248,22 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = 10)]
     pub guard_errors: u64,
 
+    /// Where the prediction log's segments go, for deployments that log [default: DATA_DIR/predictions].
+    #[arg(long, env = "SLUICE_PREDICTIONS_DIR", value_name = "DIR")]
+    pub predictions_dir: Option<PathBuf>,
+
+    /// Predictions that may wait for the log's writer; beyond it they are dropped and counted.
+    #[arg(long, env = "SLUICE_PREDICTION_LOG_QUEUE", default_value_t = 10_000)]
+    pub prediction_log_queue: usize,
+
+    /// A prediction log segment is written once it holds this many bytes.
+    #[arg(long, env = "SLUICE_SEGMENT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub segment_max_bytes: usize,
+
+    /// ... or once it is this old, in milliseconds.
+    #[arg(long, env = "SLUICE_SEGMENT_MAX_AGE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub segment_max_age_ms: u64,
+
     #[command(flatten)]
     pub engines: EngineArgs,
 }
@@ -276,6 +293,10 @@ pub struct ServeConfig {
     pub shadow_queue: usize,
     pub stats_interval: Duration,
     pub guard_limits: GuardLimits,
+    /// The prediction log's directory; `None`: no log (a model repository).
+    pub predictions_dir_opt: Option<PathBuf>,
+    pub prediction_log_queue: usize,
+    pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
 }
 
@@ -285,12 +306,15 @@ impl ServeConfig {
         ServeConfig::with_source(Source::Repository(model_repository.into()))
     }
 
-    /// Defaults for following a registry.
+    /// Defaults for following a registry; the prediction log goes beside the cache.
     pub fn for_registry(client: RegistryClient, cache_dir: impl Into<PathBuf>) -> ServeConfig {
-        ServeConfig::with_source(Source::Registry {
+        let cache_dir = cache_dir.into();
+        let mut config = ServeConfig::with_source(Source::Registry {
             client,
-            cache_dir: cache_dir.into(),
-        })
+            cache_dir: cache_dir.clone(),
+        });
+        config.predictions_dir_opt = Some(cache_dir.join("predictions"));
+        config
     }
 
     fn with_source(source: Source) -> ServeConfig {
@@ -306,6 +330,9 @@ impl ServeConfig {
             shadow_queue: 256,
             stats_interval: Duration::from_secs(5),
             guard_limits: GuardLimits::default(),
+            predictions_dir_opt: None,
+            prediction_log_queue: 10_000,
+            segment_limits: SegmentLimits::default(),
             engines: EngineOptions {
                 ort_library_opt: None,
                 ort_sessions: cores,
@@ -349,6 +376,10 @@ impl ServeArgs {
         let cache_dir = self
             .cache_dir
             .unwrap_or_else(|| self.registry_args.data_dir.join("cache"));
+        let predictions_dir = self
+            .predictions_dir
+            .unwrap_or_else(|| self.registry_args.data_dir.join("predictions"));
+        let predictions_dir_opt = self.model_repository.is_none().then_some(predictions_dir);
         let mode = match (self.model_repository, self.registry) {
             (Some(dir), _) => ServeMode::Repository(dir),
             (None, Some(url)) => ServeMode::Remote {
@@ -374,6 +405,12 @@ impl ServeArgs {
                 window: self.guard_window as usize,
                 errors: self.guard_errors.max(1) as usize,
             },
+            predictions_dir_opt,
+            prediction_log_queue: self.prediction_log_queue.max(1),
+            segment_limits: SegmentLimits {
+                max_bytes: self.segment_max_bytes.max(1),
+                max_age: Duration::from_millis(self.segment_max_age_ms),
+            },
             engines,
         };
         Ok((mode, cache_dir, settings))
@@ -392,6 +429,9 @@ pub struct ServeSettings {
     pub shadow_queue: usize,
     pub stats_interval: Duration,
     pub guard_limits: GuardLimits,
+    pub predictions_dir_opt: Option<PathBuf>,
+    pub prediction_log_queue: usize,
+    pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
 }
 
@@ -408,6 +448,9 @@ impl ServeSettings {
             shadow_queue: self.shadow_queue,
             stats_interval: self.stats_interval,
             guard_limits: self.guard_limits,
+            predictions_dir_opt: self.predictions_dir_opt,
+            prediction_log_queue: self.prediction_log_queue,
+            segment_limits: self.segment_limits,
             engines: self.engines,
         }
     }

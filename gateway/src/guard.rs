@@ -230,7 +230,9 @@ pub fn apply_guards(mut table: RoutingTable, guarded: &Guarded) -> RoutingTable 
             route.sticky_header.clone(),
             route.shadow.clone(),
         ) {
-            let rerouted = rerouted.with_rollout(route.rollout, route.compare_canary);
+            let rerouted = rerouted
+                .with_rollout(route.rollout, route.compare_canary)
+                .with_logging(route.log_sample_rate);
             table.routes.insert(model, Arc::new(rerouted));
         }
     }

@@ -11,7 +11,8 @@
 //!   JSON or binary tensors and checks them against the [`model`] signature, the
 //!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
 //!   a sampled request is then queued for [`shadow`], which reruns it on the
-//!   shadow version and compares the answers, off the response path;
+//!   shadow version and compares the answers, and, where a deployment asks,
+//!   for [`predlog`], the prediction log; both off the response path;
 //! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
 //!   registry's rollouts, [`guard`] stops routing to a canary that fails too
 //!   often; [`error`] is the one place errors become statuses.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod guard;
 pub mod metrics;
 pub mod model;
+pub mod predlog;
 pub mod protocol;
 pub mod reconcile;
 pub mod repository;

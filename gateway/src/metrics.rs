@@ -24,6 +24,10 @@ pub const SHADOW_ROWS: &str = "sluice_shadow_compared_rows_total";
 pub const SHADOW_AGREEMENTS: &str = "sluice_shadow_agreements_total";
 pub const SHADOW_MEAN_ABS_DIFF: &str = "sluice_shadow_mean_abs_diff";
 pub const SHADOW_MAX_ABS_DIFF: &str = "sluice_shadow_max_abs_diff";
+pub const PREDLOG_RECORDS: &str = "sluice_prediction_log_records_total";
+pub const PREDLOG_DROPPED: &str = "sluice_prediction_log_dropped_total";
+pub const PREDLOG_SEGMENTS: &str = "sluice_prediction_log_segments_total";
+pub const PREDLOG_WRITE_FAILURES: &str = "sluice_prediction_log_write_failures_total";
 pub const GUARD_TRIPS: &str = "sluice_guard_trips_total";
 pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
 pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
@@ -134,6 +138,16 @@ fn describe() {
     metrics::describe_histogram!(
         SHADOW_MAX_ABS_DIFF,
         "Largest absolute difference between shadow and primary outputs, per mirrored request"
+    );
+    metrics::describe_counter!(PREDLOG_RECORDS, "Predictions written to the prediction log");
+    metrics::describe_counter!(
+        PREDLOG_DROPPED,
+        "Predictions not logged because the log's queue was full"
+    );
+    metrics::describe_counter!(PREDLOG_SEGMENTS, "Prediction log segments written to the store");
+    metrics::describe_counter!(
+        PREDLOG_WRITE_FAILURES,
+        "Prediction log segments the store refused (their records are lost)"
     );
     metrics::describe_counter!(
         GUARD_TRIPS,

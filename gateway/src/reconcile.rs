@@ -268,8 +268,11 @@ fn route_for(deployment: &Deployment, mut loaded: BTreeMap<u64, Arc<LoadedModel>
         .and_then(|rollout| rollout.get("policy"))
         .and_then(|policy| policy.get("max_shadow_disagreement"))
         .is_some_and(|limit| !limit.is_null());
-    Route::split(loaded, &weights, sticky_header, shadow)
-        .map(|route| route.with_rollout(roles, compare_canary))
+    Route::split(loaded, &weights, sticky_header, shadow).map(|route| {
+        route
+            .with_rollout(roles, compare_canary)
+            .with_logging(spec.log_sample_rate)
+    })
 }
 
 /// Follows the registry until `shutdown` turns true.

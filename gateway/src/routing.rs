@@ -54,6 +54,8 @@ pub struct Route {
     /// registry's word, not a guess from the weights (at 50/50 and beyond
     /// the canary is the heavier one).
     pub rollout: Option<RolloutRoles>,
+    /// Log every prediction, and this share with its inputs; `None`: no log.
+    pub log_sample_rate: Option<f64>,
 }
 
 /// The two versions of a running rollout.
@@ -107,6 +109,7 @@ impl Route {
             shadow,
             compare_canary: false,
             rollout: None,
+            log_sample_rate: None,
         })
     }
 
@@ -118,6 +121,21 @@ impl Route {
             compare_canary: compare_canary && rollout.is_some(),
             ..self
         }
+    }
+
+    /// The same route, logging its predictions (or not).
+    pub fn with_logging(self, log_sample_rate: Option<f64>) -> Route {
+        Route {
+            log_sample_rate,
+            ..self
+        }
+    }
+
+    /// `None` when predictions are not logged; else whether this one's
+    /// inputs are in the sample.
+    fn sample_log(&self) -> Option<bool> {
+        let rate = self.log_sample_rate?;
+        Some(rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate))
     }
 
     /// Whether the target at `index` is a canary the local guard watches:
@@ -218,6 +236,7 @@ impl Route {
             && self.sticky_header == other.sticky_header
             && self.compare_canary == other.compare_canary
             && self.rollout == other.rollout
+            && self.log_sample_rate == other.log_sample_rate
             && same_shadow
     }
 }
@@ -248,6 +267,8 @@ pub struct Picked {
     pub canary: bool,
     /// Asked for by path: it bypassed the split and is not counted for rollouts.
     pub pinned: bool,
+    /// `None`: not logged; `Some(with_inputs)`: logged, with its inputs or not.
+    pub log_opt: Option<bool>,
     /// The stable version to compare this canary answer with, during a
     /// rollout that checks disagreement.
     pub compare_with_opt: Option<Arc<LoadedModel>>,
@@ -296,6 +317,7 @@ impl RoutingTable {
                 canary: false,
                 pinned: true,
                 compare_with_opt: None,
+                log_opt: route.sample_log(),
             });
         }
         let index = route.pick_index(headers);
@@ -305,6 +327,7 @@ impl RoutingTable {
             canary: route.is_canary(index),
             pinned: false,
             compare_with_opt: route.comparison_for(index).cloned(),
+            log_opt: route.sample_log(),
         })
     }
 

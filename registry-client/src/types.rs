@@ -322,6 +322,10 @@ pub struct TrafficSpec {
     /// Progressive rollout policy; its shape belongs to the rollout controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<serde_json::Value>,
+    /// Log every prediction (request id, outputs) and this share of them
+    /// with their inputs, from 0 to 1. Absent: no prediction log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_sample_rate: Option<f64>,
 }
 
 impl TrafficSpec {
@@ -343,6 +347,7 @@ impl TrafficSpec {
             shadow: None,
             sticky_header: None,
             rollout: None,
+            log_sample_rate: None,
         }
     }
 }
@@ -359,6 +364,8 @@ pub struct SetDeployment {
     pub sticky_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_sample_rate: Option<f64>,
     /// Refuse with 409 unless the deployment is at this revision now
     /// (`0`: unless it does not exist yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,6 +381,7 @@ impl SetDeployment {
             shadow: spec.shadow,
             sticky_header: spec.sticky_header,
             rollout: spec.rollout,
+            log_sample_rate: spec.log_sample_rate,
             if_revision: None,
             reason: None,
         }
@@ -385,6 +393,7 @@ impl SetDeployment {
             shadow: self.shadow,
             sticky_header: self.sticky_header.clone(),
             rollout: self.rollout.clone(),
+            log_sample_rate: self.log_sample_rate,
         }
     }
 }

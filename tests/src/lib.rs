@@ -127,6 +127,8 @@ pub struct Options {
     /// How often statistics go to the registry: fast, so rollouts run in test time.
     pub stats_interval: Duration,
     pub guard: GuardLimits,
+    /// How old a prediction log segment may grow before it is written.
+    pub segment_max_age: Duration,
 }
 
 impl Default for Options {
@@ -139,6 +141,7 @@ impl Default for Options {
             compute_threads: 2,
             stats_interval: Duration::from_millis(50),
             guard: GuardLimits::default(),
+            segment_max_age: Duration::from_secs(60),
         }
     }
 }
@@ -189,6 +192,7 @@ impl TestGateway {
         config.compute_threads = options.compute_threads;
         config.stats_interval = options.stats_interval;
         config.guard_limits = options.guard;
+        config.segment_limits.max_age = options.segment_max_age;
         config.engines.ort_library_opt = options.with_ort.then(ort_library);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

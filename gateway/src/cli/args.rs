@@ -254,6 +254,11 @@ pub enum TrafficCommand {
         #[arg(long, value_name = "HEADER")]
         sticky_header: Option<String>,
 
+        /// Log every prediction (request id, outputs) to the prediction log, and this fraction of
+        /// them with their inputs (0 to 1).
+        #[arg(long, value_name = "RATE")]
+        log_sample_rate: Option<f64>,
+
         /// Only if the deployment is at this revision now (0: only if it does not exist yet);
         /// refused with exit code 4 otherwise.
         #[arg(long, value_name = "REVISION")]

@@ -254,6 +254,7 @@ pub async fn run_traffic(
             targets,
             shadow,
             sticky_header,
+            log_sample_rate,
             if_revision,
             reason,
         } => {
@@ -262,6 +263,7 @@ pub async fn run_traffic(
                 shadow,
                 sticky_header,
                 rollout: None,
+                log_sample_rate,
             };
             let body = SetDeployment {
                 if_revision,
@@ -638,6 +640,7 @@ mod tests {
                 }),
                 sticky_header: Some("x-user-id".into()),
                 rollout: None,
+                log_sample_rate: None,
             },
             versions: vec![DeployedVersion {
                 version: 3,

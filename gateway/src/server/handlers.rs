@@ -16,12 +16,15 @@ use super::body::{self, Encoding};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::LoadedModel;
+use crate::predlog::{PredictionLog, PredictionRecord, RouteKind};
 use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
 use crate::routing::Picked;
 use crate::shadow::{ShadowJob, Shadows};
 use crate::tensor::Tensor;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+/// The id a prediction is logged under, for ground-truth feedback to join on.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
@@ -145,6 +148,7 @@ async fn infer_and_count(
         canary,
         pinned,
         compare_with_opt,
+        log_opt,
     } = match picked {
         Ok(picked) => picked,
         Err(err) => {
@@ -164,10 +168,29 @@ async fn infer_and_count(
         shadow_opt,
         compare_with_opt,
     };
-    let mut response = match run_inference(state, &model, mirrors, headers, body).await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
-    };
+    let logging = log_opt.and_then(|with_inputs| {
+        let log = state.predictions_opt.clone()?;
+        let route = match (pinned, canary) {
+            (true, _) => RouteKind::Pinned,
+            (false, true) => RouteKind::Canary,
+            (false, false) => RouteKind::Primary,
+        };
+        Some(Logging {
+            log,
+            with_inputs,
+            route,
+            started,
+        })
+    });
+    let request_id_opt = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let mut response =
+        match run_inference(state, &model, mirrors, logging, request_id_opt, headers, body).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        };
     // Errors too say which version judged the request.
     response.headers_mut().insert(
         HeaderName::from_static(MODEL_VERSION_HEADER),
@@ -181,6 +204,8 @@ async fn run_inference(
     state: &AppState,
     model: &Arc<LoadedModel>,
     mirrors: Mirrors,
+    logging_opt: Option<Logging>,
+    request_id_opt: Option<String>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
@@ -198,23 +223,50 @@ async fn run_inference(
             let bytes = body::decode(raw, encoding, limit)?;
             let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
             let mirrored_inputs_opt = mirrors.any().then(|| decoded.inputs.clone());
+            let logged_inputs_opt = logging_opt
+                .as_ref()
+                .filter(|logging| logging.with_inputs)
+                .map(|_| decoded.inputs.clone());
             let compute_started = Instant::now();
             let outputs = job_model.run(decoded.inputs)?;
             let computed = compute_started.elapsed();
             let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
-            // The answer is encoded: the mirrors can no longer change it.
-            if let Some(inputs) = mirrored_inputs_opt {
+            // What feedback joins on: the caller's x-request-id, the body's
+            // id, or one made up here and returned in x-request-id.
+            let request_id = request_id_opt.or(decoded.id).unwrap_or_else(new_request_id);
+            // The answer is encoded: the log and the mirrors can no longer
+            // change it. They share the outputs, copied only when both want them.
+            let mut outputs_opt = Some(outputs);
+            if let Some(logging) = logging_opt {
+                let logged_outputs = match mirrored_inputs_opt {
+                    Some(_) => outputs_opt.clone().unwrap_or_default(),
+                    None => outputs_opt.take().unwrap_or_default(),
+                };
+                logging.log.submit(PredictionRecord {
+                    at: std::time::SystemTime::now(),
+                    request_id: request_id.clone(),
+                    model: job_model.clone(),
+                    route: logging.route,
+                    latency: logging.started.elapsed(),
+                    inputs_opt: logged_inputs_opt,
+                    outputs: logged_outputs,
+                });
+            }
+            if let (Some(inputs), Some(outputs)) = (mirrored_inputs_opt, outputs_opt) {
                 mirrors.submit(&shadows, &job_model, inputs, outputs);
             }
-            Ok::<_, Error>((encoded, computed))
+            Ok::<_, Error>((encoded, computed, request_id))
         })
         .await?;
     model.metrics.queue_duration.record(timing.queued.as_secs_f64());
-    let (encoded, computed) = outcome?;
+    let (encoded, computed, request_id) = outcome?;
     model.metrics.compute_duration.record(computed.as_secs_f64());
 
     let mut response = Response::new(Body::from(encoded.body));
     let response_headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
     let content_type = match encoded.header_length_opt {
         Some(length) => {
             response_headers.insert(
@@ -227,6 +279,19 @@ async fn run_inference(
     };
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+/// Where a request's prediction is logged.
+struct Logging {
+    log: Arc<PredictionLog>,
+    with_inputs: bool,
+    route: RouteKind,
+    started: Instant,
+}
+
+/// 128 random bits, hex: a request id when the caller gave none.
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Where a request's inputs are run again after it is answered.

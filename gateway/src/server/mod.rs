@@ -24,6 +24,7 @@ use crate::compute::ComputePool;
 use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
 use crate::guard::{GuardLimits, Guarded, Trip};
+use crate::predlog::PredictionLog;
 use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
@@ -37,6 +38,8 @@ pub struct AppState {
     /// Mirrored requests, queued for the shadow threads.
     pub shadows: Arc<Shadows>,
     pub guard_limits: GuardLimits,
+    /// Where predictions are logged, when any deployment asks for it.
+    pub predictions_opt: Option<Arc<PredictionLog>>,
     /// Tripped guards, for the guard task.
     pub trips: mpsc::Sender<Trip>,
     pub metrics: PrometheusHandle,
@@ -69,6 +72,7 @@ pub struct Server {
     pub health: Arc<Health>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    predictions_opt: Option<Arc<PredictionLog>>,
 }
 
 impl Server {
@@ -85,12 +89,30 @@ impl Server {
         let (trips, trips_rx) = mpsc::channel(64);
         let guarded = Guarded::default();
         let gateway_id = format!("{addr}/{}", std::process::id());
+        let predictions_opt = match &config.predictions_dir_opt {
+            Some(dir) => Some(Arc::new(
+                PredictionLog::start(
+                    dir,
+                    &gateway_id,
+                    config.prediction_log_queue,
+                    config.segment_limits,
+                )
+                .map_err(|err| {
+                    Error::Internal(format!(
+                        "cannot start the prediction log in {}: {err}",
+                        dir.display()
+                    ))
+                })?,
+            )),
+            None => None,
+        };
         let state = Arc::new(AppState {
             routes: routes.clone(),
             health: health.clone(),
             compute: ComputePool::new(config.compute_threads, config.compute_queue),
             shadows: Arc::new(Shadows::new(config.shadow_threads, config.shadow_queue)),
             guard_limits: config.guard_limits,
+            predictions_opt: predictions_opt.clone(),
             trips,
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
@@ -159,15 +181,22 @@ impl Server {
             health,
             shutdown,
             task,
+            predictions_opt,
         })
     }
 
     /// Stops accepting, lets in-flight requests finish, stops the poller.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        self.task
+        let served = self
+            .task
             .await
             .map_err(|err| Error::Internal(format!("server task failed: {err}")))?
-            .map_err(|err| Error::Internal(format!("server failed: {err}")))
+            .map_err(|err| Error::Internal(format!("server failed: {err}")));
+        // Every answered request is in the queue now: write it all out.
+        if let Some(log) = self.predictions_opt {
+            let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        }
+        served
     }
 }

@@ -157,6 +157,13 @@ fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &Traf
             )));
         }
     }
+    if let Some(rate) = spec.log_sample_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        return Err(Error::bad_request(format!(
+            "log_sample_rate is {rate}: expected a fraction from 0 (outputs only) to 1"
+        )));
+    }
     if let Some(header) = &spec.sticky_header {
         let valid = !header.is_empty()
             && header
