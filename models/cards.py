@@ -5,6 +5,13 @@ Run from the repository root after `models/train.py`:
 
     python3 models/cards.py
 
+It also writes each one's reference profile (`profile.json`): for every
+feature of the training data, bin edges at its deciles (numpy's default
+quantiles, repeated edges merged), the share of rows per bin
+(`numpy.histogram`), count, mean and standard deviation. `sluice profile
+create` builds the same from the same CSV (a test checks they agree), and
+`sluice serve --demo` stores it with the version.
+
 The metrics are measured here, by running the committed ONNX file with ONNX
 Runtime on the committed training data, so they are training-set figures and
 named so (`train_auc`, `train_accuracy`). `sluice serve --demo` registers each
@@ -81,11 +88,35 @@ def digits_card() -> dict:
     }
 
 
+def numeric_profile(values: np.ndarray, bins: int = 10) -> dict:
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+    counts, _ = np.histogram(values, edges)
+    return {
+        "kind": "numeric",
+        "edges": [float(edge) for edge in edges],
+        "shares": [float(count) / len(values) for count in counts],
+        "count": int(len(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+    }
+
+
+def profile(csv_name: str) -> dict:
+    header, data = load_csv(csv_name)
+    features = {name: numeric_profile(data[:, index]) for index, name in enumerate(header[:-1])}
+    return {"schema": "sluice-profile/v1", "rows": int(len(data)), "features": features, "outputs": {}}
+
+
 def main() -> None:
     for name, card in [("credit_risk", credit_card()), ("digits", digits_card())]:
         path = ROOT / "repository" / name / "1" / "card.json"
         path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         print(f"{path.relative_to(ROOT.parent)}: {card['metrics']}")
+        profile_path = path.with_name("profile.json")
+        profile_path.write_text(json.dumps(profile(f"{name}_train.csv"), sort_keys=True) + "\n")
+        print(f"{profile_path.relative_to(ROOT.parent)}")
 
 
 if __name__ == "__main__":

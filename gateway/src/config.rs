@@ -12,8 +12,8 @@ use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
 use crate::cli::{
-    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, RolloutCommand, StageCommand, TrafficCommand,
-    VersionsCommand,
+    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, ProfileCommand, RolloutCommand, StageCommand,
+    TrafficCommand, VersionsCommand,
 };
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
@@ -88,6 +88,13 @@ pub enum Command {
     Rollout {
         #[command(subcommand)]
         command: RolloutCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Build and store reference profiles (the training data's distribution), for drift.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
         #[command(flatten)]
         client: ClientArgs,
     },

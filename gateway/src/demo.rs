@@ -1,8 +1,10 @@
 //! `sluice serve --demo`: the example models, compiled into the binary, are
-//! registered with their model cards, approved into staging and deployed
+//! registered with their model cards and reference profiles, approved into
+//! staging and deployed
 //! through the registry's API, the path any release takes. Safe to run
 //! again on the same data dir: what is already there is left as it is.
 
+use sluice_registry_client::profile::PROFILE_DOCUMENT;
 use sluice_registry_client::types::{
     ArtifactSource, CreateModel, CreateVersion, Decision, Lineage, RequestTransition, ReviewTransition,
     SetDeployment, Stage, TrafficSpec, TransitionStatus, Version,
@@ -15,6 +17,8 @@ struct DemoModel {
     artifact: &'static [u8],
     /// Lineage written by `models/cards.py`.
     card: &'static str,
+    /// Reference profile written by `models/cards.py`.
+    profile: &'static str,
 }
 
 const DEMO_MODELS: &[DemoModel] = &[
@@ -23,12 +27,14 @@ const DEMO_MODELS: &[DemoModel] = &[
         description: "Default risk of a loan applicant (logistic regression, eight features)",
         artifact: include_bytes!("../../models/repository/credit_risk/1/model.onnx"),
         card: include_str!("../../models/repository/credit_risk/1/card.json"),
+        profile: include_str!("../../models/repository/credit_risk/1/profile.json"),
     },
     DemoModel {
         name: "digits",
         description: "Handwritten digit recognition on 8x8 images (MLP)",
         artifact: include_bytes!("../../models/repository/digits/1/model.onnx"),
         card: include_str!("../../models/repository/digits/1/card.json"),
+        profile: include_str!("../../models/repository/digits/1/profile.json"),
     },
 ];
 
@@ -36,6 +42,7 @@ const DEMO_MODELS: &[DemoModel] = &[
 pub async fn register(client: &RegistryClient) -> Result<(), ClientError> {
     for demo in DEMO_MODELS {
         let version = ensure_version(client, demo).await?;
+        ensure_profile(client, demo, &version).await?;
         if version.stage == Stage::None {
             promote_to_staging(client, &version).await?;
         }
@@ -76,6 +83,26 @@ async fn ensure_version(client: &RegistryClient, demo: &DemoModel) -> Result<Ver
             },
         )
         .await
+}
+
+/// Stores the training data's profile with the version, unless it has one.
+async fn ensure_profile(
+    client: &RegistryClient,
+    demo: &DemoModel,
+    version: &Version,
+) -> Result<(), ClientError> {
+    let reference = version.version.to_string();
+    match client.get_document(demo.name, &reference, PROFILE_DOCUMENT).await {
+        Ok(_) => return Ok(()),
+        Err(err) if err.is_not_found() => {}
+        Err(err) => return Err(err),
+    }
+    let profile: serde_json::Value = serde_json::from_str(demo.profile)
+        .map_err(|err| ClientError::Decode(format!("the demo profile of {}: {err}", demo.name)))?;
+    client
+        .put_document(demo.name, &reference, PROFILE_DOCUMENT, &profile)
+        .await
+        .map(drop)
 }
 
 async fn promote_to_staging(client: &RegistryClient, version: &Version) -> Result<(), ClientError> {

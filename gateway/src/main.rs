@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Alias { command, client } => Ok((ClientCommand::Alias(command), client)),
         Command::Traffic { command, client } => Ok((ClientCommand::Traffic(command), client)),
         Command::Rollout { command, client } => Ok((ClientCommand::Rollout(command), client)),
+        Command::Profile { command, client } => Ok((ClientCommand::Profile(command), client)),
         Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),
     };
     let result = match client_command {

@@ -175,6 +175,30 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         1,
         "not a model Sluice can serve",
     );
+    let profile = [
+        "profile",
+        "create",
+        "--model",
+        "credit_risk",
+        "--version",
+        "1",
+        "--data",
+        "models/data/credit_risk_train.csv",
+        "--exclude",
+        "default",
+    ];
+    expect_output(&registry.run("dora", &profile), "5000 rows, 8 features");
+    let missing_data = [
+        "profile",
+        "create",
+        "--model",
+        "credit_risk",
+        "--version",
+        "1",
+        "--data",
+        "nope.csv",
+    ];
+    expect_error(&registry.run("dora", &missing_data), 1, "cannot read nope.csv");
     let bad_metric = [
         "versions",
         "push",

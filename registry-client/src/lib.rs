@@ -7,6 +7,8 @@
 //!   second copy of these types anywhere.
 //! - [`client`] is a typed async client over HTTP (bearer token auth), used by
 //!   the gateway's reconciler, the `sluice` CLI and the tests alike.
+//! - [`profile`] builds and describes reference profiles (the training data's
+//!   distribution per feature) that drift is measured against;
 //! - [`rollout`] holds the traffic feedback: the per-version windows gateways
 //!   report (they merge across replicas) and progressive rollouts.
 //! - [`error`] is the client's error: a refusal from the registry keeps its
@@ -15,6 +17,7 @@
 
 pub mod client;
 pub mod error;
+pub mod profile;
 pub mod rollout;
 pub mod types;
 

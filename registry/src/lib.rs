@@ -14,7 +14,9 @@
 //! - [`policy`] says which approvals and metric gates each stage needs and
 //!   which stages may take traffic; [`config`] turns flags into a config;
 //! - [`rollout`] runs progressive rollouts on the windows gateways report to
-//!   [`stats`], and rolls back what a gateway's local guard stopped.
+//!   [`stats`], and rolls back what a gateway's local guard stopped;
+//! - [`drift`] holds the drift statistics (PSI, Jensen-Shannon, KS,
+//!   chi-square) measured against a version's reference profile.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either way.
@@ -23,6 +25,7 @@ pub mod api;
 pub mod artifacts;
 pub mod auth;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod policy;
 pub mod rollout;

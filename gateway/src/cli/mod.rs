@@ -8,6 +8,7 @@
 
 mod args;
 mod commands;
+mod profile;
 mod rollout;
 mod table;
 
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 pub use args::*;
+pub use profile::ProfileCommand;
 pub use rollout::RolloutCommand;
 
 /// The file the registry writes its bootstrap admin token to under its data
@@ -34,6 +36,7 @@ pub enum ClientCommand {
     Alias(AliasCommand),
     Traffic(TrafficCommand),
     Rollout(RolloutCommand),
+    Profile(ProfileCommand),
     Events(EventsArgs),
 }
 
@@ -101,6 +104,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Alias(alias) => commands::run_alias(&client, alias, json).await,
         ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
         ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
+        ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
         ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
     };
     match result {

@@ -1,0 +1,148 @@
+//! `sluice profile create`: a version's reference profile, built from its
+//! training data (CSV with a header, or JSON Lines of flat objects) and
+//! stored with the version as the `reference_profile` document.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile, profile_table};
+use sluice_registry_client::{ClientError, RegistryClient};
+
+use super::commands::to_json;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProfileCommand {
+    /// Build a version's reference profile from its training data and store it with the version.
+    Create {
+        #[arg(long)]
+        model: String,
+
+        /// A version number or alias.
+        #[arg(long)]
+        version: String,
+
+        /// Training data: CSV with a header row (no quoted commas), or JSON Lines (`.jsonl`)
+        /// of flat objects.
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+
+        /// Quantile bins per numeric feature (10 to 20 is usual).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=100))]
+        bins: u32,
+
+        /// Categories kept per text feature; the rest count as "other".
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+
+        /// Columns that are not features (the label, ids); repeat for several.
+        #[arg(long, value_name = "COLUMN")]
+        exclude: Vec<String>,
+    },
+}
+
+pub async fn run_profile(
+    client: &RegistryClient,
+    command: ProfileCommand,
+    json: bool,
+) -> Result<String, ClientError> {
+    let ProfileCommand::Create {
+        model,
+        version,
+        data,
+        bins,
+        top,
+        exclude,
+    } = command;
+    let (header, rows) = read_table(&data)?;
+    let excluded: BTreeSet<&String> = exclude.iter().collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !excluded.contains(&header[i]))
+        .collect();
+    let header: Vec<String> = keep.iter().map(|&i| header[i].clone()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            keep.iter()
+                .map(|&i| row.get(i).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let profile = profile_table(&header, &rows, bins as usize, top);
+    let body = serde_json::to_value(&profile).map_err(|err| ClientError::Decode(err.to_string()))?;
+    let document = client
+        .put_document(&model, &version, PROFILE_DOCUMENT, &body)
+        .await?;
+    if json {
+        return to_json(&document);
+    }
+    Ok(summary(&model, document.version, &profile))
+}
+
+fn summary(model: &str, version: u64, profile: &ReferenceProfile) -> String {
+    let names: Vec<&str> = profile.features.keys().map(String::as_str).collect();
+    format!(
+        "stored the reference profile of {model} version {version}: {} rows, {} features ({})\n",
+        profile.rows,
+        names.len(),
+        names.join(", ")
+    )
+}
+
+/// The header and rows of a CSV or JSON Lines file, as text cells.
+fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))?;
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|extension| extension == "jsonl" || extension == "ndjson");
+    if !is_jsonl {
+        let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| ClientError::Io(format!("{} is empty: expected a header row", path.display())))?
+            .split(',')
+            .map(|cell| cell.trim().to_string())
+            .collect();
+        let rows = lines
+            .map(|line| line.split(',').map(str::to_string).collect())
+            .collect();
+        return Ok((header, rows));
+    }
+    let mut header: Vec<String> = Vec::new();
+    let mut objects = Vec::new();
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+    {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).map_err(|err| {
+                ClientError::Io(format!(
+                    "{} line {}: expected a JSON object: {err}",
+                    path.display(),
+                    number + 1
+                ))
+            })?;
+        for key in object.keys() {
+            if !header.contains(key) {
+                header.push(key.clone());
+            }
+        }
+        objects.push(object);
+    }
+    let rows = objects
+        .iter()
+        .map(|object| {
+            header
+                .iter()
+                .map(|key| match object.get(key) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok((header, rows))
+}

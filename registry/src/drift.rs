@@ -1,0 +1,206 @@
+//! Drift statistics between a reference distribution over bins (shares, from
+//! a version's reference profile) and the counts observed over the same bins.
+//! Checked against numpy and scipy on fixed data (`models/drift_fixtures.py`).
+//!
+//! - PSI: `sum((o - r) * ln(o / r))`, with a zero share replaced by
+//!   [`EPSILON`] on either side (the bins stay as they are; nothing is
+//!   renormalized);
+//! - Jensen-Shannon distance, log base 2, so it lies in [0, 1];
+//! - KS statistic of the binned distributions: the largest gap between the
+//!   two cumulative distributions at the bin boundaries (bins in order);
+//! - chi-square statistic, degrees of freedom and p-value of the counts
+//!   against the reference, for categorical features.
+
+/// What replaces a zero share in PSI, where a log of zero would be infinite.
+pub const EPSILON: f64 = 1e-4;
+
+/// Counts to shares; all zeros without counts.
+pub fn shares(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&count| {
+            if total == 0 {
+                0.0
+            } else {
+                count as f64 / total as f64
+            }
+        })
+        .collect()
+}
+
+pub fn psi(reference: &[f64], observed: &[f64]) -> f64 {
+    reference
+        .iter()
+        .zip(observed)
+        .map(|(&r, &o)| {
+            let r = if r == 0.0 { EPSILON } else { r };
+            let o = if o == 0.0 { EPSILON } else { o };
+            (o - r) * (o / r).ln()
+        })
+        .sum()
+}
+
+pub fn js_distance(reference: &[f64], observed: &[f64]) -> f64 {
+    // scipy normalizes both to sum 1 first; so do we.
+    let normalize = |values: &[f64]| {
+        let total: f64 = values.iter().sum();
+        values.iter().map(|v| v / total).collect::<Vec<f64>>()
+    };
+    let (p, q) = (normalize(reference), normalize(observed));
+    let relative_entropy = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter()
+            .zip(m)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, y)| x * (x / y).log2())
+            .sum()
+    };
+    let m: Vec<f64> = p.iter().zip(&q).map(|(a, b)| (a + b) / 2.0).collect();
+    let divergence = (relative_entropy(&p, &m) + relative_entropy(&q, &m)) / 2.0;
+    divergence.max(0.0).sqrt()
+}
+
+pub fn ks_statistic(reference: &[f64], observed: &[f64]) -> f64 {
+    let (mut cumulative_r, mut cumulative_o, mut largest) = (0.0, 0.0, 0.0f64);
+    for (r, o) in reference.iter().zip(observed) {
+        cumulative_r += r;
+        cumulative_o += o;
+        largest = largest.max((cumulative_r - cumulative_o).abs());
+    }
+    largest
+}
+
+/// Pearson's chi-square of `counts` against `reference` shares: the
+/// statistic, its degrees of freedom (bins - 1) and p-value.
+pub fn chi_square(reference: &[f64], counts: &[u64]) -> (f64, usize, f64) {
+    let total: u64 = counts.iter().sum();
+    let statistic: f64 = reference
+        .iter()
+        .zip(counts)
+        .filter(|(r, _)| **r > 0.0)
+        .map(|(r, &count)| {
+            let expected = r * total as f64;
+            (count as f64 - expected).powi(2) / expected
+        })
+        .sum();
+    let freedom = reference.len().saturating_sub(1).max(1);
+    (statistic, freedom, chi_square_survival(statistic, freedom as f64))
+}
+
+/// P(X > x) for X chi-square with `k` degrees of freedom: the regularized
+/// upper incomplete gamma Q(k/2, x/2).
+fn chi_square_survival(x: f64, k: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    upper_gamma_regularized(k / 2.0, x / 2.0)
+}
+
+/// Q(a, x), by its series below a + 1 and its continued fraction above
+/// (Numerical Recipes, `gammq`).
+fn upper_gamma_regularized(a: f64, x: f64) -> f64 {
+    let log_gamma_a = ln_gamma(a);
+    if x < a + 1.0 {
+        let (mut term, mut sum, mut n) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..1000 {
+            n += 1.0;
+            term *= x / n;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-16 {
+                break;
+            }
+        }
+        let lower = sum * (-x + a * x.ln() - log_gamma_a).exp();
+        return (1.0 - lower).clamp(0.0, 1.0);
+    }
+    let tiny = 1e-300;
+    let mut b = x + 1.0 - a;
+    let mut c = 1.0 / tiny;
+    let mut d = 1.0 / b;
+    let mut h = d;
+    for i in 1..1000 {
+        let an = -(i as f64) * (i as f64 - a);
+        b += 2.0;
+        d = an * d + b;
+        if d.abs() < tiny {
+            d = tiny;
+        }
+        c = b + an / c;
+        if c.abs() < tiny {
+            c = tiny;
+        }
+        d = 1.0 / d;
+        let delta = d * c;
+        h *= delta;
+        if (delta - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    ((-x + a * x.ln() - log_gamma_a).exp() * h).clamp(0.0, 1.0)
+}
+
+/// ln Γ(x), Lanczos (g = 7, n = 9), accurate to about 1e-15 for x > 0.
+fn ln_gamma(x: f64) -> f64 {
+    const COEFFICIENTS: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x) Γ(1 - x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut sum = COEFFICIENTS[0];
+    for (index, coefficient) in COEFFICIENTS.iter().enumerate().skip(1) {
+        sum += coefficient / (x + index as f64);
+    }
+    let t = x + 7.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numpy/scipy values of `models/fixtures/drift.json`.
+    #[test]
+    fn statistics_match_numpy_and_scipy() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fixtures/drift.json");
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(fixture["epsilon"].as_f64(), Some(EPSILON));
+        for case in fixture["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let reference: Vec<f64> = serde_json::from_value(case["reference"].clone()).unwrap();
+            let counts: Vec<u64> = serde_json::from_value(case["counts"].clone()).unwrap();
+            let observed = shares(&counts);
+            let close = |ours: f64, key: &str| {
+                let theirs = case[key].as_f64().unwrap();
+                let tolerance = 1e-9 * theirs.abs().max(1.0);
+                assert!(
+                    (ours - theirs).abs() <= tolerance,
+                    "{name} {key}: ours {ours}, numpy/scipy {theirs}"
+                );
+            };
+            close(psi(&reference, &observed), "psi");
+            close(js_distance(&reference, &observed), "js_distance");
+            close(ks_statistic(&reference, &observed), "ks");
+            let (statistic, freedom, p_value) = chi_square(&reference, &counts);
+            assert_eq!(freedom, reference.len() - 1);
+            close(statistic, "chi_square");
+            let expected_p = case["chi_square_p"].as_f64().unwrap();
+            // Tiny p-values agree in relative terms.
+            assert!(
+                (p_value - expected_p).abs() <= 1e-9 * expected_p.max(1e-300) + 1e-12,
+                "{name} p-value: ours {p_value}, scipy {expected_p}"
+            );
+        }
+    }
+}
