@@ -12,8 +12,8 @@ use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
 use crate::cli::{
-    AliasCommand, ClientArgs, EventsArgs, ModelsCommand, ProfileCommand, RolloutCommand, StageCommand,
-    TrafficCommand, VersionsCommand,
+    AliasCommand, ClientArgs, DriftCommand, EventsArgs, ModelsCommand, ProfileCommand, RolloutCommand,
+    StageCommand, TrafficCommand, VersionsCommand,
 };
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
@@ -95,6 +95,13 @@ pub enum Command {
     Profile {
         #[command(subcommand)]
         command: ProfileCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show how a model's live traffic drifted from its training data.
+    Drift {
+        #[command(subcommand)]
+        command: DriftCommand,
         #[command(flatten)]
         client: ClientArgs,
     },

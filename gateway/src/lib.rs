@@ -13,6 +13,7 @@
 //!   a sampled request is then queued for [`shadow`], which reruns it on the
 //!   shadow version and compares the answers, and, where a deployment asks,
 //!   for [`predlog`], the prediction log; both off the response path;
+//! - [`drift`] counts its features in the reference profile's bins;
 //! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
 //!   registry's rollouts, [`guard`] stops routing to a canary that fails too
 //!   often; [`error`] is the one place errors become statuses.
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod demo;
+pub mod drift;
 pub mod embedded;
 pub mod error;
 pub mod guard;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Traffic { command, client } => Ok((ClientCommand::Traffic(command), client)),
         Command::Rollout { command, client } => Ok((ClientCommand::Rollout(command), client)),
         Command::Profile { command, client } => Ok((ClientCommand::Profile(command), client)),
+        Command::Drift { command, client } => Ok((ClientCommand::Drift(command), client)),
         Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),
     };
     let result = match client_command {

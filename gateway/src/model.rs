@@ -147,6 +147,9 @@ pub struct LoadedModel {
     pub stats: crate::stats::VersionStats,
     /// This version's last answers, while it is a canary.
     pub guard: crate::guard::Guard,
+    /// Its features' counts in its reference profile's bins, once the
+    /// profile is known (a registry version that has one).
+    pub drift: std::sync::OnceLock<crate::drift::DriftCounter>,
     /// Registered the first time this version shadows, so that versions
     /// that never do add no series.
     shadow_metrics: std::sync::OnceLock<crate::shadow::ShadowMetrics>,
@@ -166,6 +169,7 @@ impl LoadedModel {
             shadow_metrics: std::sync::OnceLock::new(),
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),
+            drift: std::sync::OnceLock::new(),
         })
     }
 

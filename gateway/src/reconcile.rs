@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderName;
 use sluice_registry_client::RegistryClient;
+use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
 use sluice_registry_client::types::{DeployedVersion, Deployment, Deployments};
 use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
+use crate::drift::DriftCounter;
 use crate::guard::Guarded;
 use crate::model::LoadedModel;
 use crate::repository::Health;
@@ -190,6 +192,7 @@ impl Follower {
         .map_err(|err| Failure::Transient(format!("load task failed: {err}")))?;
         match loaded {
             Ok(model) => {
+                self.attach_profile(&model).await;
                 self.loaded.insert(key, model.clone());
                 Ok(model)
             }
@@ -198,6 +201,35 @@ impl Follower {
                     .increment(1);
                 self.failed.insert(key);
                 Err(Failure::Permanent(err.to_string()))
+            }
+        }
+    }
+
+    /// Counts the version's features for drift when the registry holds its
+    /// reference profile. Without one (or the registry down) it serves
+    /// without drift accounting.
+    async fn attach_profile(&self, model: &Arc<LoadedModel>) {
+        let reference = model.version.to_string();
+        let document = match self
+            .client
+            .get_document(&model.name, &reference, PROFILE_DOCUMENT)
+            .await
+        {
+            Ok(document) => document,
+            Err(err) if err.is_not_found() => return,
+            Err(err) => {
+                tracing::warn!(model = %model.name, version = model.version, error = %err, "cannot read the reference profile; no drift accounting for this version");
+                return;
+            }
+        };
+        match serde_json::from_value::<ReferenceProfile>(document.body) {
+            Ok(profile) => {
+                if let Some(counter) = DriftCounter::new(&profile, &model.signature) {
+                    let _ = model.drift.set(counter);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(model = %model.name, version = model.version, error = %err, "the reference profile is not a sluice profile");
             }
         }
     }

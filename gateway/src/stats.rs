@@ -114,6 +114,7 @@ impl VersionStats {
                 sum_abs_diff: take_f64(&self.shadow_sum_abs_diff),
                 max_abs_diff: take_f64(&self.shadow_max_abs_diff),
             },
+            features: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -150,7 +151,10 @@ pub async fn report(
         for (name, route) in &table.routes {
             let shadow = route.shadow.iter().map(|shadow| &shadow.model);
             for model in route.versions.values().chain(shadow) {
-                let window = model.stats.take(name, model.version);
+                let mut window = model.stats.take(name, model.version);
+                if let Some(drift) = model.drift.get() {
+                    window.features = drift.take();
+                }
                 if window.requests > 0 || window.shadow.requests > 0 {
                     versions.push(window);
                 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::profile::DriftReport;
 use crate::rollout::{GuardReport, Rollout, StartRollout, StatsReport, VersionWindow};
 use crate::types::*;
 
@@ -268,6 +269,25 @@ impl RegistryClient {
         let request = self
             .request(Method::GET, &format!("/api/v1/stats/{}", segment(model)))
             .query(&[("window_ms", window_ms.as_str())]);
+        decode(self.send(request).await?).await
+    }
+
+    /// Drift of `version_opt` (the deployment's heaviest target by default)
+    /// over the last `window`.
+    pub async fn drift(
+        &self,
+        model: &str,
+        version_opt: Option<&str>,
+        window: Duration,
+    ) -> Result<DriftReport, ClientError> {
+        let window_ms = window.as_millis().to_string();
+        let mut query = vec![("window_ms", window_ms.as_str())];
+        if let Some(version) = version_opt {
+            query.push(("version", version));
+        }
+        let request = self
+            .request(Method::GET, &format!("/api/v1/models/{}/drift", segment(model)))
+            .query(&query);
         decode(self.send(request).await?).await
     }
 

@@ -48,6 +48,57 @@ pub enum ColumnProfile {
     },
 }
 
+/// `GET /api/v1/models/{model}/drift`: drift of one version's live traffic
+/// against its reference profile, over a sliding window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub model: String,
+    pub version: u64,
+    pub window_ms: u64,
+    /// Rows counted in the window (the most any feature saw).
+    pub rows: u64,
+    pub features: Vec<FeatureDrift>,
+    /// Share of judged features that drifted.
+    pub drifted_share: f64,
+    /// `drifted_share` reached the dataset threshold.
+    pub dataset_drift: bool,
+    pub thresholds: DriftThresholds,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    pub name: String,
+    pub rows: u64,
+    pub psi: f64,
+    /// Jensen-Shannon distance, log base 2.
+    pub js_distance: f64,
+    pub ks: f64,
+    /// `drifted`, `warning`, `ok`, or `insufficient data` (fewer rows than `min_rows`).
+    pub status: String,
+}
+
+/// When a feature, and the dataset, count as drifted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DriftThresholds {
+    pub psi_drift: f64,
+    pub psi_warning: f64,
+    pub js_drift: f64,
+    pub dataset_share: f64,
+    pub min_rows: u64,
+}
+
+impl Default for DriftThresholds {
+    fn default() -> Self {
+        DriftThresholds {
+            psi_drift: 0.2,
+            psi_warning: 0.1,
+            js_drift: 0.1,
+            dataset_share: 0.5,
+            min_rows: 100,
+        }
+    }
+}
+
 /// numpy's default quantile (linear interpolation between order statistics).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let position = q * (sorted.len() - 1) as f64;

@@ -33,6 +33,10 @@ pub struct VersionWindow {
     /// Requests mirrored to this version as a shadow, and how it compared.
     #[serde(default)]
     pub shadow: ShadowWindow,
+    /// Rows per bin of each profiled feature: the reference profile's bins,
+    /// then underflow, overflow and missing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub features: std::collections::BTreeMap<String, Vec<u64>>,
 }
 
 /// A shadow version's comparison with the primary over a window.
@@ -76,6 +80,15 @@ impl VersionWindow {
         shadow.values = shadow.values.saturating_add(other.shadow.values);
         shadow.sum_abs_diff += other.shadow.sum_abs_diff;
         shadow.max_abs_diff = shadow.max_abs_diff.max(other.shadow.max_abs_diff);
+        for (name, counts) in &other.features {
+            let mine = self.features.entry(name.clone()).or_default();
+            if mine.len() < counts.len() {
+                mine.resize(counts.len(), 0);
+            }
+            for (total, count) in mine.iter_mut().zip(counts) {
+                *total = total.saturating_add(*count);
+            }
+        }
     }
 
     /// 5xx answers (503 aside) per request; `None` without requests.

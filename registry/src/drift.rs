@@ -11,6 +11,11 @@
 //! - chi-square statistic, degrees of freedom and p-value of the counts
 //!   against the reference, for categorical features.
 
+use sluice_registry_client::profile::{
+    ColumnProfile, DriftReport, DriftThresholds, FeatureDrift, ReferenceProfile,
+};
+use sluice_registry_client::rollout::VersionWindow;
+
 /// What replaces a zero share in PSI, where a log of zero would be infinite.
 pub const EPSILON: f64 = 1e-4;
 
@@ -163,6 +168,102 @@ fn ln_gamma(x: f64) -> f64 {
     }
     let t = x + 7.5;
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// One feature's drift from its reference shares (over the profile's bins)
+/// and the counts a window saw over the same bins plus underflow, overflow
+/// and missing.
+pub fn feature_drift(
+    name: &str,
+    reference_bins: &[f64],
+    counts: &[u64],
+    thresholds: &DriftThresholds,
+) -> FeatureDrift {
+    let bins = reference_bins.len();
+    // The training data fills none of the extra slots.
+    let mut reference = reference_bins.to_vec();
+    reference.extend([0.0, 0.0, 0.0]);
+    let mut counts = counts.to_vec();
+    counts.resize(bins + 3, 0);
+    let rows: u64 = counts.iter().sum();
+    let observed = shares(&counts);
+    // KS in value order: underflow, the bins, overflow (missing has no place).
+    let ordered = |values: &[f64]| {
+        let mut ordered = vec![values[bins]];
+        ordered.extend_from_slice(&values[..bins]);
+        ordered.push(values[bins + 1]);
+        let total: f64 = ordered.iter().sum();
+        ordered
+            .iter()
+            .map(|v| if total > 0.0 { v / total } else { 0.0 })
+            .collect::<Vec<f64>>()
+    };
+    let psi = psi(&reference, &observed);
+    let js = if rows > 0 {
+        js_distance(&reference, &observed)
+    } else {
+        0.0
+    };
+    let ks = ks_statistic(&ordered(&reference), &ordered(&observed));
+    let status = if rows < thresholds.min_rows {
+        "insufficient data"
+    } else if psi >= thresholds.psi_drift || js >= thresholds.js_drift {
+        "drifted"
+    } else if psi >= thresholds.psi_warning {
+        "warning"
+    } else {
+        "ok"
+    };
+    FeatureDrift {
+        name: name.to_string(),
+        rows,
+        psi,
+        js_distance: js,
+        ks,
+        status: status.to_string(),
+    }
+}
+
+/// Drift of every profiled numeric feature the window counted.
+pub fn report(
+    model: &str,
+    version: u64,
+    window_ms: u64,
+    profile: &ReferenceProfile,
+    window: &VersionWindow,
+    thresholds: DriftThresholds,
+) -> DriftReport {
+    let features: Vec<FeatureDrift> = profile
+        .features
+        .iter()
+        .filter_map(|(name, column)| {
+            let ColumnProfile::Numeric { shares, .. } = column else {
+                return None;
+            };
+            let counts = window.features.get(name).cloned().unwrap_or_default();
+            Some(feature_drift(name, shares, &counts, &thresholds))
+        })
+        .collect();
+    let judged = features
+        .iter()
+        .filter(|f| f.status != "insufficient data")
+        .count();
+    let drifted = features.iter().filter(|f| f.status == "drifted").count();
+    let drifted_share = if judged == 0 {
+        0.0
+    } else {
+        drifted as f64 / judged as f64
+    };
+    DriftReport {
+        model: model.to_string(),
+        version,
+        window_ms,
+        rows: features.iter().map(|f| f.rows).max().unwrap_or(0),
+        features,
+        drifted_share,
+        dataset_drift: judged > 0 && drifted_share >= thresholds.dataset_share,
+        thresholds,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 pub use args::*;
-pub use profile::ProfileCommand;
+pub use profile::{DriftCommand, ProfileCommand};
 pub use rollout::RolloutCommand;
 
 /// The file the registry writes its bootstrap admin token to under its data
@@ -37,6 +37,7 @@ pub enum ClientCommand {
     Traffic(TrafficCommand),
     Rollout(RolloutCommand),
     Profile(ProfileCommand),
+    Drift(DriftCommand),
     Events(EventsArgs),
 }
 
@@ -105,6 +106,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
         ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
         ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
+        ClientCommand::Drift(command) => profile::run_drift(&client, command, json).await,
         ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
     };
     match result {

@@ -146,3 +146,67 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ClientErro
         .collect();
     Ok((header, rows))
 }
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DriftCommand {
+    /// Drift of a model's live traffic against its version's reference profile, per feature.
+    Show {
+        model: String,
+
+        /// A version number or alias [default: the deployment's heaviest target].
+        #[arg(long)]
+        version: Option<String>,
+
+        /// The sliding window, in seconds.
+        #[arg(long, default_value_t = 600)]
+        window_secs: u64,
+    },
+}
+
+pub async fn run_drift(
+    client: &RegistryClient,
+    command: DriftCommand,
+    json: bool,
+) -> Result<String, ClientError> {
+    let DriftCommand::Show {
+        model,
+        version,
+        window_secs,
+    } = command;
+    let report = client
+        .drift(
+            &model,
+            version.as_deref(),
+            std::time::Duration::from_secs(window_secs),
+        )
+        .await?;
+    if json {
+        return to_json(&report);
+    }
+    let mut text = format!(
+        "{} version {}, last {} s: {} rows, {:.0}% of judged features drifted{}\n",
+        report.model,
+        report.version,
+        report.window_ms / 1000,
+        report.rows,
+        report.drifted_share * 100.0,
+        if report.dataset_drift {
+            ": DATASET DRIFT"
+        } else {
+            ""
+        }
+    );
+    let mut table = super::table::Table::new(&["FEATURE", "ROWS", "PSI", "JS", "KS", "STATUS"]);
+    for feature in &report.features {
+        table.push(vec![
+            feature.name.clone(),
+            feature.rows.to_string(),
+            format!("{:.4}", feature.psi),
+            format!("{:.4}", feature.js_distance),
+            format!("{:.4}", feature.ks),
+            feature.status.clone(),
+        ]);
+    }
+    text.push_str(&table.render());
+    Ok(text)
+}

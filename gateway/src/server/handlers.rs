@@ -186,11 +186,16 @@ async fn infer_and_count(
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
-    let mut response =
-        match run_inference(state, &model, mirrors, logging, request_id_opt, headers, body).await {
-            Ok(response) => response,
-            Err(err) => err.into_response(),
-        };
+    let sides = SideEffects {
+        mirrors,
+        logging_opt: logging,
+        request_id_opt,
+        count_drift: !pinned,
+    };
+    let mut response = match run_inference(state, &model, sides, headers, body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
     // Errors too say which version judged the request.
     response.headers_mut().insert(
         HeaderName::from_static(MODEL_VERSION_HEADER),
@@ -200,15 +205,29 @@ async fn infer_and_count(
     response
 }
 
+/// What a request does besides answering, decided before it runs.
+struct SideEffects {
+    mirrors: Mirrors,
+    logging_opt: Option<Logging>,
+    /// The caller's `x-request-id`.
+    request_id_opt: Option<String>,
+    /// Count its features for drift (not for pinned requests).
+    count_drift: bool,
+}
+
 async fn run_inference(
     state: &AppState,
     model: &Arc<LoadedModel>,
-    mirrors: Mirrors,
-    logging_opt: Option<Logging>,
-    request_id_opt: Option<String>,
+    sides: SideEffects,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let SideEffects {
+        mirrors,
+        logging_opt,
+        request_id_opt,
+        count_drift,
+    } = sides;
     let encoding = Encoding::from_headers(headers)?;
     let header_length_opt = header_length(headers)?;
     let limit = state.max_request_bytes;
@@ -222,6 +241,9 @@ async fn run_inference(
         .run(move || {
             let bytes = body::decode(raw, encoding, limit)?;
             let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+            if count_drift && let Some(drift) = job_model.drift.get() {
+                drift.count(&decoded.inputs);
+            }
             let mirrored_inputs_opt = mirrors.any().then(|| decoded.inputs.clone());
             let logged_inputs_opt = logging_opt
                 .as_ref()

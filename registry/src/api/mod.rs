@@ -5,6 +5,7 @@
 //! store work on a blocking thread: SQLite calls never block the reactor.
 
 mod deployments;
+mod drift;
 mod governance;
 mod rollouts;
 mod versions;
@@ -134,6 +135,7 @@ impl RevisionFeed {
 
 pub fn router(state: Arc<AppState>) -> Router {
     use deployments::*;
+    use drift::*;
     use governance::*;
     use rollouts::*;
     use versions::*;
@@ -178,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats", post(report_stats))
         .route("/api/v1/stats/{model}", get(model_stats))
         .route("/api/v1/guard/{model}", post(report_guard))
+        .route("/api/v1/models/{model}/drift", get(model_drift))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

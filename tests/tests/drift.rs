@@ -1,0 +1,126 @@
+//! Drift end to end: a gateway counts each feature in its version's
+//! reference profile bins, reports the counts, and the registry measures
+//! drift over a window: shifted ages drift, the other features do not.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_registry_client::profile::PROFILE_DOCUMENT;
+use sluice_tests::{Options, TestGateway, TestRegistry, example_model, repo_root};
+
+const MODEL: &str = "credit_risk";
+const FEATURES: [&str; 8] = [
+    "age",
+    "income",
+    "debt_ratio",
+    "credit_lines",
+    "late_payments_90d",
+    "utilization",
+    "months_employed",
+    "loan_amount",
+];
+
+/// The first `rows` applicants of the training data, with `shift` added to their age.
+fn applicants(rows: usize, age_shift: f64) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_root().join("models/data/credit_risk_train.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .take(rows)
+        .map(|line| {
+            let values: Vec<f64> = line.split(',').map(|value| value.parse().unwrap()).collect();
+            let inputs: Vec<Value> = FEATURES
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| {
+                    let value = if *name == "age" { value + age_shift } else { *value };
+                    json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]})
+                })
+                .collect();
+            json!({ "inputs": inputs })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shifted_ages_drift_and_the_other_features_do_not() {
+    let registry = TestRegistry::start().await;
+    let version = registry.register(MODEL, &example_model(MODEL), &[]).await;
+    let profile: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
+    )
+    .unwrap();
+    let dora = registry.client("dora");
+    dora.put_document(MODEL, "1", PROFILE_DOCUMENT, &profile)
+        .await
+        .unwrap();
+    registry.approve_staging(MODEL, version.version).await;
+    registry.deploy(MODEL, &[(1, 100)]).await;
+    let cache = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
+    gateway.wait_versions(MODEL, &[1]).await;
+
+    // Too few rows yet: nothing is judged.
+    let quiet = registry
+        .client("vic")
+        .drift(MODEL, None, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        quiet
+            .features
+            .iter()
+            .all(|feature| feature.status == "insufficient data")
+    );
+    assert!(!quiet.dataset_drift);
+
+    // 400 applicants, each 40 years older than in training.
+    for body in applicants(400, 40.0) {
+        let (status, answer) = gateway
+            .post_json(&format!("/v2/models/{MODEL}/infer"), &body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let report = registry
+            .client("vic")
+            .drift(MODEL, Some("1"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        if report.rows >= 400 {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counts never reached the registry: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let by_name = |name: &str| report.features.iter().find(|f| f.name == name).unwrap().clone();
+    let age = by_name("age");
+    assert_eq!(age.status, "drifted", "{age:?}");
+    assert!(age.psi > 1.0 && age.ks > 0.5, "{age:?}");
+    for name in FEATURES.iter().filter(|name| **name != "age") {
+        let feature = by_name(name);
+        assert_eq!(feature.status, "ok", "{feature:?}");
+        assert!(feature.psi < 0.1, "{feature:?}");
+    }
+    assert!((report.drifted_share - 1.0 / 8.0).abs() < 1e-9);
+    assert!(!report.dataset_drift, "one feature of eight is not the dataset");
+
+    let unknown = registry
+        .client("vic")
+        .drift("nope", None, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(404));
+    // A version without a profile says how to get one.
+    let second = registry.register(MODEL, &example_model(MODEL), &[]).await;
+    let bare = registry
+        .client("vic")
+        .drift(MODEL, Some(&second.version.to_string()), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(bare.status(), Some(404));
+    assert!(bare.to_string().contains("sluice profile create"), "{bare}");
+}
