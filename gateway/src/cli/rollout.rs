@@ -131,7 +131,7 @@ fn render(rollout: &Rollout) -> String {
         "REASONS",
     ]);
     let percent = |value: Option<f64>| value.map_or("-".to_string(), |rate| format!("{:.2}%", rate * 100.0));
-    let millis = |value: Option<f64>| value.map_or("-".to_string(), |ms| format!("{ms} ms"));
+    let millis = |value: Option<f64>| value.map_or("-".to_string(), |ms| format!("{ms:.3} ms"));
     for interval in &rollout.intervals {
         table.push(vec![
             interval.ended_at.clone(),
