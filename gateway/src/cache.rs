@@ -9,7 +9,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+pub use sluice_registry::artifacts::sha256_hex;
+use sluice_registry::store::versions::is_sha256;
 use sluice_registry_client::types::Deployments;
 
 const DEPLOYMENTS_FILE: &str = "deployments.json";
@@ -88,22 +89,6 @@ impl ArtifactCache {
         let text = serde_json::to_vec_pretty(deployments).map_err(std::io::Error::other)?;
         write_atomically(&self.dir.join(DEPLOYMENTS_FILE), &text)
     }
-}
-
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut text = String::with_capacity(64);
-    for byte in digest.iter() {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sluice_registry_client::RegistryClient;
-use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, StatsReport, VersionWindow};
+use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, StatsReport, VersionWindow, now_ms};
 use tokio::sync::watch;
 
 use crate::routing::Routes;
@@ -60,16 +60,11 @@ impl VersionStats {
     /// One answered request: its status code and how long it took.
     pub fn record(&self, code: u16, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        match code {
-            // A client hanging up is counted as the version failing: a
-            // canary that hangs must not look healthy.
-            crate::server::CLIENT_CLOSED => self.server_errors.fetch_add(1, Ordering::Relaxed),
-            400..=499 => self.client_errors.fetch_add(1, Ordering::Relaxed),
-            // 503 is the gateway being full, not the version failing.
-            503 => 0,
-            500..=599 => self.server_errors.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
+        if version_failed(code) {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        } else if (400..=499).contains(&code) {
+            self.client_errors.fetch_add(1, Ordering::Relaxed);
+        }
         let millis = elapsed.as_secs_f64() * 1000.0;
         let bucket = LATENCY_BUCKETS_MS.partition_point(|&bound| bound < millis);
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
@@ -119,10 +114,12 @@ impl VersionStats {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+/// Whether an answer counts against the version that gave it, for rollout
+/// checks and the local guard alike: a 5xx but 503 (that is the gateway
+/// being full), or a client hanging up (a canary that hangs must not look
+/// healthy).
+pub fn version_failed(code: u16) -> bool {
+    code == crate::server::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503)
 }
 
 fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {

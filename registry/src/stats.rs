@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+pub use sluice_registry_client::rollout::now_ms;
 use sluice_registry_client::rollout::{StatsReport, VersionWindow};
 
 /// How long windows are kept, in milliseconds: longer than any interval
@@ -23,13 +24,6 @@ type Stamped = VecDeque<(u64, VersionWindow)>;
 #[derive(Default)]
 pub struct Stats {
     windows: Mutex<HashMap<(String, u64), Stamped>>,
-}
-
-/// Now, in Unix milliseconds: what windows and rollout intervals are stamped with.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 impl Stats {

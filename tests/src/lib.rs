@@ -42,6 +42,40 @@ pub fn example_model(name: &str) -> Vec<u8> {
     std::fs::read(path).expect("reading an example model")
 }
 
+/// The credit-risk model's eight features, in the training data's column order.
+pub const CREDIT_FEATURES: [&str; 8] = [
+    "age",
+    "income",
+    "debt_ratio",
+    "credit_lines",
+    "late_payments_90d",
+    "utilization",
+    "months_employed",
+    "loan_amount",
+];
+
+/// One V2 request per applicant of the credit training data (the real input
+/// space), the first `rows` of them, with `age_shift` years added to each age.
+pub fn credit_applicants(rows: usize, age_shift: f64) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_root().join("models/data/credit_risk_train.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .take(rows)
+        .map(|line| {
+            let values: Vec<f64> = line.split(',').map(|value| value.parse().unwrap()).collect();
+            let inputs: Vec<Value> = CREDIT_FEATURES
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| {
+                    let value = if *name == "age" { value + age_shift } else { *value };
+                    serde_json::json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]})
+                })
+                .collect();
+            serde_json::json!({ "inputs": inputs })
+        })
+        .collect()
+}
+
 /// A committed reference fixture: a request and ONNX Runtime's outputs for it.
 pub fn fixture(name: &str) -> Value {
     let path = repo_root().join("models/fixtures").join(format!("{name}.json"));

@@ -4,42 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_registry_client::profile::PROFILE_DOCUMENT;
-use sluice_tests::{Options, TestGateway, TestRegistry, example_model, repo_root};
+use sluice_tests::{
+    CREDIT_FEATURES, Options, TestGateway, TestRegistry, credit_applicants, example_model, repo_root,
+};
 
 const MODEL: &str = "credit_risk";
-const FEATURES: [&str; 8] = [
-    "age",
-    "income",
-    "debt_ratio",
-    "credit_lines",
-    "late_payments_90d",
-    "utilization",
-    "months_employed",
-    "loan_amount",
-];
-
-/// The first `rows` applicants of the training data, with `shift` added to their age.
-fn applicants(rows: usize, age_shift: f64) -> Vec<Value> {
-    let text = std::fs::read_to_string(repo_root().join("models/data/credit_risk_train.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .take(rows)
-        .map(|line| {
-            let values: Vec<f64> = line.split(',').map(|value| value.parse().unwrap()).collect();
-            let inputs: Vec<Value> = FEATURES
-                .iter()
-                .zip(&values)
-                .map(|(name, value)| {
-                    let value = if *name == "age" { value + age_shift } else { *value };
-                    json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]})
-                })
-                .collect();
-            json!({ "inputs": inputs })
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shifted_ages_drift_and_the_other_features_do_not() {
@@ -74,7 +45,7 @@ async fn shifted_ages_drift_and_the_other_features_do_not() {
     assert!(!quiet.dataset_drift);
 
     // 400 applicants, each 40 years older than in training.
-    for body in applicants(400, 40.0) {
+    for body in credit_applicants(400, 40.0) {
         let (status, answer) = gateway
             .post_json(&format!("/v2/models/{MODEL}/infer"), &body)
             .await;
@@ -100,7 +71,7 @@ async fn shifted_ages_drift_and_the_other_features_do_not() {
     let age = by_name("age");
     assert_eq!(age.status, "drifted", "{age:?}");
     assert!(age.psi > 1.0 && age.ks > 0.5, "{age:?}");
-    for name in FEATURES.iter().filter(|name| **name != "age") {
+    for name in CREDIT_FEATURES.iter().filter(|name| **name != "age") {
         let feature = by_name(name);
         assert_eq!(feature.status, "ok", "{feature:?}");
         assert!(feature.psi < 0.1, "{feature:?}");

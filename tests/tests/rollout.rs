@@ -7,43 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use sluice_gateway::guard::GuardLimits;
 use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
 use sluice_registry_client::types::{SetDeployment, Stage, TrafficSpec};
-use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, example_model, repo_root};
+use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, credit_applicants, example_model};
 
 const MODEL: &str = "credit_risk";
-const FEATURES: [&str; 8] = [
-    "age",
-    "income",
-    "debt_ratio",
-    "credit_lines",
-    "late_payments_90d",
-    "utilization",
-    "months_employed",
-    "loan_amount",
-];
 
 /// One request per applicant of the training data: the real input space,
 /// 28% of it aged 60 or over.
 fn applicant_requests() -> Arc<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(repo_root().join("models/data/credit_risk_train.csv")).unwrap();
-    let requests = text
-        .lines()
-        .skip(1)
-        .take(500)
-        .map(|line| {
-            let values: Vec<f64> = line.split(',').map(|value| value.parse().unwrap()).collect();
-            let inputs: Vec<Value> = FEATURES
-                .iter()
-                .zip(&values)
-                .map(|(name, value)| json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]}))
-                .collect();
-            serde_json::to_vec(&json!({ "inputs": inputs })).unwrap()
-        })
-        .collect();
-    Arc::new(requests)
+    let bodies = credit_applicants(500, 0.0);
+    Arc::new(
+        bodies
+            .iter()
+            .map(|body| serde_json::to_vec(body).unwrap())
+            .collect(),
+    )
 }
 
 /// Answers by version: (version, status) of every request sent.

@@ -59,10 +59,8 @@ impl<'a> Accounting<'a> {
             return;
         }
         model.stats.record(code, elapsed);
-        // 503 is this gateway being full, not the version failing.
-        let failed = (code >= 500 && code != 503) || code == CLIENT_CLOSED;
         let limits = self.state.guard_limits;
-        if self.canary && model.guard.record(failed, limits) {
+        if self.canary && model.guard.record(crate::stats::version_failed(code), limits) {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),

@@ -175,21 +175,22 @@ async fn infer_and_count(
             (false, true) => RouteKind::Canary,
             (false, false) => RouteKind::Primary,
         };
+        // Only a logged prediction needs an id (feedback joins on it).
+        let request_id_opt = headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
         Some(Logging {
             log,
             with_inputs,
             route,
             started,
+            request_id_opt,
         })
     });
-    let request_id_opt = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
     let sides = SideEffects {
         mirrors,
         logging_opt: logging,
-        request_id_opt,
         count_drift: !pinned,
     };
     let mut response = match run_inference(state, &model, sides, headers, body).await {
@@ -209,8 +210,6 @@ async fn infer_and_count(
 struct SideEffects {
     mirrors: Mirrors,
     logging_opt: Option<Logging>,
-    /// The caller's `x-request-id`.
-    request_id_opt: Option<String>,
     /// Count its features for drift (not for pinned requests).
     count_drift: bool,
 }
@@ -225,7 +224,6 @@ async fn run_inference(
     let SideEffects {
         mirrors,
         logging_opt,
-        request_id_opt,
         count_drift,
     } = sides;
     let encoding = Encoding::from_headers(headers)?;
@@ -253,20 +251,25 @@ async fn run_inference(
             let outputs = job_model.run(decoded.inputs)?;
             let computed = compute_started.elapsed();
             let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
-            // What feedback joins on: the caller's x-request-id, the body's
-            // id, or one made up here and returned in x-request-id.
-            let request_id = request_id_opt.or(decoded.id).unwrap_or_else(new_request_id);
             // The answer is encoded: the log and the mirrors can no longer
             // change it. They share the outputs, copied only when both want them.
             let mut outputs_opt = Some(outputs);
+            let mut request_id_opt = None;
             if let Some(logging) = logging_opt {
+                // What feedback joins on: the caller's x-request-id, the
+                // body's id, or one made up here; returned in x-request-id.
+                let request_id = logging
+                    .request_id_opt
+                    .or(decoded.id)
+                    .unwrap_or_else(new_request_id);
+                request_id_opt = Some(request_id.clone());
                 let logged_outputs = match mirrored_inputs_opt {
                     Some(_) => outputs_opt.clone().unwrap_or_default(),
                     None => outputs_opt.take().unwrap_or_default(),
                 };
                 logging.log.submit(PredictionRecord {
                     at: std::time::SystemTime::now(),
-                    request_id: request_id.clone(),
+                    request_id,
                     model: job_model.clone(),
                     route: logging.route,
                     latency: logging.started.elapsed(),
@@ -277,16 +280,16 @@ async fn run_inference(
             if let (Some(inputs), Some(outputs)) = (mirrored_inputs_opt, outputs_opt) {
                 mirrors.submit(&shadows, &job_model, inputs, outputs);
             }
-            Ok::<_, Error>((encoded, computed, request_id))
+            Ok::<_, Error>((encoded, computed, request_id_opt))
         })
         .await?;
     model.metrics.queue_duration.record(timing.queued.as_secs_f64());
-    let (encoded, computed, request_id) = outcome?;
+    let (encoded, computed, request_id_opt) = outcome?;
     model.metrics.compute_duration.record(computed.as_secs_f64());
 
     let mut response = Response::new(Body::from(encoded.body));
     let response_headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let content_type = match encoded.header_length_opt {
@@ -309,6 +312,8 @@ struct Logging {
     with_inputs: bool,
     route: RouteKind,
     started: Instant,
+    /// The caller's `x-request-id`.
+    request_id_opt: Option<String>,
 }
 
 /// 128 random bits, hex: a request id when the caller gave none.
