@@ -116,6 +116,25 @@ def concat_front(model: onnx.ModelProto, joined_input: str, names: list[str]) ->
     return model
 
 
+def folded_credit_model(pipeline: Pipeline) -> onnx.ModelProto:
+    """The scaler + logistic regression pipeline as one logistic regression
+    (the scaler folded into its weights), with one named [N, 1] input per
+    feature: the same decision function, which tract runs too."""
+    scaler, classifier = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
+    folded = LogisticRegression()
+    folded.classes_ = classifier.classes_
+    folded.coef_ = classifier.coef_ / scaler.scale_
+    folded.intercept_ = classifier.intercept_ - (classifier.coef_ * scaler.mean_ / scaler.scale_).sum(axis=1)
+    folded.n_features_in_ = len(CREDIT_FEATURES)
+    plain = convert_sklearn(
+        folded,
+        initial_types=[("features", FloatTensorType([None, len(CREDIT_FEATURES)]))],
+        options={id(folded): {"zipmap": False}},
+        target_opset=OPSET,
+    )
+    return concat_front(plain, "features", CREDIT_FEATURES)
+
+
 def export_credit(rng: np.random.Generator) -> None:
     x, y = credit_data(6000, rng)
     train_x, train_y = x[:5000], y[:5000]
@@ -136,20 +155,7 @@ def export_credit(rng: np.random.Generator) -> None:
     scaled = concat_front(scaled, "features", CREDIT_FEATURES)
     save_model(scaled, ROOT / "ort-only/credit_risk_scaled/1/model.onnx", "credit risk, scaler kept as an ONNX-ML op")
 
-    # The same decision function with the scaler folded into the weights.
-    scaler, classifier = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
-    folded = LogisticRegression()
-    folded.classes_ = classifier.classes_
-    folded.coef_ = classifier.coef_ / scaler.scale_
-    folded.intercept_ = classifier.intercept_ - (classifier.coef_ * scaler.mean_ / scaler.scale_).sum(axis=1)
-    folded.n_features_in_ = len(CREDIT_FEATURES)
-    plain = convert_sklearn(
-        folded,
-        initial_types=[("features", FloatTensorType([None, len(CREDIT_FEATURES)]))],
-        options={id(folded): {"zipmap": False}},
-        target_opset=OPSET,
-    )
-    plain = concat_front(plain, "features", CREDIT_FEATURES)
+    plain = folded_credit_model(pipeline)
     save_model(plain, ROOT / "repository/credit_risk/1/model.onnx", "credit risk, logistic regression over 8 named features")
 
     holdout = x[5000:5008]

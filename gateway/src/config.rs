@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_registry::auth::Role;
-use sluice_registry::{RegistryArgs, RegistryConfig};
+use sluice_registry::{LogDirs, RegistryArgs, RegistryConfig};
 use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
 use crate::cli::{
-    AliasCommand, ClientArgs, DriftCommand, EventsArgs, ModelsCommand, ProfileCommand, RolloutCommand,
-    StageCommand, TrafficCommand, VersionsCommand,
+    AliasCommand, ClientArgs, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand, ProfileCommand,
+    RolloutCommand, StageCommand, TrafficCommand, TriggersCommand, VersionsCommand,
 };
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
@@ -102,6 +102,20 @@ pub enum Command {
     Drift {
         #[command(subcommand)]
         command: DriftCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show how a model's predictions fared against the labels sent back.
+    Performance {
+        #[command(subcommand)]
+        command: PerformanceCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Training triggers: policies (drift, performance, schedule), firing, history.
+    Triggers {
+        #[command(subcommand)]
+        command: TriggersCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -262,10 +276,6 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = 10)]
     pub guard_errors: u64,
 
-    /// Where the prediction log's segments go, for deployments that log [default: DATA_DIR/predictions].
-    #[arg(long, env = "SLUICE_PREDICTIONS_DIR", value_name = "DIR")]
-    pub predictions_dir: Option<PathBuf>,
-
     /// Predictions that may wait for the log's writer; beyond it they are dropped and counted.
     #[arg(long, env = "SLUICE_PREDICTION_LOG_QUEUE", default_value_t = 10_000)]
     pub prediction_log_queue: usize,
@@ -307,8 +317,8 @@ pub struct ServeConfig {
     pub shadow_queue: usize,
     pub stats_interval: Duration,
     pub guard_limits: GuardLimits,
-    /// The prediction log's directory; `None`: no log (a model repository).
-    pub predictions_dir_opt: Option<PathBuf>,
+    /// Where predictions and feedback are written; `None`: neither is (a model repository).
+    pub logs_opt: Option<LogDirs>,
     pub prediction_log_queue: usize,
     pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
@@ -327,7 +337,10 @@ impl ServeConfig {
             client,
             cache_dir: cache_dir.clone(),
         });
-        config.predictions_dir_opt = Some(cache_dir.join("predictions"));
+        config.logs_opt = Some(LogDirs {
+            predictions: cache_dir.join("predictions"),
+            feedback: cache_dir.join("feedback"),
+        });
         config
     }
 
@@ -344,7 +357,7 @@ impl ServeConfig {
             shadow_queue: 256,
             stats_interval: Duration::from_secs(5),
             guard_limits: GuardLimits::default(),
-            predictions_dir_opt: None,
+            logs_opt: None,
             prediction_log_queue: 10_000,
             segment_limits: SegmentLimits::default(),
             engines: EngineOptions {
@@ -365,7 +378,7 @@ pub enum ServeMode {
     },
     /// The registry in this process, with its config and address.
     Embedded {
-        registry: RegistryConfig,
+        registry: Box<RegistryConfig>,
         admin_listen: SocketAddr,
         demo: bool,
     },
@@ -390,10 +403,9 @@ impl ServeArgs {
         let cache_dir = self
             .cache_dir
             .unwrap_or_else(|| self.registry_args.data_dir.join("cache"));
-        let predictions_dir = self
-            .predictions_dir
-            .unwrap_or_else(|| self.registry_args.data_dir.join("predictions"));
-        let predictions_dir_opt = self.model_repository.is_none().then_some(predictions_dir);
+        // The registry joins feedback with predictions: both read the same directories.
+        let logs = self.registry_args.log_dirs();
+        let logs_opt = self.model_repository.is_none().then_some(logs);
         let mode = match (self.model_repository, self.registry) {
             (Some(dir), _) => ServeMode::Repository(dir),
             (None, Some(url)) => ServeMode::Remote {
@@ -401,7 +413,7 @@ impl ServeArgs {
                 token_opt: self.token,
             },
             (None, None) => ServeMode::Embedded {
-                registry: self.registry_args.into_config()?,
+                registry: Box::new(self.registry_args.into_config()?),
                 admin_listen: self.admin_listen,
                 demo: self.demo,
             },
@@ -419,7 +431,7 @@ impl ServeArgs {
                 window: self.guard_window as usize,
                 errors: self.guard_errors.max(1) as usize,
             },
-            predictions_dir_opt,
+            logs_opt,
             prediction_log_queue: self.prediction_log_queue.max(1),
             segment_limits: SegmentLimits {
                 max_bytes: self.segment_max_bytes.max(1),
@@ -443,7 +455,7 @@ pub struct ServeSettings {
     pub shadow_queue: usize,
     pub stats_interval: Duration,
     pub guard_limits: GuardLimits,
-    pub predictions_dir_opt: Option<PathBuf>,
+    pub logs_opt: Option<LogDirs>,
     pub prediction_log_queue: usize,
     pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
@@ -462,7 +474,7 @@ impl ServeSettings {
             shadow_queue: self.shadow_queue,
             stats_interval: self.stats_interval,
             guard_limits: self.guard_limits,
-            predictions_dir_opt: self.predictions_dir_opt,
+            logs_opt: self.logs_opt,
             prediction_log_queue: self.prediction_log_queue,
             segment_limits: self.segment_limits,
             engines: self.engines,

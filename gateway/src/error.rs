@@ -30,6 +30,9 @@ pub enum Error {
     Overloaded,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A store the request needs is failing; the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// A model could not be loaded; never caused by a request.
     #[error("cannot load model: {0}")]
     Load(String),
@@ -54,7 +57,9 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Overloaded | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded | Error::ShuttingDown | Error::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

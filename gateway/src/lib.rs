@@ -14,6 +14,8 @@
 //!   shadow version and compares the answers, and, where a deployment asks,
 //!   for [`predlog`], the prediction log; both off the response path;
 //! - [`drift`] counts its features in the reference profile's bins;
+//! - [`feedback`] takes ground-truth labels for answered predictions
+//!   (`POST /v2/models/{m}/feedback`) and stores them for the registry to join;
 //! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
 //!   registry's rollouts, [`guard`] stops routing to a canary that fails too
 //!   often; [`error`] is the one place errors become statuses.
@@ -39,6 +41,7 @@ pub mod demo;
 pub mod drift;
 pub mod embedded;
 pub mod error;
+pub mod feedback;
 pub mod guard;
 pub mod metrics;
 pub mod model;

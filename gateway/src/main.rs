@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         Command::Rollout { command, client } => Ok((ClientCommand::Rollout(command), client)),
         Command::Profile { command, client } => Ok((ClientCommand::Profile(command), client)),
         Command::Drift { command, client } => Ok((ClientCommand::Drift(command), client)),
+        Command::Performance { command, client } => Ok((ClientCommand::Performance(command), client)),
+        Command::Triggers { command, client } => Ok((ClientCommand::Triggers(command), client)),
         Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),
     };
     let result = match client_command {
@@ -95,7 +97,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the registry's address {admin_listen}"))?;
             let embedded =
-                Embedded::start(registry, settings, cache_dir, admin_listener, listener, demo).await?;
+                Embedded::start(*registry, settings, cache_dir, admin_listener, listener, demo).await?;
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
             embedded.shutdown().await?;
@@ -117,7 +119,15 @@ async fn registry(args: RegistryServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let registry = Registry::start(config, listener, Arc::new(EngineInspector::new(&engines))).await?;
+    // Drift, feedback and trigger metrics, for Prometheus to scrape as it does gateways.
+    let metrics = sluice_gateway::metrics::handle();
+    let extra = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
+    let registry =
+        Registry::start_with_routes(config, listener, Arc::new(EngineInspector::new(&engines)), extra)
+            .await?;
     shutdown_signal().await;
     tracing::info!("shutting down the registry");
     registry.shutdown().await?;

@@ -28,6 +28,7 @@ pub const PREDLOG_RECORDS: &str = "sluice_prediction_log_records_total";
 pub const PREDLOG_DROPPED: &str = "sluice_prediction_log_dropped_total";
 pub const PREDLOG_SEGMENTS: &str = "sluice_prediction_log_segments_total";
 pub const PREDLOG_WRITE_FAILURES: &str = "sluice_prediction_log_write_failures_total";
+pub const FEEDBACK_LABELS: &str = "sluice_feedback_labels_total";
 pub const GUARD_TRIPS: &str = "sluice_guard_trips_total";
 pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
 pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
@@ -148,6 +149,10 @@ fn describe() {
     metrics::describe_counter!(
         PREDLOG_WRITE_FAILURES,
         "Prediction log segments the store refused (their records are lost)"
+    );
+    metrics::describe_counter!(
+        FEEDBACK_LABELS,
+        "Ground-truth labels stored for the registry to join with logged predictions"
     );
     metrics::describe_counter!(
         GUARD_TRIPS,

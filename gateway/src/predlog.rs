@@ -307,7 +307,7 @@ fn values(data: &TensorData) -> Vec<Value> {
 }
 
 /// A replica name safe in a file name (`127.0.0.1:8080/42` → `127.0.0.1-8080-42`).
-fn sanitize(replica: &str) -> String {
+pub(crate) fn sanitize(replica: &str) -> String {
     replica
         .chars()
         .map(|c| {

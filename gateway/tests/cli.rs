@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -333,4 +334,91 @@ fn errors_that_are_not_the_registrys_answer() {
         .output()
         .unwrap();
     expect_error(&anonymous, 6, "SLUICE_TOKEN");
+}
+
+#[test]
+fn training_triggers_and_performance_through_the_cli() {
+    let registry = Registry::start();
+    let model = "models/repository/credit_risk/1/model.onnx";
+    expect_code(&registry.run("dora", &["models", "create", "credit_risk"]), 0);
+    expect_code(
+        &registry.run("dora", &["versions", "push", model, "--model", "credit_risk"]),
+        0,
+    );
+    let requested = registry.run(
+        "dora",
+        &["stage", "request", "credit_risk", "1", "staging", "--json"],
+    );
+    let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
+    let id = transition["id"].to_string();
+    expect_code(
+        &registry.run("tom", &["stage", "approve", &id, "--as", "technical"]),
+        0,
+    );
+    expect_code(
+        &registry.run("dora", &["traffic", "set", "credit_risk", "1=100"]),
+        0,
+    );
+
+    // Nothing listens on port 9: each delivery fails, once.
+    let policy = registry.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"rules": [{"kind": "schedule", "cron": "0 3 * * 1"}],
+            "action": {"webhook": {"url": "http://127.0.0.1:9/hook", "max_attempts": 1}}}"#,
+    )
+    .unwrap();
+    let set = ["triggers", "set", "credit_risk", policy.to_str().unwrap()];
+    expect_output(&registry.run("dora", &set), "cron '0 3 * * 1'");
+    expect_error(&registry.run("vic", &set), 6, "deployer or admin");
+    let typo = registry.dir.path().join("typo.json");
+    std::fs::write(&typo, r#"{"rules": [], "action": {"email": {}}}"#).unwrap();
+    let set_typo = ["triggers", "set", "credit_risk", typo.to_str().unwrap()];
+    expect_error(&registry.run("dora", &set_typo), 1, "is not a trigger policy");
+    expect_output(
+        &registry.run("vic", &["triggers", "list"]),
+        "webhook http://127.0.0.1:9/hook",
+    );
+
+    let fire = [
+        "triggers",
+        "fire",
+        "credit_risk",
+        "--note",
+        "audit asked",
+        "--idempotency-key",
+        "q4",
+    ];
+    expect_output(&registry.run("dora", &fire), "trigger run 1 of 'credit_risk'");
+    // The same key answers the same run.
+    expect_output(&registry.run("dora", &fire), "trigger run 1 of 'credit_risk'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = registry.run("vic", &["triggers", "history", "credit_risk"]);
+        expect_code(&history, 0);
+        if stdout(&history).contains("failed") {
+            assert!(stdout(&history).contains("manual"), "{}", stdout(&history));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never failed: {}",
+            stdout(&history)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let show = registry.run("vic", &["triggers", "show", "1"]);
+    expect_output(&show, "manual:credit_risk:q4");
+    expect_output(&show, "audit asked");
+    expect_error(
+        &registry.run("vic", &["triggers", "show", "7"]),
+        3,
+        "no trigger run 7",
+    );
+
+    // No labels came back: nothing joined, nothing unmatched.
+    expect_output(
+        &registry.run("vic", &["performance", "show", "credit_risk"]),
+        "0 rows joined",
+    );
 }

@@ -13,8 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::feedback::Performance;
 use crate::profile::DriftReport;
 use crate::rollout::{GuardReport, Rollout, StartRollout, StatsReport, VersionWindow};
+use crate::trigger::{CompleteRun, FireTrigger, TriggerPolicy, TriggerRun, TriggerState};
 use crate::types::*;
 
 /// A client for one registry, acting as the holder of one bearer token.
@@ -317,6 +319,86 @@ impl RegistryClient {
     pub async fn rollout_action(&self, model: &str, action: &str) -> Result<Rollout, ClientError> {
         let path = format!("/api/v1/rollouts/{}/{}", segment(model), segment(action));
         self.send_json(Method::POST, &path, &serde_json::json!({})).await
+    }
+
+    /// `GET /api/v1/models/{m}/performance`: labels joined in the last `window`.
+    pub async fn performance(
+        &self,
+        model: &str,
+        version_opt: Option<&str>,
+        window: Duration,
+    ) -> Result<Performance, ClientError> {
+        let window_ms = window.as_millis().to_string();
+        let mut query = vec![("window_ms", window_ms.as_str())];
+        if let Some(version) = version_opt {
+            query.push(("version", version));
+        }
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/api/v1/models/{}/performance", segment(model)),
+            )
+            .query(&query);
+        decode(self.send(request).await?).await
+    }
+
+    // ---- training triggers ----
+
+    pub async fn trigger_policies(&self) -> Result<Vec<TriggerState>, ClientError> {
+        self.get_json("/api/v1/triggers").await
+    }
+
+    pub async fn trigger_policy(&self, model: &str) -> Result<TriggerState, ClientError> {
+        self.get_json(&format!("/api/v1/models/{}/triggers/policy", segment(model)))
+            .await
+    }
+
+    pub async fn set_trigger_policy(
+        &self,
+        model: &str,
+        policy: &TriggerPolicy,
+    ) -> Result<TriggerState, ClientError> {
+        let path = format!("/api/v1/models/{}/triggers/policy", segment(model));
+        self.send_json(Method::PUT, &path, policy).await
+    }
+
+    pub async fn delete_trigger_policy(&self, model: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/models/{}/triggers/policy", segment(model));
+        self.send(self.request(Method::DELETE, &path)).await.map(drop)
+    }
+
+    /// Fires a run by hand; with an idempotency key, firing again answers the first run.
+    pub async fn fire_trigger(&self, model: &str, body: &FireTrigger) -> Result<TriggerRun, ClientError> {
+        let path = format!("/api/v1/models/{}/triggers", segment(model));
+        self.send_json(Method::POST, &path, body).await
+    }
+
+    /// Runs, newest first, of one model or all.
+    pub async fn trigger_runs(
+        &self,
+        model_opt: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TriggerRun>, ClientError> {
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(model) = model_opt {
+            query.push(("model", model));
+        }
+        let request = self.request(Method::GET, "/api/v1/triggers/runs").query(&query);
+        decode(self.send(request).await?).await
+    }
+
+    pub async fn trigger_run(&self, id: u64) -> Result<TriggerRun, ClientError> {
+        self.get_json(&format!("/api/v1/triggers/runs/{id}")).await
+    }
+
+    pub async fn complete_trigger_run(&self, id: u64, body: &CompleteRun) -> Result<TriggerRun, ClientError> {
+        self.send_json(
+            Method::POST,
+            &format!("/api/v1/triggers/runs/{id}/complete"),
+            body,
+        )
+        .await
     }
 
     // ---- events ----

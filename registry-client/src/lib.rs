@@ -11,14 +11,20 @@
 //!   distribution per feature) that drift is measured against;
 //! - [`rollout`] holds the traffic feedback: the per-version windows gateways
 //!   report (they merge across replicas) and progressive rollouts.
+//! - [`feedback`] holds ground truth: the labels applications send back and
+//!   the realized performance joined from them;
+//! - [`trigger`] holds training triggers: per-model policies (drift,
+//!   performance, schedule), their actions (webhook, command) and runs.
 //! - [`error`] is the client's error: a refusal from the registry keeps its
 //!   status and `{"error": ...}` message, so a CLI can print it and pick an
 //!   exit code.
 
 pub mod client;
 pub mod error;
+pub mod feedback;
 pub mod profile;
 pub mod rollout;
+pub mod trigger;
 pub mod types;
 
 pub use client::RegistryClient;

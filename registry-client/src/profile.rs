@@ -79,6 +79,7 @@ pub struct FeatureDrift {
 
 /// When a feature, and the dataset, count as drifted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DriftThresholds {
     pub psi_drift: f64,
     pub psi_warning: f64,

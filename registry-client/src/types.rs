@@ -130,6 +130,13 @@ pub struct Lineage {
     pub intended_use: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limitations: Option<String>,
+    /// The version this one was retrained from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_version: Option<u64>,
+    /// The training trigger run that asked for it: registering the version
+    /// completes that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<u64>,
 }
 
 /// An immutable, auto-numbered version of a model.

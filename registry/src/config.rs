@@ -42,6 +42,56 @@ pub struct RegistryArgs {
     /// How often the rollout controller looks for intervals to judge, in milliseconds.
     #[arg(long, env = "SLUICE_ROLLOUT_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub rollout_tick_ms: u64,
+
+    /// The prediction log: gateways write it, the registry joins feedback
+    /// with it [default: DATA_DIR/predictions].
+    #[arg(long, env = "SLUICE_PREDICTIONS_DIR", value_name = "DIR")]
+    pub predictions_dir: Option<PathBuf>,
+
+    /// Ground-truth feedback, as gateways write it [default: DATA_DIR/feedback].
+    #[arg(long, env = "SLUICE_FEEDBACK_DIR", value_name = "DIR")]
+    pub feedback_dir: Option<PathBuf>,
+
+    /// How often the monitor joins feedback, measures drift for the gauges
+    /// and evaluates training triggers, in milliseconds.
+    #[arg(long, env = "SLUICE_MONITOR_TICK_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub monitor_tick_ms: u64,
+
+    /// How long a logged prediction waits for its label; feedback after that
+    /// is counted late.
+    #[arg(long, env = "SLUICE_FEEDBACK_HORIZON_MS", default_value_t = 24 * 3600 * 1000)]
+    pub feedback_horizon_ms: u64,
+
+    /// Most predictions waiting for a label at once (memory bound: about
+    /// 100 bytes each); the oldest are let go first and count as late.
+    #[arg(long, env = "SLUICE_FEEDBACK_MAX_PENDING", default_value_t = 1_000_000)]
+    pub feedback_max_pending: usize,
+
+    /// The resolution of realized-performance windows, in milliseconds: a
+    /// performance rule's window should be a multiple of it.
+    #[arg(long, env = "SLUICE_FEEDBACK_BUCKET_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feedback_bucket_ms: u64,
+}
+
+/// Where predictions and feedback live: written by gateways, read by the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDirs {
+    pub predictions: PathBuf,
+    pub feedback: PathBuf,
+}
+
+/// The monitor's settings: feedback join, drift gauges, triggers.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub logs: LogDirs,
+    pub tick: std::time::Duration,
+    pub horizon_ms: u64,
+    pub max_pending: usize,
+    /// Feedback whose prediction is not found yet is retried this long
+    /// (the gateways' segments are written once a minute by default).
+    pub grace_ms: u64,
+    /// The resolution of realized-performance windows.
+    pub bucket_ms: u64,
 }
 
 /// A validated registry configuration.
@@ -55,13 +105,26 @@ pub struct RegistryConfig {
     /// Tokens known to this process only (the embedded gateway's), in clear.
     pub process_tokens: Vec<(String, Caller)>,
     pub rollout_tick: std::time::Duration,
+    pub monitor: MonitorConfig,
 }
 
 impl RegistryConfig {
     /// Defaults under `data_dir`, as tests and embedders start from.
     pub fn new(data_dir: impl Into<PathBuf>) -> RegistryConfig {
+        let data_dir = data_dir.into();
         RegistryConfig {
-            data_dir: data_dir.into(),
+            monitor: MonitorConfig {
+                logs: LogDirs {
+                    predictions: data_dir.join("predictions"),
+                    feedback: data_dir.join("feedback"),
+                },
+                tick: std::time::Duration::from_secs(10),
+                horizon_ms: 24 * 3600 * 1000,
+                max_pending: 1_000_000,
+                grace_ms: 5 * 60 * 1000,
+                bucket_ms: 60_000,
+            },
+            data_dir,
             tokens_file_opt: None,
             policy: Policy::default(),
             max_artifact_bytes: 1 << 30,
@@ -86,6 +149,19 @@ impl RegistryConfig {
 }
 
 impl RegistryArgs {
+    pub fn log_dirs(&self) -> LogDirs {
+        LogDirs {
+            predictions: self
+                .predictions_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("predictions")),
+            feedback: self
+                .feedback_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("feedback")),
+        }
+    }
+
     pub fn into_config(self) -> Result<RegistryConfig, String> {
         if self.max_artifact_bytes == 0 {
             return Err("--max-artifact-bytes must be positive".into());
@@ -94,7 +170,16 @@ impl RegistryArgs {
             Some(path) => Policy::load(path)?,
             None => Policy::default(),
         };
+        let monitor = MonitorConfig {
+            logs: self.log_dirs(),
+            tick: std::time::Duration::from_millis(self.monitor_tick_ms),
+            horizon_ms: self.feedback_horizon_ms,
+            max_pending: self.feedback_max_pending.max(1),
+            grace_ms: 5 * 60 * 1000,
+            bucket_ms: self.feedback_bucket_ms,
+        };
         Ok(RegistryConfig {
+            monitor,
             data_dir: self.data_dir,
             tokens_file_opt: self.tokens_file,
             policy,

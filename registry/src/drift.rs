@@ -224,6 +224,28 @@ pub fn feature_drift(
     }
 }
 
+/// A version's stored reference profile, if it has one.
+pub fn load_profile(
+    connection: &rusqlite::Connection,
+    model: &str,
+    version: u64,
+) -> crate::error::Result<Option<ReferenceProfile>> {
+    let Some(document) = crate::store::versions::find_document(
+        connection,
+        model,
+        version,
+        sluice_registry_client::profile::PROFILE_DOCUMENT,
+    )?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_value(document.body).map(Some).map_err(|err| {
+        crate::error::Error::refused(format!(
+            "the stored reference profile is not a sluice profile: {err}"
+        ))
+    })
+}
+
 /// Drift of every profiled numeric feature the window counted.
 pub fn report(
     model: &str,

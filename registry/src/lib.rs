@@ -16,7 +16,13 @@
 //! - [`rollout`] runs progressive rollouts on the windows gateways report to
 //!   [`stats`], and rolls back what a gateway's local guard stopped;
 //! - [`drift`] holds the drift statistics (PSI, Jensen-Shannon, KS,
-//!   chi-square) measured against a version's reference profile.
+//!   chi-square) measured against a version's reference profile;
+//! - [`feedback`] joins ground-truth labels with the prediction log into
+//!   realized accuracy, AUC or MAE;
+//! - [`trigger`] fires training runs (once per window, within a cooldown and
+//!   a concurrency cap) and delivers them by webhook or local command, with
+//!   [`cron`] for scheduled rules; [`monitor`] is the loop that drives the
+//!   join, the drift and performance gauges, and the trigger rules.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either way.
@@ -25,12 +31,16 @@ pub mod api;
 pub mod artifacts;
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod drift;
 pub mod error;
+pub mod feedback;
+pub mod monitor;
 pub mod policy;
 pub mod rollout;
 pub mod stats;
 pub mod store;
+pub mod trigger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +49,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{RegistryArgs, RegistryConfig};
+pub use config::{LogDirs, MonitorConfig, RegistryArgs, RegistryConfig};
 pub use error::{Error, Result};
 use sluice_registry_client::types::Signature;
 
@@ -65,6 +75,17 @@ impl Registry {
         listener: TcpListener,
         inspector: Arc<dyn Inspector>,
     ) -> Result<Registry> {
+        Registry::start_with_routes(config, listener, inspector, axum::Router::new()).await
+    }
+
+    /// [`Registry::start`], also serving `extra` routes (the standalone
+    /// registry's `/metrics`, rendered by the process's recorder).
+    pub async fn start_with_routes(
+        config: RegistryConfig,
+        listener: TcpListener,
+        inspector: Arc<dyn Inspector>,
+        extra: axum::Router,
+    ) -> Result<Registry> {
         let addr = listener
             .local_addr()
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
@@ -80,18 +101,22 @@ impl Registry {
             config.import_root_opt.as_deref(),
         )?;
         let (shutdown, mut stop) = watch::channel(false);
-        let state = api::AppState::new(
-            store,
-            artifacts,
-            tokens,
-            config.policy,
-            inspector,
-            config.max_artifact_bytes,
-            stop.clone(),
-        )?;
+        let state = api::AppState::new(store, artifacts, tokens, inspector, stop.clone(), &config)?;
         let state = Arc::new(state);
         tokio::spawn(rollout::run(state.clone(), config.rollout_tick, stop.clone()));
-        let app = api::router(state);
+        // What a trigger's command calls back: this listener, from this machine.
+        let local = match addr.ip() {
+            ip if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            _ => addr,
+        };
+        monitor::describe();
+        tokio::spawn(monitor::run(
+            state.clone(),
+            config.monitor.tick,
+            format!("http://{local}"),
+            stop.clone(),
+        ));
+        let app = extra.merge(api::router(state));
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

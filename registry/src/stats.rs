@@ -15,7 +15,7 @@ use sluice_registry_client::rollout::{StatsReport, VersionWindow};
 
 /// How long windows are kept, in milliseconds: longer than any interval
 /// worth judging.
-const RETENTION_MS: u64 = 30 * 60 * 1000;
+pub const RETENTION_MS: u64 = 30 * 60 * 1000;
 
 /// A version's windows, each stamped (Unix milliseconds) when it arrived.
 type Stamped = VecDeque<(u64, VersionWindow)>;

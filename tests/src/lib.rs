@@ -207,10 +207,46 @@ impl TestGateway {
     /// A gateway that follows `registry` (as the gateway `gw`), caching
     /// artifacts under `cache_dir`; waits until it is ready.
     pub async fn follow(registry: &TestRegistry, cache_dir: &Path, options: Options) -> TestGateway {
-        let gateway =
-            TestGateway::launch_following(&registry.url(), &registry.token("gw"), cache_dir, options).await;
+        let client = RegistryClient::new(&registry.url(), Some(registry.token("gw")));
+        let mut config = ServeConfig::for_registry(client, cache_dir);
+        // As in `sluice serve`: the registry joins what its gateways log.
+        config.logs_opt = Some(registry.logs());
+        let gateway = TestGateway::launch_config(config, options).await;
         gateway.wait_ready().await;
         gateway
+    }
+
+    /// A gateway following `registry` that writes prediction log segments
+    /// every 100 ms (so the registry sees them in test time), once `model`
+    /// serves `versions`.
+    pub async fn follow_logging(
+        registry: &TestRegistry,
+        cache_dir: &Path,
+        model: &str,
+        versions: &[u64],
+    ) -> TestGateway {
+        let options = Options {
+            segment_max_age: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let gateway = TestGateway::follow(registry, cache_dir, options).await;
+        gateway.wait_versions(model, versions).await;
+        gateway
+    }
+
+    /// Posts a JSON request to `model` under `request_id` (`x-request-id`);
+    /// the answer, which must be a 200.
+    pub async fn predict_as(&self, model: &str, request_id: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/v2/models/{model}/infer")))
+            .header("x-request-id", request_id)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{model} as {request_id}");
+        response.json().await.unwrap()
     }
 
     /// A gateway following the registry at `url`, not waited for.

@@ -16,7 +16,7 @@ use sluice_gateway::backend::EngineOptions;
 use sluice_gateway::embedded::EngineInspector;
 use sluice_registry::auth::{Role, add_token};
 use sluice_registry::policy::Policy;
-use sluice_registry::{Registry, RegistryConfig};
+use sluice_registry::{LogDirs, Registry, RegistryConfig};
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::types::*;
 use tempfile::TempDir;
@@ -40,6 +40,12 @@ pub struct RegistryOptions {
     pub import_root: Option<PathBuf>,
     /// How often the rollout controller looks for intervals to judge.
     pub rollout_tick: Option<std::time::Duration>,
+    /// How often the monitor joins feedback and evaluates triggers.
+    pub monitor_tick: Option<std::time::Duration>,
+    /// How long feedback waits for its prediction's segment.
+    pub feedback_grace_ms: Option<u64>,
+    /// The resolution of realized-performance windows (a minute by default).
+    pub feedback_bucket_ms: Option<u64>,
 }
 
 pub struct TestRegistry {
@@ -95,7 +101,21 @@ impl TestRegistry {
         if let Some(tick) = self.options.rollout_tick {
             config.rollout_tick = tick;
         }
+        if let Some(tick) = self.options.monitor_tick {
+            config.monitor.tick = tick;
+        }
+        if let Some(grace) = self.options.feedback_grace_ms {
+            config.monitor.grace_ms = grace;
+        }
+        if let Some(bucket) = self.options.feedback_bucket_ms {
+            config.monitor.bucket_ms = bucket;
+        }
         config
+    }
+
+    /// Where gateways following it write predictions and feedback, and it reads them.
+    pub fn logs(&self) -> LogDirs {
+        self.config().monitor.logs
     }
 
     async fn run(&mut self, listener: tokio::net::TcpListener) {
@@ -211,6 +231,16 @@ impl TestRegistry {
     /// Sends all traffic of `model` to `version` (as dora).
     pub async fn deploy(&self, model: &str, targets: &[(u64, u32)]) -> Deployment {
         let body = SetDeployment::new(TrafficSpec::weighted(targets));
+        self.client("dora")
+            .set_deployment(model, &body)
+            .await
+            .expect("setting the deployment")
+    }
+
+    /// [`TestRegistry::deploy`], logging every prediction and `rate` of them with inputs.
+    pub async fn deploy_logged(&self, model: &str, targets: &[(u64, u32)], rate: f64) -> Deployment {
+        let mut body = SetDeployment::new(TrafficSpec::weighted(targets));
+        body.log_sample_rate = Some(rate);
         self.client("dora")
             .set_deployment(model, &body)
             .await

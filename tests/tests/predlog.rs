@@ -99,7 +99,7 @@ async fn every_prediction_is_logged_by_request_id_and_a_sample_with_inputs() {
     sent.insert(made_up);
     gateway.server.shutdown().await.unwrap();
 
-    let root = cache.path().join("predictions");
+    let root = registry.logs().predictions;
     let segments = files(&root);
     assert!(!segments.is_empty(), "no segment written at shutdown");
     let mut records: Vec<Value> = Vec::new();
@@ -179,7 +179,7 @@ async fn a_failing_store_costs_no_prediction_and_is_counted() {
     let gateway = TestGateway::follow(&registry, cache.path(), options).await;
     gateway.wait_versions(MODEL, &[1]).await;
     // The store breaks: where segments go is now a file, not a directory.
-    let root = cache.path().join("predictions");
+    let root = registry.logs().predictions;
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::write(&root, b"not a directory").unwrap();
 

@@ -145,6 +145,15 @@ pub struct PushArgs {
     /// Known limitations (model card).
     #[arg(long, value_name = "TEXT")]
     pub limitations: Option<String>,
+
+    /// The version this one was retrained from (lineage).
+    #[arg(long, value_name = "VERSION")]
+    pub parent_version: Option<u64>,
+
+    /// The training trigger run that asked for this version; registering it
+    /// completes the run (`sluice triggers history`).
+    #[arg(long, value_name = "ID", env = "SLUICE_TRIGGER_ID")]
+    pub trigger_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -104,6 +104,8 @@ async fn push_version(client: &RegistryClient, push: PushArgs, json: bool) -> Re
         run_id,
         intended_use,
         limitations,
+        parent_version,
+        trigger_id,
     } = push;
     check_is_file(&file).await?;
     // A misspelt model then fails at once, not after uploading a large artifact for nothing.
@@ -121,6 +123,8 @@ async fn push_version(client: &RegistryClient, push: PushArgs, json: bool) -> Re
         environment: environment.into_iter().collect(),
         intended_use,
         limitations,
+        parent_version,
+        trigger_id,
     };
     let body = CreateVersion {
         artifact: ArtifactSource::Sha256(artifact.sha256),
@@ -403,6 +407,12 @@ fn version_listing(version: &Version) -> String {
         "code commit",
         or_dash(lineage.code_commit.as_deref().unwrap_or_default()),
     ));
+    if let Some(parent) = lineage.parent_version {
+        rows.push(("parent version", parent.to_string()));
+    }
+    if let Some(trigger) = lineage.trigger_id {
+        rows.push(("trigger run", trigger.to_string()));
+    }
     let dataset = match &lineage.dataset {
         Some(Dataset {
             uri,

@@ -1,5 +1,6 @@
 //! The registry subcommands of `sluice` (`models`, `versions`, `stage`,
-//! `alias`, `traffic`, `events`): a thin client of the registry's `/api/v1`.
+//! `alias`, `traffic`, `rollout`, `profile`, `drift`, `performance`,
+//! `triggers`, `events`): a thin client of the registry's `/api/v1`.
 //!
 //! `args` holds their flags, `commands` makes the calls and renders the
 //! answers, `table` lays text out. This file picks the token, runs one
@@ -11,6 +12,7 @@ mod commands;
 mod profile;
 mod rollout;
 mod table;
+mod triggers;
 
 use std::io::{ErrorKind, Write};
 use std::path::Path;
@@ -21,6 +23,7 @@ use sluice_registry_client::{ClientError, RegistryClient};
 pub use args::*;
 pub use profile::{DriftCommand, ProfileCommand};
 pub use rollout::RolloutCommand;
+pub use triggers::{PerformanceCommand, TriggersCommand};
 
 /// The file the registry writes its bootstrap admin token to under its data
 /// directory (the registry's `auth::ADMIN_TOKEN_FILE`).
@@ -38,6 +41,8 @@ pub enum ClientCommand {
     Rollout(RolloutCommand),
     Profile(ProfileCommand),
     Drift(DriftCommand),
+    Performance(PerformanceCommand),
+    Triggers(TriggersCommand),
     Events(EventsArgs),
 }
 
@@ -107,6 +112,8 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
         ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
         ClientCommand::Drift(command) => profile::run_drift(&client, command, json).await,
+        ClientCommand::Performance(command) => triggers::run_performance(&client, command, json).await,
+        ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,
         ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
     };
     match result {

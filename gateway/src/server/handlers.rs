@@ -383,3 +383,27 @@ pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Error
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Error {
     Error::MethodNotAllowed(format!("{method} {}", uri.path()))
 }
+
+/// `POST /v2/models/{m}/feedback`: labels for answered predictions, stored
+/// before the answer (200 `{"accepted": N}`).
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>> {
+    let Some(log) = state.feedback_opt.clone() else {
+        return Err(Error::RouteNotFound(format!(
+            "/v2/models/{model}/feedback: this gateway serves a model repository, which keeps no prediction log to join labels with"
+        )));
+    };
+    // Only served models take labels: a typo would otherwise be stored for nothing.
+    state.routes.load().resolve(&model, None)?;
+    let encoding = Encoding::from_headers(&headers)?;
+    let raw = body::collect(body, &headers, state.max_request_bytes).await?;
+    let bytes = body::decode(raw, encoding, state.max_request_bytes)?;
+    let labels = crate::feedback::parse(&bytes)?;
+    log.write(&model, &labels).await?;
+    ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model).increment(labels.len() as u64);
+    Ok(Json(json!({ "accepted": labels.len() })))
+}

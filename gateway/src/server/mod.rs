@@ -23,6 +23,7 @@ use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
 use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
+use crate::feedback::FeedbackLog;
 use crate::guard::{GuardLimits, Guarded, Trip};
 use crate::predlog::PredictionLog;
 use crate::reconcile::Follower;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub guard_limits: GuardLimits,
     /// Where predictions are logged, when any deployment asks for it.
     pub predictions_opt: Option<Arc<PredictionLog>>,
+    /// Where ground-truth labels go (following a registry only).
+    pub feedback_opt: Option<Arc<FeedbackLog>>,
     /// Tripped guards, for the guard task.
     pub trips: mpsc::Sender<Trip>,
     pub metrics: PrometheusHandle,
@@ -58,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{model}/versions/{version}", get(version_metadata))
         .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
+        .route("/v2/models/{model}/feedback", post(feedback))
         .route("/metrics", get(prometheus))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -89,10 +93,10 @@ impl Server {
         let (trips, trips_rx) = mpsc::channel(64);
         let guarded = Guarded::default();
         let gateway_id = format!("{addr}/{}", std::process::id());
-        let predictions_opt = match &config.predictions_dir_opt {
-            Some(dir) => Some(Arc::new(
+        let predictions_opt = match &config.logs_opt {
+            Some(logs) => Some(Arc::new(
                 PredictionLog::start(
-                    dir,
+                    &logs.predictions,
                     &gateway_id,
                     config.prediction_log_queue,
                     config.segment_limits,
@@ -100,10 +104,21 @@ impl Server {
                 .map_err(|err| {
                     Error::Internal(format!(
                         "cannot start the prediction log in {}: {err}",
-                        dir.display()
+                        logs.predictions.display()
                     ))
                 })?,
             )),
+            None => None,
+        };
+        let feedback_opt = match &config.logs_opt {
+            Some(logs) => Some(Arc::new(FeedbackLog::open(&logs.feedback, &gateway_id).map_err(
+                |err| {
+                    Error::Internal(format!(
+                        "cannot open the feedback log in {}: {err}",
+                        logs.feedback.display()
+                    ))
+                },
+            )?)),
             None => None,
         };
         let state = Arc::new(AppState {
@@ -113,6 +128,7 @@ impl Server {
             shadows: Arc::new(Shadows::new(config.shadow_threads, config.shadow_queue)),
             guard_limits: config.guard_limits,
             predictions_opt: predictions_opt.clone(),
+            feedback_opt,
             trips,
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use sluice_registry_client::profile::{DriftReport, DriftThresholds, PROFILE_DOCUMENT, ReferenceProfile};
+use sluice_registry_client::profile::{DriftReport, DriftThresholds};
 
 use super::{AppState, PathParams, Query};
 use crate::auth::{Caller, Permission};
@@ -65,15 +65,11 @@ pub async fn model_drift(
                         versions::get(connection, &model, heaviest)?
                     }
                 };
-                let document = versions::find_document(connection, &model, version.version, PROFILE_DOCUMENT)?
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "version {} of '{model}' has no reference profile: store one with `sluice profile create`",
-                            version.version
-                        ))
-                    })?;
-                let profile: ReferenceProfile = serde_json::from_value(document.body).map_err(|err| {
-                    Error::refused(format!("the stored reference profile is not a sluice profile: {err}"))
+                let profile = crate::drift::load_profile(connection, &model, version.version)?.ok_or_else(|| {
+                    Error::not_found(format!(
+                        "version {} of '{model}' has no reference profile: store one with `sluice profile create`",
+                        version.version
+                    ))
                 })?;
                 Ok((version, profile))
             })

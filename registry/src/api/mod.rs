@@ -7,7 +7,9 @@
 mod deployments;
 mod drift;
 mod governance;
+mod performance;
 mod rollouts;
+mod triggers;
 mod versions;
 
 use std::sync::Arc;
@@ -45,30 +47,39 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// What gateways report about each version, for rollouts.
     pub stats: Arc<Stats>,
-    webhooks: reqwest::Client,
+    /// Ground truth joined with predictions, for realized performance.
+    pub joiner: Arc<crate::feedback::Joiner>,
+    /// Where trigger commands keep their context and output.
+    pub data_dir: std::path::PathBuf,
+    pub(crate) webhooks: reqwest::Client,
 }
 
 impl AppState {
+    /// The state of a registry configured by `config` (its policy, limits,
+    /// data directory and logs).
     pub fn new(
         store: Store,
         artifacts: ArtifactStore,
         tokens: Tokens,
-        policy: Policy,
         inspector: Arc<dyn Inspector>,
-        max_artifact_bytes: usize,
         stopping: watch::Receiver<bool>,
+        config: &crate::config::RegistryConfig,
     ) -> Result<AppState> {
+        let joiner = crate::feedback::Joiner::open(&config.monitor)
+            .map_err(|err| Error::Internal(format!("cannot open the prediction and feedback logs: {err}")))?;
         let revision = store.read(crate::store::deployments::revision)?;
         Ok(AppState {
             store,
             artifacts,
             tokens,
-            policy: Arc::new(policy),
+            policy: Arc::new(config.policy.clone()),
             inspector,
-            max_artifact_bytes,
+            max_artifact_bytes: config.max_artifact_bytes,
             revision: Arc::new(RevisionFeed(watch::channel(revision).0)),
             stopping,
             stats: Arc::new(Stats::default()),
+            joiner: Arc::new(joiner),
+            data_dir: config.data_dir.clone(),
             webhooks: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
@@ -137,7 +148,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     use deployments::*;
     use drift::*;
     use governance::*;
+    use performance::*;
     use rollouts::*;
+    use triggers::*;
     use versions::*;
     Router::new()
         .route("/api/v1/health", get(health))
@@ -181,6 +194,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats/{model}", get(model_stats))
         .route("/api/v1/guard/{model}", post(report_guard))
         .route("/api/v1/models/{model}/drift", get(model_drift))
+        .route("/api/v1/models/{model}/performance", get(model_performance))
+        .route("/api/v1/models/{model}/triggers", post(fire_trigger))
+        .route(
+            "/api/v1/models/{model}/triggers/policy",
+            get(get_trigger_policy)
+                .put(set_trigger_policy)
+                .delete(delete_trigger_policy),
+        )
+        .route("/api/v1/triggers", get(list_trigger_policies))
+        .route("/api/v1/triggers/runs", get(list_trigger_runs))
+        .route("/api/v1/triggers/runs/{id}", get(get_trigger_run))
+        .route("/api/v1/triggers/runs/{id}/complete", post(complete_trigger_run))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

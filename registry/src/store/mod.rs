@@ -1,4 +1,5 @@
-//! Metadata in SQLite (WAL): models, versions, governance, deployments and
+//! Metadata in SQLite (WAL): models, versions, governance, deployments,
+//! rollouts, training triggers and
 //! the audit log, each in a module of its own.
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction that also appends its
@@ -12,6 +13,7 @@ pub mod events;
 pub mod governance;
 pub mod models;
 pub mod rollouts;
+pub mod triggers;
 pub mod versions;
 
 #[cfg(test)]
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 
 /// Each step brings the schema from the previous version to its own;
 /// `migrate` runs the ones a file lacks, in order, each in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE models (
@@ -125,6 +127,24 @@ CREATE TABLE rollouts (
     model TEXT PRIMARY KEY REFERENCES models(name),
     state TEXT NOT NULL
 );
+";
+
+/// Training triggers: each model's policy, and every run it fired.
+const SCHEMA_V3: &str = "
+CREATE TABLE trigger_policies (
+    model TEXT PRIMARY KEY REFERENCES models(name),
+    policy TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE trigger_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL REFERENCES models(name),
+    idempotency_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX trigger_runs_by_model ON trigger_runs (model, id);
 ";
 
 /// The metadata database. Cheap to clone: one connection, shared.

@@ -95,6 +95,9 @@ pub fn create(
         ],
     )?;
     let version = get(transaction, model, to_u64(next))?;
+    if let Some(id) = lineage.trigger_id {
+        super::triggers::complete_with_version(transaction, model, id, version.version)?;
+    }
     let change = Change {
         actor,
         action: "version.create",
@@ -106,6 +109,11 @@ pub fn create(
 }
 
 pub fn check_lineage(lineage: &Lineage) -> Result<()> {
+    if lineage.parent_version == Some(0) {
+        return Err(Error::bad_request(
+            "lineage.parent_version: versions are numbered from 1",
+        ));
+    }
     if let Some((name, value)) = lineage.metrics.iter().find(|(_, value)| !value.is_finite()) {
         return Err(Error::bad_request(format!(
             "metric '{name}' is {value}: expected a finite number"

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The closed loop on the embedded default, in about a minute and a half:
+# serve, send traffic like the training data, then drifted traffic with its
+# ground truth; watch the drift, the training trigger, the retrain (the
+# trigger's command: models/retrain.py), the new version's canary and its
+# promotion.
+#
+#   python3 -m pip install -r models/requirements.txt   # the retrain needs scikit-learn
+#   bash examples/closed-loop.sh
+#
+# Windows are shortened so the story fits in minutes: statistics every
+# 0.5 s, drift judged on 10-second windows (two drifted in a row fire), a
+# canary step every 5 s. Production would use minutes to hours.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+say() { printf '\n[%3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+# The value at a dotted path of the JSON on stdin (empty when absent).
+field() { python3 -c 'import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+print("" if value is None else json.dumps(value))' "$1" 2>/dev/null || true; }
+
+python3 -c "import sklearn, skl2onnx, onnx" 2>/dev/null || {
+    echo "the retrain needs: python3 -m pip install -r models/requirements.txt" >&2; exit 1; }
+cargo build --release -q -p sluice-gateway --bin sluice
+SLUICE=target/release/sluice
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}
+export ORT_DYLIB_PATH
+
+DATA=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port); ADMIN=$(free_port)
+GATEWAY=http://127.0.0.1:$PORT
+export SLUICE_REGISTRY_URL=http://127.0.0.1:$ADMIN SLUICE_DATA_DIR=$DATA
+"$SLUICE" serve --demo --data-dir "$DATA" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
+    --stats-interval-ms 500 --segment-max-age-ms 1000 --monitor-tick-ms 500 --feedback-bucket-ms 5000 \
+    --log warn >"$DATA/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; echo "data and logs: $DATA"' EXIT
+until curl -sf "$GATEWAY/v2/models/credit_risk/ready" >/dev/null; do sleep 0.2; done
+say "serving credit_risk version 1 on $GATEWAY (registry $SLUICE_REGISTRY_URL, data $DATA)"
+
+"$SLUICE" traffic set credit_risk 1=100 --log-sample-rate 1.0 --reason "log every prediction with its inputs"
+cat >"$DATA/policy.json" <<JSON
+{"rules": [{"kind": "drift", "window_ms": 10000, "windows": 2}],
+ "action": {"command": {"program": "python3", "args": ["$PWD/models/retrain.py", "--approve", "--min-rows", "300"],
+                        "env": {"SLUICE_TOKEN_FILE": "$DATA/admin.token", "SLUICE_DATA_DIR": "$DATA"}}},
+ "cooldown_ms": 600000,
+ "rollout": {"step_weights": [25, 50], "interval_ms": 5000, "min_requests": 20, "max_error_rate": 0.05}}
+JSON
+"$SLUICE" triggers set credit_risk "$DATA/policy.json"
+
+say "10 s of applicants like the training data"
+python3 examples/traffic.py --gateway "$GATEWAY" --seconds 10
+"$SLUICE" drift show credit_risk --window-secs 10
+
+say "the applicants change: older, richer, larger loans, newer jobs (and their outcomes come back)"
+python3 examples/traffic.py --gateway "$GATEWAY" --seconds 100 --drift >"$DATA/traffic.log" 2>&1 &
+traffic=$!
+shown_drift=""; shown_run=""; shown_rollout=""
+while kill -0 $traffic 2>/dev/null; do
+    sleep 1
+    if [ -z "$shown_drift" ] && [ "$("$SLUICE" drift show credit_risk --window-secs 10 --json | field dataset_drift)" = true ]; then
+        say "dataset drift over the last 10 s:"; "$SLUICE" drift show credit_risk --window-secs 10; shown_drift=1
+    fi
+    run=$("$SLUICE" triggers history credit_risk --limit 1 | tail -n +2)
+    if [ -n "$run" ] && [ "$run" != "$shown_run" ]; then
+        say "training trigger:"; "$SLUICE" triggers history credit_risk --limit 1; shown_run=$run
+    fi
+    rollout=$("$SLUICE" rollout status credit_risk 2>/dev/null | head -n 3 || true)
+    if [ -n "$rollout" ] && [ "$rollout" != "$shown_rollout" ]; then
+        say "canary:"; echo "$rollout"; shown_rollout=$rollout
+    fi
+    if [ "$("$SLUICE" rollout status credit_risk --json 2>/dev/null | field status)" = '"promoted"' ]; then
+        sleep 6
+        say "version 2 takes the traffic, and against its own training data nothing drifts:"
+        "$SLUICE" drift show credit_risk --window-secs 5
+        kill $traffic 2>/dev/null || true
+        break
+    fi
+done
+wait $traffic 2>/dev/null || true
+
+say "where it ended"
+"$SLUICE" traffic show credit_risk
+"$SLUICE" versions show credit_risk 2 | grep -E "stage|parent|trigger|metrics|dataset" || true
+"$SLUICE" triggers show "$("$SLUICE" triggers history credit_risk --limit 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" | head -n 12
+"$SLUICE" events --limit 200 | grep -E "trigger\.|rollout\.|version.create" || true
+if [ "$("$SLUICE" rollout status credit_risk --json | field status)" = '"promoted"' ]; then
+    say "closed loop done"
+else
+    say "the loop did not finish: see $DATA"; exit 1
+fi

@@ -1,0 +1,668 @@
+//! The feedback join: ground-truth labels matched with the predictions they
+//! are for, on `request_id`, into realized accuracy, AUC or MAE per version.
+//!
+//! Both sides are read from the store the gateways write (the prediction log
+//! and the feedback segments), so the join sees every replica and is rebuilt
+//! from the store after a restart: nothing here is the only copy.
+//!
+//! Memory is bounded. A prediction waits for its label for the horizon, and
+//! at most `max_pending` wait at once (oldest let go first); what was let go
+//! or labelled is remembered as a 64-bit hash, to tell a late or duplicate
+//! label from an unknown one. Joined rows are kept as buckets (a minute by
+//! default) of counts (and, for AUC, score histograms in hundredths), by
+//! when the label arrived: a window is "the labels that came in during it",
+//! which does not change once it is over, and a window shorter than a
+//! bucket sees nothing.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Deserialize;
+use serde_json::Value;
+use sluice_registry_client::feedback::{Performance, Task, Unmatched};
+
+use crate::config::MonitorConfig;
+use crate::stats::now_ms;
+
+/// Score histogram bins for AUC.
+const SCORE_BINS: usize = 100;
+
+/// What a logged prediction answered, per row.
+#[derive(Debug, Clone, PartialEq)]
+enum Predicted {
+    /// A class (canonical text: `1`, `0.5`, `cat`), with the positive
+    /// class's score when the model gave two-class probabilities.
+    Class {
+        class: String,
+        score_opt: Option<f64>,
+    },
+    Value(f64),
+}
+
+struct Logged {
+    model: String,
+    version: u64,
+    at_ms: u64,
+    rows: Vec<Predicted>,
+}
+
+/// One bucket (a minute by default) of joined rows of one version.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// Its start, in buckets since the epoch.
+    slot: u64,
+    joined: u64,
+    classified: u64,
+    correct: u64,
+    regressed: u64,
+    abs_error: f64,
+    /// Scores of rows labelled 1 and 0, in hundredths.
+    positives: Vec<u64>,
+    negatives: Vec<u64>,
+}
+
+impl Bucket {
+    fn merge(&mut self, other: &Bucket) {
+        self.joined += other.joined;
+        self.classified += other.classified;
+        self.correct += other.correct;
+        self.regressed += other.regressed;
+        self.abs_error += other.abs_error;
+        for (mine, theirs) in [
+            (&mut self.positives, &other.positives),
+            (&mut self.negatives, &other.negatives),
+        ] {
+            if mine.is_empty() {
+                mine.resize(theirs.len(), 0);
+            }
+            for (count, more) in mine.iter_mut().zip(theirs) {
+                *count += more;
+            }
+        }
+    }
+}
+
+/// A set of hashes that forgets its oldest beyond a capacity.
+#[derive(Default)]
+struct Remembered {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Remembered {
+    fn insert(&mut self, hash: u64, capacity: usize) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+        }
+        while self.order.len() > capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+struct Waiting {
+    model: String,
+    request_id: String,
+    label: Value,
+    at_ms: u64,
+}
+
+#[derive(Default)]
+struct JoinState {
+    /// Segments read, by store (`predictions`, `feedback`).
+    seen: HashMap<&'static str, HashSet<String>>,
+    index: HashMap<String, Logged>,
+    /// Request ids in the order they were logged, for letting go.
+    order: VecDeque<(u64, String)>,
+    expired: Remembered,
+    labelled: Remembered,
+    waiting: Vec<Waiting>,
+    buckets: HashMap<(String, u64), VecDeque<Bucket>>,
+    unmatched: HashMap<String, Unmatched>,
+    tasks: HashMap<(String, u64), Task>,
+}
+
+pub struct Joiner {
+    predictions: LocalFileSystem,
+    feedback: LocalFileSystem,
+    horizon_ms: u64,
+    max_pending: usize,
+    grace_ms: u64,
+    bucket_ms: u64,
+    state: Mutex<JoinState>,
+}
+
+#[derive(Deserialize)]
+struct PredictionLine {
+    request_id: String,
+    model: String,
+    version: u64,
+    time: String,
+    #[serde(default)]
+    outputs: serde_json::Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct FeedbackLine {
+    request_id: String,
+    model: String,
+    time: String,
+    label: Value,
+}
+
+impl Joiner {
+    pub fn open(config: &MonitorConfig) -> std::io::Result<Joiner> {
+        let open = |dir: &std::path::Path| {
+            std::fs::create_dir_all(dir)?;
+            LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)
+        };
+        Ok(Joiner {
+            predictions: open(&config.logs.predictions)?,
+            feedback: open(&config.logs.feedback)?,
+            horizon_ms: config.horizon_ms,
+            max_pending: config.max_pending,
+            grace_ms: config.grace_ms,
+            bucket_ms: config.bucket_ms.max(1),
+            state: Mutex::new(JoinState::default()),
+        })
+    }
+
+    /// Reads the segments written since the last scan and joins what it can.
+    pub async fn scan(&self) -> Result<(), object_store::Error> {
+        let now = now_ms();
+        let oldest = now.saturating_sub(self.horizon_ms);
+        for (path, bytes) in self
+            .new_segments("predictions", &self.predictions, oldest)
+            .await?
+        {
+            let mut state = self.lock();
+            for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+                match serde_json::from_slice::<PredictionLine>(line) {
+                    Ok(line) => self.remember(&mut state, line, oldest),
+                    Err(err) => tracing::warn!(%path, error = %err, "skipping a prediction log line"),
+                }
+            }
+        }
+        let mut arrived = Vec::new();
+        for (path, bytes) in self.new_segments("feedback", &self.feedback, oldest).await? {
+            for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+                match serde_json::from_slice::<FeedbackLine>(line) {
+                    Ok(line) => arrived.push(Waiting {
+                        at_ms: parse_ms(&line.time).unwrap_or(now),
+                        model: line.model,
+                        request_id: line.request_id,
+                        label: line.label,
+                    }),
+                    Err(err) => tracing::warn!(%path, error = %err, "skipping a feedback line"),
+                }
+            }
+        }
+        let mut state = self.lock();
+        self.let_go(&mut state, oldest);
+        let mut retry = std::mem::take(&mut state.waiting);
+        retry.extend(arrived);
+        for waiting in retry {
+            self.join(&mut state, waiting, now);
+        }
+        let keep_from = now.saturating_sub(self.horizon_ms.max(3600 * 1000)) / self.bucket_ms;
+        for buckets in state.buckets.values_mut() {
+            while buckets.front().is_some_and(|bucket| bucket.slot < keep_from) {
+                buckets.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// One version's joined rows whose labels arrived in `[from_ms, to_ms)`.
+    pub fn performance(&self, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Performance {
+        let state = self.lock();
+        let mut total = Bucket::default();
+        if let Some(buckets) = state.buckets.get(&(model.to_string(), version)) {
+            for bucket in buckets.iter().filter(|bucket| {
+                bucket.slot * self.bucket_ms >= from_ms && bucket.slot * self.bucket_ms < to_ms
+            }) {
+                total.merge(bucket);
+            }
+        }
+        Performance {
+            model: model.to_string(),
+            version,
+            window_ms: to_ms.saturating_sub(from_ms),
+            task: state.tasks.get(&(model.to_string(), version)).copied(),
+            joined: total.joined,
+            accuracy: (total.classified > 0).then(|| total.correct as f64 / total.classified as f64),
+            auc: auc(&total.positives, &total.negatives),
+            mae: (total.regressed > 0).then(|| total.abs_error / total.regressed as f64),
+            recorded: Default::default(),
+            compared: Vec::new(),
+            unmatched: Unmatched {
+                pending: state
+                    .waiting
+                    .iter()
+                    .filter(|waiting| waiting.model == model)
+                    .count() as u64,
+                ..state.unmatched.get(model).copied().unwrap_or_default()
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JoinState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Segments not read yet, whose hour is within the horizon.
+    async fn new_segments(
+        &self,
+        kind: &'static str,
+        store: &LocalFileSystem,
+        oldest_ms: u64,
+    ) -> Result<Vec<(String, bytes::Bytes)>, object_store::Error> {
+        let mut listing = store.list(None);
+        let mut fresh = Vec::new();
+        let mut current = HashSet::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            let path = meta.location.to_string();
+            if !path.ends_with(".jsonl") {
+                continue;
+            }
+            // An hour that ended before the horizon holds nothing to join.
+            if partition_ms(&path).is_some_and(|start| start + 3600 * 1000 < oldest_ms) {
+                continue;
+            }
+            current.insert(path.clone());
+            if !self
+                .lock()
+                .seen
+                .get(kind)
+                .is_some_and(|seen| seen.contains(&path))
+            {
+                fresh.push(meta.location);
+            }
+        }
+        let mut segments = Vec::with_capacity(fresh.len());
+        for location in fresh {
+            let bytes = store.get(&location).await?.bytes().await?;
+            segments.push((location.to_string(), bytes));
+        }
+        let mut state = self.lock();
+        // Forget segments that fell out of the horizon; remember those read.
+        let seen = state.seen.entry(kind).or_default();
+        seen.retain(|path| current.contains(path));
+        seen.extend(segments.iter().map(|(path, _)| path.clone()));
+        Ok(segments)
+    }
+
+    fn remember(&self, state: &mut JoinState, line: PredictionLine, oldest_ms: u64) {
+        let Some(at_ms) = parse_ms(&line.time) else {
+            return;
+        };
+        if at_ms < oldest_ms {
+            state.expired.insert(hash(&line.request_id), self.max_pending);
+            return;
+        }
+        let rows = predicted_rows(&line.outputs);
+        if let Some(task) = rows.first().map(|row| match row {
+            Predicted::Class { .. } => Task::Classifier,
+            Predicted::Value(_) => Task::Regressor,
+        }) {
+            state.tasks.insert((line.model.clone(), line.version), task);
+        }
+        state.order.push_back((at_ms, line.request_id.clone()));
+        state.index.insert(
+            line.request_id,
+            Logged {
+                model: line.model,
+                version: line.version,
+                at_ms,
+                rows,
+            },
+        );
+    }
+
+    /// Lets go of predictions older than the horizon, or beyond the cap.
+    fn let_go(&self, state: &mut JoinState, oldest_ms: u64) {
+        while let Some((at_ms, _)) = state.order.front() {
+            if *at_ms >= oldest_ms && state.index.len() <= self.max_pending {
+                break;
+            }
+            let Some((at_ms, id)) = state.order.pop_front() else {
+                break;
+            };
+            // Only if the entry is still that prediction (not joined, not relogged).
+            if state.index.get(&id).is_some_and(|logged| logged.at_ms == at_ms) {
+                state.index.remove(&id);
+                state.expired.insert(hash(&id), self.max_pending);
+            }
+        }
+    }
+
+    fn join(&self, state: &mut JoinState, waiting: Waiting, now: u64) {
+        let id_hash = hash(&waiting.request_id);
+        let found = state
+            .index
+            .get(&waiting.request_id)
+            .is_some_and(|logged| logged.model == waiting.model);
+        if !found {
+            let unmatched = state.unmatched.entry(waiting.model.clone()).or_default();
+            if state.labelled.set.contains(&id_hash) {
+                unmatched.duplicate += 1;
+            } else if state.expired.set.contains(&id_hash) {
+                unmatched.late += 1;
+            } else if now.saturating_sub(waiting.at_ms) < self.grace_ms {
+                // Its prediction's segment may not be written yet.
+                state.waiting.push(waiting);
+            } else {
+                unmatched.unknown += 1;
+            }
+            return;
+        }
+        let Some(logged) = state.index.remove(&waiting.request_id) else {
+            return;
+        };
+        state.labelled.insert(id_hash, self.max_pending);
+        let labels: Vec<&Value> = match &waiting.label {
+            Value::Array(rows) => rows.iter().collect(),
+            single => vec![single],
+        };
+        let slot = waiting.at_ms / self.bucket_ms;
+        let mut bucket = Bucket {
+            slot,
+            ..Default::default()
+        };
+        if labels.len() != logged.rows.len() || !score_rows(&mut bucket, &logged.rows, &labels) {
+            state.unmatched.entry(logged.model).or_default().mismatched += 1;
+            return;
+        }
+        let buckets = state.buckets.entry((logged.model, logged.version)).or_default();
+        // Labels arrive roughly in order; a late segment lands in its minute.
+        match buckets.iter_mut().rev().find(|existing| existing.slot == slot) {
+            Some(existing) => existing.merge(&bucket),
+            None => {
+                let at = buckets.iter().rposition(|existing| existing.slot < slot);
+                buckets.insert(at.map_or(0, |index| index + 1), bucket);
+            }
+        }
+    }
+}
+
+/// Adds each (prediction, label) row to `bucket`; false when a label does
+/// not fit the prediction's kind.
+fn score_rows(bucket: &mut Bucket, rows: &[Predicted], labels: &[&Value]) -> bool {
+    for (row, label) in rows.iter().zip(labels) {
+        match row {
+            Predicted::Class { class, score_opt } => {
+                let Some(truth) = canonical(label) else {
+                    return false;
+                };
+                bucket.classified += 1;
+                bucket.correct += u64::from(truth == *class);
+                if let Some(score) = score_opt {
+                    let histogram = match truth.as_str() {
+                        "1" => &mut bucket.positives,
+                        "0" => &mut bucket.negatives,
+                        _ => continue,
+                    };
+                    if histogram.is_empty() {
+                        histogram.resize(SCORE_BINS, 0);
+                    }
+                    let bin = ((score * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1);
+                    histogram[bin] += 1;
+                }
+            }
+            Predicted::Value(value) => {
+                let Some(truth) = label.as_f64() else {
+                    return false;
+                };
+                bucket.regressed += 1;
+                bucket.abs_error += (truth - value).abs();
+            }
+        }
+    }
+    bucket.joined += rows.len() as u64;
+    true
+}
+
+/// AUC from binned scores: the probability that a positive outscores a
+/// negative, ties (same hundredth) counted half.
+fn auc(positives: &[u64], negatives: &[u64]) -> Option<f64> {
+    let total_positive: u64 = positives.iter().sum();
+    let total_negative: u64 = negatives.iter().sum();
+    if total_positive == 0 || total_negative == 0 {
+        return None;
+    }
+    let mut below = 0u64;
+    let mut wins = 0f64;
+    for (positive, negative) in positives.iter().zip(negatives) {
+        wins += *positive as f64 * (below as f64 + *negative as f64 / 2.0);
+        below += negative;
+    }
+    Some(wins / (total_positive as f64 * total_negative as f64))
+}
+
+/// What each row of a logged prediction answered: a class output (integers,
+/// strings or booleans) makes it a classifier, with a two-wide probability
+/// output as the positive class's score; otherwise the first numeric output
+/// is a regression value.
+fn predicted_rows(outputs: &serde_json::Map<String, Value>) -> Vec<Predicted> {
+    let lists: Vec<&Vec<Value>> = outputs.values().filter_map(Value::as_array).collect();
+    let class_opt = lists
+        .iter()
+        .find(|values| !values.is_empty() && values.iter().all(is_class));
+    if let Some(classes) = class_opt {
+        let scores_opt = lists.iter().find(|values| {
+            values.len() == classes.len()
+                && values
+                    .iter()
+                    .all(|row| row.as_array().is_some_and(|pair| pair.len() == 2))
+        });
+        return classes
+            .iter()
+            .enumerate()
+            .map(|(index, value)| Predicted::Class {
+                class: canonical(value).unwrap_or_default(),
+                score_opt: scores_opt.and_then(|scores| scores[index].get(1).and_then(Value::as_f64)),
+            })
+            .collect();
+    }
+    let scalar = |value: &Value| match value {
+        Value::Array(one) if one.len() == 1 => one[0].as_f64(),
+        other => other.as_f64(),
+    };
+    lists
+        .iter()
+        .find(|values| !values.is_empty() && values.iter().all(|value| scalar(value).is_some()))
+        .map(|values| {
+            values
+                .iter()
+                .map(|value| Predicted::Value(scalar(value).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_class(value: &Value) -> bool {
+    value.is_i64() || value.is_u64() || value.is_string() || value.is_boolean()
+}
+
+/// A class as text, so that `1`, `1.0` and `true` are the same class.
+fn canonical(value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(flag) => Some(if *flag { "1" } else { "0" }.to_string()),
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => {
+            let float = number.as_f64()?;
+            Some(if float.fract() == 0.0 && float.abs() < 1e15 {
+                format!("{}", float as i64)
+            } else {
+                format!("{float}")
+            })
+        }
+        _ => None,
+    }
+}
+
+fn hash(id: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn parse_ms(stamp: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339(stamp).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// The start of a segment's `date=…/hour=…` partition.
+fn partition_ms(path: &str) -> Option<u64> {
+    let date = path.split('/').find_map(|part| part.strip_prefix("date="))?;
+    let hour = path.split('/').find_map(|part| part.strip_prefix("hour="))?;
+    parse_ms(&format!("{date}T{hour}:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_classifier_with_probabilities() {
+        let outputs = json!({"label": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]]});
+        let rows = predicted_rows(outputs.as_object().unwrap());
+        assert_eq!(
+            rows,
+            vec![
+                Predicted::Class {
+                    class: "1".into(),
+                    score_opt: Some(0.8)
+                },
+                Predicted::Class {
+                    class: "0".into(),
+                    score_opt: Some(0.1)
+                },
+            ]
+        );
+        let outputs = json!({"price": [[3.5], [1.0]]});
+        assert_eq!(
+            predicted_rows(outputs.as_object().unwrap()),
+            vec![Predicted::Value(3.5), Predicted::Value(1.0)]
+        );
+    }
+
+    #[test]
+    fn auc_counts_ties_as_half() {
+        // Perfect separation, all ties, and a known mix.
+        let bins = |hits: &[(usize, u64)]| {
+            let mut histogram = vec![0; SCORE_BINS];
+            for (bin, count) in hits {
+                histogram[*bin] = *count;
+            }
+            histogram
+        };
+        assert_eq!(auc(&bins(&[(90, 5)]), &bins(&[(10, 5)])), Some(1.0));
+        assert_eq!(auc(&bins(&[(50, 3)]), &bins(&[(50, 3)])), Some(0.5));
+        // Positives at 0.2 and 0.8, negatives at 0.5: one of two pairs won each.
+        assert_eq!(auc(&bins(&[(20, 1), (80, 1)]), &bins(&[(50, 1)])), Some(0.5));
+        assert_eq!(auc(&bins(&[(80, 1)]), &[]), None);
+    }
+
+    /// Late (beyond the horizon, or let go over the cap), duplicate and
+    /// unknown labels are told apart; the rest join.
+    #[tokio::test]
+    async fn unmatched_labels_are_told_apart() {
+        let root = std::env::temp_dir().join(format!("sluice-join-{}-{}", std::process::id(), now_ms()));
+        let config = MonitorConfig {
+            logs: crate::config::LogDirs {
+                predictions: root.join("predictions"),
+                feedback: root.join("feedback"),
+            },
+            tick: std::time::Duration::from_secs(1),
+            horizon_ms: 3600 * 1000,
+            max_pending: 2,
+            grace_ms: 0,
+            bucket_ms: 60_000,
+        };
+        let joiner = Joiner::open(&config).unwrap();
+        let stamp = |ms: u64| {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                .to_string()
+        };
+        let now = now_ms();
+        let partition = |dir: &std::path::Path| {
+            let at = stamp(now);
+            let path = dir.join(format!(
+                "model=m/version=1/date={}/hour={}",
+                &at[..10],
+                &at[11..13]
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            path
+        };
+        let prediction = |id: &str, at: u64, label: i64| {
+            json!({"request_id": id, "model": "m", "version": 1, "time": stamp(at), "outputs": {"label": [label]}})
+                .to_string()
+        };
+        let lines = [
+            prediction("old", now - 2 * 3600 * 1000, 1),
+            prediction("p1", now - 3000, 1),
+            prediction("p2", now - 2000, 0),
+            prediction("p3", now - 1000, 1),
+        ];
+        std::fs::write(
+            partition(&config.logs.predictions).join("a.jsonl"),
+            lines.join("\n"),
+        )
+        .unwrap();
+        let feedback = |id: &str, label: i64| {
+            json!({"request_id": id, "model": "m", "time": stamp(now), "label": label}).to_string()
+        };
+        let labels = [
+            feedback("old", 1),
+            feedback("p1", 1),
+            feedback("p2", 0),
+            feedback("p2", 0),
+            feedback("p3", 0),
+            feedback("nobody", 1),
+        ];
+        std::fs::write(
+            partition(&config.logs.feedback).join("b.jsonl"),
+            labels.join("\n"),
+        )
+        .unwrap();
+        joiner.scan().await.unwrap();
+        // A second scan reads nothing twice.
+        joiner.scan().await.unwrap();
+        let performance = joiner.performance("m", 1, 0, u64::MAX);
+        assert_eq!(performance.joined, 2, "{performance:?}");
+        assert_eq!(performance.accuracy, Some(0.5));
+        assert_eq!(
+            performance.unmatched,
+            Unmatched {
+                unknown: 1,
+                late: 2,
+                duplicate: 1,
+                mismatched: 0,
+                pending: 0
+            }
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn labels_compare_as_classes() {
+        assert_eq!(canonical(&json!(true)), canonical(&json!(1)));
+        assert_eq!(canonical(&json!(1.0)), Some("1".into()));
+        assert_eq!(canonical(&json!("good")), Some("good".into()));
+        assert_eq!(
+            partition_ms("model=m/version=1/date=1970-01-01/hour=01/a.jsonl"),
+            Some(3_600_000)
+        );
+    }
+}

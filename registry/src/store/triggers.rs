@@ -1,0 +1,201 @@
+//! Training trigger policies (one per model) and runs, each stored whole as
+//! JSON beside the columns they are looked up by.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sluice_registry_client::trigger::{RunStatus, TriggerPolicy, TriggerRun, TriggerState};
+
+use super::{from_json, now, to_i64, to_json, to_u64};
+use crate::error::{Error, Result};
+
+pub fn put_policy(
+    transaction: &Transaction<'_>,
+    actor: &str,
+    model: &str,
+    policy: &TriggerPolicy,
+) -> Result<()> {
+    transaction.execute(
+        "INSERT INTO trigger_policies (model, policy, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (model) DO UPDATE SET policy = excluded.policy,
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        params![model, to_json(policy)?, now(), actor],
+    )?;
+    Ok(())
+}
+
+pub fn delete_policy(transaction: &Transaction<'_>, model: &str) -> Result<bool> {
+    Ok(transaction.execute("DELETE FROM trigger_policies WHERE model = ?1", [model])? > 0)
+}
+
+pub fn find_policy(connection: &Connection, model: &str) -> Result<Option<TriggerPolicy>> {
+    connection
+        .query_row(
+            "SELECT policy FROM trigger_policies WHERE model = ?1",
+            [model],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|policy| from_json(&policy))
+        .transpose()
+}
+
+/// Every model's policy with its latest run, by model name.
+pub fn states(connection: &Connection) -> Result<Vec<TriggerState>> {
+    let mut statement = connection
+        .prepare("SELECT model, policy, updated_at, updated_by FROM trigger_policies ORDER BY model")?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut states = Vec::with_capacity(rows.len());
+    for (model, policy, updated_at, updated_by) in rows {
+        states.push(TriggerState {
+            active_runs: active_count(connection, &model)?,
+            last_run: list(connection, Some(&model), 1)?.into_iter().next(),
+            model,
+            policy: from_json(&policy)?,
+            updated_at,
+            updated_by,
+        });
+    }
+    Ok(states)
+}
+
+pub fn find_by_key(connection: &Connection, key: &str) -> Result<Option<TriggerRun>> {
+    connection
+        .query_row(
+            "SELECT state FROM trigger_runs WHERE idempotency_key = ?1",
+            [key],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|state| from_json(&state))
+        .transpose()
+}
+
+pub fn get(connection: &Connection, id: u64) -> Result<TriggerRun> {
+    connection
+        .query_row(
+            "SELECT state FROM trigger_runs WHERE id = ?1",
+            [to_i64(id)?],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|state| from_json(&state))
+        .transpose()?
+        .ok_or_else(|| Error::not_found(format!("no trigger run {id}")))
+}
+
+/// Stores a new run (its `id` is assigned here) and returns it.
+pub fn insert(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<TriggerRun> {
+    transaction.execute(
+        "INSERT INTO trigger_runs (model, idempotency_key, status, state) VALUES (?1, ?2, ?3, '{}')",
+        params![run.model, run.idempotency_key, run.status.as_str()],
+    )?;
+    let mut stored = run.clone();
+    stored.id = to_u64(transaction.last_insert_rowid());
+    update(transaction, &stored)?;
+    Ok(stored)
+}
+
+pub fn update(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<()> {
+    transaction.execute(
+        "UPDATE trigger_runs SET status = ?2, state = ?3 WHERE id = ?1",
+        params![to_i64(run.id)?, run.status.as_str(), to_json(run)?],
+    )?;
+    Ok(())
+}
+
+/// Runs dispatching or running for `model`.
+pub fn active_count(connection: &Connection, model: &str) -> Result<u32> {
+    let count: i64 = connection.query_row(
+        "SELECT COUNT(*) FROM trigger_runs WHERE model = ?1 AND status IN ('dispatching', 'running')",
+        [model],
+        |row| row.get(0),
+    )?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+/// Runs in one of `statuses`, oldest first.
+pub fn with_status(connection: &Connection, statuses: &[RunStatus]) -> Result<Vec<TriggerRun>> {
+    let mut runs = Vec::new();
+    let mut statement = connection.prepare("SELECT state FROM trigger_runs WHERE status = ?1 ORDER BY id")?;
+    for status in statuses {
+        let states = statement
+            .query_map([status.as_str()], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for state in states {
+            runs.push(from_json(&state)?);
+        }
+    }
+    runs.sort_by_key(|run: &TriggerRun| run.id);
+    Ok(runs)
+}
+
+/// The newest runs first, of one model or all.
+pub fn list(connection: &Connection, model_opt: Option<&str>, limit: u32) -> Result<Vec<TriggerRun>> {
+    let mut statement = connection
+        .prepare("SELECT state FROM trigger_runs WHERE ?1 IS NULL OR model = ?1 ORDER BY id DESC LIMIT ?2")?;
+    let states = statement
+        .query_map(params![model_opt, limit], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    states.iter().map(|state| from_json(state)).collect()
+}
+
+/// The newest run of `model` that counts for its cooldown (not a manual one).
+pub fn last_automatic(connection: &Connection, model: &str) -> Result<Option<TriggerRun>> {
+    connection
+        .query_row(
+            "SELECT state FROM trigger_runs
+             WHERE model = ?1 AND json_extract(state, '$.reason') != 'manual'
+             ORDER BY id DESC LIMIT 1",
+            [model],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|state| from_json(&state))
+        .transpose()
+}
+
+/// A version registered with `lineage.trigger_id`: the run it answers
+/// succeeded, with that version as its result. In the version's transaction.
+pub fn complete_with_version(
+    transaction: &Transaction<'_>,
+    model: &str,
+    id: u64,
+    version: u64,
+) -> Result<()> {
+    let mut run = get(transaction, id)
+        .map_err(|_| Error::bad_request(format!("lineage.trigger_id: there is no trigger run {id}")))?;
+    if run.model != model {
+        return Err(Error::bad_request(format!(
+            "lineage.trigger_id: trigger run {id} is for model '{}', not '{model}'",
+            run.model
+        )));
+    }
+    if let Some(existing) = run.result_version {
+        return Err(Error::conflict(format!(
+            "trigger run {id} already registered version {existing}"
+        )));
+    }
+    let before = run.clone();
+    run.result_version = Some(version);
+    if run.status != RunStatus::Succeeded {
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(now());
+    }
+    update(transaction, &run)?;
+    let change = super::events::Change {
+        actor: "trigger",
+        action: "trigger.succeeded",
+        subject: format!("{model}/trigger/{id}"),
+        reason: Some("registered a version"),
+    };
+    super::events::append(transaction, change, Some(&before), Some(&run))?;
+    Ok(())
+}

@@ -1,0 +1,640 @@
+//! Training triggers: firing a run (once per idempotency key, within the
+//! cooldown and the concurrency cap), delivering it (webhook with backoff,
+//! or a local command), and what follows (expiry, the automatic canary of
+//! the version it registered).
+//!
+//! A run's life: `dispatching` when fired, `running` once delivered,
+//! `succeeded` when a version naming it in `lineage.trigger_id` is
+//! registered (or the command exits 0, or the pipeline reports), `failed`
+//! or `expired` otherwise. Every step is a stored change with its event.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Transaction;
+use serde_json::{Value, json};
+use sluice_registry_client::rollout::StartRollout;
+use sluice_registry_client::trigger::{
+    PayloadWindow, RunStatus, TriggerAction, TriggerPayload, TriggerPolicy, TriggerRule, TriggerRun,
+    WebhookFormat,
+};
+
+use crate::api::AppState;
+use crate::cron::Cron;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::stats::now_ms;
+use crate::store::events::{self, Change};
+use crate::store::{now, triggers, versions};
+
+pub const FIRED: &str = "sluice_trigger_runs_total";
+pub const SKIPPED: &str = "sluice_trigger_skipped_total";
+pub const WEBHOOK_ATTEMPTS: &str = "sluice_trigger_webhook_attempts_total";
+
+/// Longest wait between two webhook attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Refuses a policy that could never work, naming the field.
+pub fn validate(policy: &TriggerPolicy) -> Result<()> {
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let bad =
+            |message: String| Error::bad_request(format!("rules[{index}] ({}): {message}", rule.reason()));
+        match rule {
+            TriggerRule::Drift {
+                window_ms, windows, ..
+            }
+            | TriggerRule::Performance {
+                window_ms, windows, ..
+            } if *window_ms < 1000 || *windows == 0 => {
+                return Err(bad(
+                    "window_ms must be at least 1000 and windows at least 1".into()
+                ));
+            }
+            TriggerRule::Performance { metric, .. }
+                if !matches!(metric.as_str(), "accuracy" | "auc" | "mae") =>
+            {
+                return Err(bad(format!("metric '{metric}': expected accuracy, auc or mae")));
+            }
+            TriggerRule::Schedule { cron } => {
+                Cron::parse(cron).map_err(bad)?;
+            }
+            _ => {}
+        }
+    }
+    if policy.max_concurrent == 0 {
+        return Err(Error::bad_request("max_concurrent must be at least 1"));
+    }
+    match &policy.action {
+        TriggerAction::Webhook {
+            url, max_attempts, ..
+        } => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|err| Error::bad_request(format!("action.webhook.url '{url}': {err}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::bad_request(format!(
+                    "action.webhook.url '{url}': expected http or https"
+                )));
+            }
+            if *max_attempts == 0 {
+                return Err(Error::bad_request(
+                    "action.webhook.max_attempts must be at least 1",
+                ));
+            }
+        }
+        TriggerAction::Command { program, .. } if program.trim().is_empty() => {
+            return Err(Error::bad_request("action.command.program is empty"));
+        }
+        TriggerAction::Command { .. } => {}
+    }
+    if let Some(rollout) = &policy.rollout {
+        rollout
+            .steps()
+            .map_err(|err| Error::bad_request(format!("rollout: {err}")))?;
+    }
+    Ok(())
+}
+
+/// What asking for a run came to.
+#[derive(Debug)]
+pub enum Fired {
+    New(TriggerRun),
+    /// A run with this idempotency key exists: it is the answer.
+    Existing(TriggerRun),
+    /// Not fired, and why (cooldown, concurrency cap).
+    Skipped(String),
+}
+
+/// A run to fire.
+pub struct Firing<'a> {
+    pub actor: &'a str,
+    pub model: &'a str,
+    pub reason: &'a str,
+    pub evidence: Value,
+    pub window: (u64, u64),
+    pub idempotency_key: String,
+}
+
+/// Fires a run, in one transaction with its event: once per key, and
+/// (for automatic reasons) not within the cooldown.
+pub fn fire(transaction: &Transaction<'_>, firing: Firing<'_>) -> Result<Fired> {
+    let Firing {
+        actor,
+        model,
+        reason,
+        evidence,
+        window,
+        idempotency_key,
+    } = firing;
+    if let Some(existing) = triggers::find_by_key(transaction, &idempotency_key)? {
+        return Ok(Fired::Existing(existing));
+    }
+    let policy = triggers::find_policy(transaction, model)?.ok_or_else(|| {
+        Error::conflict(format!(
+            "'{model}' has no trigger policy: set one with `sluice triggers set {model} FILE`"
+        ))
+    })?;
+    let now_at = now_ms();
+    if reason != "manual"
+        && let Some(last) = triggers::last_automatic(transaction, model)?
+        && now_at.saturating_sub(last.created_ms) < policy.cooldown_ms
+    {
+        metrics::counter!(SKIPPED, "model" => model.to_string(), "why" => "cooldown").increment(1);
+        return Ok(Fired::Skipped(format!(
+            "run {} fired {} s ago, within the cooldown of {} s",
+            last.id,
+            now_at.saturating_sub(last.created_ms) / 1000,
+            policy.cooldown_ms / 1000
+        )));
+    }
+    let active = triggers::active_count(transaction, model)?;
+    if active >= policy.max_concurrent {
+        metrics::counter!(SKIPPED, "model" => model.to_string(), "why" => "concurrency").increment(1);
+        return Ok(Fired::Skipped(format!(
+            "{active} run(s) of '{model}' are in progress, the policy's max_concurrent is {}",
+            policy.max_concurrent
+        )));
+    }
+    let base_version = serving_version(transaction, model)?
+        .ok_or_else(|| Error::conflict(format!("'{model}' has no deployment: nothing to retrain from")))?;
+    let run = TriggerRun {
+        id: 0,
+        model: model.to_string(),
+        base_version,
+        reason: reason.to_string(),
+        evidence,
+        window_start_ms: window.0,
+        window_end_ms: window.1,
+        idempotency_key,
+        status: RunStatus::Dispatching,
+        attempts: 0,
+        detail: None,
+        result_version: None,
+        rollout: None,
+        fired_by: actor.to_string(),
+        created_at: now(),
+        created_ms: now_at,
+        finished_at: None,
+    };
+    let run = triggers::insert(transaction, &run)?;
+    record(transaction, actor, "trigger.fire", &run, None)?;
+    metrics::counter!(FIRED, "model" => model.to_string(), "reason" => reason.to_string()).increment(1);
+    Ok(Fired::New(run))
+}
+
+/// The version taking most of `model`'s traffic (the newer on a tie).
+pub fn serving_version(connection: &rusqlite::Connection, model: &str) -> Result<Option<u64>> {
+    Ok(
+        crate::store::deployments::find(connection, model)?.and_then(|deployment| {
+            deployment
+                .spec
+                .targets
+                .iter()
+                .max_by_key(|target| (target.weight, target.version))
+                .map(|target| target.version)
+        }),
+    )
+}
+
+fn record(
+    transaction: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    run: &TriggerRun,
+    before: Option<&TriggerRun>,
+) -> Result<()> {
+    let change = Change {
+        actor,
+        action,
+        subject: format!("{}/trigger/{}", run.model, run.id),
+        reason: Some(&run.reason),
+    };
+    events::append(transaction, change, before, Some(run))?;
+    Ok(())
+}
+
+/// Moves a run to `status` (a finished one keeps its end), with its event.
+pub fn settle(
+    transaction: &Transaction<'_>,
+    actor: &str,
+    id: u64,
+    status: RunStatus,
+    detail: Option<String>,
+) -> Result<TriggerRun> {
+    let before = triggers::get(transaction, id)?;
+    if !before.status.is_active() {
+        return Err(Error::conflict(format!(
+            "trigger run {id} is {} already",
+            before.status.as_str()
+        )));
+    }
+    let mut run = before.clone();
+    run.status = status;
+    run.detail = detail.or(run.detail);
+    if !status.is_active() {
+        run.finished_at = Some(now());
+    }
+    triggers::update(transaction, &run)?;
+    record(
+        transaction,
+        actor,
+        &format!("trigger.{}", status.as_str()),
+        &run,
+        Some(&before),
+    )?;
+    Ok(run)
+}
+
+/// Delivers runs: each `dispatching` run once per process (a restart
+/// delivers again: webhooks carry the idempotency key for that).
+#[derive(Default)]
+pub struct Dispatcher {
+    in_flight: Mutex<HashSet<u64>>,
+}
+
+impl Dispatcher {
+    pub fn dispatch(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        registry_url: &str,
+        run: TriggerRun,
+        policy: TriggerPolicy,
+    ) {
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(run.id)
+        {
+            return;
+        }
+        let payload = TriggerPayload {
+            trigger_id: run.id,
+            model: run.model.clone(),
+            base_version: run.base_version,
+            reason: run.reason.clone(),
+            evidence: run.evidence.clone(),
+            window: PayloadWindow {
+                start_ms: run.window_start_ms,
+                end_ms: run.window_end_ms,
+            },
+            idempotency_key: run.idempotency_key.clone(),
+            registry_url: registry_url.to_string(),
+        };
+        let dispatcher = self.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let id = payload.trigger_id;
+            match policy.action {
+                TriggerAction::Webhook {
+                    url,
+                    format,
+                    headers,
+                    max_attempts,
+                    backoff_ms,
+                } => {
+                    let hook = Webhook {
+                        url,
+                        format,
+                        headers,
+                        max_attempts,
+                        backoff: Duration::from_millis(backoff_ms),
+                    };
+                    hook.deliver(&state, &payload).await;
+                }
+                TriggerAction::Command {
+                    program,
+                    args,
+                    env,
+                    timeout_ms,
+                } => {
+                    let command = LocalCommand {
+                        program,
+                        args,
+                        env,
+                        timeout: Duration::from_millis(timeout_ms),
+                    };
+                    command.run(&state, &payload).await;
+                }
+            }
+            dispatcher
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&id);
+        });
+    }
+}
+
+/// Writes a run's new state; a run already settled (a version registered
+/// meanwhile) is left as it is.
+async fn advance(
+    state: &AppState,
+    id: u64,
+    status: RunStatus,
+    detail: Option<String>,
+    attempts_opt: Option<u32>,
+) {
+    let outcome = state
+        .blocking(move |store, _| {
+            store.write(|tx| {
+                let current = triggers::get(tx, id)?;
+                if !current.status.is_active() {
+                    return Ok(());
+                }
+                if let Some(attempts) = attempts_opt {
+                    let mut run = current.clone();
+                    run.attempts = attempts;
+                    triggers::update(tx, &run)?;
+                }
+                if status != current.status {
+                    settle(tx, "trigger", id, status, detail)?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    if let Err(err) = outcome {
+        tracing::error!(run = id, error = %err, "cannot record a trigger run's progress");
+    }
+}
+
+struct Webhook {
+    url: String,
+    format: WebhookFormat,
+    headers: std::collections::BTreeMap<String, String>,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+impl Webhook {
+    async fn deliver(&self, state: &AppState, payload: &TriggerPayload) {
+        let body = match self.format {
+            WebhookFormat::Sluice => json!(payload),
+            // Airflow refuses a second run with the same id (409): a retry
+            // after a lost answer cannot start the DAG twice.
+            WebhookFormat::Airflow => json!({
+                "dag_run_id": format!("sluice-{}-{}", payload.model, payload.trigger_id),
+                "conf": payload,
+            }),
+        };
+        let mut delay = self.backoff;
+        let mut last_problem = String::new();
+        let mut attempts = 0;
+        for attempt in 1..=self.max_attempts {
+            attempts = attempt;
+            let mut request = state.webhooks.post(&self.url).json(&body);
+            for (name, value) in &self.headers {
+                request = request.header(name, expand(value));
+            }
+            let outcome = request.send().await;
+            metrics::counter!(WEBHOOK_ATTEMPTS, "model" => payload.model.clone()).increment(1);
+            let retry = match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    let delivered = if status.is_success() {
+                        Some(format!("delivered to {} (HTTP {})", self.url, status.as_u16()))
+                    } else if status == reqwest::StatusCode::CONFLICT && self.format == WebhookFormat::Airflow
+                    {
+                        Some(format!("{} has this DAG run already (HTTP 409)", self.url))
+                    } else {
+                        None
+                    };
+                    if let Some(detail) = delivered {
+                        advance(
+                            state,
+                            payload.trigger_id,
+                            RunStatus::Running,
+                            Some(detail),
+                            Some(attempt),
+                        )
+                        .await;
+                        return;
+                    }
+                    let text: String = response
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
+                    last_problem = format!("HTTP {}: {text}", status.as_u16());
+                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(err) => {
+                    last_problem = err.to_string();
+                    true
+                }
+            };
+            if !retry || attempt == self.max_attempts {
+                break;
+            }
+            advance(
+                state,
+                payload.trigger_id,
+                RunStatus::Dispatching,
+                None,
+                Some(attempt),
+            )
+            .await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_BACKOFF);
+        }
+        let detail = format!("webhook {} failed: {last_problem}", self.url);
+        tracing::warn!(run = payload.trigger_id, %detail, "trigger webhook gave up");
+        advance(
+            state,
+            payload.trigger_id,
+            RunStatus::Failed,
+            Some(detail),
+            Some(attempts),
+        )
+        .await;
+    }
+}
+
+/// `${NAME}` → the registry's environment variable NAME (empty if unset).
+fn expand(value: &str) -> String {
+    match value.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
+        Some(name) => std::env::var(name).unwrap_or_default(),
+        None => value.to_string(),
+    }
+}
+
+struct LocalCommand {
+    program: String,
+    args: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+impl LocalCommand {
+    async fn run(&self, state: &AppState, payload: &TriggerPayload) {
+        let id = payload.trigger_id;
+        match self.spawn_and_wait(state, payload).await {
+            Ok(()) => {
+                advance(
+                    state,
+                    id,
+                    RunStatus::Succeeded,
+                    Some(format!("{} exited 0", self.program)),
+                    None,
+                )
+                .await
+            }
+            Err(detail) => {
+                tracing::warn!(run = id, %detail, "trigger command failed");
+                advance(state, id, RunStatus::Failed, Some(detail), None).await;
+            }
+        }
+    }
+
+    async fn spawn_and_wait(
+        &self,
+        state: &AppState,
+        payload: &TriggerPayload,
+    ) -> std::result::Result<(), String> {
+        let dir: PathBuf = state.data_dir.join("triggers");
+        std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        let context = dir.join(format!("{}.json", payload.trigger_id));
+        let log_path = dir.join(format!("{}.log", payload.trigger_id));
+        std::fs::write(&context, serde_json::to_vec_pretty(payload).unwrap_or_default())
+            .map_err(|err| format!("cannot write {}: {err}", context.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|err| err.to_string())?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .envs(&self.env)
+            .env("SLUICE_TRIGGER_ID", payload.trigger_id.to_string())
+            .env("SLUICE_MODEL", &payload.model)
+            .env("SLUICE_BASE_VERSION", payload.base_version.to_string())
+            .env("SLUICE_TRIGGER_REASON", &payload.reason)
+            .env("SLUICE_REGISTRY_URL", &payload.registry_url)
+            .env("SLUICE_TRIGGER_CONTEXT", &context)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| format!("cannot start {}: {err}", self.program))?;
+        advance(
+            state,
+            payload.trigger_id,
+            RunStatus::Running,
+            Some(format!(
+                "running {}; output in {}",
+                self.program,
+                log_path.display()
+            )),
+            None,
+        )
+        .await;
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|err| format!("waiting for {}: {err}", self.program))?,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "{} ran longer than {} s and was killed",
+                    self.program,
+                    self.timeout.as_secs()
+                ));
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = output.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(format!(
+            "{} failed ({status}): {}",
+            self.program,
+            tail.join(" | ")
+        ))
+    }
+}
+
+/// Runs that outlived their policy's `run_timeout_ms` stop counting.
+pub fn expire(transaction: &Transaction<'_>) -> Result<Vec<TriggerRun>> {
+    let now = now_ms();
+    let mut expired = Vec::new();
+    for run in triggers::with_status(transaction, &[RunStatus::Running, RunStatus::Dispatching])? {
+        let Some(policy) = triggers::find_policy(transaction, &run.model)? else {
+            continue;
+        };
+        if now.saturating_sub(run.created_ms) > policy.run_timeout_ms {
+            let detail = format!("no version registered within {} s", policy.run_timeout_ms / 1000);
+            expired.push(settle(
+                transaction,
+                "trigger",
+                run.id,
+                RunStatus::Expired,
+                Some(detail),
+            )?);
+        }
+    }
+    Ok(expired)
+}
+
+/// Runs that registered a version whose policy asks for a canary of it,
+/// and that have not tried yet.
+pub fn canary_candidates(connection: &rusqlite::Connection) -> Result<Vec<TriggerRun>> {
+    let mut candidates = Vec::new();
+    for run in triggers::with_status(connection, &[RunStatus::Succeeded])? {
+        if run.result_version.is_none() || run.rollout.is_some() {
+            continue;
+        }
+        if triggers::find_policy(connection, &run.model)?.is_some_and(|policy| policy.rollout.is_some()) {
+            candidates.push(run);
+        }
+    }
+    Ok(candidates)
+}
+
+/// Starts the canary of the version run `id` registered, once that version
+/// has reached a stage that may take traffic (`None` until then).
+pub fn start_canary(
+    transaction: &Transaction<'_>,
+    governance: &Policy,
+    id: u64,
+) -> Result<Option<crate::rollout::Decided>> {
+    let before = triggers::get(transaction, id)?;
+    let (Some(version), Some(policy)) = (
+        before.result_version,
+        triggers::find_policy(transaction, &before.model)?.and_then(|policy| policy.rollout),
+    ) else {
+        return Ok(None);
+    };
+    let candidate = versions::get(transaction, &before.model, version)?;
+    if !governance.deployable_stages.contains(&candidate.stage) {
+        return Ok(None);
+    }
+    let body = StartRollout {
+        canary: version,
+        policy,
+    };
+    let decided = crate::rollout::start(transaction, governance, "trigger", &before.model, &body)?;
+    let mut run = before.clone();
+    run.rollout = Some(format!(
+        "canary of version {version} started at weight {}",
+        decided.rollout.canary_weight
+    ));
+    triggers::update(transaction, &run)?;
+    record(transaction, "trigger", "trigger.canary", &run, Some(&before))?;
+    Ok(Some(decided))
+}
+
+/// Records why the canary could not start (another rollout is on...), so
+/// that it is not tried again at every tick.
+pub fn refuse_canary(transaction: &Transaction<'_>, id: u64, why: &Error) -> Result<()> {
+    let before = triggers::get(transaction, id)?;
+    let mut run = before.clone();
+    run.rollout = Some(format!(
+        "canary of version {} not started: {why}",
+        run.result_version.unwrap_or_default()
+    ));
+    triggers::update(transaction, &run)?;
+    record(transaction, "trigger", "trigger.canary", &run, Some(&before))
+}
