@@ -13,7 +13,6 @@
 # canary step every 5 s. Production would use minutes to hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-started=$(date +%s)
 say() { printf '\n[%3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 # The value at a dotted path of the JSON on stdin (empty when absent).
 field() { python3 -c 'import json, sys
@@ -29,6 +28,7 @@ SLUICE=target/release/sluice
 ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}
 export ORT_DYLIB_PATH
 
+started=$(date +%s)   # the clock of the story starts after the build
 DATA=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port); ADMIN=$(free_port)
