@@ -4,6 +4,9 @@
 //!
 //! `{dir}/model=M/version=V/date=YYYY-MM-DD/hour=HH/{replica}-{seq}.jsonl`
 //!
+//! (`{replica}` is the gateway's address, pid and start time, so that no two
+//! processes, nor one restarted, write the same name.)
+//!
 //! (`{dir}` is `DATA_DIR/predictions` by default: the layout DESIGN.md gives
 //! under an object store's `predictions/` prefix.)
 //!

@@ -67,8 +67,15 @@ pub struct RegistryArgs {
     #[arg(long, env = "SLUICE_FEEDBACK_MAX_PENDING", default_value_t = 1_000_000)]
     pub feedback_max_pending: usize,
 
+    /// How long a label whose prediction is not in the log yet is retried
+    /// before it counts as unknown; at least the gateways'
+    /// --segment-max-age-ms plus a monitor tick. Performance windows are
+    /// judged this long after they end, once their labels have joined.
+    #[arg(long, env = "SLUICE_FEEDBACK_GRACE_MS", default_value_t = 5 * 60 * 1000)]
+    pub feedback_grace_ms: u64,
+
     /// The resolution of realized-performance windows, in milliseconds: a
-    /// performance rule's window should be a multiple of it.
+    /// performance rule's window must be a multiple of it.
     #[arg(long, env = "SLUICE_FEEDBACK_BUCKET_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub feedback_bucket_ms: u64,
 }
@@ -175,7 +182,7 @@ impl RegistryArgs {
             tick: std::time::Duration::from_millis(self.monitor_tick_ms),
             horizon_ms: self.feedback_horizon_ms,
             max_pending: self.feedback_max_pending.max(1),
-            grace_ms: 5 * 60 * 1000,
+            grace_ms: self.feedback_grace_ms,
             bucket_ms: self.feedback_bucket_ms,
         };
         Ok(RegistryConfig {

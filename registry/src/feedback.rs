@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use futures::StreamExt;
 use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -178,20 +178,33 @@ impl Joiner {
     pub async fn scan(&self) -> Result<(), object_store::Error> {
         let now = now_ms();
         let oldest = now.saturating_sub(self.horizon_ms);
-        for (path, bytes) in self
+        // One segment in memory at a time, each remembered once it is read.
+        for location in self
             .new_segments("predictions", &self.predictions, oldest)
             .await?
         {
+            let Some(bytes) = read(&self.predictions, &location).await else {
+                continue;
+            };
             let mut state = self.lock();
             for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
                 match serde_json::from_slice::<PredictionLine>(line) {
                     Ok(line) => self.remember(&mut state, line, oldest),
-                    Err(err) => tracing::warn!(%path, error = %err, "skipping a prediction log line"),
+                    Err(err) => tracing::warn!(%location, error = %err, "skipping a prediction log line"),
                 }
             }
+            self.let_go(&mut state, oldest);
+            state
+                .seen
+                .entry("predictions")
+                .or_default()
+                .insert(location.to_string());
         }
         let mut arrived = Vec::new();
-        for (path, bytes) in self.new_segments("feedback", &self.feedback, oldest).await? {
+        for location in self.new_segments("feedback", &self.feedback, oldest).await? {
+            let Some(bytes) = read(&self.feedback, &location).await else {
+                continue;
+            };
             for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
                 match serde_json::from_slice::<FeedbackLine>(line) {
                     Ok(line) => arrived.push(Waiting {
@@ -200,9 +213,14 @@ impl Joiner {
                         request_id: line.request_id,
                         label: line.label,
                     }),
-                    Err(err) => tracing::warn!(%path, error = %err, "skipping a feedback line"),
+                    Err(err) => tracing::warn!(%location, error = %err, "skipping a feedback line"),
                 }
             }
+            self.lock()
+                .seen
+                .entry("feedback")
+                .or_default()
+                .insert(location.to_string());
         }
         let mut state = self.lock();
         self.let_go(&mut state, oldest);
@@ -253,51 +271,63 @@ impl Joiner {
         }
     }
 
+    /// The resolution of realized-performance windows.
+    pub fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    /// How long a label waits for its prediction's segment.
+    pub fn grace_ms(&self) -> u64 {
+        self.grace_ms
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, JoinState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Segments not read yet, whose hour is within the horizon.
+    /// Segments not read yet, whose hour is within the horizon. Only the
+    /// `date=` partitions within it are listed, so the listing does not grow
+    /// with the log's history; what fell out of the horizon is forgotten.
     async fn new_segments(
         &self,
         kind: &'static str,
         store: &LocalFileSystem,
         oldest_ms: u64,
-    ) -> Result<Vec<(String, bytes::Bytes)>, object_store::Error> {
-        let mut listing = store.list(None);
-        let mut fresh = Vec::new();
+    ) -> Result<Vec<StorePath>, object_store::Error> {
+        let mut prefixes = vec![None::<StorePath>];
         let mut current = HashSet::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta?;
-            let path = meta.location.to_string();
-            if !path.ends_with(".jsonl") {
-                continue;
+        let mut fresh = Vec::new();
+        while let Some(prefix) = prefixes.pop() {
+            let listing = store.list_with_delimiter(prefix.as_ref()).await?;
+            for directory in listing.common_prefixes {
+                let old_day = directory
+                    .filename()
+                    .and_then(|name| name.strip_prefix("date="))
+                    .and_then(|date| parse_ms(&format!("{date}T00:00:00Z")))
+                    .is_some_and(|day| day + 24 * 3600 * 1000 < oldest_ms);
+                if !old_day {
+                    prefixes.push(Some(directory));
+                }
             }
-            // An hour that ended before the horizon holds nothing to join.
-            if partition_ms(&path).is_some_and(|start| start + 3600 * 1000 < oldest_ms) {
-                continue;
+            for object in listing.objects {
+                let path = object.location.to_string();
+                // An hour that ended before the horizon holds nothing to join.
+                if !path.ends_with(".jsonl")
+                    || partition_ms(&path).is_some_and(|start| start + 3600 * 1000 < oldest_ms)
+                {
+                    continue;
+                }
+                current.insert(path);
+                fresh.push(object.location);
             }
-            current.insert(path.clone());
-            if !self
-                .lock()
-                .seen
-                .get(kind)
-                .is_some_and(|seen| seen.contains(&path))
-            {
-                fresh.push(meta.location);
-            }
-        }
-        let mut segments = Vec::with_capacity(fresh.len());
-        for location in fresh {
-            let bytes = store.get(&location).await?.bytes().await?;
-            segments.push((location.to_string(), bytes));
         }
         let mut state = self.lock();
-        // Forget segments that fell out of the horizon; remember those read.
         let seen = state.seen.entry(kind).or_default();
         seen.retain(|path| current.contains(path));
-        seen.extend(segments.iter().map(|(path, _)| path.clone()));
-        Ok(segments)
+        fresh.retain(|location| !seen.contains(location.as_ref()));
+        // Oldest first, so that predictions are let go in the order they came.
+        fresh.sort();
+        Ok(fresh)
     }
 
     fn remember(&self, state: &mut JoinState, line: PredictionLine, oldest_ms: u64) {
@@ -341,6 +371,12 @@ impl Joiner {
                 state.index.remove(&id);
                 state.expired.insert(hash(&id), self.max_pending);
             }
+        }
+        // Joined predictions leave `order` behind: drop them once they are
+        // half of it, so that it stays within twice the cap.
+        let JoinState { order, index, .. } = state;
+        if order.len() > 2 * index.len() + 1024 {
+            order.retain(|(at_ms, id)| index.get(id).is_some_and(|logged| logged.at_ms == *at_ms));
         }
     }
 
@@ -507,6 +543,18 @@ fn canonical(value: &Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A segment's bytes; `None` (logged) when it cannot be read, so that one
+/// bad file does not stop the join (it is tried again at the next scan).
+async fn read(store: &LocalFileSystem, location: &StorePath) -> Option<bytes::Bytes> {
+    let bytes = match store.get(location).await {
+        Ok(result) => result.bytes().await,
+        Err(err) => Err(err),
+    };
+    bytes
+        .map_err(|err| tracing::warn!(%location, error = %err, "cannot read a log segment"))
+        .ok()
 }
 
 fn hash(id: &str) -> u64 {

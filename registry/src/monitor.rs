@@ -41,8 +41,8 @@ pub const UNMATCHED: &str = "sluice_feedback_unmatched";
 struct Snapshot {
     /// (model, version, its profile) for every deployed target.
     served: Vec<(String, u64, Option<ReferenceProfile>)>,
-    /// (model, serving version, policy).
-    policies: Vec<(String, Option<u64>, TriggerPolicy)>,
+    /// (model, serving version, policy, when the policy last changed).
+    policies: Vec<(String, Option<u64>, TriggerPolicy, String)>,
 }
 
 /// A rule's consecutive bad windows.
@@ -89,6 +89,9 @@ pub struct Monitor {
     dispatcher: Arc<Dispatcher>,
     streaks: HashMap<(String, usize), Streak>,
     schedules_checked: HashMap<(String, usize), u64>,
+    /// Each model's policy as of its last change: a new policy starts its
+    /// rules' streaks afresh.
+    policies_seen: HashMap<String, String>,
 }
 
 pub async fn run(
@@ -103,6 +106,7 @@ pub async fn run(
         dispatcher: Arc::new(Dispatcher::default()),
         streaks: HashMap::new(),
         schedules_checked: HashMap::new(),
+        policies_seen: HashMap::new(),
     };
     if let Err(err) = monitor.orphans().await {
         tracing::error!(error = %err, "monitor cannot settle the runs of a previous process");
@@ -174,7 +178,12 @@ impl Monitor {
             })
             .collect();
         let state = self.state.clone();
-        for (model, serving_opt, policy) in snapshot.policies {
+        for (model, serving_opt, policy, updated_at) in snapshot.policies {
+            if self.policies_seen.get(&model) != Some(&updated_at) {
+                self.streaks.retain(|(name, _), _| *name != model);
+                self.schedules_checked.retain(|(name, _), _| *name != model);
+                self.policies_seen.insert(model.clone(), updated_at);
+            }
             let Some(base) = serving_opt else {
                 continue;
             };
@@ -227,12 +236,15 @@ impl Monitor {
                                        "threshold": threshold, "joined": performance.joined})
                             })
                         };
+                        // A window's labels join up to a grace later (their
+                        // predictions' segments come once a minute): judge it then.
+                        let settled = now.saturating_sub(state.joiner.grace_ms());
                         self.windowed(
                             "performance",
                             (&model, index),
                             base,
                             (*window_ms, *windows),
-                            now,
+                            settled,
                             verdict,
                         )
                     }
@@ -358,6 +370,11 @@ impl Monitor {
             match started {
                 Ok(Some(decided)) => self.state.announce(&decided),
                 Ok(None) => {}
+                // A store failure is tried again at the next tick; a refusal
+                // (another rollout is on, the version cannot take traffic) is kept.
+                Err(err @ crate::error::Error::Internal(_)) => {
+                    tracing::warn!(run = run.id, error = %err, "cannot start a trigger's canary yet");
+                }
                 Err(err) => {
                     self.state
                         .blocking(move |store, _| store.write(|tx| trigger::refuse_canary(tx, run.id, &err)))
@@ -380,7 +397,7 @@ fn read_snapshot(connection: &rusqlite::Connection) -> Result<Snapshot> {
     let mut policies = Vec::new();
     for state in triggers::states(connection)? {
         let serving = trigger::serving_version(connection, &state.model)?;
-        policies.push((state.model, serving, state.policy));
+        policies.push((state.model, serving, state.policy, state.updated_at));
     }
     Ok(Snapshot { served, policies })
 }

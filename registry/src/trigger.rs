@@ -36,8 +36,9 @@ pub const WEBHOOK_ATTEMPTS: &str = "sluice_trigger_webhook_attempts_total";
 /// Longest wait between two webhook attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Refuses a policy that could never work, naming the field.
-pub fn validate(policy: &TriggerPolicy) -> Result<()> {
+/// Refuses a policy that could never work, naming the field. `bucket_ms` is
+/// the resolution of realized-performance windows.
+pub fn validate(policy: &TriggerPolicy, bucket_ms: u64) -> Result<()> {
     for (index, rule) in policy.rules.iter().enumerate() {
         let bad =
             |message: String| Error::bad_request(format!("rules[{index}] ({}): {message}", rule.reason()));
@@ -51,6 +52,17 @@ pub fn validate(policy: &TriggerPolicy) -> Result<()> {
                 return Err(bad(
                     "window_ms must be at least 1000 and windows at least 1".into()
                 ));
+            }
+            TriggerRule::Drift { window_ms, .. } if *window_ms > crate::stats::RETENTION_MS => {
+                return Err(bad(format!(
+                    "window_ms is at most {} (the registry keeps 30 minutes of gateway statistics): use more windows",
+                    crate::stats::RETENTION_MS
+                )));
+            }
+            TriggerRule::Performance { window_ms, .. } if window_ms % bucket_ms != 0 => {
+                return Err(bad(format!(
+                    "window_ms must be a multiple of {bucket_ms} (--feedback-bucket-ms): labels are counted in buckets that long"
+                )));
             }
             TriggerRule::Performance { metric, .. }
                 if !matches!(metric.as_str(), "accuracy" | "auc" | "mae") =>
@@ -68,7 +80,10 @@ pub fn validate(policy: &TriggerPolicy) -> Result<()> {
     }
     match &policy.action {
         TriggerAction::Webhook {
-            url, max_attempts, ..
+            url,
+            max_attempts,
+            headers,
+            ..
         } => {
             let parsed = reqwest::Url::parse(url)
                 .map_err(|err| Error::bad_request(format!("action.webhook.url '{url}': {err}")))?;
@@ -81,6 +96,14 @@ pub fn validate(policy: &TriggerPolicy) -> Result<()> {
                 return Err(Error::bad_request(
                     "action.webhook.max_attempts must be at least 1",
                 ));
+            }
+            if let Some(name) = headers
+                .keys()
+                .find(|name| reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err())
+            {
+                return Err(Error::bad_request(format!(
+                    "action.webhook.headers: '{name}' is not an HTTP header name"
+                )));
             }
         }
         TriggerAction::Command { program, .. } if program.trim().is_empty() => {
@@ -286,14 +309,16 @@ impl Dispatcher {
         let state = state.clone();
         tokio::spawn(async move {
             let id = payload.trigger_id;
-            match policy.action {
-                TriggerAction::Webhook {
+            let action = still_dispatching(&state, id).await.then_some(policy.action);
+            match action {
+                None => {}
+                Some(TriggerAction::Webhook {
                     url,
                     format,
                     headers,
                     max_attempts,
                     backoff_ms,
-                } => {
+                }) => {
                     let hook = Webhook {
                         url,
                         format,
@@ -303,12 +328,12 @@ impl Dispatcher {
                     };
                     hook.deliver(&state, &payload).await;
                 }
-                TriggerAction::Command {
+                Some(TriggerAction::Command {
                     program,
                     args,
                     env,
                     timeout_ms,
-                } => {
+                }) => {
                     let command = LocalCommand {
                         program,
                         args,
@@ -328,20 +353,21 @@ impl Dispatcher {
 }
 
 /// Writes a run's new state; a run already settled (a version registered
-/// meanwhile) is left as it is.
+/// meanwhile, the policy deleted) is left as it is. Returns whether the run
+/// was still in progress: a delivery stops when it was not.
 async fn advance(
     state: &AppState,
     id: u64,
     status: RunStatus,
     detail: Option<String>,
     attempts_opt: Option<u32>,
-) {
+) -> bool {
     let outcome = state
         .blocking(move |store, _| {
             store.write(|tx| {
                 let current = triggers::get(tx, id)?;
                 if !current.status.is_active() {
-                    return Ok(());
+                    return Ok(false);
                 }
                 if let Some(attempts) = attempts_opt {
                     let mut run = current.clone();
@@ -351,13 +377,24 @@ async fn advance(
                 if status != current.status {
                     settle(tx, "trigger", id, status, detail)?;
                 }
-                Ok(())
+                Ok(true)
             })
         })
         .await;
-    if let Err(err) = outcome {
+    outcome.unwrap_or_else(|err| {
+        // Stopping leaves the run dispatching: the next tick delivers it again.
         tracing::error!(run = id, error = %err, "cannot record a trigger run's progress");
-    }
+        false
+    })
+}
+
+/// Whether run `id` still waits for its delivery: the monitor may have read
+/// it as `dispatching` just before a finished delivery recorded otherwise.
+async fn still_dispatching(state: &AppState, id: u64) -> bool {
+    state
+        .blocking(move |store, _| store.read(|connection| triggers::get(connection, id)))
+        .await
+        .is_ok_and(|run| run.status == RunStatus::Dispatching)
 }
 
 struct Webhook {
@@ -430,14 +467,19 @@ impl Webhook {
             if !retry || attempt == self.max_attempts {
                 break;
             }
-            advance(
+            // The run may have ended meanwhile (the pipeline got the first
+            // attempt after all and registered its version): stop then.
+            if !advance(
                 state,
                 payload.trigger_id,
                 RunStatus::Dispatching,
                 None,
                 Some(attempt),
             )
-            .await;
+            .await
+            {
+                return;
+            }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_BACKOFF);
         }
@@ -474,14 +516,8 @@ impl LocalCommand {
         let id = payload.trigger_id;
         match self.spawn_and_wait(state, payload).await {
             Ok(()) => {
-                advance(
-                    state,
-                    id,
-                    RunStatus::Succeeded,
-                    Some(format!("{} exited 0", self.program)),
-                    None,
-                )
-                .await
+                let detail = format!("{} exited 0", self.program);
+                advance(state, id, RunStatus::Succeeded, Some(detail), None).await;
             }
             Err(detail) => {
                 tracing::warn!(run = id, %detail, "trigger command failed");

@@ -381,6 +381,55 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
     assert_eq!(done.status, RunStatus::Failed);
     let third = dora.fire_trigger(MODEL, &FireTrigger::default()).await.unwrap();
     assert!(third.id > second.id);
+    wait_for_run(&registry, |run| {
+        run.id == third.id && run.status == RunStatus::Running
+    })
+    .await;
+    // Deleting the policy fails what it would have expired.
+    dora.delete_trigger_policy(MODEL).await.unwrap();
+    let orphan = registry.client("vic").trigger_run(third.id).await.unwrap();
+    assert_eq!(orphan.status, RunStatus::Failed);
+    assert_eq!(orphan.detail.as_deref(), Some("the trigger policy was deleted"));
+
+    // Mistakes a policy can hold are refused when it is set.
+    let mut bad_header = policy(vec![], webhook(&airflow.url, WebhookFormat::Airflow));
+    if let TriggerAction::Webhook { headers, .. } = &mut bad_header.action {
+        headers.insert("bad header".into(), "x".into());
+    }
+    let refused = dora.set_trigger_policy(MODEL, &bad_header).await.unwrap_err();
+    assert_eq!(refused.status(), Some(400));
+    assert!(
+        refused.to_string().contains("not an HTTP header name"),
+        "{refused}"
+    );
+    let odd_window = TriggerRule::Performance {
+        metric: "auc".into(),
+        threshold: 0.8,
+        window_ms: 90_000,
+        windows: 2,
+        min_labels: 100,
+    };
+    let refused = dora
+        .set_trigger_policy(
+            MODEL,
+            &policy(vec![odd_window], webhook(&airflow.url, WebhookFormat::Sluice)),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("multiple of 60000"), "{refused}");
+    let long_drift = TriggerRule::Drift {
+        window_ms: 3600 * 1000,
+        windows: 1,
+        thresholds: None,
+    };
+    let refused = dora
+        .set_trigger_policy(
+            MODEL,
+            &policy(vec![long_drift], webhook(&airflow.url, WebhookFormat::Sluice)),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("use more windows"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,11 +93,18 @@ impl Server {
         let (trips, trips_rx) = mpsc::channel(64);
         let guarded = Guarded::default();
         let gateway_id = format!("{addr}/{}", std::process::id());
+        // Log segment names add when this process started: a restarted
+        // container has the same address and often the same pid (1), and
+        // must not overwrite the segments of its previous life.
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let log_id = format!("{gateway_id}/{started_ms}");
         let predictions_opt = match &config.logs_opt {
             Some(logs) => Some(Arc::new(
                 PredictionLog::start(
                     &logs.predictions,
-                    &gateway_id,
+                    &log_id,
                     config.prediction_log_queue,
                     config.segment_limits,
                 )
@@ -111,7 +118,7 @@ impl Server {
             None => None,
         };
         let feedback_opt = match &config.logs_opt {
-            Some(logs) => Some(Arc::new(FeedbackLog::open(&logs.feedback, &gateway_id).map_err(
+            Some(logs) => Some(Arc::new(FeedbackLog::open(&logs.feedback, &log_id).map_err(
                 |err| {
                     Error::Internal(format!(
                         "cannot open the feedback log in {}: {err}",

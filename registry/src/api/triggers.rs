@@ -57,7 +57,7 @@ pub async fn set_trigger_policy(
     Body(policy): Body<TriggerPolicy>,
 ) -> Result<Json<TriggerState>> {
     caller.require(Permission::Deploy)?;
-    trigger::validate(&policy)?;
+    trigger::validate(&policy, state.joiner.bucket_ms())?;
     state
         .blocking(move |store, _| {
             store.write(|tx| {
@@ -91,6 +91,13 @@ pub async fn delete_trigger_policy(
                 let before = triggers::find_policy(tx, &model)?
                     .ok_or_else(|| Error::not_found(format!("model '{model}' has no trigger policy")))?;
                 triggers::delete_policy(tx, &model)?;
+                // Runs in progress had only this policy to deliver and expire them.
+                for run in triggers::with_status(tx, &[RunStatus::Dispatching, RunStatus::Running])? {
+                    if run.model == model {
+                        let detail = "the trigger policy was deleted".to_string();
+                        trigger::settle(tx, &caller.actor, run.id, RunStatus::Failed, Some(detail))?;
+                    }
+                }
                 let change = Change {
                     actor: &caller.actor,
                     action: "trigger.policy.delete",
