@@ -8,7 +8,9 @@ Run from the repository root after `models/train.py`:
 It also writes each one's reference profile (`profile.json`): for every
 feature of the training data, bin edges at its deciles (numpy's default
 quantiles, repeated edges merged), the share of rows per bin
-(`numpy.histogram`), count, mean and standard deviation. `sluice profile
+(`numpy.histogram`), count, mean and standard deviation; and for every
+output of the committed model run on that data (prediction drift), the class
+output's categories and each score column's bins. `sluice profile
 create` builds the same from the same CSV (a test checks they agree), and
 `sluice serve --demo` stores it with the version.
 
@@ -24,6 +26,7 @@ import hashlib
 import json
 import pathlib
 import platform
+from collections import Counter
 
 import numpy as np
 import onnxruntime as ort
@@ -103,10 +106,53 @@ def numeric_profile(values: np.ndarray, bins: int = 10) -> dict:
     }
 
 
-def profile(csv_name: str) -> dict:
-    header, data = load_csv(csv_name)
-    features = {name: numeric_profile(data[:, index]) for index, name in enumerate(header[:-1])}
-    return {"schema": "sluice-profile/v1", "rows": int(len(data)), "features": features, "outputs": {}}
+def categorical_profile(values: list[str], top: int = 20) -> dict:
+    """The `top` most frequent categories (ties by name) and the share of the rest."""
+    ranked = sorted(Counter(values).items(), key=lambda item: (-item[1], item[0]))[:top]
+    total = len(values)
+    return {
+        "kind": "categorical",
+        "categories": [category for category, _ in ranked],
+        "shares": [count / total for _, count in ranked],
+        "other": (total - sum(count for _, count in ranked)) / total,
+        "count": total,
+    }
+
+
+def model_outputs(name: str, header: list[str], data: np.ndarray) -> dict[str, np.ndarray]:
+    """The committed model's outputs on its training data, with ONNX Runtime."""
+    session = ort.InferenceSession(str(ROOT / "repository" / name / "1" / "model.onnx"))
+    inputs = session.get_inputs()
+    if len(inputs) == 1:
+        feeds = {inputs[0].name: data[:, :-1].astype(np.float32)}
+    else:
+        feeds = {i.name: data[:, header.index(i.name)][:, None].astype(np.float32) for i in inputs}
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def output_profiles(outputs: dict[str, np.ndarray]) -> dict:
+    """A class output as categories; a score output per column (`probabilities[1]`),
+    the names the gateway counts them under."""
+    profiles = {}
+    for name, values in outputs.items():
+        if values.dtype.kind in "iub":
+            profiles[name] = categorical_profile([str(int(value)) for value in values.reshape(-1)])
+            continue
+        columns = values.reshape(len(values), -1).astype(np.float64)
+        if columns.shape[1] == 1:
+            profiles[name] = numeric_profile(columns[:, 0])
+        else:
+            for column in range(columns.shape[1]):
+                profiles[f"{name}[{column}]"] = numeric_profile(columns[:, column])
+    return profiles
+
+
+def profile(name: str) -> dict:
+    header, data = load_csv(f"{name}_train.csv")
+    features = {feature: numeric_profile(data[:, index]) for index, feature in enumerate(header[:-1])}
+    outputs = output_profiles(model_outputs(name, header, data))
+    return {"schema": "sluice-profile/v1", "rows": int(len(data)), "features": features, "outputs": outputs}
 
 
 def main() -> None:
@@ -115,7 +161,7 @@ def main() -> None:
         path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         print(f"{path.relative_to(ROOT.parent)}: {card['metrics']}")
         profile_path = path.with_name("profile.json")
-        profile_path.write_text(json.dumps(profile(f"{name}_train.csv"), sort_keys=True) + "\n")
+        profile_path.write_text(json.dumps(profile(name), sort_keys=True) + "\n")
         print(f"{profile_path.relative_to(ROOT.parent)}")
 
 

@@ -13,7 +13,8 @@ same with flags. What it does:
    given with `--data` (features + `default`).
 2. Trains the same pipeline as `models/train.py` (standard scaler folded into
    a logistic regression, so both engines run it), exports ONNX, and builds
-   the reference profile of the rows it learned from (`models/cards.py`).
+   the reference profile of the rows it learned from and of its answers on
+   them (`models/cards.py`).
 3. Registers it through the registry's HTTP API: uploads the artifact,
    creates the version with its lineage (parent version, trigger id, metrics,
    dataset), stores the profile, and asks for `staging` (approving it too
@@ -107,7 +108,8 @@ def labelled_rows(data_dir: pathlib.Path, model: str, features: list[str],
 def train(rows: list[list[float]], targets: list[int], out: pathlib.Path) -> tuple[pathlib.Path, dict, dict]:
     """Fits, exports ONNX and profiles; returns (model path, profile, metrics)."""
     import numpy as np
-    from cards import numeric_profile
+    import onnxruntime as ort
+    from cards import numeric_profile, output_profiles
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, roc_auc_score
     from sklearn.model_selection import train_test_split
@@ -129,7 +131,12 @@ def train(rows: list[list[float]], targets: list[int], out: pathlib.Path) -> tup
     path = out / "model.onnx"
     path.write_bytes(model.SerializeToString())
     features = {name: numeric_profile(x[:, index].astype(np.float64)) for index, name in enumerate(CREDIT_FEATURES)}
-    profile = {"schema": "sluice-profile/v1", "rows": int(len(x)), "features": features, "outputs": {}}
+    # Its answers on the same rows, for prediction drift.
+    session = ort.InferenceSession(str(path))
+    names = [output.name for output in session.get_outputs()]
+    answers = session.run(names, {name: x[:, [index]] for index, name in enumerate(CREDIT_FEATURES)})
+    outputs = output_profiles(dict(zip(names, answers)))
+    profile = {"schema": "sluice-profile/v1", "rows": int(len(x)), "features": features, "outputs": outputs}
     return path, profile, metrics
 
 

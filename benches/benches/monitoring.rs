@@ -1,6 +1,7 @@
 //! What monitoring costs a request: counting its features into the
 //! reference profile's bins (drift accounting, on every unpinned request of
-//! a profiled version), for one applicant and for a batch of 64.
+//! a profiled version), for one applicant and for a batch of 64, and its
+//! answers into theirs (prediction drift).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
@@ -42,6 +43,21 @@ fn drift_accounting(c: &mut Criterion) {
             b.iter(|| counter.count(std::hint::black_box(&inputs)))
         });
     }
+    // And the answers: a class and two scores per row (prediction drift).
+    let outputs = [
+        Tensor {
+            shape: vec![1],
+            data: TensorData::I64(vec![0]),
+        },
+        Tensor {
+            shape: vec![1, 2],
+            data: TensorData::F32(vec![0.8, 0.2]),
+        },
+    ];
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("outputs_1_row", |b| {
+        b.iter(|| counter.count_outputs(std::hint::black_box(&outputs)))
+    });
     group.finish();
     // Keep the counts from growing into the next run's numbers.
     counter.take();

@@ -1,107 +1,212 @@
-//! Drift accounting at the gateway: each profiled feature's values counted
-//! into its reference profile's bins (plus underflow, overflow and
-//! missing), in atomics, reported with the version's statistics window. The
-//! registry adds the windows of every replica and measures drift.
+//! Drift accounting at the gateway: each profiled feature's values, and
+//! each profiled output column's answers (prediction drift), counted into
+//! the reference profile's bins, in atomics, and reported with the version's
+//! statistics window. The registry adds the windows of every replica and
+//! measures drift.
 //!
+//! Numeric columns count into the profile's bins plus underflow, overflow
+//! and missing (NaN); categorical ones into its categories plus other and
+//! missing, a number being the category it would be in a CSV (`3`, `0.5`).
 //! Memory is bounded whatever the traffic: a fixed set of counters per
-//! feature. Features are the model's numeric inputs shaped `[N]` or
-//! `[N, 1]` whose name the profile knows.
+//! column. Inputs count when shaped `[N]` or `[N, 1]`; outputs per column
+//! (`probabilities[1]` of a `[N, 2]` output), as the profile names them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_registry_client::profile::{ColumnProfile, ReferenceProfile, bin_of};
+use sluice_registry_client::profile::{ColumnProfile, ReferenceProfile, bin_of, category_of, output_columns};
 
-use crate::model::Signature;
+use crate::model::{Signature, TensorSpec};
 use crate::tensor::{Tensor, TensorData};
 
-/// One feature's bins and counts.
-struct FeatureBins {
-    name: String,
-    /// Index of the input that carries it.
-    input: usize,
-    edges: Vec<f64>,
+/// How a column's values map to its slots.
+enum Bins {
     /// `edges.len() - 1` bins, then underflow, overflow, missing.
+    Numeric { edges: Vec<f64> },
+    /// The categories, then other, missing.
+    Categorical { categories: Vec<String> },
+}
+
+impl Bins {
+    fn of(profile: &ColumnProfile) -> Option<Bins> {
+        match profile {
+            ColumnProfile::Numeric { edges, .. } if edges.len() >= 2 => {
+                Some(Bins::Numeric { edges: edges.clone() })
+            }
+            ColumnProfile::Numeric { .. } => None,
+            ColumnProfile::Categorical { categories, .. } => Some(Bins::Categorical {
+                categories: categories.clone(),
+            }),
+        }
+    }
+
+    fn slots(&self) -> usize {
+        match self {
+            Bins::Numeric { edges } => edges.len() - 1 + 3,
+            Bins::Categorical { categories } => categories.len() + 2,
+        }
+    }
+
+    fn slot(&self, value: f64) -> usize {
+        match self {
+            Bins::Numeric { edges } => {
+                let bins = edges.len() - 1;
+                if value.is_nan() {
+                    bins + 2
+                } else {
+                    match bin_of(edges, value) {
+                        Some(bin) => bin,
+                        None if value < edges[0] => bins,
+                        None => bins + 1,
+                    }
+                }
+            }
+            Bins::Categorical { categories } => {
+                if value.is_nan() {
+                    return categories.len() + 1;
+                }
+                let category = category_of(value);
+                categories
+                    .iter()
+                    .position(|known| *known == category)
+                    .unwrap_or(categories.len())
+            }
+        }
+    }
+}
+
+/// One column's bins and counts.
+struct Column {
+    name: String,
+    /// Index of the tensor (input or output) that carries it.
+    tensor: usize,
+    /// Which column of that tensor, and how many it has.
+    column: usize,
+    width: usize,
+    bins: Bins,
     counts: Box<[AtomicU64]>,
+}
+
+impl Column {
+    fn count(&self, tensor: &Tensor) {
+        let add = |index: usize, value: f64| {
+            if index % self.width == self.column {
+                self.counts[self.bins.slot(value)].fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        match &tensor.data {
+            TensorData::F32(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, f64::from(v))),
+            TensorData::F64(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, v)),
+            TensorData::I64(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, v as f64)),
+            TensorData::I32(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, f64::from(v))),
+            TensorData::Bool(values) => values
+                .iter()
+                .enumerate()
+                .for_each(|(i, &v)| add(i, f64::from(u8::from(v)))),
+            _ => {}
+        }
+    }
+
+    fn take(&self) -> (String, Vec<u64>) {
+        let counts = self
+            .counts
+            .iter()
+            .map(|count| count.swap(0, Ordering::Relaxed))
+            .collect();
+        (self.name.clone(), counts)
+    }
 }
 
 /// The drift counters of one loaded version.
 pub struct DriftCounter {
-    features: Vec<FeatureBins>,
+    features: Vec<Column>,
+    outputs: Vec<Column>,
 }
 
 impl DriftCounter {
-    /// Counters for the features of `profile` the model takes as single
-    /// numeric columns; `None` when there is none.
+    /// Counters for the columns of `profile` the model has; `None` when
+    /// there is none.
     pub fn new(profile: &ReferenceProfile, signature: &Signature) -> Option<DriftCounter> {
-        let features: Vec<FeatureBins> = profile
+        let features: Vec<Column> = profile
             .features
             .iter()
             .filter_map(|(name, column)| {
-                let ColumnProfile::Numeric { edges, .. } = column else {
-                    return None;
-                };
                 let input = signature.input_index(name)?;
-                let spec = &signature.inputs[input];
-                let column_shaped = spec.shape.len() == 1 || (spec.shape.len() == 2 && spec.shape[1] == 1);
-                if !column_shaped || edges.len() < 2 {
-                    return None;
-                }
-                let slots = edges.len() - 1 + 3;
-                Some(FeatureBins {
-                    name: name.clone(),
-                    input,
-                    edges: edges.clone(),
-                    counts: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-                })
+                let width = columns_of(&signature.inputs[input])?;
+                (width == 1).then_some(())?;
+                new_column(name, input, 0, 1, column)
             })
             .collect();
-        (!features.is_empty()).then_some(DriftCounter { features })
+        let mut outputs = Vec::new();
+        for (index, spec) in signature.outputs.iter().enumerate() {
+            let Some(width) = columns_of(spec) else {
+                continue;
+            };
+            for (column, name) in output_columns(&spec.name, width).iter().enumerate() {
+                if let Some(profiled) = profile.outputs.get(name) {
+                    outputs.extend(new_column(name, index, column, width, profiled));
+                }
+            }
+        }
+        (!features.is_empty() || !outputs.is_empty()).then_some(DriftCounter { features, outputs })
     }
 
     /// Counts every row of `inputs` (in signature order).
     pub fn count(&self, inputs: &[Tensor]) {
         for feature in &self.features {
-            let Some(tensor) = inputs.get(feature.input) else {
-                continue;
-            };
-            let bins = feature.edges.len() - 1;
-            let add = |value: f64| {
-                let slot = if value.is_nan() {
-                    bins + 2
-                } else {
-                    match bin_of(&feature.edges, value) {
-                        Some(bin) => bin,
-                        None if value < feature.edges[0] => bins,
-                        None => bins + 1,
-                    }
-                };
-                feature.counts[slot].fetch_add(1, Ordering::Relaxed);
-            };
-            match &tensor.data {
-                TensorData::F32(values) => values.iter().for_each(|&v| add(f64::from(v))),
-                TensorData::F64(values) => values.iter().for_each(|&v| add(v)),
-                TensorData::I64(values) => values.iter().for_each(|&v| add(v as f64)),
-                TensorData::I32(values) => values.iter().for_each(|&v| add(f64::from(v))),
-                _ => {}
+            if let Some(tensor) = inputs.get(feature.tensor) {
+                feature.count(tensor);
             }
         }
     }
 
-    /// The counts since the last take, zeroed as they are read.
-    pub fn take(&self) -> BTreeMap<String, Vec<u64>> {
-        self.features
-            .iter()
-            .map(|feature| {
-                let counts = feature
-                    .counts
-                    .iter()
-                    .map(|count| count.swap(0, Ordering::Relaxed))
-                    .collect();
-                (feature.name.clone(), counts)
-            })
-            .filter(|(_, counts): &(String, Vec<u64>)| counts.iter().any(|&count| count > 0))
-            .collect()
+    /// Counts every row of `outputs` (in signature order).
+    pub fn count_outputs(&self, outputs: &[Tensor]) {
+        for output in &self.outputs {
+            if let Some(tensor) = outputs.get(output.tensor) {
+                output.count(tensor);
+            }
+        }
+    }
+
+    /// The feature and output counts since the last take, zeroed as they are read.
+    pub fn take(&self) -> (BTreeMap<String, Vec<u64>>, BTreeMap<String, Vec<u64>>) {
+        let taken = |columns: &[Column]| {
+            columns
+                .iter()
+                .map(Column::take)
+                .filter(|(_, counts)| counts.iter().any(|&count| count > 0))
+                .collect()
+        };
+        (taken(&self.features), taken(&self.outputs))
+    }
+}
+
+fn new_column(
+    name: &str,
+    tensor: usize,
+    column: usize,
+    width: usize,
+    profile: &ColumnProfile,
+) -> Option<Column> {
+    let bins = Bins::of(profile)?;
+    Some(Column {
+        name: name.to_string(),
+        tensor,
+        column,
+        width,
+        counts: (0..bins.slots()).map(|_| AtomicU64::new(0)).collect(),
+        bins,
+    })
+}
+
+/// The columns of a `[N]`, `[N, 1]` or `[N, K]` tensor; `None` for other shapes
+/// or a `K` not known ahead.
+fn columns_of(spec: &TensorSpec) -> Option<usize> {
+    match spec.shape[..] {
+        [_] => Some(1),
+        [_, width] if width >= 1 => usize::try_from(width).ok(),
+        _ => None,
     }
 }
 
@@ -144,7 +249,68 @@ mod tests {
             data: TensorData::F32(vec![25.0, 40.0, 60.0, 10.0, 99.0, f32::NAN]),
         }]);
         // bins [20, 40) and [40, 60], then underflow, overflow, missing.
-        assert_eq!(counter.take()["age"], vec![1, 2, 1, 1, 1]);
-        assert!(counter.take().is_empty(), "taking resets");
+        assert_eq!(counter.take().0["age"], vec![1, 2, 1, 1, 1]);
+        assert!(counter.take().0.is_empty(), "taking resets");
+    }
+
+    #[test]
+    fn outputs_count_per_column_and_classes_as_categories() {
+        let profile = ReferenceProfile {
+            schema: "sluice-profile/v1".into(),
+            rows: 4,
+            features: BTreeMap::new(),
+            outputs: [
+                (
+                    "label".to_string(),
+                    ColumnProfile::Categorical {
+                        categories: vec!["0".into(), "1".into()],
+                        shares: vec![0.9, 0.1],
+                        other: 0.0,
+                        count: 4,
+                    },
+                ),
+                (
+                    "probabilities[1]".to_string(),
+                    ColumnProfile::Numeric {
+                        edges: vec![0.0, 0.5, 1.0],
+                        shares: vec![0.9, 0.1],
+                        count: 4,
+                        mean: 0.2,
+                        std: 0.1,
+                    },
+                ),
+            ]
+            .into(),
+        };
+        let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
+            name: name.into(),
+            datatype,
+            dim_symbols: vec![None; shape.len()],
+            shape,
+        };
+        let signature = Signature {
+            inputs: vec![],
+            outputs: vec![
+                spec("label", DataType::I64, vec![-1]),
+                spec("probabilities", DataType::F32, vec![-1, 2]),
+            ],
+        };
+        let counter = DriftCounter::new(&profile, &signature).unwrap();
+        counter.count_outputs(&[
+            Tensor {
+                shape: vec![4],
+                data: TensorData::I64(vec![0, 1, 1, 7]),
+            },
+            Tensor {
+                shape: vec![4, 2],
+                data: TensorData::F32(vec![0.9, 0.1, 0.2, 0.8, 0.4, 0.6, f32::NAN, f32::NAN]),
+            },
+        ]);
+        let (features, outputs) = counter.take();
+        assert!(features.is_empty());
+        // Categories 0 and 1, then other (the 7) and missing.
+        assert_eq!(outputs["label"], vec![1, 2, 1, 0]);
+        // Only the second column: 0.1 | 0.8, 0.6 | underflow, overflow, missing (NaN).
+        assert_eq!(outputs["probabilities[1]"], vec![1, 2, 0, 0, 1]);
     }
 }

@@ -110,6 +110,7 @@ impl VersionStats {
                 max_abs_diff: take_f64(&self.shadow_max_abs_diff),
             },
             features: std::collections::BTreeMap::new(),
+            outputs: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -150,7 +151,7 @@ pub async fn report(
             for model in route.versions.values().chain(shadow) {
                 let mut window = model.stats.take(name, model.version);
                 if let Some(drift) = model.drift.get() {
-                    window.features = drift.take();
+                    (window.features, window.outputs) = drift.take();
                 }
                 if window.requests > 0 || window.shadow.requests > 0 {
                     versions.push(window);

@@ -189,6 +189,28 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "default",
     ];
     expect_output(&registry.run("dora", &profile), "5000 rows, 8 features");
+    // With the model's answers on that data: the share of each predicted
+    // class is the one numpy and ONNX Runtime measured (models/cards.py).
+    let mut with_outputs = profile.to_vec();
+    with_outputs.extend(["--outputs", "--json"]);
+    let stored = registry.run("dora", &with_outputs);
+    expect_code(&stored, 0);
+    let document: serde_json::Value = serde_json::from_slice(&stored.stdout).unwrap();
+    let outputs = &document["body"]["outputs"];
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        outputs["label"]["categories"],
+        committed["outputs"]["label"]["categories"]
+    );
+    let share = |profile: &serde_json::Value| profile["label"]["shares"][1].as_f64().unwrap();
+    assert!(
+        (share(outputs) - share(&committed["outputs"])).abs() < 1e-3,
+        "{outputs}"
+    );
+    assert_eq!(outputs["probabilities[1]"]["kind"], "numeric");
     let missing_data = [
         "profile",
         "create",

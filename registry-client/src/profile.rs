@@ -8,7 +8,9 @@
 //! standard deviation (population). Live values below the first edge, above
 //! the last, or missing fall in the underflow, overflow and missing bins,
 //! which the training data leaves empty. A text column gets its top
-//! categories and "other".
+//! categories and "other"; live values outside them count as other, or
+//! missing. Outputs are profiled the same way, one column per output column
+//! ([`output_columns`]): a class output as categories, scores as numbers.
 
 use std::collections::BTreeMap;
 
@@ -62,6 +64,13 @@ pub struct DriftReport {
     pub drifted_share: f64,
     /// `drifted_share` reached the dataset threshold.
     pub dataset_drift: bool,
+    /// The model's answers against those it gave on the training data
+    /// (prediction drift), judged as features are; not part of the dataset share.
+    #[serde(default)]
+    pub outputs: Vec<FeatureDrift>,
+    /// Some output drifted.
+    #[serde(default)]
+    pub prediction_drift: bool,
     pub thresholds: DriftThresholds,
 }
 
@@ -72,7 +81,15 @@ pub struct FeatureDrift {
     pub psi: f64,
     /// Jensen-Shannon distance, log base 2.
     pub js_distance: f64,
-    pub ks: f64,
+    /// Numeric columns: the KS statistic of the binned distributions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ks: Option<f64>,
+    /// Categorical columns: Pearson's chi-square of the counts against the
+    /// reference shares, and its p-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chi_square: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chi_square_p: Option<f64>,
     /// `drifted`, `warning`, `ok`, or `insufficient data` (fewer rows than `min_rows`).
     pub status: String,
 }
@@ -97,6 +114,26 @@ impl Default for DriftThresholds {
             dataset_share: 0.5,
             min_rows: 100,
         }
+    }
+}
+
+/// The category a number falls in, as a text column of a CSV would write
+/// it: `3` for 3.0, `0.5` for 0.5 (booleans count as 1 and 0).
+pub fn category_of(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The column names of an output: `name` for `[N]` and `[N, 1]`, and
+/// `name[0]`, `name[1]`, ... for each column of `[N, K]`.
+pub fn output_columns(name: &str, columns: usize) -> Vec<String> {
+    if columns <= 1 {
+        vec![name.to_string()]
+    } else {
+        (0..columns).map(|column| format!("{name}[{column}]")).collect()
     }
 }
 

@@ -44,6 +44,25 @@ pub struct VersionWindow {
     /// then underflow, overflow and missing.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub features: std::collections::BTreeMap<String, Vec<u64>>,
+    /// The same for each profiled output column (prediction drift).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub outputs: std::collections::BTreeMap<String, Vec<u64>>,
+}
+
+/// Adds bin counts by column name.
+fn add_bins(
+    totals: &mut std::collections::BTreeMap<String, Vec<u64>>,
+    more: &std::collections::BTreeMap<String, Vec<u64>>,
+) {
+    for (name, counts) in more {
+        let mine = totals.entry(name.clone()).or_default();
+        if mine.len() < counts.len() {
+            mine.resize(counts.len(), 0);
+        }
+        for (total, count) in mine.iter_mut().zip(counts) {
+            *total = total.saturating_add(*count);
+        }
+    }
 }
 
 /// A shadow version's comparison with the primary over a window.
@@ -87,15 +106,8 @@ impl VersionWindow {
         shadow.values = shadow.values.saturating_add(other.shadow.values);
         shadow.sum_abs_diff += other.shadow.sum_abs_diff;
         shadow.max_abs_diff = shadow.max_abs_diff.max(other.shadow.max_abs_diff);
-        for (name, counts) in &other.features {
-            let mine = self.features.entry(name.clone()).or_default();
-            if mine.len() < counts.len() {
-                mine.resize(counts.len(), 0);
-            }
-            for (total, count) in mine.iter_mut().zip(counts) {
-                *total = total.saturating_add(*count);
-            }
-        }
+        add_bins(&mut self.features, &other.features);
+        add_bins(&mut self.outputs, &other.outputs);
     }
 
     /// 5xx answers (503 aside) per request; `None` without requests.

@@ -170,9 +170,9 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
-/// One feature's drift from its reference shares (over the profile's bins)
-/// and the counts a window saw over the same bins plus underflow, overflow
-/// and missing.
+/// One numeric feature's drift from its reference shares (over the
+/// profile's bins) and the counts a window saw over the same bins plus
+/// underflow, overflow and missing.
 pub fn feature_drift(
     name: &str,
     reference_bins: &[f64],
@@ -185,7 +185,6 @@ pub fn feature_drift(
     reference.extend([0.0, 0.0, 0.0]);
     let mut counts = counts.to_vec();
     counts.resize(bins + 3, 0);
-    let rows: u64 = counts.iter().sum();
     let observed = shares(&counts);
     // KS in value order: underflow, the bins, overflow (missing has no place).
     let ordered = |values: &[f64]| {
@@ -198,13 +197,51 @@ pub fn feature_drift(
             .map(|v| if total > 0.0 { v / total } else { 0.0 })
             .collect::<Vec<f64>>()
     };
-    let psi = psi(&reference, &observed);
+    let mut drift = judged(name, &reference, &counts, thresholds);
+    drift.ks = Some(ks_statistic(&ordered(&reference), &ordered(&observed)));
+    drift
+}
+
+/// One categorical column's drift: its categories and "other" against the
+/// counts over the same, plus missing; with Pearson's chi-square.
+pub fn categorical_drift(
+    name: &str,
+    reference_shares: &[f64],
+    other: f64,
+    counts: &[u64],
+    thresholds: &DriftThresholds,
+) -> FeatureDrift {
+    let mut reference = reference_shares.to_vec();
+    reference.extend([other, 0.0]);
+    let mut counts = counts.to_vec();
+    counts.resize(reference.len(), 0);
+    let mut drift = judged(name, &reference, &counts, thresholds);
+    // Over the slots the reference expects anything in (its degrees of
+    // freedom are theirs less one); rows elsewhere show in PSI and JS.
+    let (expected, seen): (Vec<f64>, Vec<u64>) = reference
+        .iter()
+        .zip(&counts)
+        .filter(|(share, _)| **share > 0.0)
+        .map(|(share, count)| (*share, *count))
+        .unzip();
+    if seen.iter().sum::<u64>() > 0 && expected.len() > 1 {
+        let (statistic, _, p_value) = chi_square(&expected, &seen);
+        drift.chi_square = Some(statistic);
+        drift.chi_square_p = Some(p_value);
+    }
+    drift
+}
+
+/// PSI, Jensen-Shannon distance and the status, for either kind of column.
+fn judged(name: &str, reference: &[f64], counts: &[u64], thresholds: &DriftThresholds) -> FeatureDrift {
+    let rows: u64 = counts.iter().sum();
+    let observed = shares(counts);
+    let psi = psi(reference, &observed);
     let js = if rows > 0 {
-        js_distance(&reference, &observed)
+        js_distance(reference, &observed)
     } else {
         0.0
     };
-    let ks = ks_statistic(&ordered(&reference), &ordered(&observed));
     let status = if rows < thresholds.min_rows {
         "insufficient data"
     } else if psi >= thresholds.psi_drift || js >= thresholds.js_drift {
@@ -219,7 +256,9 @@ pub fn feature_drift(
         rows,
         psi,
         js_distance: js,
-        ks,
+        ks: None,
+        chi_square: None,
+        chi_square_p: None,
         status: status.to_string(),
     }
 }
@@ -246,7 +285,29 @@ pub fn load_profile(
     })
 }
 
-/// Drift of every profiled numeric feature the window counted.
+/// A profile's columns against the counts a window saw of them.
+fn columns_drift(
+    columns: &std::collections::BTreeMap<String, ColumnProfile>,
+    counted: &std::collections::BTreeMap<String, Vec<u64>>,
+    thresholds: &DriftThresholds,
+) -> Vec<FeatureDrift> {
+    columns
+        .iter()
+        .map(|(name, column)| {
+            let counts = counted.get(name).cloned().unwrap_or_default();
+            match column {
+                ColumnProfile::Numeric { shares, .. } => feature_drift(name, shares, &counts, thresholds),
+                ColumnProfile::Categorical { shares, other, .. } => {
+                    categorical_drift(name, shares, *other, &counts, thresholds)
+                }
+            }
+        })
+        .collect()
+}
+
+/// A version's drift: every profiled feature the window counted, the
+/// dataset's share of drifted ones, and every profiled output (prediction
+/// drift).
 pub fn report(
     model: &str,
     version: u64,
@@ -255,17 +316,8 @@ pub fn report(
     window: &VersionWindow,
     thresholds: DriftThresholds,
 ) -> DriftReport {
-    let features: Vec<FeatureDrift> = profile
-        .features
-        .iter()
-        .filter_map(|(name, column)| {
-            let ColumnProfile::Numeric { shares, .. } = column else {
-                return None;
-            };
-            let counts = window.features.get(name).cloned().unwrap_or_default();
-            Some(feature_drift(name, shares, &counts, &thresholds))
-        })
-        .collect();
+    let features = columns_drift(&profile.features, &window.features, &thresholds);
+    let outputs = columns_drift(&profile.outputs, &window.outputs, &thresholds);
     let judged = features
         .iter()
         .filter(|f| f.status != "insufficient data")
@@ -284,6 +336,8 @@ pub fn report(
         features,
         drifted_share,
         dataset_drift: judged > 0 && drifted_share >= thresholds.dataset_share,
+        prediction_drift: outputs.iter().any(|output| output.status == "drifted"),
+        outputs,
         thresholds,
     }
 }

@@ -29,7 +29,9 @@ pub const GAUGE_WINDOW_MS: u64 = 10 * 60 * 1000;
 pub const DRIFT_PSI: &str = "sluice_drift_psi";
 pub const DRIFT_JS: &str = "sluice_drift_js_distance";
 pub const DRIFT_KS: &str = "sluice_drift_ks";
+pub const DRIFT_CHI_SQUARE_P: &str = "sluice_drift_chi_square_p";
 pub const DRIFT_FEATURE_DRIFTED: &str = "sluice_drift_feature_drifted";
+pub const DRIFT_PREDICTION: &str = "sluice_drift_prediction_drifted";
 pub const DRIFT_SHARE: &str = "sluice_drift_drifted_share";
 pub const DRIFT_DATASET: &str = "sluice_drift_dataset_drifted";
 pub const DRIFT_ROWS: &str = "sluice_drift_rows";
@@ -421,20 +423,33 @@ fn drift_evidence(report: &DriftReport, start: u64) -> Value {
 fn drift_gauges(report: &DriftReport) {
     let model = report.model.clone();
     let version = report.version.to_string();
-    for feature in &report.features {
+    // Features and outputs share the gauges, told apart by a `column` label.
+    let columns = report
+        .features
+        .iter()
+        .map(|feature| ("feature", feature))
+        .chain(report.outputs.iter().map(|output| ("output", output)));
+    for (column, drift) in columns {
         let labels = [
             ("model", model.clone()),
             ("version", version.clone()),
-            ("feature", feature.name.clone()),
+            ("column", column.to_string()),
+            ("feature", drift.name.clone()),
         ];
-        metrics::gauge!(DRIFT_PSI, &labels).set(feature.psi);
-        metrics::gauge!(DRIFT_JS, &labels).set(feature.js_distance);
-        metrics::gauge!(DRIFT_KS, &labels).set(feature.ks);
-        metrics::gauge!(DRIFT_FEATURE_DRIFTED, &labels).set(f64::from(u8::from(feature.status == "drifted")));
+        metrics::gauge!(DRIFT_PSI, &labels).set(drift.psi);
+        metrics::gauge!(DRIFT_JS, &labels).set(drift.js_distance);
+        if let Some(ks) = drift.ks {
+            metrics::gauge!(DRIFT_KS, &labels).set(ks);
+        }
+        if let Some(p_value) = drift.chi_square_p {
+            metrics::gauge!(DRIFT_CHI_SQUARE_P, &labels).set(p_value);
+        }
+        metrics::gauge!(DRIFT_FEATURE_DRIFTED, &labels).set(f64::from(u8::from(drift.status == "drifted")));
     }
     let labels = [("model", model), ("version", version)];
     metrics::gauge!(DRIFT_SHARE, &labels).set(report.drifted_share);
     metrics::gauge!(DRIFT_DATASET, &labels).set(f64::from(u8::from(report.dataset_drift)));
+    metrics::gauge!(DRIFT_PREDICTION, &labels).set(f64::from(u8::from(report.prediction_drift)));
     metrics::gauge!(DRIFT_ROWS, &labels).set(report.rows as f64);
 }
 
@@ -485,7 +500,15 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         DRIFT_FEATURE_DRIFTED,
-        "1 when a feature is drifted over the last 10 minutes"
+        "1 when a feature (column=feature) or an output column (column=output) drifted over the last 10 minutes"
+    );
+    metrics::describe_gauge!(
+        DRIFT_CHI_SQUARE_P,
+        "Chi-square p-value of a categorical feature or output against its reference over the last 10 minutes"
+    );
+    metrics::describe_gauge!(
+        DRIFT_PREDICTION,
+        "1 when some output column of the version drifted (prediction drift)"
     );
     metrics::describe_gauge!(
         DRIFT_SHARE,

@@ -206,10 +206,14 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
     // The monitor's gauges say the same (over its 10-minute window).
     let metrics = gateway.metrics().await;
     assert!(
-        metrics.contains(r#"sluice_drift_feature_drifted{model="credit_risk",version="1",feature="age"} 1"#),
+        metrics.contains(r#"sluice_drift_feature_drifted{model="credit_risk",version="1",column="feature",feature="age"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"sluice_drift_psi{model="credit_risk",version="1",feature="income"}"#));
+    assert!(
+        metrics.contains(
+            r#"sluice_drift_psi{model="credit_risk",version="1",column="feature",feature="income"}"#
+        )
+    );
 
     // Three deliveries of one payload, the secret header read from the environment.
     let calls = hook.calls.lock().unwrap().clone();

@@ -9,6 +9,7 @@
 
 mod args;
 mod commands;
+mod outputs;
 mod profile;
 mod rollout;
 mod table;

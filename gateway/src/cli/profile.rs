@@ -1,6 +1,8 @@
 //! `sluice profile create`: a version's reference profile, built from its
-//! training data (CSV with a header, or JSON Lines of flat objects) and
-//! stored with the version as the `reference_profile` document.
+//! training data (CSV with a header, or JSON Lines of flat objects), with
+//! its outputs on that data when asked (`--outputs`, in [`super::outputs`]),
+//! and stored with the version as the `reference_profile` document; and
+//! `sluice drift show`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,11 @@ pub enum ProfileCommand {
         /// Columns that are not features (the label, ids); repeat for several.
         #[arg(long, value_name = "COLUMN")]
         exclude: Vec<String>,
+
+        /// Also profile the version's answers on this data, for prediction drift: the artifact is
+        /// fetched and run here (tract, or ONNX Runtime when ORT_DYLIB_PATH names it).
+        #[arg(long)]
+        outputs: bool,
     },
 }
 
@@ -53,6 +60,7 @@ pub async fn run_profile(
         bins,
         top,
         exclude,
+        outputs,
     } = command;
     let (header, rows) = read_table(&data)?;
     let excluded: BTreeSet<&String> = exclude.iter().collect();
@@ -68,7 +76,16 @@ pub async fn run_profile(
                 .collect()
         })
         .collect();
-    let profile = profile_table(&header, &rows, bins as usize, top);
+    let mut profile = profile_table(&header, &rows, bins as usize, top);
+    if outputs {
+        profile.outputs = super::outputs::profile_outputs(
+            client,
+            (&model, &version),
+            (&header, &rows),
+            (bins as usize, top),
+        )
+        .await?;
+    }
     let body = serde_json::to_value(&profile).map_err(|err| ClientError::Decode(err.to_string()))?;
     let document = client
         .put_document(&model, &version, PROFILE_DOCUMENT, &body)
@@ -81,12 +98,22 @@ pub async fn run_profile(
 
 fn summary(model: &str, version: u64, profile: &ReferenceProfile) -> String {
     let names: Vec<&str> = profile.features.keys().map(String::as_str).collect();
-    format!(
-        "stored the reference profile of {model} version {version}: {} rows, {} features ({})\n",
+    let mut text = format!(
+        "stored the reference profile of {model} version {version}: {} rows, {} features ({})",
         profile.rows,
         names.len(),
         names.join(", ")
-    )
+    );
+    if !profile.outputs.is_empty() {
+        let outputs: Vec<&str> = profile.outputs.keys().map(String::as_str).collect();
+        text.push_str(&format!(
+            ", {} output columns ({})",
+            outputs.len(),
+            outputs.join(", ")
+        ));
+    }
+    text.push('\n');
+    text
 }
 
 /// The header and rows of a CSV or JSON Lines file, as text cells.
@@ -196,17 +223,34 @@ pub async fn run_drift(
             ""
         }
     );
-    let mut table = super::table::Table::new(&["FEATURE", "ROWS", "PSI", "JS", "KS", "STATUS"]);
-    for feature in &report.features {
+    text.push_str(&drift_table("FEATURE", &report.features));
+    if !report.outputs.is_empty() {
+        text.push_str(&format!(
+            "\nprediction drift{}:\n",
+            if report.prediction_drift { ": DRIFTED" } else { "" }
+        ));
+        text.push_str(&drift_table("OUTPUT", &report.outputs));
+    }
+    Ok(text)
+}
+
+/// PSI, JS, and KS (numbers) or chi-square and its p-value (categories), per column.
+fn drift_table(first: &str, columns: &[sluice_registry_client::profile::FeatureDrift]) -> String {
+    let mut table = super::table::Table::new(&[first, "ROWS", "PSI", "JS", "KS / CHI2 (P)", "STATUS"]);
+    for column in columns {
+        let test = match (column.ks, column.chi_square, column.chi_square_p) {
+            (Some(ks), _, _) => format!("{ks:.4}"),
+            (None, Some(statistic), Some(p)) => format!("{statistic:.1} ({p:.3})"),
+            _ => "-".to_string(),
+        };
         table.push(vec![
-            feature.name.clone(),
-            feature.rows.to_string(),
-            format!("{:.4}", feature.psi),
-            format!("{:.4}", feature.js_distance),
-            format!("{:.4}", feature.ks),
-            feature.status.clone(),
+            column.name.clone(),
+            column.rows.to_string(),
+            format!("{:.4}", column.psi),
+            format!("{:.4}", column.js_distance),
+            test,
+            column.status.clone(),
         ]);
     }
-    text.push_str(&table.render());
-    Ok(text)
+    table.render()
 }

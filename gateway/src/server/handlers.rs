@@ -249,6 +249,9 @@ async fn run_inference(
                 .map(|_| decoded.inputs.clone());
             let compute_started = Instant::now();
             let outputs = job_model.run(decoded.inputs)?;
+            if count_drift && let Some(drift) = job_model.drift.get() {
+                drift.count_outputs(&outputs);
+            }
             let computed = compute_started.elapsed();
             let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
             // The answer is encoded: the log and the mirrors can no longer
