@@ -23,8 +23,10 @@ use crate::tensor::{Tensor, TensorData};
 enum Bins {
     /// `edges.len() - 1` bins, then underflow, overflow, missing.
     Numeric { edges: Vec<f64> },
-    /// The categories, then other, missing.
-    Categorical { categories: Vec<String> },
+    /// The categories, then other, missing. A category is matched by the
+    /// number it writes (`3`, `0.5`): no text is made per value; one that is
+    /// no number's text (`red`) matches nothing a tensor holds.
+    Categorical { numbers: Vec<Option<f64>> },
 }
 
 impl Bins {
@@ -35,7 +37,15 @@ impl Bins {
             }
             ColumnProfile::Numeric { .. } => None,
             ColumnProfile::Categorical { categories, .. } => Some(Bins::Categorical {
-                categories: categories.clone(),
+                numbers: categories
+                    .iter()
+                    .map(|category| {
+                        category
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|number| category_of(*number) == *category)
+                    })
+                    .collect(),
             }),
         }
     }
@@ -43,7 +53,7 @@ impl Bins {
     fn slots(&self) -> usize {
         match self {
             Bins::Numeric { edges } => edges.len() - 1 + 3,
-            Bins::Categorical { categories } => categories.len() + 2,
+            Bins::Categorical { numbers } => numbers.len() + 2,
         }
     }
 
@@ -61,15 +71,14 @@ impl Bins {
                     }
                 }
             }
-            Bins::Categorical { categories } => {
+            Bins::Categorical { numbers } => {
                 if value.is_nan() {
-                    return categories.len() + 1;
+                    return numbers.len() + 1;
                 }
-                let category = category_of(value);
-                categories
+                numbers
                     .iter()
-                    .position(|known| *known == category)
-                    .unwrap_or(categories.len())
+                    .position(|number| *number == Some(value))
+                    .unwrap_or(numbers.len())
             }
         }
     }
@@ -89,20 +98,33 @@ struct Column {
 
 impl Column {
     fn count(&self, tensor: &Tensor) {
-        let add = |index: usize, value: f64| {
-            if index % self.width == self.column {
-                self.counts[self.bins.slot(value)].fetch_add(1, Ordering::Relaxed);
-            }
+        let add = |value: f64| {
+            self.counts[self.bins.slot(value)].fetch_add(1, Ordering::Relaxed);
         };
+        // This column's values: every `width`-th from `column`.
+        let (skip, step) = (self.column, self.width);
         match &tensor.data {
-            TensorData::F32(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, f64::from(v))),
-            TensorData::F64(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, v)),
-            TensorData::I64(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, v as f64)),
-            TensorData::I32(values) => values.iter().enumerate().for_each(|(i, &v)| add(i, f64::from(v))),
+            TensorData::F32(values) => values
+                .iter()
+                .skip(skip)
+                .step_by(step)
+                .for_each(|&v| add(f64::from(v))),
+            TensorData::F64(values) => values.iter().skip(skip).step_by(step).for_each(|&v| add(v)),
+            TensorData::I64(values) => values
+                .iter()
+                .skip(skip)
+                .step_by(step)
+                .for_each(|&v| add(v as f64)),
+            TensorData::I32(values) => values
+                .iter()
+                .skip(skip)
+                .step_by(step)
+                .for_each(|&v| add(f64::from(v))),
             TensorData::Bool(values) => values
                 .iter()
-                .enumerate()
-                .for_each(|(i, &v)| add(i, f64::from(u8::from(v)))),
+                .skip(skip)
+                .step_by(step)
+                .for_each(|&v| add(f64::from(u8::from(v)))),
             _ => {}
         }
     }
