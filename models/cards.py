@@ -136,15 +136,13 @@ def output_profiles(outputs: dict[str, np.ndarray]) -> dict:
     the names the gateway counts them under."""
     profiles = {}
     for name, values in outputs.items():
-        if values.dtype.kind in "iub":
-            profiles[name] = categorical_profile([str(int(value)) for value in values.reshape(-1)])
-            continue
-        columns = values.reshape(len(values), -1).astype(np.float64)
-        if columns.shape[1] == 1:
-            profiles[name] = numeric_profile(columns[:, 0])
-        else:
-            for column in range(columns.shape[1]):
-                profiles[f"{name}[{column}]"] = numeric_profile(columns[:, column])
+        columns = values.reshape(len(values), -1)
+        names = [name] if columns.shape[1] == 1 else [f"{name}[{k}]" for k in range(columns.shape[1])]
+        for column, column_name in enumerate(names):
+            if values.dtype.kind in "iub":
+                profiles[column_name] = categorical_profile([str(int(value)) for value in columns[:, column]])
+            else:
+                profiles[column_name] = numeric_profile(columns[:, column].astype(np.float64))
     return profiles
 
 

@@ -6,7 +6,7 @@
 //!
 //! Numeric columns count into the profile's bins plus underflow, overflow
 //! and missing (NaN); categorical ones into its categories plus other and
-//! missing, a number being the category it would be in a CSV (`3`, `0.5`).
+//! missing, a value falling in the category whose text reads as that number.
 //! Memory is bounded whatever the traffic: a fixed set of counters per
 //! column. Inputs count when shaped `[N]` or `[N, 1]`; outputs per column
 //! (`probabilities[1]` of a `[N, 2]` output), as the profile names them.
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_registry_client::profile::{ColumnProfile, ReferenceProfile, bin_of, category_of, output_columns};
+use sluice_registry_client::profile::{ColumnProfile, ReferenceProfile, bin_of, output_columns};
 
 use crate::model::{Signature, TensorSpec};
 use crate::tensor::{Tensor, TensorData};
@@ -24,8 +24,9 @@ enum Bins {
     /// `edges.len() - 1` bins, then underflow, overflow, missing.
     Numeric { edges: Vec<f64> },
     /// The categories, then other, missing. A category is matched by the
-    /// number it writes (`3`, `0.5`): no text is made per value; one that is
-    /// no number's text (`red`) matches nothing a tensor holds.
+    /// number its text reads as (`3`, `3.0` and `03` alike), to FP32
+    /// precision; no text is made per value. One that is no number (`red`)
+    /// matches nothing a tensor holds.
     Categorical { numbers: Vec<Option<f64>> },
 }
 
@@ -39,12 +40,7 @@ impl Bins {
             ColumnProfile::Categorical { categories, .. } => Some(Bins::Categorical {
                 numbers: categories
                     .iter()
-                    .map(|category| {
-                        category
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|number| category_of(*number) == *category)
-                    })
+                    .map(|category| category.trim().parse::<f64>().ok())
                     .collect(),
             }),
         }
@@ -75,9 +71,13 @@ impl Bins {
                 if value.is_nan() {
                     return numbers.len() + 1;
                 }
+                // An FP32 0.1 is 0.10000000149 as f64: equal within FP32's precision.
+                let tolerance = |number: f64| f64::from(f32::EPSILON) * number.abs().max(1.0);
                 numbers
                     .iter()
-                    .position(|number| *number == Some(value))
+                    .position(|number| {
+                        number.is_some_and(|number| (number - value).abs() <= tolerance(number))
+                    })
                     .unwrap_or(numbers.len())
             }
         }
@@ -143,6 +143,8 @@ impl Column {
 pub struct DriftCounter {
     features: Vec<Column>,
     outputs: Vec<Column>,
+    /// Profiled columns the model has no countable tensor for.
+    unmatched: Vec<String>,
 }
 
 impl DriftCounter {
@@ -170,7 +172,30 @@ impl DriftCounter {
                 }
             }
         }
-        (!features.is_empty() || !outputs.is_empty()).then_some(DriftCounter { features, outputs })
+        let counted: std::collections::BTreeSet<&str> = features
+            .iter()
+            .chain(&outputs)
+            .map(|column| column.name.as_str())
+            .collect();
+        let unmatched = profile
+            .features
+            .keys()
+            .chain(profile.outputs.keys())
+            .filter(|name| !counted.contains(name.as_str()))
+            .cloned()
+            .collect();
+        (!features.is_empty() || !outputs.is_empty()).then_some(DriftCounter {
+            features,
+            outputs,
+            unmatched,
+        })
+    }
+
+    /// Profiled columns no tensor of the model carries as a countable
+    /// column (another name, a shape not `[N]`, `[N, 1]` or `[N, K]`): they
+    /// stay "insufficient data".
+    pub fn unmatched(&self) -> &[String] {
+        &self.unmatched
     }
 
     /// Counts every row of `inputs` (in signature order).
@@ -273,6 +298,42 @@ mod tests {
         // bins [20, 40) and [40, 60], then underflow, overflow, missing.
         assert_eq!(counter.take().0["age"], vec![1, 2, 1, 1, 1]);
         assert!(counter.take().0.is_empty(), "taking resets");
+    }
+
+    #[test]
+    fn categories_match_by_the_number_their_text_reads_as() {
+        let profile = ReferenceProfile {
+            schema: "sluice-profile/v1".into(),
+            rows: 3,
+            features: [(
+                "grade".to_string(),
+                ColumnProfile::Categorical {
+                    categories: vec!["0.1".into(), "1.0".into(), "red".into()],
+                    shares: vec![0.4, 0.4, 0.2],
+                    other: 0.0,
+                    count: 3,
+                },
+            )]
+            .into(),
+            outputs: BTreeMap::new(),
+        };
+        let signature = Signature {
+            inputs: vec![TensorSpec {
+                name: "grade".into(),
+                datatype: DataType::F32,
+                shape: vec![-1, 1],
+                dim_symbols: vec![None, None],
+            }],
+            outputs: vec![],
+        };
+        let counter = DriftCounter::new(&profile, &signature).unwrap();
+        assert!(counter.unmatched().is_empty());
+        counter.count(&[Tensor {
+            shape: vec![5, 1],
+            data: TensorData::F32(vec![0.1, 1.0, 1.0, 2.0, f32::NAN]),
+        }]);
+        // FP32 0.1 is "0.1", 1 is "1.0"; "red" matches no number; 2 is other.
+        assert_eq!(counter.take().0["grade"], vec![1, 2, 0, 1, 1]);
     }
 
     #[test]

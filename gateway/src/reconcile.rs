@@ -225,6 +225,9 @@ impl Follower {
         match serde_json::from_value::<ReferenceProfile>(document.body) {
             Ok(profile) => {
                 if let Some(counter) = DriftCounter::new(&profile, &model.signature) {
+                    if !counter.unmatched().is_empty() {
+                        tracing::warn!(model = %model.name, version = model.version, columns = ?counter.unmatched(), "profiled columns the model does not carry as [N], [N, 1] or [N, K] tensors are not counted");
+                    }
                     let _ = model.drift.set(counter);
                 }
             }

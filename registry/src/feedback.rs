@@ -325,8 +325,8 @@ impl Joiner {
         let seen = state.seen.entry(kind).or_default();
         seen.retain(|path| current.contains(path));
         fresh.retain(|location| !seen.contains(location.as_ref()));
-        // Oldest first, so that predictions are let go in the order they came.
-        fresh.sort();
+        // Oldest hour first, so that predictions are let go in the order they came.
+        fresh.sort_by_cached_key(|location| (partition_ms(location.as_ref()), location.to_string()));
         Ok(fresh)
     }
 

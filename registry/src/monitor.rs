@@ -43,8 +43,8 @@ pub const UNMATCHED: &str = "sluice_feedback_unmatched";
 struct Snapshot {
     /// (model, version, its profile) for every deployed target.
     served: Vec<(String, u64, Option<ReferenceProfile>)>,
-    /// (model, serving version, policy, when the policy last changed).
-    policies: Vec<(String, Option<u64>, TriggerPolicy, String)>,
+    /// (model, serving version, policy).
+    policies: Vec<(String, Option<u64>, TriggerPolicy)>,
 }
 
 /// A rule's consecutive bad windows.
@@ -91,8 +91,8 @@ pub struct Monitor {
     dispatcher: Arc<Dispatcher>,
     streaks: HashMap<(String, usize), Streak>,
     schedules_checked: HashMap<(String, usize), u64>,
-    /// Each model's policy as of its last change: a new policy starts its
-    /// rules' streaks afresh.
+    /// Each model's rules as last seen (JSON): changed rules start their
+    /// streaks afresh.
     policies_seen: HashMap<String, String>,
 }
 
@@ -180,11 +180,14 @@ impl Monitor {
             })
             .collect();
         let state = self.state.clone();
-        for (model, serving_opt, policy, updated_at) in snapshot.policies {
-            if self.policies_seen.get(&model) != Some(&updated_at) {
+        for (model, serving_opt, policy) in snapshot.policies {
+            // A policy set again unchanged (a GitOps loop) keeps its streaks;
+            // a changed one starts them afresh. Schedules keep when they were
+            // last checked either way: a new cron is due from then on.
+            let rules = serde_json::to_string(&policy.rules).unwrap_or_default();
+            if self.policies_seen.get(&model) != Some(&rules) {
                 self.streaks.retain(|(name, _), _| *name != model);
-                self.schedules_checked.retain(|(name, _), _| *name != model);
-                self.policies_seen.insert(model.clone(), updated_at);
+                self.policies_seen.insert(model.clone(), rules);
             }
             let Some(base) = serving_opt else {
                 continue;
@@ -399,7 +402,7 @@ fn read_snapshot(connection: &rusqlite::Connection) -> Result<Snapshot> {
     let mut policies = Vec::new();
     for state in triggers::states(connection)? {
         let serving = trigger::serving_version(connection, &state.model)?;
-        policies.push((state.model, serving, state.policy, state.updated_at));
+        policies.push((state.model, serving, state.policy));
     }
     Ok(Snapshot { served, policies })
 }

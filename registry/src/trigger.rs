@@ -420,6 +420,11 @@ impl Webhook {
         let mut last_problem = String::new();
         let mut attempts = 0;
         for attempt in 1..=self.max_attempts {
+            // After a backoff, the run may have ended (the pipeline got an
+            // earlier attempt whose answer was lost, and registered its version).
+            if attempt > 1 && !still_dispatching(state, payload.trigger_id).await {
+                return;
+            }
             attempts = attempt;
             let mut request = state.webhooks.post(&self.url).json(&body);
             for (name, value) in &self.headers {

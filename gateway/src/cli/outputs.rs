@@ -62,8 +62,12 @@ fn batch_inputs(
     header: &[String],
     batch: &[Vec<String>],
 ) -> Result<Vec<Tensor>, ClientError> {
+    // An empty cell is missing, as in the features' profile: NaN to the model.
     let number = |row: &Vec<String>, index: usize| -> Result<f64, ClientError> {
         let cell = row.get(index).map(|cell| cell.trim()).unwrap_or_default();
+        if cell.is_empty() {
+            return Ok(f64::NAN);
+        }
         cell.parse::<f64>()
             .map_err(|_| ClientError::Io(format!("column '{}': '{cell}' is not a number", header[index])))
     };
@@ -118,8 +122,8 @@ fn batch_inputs(
     Ok(tensors)
 }
 
-/// Adds one output's rows: integers and booleans as classes (text), floats
-/// per column as scores.
+/// Adds one output's rows, per column (named as the gateway counts them):
+/// integers and booleans as classes (text), floats as scores.
 fn collect(
     spec: &TensorSpec,
     tensor: &Tensor,
@@ -149,9 +153,11 @@ fn collect(
                 TensorData::Bool(values) => values.iter().map(|&v| u8::from(v).to_string()).collect(),
                 _ => Vec::new(),
             };
-            // A class output is one column; a wider integer one is left out.
-            if width == 1 {
-                classes.entry(spec.name.clone()).or_default().extend(texts);
+            for (index, text) in texts.into_iter().enumerate() {
+                classes
+                    .entry(names[index % width].clone())
+                    .or_default()
+                    .push(text);
             }
         }
     }
