@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use sluice_registry_client::ClientError;
 use sluice_registry_client::profile::{DriftThresholds, PROFILE_DOCUMENT};
 use sluice_registry_client::rollout::RolloutPolicy;
 use sluice_registry_client::trigger::{
-    FireTrigger, RunStatus, TriggerAction, TriggerPolicy, TriggerRule, TriggerRun, WebhookFormat,
+    FireTrigger, RunStatus, TriggerAction, TriggerPolicy, TriggerRule, TriggerRun, TriggerState,
+    WebhookFormat,
 };
 use sluice_tests::registry::RegistryOptions;
 use sluice_tests::{Options, TestGateway, TestRegistry, credit_applicants, example_model, repo_root};
@@ -68,6 +70,19 @@ fn policy(rules: Vec<TriggerRule>, action: TriggerAction) -> TriggerPolicy {
         run_timeout_ms: 3600 * 1000,
         rollout: None,
     }
+}
+
+/// Sets the credit model's policy as dora: `rules`, delivered to `url`.
+async fn set_rules(
+    registry: &TestRegistry,
+    rules: Vec<TriggerRule>,
+    url: &str,
+    format: WebhookFormat,
+) -> Result<TriggerState, ClientError> {
+    registry
+        .client("dora")
+        .set_trigger_policy(MODEL, &policy(rules, webhook(url, format)))
+        .await
 }
 
 async fn monitored_registry() -> TestRegistry {
@@ -155,12 +170,7 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
         windows: 2,
         thresholds: Some(thresholds),
     };
-    registry
-        .client("dora")
-        .set_trigger_policy(
-            MODEL,
-            &policy(vec![rule], webhook(&hook.url, WebhookFormat::Sluice)),
-        )
+    set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap();
 
@@ -256,12 +266,7 @@ async fn wrong_labels_fire_a_performance_run() {
         windows: 1,
         min_labels: 20,
     };
-    registry
-        .client("dora")
-        .set_trigger_policy(
-            MODEL,
-            &policy(vec![rule], webhook(&hook.url, WebhookFormat::Sluice)),
-        )
+    set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap();
     // Every label the opposite of the prediction, until a window is judged.
@@ -322,12 +327,9 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
 
     // A 400 from the pipeline is not retried: the run fails at once.
     let refusing = receiver(vec![400]).await;
-    dora.set_trigger_policy(
-        MODEL,
-        &policy(vec![], webhook(&refusing.url, WebhookFormat::Sluice)),
-    )
-    .await
-    .unwrap();
+    set_rules(&registry, vec![], &refusing.url, WebhookFormat::Sluice)
+        .await
+        .unwrap();
     let first = dora.fire_trigger(MODEL, &FireTrigger::default()).await.unwrap();
     assert_eq!(first.reason, "manual");
     let failed = wait_for_run(&registry, |run| {
@@ -343,12 +345,9 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
 
     // Airflow: the payload goes as `conf`, under a DAG run id of its own.
     let airflow = receiver(vec![200]).await;
-    dora.set_trigger_policy(
-        MODEL,
-        &policy(vec![], webhook(&airflow.url, WebhookFormat::Airflow)),
-    )
-    .await
-    .unwrap();
+    set_rules(&registry, vec![], &airflow.url, WebhookFormat::Airflow)
+        .await
+        .unwrap();
     let keyed = FireTrigger {
         note: Some("new data landed".into()),
         idempotency_key: Some("2026-11-26".into()),
@@ -413,11 +412,7 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
         windows: 2,
         min_labels: 100,
     };
-    let refused = dora
-        .set_trigger_policy(
-            MODEL,
-            &policy(vec![odd_window], webhook(&airflow.url, WebhookFormat::Sluice)),
-        )
+    let refused = set_rules(&registry, vec![odd_window], &airflow.url, WebhookFormat::Sluice)
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("multiple of 60000"), "{refused}");
@@ -426,11 +421,7 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
         windows: 1,
         thresholds: None,
     };
-    let refused = dora
-        .set_trigger_policy(
-            MODEL,
-            &policy(vec![long_drift], webhook(&airflow.url, WebhookFormat::Sluice)),
-        )
+    let refused = set_rules(&registry, vec![long_drift], &airflow.url, WebhookFormat::Sluice)
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("use more windows"), "{refused}");
