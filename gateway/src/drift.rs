@@ -263,31 +263,60 @@ mod tests {
     use crate::model::TensorSpec;
     use crate::tensor::DataType;
 
-    #[test]
-    fn values_fall_in_bins_underflow_overflow_and_missing() {
-        let profile = ReferenceProfile {
+    fn numeric(edges: Vec<f64>, shares: Vec<f64>) -> ColumnProfile {
+        ColumnProfile::Numeric {
+            edges,
+            shares,
+            count: 4,
+            mean: 0.0,
+            std: 1.0,
+        }
+    }
+
+    fn categorical(categories: &[&str], shares: Vec<f64>) -> ColumnProfile {
+        ColumnProfile::Categorical {
+            categories: categories.iter().map(|category| category.to_string()).collect(),
+            shares,
+            other: 0.0,
+            count: 4,
+        }
+    }
+
+    fn profile(
+        features: Vec<(&str, ColumnProfile)>,
+        outputs: Vec<(&str, ColumnProfile)>,
+    ) -> ReferenceProfile {
+        let named = |columns: Vec<(&str, ColumnProfile)>| {
+            columns
+                .into_iter()
+                .map(|(name, column)| (name.to_string(), column))
+                .collect()
+        };
+        ReferenceProfile {
             schema: "sluice-profile/v1".into(),
             rows: 4,
-            features: [(
-                "age".to_string(),
-                ColumnProfile::Numeric {
-                    edges: vec![20.0, 40.0, 60.0],
-                    shares: vec![0.5, 0.5],
-                    count: 4,
-                    mean: 40.0,
-                    std: 10.0,
-                },
-            )]
-            .into(),
-            outputs: BTreeMap::new(),
-        };
+            features: named(features),
+            outputs: named(outputs),
+        }
+    }
+
+    fn spec(name: &str, datatype: DataType, shape: Vec<i64>) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            datatype,
+            dim_symbols: vec![None; shape.len()],
+            shape,
+        }
+    }
+
+    #[test]
+    fn values_fall_in_bins_underflow_overflow_and_missing() {
+        let profile = profile(
+            vec![("age", numeric(vec![20.0, 40.0, 60.0], vec![0.5, 0.5]))],
+            vec![],
+        );
         let signature = Signature {
-            inputs: vec![TensorSpec {
-                name: "age".into(),
-                datatype: DataType::F32,
-                shape: vec![-1, 1],
-                dim_symbols: vec![Some("N".into()), None],
-            }],
+            inputs: vec![spec("age", DataType::F32, vec![-1, 1])],
             outputs: vec![],
         };
         let counter = DriftCounter::new(&profile, &signature).unwrap();
@@ -302,28 +331,10 @@ mod tests {
 
     #[test]
     fn categories_match_by_the_number_their_text_reads_as() {
-        let profile = ReferenceProfile {
-            schema: "sluice-profile/v1".into(),
-            rows: 3,
-            features: [(
-                "grade".to_string(),
-                ColumnProfile::Categorical {
-                    categories: vec!["0.1".into(), "1.0".into(), "red".into()],
-                    shares: vec![0.4, 0.4, 0.2],
-                    other: 0.0,
-                    count: 3,
-                },
-            )]
-            .into(),
-            outputs: BTreeMap::new(),
-        };
+        let grade = categorical(&["0.1", "1.0", "red"], vec![0.4, 0.4, 0.2]);
+        let profile = profile(vec![("grade", grade)], vec![]);
         let signature = Signature {
-            inputs: vec![TensorSpec {
-                name: "grade".into(),
-                datatype: DataType::F32,
-                shape: vec![-1, 1],
-                dim_symbols: vec![None, None],
-            }],
+            inputs: vec![spec("grade", DataType::F32, vec![-1, 1])],
             outputs: vec![],
         };
         let counter = DriftCounter::new(&profile, &signature).unwrap();
@@ -338,39 +349,13 @@ mod tests {
 
     #[test]
     fn outputs_count_per_column_and_classes_as_categories() {
-        let profile = ReferenceProfile {
-            schema: "sluice-profile/v1".into(),
-            rows: 4,
-            features: BTreeMap::new(),
-            outputs: [
-                (
-                    "label".to_string(),
-                    ColumnProfile::Categorical {
-                        categories: vec!["0".into(), "1".into()],
-                        shares: vec![0.9, 0.1],
-                        other: 0.0,
-                        count: 4,
-                    },
-                ),
-                (
-                    "probabilities[1]".to_string(),
-                    ColumnProfile::Numeric {
-                        edges: vec![0.0, 0.5, 1.0],
-                        shares: vec![0.9, 0.1],
-                        count: 4,
-                        mean: 0.2,
-                        std: 0.1,
-                    },
-                ),
-            ]
-            .into(),
-        };
-        let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
-            name: name.into(),
-            datatype,
-            dim_symbols: vec![None; shape.len()],
-            shape,
-        };
+        let profile = profile(
+            vec![],
+            vec![
+                ("label", categorical(&["0", "1"], vec![0.9, 0.1])),
+                ("probabilities[1]", numeric(vec![0.0, 0.5, 1.0], vec![0.9, 0.1])),
+            ],
+        );
         let signature = Signature {
             inputs: vec![],
             outputs: vec![
