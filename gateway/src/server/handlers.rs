@@ -404,8 +404,13 @@ pub async fn feedback(
     state.routes.load().resolve(&model, None)?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(body, &headers, state.max_request_bytes).await?;
-    let bytes = body::decode(raw, encoding, state.max_request_bytes)?;
-    let labels = crate::feedback::parse(&bytes)?;
+    let limit = state.max_request_bytes;
+    // Decompressing and parsing up to the body limit is CPU work: off the reactor,
+    // like inference's.
+    let labels =
+        tokio::task::spawn_blocking(move || crate::feedback::parse(&body::decode(raw, encoding, limit)?))
+            .await
+            .map_err(|err| Error::Internal(format!("feedback parsing task failed: {err}")))??;
     log.write(&model, &labels).await?;
     ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model).increment(labels.len() as u64);
     Ok(Json(json!({ "accepted": labels.len() })))
