@@ -18,6 +18,7 @@ fn drift_accounting(c: &mut Criterion) {
             1,
             &example_model("credit_risk"),
             BackendChoice::Tract,
+            None,
         )
         .unwrap();
     let profile: ReferenceProfile = serde_json::from_str(

@@ -17,7 +17,7 @@ fn table(weights: &[(u64, u32)], sticky: bool, shadow_rate_opt: Option<f64>) -> 
     let artifact = example_model("credit_risk");
     let load = |version| {
         engines
-            .load_model("credit_risk", version, &artifact, BackendChoice::Tract)
+            .load_model("credit_risk", version, &artifact, BackendChoice::Tract, None)
             .unwrap()
     };
     let versions: BTreeMap<u64, _> = weights

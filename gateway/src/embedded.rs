@@ -35,7 +35,7 @@ impl EngineInspector {
 impl Inspector for EngineInspector {
     fn inspect(&self, artifact: &[u8]) -> std::result::Result<types::Signature, String> {
         self.engines
-            .load_model("registry-upload", 0, artifact, BackendChoice::Auto)
+            .load_model("registry-upload", 0, artifact, BackendChoice::Auto, None)
             .map(|model| wire_signature(&model.signature))
             .map_err(|err| err.to_string())
     }

@@ -30,6 +30,10 @@ pub enum Error {
     Overloaded,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The request's deadline (its `timeout` parameter) passed before it ran:
+    /// it was not computed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A store the request needs is failing; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -60,6 +64,7 @@ impl Error {
             Error::Overloaded | Error::ShuttingDown | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,7 +73,11 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        let says_why = matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        );
+        let message = if status.is_server_error() && !says_why {
             tracing::error!(error = %self, "request failed");
             "internal server error".to_string()
         } else {

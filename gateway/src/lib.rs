@@ -9,7 +9,9 @@
 //!   shadow version);
 //! - the CPU work goes to the bounded [`compute`] pool: [`protocol`] decodes
 //!   JSON or binary tensors and checks them against the [`model`] signature, the
-//!   [`backend`] (tract or ONNX Runtime) runs them, and the response is encoded;
+//!   [`backend`] (tract or ONNX Runtime) runs them, alone or, for a version
+//!   configured to batch, joined with other requests by its [`batcher`], and
+//!   the response is encoded (`server::inference` is this path);
 //!   a sampled request is then queued for [`shadow`], which reruns it on the
 //!   shadow version and compares the answers, and, where a deployment asks,
 //!   for [`predlog`], the prediction log; both off the response path;
@@ -33,6 +35,7 @@
 //! codecs and engines share.
 
 pub mod backend;
+pub mod batcher;
 pub mod cache;
 pub mod cli;
 pub mod compute;

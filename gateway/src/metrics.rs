@@ -14,6 +14,9 @@ pub const QUEUE_DURATION: &str = "sluice_queue_duration_seconds";
 pub const COMPUTE_DURATION: &str = "sluice_compute_duration_seconds";
 pub const IN_FLIGHT: &str = "sluice_requests_in_flight";
 pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
+pub const BATCH_SIZE: &str = "sluice_batch_size";
+pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
+pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
 pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
 pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
@@ -40,6 +43,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+/// Rows per batched run, from one request alone to Triton-sized batches.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
 /// Absolute differences between a shadow's answers and the primary's, from
 /// float rounding (1e-7) to a different model (10).
 const DIFFERENCE_BUCKETS: &[f64] = &[1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0];
@@ -58,6 +64,11 @@ pub fn handle() -> PrometheusHandle {
                     DIFFERENCE_BUCKETS,
                 )
                 .expect("difference buckets are not empty")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
+                    BATCH_BUCKETS,
+                )
+                .expect("batch buckets are not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first: then ours
@@ -107,6 +118,15 @@ fn describe() {
     metrics::describe_counter!(
         COMPUTE_REJECTED,
         "Inference requests refused because the compute queue was full"
+    );
+    metrics::describe_histogram!(BATCH_SIZE, "Rows in each batched run, by model and version");
+    metrics::describe_counter!(
+        BATCH_REJECTED,
+        "Inference requests refused because the model's batch queue was full"
+    );
+    metrics::describe_counter!(
+        DEADLINE_EXCEEDED,
+        "Inference requests whose timeout expired before they ran, by where they waited"
     );
     metrics::describe_histogram!(
         MODEL_LOAD_DURATION,

@@ -141,7 +141,9 @@ pub struct LoadedModel {
     pub version_label: String,
     pub backend: BackendKind,
     pub signature: Signature,
-    pub session: Box<dyn Session>,
+    pub session: Arc<dyn Session>,
+    /// Where requests queue to be run together, when the model is batched.
+    pub batcher_opt: Option<crate::batcher::Batcher>,
     pub metrics: crate::metrics::ModelMetrics,
     /// Counts since the last report to the registry.
     pub stats: crate::stats::VersionStats,
@@ -157,6 +159,16 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
+        LoadedModel::with_batcher(name, version, backend, Arc::from(session), None)
+    }
+
+    pub fn with_batcher(
+        name: &str,
+        version: u64,
+        backend: BackendKind,
+        session: Arc<dyn Session>,
+        batcher_opt: Option<crate::batcher::Batcher>,
+    ) -> Arc<Self> {
         let version_label = version.to_string();
         Arc::new(LoadedModel {
             name: name.to_string(),
@@ -166,6 +178,7 @@ impl LoadedModel {
             backend,
             signature: session.signature().clone(),
             session,
+            batcher_opt,
             shadow_metrics: std::sync::OnceLock::new(),
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderName;
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
-use sluice_registry_client::types::{DeployedVersion, Deployment, Deployments};
+use sluice_registry_client::types::{Batching, DeployedVersion, Deployment, Deployments};
 use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
@@ -34,8 +34,9 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A version, by endpoint, number and artifact.
-type Key = (String, u64, String);
+/// A version, by endpoint, number, artifact and batching: a change of
+/// batching loads the version again with its new queue, swapped in whole.
+type Key = (String, u64, String, Option<Batching>);
 
 /// How far an apply got.
 #[derive(Debug, Clone, Copy)]
@@ -102,12 +103,14 @@ impl Follower {
         for deployment in &deployments.deployments {
             let mut loaded = BTreeMap::new();
             for deployed in &deployment.versions {
-                match self.ensure(&deployment.model, deployed).await {
+                let batching_opt = deployment.spec.batching.as_ref();
+                match self.ensure(&deployment.model, deployed, batching_opt).await {
                     Ok(model) => {
                         keep.insert((
                             deployment.model.clone(),
                             deployed.version,
                             deployed.sha256.clone(),
+                            batching_opt.cloned(),
                         ));
                         loaded.insert(deployed.version, model);
                     }
@@ -168,8 +171,18 @@ impl Follower {
 
     /// The loaded model for `deployed`: already loaded, or read from the
     /// cache, or downloaded, then loaded and warmed.
-    async fn ensure(&mut self, name: &str, deployed: &DeployedVersion) -> Result<Arc<LoadedModel>, Failure> {
-        let key: Key = (name.to_string(), deployed.version, deployed.sha256.clone());
+    async fn ensure(
+        &mut self,
+        name: &str,
+        deployed: &DeployedVersion,
+        batching_opt: Option<&Batching>,
+    ) -> Result<Arc<LoadedModel>, Failure> {
+        let key: Key = (
+            name.to_string(),
+            deployed.version,
+            deployed.sha256.clone(),
+            batching_opt.cloned(),
+        );
         if let Some(model) = self.loaded.get(&key) {
             return Ok(model.clone());
         }
@@ -181,10 +194,17 @@ impl Follower {
         let bytes = self.artifact(&deployed.sha256).await?;
         let engines = self.engines.clone();
         let (model_name, version) = (name.to_string(), deployed.version);
+        let batching = batching_opt.cloned();
         let loaded = tokio::task::spawn_blocking(move || {
             // An engine that panics on a malformed graph fails this version alone.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engines.load_model(&model_name, version, &bytes, BackendChoice::Auto)
+                engines.load_model(
+                    &model_name,
+                    version,
+                    &bytes,
+                    BackendChoice::Auto,
+                    batching.as_ref(),
+                )
             }))
             .unwrap_or_else(|_| Err(crate::Error::Load("the engine panicked while loading it".into())))
         })

@@ -2,7 +2,7 @@
 //! routing table.
 //!
 //! Layout: `DIR/{model}/{version}/model.onnx`, with an optional
-//! `DIR/{model}/config.toml` (`backend`, `version_policy`). Each pass scans
+//! `DIR/{model}/config.toml` (`backend`, `version_policy`, `[batching]`). Each pass scans
 //! the tree, loads and warms what is new or changed (off the request path),
 //! drops what vanished, and swaps the whole table in one store. A version
 //! that fails to load is logged and counted and never replaces a working one.
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use sluice_registry_client::types::Batching;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::error::Error;
@@ -31,6 +32,9 @@ pub struct ModelConfig {
     pub backend: BackendChoice,
     #[serde(default)]
     pub version_policy: VersionPolicy,
+    /// Dynamic batching (Triton's `dynamic_batching`); absent: off.
+    #[serde(default)]
+    pub batching: Option<Batching>,
 }
 
 /// Which of the versions on disk are served (TF Serving's and Triton's policies).
@@ -57,9 +61,9 @@ impl VersionPolicy {
     }
 }
 
-/// Size and modification time of the file, and the engine asked for: a
-/// version whose file or `backend` changes is loaded again.
-type Fingerprint = (u64, Option<SystemTime>, BackendChoice);
+/// Size and modification time of the file, the engine and the batching
+/// asked for: a version whose file or config changes is loaded again.
+type Fingerprint = (u64, Option<SystemTime>, BackendChoice, Option<Batching>);
 
 #[derive(Debug)]
 struct ScannedModel {
@@ -143,8 +147,8 @@ impl Reconciler {
             for version in config.version_policy.select(&on_disk) {
                 let (path, size, modified) = &model.versions[&version];
                 let key = (name.clone(), version);
-                let fingerprint = (*size, *modified, config.backend);
-                complete &= self.ensure_loaded(&key, path, fingerprint, config.backend);
+                let fingerprint = (*size, *modified, config.backend, config.batching.clone());
+                complete &= self.ensure_loaded(&key, path, fingerprint);
                 desired.insert(key);
             }
             if !complete {
@@ -167,20 +171,16 @@ impl Reconciler {
 
     /// Loads `key` unless it is loaded from this very file; true when a
     /// model for `key` is loaded afterwards.
-    fn ensure_loaded(
-        &mut self,
-        key: &Key,
-        path: &Path,
-        fingerprint: Fingerprint,
-        backend: BackendChoice,
-    ) -> bool {
-        let current = self.loaded.get(key).map(|(loaded, _)| *loaded);
-        if current == Some(fingerprint) {
+    fn ensure_loaded(&mut self, key: &Key, path: &Path, fingerprint: Fingerprint) -> bool {
+        let current_opt = self.loaded.get(key).map(|(loaded, _)| loaded);
+        if current_opt == Some(&fingerprint) {
             return true;
         }
+        let serving = current_opt.is_some();
         if self.failed.get(key) == Some(&fingerprint) {
-            return current.is_some();
+            return serving;
         }
+        let (_, _, backend, batching_opt) = &fingerprint;
         let (name, version) = key;
         let engines = &self.engines;
         // An engine that panics on a malformed graph fails this version
@@ -189,7 +189,7 @@ impl Reconciler {
             .map_err(|err| Error::Load(format!("cannot read {}: {err}", path.display())))
             .and_then(|artifact| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    engines.load_model(name, *version, &artifact, backend)
+                    engines.load_model(name, *version, &artifact, *backend, batching_opt.as_ref())
                 }))
                 .unwrap_or_else(|_| Err(Error::Load("the engine panicked while loading it".into())))
             });
@@ -205,11 +205,11 @@ impl Reconciler {
                     model = %name,
                     version,
                     error = %err,
-                    keeps_serving = current.is_some(),
+                    keeps_serving = serving,
                     "model version failed to load"
                 );
                 self.failed.insert(key.clone(), fingerprint);
-                current.is_some()
+                serving
             }
         }
     }
@@ -307,7 +307,16 @@ fn scan_model(dir: &Path) -> std::io::Result<ScannedModel> {
 
 fn read_config(path: &Path) -> Result<ModelConfig, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display())),
+        Ok(text) => {
+            let config: ModelConfig =
+                toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+            if let Some(batching) = &config.batching {
+                batching
+                    .validate()
+                    .map_err(|reason| format!("{}: {reason}", path.display()))?;
+            }
+            Ok(config)
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(ModelConfig::default()),
         Err(err) => Err(format!("{}: {err}", path.display())),
     }
@@ -336,6 +345,28 @@ mod tests {
         assert_eq!(toml::from_str::<ModelConfig>("").unwrap(), ModelConfig::default());
         assert!(toml::from_str::<ModelConfig>("backend = \"gpu\"").is_err());
         assert!(toml::from_str::<ModelConfig>("bakend = \"ort\"").is_err());
+    }
+
+    #[test]
+    fn config_parses_batching_and_refuses_impossible_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(
+            &path,
+            "[batching]\nmax_batch_size = 32\nmax_queue_delay_us = 500\npreferred_batch_sizes = [8, 16]\n",
+        )
+        .unwrap();
+        let batching = read_config(&path).unwrap().batching.unwrap();
+        assert_eq!(batching.max_batch_size, 32);
+        assert_eq!(batching.max_queue_delay_us, 500);
+        assert_eq!(batching.preferred_batch_sizes, vec![8, 16]);
+        assert_eq!(batching.max_queue_size, 1024, "default");
+
+        std::fs::write(&path, "[batching]\nmax_batch_size = 0\n").unwrap();
+        let err = read_config(&path).unwrap_err();
+        assert!(err.contains("max_batch_size is 0"), "{err}");
+        std::fs::write(&path, "[batching]\nmax_batch = 8\n").unwrap();
+        assert!(read_config(&path).is_err(), "unknown keys are refused");
     }
 
     #[test]

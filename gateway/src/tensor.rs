@@ -232,6 +232,96 @@ impl Tensor {
     pub fn datatype(&self) -> DataType {
         self.data.datatype()
     }
+
+    /// Size of the first (batch) dimension; 0 for a scalar.
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(0)
+    }
+
+    /// Joins tensors of one datatype and equal inner dims along the first
+    /// dimension: the batcher's input. `None` when they do not fit together.
+    pub fn concat_rows(parts: &[&Tensor]) -> Option<Tensor> {
+        let first = parts.first()?;
+        let inner = first.shape.get(1..)?;
+        if parts
+            .iter()
+            .any(|part| part.shape.get(1..) != Some(inner) || part.datatype() != first.datatype())
+        {
+            return None;
+        }
+        let rows = parts.iter().map(|part| part.rows()).sum();
+        let len = parts.iter().map(|part| part.data.len()).sum();
+        macro_rules! join {
+            ($variant:ident) => {{
+                let mut out = Vec::with_capacity(len);
+                for part in parts {
+                    if let TensorData::$variant(values) = &part.data {
+                        out.extend_from_slice(values);
+                    }
+                }
+                TensorData::$variant(out)
+            }};
+        }
+        let data = match first.datatype() {
+            DataType::Bool => join!(Bool),
+            DataType::U8 => join!(U8),
+            DataType::U16 => join!(U16),
+            DataType::U32 => join!(U32),
+            DataType::U64 => join!(U64),
+            DataType::I8 => join!(I8),
+            DataType::I16 => join!(I16),
+            DataType::I32 => join!(I32),
+            DataType::I64 => join!(I64),
+            DataType::F16 => join!(F16),
+            DataType::F32 => join!(F32),
+            DataType::F64 => join!(F64),
+        };
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        Some(Tensor { shape, data })
+    }
+
+    /// Cuts a batched result back into consecutive slices of `rows` rows
+    /// each: the inverse of [`Tensor::concat_rows`]. `None` when the first
+    /// dimension is not the sum of `rows`.
+    pub fn split_rows(self, rows: &[usize]) -> Option<Vec<Tensor>> {
+        if self.rows() != rows.iter().sum::<usize>() {
+            return None;
+        }
+        let row_len = self.shape[1..].iter().product::<usize>();
+        let Tensor { shape, data } = self;
+        macro_rules! cut {
+            ($values:expr, $variant:ident) => {{
+                let mut rest = $values.as_slice();
+                rows.iter()
+                    .map(|&count| {
+                        let (head, tail) = rest.split_at(count * row_len);
+                        rest = tail;
+                        let mut part_shape = shape.clone();
+                        part_shape[0] = count;
+                        Tensor {
+                            shape: part_shape,
+                            data: TensorData::$variant(head.to_vec()),
+                        }
+                    })
+                    .collect()
+            }};
+        }
+        Some(match &data {
+            TensorData::Bool(v) => cut!(v, Bool),
+            TensorData::U8(v) => cut!(v, U8),
+            TensorData::U16(v) => cut!(v, U16),
+            TensorData::U32(v) => cut!(v, U32),
+            TensorData::U64(v) => cut!(v, U64),
+            TensorData::I8(v) => cut!(v, I8),
+            TensorData::I16(v) => cut!(v, I16),
+            TensorData::I32(v) => cut!(v, I32),
+            TensorData::I64(v) => cut!(v, I64),
+            TensorData::F16(v) => cut!(v, F16),
+            TensorData::F32(v) => cut!(v, F32),
+            TensorData::F64(v) => cut!(v, F64),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +341,33 @@ mod tests {
         let mut bytes = Vec::new();
         values.write_le_bytes(&mut bytes);
         assert_eq!(TensorData::from_le_bytes(DataType::I32, &bytes), values);
+    }
+
+    #[test]
+    fn rows_concatenate_and_split_back_exactly() {
+        let a = Tensor {
+            shape: vec![1, 3],
+            data: TensorData::F32(vec![1.0, 2.0, 3.0]),
+        };
+        let b = Tensor {
+            shape: vec![2, 3],
+            data: TensorData::F32(vec![4.0, 5.0, 6.0, 7.0, 8.0, 9.0]),
+        };
+        let joined = Tensor::concat_rows(&[&a, &b]).unwrap();
+        assert_eq!(joined.shape, vec![3, 3]);
+        assert_eq!(joined.split_rows(&[1, 2]).unwrap(), vec![a.clone(), b.clone()]);
+
+        let narrow = Tensor {
+            shape: vec![1, 2],
+            data: TensorData::F32(vec![1.0, 2.0]),
+        };
+        assert!(Tensor::concat_rows(&[&a, &narrow]).is_none(), "inner dims differ");
+        let ints = Tensor {
+            shape: vec![1, 3],
+            data: TensorData::I64(vec![1, 2, 3]),
+        };
+        assert!(Tensor::concat_rows(&[&a, &ints]).is_none(), "datatypes differ");
+        assert!(b.split_rows(&[1, 2]).is_none(), "rows do not add up");
     }
 
     #[test]

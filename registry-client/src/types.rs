@@ -333,6 +333,95 @@ pub struct TrafficSpec {
     /// with their inputs, from 0 to 1. Absent: no prediction log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_sample_rate: Option<f64>,
+    /// Dynamic batching of this endpoint's requests, for every version it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+/// Dynamic batching, with Triton's knobs: requests queued for a version are
+/// joined along their first (batch) dimension and run as one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batching {
+    /// Most rows one run takes; a request with more is refused (400).
+    pub max_batch_size: usize,
+    /// How long the first request of a batch waits for others, in
+    /// microseconds. 0: batch only what is already queued.
+    #[serde(default)]
+    pub max_queue_delay_us: u64,
+    /// Sizes worth running at once without waiting out the delay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_batch_sizes: Vec<usize>,
+    /// Requests waiting at most; beyond it a request is answered 503 with `Retry-After`.
+    #[serde(default = "Batching::default_queue_size")]
+    pub max_queue_size: usize,
+    /// Batches that may run at once (Triton's instance count).
+    #[serde(default = "Batching::default_instances")]
+    pub instances: usize,
+}
+
+impl Batching {
+    pub const MAX_BATCH_SIZE: usize = 65_536;
+    pub const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
+    pub const MAX_INSTANCES: usize = 64;
+
+    fn default_queue_size() -> usize {
+        1024
+    }
+
+    fn default_instances() -> usize {
+        2
+    }
+
+    /// Only the batch size set; the rest at their defaults.
+    pub fn with_max_batch_size(max_batch_size: usize) -> Batching {
+        Batching {
+            max_batch_size,
+            max_queue_delay_us: 0,
+            preferred_batch_sizes: Vec::new(),
+            max_queue_size: Batching::default_queue_size(),
+            instances: Batching::default_instances(),
+        }
+    }
+
+    /// Why these settings cannot run, in words a user can act on.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=Batching::MAX_BATCH_SIZE).contains(&self.max_batch_size) {
+            return Err(format!(
+                "batching max_batch_size is {}: expected 1 to {}",
+                self.max_batch_size,
+                Batching::MAX_BATCH_SIZE
+            ));
+        }
+        if self.max_queue_delay_us > Batching::MAX_QUEUE_DELAY_US {
+            return Err(format!(
+                "batching max_queue_delay_us is {}: expected at most {} (10 s)",
+                self.max_queue_delay_us,
+                Batching::MAX_QUEUE_DELAY_US
+            ));
+        }
+        if let Some(size) = self
+            .preferred_batch_sizes
+            .iter()
+            .find(|&&size| size == 0 || size > self.max_batch_size)
+        {
+            return Err(format!(
+                "batching preferred_batch_sizes holds {size}: expected sizes from 1 to max_batch_size ({})",
+                self.max_batch_size
+            ));
+        }
+        if self.max_queue_size == 0 {
+            return Err("batching max_queue_size is 0: expected at least 1".into());
+        }
+        if !(1..=Batching::MAX_INSTANCES).contains(&self.instances) {
+            return Err(format!(
+                "batching instances is {}: expected 1 to {}",
+                self.instances,
+                Batching::MAX_INSTANCES
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl TrafficSpec {
@@ -355,6 +444,7 @@ impl TrafficSpec {
             sticky_header: None,
             rollout: None,
             log_sample_rate: None,
+            batching: None,
         }
     }
 }
@@ -373,6 +463,8 @@ pub struct SetDeployment {
     pub rollout: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_sample_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
     /// Refuse with 409 unless the deployment is at this revision now
     /// (`0`: unless it does not exist yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,6 +481,7 @@ impl SetDeployment {
             sticky_header: spec.sticky_header,
             rollout: spec.rollout,
             log_sample_rate: spec.log_sample_rate,
+            batching: spec.batching,
             if_revision: None,
             reason: None,
         }
@@ -401,6 +494,7 @@ impl SetDeployment {
             sticky_header: self.sticky_header.clone(),
             rollout: self.rollout.clone(),
             log_sample_rate: self.log_sample_rate,
+            batching: self.batching.clone(),
         }
     }
 }

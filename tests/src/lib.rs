@@ -402,6 +402,31 @@ pub fn error_message(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected {{\"error\": ...}}, got {body}"))
 }
 
+/// Row `row` of a batched V2 request, as a request of one row.
+pub fn request_row(request: &Value, row: usize) -> Value {
+    let inputs: Vec<Value> = request["inputs"]
+        .as_array()
+        .expect("inputs is a list")
+        .iter()
+        .map(|input| {
+            let mut shape: Vec<usize> = serde_json::from_value(input["shape"].clone()).expect("a shape");
+            let per_row: usize = shape[1..].iter().product();
+            shape[0] = 1;
+            let data = flatten(&input["data"])[row * per_row..(row + 1) * per_row].to_vec();
+            serde_json::json!({ "name": input["name"], "datatype": input["datatype"], "shape": shape, "data": data })
+        })
+        .collect();
+    serde_json::json!({ "inputs": inputs })
+}
+
+/// The elements of nested JSON arrays, row-major.
+pub fn flatten(data: &Value) -> Vec<Value> {
+    match data {
+        Value::Array(items) => items.iter().flat_map(flatten).collect(),
+        scalar => vec![scalar.clone()],
+    }
+}
+
 /// Asserts two output lists (V2 JSON) agree: names, datatypes, shapes exactly,
 /// data within `tolerance`.
 pub fn assert_outputs_match(actual: &Value, expected: &Value, tolerance: f64) {

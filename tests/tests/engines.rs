@@ -15,7 +15,7 @@ fn engines(with_ort: bool) -> Engines {
 fn a_model_neither_engine_loads_names_both_reasons() {
     let artifact = example_model("unsupported_op");
     let err = engines(true)
-        .load_model("unsupported_op", 1, &artifact, BackendChoice::Auto)
+        .load_model("unsupported_op", 1, &artifact, BackendChoice::Auto, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("ort: "), "{err}");
@@ -27,14 +27,14 @@ fn a_model_neither_engine_loads_names_both_reasons() {
 fn ort_only_model_without_onnx_runtime_says_why() {
     let artifact = example_model("credit_risk_scaled");
     let err = engines(false)
-        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Auto)
+        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Auto, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("tract: "), "{err}");
     assert!(err.contains("Scaler"), "tract's refusal names the op: {err}");
 
     let err = engines(false)
-        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Ort)
+        .load_model("credit_risk_scaled", 1, &artifact, BackendChoice::Ort, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("no ONNX Runtime library configured"), "{err}");

@@ -3,7 +3,9 @@
 //! that loads it, over real HTTP.
 
 use serde_json::{Value, json};
-use sluice_tests::{Options, TestGateway, TestRepository, assert_outputs_match, example_model, fixture};
+use sluice_tests::{
+    Options, TestGateway, TestRepository, assert_outputs_match, example_model, fixture, request_row,
+};
 
 const TOLERANCE: f64 = 1e-5;
 
@@ -35,7 +37,7 @@ async fn check_against_reference(model: &str, backend: &str, expected_engine: &s
     // Row by row too: every batch size the model allows, batch 1 included.
     let rows = reference["request"]["inputs"][0]["shape"][0].as_u64().unwrap() as usize;
     for row in [0, rows - 1] {
-        let request = slice_rows(&reference["request"], row);
+        let request = request_row(&reference["request"], row);
         let (status, body) = gateway
             .post_json(&format!("/v2/models/{model}/infer"), &request)
             .await;
@@ -44,24 +46,6 @@ async fn check_against_reference(model: &str, backend: &str, expected_engine: &s
         assert_outputs_match(&body["outputs"], &expected, TOLERANCE);
     }
     gateway.server.shutdown().await.unwrap();
-}
-
-/// Row `row` of a batched request, as a batch of one.
-fn slice_rows(request: &Value, row: usize) -> Value {
-    let inputs: Vec<Value> = request["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|input| {
-            let mut shape: Vec<u64> = serde_json::from_value(input["shape"].clone()).unwrap();
-            let per_row: u64 = shape[1..].iter().product();
-            shape[0] = 1;
-            let flat = flatten(&input["data"]);
-            let data = flat[row * per_row as usize..(row + 1) * per_row as usize].to_vec();
-            json!({ "name": input["name"], "datatype": input["datatype"], "shape": shape, "data": data })
-        })
-        .collect();
-    json!({ "inputs": inputs })
 }
 
 fn slice_outputs(outputs: &Value, row: usize, rows: usize) -> Value {
@@ -83,13 +67,6 @@ fn slice_outputs(outputs: &Value, row: usize, rows: usize) -> Value {
         })
         .collect();
     Value::Array(sliced)
-}
-
-fn flatten(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(flatten).collect(),
-        scalar => vec![scalar.clone()],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
+use sluice_registry_client::types::Batching;
 
+use crate::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::model::{LoadedModel, Signature};
 use crate::tensor::Tensor;
@@ -105,7 +107,9 @@ impl Engines {
         }
     }
 
-    /// Parses, loads and warms one model version. Runs for milliseconds to
+    /// Parses, loads and warms one model version, with a batch queue when
+    /// `batching_opt` asks and the model has a batch dimension (else it is
+    /// served unbatched, and the reason logged). Runs for milliseconds to
     /// seconds: call it off the request path.
     pub fn load_model(
         &self,
@@ -113,11 +117,21 @@ impl Engines {
         version: u64,
         artifact: &[u8],
         choice: BackendChoice,
+        batching_opt: Option<&Batching>,
     ) -> Result<Arc<LoadedModel>> {
         let started = Instant::now();
         let signature = onnx::read_signature(artifact)?;
         let (kind, session) = self.load_session(name, version, artifact, &signature, choice)?;
-        let model = LoadedModel::new(name, version, kind, session);
+        let session: Arc<dyn Session> = Arc::from(session);
+        let label = version.to_string();
+        let batcher_opt = batching_opt.and_then(|batching| {
+            Batcher::start(name, &label, session.clone(), batching)
+                .inspect_err(|reason| {
+                    tracing::warn!(model = name, version, %reason, "batching asked for but not possible: serving unbatched");
+                })
+                .ok()
+        });
+        let model = LoadedModel::with_batcher(name, version, kind, session, batcher_opt);
         model
             .run(model.signature.zero_inputs())
             .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
@@ -182,7 +196,7 @@ mod tests {
     fn bytes_that_are_not_onnx_are_refused_with_a_reason() {
         let engines = Engines::new(&EngineOptions::default());
         let err = engines
-            .load_model("m", 1, b"not an onnx file", BackendChoice::Auto)
+            .load_model("m", 1, b"not an onnx file", BackendChoice::Auto, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a valid ONNX model"), "{err}");

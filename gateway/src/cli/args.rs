@@ -240,6 +240,8 @@ pub enum AliasCommand {
     },
 }
 
+// Parsed once per command line: the size of `Set` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum TrafficCommand {
     /// Set how a model's traffic is split between versions (the weights add up to 100).
@@ -268,6 +270,9 @@ pub enum TrafficCommand {
         #[arg(long, value_name = "RATE")]
         log_sample_rate: Option<f64>,
 
+        #[command(flatten)]
+        batching: BatchingArgs,
+
         /// Only if the deployment is at this revision now (0: only if it does not exist yet);
         /// refused with exit code 4 otherwise.
         #[arg(long, value_name = "REVISION")]
@@ -283,6 +288,46 @@ pub enum TrafficCommand {
         /// Name of the model.
         model: String,
     },
+}
+
+/// Dynamic batching of a deployment's requests (Triton's `dynamic_batching`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BatchingArgs {
+    /// Batch requests, up to this many rows per run; the other batching flags need it.
+    #[arg(long, value_name = "ROWS")]
+    pub max_batch_size: Option<usize>,
+
+    /// How long a batch's first request waits for others, in microseconds [default: 0].
+    #[arg(long, value_name = "MICROSECONDS", requires = "max_batch_size")]
+    pub max_queue_delay_us: Option<u64>,
+
+    /// Batch sizes run at once without waiting out the delay (`8,16`).
+    #[arg(long, value_name = "ROWS", value_delimiter = ',', requires = "max_batch_size")]
+    pub preferred_batch_sizes: Vec<usize>,
+
+    /// Requests waiting at most before 503 [default: 1024].
+    #[arg(long, value_name = "REQUESTS", requires = "max_batch_size")]
+    pub max_queue_size: Option<usize>,
+
+    /// Batches that may run at once [default: 2].
+    #[arg(long, value_name = "N", requires = "max_batch_size")]
+    pub batch_instances: Option<usize>,
+}
+
+impl BatchingArgs {
+    /// `None` without `--max-batch-size`.
+    pub fn into_batching(self) -> Option<sluice_registry_client::types::Batching> {
+        let mut batching = sluice_registry_client::types::Batching::with_max_batch_size(self.max_batch_size?);
+        batching.max_queue_delay_us = self.max_queue_delay_us.unwrap_or(0);
+        batching.preferred_batch_sizes = self.preferred_batch_sizes;
+        if let Some(size) = self.max_queue_size {
+            batching.max_queue_size = size;
+        }
+        if let Some(instances) = self.batch_instances {
+            batching.instances = instances;
+        }
+        Some(batching)
+    }
 }
 
 // The flags of `sluice events`.

@@ -259,6 +259,7 @@ pub async fn run_traffic(
             shadow,
             sticky_header,
             log_sample_rate,
+            batching,
             if_revision,
             reason,
         } => {
@@ -268,6 +269,7 @@ pub async fn run_traffic(
                 sticky_header,
                 rollout: None,
                 log_sample_rate,
+                batching: batching.into_batching(),
             };
             let body = SetDeployment {
                 if_revision,
@@ -589,6 +591,22 @@ fn deployment_report(deployment: &Deployment) -> String {
     if let Some(rollout) = &spec.rollout {
         text.push_str(&format!("rollout: {rollout}\n"));
     }
+    if let Some(batching) = &spec.batching {
+        text.push_str(&format!(
+            "batching: up to {} rows, {} µs delay, queue {}, {} instance(s){}\n",
+            batching.max_batch_size,
+            batching.max_queue_delay_us,
+            batching.max_queue_size,
+            batching.instances,
+            match batching.preferred_batch_sizes.as_slice() {
+                [] => String::new(),
+                sizes => format!(
+                    ", preferred {}",
+                    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+                ),
+            }
+        ));
+    }
     text
 }
 
@@ -651,6 +669,7 @@ mod tests {
                 sticky_header: Some("x-user-id".into()),
                 rollout: None,
                 log_sample_rate: None,
+                batching: None,
             },
             versions: vec![DeployedVersion {
                 version: 3,

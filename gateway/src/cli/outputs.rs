@@ -29,7 +29,7 @@ pub async fn profile_outputs(
         ..EngineOptions::default()
     };
     let loaded = Engines::new(&options)
-        .load_model(model, found.version, &artifact, BackendChoice::Auto)
+        .load_model(model, found.version, &artifact, BackendChoice::Auto, None)
         .map_err(|err| ClientError::Io(format!("cannot run version {} here: {err}", found.version)))?;
     let mut columns: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();

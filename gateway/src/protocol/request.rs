@@ -45,6 +45,9 @@ struct OutputWire {
 #[derive(Debug)]
 pub struct InferRequest {
     pub id: Option<String>,
+    /// `parameters.timeout`: how long the request may wait before it runs
+    /// (Triton's, in microseconds; 0 or absent: no limit).
+    pub timeout_opt: Option<std::time::Duration>,
     pub inputs: Vec<Tensor>,
     pub outputs: Vec<RequestedOutput>,
 }
@@ -143,8 +146,10 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
     let shapes: Vec<&[usize]> = inputs.iter().map(|tensor| tensor.shape.as_slice()).collect();
     signature.check_shared_dims(&shapes)?;
     let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
+    let timeout_opt = timeout(wire.parameters.as_ref())?;
     Ok(InferRequest {
         id: wire.id,
+        timeout_opt,
         inputs,
         outputs,
     })
@@ -226,6 +231,19 @@ fn binary_data_size(parameters: Option<&Parameters>, name: &str) -> Result<Optio
                 "input '{name}': parameters.binary_data_size must be a non-negative integer, got {value}"
             ))
         })
+}
+
+fn timeout(parameters: Option<&Parameters>) -> Result<Option<std::time::Duration>> {
+    let Some(value) = parameters.and_then(|p| p.get("timeout")) else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(0) => Ok(None),
+        Some(micros) => Ok(Some(std::time::Duration::from_micros(micros))),
+        None => Err(Error::bad_request(format!(
+            "request: parameters.timeout must be a non-negative integer of microseconds, got {value}"
+        ))),
+    }
 }
 
 fn bool_parameter(parameters: Option<&Parameters>, key: &str, owner: &str) -> Result<Option<bool>> {

@@ -13,18 +13,15 @@ use serde_json::json;
 use super::AppState;
 use super::accounting::Accounting;
 use super::body::{self, Encoding};
+use super::inference::{self, Logging, Mirrors, SideEffects};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::model::LoadedModel;
-use crate::predlog::{PredictionLog, PredictionRecord, RouteKind};
-use crate::protocol::{self, ModelMetadata, ServerMetadata, request, response};
+use crate::predlog::RouteKind;
+use crate::protocol::{self, ModelMetadata, ServerMetadata};
 use crate::routing::Picked;
-use crate::shadow::{ShadowJob, Shadows};
-use crate::tensor::Tensor;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
-/// The id a prediction is logged under, for ground-truth feedback to join on.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub use super::inference::REQUEST_ID_HEADER;
 
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
@@ -193,7 +190,7 @@ async fn infer_and_count(
         logging_opt: logging,
         count_drift: !pinned,
     };
-    let mut response = match run_inference(state, &model, sides, headers, body).await {
+    let mut response = match inference::run(state, &model, sides, headers, body, started).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -204,177 +201,6 @@ async fn infer_and_count(
     );
     accounting.finish(response.status().as_u16());
     response
-}
-
-/// What a request does besides answering, decided before it runs.
-struct SideEffects {
-    mirrors: Mirrors,
-    logging_opt: Option<Logging>,
-    /// Count its features for drift (not for pinned requests).
-    count_drift: bool,
-}
-
-async fn run_inference(
-    state: &AppState,
-    model: &Arc<LoadedModel>,
-    sides: SideEffects,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    let SideEffects {
-        mirrors,
-        logging_opt,
-        count_drift,
-    } = sides;
-    let encoding = Encoding::from_headers(headers)?;
-    let header_length_opt = header_length(headers)?;
-    let limit = state.max_request_bytes;
-    let raw = body::collect(body, headers, limit).await?;
-    let job_model = model.clone();
-    let shadows = state.shadows.clone();
-    // Decompression, decoding, the run and encoding are all CPU work: they
-    // happen on a compute thread, never on the reactor.
-    let (outcome, timing) = state
-        .compute
-        .run(move || {
-            let bytes = body::decode(raw, encoding, limit)?;
-            let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
-            if count_drift && let Some(drift) = job_model.drift.get() {
-                drift.count(&decoded.inputs);
-            }
-            let mirrored_inputs_opt = mirrors.any().then(|| decoded.inputs.clone());
-            let logged_inputs_opt = logging_opt
-                .as_ref()
-                .filter(|logging| logging.with_inputs)
-                .map(|_| decoded.inputs.clone());
-            let compute_started = Instant::now();
-            let outputs = job_model.run(decoded.inputs)?;
-            if count_drift && let Some(drift) = job_model.drift.get() {
-                drift.count_outputs(&outputs);
-            }
-            let computed = compute_started.elapsed();
-            let encoded = response::encode(&job_model, decoded.id.as_deref(), &decoded.outputs, &outputs);
-            // The answer is encoded: the log and the mirrors can no longer
-            // change it. They share the outputs, copied only when both want them.
-            let mut outputs_opt = Some(outputs);
-            let mut request_id_opt = None;
-            if let Some(logging) = logging_opt {
-                // What feedback joins on: the caller's x-request-id, the
-                // body's id, or one made up here; returned in x-request-id.
-                let request_id = logging
-                    .request_id_opt
-                    .or(decoded.id)
-                    .unwrap_or_else(new_request_id);
-                request_id_opt = Some(request_id.clone());
-                let logged_outputs = match mirrored_inputs_opt {
-                    Some(_) => outputs_opt.clone().unwrap_or_default(),
-                    None => outputs_opt.take().unwrap_or_default(),
-                };
-                logging.log.submit(PredictionRecord {
-                    at: std::time::SystemTime::now(),
-                    request_id,
-                    model: job_model.clone(),
-                    route: logging.route,
-                    latency: logging.started.elapsed(),
-                    inputs_opt: logged_inputs_opt,
-                    outputs: logged_outputs,
-                });
-            }
-            if let (Some(inputs), Some(outputs)) = (mirrored_inputs_opt, outputs_opt) {
-                mirrors.submit(&shadows, &job_model, inputs, outputs);
-            }
-            Ok::<_, Error>((encoded, computed, request_id_opt))
-        })
-        .await?;
-    model.metrics.queue_duration.record(timing.queued.as_secs_f64());
-    let (encoded, computed, request_id_opt) = outcome?;
-    model.metrics.compute_duration.record(computed.as_secs_f64());
-
-    let mut response = Response::new(Body::from(encoded.body));
-    let response_headers = response.headers_mut();
-    if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    let content_type = match encoded.header_length_opt {
-        Some(length) => {
-            response_headers.insert(
-                HeaderName::from_static(protocol::HEADER_CONTENT_LENGTH),
-                HeaderValue::from(length),
-            );
-            "application/octet-stream"
-        }
-        None => "application/json",
-    };
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(response)
-}
-
-/// Where a request's prediction is logged.
-struct Logging {
-    log: Arc<PredictionLog>,
-    with_inputs: bool,
-    route: RouteKind,
-    started: Instant,
-    /// The caller's `x-request-id`.
-    request_id_opt: Option<String>,
-}
-
-/// 128 random bits, hex: a request id when the caller gave none.
-fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-/// Where a request's inputs are run again after it is answered.
-struct Mirrors {
-    /// The route's shadow, when this request is in its sample.
-    shadow_opt: Option<Arc<LoadedModel>>,
-    /// The stable version, when this canary answer is to be compared with it.
-    compare_with_opt: Option<Arc<LoadedModel>>,
-}
-
-impl Mirrors {
-    fn any(&self) -> bool {
-        self.shadow_opt.is_some() || self.compare_with_opt.is_some()
-    }
-
-    fn submit(
-        self,
-        shadows: &Shadows,
-        answered: &Arc<LoadedModel>,
-        inputs: Vec<Tensor>,
-        outputs: Vec<Tensor>,
-    ) {
-        if let Some(stable) = self.compare_with_opt {
-            shadows.submit(ShadowJob {
-                shadow: stable,
-                primary: answered.clone(),
-                inputs: inputs.clone(),
-                primary_outputs: outputs.clone(),
-                judged: answered.clone(),
-            });
-        }
-        if let Some(shadow) = self.shadow_opt {
-            shadows.submit(ShadowJob {
-                shadow: shadow.clone(),
-                primary: answered.clone(),
-                inputs,
-                primary_outputs: outputs,
-                judged: shadow,
-            });
-        }
-    }
-}
-
-fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
-    let Some(value) = headers.get(protocol::HEADER_CONTENT_LENGTH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .map(Some)
-        .ok_or_else(|| Error::bad_request("Inference-Header-Content-Length must be a non-negative integer"))
 }
 
 /// JSON 404 for paths the protocol does not have.

@@ -6,6 +6,7 @@
 mod accounting;
 mod body;
 pub mod handlers;
+mod inference;
 
 pub use accounting::CLIENT_CLOSED;
 

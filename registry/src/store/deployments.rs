@@ -157,6 +157,9 @@ fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &Traf
             )));
         }
     }
+    if let Some(batching) = &spec.batching {
+        batching.validate().map_err(Error::bad_request)?;
+    }
     if let Some(rate) = spec.log_sample_rate
         && !(0.0..=1.0).contains(&rate)
     {

@@ -1,0 +1,282 @@
+//! One inference, from body to response: decoded on a compute thread, run
+//! there or queued for the version's batcher, then encoded, logged and
+//! mirrored where its batch ran. Nothing here runs on the reactor but the
+//! body read and the hand-offs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::Response;
+use tokio::sync::oneshot;
+
+use super::AppState;
+use super::body::{self, Encoding};
+use crate::batcher::{BatchTiming, Pending};
+use crate::error::{Error, Result};
+use crate::model::LoadedModel;
+use crate::predlog::{PredictionLog, PredictionRecord, RouteKind};
+use crate::protocol::request::RequestedOutput;
+use crate::protocol::response::EncodedResponse as Encoded;
+use crate::protocol::{self, request, response};
+use crate::shadow::{ShadowJob, Shadows};
+use crate::tensor::Tensor;
+
+/// The id a prediction is logged under, for ground-truth feedback to join on.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What a request does besides answering, decided before it runs.
+pub(super) struct SideEffects {
+    pub mirrors: Mirrors,
+    pub logging_opt: Option<Logging>,
+    /// Count its features for drift (not for pinned requests).
+    pub count_drift: bool,
+}
+
+/// Where a request's prediction is logged.
+pub(super) struct Logging {
+    pub log: Arc<PredictionLog>,
+    pub with_inputs: bool,
+    pub route: RouteKind,
+    pub started: Instant,
+    /// The caller's `x-request-id`.
+    pub request_id_opt: Option<String>,
+}
+
+/// Where a request's inputs are run again after it is answered.
+pub(super) struct Mirrors {
+    /// The route's shadow, when this request is in its sample.
+    pub shadow_opt: Option<Arc<LoadedModel>>,
+    /// The stable version, when this canary answer is to be compared with it.
+    pub compare_with_opt: Option<Arc<LoadedModel>>,
+}
+
+/// A request between its run and its answer: what encoding, logging and
+/// mirroring need, whichever thread the run happened on.
+struct Answering {
+    model: Arc<LoadedModel>,
+    shadows: Arc<Shadows>,
+    sides: SideEffects,
+    id_opt: Option<String>,
+    requested: Vec<RequestedOutput>,
+    mirrored_inputs_opt: Option<Vec<Tensor>>,
+    logged_inputs_opt: Option<Vec<Tensor>>,
+}
+
+/// What the response is built from.
+struct Answered {
+    encoded: Encoded,
+    request_id_opt: Option<String>,
+}
+
+/// After decoding: answered already (run on this thread, or refused), or
+/// waiting in the batch queue.
+enum Step {
+    Answered(Result<Answered>, Duration),
+    Queued(oneshot::Receiver<(Result<Answered>, BatchTiming)>),
+}
+
+pub(super) async fn run(
+    state: &AppState,
+    model: &Arc<LoadedModel>,
+    sides: SideEffects,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Response> {
+    let encoding = Encoding::from_headers(headers)?;
+    let header_length_opt = header_length(headers)?;
+    let limit = state.max_request_bytes;
+    let raw = body::collect(body, headers, limit).await?;
+    let job_model = model.clone();
+    let shadows = state.shadows.clone();
+    // Decompression, decoding, the run and encoding are all CPU work: they
+    // happen on a compute thread (or a batch executor), never on the reactor.
+    let (step, timing) = state
+        .compute
+        .run(move || -> Result<Step> {
+            let bytes = body::decode(raw, encoding, limit)?;
+            let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+            let deadline_opt = decoded.timeout_opt.map(|timeout| started + timeout);
+            if let Some(deadline) = deadline_opt
+                && Instant::now() >= deadline
+            {
+                metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "compute queue").increment(1);
+                return Err(Error::DeadlineExceeded(format!(
+                    "the request's timeout of {} µs expired before it could run; it was not run",
+                    decoded.timeout_opt.unwrap_or_default().as_micros()
+                )));
+            }
+            if sides.count_drift
+                && let Some(drift) = job_model.drift.get()
+            {
+                drift.count(&decoded.inputs);
+            }
+            let answering = Answering {
+                mirrored_inputs_opt: sides.mirrors.any().then(|| decoded.inputs.clone()),
+                logged_inputs_opt: sides
+                    .logging_opt
+                    .as_ref()
+                    .filter(|logging| logging.with_inputs)
+                    .map(|_| decoded.inputs.clone()),
+                model: job_model.clone(),
+                shadows,
+                sides,
+                id_opt: decoded.id,
+                requested: decoded.outputs,
+            };
+            let Some(batcher) = &job_model.batcher_opt else {
+                let compute_started = Instant::now();
+                let outputs = job_model.run(decoded.inputs)?;
+                let computed = compute_started.elapsed();
+                return Ok(Step::Answered(Ok(answering.finish(outputs)), computed));
+            };
+            let (reply, answer) = oneshot::channel();
+            let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
+                let answered = result.map(|outputs| answering.finish(outputs));
+                // The requester may have gone (client hung up): nothing to do.
+                let _ = reply.send((answered, timing));
+            });
+            batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
+            Ok(Step::Queued(answer))
+        })
+        .await?;
+    let (answered, queued, computed) = match step? {
+        Step::Answered(answered, computed) => (answered, timing.queued, computed),
+        Step::Queued(answer) => {
+            let (answered, batch) = answer
+                .await
+                .map_err(|_| Error::Internal("a batch executor dropped a request".into()))?;
+            (answered, timing.queued + batch.queued, batch.computed)
+        }
+    };
+    model.metrics.queue_duration.record(queued.as_secs_f64());
+    let Answered {
+        encoded,
+        request_id_opt,
+    } = answered?;
+    model.metrics.compute_duration.record(computed.as_secs_f64());
+    Ok(into_response(encoded, request_id_opt))
+}
+
+impl Answering {
+    /// Encodes the answer, then hands the outputs to the prediction log and
+    /// the mirrors: they can no longer change it.
+    fn finish(self, outputs: Vec<Tensor>) -> Answered {
+        let Answering {
+            model,
+            shadows,
+            sides,
+            id_opt,
+            requested,
+            mirrored_inputs_opt,
+            logged_inputs_opt,
+        } = self;
+        if sides.count_drift
+            && let Some(drift) = model.drift.get()
+        {
+            drift.count_outputs(&outputs);
+        }
+        let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
+        // The log and the mirrors share the outputs, copied only when both want them.
+        let mut outputs_opt = Some(outputs);
+        let mut request_id_opt = None;
+        if let Some(logging) = sides.logging_opt {
+            // What feedback joins on: the caller's x-request-id, the
+            // body's id, or one made up here; returned in x-request-id.
+            let request_id = logging.request_id_opt.or(id_opt).unwrap_or_else(new_request_id);
+            request_id_opt = Some(request_id.clone());
+            let logged_outputs = match mirrored_inputs_opt {
+                Some(_) => outputs_opt.clone().unwrap_or_default(),
+                None => outputs_opt.take().unwrap_or_default(),
+            };
+            logging.log.submit(PredictionRecord {
+                at: std::time::SystemTime::now(),
+                request_id,
+                model: model.clone(),
+                route: logging.route,
+                latency: logging.started.elapsed(),
+                inputs_opt: logged_inputs_opt,
+                outputs: logged_outputs,
+            });
+        }
+        if let (Some(inputs), Some(outputs)) = (mirrored_inputs_opt, outputs_opt) {
+            sides.mirrors.submit(&shadows, &model, inputs, outputs);
+        }
+        Answered {
+            encoded,
+            request_id_opt,
+        }
+    }
+}
+
+fn into_response(encoded: Encoded, request_id_opt: Option<String>) -> Response {
+    let mut response = Response::new(Body::from(encoded.body));
+    let response_headers = response.headers_mut();
+    if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    let content_type = match encoded.header_length_opt {
+        Some(length) => {
+            response_headers.insert(
+                HeaderName::from_static(protocol::HEADER_CONTENT_LENGTH),
+                HeaderValue::from(length),
+            );
+            "application/octet-stream"
+        }
+        None => "application/json",
+    };
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// 128 random bits, hex: a request id when the caller gave none.
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Mirrors {
+    fn any(&self) -> bool {
+        self.shadow_opt.is_some() || self.compare_with_opt.is_some()
+    }
+
+    fn submit(
+        self,
+        shadows: &Shadows,
+        answered: &Arc<LoadedModel>,
+        inputs: Vec<Tensor>,
+        outputs: Vec<Tensor>,
+    ) {
+        if let Some(stable) = self.compare_with_opt {
+            shadows.submit(ShadowJob {
+                shadow: stable,
+                primary: answered.clone(),
+                inputs: inputs.clone(),
+                primary_outputs: outputs.clone(),
+                judged: answered.clone(),
+            });
+        }
+        if let Some(shadow) = self.shadow_opt {
+            shadows.submit(ShadowJob {
+                shadow: shadow.clone(),
+                primary: answered.clone(),
+                inputs,
+                primary_outputs: outputs,
+                judged: shadow,
+            });
+        }
+    }
+}
+
+fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
+    let Some(value) = headers.get(protocol::HEADER_CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| Error::bad_request("Inference-Header-Content-Length must be a non-negative integer"))
+}
