@@ -39,6 +39,7 @@ fn inference(c: &mut Criterion) {
         ort_library_opt: Some(ort_library()),
         ort_sessions: 1,
         ort_intra_threads: 1,
+        ..EngineOptions::default()
     });
     let mut group = c.benchmark_group("inference");
     for name in ["credit_risk", "digits"] {

@@ -145,6 +145,12 @@ pub struct EngineArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, env = "SLUICE_ORT_INTRA_THREADS", default_value_t = 1)]
     pub ort_intra_threads: usize,
+
+    /// Run a model on the request's own thread, skipping the hand-off to a compute thread, when
+    /// its warm-up run takes less than this many microseconds and the request body is small
+    /// (benches/RESULTS.md has the measurement behind the default); 0 sends every model to the pool.
+    #[arg(long, env = "SLUICE_INLINE_BELOW_US", default_value_t = EngineOptions::DEFAULT_INLINE_BELOW_US)]
+    pub inline_below_us: u64,
 }
 
 impl EngineArgs {
@@ -161,6 +167,7 @@ impl EngineArgs {
             ort_library_opt: self.ort_library.or(ort_dylib_path_opt),
             ort_sessions,
             ort_intra_threads: self.ort_intra_threads,
+            inline_below: std::time::Duration::from_micros(self.inline_below_us),
         })
     }
 }
@@ -364,6 +371,7 @@ impl ServeConfig {
                 ort_library_opt: None,
                 ort_sessions: cores,
                 ort_intra_threads: 1,
+                inline_below: std::time::Duration::from_micros(EngineOptions::DEFAULT_INLINE_BELOW_US),
             },
         }
     }

@@ -144,6 +144,9 @@ pub struct LoadedModel {
     pub session: Arc<dyn Session>,
     /// Where requests queue to be run together, when the model is batched.
     pub batcher_opt: Option<crate::batcher::Batcher>,
+    /// Fast enough to run on the thread that read the request: the hand-off
+    /// to a compute thread and back would cost more than the run.
+    pub runs_inline: bool,
     pub metrics: crate::metrics::ModelMetrics,
     /// Counts since the last report to the registry.
     pub stats: crate::stats::VersionStats,
@@ -159,15 +162,16 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
-        LoadedModel::with_batcher(name, version, backend, Arc::from(session), None)
+        LoadedModel::new_with(name, version, backend, Arc::from(session), None, false)
     }
 
-    pub fn with_batcher(
+    pub fn new_with(
         name: &str,
         version: u64,
         backend: BackendKind,
         session: Arc<dyn Session>,
         batcher_opt: Option<crate::batcher::Batcher>,
+        runs_inline: bool,
     ) -> Arc<Self> {
         let version_label = version.to_string();
         Arc::new(LoadedModel {
@@ -179,6 +183,7 @@ impl LoadedModel {
             signature: session.signature().clone(),
             session,
             batcher_opt,
+            runs_inline,
             shadow_metrics: std::sync::OnceLock::new(),
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),

@@ -123,6 +123,7 @@ impl TestRegistry {
             ort_library_opt: Some(crate::ort_library()),
             ort_sessions: 1,
             ort_intra_threads: 1,
+            ..EngineOptions::default()
         };
         let registry = Registry::start(self.config(), listener, Arc::new(EngineInspector::new(&engines)))
             .await

@@ -1,6 +1,9 @@
 //! Engine choice and its failures, through the same loader the repository uses.
 
+use std::time::Duration;
+
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
+use sluice_registry_client::types::Batching;
 use sluice_tests::{example_model, ort_library};
 
 fn engines(with_ort: bool) -> Engines {
@@ -8,7 +11,36 @@ fn engines(with_ort: bool) -> Engines {
         ort_library_opt: with_ort.then(ort_library),
         ort_sessions: 2,
         ort_intra_threads: 1,
+        ..EngineOptions::default()
     })
+}
+
+#[test]
+fn a_model_runs_inline_only_when_its_warm_run_beats_the_threshold_and_it_is_not_batched() {
+    let artifact = example_model("credit_risk");
+    let with_threshold = |inline_below: Duration| {
+        Engines::new(&EngineOptions {
+            ort_library_opt: Some(ort_library()),
+            inline_below,
+            ..EngineOptions::default()
+        })
+    };
+    // Whatever this machine's speed: no run takes an hour, every run takes more than nothing.
+    let generous = with_threshold(Duration::from_secs(3600));
+    let model = generous
+        .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, None)
+        .unwrap();
+    assert!(model.runs_inline);
+    let batching = Batching::with_max_batch_size(8);
+    let batched = generous
+        .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, Some(&batching))
+        .unwrap();
+    assert!(!batched.runs_inline, "a batched model queues");
+    assert!(batched.batcher_opt.is_some());
+    let never = with_threshold(Duration::ZERO)
+        .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, None)
+        .unwrap();
+    assert!(!never.runs_inline);
 }
 
 #[test]

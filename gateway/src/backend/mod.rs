@@ -12,7 +12,7 @@ pub mod tract;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sluice_registry_client::types::Batching;
@@ -21,6 +21,9 @@ use crate::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::model::{LoadedModel, Signature};
 use crate::tensor::Tensor;
+
+/// Warm runs timed after the first, to decide whether a model runs inline.
+const WARM_RUNS: usize = 5;
 
 /// Which engine a model asks for in its `config.toml` (`backend = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -70,6 +73,13 @@ pub struct EngineOptions {
     pub ort_sessions: usize,
     /// ONNX Runtime intra-op threads per session.
     pub ort_intra_threads: usize,
+    /// A model whose warm-up run is faster than this runs on the request's
+    /// own thread (see [`LoadedModel::runs_inline`]); zero: never.
+    pub inline_below: Duration,
+}
+
+impl EngineOptions {
+    pub const DEFAULT_INLINE_BELOW_US: u64 = 20;
 }
 
 impl Default for EngineOptions {
@@ -78,12 +88,14 @@ impl Default for EngineOptions {
             ort_library_opt: None,
             ort_sessions: 2,
             ort_intra_threads: 1,
+            inline_below: Duration::from_micros(EngineOptions::DEFAULT_INLINE_BELOW_US),
         }
     }
 }
 
 /// The engines this process can use, built once at start-up.
 pub struct Engines {
+    inline_below: Duration,
     tract: tract::TractBackend,
     /// `Err` holds why ONNX Runtime is unavailable, to say so when asked for.
     ort: std::result::Result<ort::OrtBackend, String>,
@@ -102,6 +114,7 @@ impl Engines {
             Err(reason) => tracing::info!(%reason, "onnx runtime unavailable, serving with tract only"),
         }
         Engines {
+            inline_below: options.inline_below,
             tract: tract::TractBackend,
             ort,
         }
@@ -131,10 +144,22 @@ impl Engines {
                 })
                 .ok()
         });
-        let model = LoadedModel::with_batcher(name, version, kind, session, batcher_opt);
-        model
-            .run(model.signature.zero_inputs())
+        let zeros = signature.zero_inputs();
+        session
+            .run(zeros.clone())
             .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
+        // A batched model always queues; another runs inline when its
+        // fastest of a few warm runs beats the hand-off it would save.
+        let warm = (0..WARM_RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let _ = session.run(zeros.clone());
+                started.elapsed()
+            })
+            .min()
+            .unwrap_or(Duration::MAX);
+        let runs_inline = batcher_opt.is_none() && warm < self.inline_below;
+        let model = LoadedModel::new_with(name, version, kind, session, batcher_opt, runs_inline);
         let elapsed = started.elapsed();
         metrics::histogram!(crate::metrics::MODEL_LOAD_DURATION, "model" => name.to_string(), "backend" => kind.name())
             .record(elapsed.as_secs_f64());
@@ -143,6 +168,9 @@ impl Engines {
             version,
             backend = kind.name(),
             elapsed_ms = elapsed.as_millis() as u64,
+            warm_run_us = warm.as_micros() as u64,
+            runs_inline,
+            batched = model.batcher_opt.is_some(),
             "model loaded and warmed"
         );
         Ok(model)

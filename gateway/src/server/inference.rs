@@ -1,7 +1,9 @@
 //! One inference, from body to response: decoded on a compute thread, run
 //! there or queued for the version's batcher, then encoded, logged and
 //! mirrored where its batch ran. Nothing here runs on the reactor but the
-//! body read and the hand-offs.
+//! body read and the hand-offs, except for models that run inline: those
+//! whose warm-up run is faster than the hand-off itself (`--inline-below-us`),
+//! for small plain bodies, are decoded, run and encoded right here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,10 @@ use crate::tensor::Tensor;
 
 /// The id a prediction is logged under, for ground-truth feedback to join on.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Largest body decoded on the reactor for an inline model: a few hundred
+/// numbers, microseconds of parsing. Larger ones go to the pool whatever the model.
+const INLINE_MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What a request does besides answering, decided before it runs.
 pub(super) struct SideEffects {
@@ -91,64 +97,73 @@ pub(super) async fn run(
     let raw = body::collect(body, headers, limit).await?;
     let job_model = model.clone();
     let shadows = state.shadows.clone();
-    // Decompression, decoding, the run and encoding are all CPU work: they
-    // happen on a compute thread (or a batch executor), never on the reactor.
-    let (step, timing) = state
-        .compute
-        .run(move || -> Result<Step> {
-            let bytes = body::decode(raw, encoding, limit)?;
-            let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
-            let deadline_opt = decoded.timeout_opt.map(|timeout| started + timeout);
-            if let Some(deadline) = deadline_opt
-                && Instant::now() >= deadline
-            {
-                metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "compute queue").increment(1);
-                return Err(Error::DeadlineExceeded(format!(
-                    "the request's timeout of {} µs expired before it could run; it was not run",
-                    decoded.timeout_opt.unwrap_or_default().as_micros()
-                )));
-            }
-            if sides.count_drift
-                && let Some(drift) = job_model.drift.get()
-            {
-                drift.count(&decoded.inputs);
-            }
-            let answering = Answering {
-                mirrored_inputs_opt: sides.mirrors.any().then(|| decoded.inputs.clone()),
-                logged_inputs_opt: sides
-                    .logging_opt
-                    .as_ref()
-                    .filter(|logging| logging.with_inputs)
-                    .map(|_| decoded.inputs.clone()),
-                model: job_model.clone(),
-                shadows,
-                sides,
-                id_opt: decoded.id,
-                requested: decoded.outputs,
-            };
-            let Some(batcher) = &job_model.batcher_opt else {
-                let compute_started = Instant::now();
-                let outputs = job_model.run(decoded.inputs)?;
-                let computed = compute_started.elapsed();
-                return Ok(Step::Answered(Ok(answering.finish(outputs)), computed));
-            };
-            let (reply, answer) = oneshot::channel();
-            let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
-                let answered = result.map(|outputs| answering.finish(outputs));
-                // The requester may have gone (client hung up): nothing to do.
-                let _ = reply.send((answered, timing));
-            });
-            batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
-            Ok(Step::Queued(answer))
-        })
-        .await?;
+    // A model faster than the hand-off runs right here when the body is
+    // small and plain: its whole request costs a few microseconds.
+    let inline = model.runs_inline && raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
+    // Otherwise decompression, decoding, the run and encoding are CPU work
+    // for a compute thread (or a batch executor), never for the reactor.
+    let work = move || -> Result<Step> {
+        let bytes = body::decode(raw, encoding, limit)?;
+        let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+        let deadline_opt = decoded.timeout_opt.map(|timeout| started + timeout);
+        if let Some(deadline) = deadline_opt
+            && Instant::now() >= deadline
+        {
+            metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "compute queue").increment(1);
+            return Err(Error::DeadlineExceeded(format!(
+                "the request's timeout of {} µs expired before it could run; it was not run",
+                decoded.timeout_opt.unwrap_or_default().as_micros()
+            )));
+        }
+        if sides.count_drift
+            && let Some(drift) = job_model.drift.get()
+        {
+            drift.count(&decoded.inputs);
+        }
+        let answering = Answering {
+            mirrored_inputs_opt: sides.mirrors.any().then(|| decoded.inputs.clone()),
+            logged_inputs_opt: sides
+                .logging_opt
+                .as_ref()
+                .filter(|logging| logging.with_inputs)
+                .map(|_| decoded.inputs.clone()),
+            model: job_model.clone(),
+            shadows,
+            sides,
+            id_opt: decoded.id,
+            requested: decoded.outputs,
+        };
+        let Some(batcher) = &job_model.batcher_opt else {
+            let compute_started = Instant::now();
+            let outputs = job_model.run(decoded.inputs)?;
+            let computed = compute_started.elapsed();
+            return Ok(Step::Answered(Ok(answering.finish(outputs)), computed));
+        };
+        let (reply, answer) = oneshot::channel();
+        let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
+            let answered = result.map(|outputs| answering.finish(outputs));
+            // The requester may have gone (client hung up): nothing to do.
+            let _ = reply.send((answered, timing));
+        });
+        batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
+        Ok(Step::Queued(answer))
+    };
+    let (step, pool_queued) = if inline {
+        // A panicking engine fails this request alone, as on the pool.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
+        (step, Duration::ZERO)
+    } else {
+        let (step, timing) = state.compute.run(work).await?;
+        (step, timing.queued)
+    };
     let (answered, queued, computed) = match step? {
-        Step::Answered(answered, computed) => (answered, timing.queued, computed),
+        Step::Answered(answered, computed) => (answered, pool_queued, computed),
         Step::Queued(answer) => {
             let (answered, batch) = answer
                 .await
                 .map_err(|_| Error::Internal("a batch executor dropped a request".into()))?;
-            (answered, timing.queued + batch.queued, batch.computed)
+            (answered, pool_queued + batch.queued, batch.computed)
         }
     };
     model.metrics.queue_duration.record(queued.as_secs_f64());
