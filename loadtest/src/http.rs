@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -96,8 +96,16 @@ impl Endpoint {
         *request.uri_mut() = self.path.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
-        if let Some(length) = header_length_opt {
-            headers.insert("inference-header-content-length", HeaderValue::from(length));
+        match header_length_opt {
+            Some(length) => {
+                headers.insert("inference-header-content-length", HeaderValue::from(length));
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            }
+            // As curl, requests and KServe's client send it; servers built on
+            // FastAPI refuse a JSON body without it (422).
+            None => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
         }
         request
     }
