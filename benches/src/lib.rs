@@ -9,6 +9,9 @@
 //!
 //! `shadow.sh` and `logging.sh` measure throughput through a real `sluice
 //! serve` with a shadow, and with the prediction log at several rates.
+//! `peers.sh` runs Sluice side by side with a FastAPI baseline
+//! (`peers/`), with two helper programs of this crate: `fixed_body`, the
+//! hyper ceiling, and `floor`, each model in-process.
 //!
 //! Run with `ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)" cargo bench -p sluice-benches`.
 //! They reuse the end-to-end tests' harness (`sluice-tests`) for models and servers.

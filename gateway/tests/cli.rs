@@ -279,15 +279,36 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "1=100",
         "--sticky-header",
         "x-user-id",
+        "--max-batch-size",
+        "16",
+        "--max-queue-delay-us",
+        "300",
+        "--preferred-batch-sizes",
+        "8,16",
         "--reason",
         "first",
     ];
+    let delay_alone = [
+        "traffic",
+        "set",
+        "credit_risk",
+        "1=100",
+        "--max-queue-delay-us",
+        "5",
+    ];
+    expect_error(&registry.run("dora", &delay_alone), 2, "--max-batch-size");
+    let no_rows = ["traffic", "set", "credit_risk", "1=100", "--max-batch-size", "0"];
+    expect_error(&registry.run("dora", &no_rows), 1, "max_batch_size is 0");
     expect_code(&registry.run("dora", &set), 0);
     let stale = ["traffic", "set", "credit_risk", "1=100", "--if-revision", "0"];
     expect_error(&registry.run("dora", &stale), 4, "not 0");
     let shown = registry.run("vic", &["traffic", "show", "credit_risk"]);
     expect_output(&shown, "100%");
     expect_output(&shown, "x-user-id");
+    expect_output(
+        &shown,
+        "batching: up to 16 rows, 300 µs delay, queue 1024, 2 instance(s), preferred 8,16",
+    );
 
     expect_code(
         &registry.run("dora", &["alias", "set", "credit_risk", "champion", "1"]),
