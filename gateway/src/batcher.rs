@@ -10,7 +10,11 @@
 //! where tokio's timers would round up to a millisecond.
 //!
 //! What a batch never does:
-//! - run a request whose deadline passed while it waited (answered 504);
+//! - run a request whose deadline passed while it waited (answered 504): a
+//!   forming batch stops waiting at its members' earliest deadline;
+//! - leave a request unanswered: a request dropped unanswered (an executor
+//!   panicking in a split or an encoder) answers with an error as it drops,
+//!   and the executor lives on;
 //! - wait on a full queue (the request is answered 503 with `Retry-After`);
 //! - fail a good request because another in its batch was bad: a batch the
 //!   engine refuses is run again one request at a time, so the error goes to
@@ -45,7 +49,8 @@ pub struct Pending {
     rows: usize,
     enqueued: Instant,
     deadline_opt: Option<Instant>,
-    done: Done,
+    /// Taken when answered; still here on drop means never answered.
+    done_opt: Option<Done>,
 }
 
 impl Pending {
@@ -58,7 +63,7 @@ impl Pending {
             rows,
             enqueued: Instant::now(),
             deadline_opt,
-            done,
+            done_opt: Some(done),
         }
     }
 
@@ -66,8 +71,10 @@ impl Pending {
         self.deadline_opt.is_some_and(|deadline| now >= deadline)
     }
 
-    fn answer(self, result: Result<Vec<Tensor>>, timing: BatchTiming) {
-        (self.done)(result, timing);
+    fn answer(mut self, result: Result<Vec<Tensor>>, timing: BatchTiming) {
+        if let Some(done) = self.done_opt.take() {
+            done(result, timing);
+        }
     }
 
     fn answer_expired(self, now: Instant) {
@@ -91,6 +98,15 @@ impl Pending {
             .iter()
             .zip(&first.inputs)
             .all(|(mine, theirs)| mine.shape.get(1..) == theirs.shape.get(1..))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(done) = self.done_opt.take() {
+            let failed = Error::Internal("a batch executor failed before answering this request".into());
+            done(Err(failed), BatchTiming::default());
+        }
     }
 }
 
@@ -177,16 +193,30 @@ impl Batcher {
     }
 }
 
+/// Requests can be joined only along a batch dimension: the first of every
+/// input, one symbol shared by all (an index input `[K]` beside `[N, 4]`
+/// would be joined wrong), and a dynamic first dimension in every output.
 fn check_batchable(signature: &Signature) -> std::result::Result<(), String> {
     let specs = signature.inputs.iter().chain(&signature.outputs);
-    match specs
+    if let Some(spec) = specs
         .into_iter()
         .find(|spec| spec.shape.first().is_none_or(|&dim| dim >= 0))
     {
-        Some(spec) => Err(format!(
+        return Err(format!(
             "'{}' has shape {} with no dynamic first dimension to batch along",
             spec.name,
             crate::model::format_shape(&spec.shape)
+        ));
+    }
+    let symbol_of = |spec: &crate::model::TensorSpec| spec.dim_symbols.first().cloned().flatten();
+    let first = signature.inputs.first().and_then(symbol_of);
+    match signature.inputs.iter().find(|spec| symbol_of(spec) != first) {
+        Some(spec) => Err(format!(
+            "inputs '{}' and '{}' do not share their first dimension ({} vs {}): it is not one batch dimension",
+            signature.inputs[0].name,
+            spec.name,
+            first.as_deref().unwrap_or("unnamed"),
+            symbol_of(spec).as_deref().unwrap_or("unnamed")
         )),
         None => Ok(()),
     }
@@ -209,8 +239,8 @@ impl Executor {
     fn serve(&self) {
         loop {
             let batch = {
-                // A panic never happens while the lock is held (forming only
-                // moves requests), so a poisoned lock is still consistent.
+                // Forming only moves requests (and answers expired ones),
+                // so even a poisoned lock leaves the queue consistent.
                 let mut former = self
                     .forming
                     .lock()
@@ -220,7 +250,14 @@ impl Executor {
                     None => return,
                 }
             };
-            self.run(batch);
+            if batch.is_empty() {
+                continue;
+            }
+            // A panic past the engine's own guard (splitting, encoding)
+            // answers what it drops with an error; the executor lives on.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(batch))).is_err() {
+                tracing::error!("a batch executor panicked; its unanswered requests got an error");
+            }
         }
     }
 
@@ -268,6 +305,10 @@ impl Executor {
                 tracing::debug!(error = %err, requests = batch.len(), "batch failed; running its requests one by one");
                 for pending in batch {
                     let alone = Instant::now();
+                    if pending.expired(alone) {
+                        pending.answer_expired(alone);
+                        continue;
+                    }
                     let result = run_guarded(&*self.session, pending.inputs.clone());
                     let timing = BatchTiming {
                         queued: started - pending.enqueued,
@@ -282,8 +323,9 @@ impl Executor {
 }
 
 impl Former {
-    /// The next batch, once this executor is free; `None` when the queue is
-    /// closed and empty.
+    /// The next batch, once this executor is free, without the members whose
+    /// deadline passed while it formed (possibly none left); `None` when the
+    /// queue is closed and empty.
     fn form(&mut self, config: &Batching) -> Option<Vec<Pending>> {
         let first = loop {
             let pending = match self.carry_opt.take() {
@@ -297,8 +339,12 @@ impl Former {
             }
             break pending;
         };
-        // Triton measures the delay from the oldest request's arrival.
-        let window_end = first.enqueued + Duration::from_micros(config.max_queue_delay_us);
+        // Triton measures the delay from the oldest request's arrival; no
+        // member waits past its own deadline for others to come.
+        let mut window_end = first.enqueued + Duration::from_micros(config.max_queue_delay_us);
+        if let Some(deadline) = first.deadline_opt {
+            window_end = window_end.min(deadline);
+        }
         let mut rows = first.rows;
         let mut batch = vec![first];
         while rows < config.max_batch_size {
@@ -326,10 +372,19 @@ impl Former {
                 self.carry_opt = Some(next);
                 break;
             }
+            if let Some(deadline) = next.deadline_opt {
+                window_end = window_end.min(deadline);
+            }
             rows += next.rows;
             batch.push(next);
         }
-        Some(batch)
+        let now = Instant::now();
+        let (live, expired): (Vec<Pending>, Vec<Pending>) =
+            batch.into_iter().partition(|pending| !pending.expired(now));
+        for pending in expired {
+            pending.answer_expired(now);
+        }
+        Some(live)
     }
 }
 

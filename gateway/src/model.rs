@@ -200,6 +200,12 @@ impl LoadedModel {
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.session.run(inputs)
     }
+
+    /// [`LoadedModel::run`] unless it would wait for a busy engine; then the
+    /// inputs come back.
+    pub fn try_run(&self, inputs: Vec<Tensor>) -> std::result::Result<Result<Vec<Tensor>>, Vec<Tensor>> {
+        self.session.try_run(inputs)
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {

@@ -117,10 +117,10 @@ impl VersionStats {
 
 /// Whether an answer counts against the version that gave it, for rollout
 /// checks and the local guard alike: a 5xx but 503 (that is the gateway
-/// being full), or a client hanging up (a canary that hangs must not look
-/// healthy).
+/// being full) and 504 (the client's own `timeout` expired before the run),
+/// or a client hanging up (a canary that hangs must not look healthy).
 pub fn version_failed(code: u16) -> bool {
-    code == crate::server::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503)
+    code == crate::server::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503 && code != 504)
 }
 
 fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
@@ -174,6 +174,17 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_versions_own_failures_count() {
+        for code in [500, 502, crate::server::CLIENT_CLOSED] {
+            assert!(version_failed(code), "{code}");
+        }
+        // A full gateway (503) and the client's own expired timeout (504) are not the version's fault.
+        for code in [200, 400, 404, 422, 503, 504] {
+            assert!(!version_failed(code), "{code}");
+        }
+    }
 
     #[test]
     fn windows_count_codes_and_latency_and_reset_when_taken() {

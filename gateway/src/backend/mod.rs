@@ -61,6 +61,13 @@ pub trait Session: Send + Sync {
     fn signature(&self) -> &Signature;
     /// Inputs in signature order; returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+
+    /// Runs now if that cannot block on another run (an engine whose
+    /// sessions are all busy gives the inputs back): what a run on the
+    /// reactor thread may do.
+    fn try_run(&self, inputs: Vec<Tensor>) -> std::result::Result<Result<Vec<Tensor>>, Vec<Tensor>> {
+        Ok(self.run(inputs))
+    }
 }
 
 /// Engine settings fixed at start-up.

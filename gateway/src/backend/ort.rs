@@ -87,32 +87,33 @@ impl OrtPool {
     /// A free session if there is one, else waits on the next in turn.
     fn acquire(&self) -> MutexGuard<'_, OrtSession> {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        self.try_acquire_from(start).unwrap_or_else(|| {
+            // A panic inside ONNX Runtime cannot leave the session half-mutated
+            // from our side, so a poisoned lock is still usable.
+            self.sessions[start]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+    }
+
+    /// A free session, starting the search at `start`; `None` when all are busy.
+    fn try_acquire_from(&self, start: usize) -> Option<MutexGuard<'_, OrtSession>> {
         let count = self.sessions.len();
-        for offset in 0..count {
-            if let Ok(guard) = self.sessions[(start + offset) % count].try_lock() {
-                return guard;
-            }
-        }
-        // A panic inside ONNX Runtime cannot leave the session half-mutated
-        // from our side, so a poisoned lock is still usable.
-        self.sessions[start]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Session for OrtPool {
-    fn signature(&self) -> &Signature {
-        &self.signature
+        (0..count).find_map(
+            |offset| match self.sessions[(start + offset) % count].try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            },
+        )
     }
 
-    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn run_on(&self, session: &mut OrtSession, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let values = inputs
             .into_iter()
             .zip(&self.signature.inputs)
             .map(|(tensor, spec)| Ok((spec.name.as_str(), to_ort(tensor)?)))
             .collect::<Result<Vec<_>>>()?;
-        let mut session = self.acquire();
         let outputs = session.run(values).map_err(|err| match err.code() {
             // ONNX Runtime judged the input itself invalid (an index out of
             // range, say): the client's mistake, as Triton reports it.
@@ -131,6 +132,25 @@ impl Session for OrtPool {
                 from_ort(value, spec.datatype)
             })
             .collect()
+    }
+}
+
+impl Session for OrtPool {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let mut session = self.acquire();
+        self.run_on(&mut session, inputs)
+    }
+
+    fn try_run(&self, inputs: Vec<Tensor>) -> std::result::Result<Result<Vec<Tensor>>, Vec<Tensor>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        match self.try_acquire_from(start) {
+            Some(mut session) => Ok(self.run_on(&mut session, inputs)),
+            None => Err(inputs),
+        }
     }
 }
 

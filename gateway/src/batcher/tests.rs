@@ -253,6 +253,41 @@ fn a_bad_request_fails_alone_and_its_batch_mates_are_answered() {
 }
 
 #[test]
+fn a_forming_batch_stops_waiting_at_a_members_deadline() {
+    let session = Doubler::new(-1);
+    // Ten seconds of delay: the answer's own timeout would fail first.
+    let batcher = start(&session, &config(8, 10_000_000));
+    let (late, late_answer) = pending(&[1.0, 2.0], Some(Instant::now() + Duration::from_millis(20)));
+    batcher.submit(late).unwrap();
+    let err = answer(&late_answer).unwrap_err();
+    assert_eq!(err.status(), axum::http::StatusCode::GATEWAY_TIMEOUT, "{err}");
+    assert!(session.runs().is_empty(), "an expired request never runs");
+}
+
+#[test]
+fn a_request_dropped_unanswered_still_gets_an_error() {
+    let (dropped, receiver) = pending(&[1.0, 2.0], None);
+    drop(dropped);
+    let err = answer(&receiver).unwrap_err();
+    assert!(matches!(err, Error::Internal(_)), "{err}");
+}
+
+#[test]
+fn inputs_that_do_not_share_a_batch_dimension_are_not_batched() {
+    let session = Doubler::new(-1);
+    let mut signature = session.signature.clone();
+    let mut indices = signature.inputs[0].clone();
+    indices.name = "indices".into();
+    indices.dim_symbols[0] = Some("K".into());
+    signature.inputs.push(indices);
+    let err = check_batchable(&signature).unwrap_err();
+    assert!(
+        err.contains("'x' and 'indices' do not share their first dimension (N vs K)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_model_without_a_dynamic_first_dimension_is_not_batched() {
     let err = Batcher::start("m", "1", Doubler::new(1), &config(8, 0))
         .err()

@@ -32,6 +32,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// numbers, microseconds of parsing. Larger ones go to the pool whatever the model.
 const INLINE_MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Most rows run inline: the warm-up that qualified the model timed one.
+const INLINE_MAX_ROWS: usize = 8;
+
 /// What a request does besides answering, decided before it runs.
 pub(super) struct SideEffects {
     pub mirrors: Mirrors,
@@ -76,10 +79,11 @@ struct Answered {
     request_id_opt: Option<String>,
 }
 
-/// After decoding: answered already (run on this thread, or refused), or
-/// waiting in the batch queue.
+/// After decoding: answered already (run on this thread, or refused),
+/// waiting in the batch queue, or decoded inline but to be run on the pool.
 enum Step {
     Answered(Result<Answered>, Duration),
+    Deferred(Answering, Vec<Tensor>),
     Queued(oneshot::Receiver<(Result<Answered>, BatchTiming)>),
 }
 
@@ -135,7 +139,20 @@ pub(super) async fn run(
         };
         let Some(batcher) = &job_model.batcher_opt else {
             let compute_started = Instant::now();
-            let outputs = job_model.run(decoded.inputs)?;
+            let outputs = if !inline {
+                job_model.run(decoded.inputs)?
+            } else {
+                // On the reactor only what cannot wait: a request of a few
+                // rows, on an engine with a free session. Else the pool runs it.
+                let rows = decoded.inputs.first().map_or(0, Tensor::rows);
+                if rows > INLINE_MAX_ROWS {
+                    return Ok(Step::Deferred(answering, decoded.inputs));
+                }
+                match job_model.try_run(decoded.inputs) {
+                    Ok(outputs) => outputs?,
+                    Err(inputs) => return Ok(Step::Deferred(answering, inputs)),
+                }
+            };
             let computed = compute_started.elapsed();
             return Ok(Step::Answered(Ok(answering.finish(outputs)), computed));
         };
@@ -159,6 +176,20 @@ pub(super) async fn run(
     };
     let (answered, queued, computed) = match step? {
         Step::Answered(answered, computed) => (answered, pool_queued, computed),
+        Step::Deferred(answering, inputs) => {
+            let model = model.clone();
+            let (outcome, timing) = state
+                .compute
+                .run(move || -> Result<(Answered, Duration)> {
+                    let compute_started = Instant::now();
+                    let outputs = model.run(inputs)?;
+                    let computed = compute_started.elapsed();
+                    Ok((answering.finish(outputs), computed))
+                })
+                .await?;
+            let (answered, computed) = outcome?;
+            (Ok(answered), timing.queued, computed)
+        }
         Step::Queued(answer) => {
             let (answered, batch) = answer
                 .await
