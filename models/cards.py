@@ -14,6 +14,13 @@ output's categories and each score column's bins. `sluice profile
 create` builds the same from the same CSV (a test checks they agree), and
 `sluice serve --demo` stores it with the version.
 
+For the credit model it writes a data contract too (`contract.json`), as
+`sluice contract derive --margin 0.1` derives one from the profile (each
+feature's training range widened by a tenth of its width, never below zero
+for a feature that never was), plus one cross-field rule the training data
+keeps: a loan of at most twice the yearly income. The demo stores it, and
+deployments may observe or enforce it.
+
 The metrics are measured here, by running the committed ONNX file with ONNX
 Runtime on the committed training data, so they are training-set figures and
 named so (`train_auc`, `train_accuracy`). `sluice serve --demo` registers each
@@ -153,14 +160,35 @@ def profile(name: str) -> dict:
     return {"schema": "sluice-profile/v1", "rows": int(len(data)), "features": features, "outputs": outputs}
 
 
+CONTRACT_MARGIN = 0.1
+CREDIT_RULES = ["loan_amount <= 2 * income"]
+
+
+def contract(profiled: dict, rules: list[str]) -> dict:
+    features = {}
+    for name, column in profiled["features"].items():
+        low, high = column["edges"][0], column["edges"][-1]
+        widen = CONTRACT_MARGIN * abs(high - low)
+        features[name] = {
+            "min": max(low - widen, 0.0) if low >= 0 else low - widen,
+            "max": high + widen,
+        }
+    return {"features": features, "rules": rules}
+
+
 def main() -> None:
     for name, card in [("credit_risk", credit_card()), ("digits", digits_card())]:
         path = ROOT / "repository" / name / "1" / "card.json"
         path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         print(f"{path.relative_to(ROOT.parent)}: {card['metrics']}")
         profile_path = path.with_name("profile.json")
-        profile_path.write_text(json.dumps(profile(name), sort_keys=True) + "\n")
+        profiled = profile(name)
+        profile_path.write_text(json.dumps(profiled, sort_keys=True) + "\n")
         print(f"{profile_path.relative_to(ROOT.parent)}")
+        if name == "credit_risk":
+            contract_path = path.with_name("contract.json")
+            contract_path.write_text(json.dumps(contract(profiled, CREDIT_RULES), indent=2, sort_keys=True) + "\n")
+            print(f"{contract_path.relative_to(ROOT.parent)}")
 
 
 if __name__ == "__main__":

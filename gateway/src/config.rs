@@ -12,8 +12,8 @@ use sluice_registry_client::RegistryClient;
 
 use crate::backend::EngineOptions;
 use crate::cli::{
-    AliasCommand, ClientArgs, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand, ProfileCommand,
-    RolloutCommand, StageCommand, TrafficCommand, TriggersCommand, VersionsCommand,
+    AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand,
+    ProfileCommand, RolloutCommand, StageCommand, TrafficCommand, TriggersCommand, VersionsCommand,
 };
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
@@ -102,6 +102,13 @@ pub enum Command {
     Drift {
         #[command(subcommand)]
         command: DriftCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Data contracts: what a version's inputs may hold, derived from its profile.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
         #[command(flatten)]
         client: ClientArgs,
     },

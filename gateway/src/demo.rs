@@ -4,6 +4,7 @@
 //! through the registry's API, the path any release takes. Safe to run
 //! again on the same data dir: what is already there is left as it is.
 
+use sluice_registry_client::contract::CONTRACT_DOCUMENT;
 use sluice_registry_client::profile::PROFILE_DOCUMENT;
 use sluice_registry_client::types::{
     ArtifactSource, CreateModel, CreateVersion, Decision, Lineage, RequestTransition, ReviewTransition,
@@ -19,6 +20,8 @@ struct DemoModel {
     card: &'static str,
     /// Reference profile written by `models/cards.py`.
     profile: &'static str,
+    /// Data contract written by `models/cards.py`, where there is one.
+    contract_opt: Option<&'static str>,
 }
 
 const DEMO_MODELS: &[DemoModel] = &[
@@ -28,6 +31,9 @@ const DEMO_MODELS: &[DemoModel] = &[
         artifact: include_bytes!("../../models/repository/credit_risk/1/model.onnx"),
         card: include_str!("../../models/repository/credit_risk/1/card.json"),
         profile: include_str!("../../models/repository/credit_risk/1/profile.json"),
+        contract_opt: Some(include_str!(
+            "../../models/repository/credit_risk/1/contract.json"
+        )),
     },
     DemoModel {
         name: "digits",
@@ -35,6 +41,7 @@ const DEMO_MODELS: &[DemoModel] = &[
         artifact: include_bytes!("../../models/repository/digits/1/model.onnx"),
         card: include_str!("../../models/repository/digits/1/card.json"),
         profile: include_str!("../../models/repository/digits/1/profile.json"),
+        contract_opt: None,
     },
 ];
 
@@ -42,7 +49,10 @@ const DEMO_MODELS: &[DemoModel] = &[
 pub async fn register(client: &RegistryClient) -> Result<(), ClientError> {
     for demo in DEMO_MODELS {
         let version = ensure_version(client, demo).await?;
-        ensure_profile(client, demo, &version).await?;
+        ensure_document(client, demo.name, &version, PROFILE_DOCUMENT, demo.profile).await?;
+        if let Some(contract) = demo.contract_opt {
+            ensure_document(client, demo.name, &version, CONTRACT_DOCUMENT, contract).await?;
+        }
         if version.stage == Stage::None {
             promote_to_staging(client, &version).await?;
         }
@@ -85,22 +95,25 @@ async fn ensure_version(client: &RegistryClient, demo: &DemoModel) -> Result<Ver
         .await
 }
 
-/// Stores the training data's profile with the version, unless it has one.
-async fn ensure_profile(
+/// Stores a document (the training data's profile, the data contract) with
+/// the version, unless it has one by that name.
+async fn ensure_document(
     client: &RegistryClient,
-    demo: &DemoModel,
+    model: &str,
     version: &Version,
+    name: &str,
+    text: &str,
 ) -> Result<(), ClientError> {
     let reference = version.version.to_string();
-    match client.get_document(demo.name, &reference, PROFILE_DOCUMENT).await {
+    match client.get_document(model, &reference, name).await {
         Ok(_) => return Ok(()),
         Err(err) if err.is_not_found() => {}
         Err(err) => return Err(err),
     }
-    let profile: serde_json::Value = serde_json::from_str(demo.profile)
-        .map_err(|err| ClientError::Decode(format!("the demo profile of {}: {err}", demo.name)))?;
+    let body: serde_json::Value = serde_json::from_str(text)
+        .map_err(|err| ClientError::Decode(format!("the demo {name} of {model}: {err}")))?;
     client
-        .put_document(demo.name, &reference, PROFILE_DOCUMENT, &profile)
+        .put_document(model, &reference, name, &body)
         .await
         .map(drop)
 }

@@ -34,6 +34,10 @@ pub enum Error {
     /// it was not computed.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The request breaks the version's data contract under a `reject`
+    /// deployment: the message names each violation.
+    #[error("{0}")]
+    ContractViolated(String),
     /// A store the request needs is failing; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -65,6 +69,7 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::ContractViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

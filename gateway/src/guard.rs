@@ -232,7 +232,8 @@ pub fn apply_guards(mut table: RoutingTable, guarded: &Guarded) -> RoutingTable 
         ) {
             let rerouted = rerouted
                 .with_rollout(route.rollout, route.compare_canary)
-                .with_logging(route.log_sample_rate);
+                .with_logging(route.log_sample_rate)
+                .with_contract(route.contract_mode);
             table.routes.insert(model, Arc::new(rerouted));
         }
     }

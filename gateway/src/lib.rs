@@ -15,6 +15,8 @@
 //!   a sampled request is then queued for [`shadow`], which reruns it on the
 //!   shadow version and compares the answers, and, where a deployment asks,
 //!   for [`predlog`], the prediction log; both off the response path;
+//! - [`contract`] checks its inputs against the version's data contract,
+//!   where the deployment asks (counting violations, or answering 422);
 //! - [`drift`] counts its features in the reference profile's bins;
 //! - [`feedback`] takes ground-truth labels for answered predictions
 //!   (`POST /v2/models/{m}/feedback`) and stores them for the registry to join;
@@ -40,6 +42,7 @@ pub mod cache;
 pub mod cli;
 pub mod compute;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod drift;
 pub mod embedded;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Rollout { command, client } => Ok((ClientCommand::Rollout(command), client)),
         Command::Profile { command, client } => Ok((ClientCommand::Profile(command), client)),
         Command::Drift { command, client } => Ok((ClientCommand::Drift(command), client)),
+        Command::Contract { command, client } => Ok((ClientCommand::Contract(command), client)),
         Command::Performance { command, client } => Ok((ClientCommand::Performance(command), client)),
         Command::Triggers { command, client } => Ok((ClientCommand::Triggers(command), client)),
         Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),

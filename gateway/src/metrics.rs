@@ -17,6 +17,8 @@ pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
 pub const BATCH_SIZE: &str = "sluice_batch_size";
 pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
 pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
+pub const CONTRACT_VIOLATIONS: &str = "sluice_contract_violations_total";
+pub const CONTRACT_ROWS: &str = "sluice_contract_rows_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
 pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
 pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
@@ -128,6 +130,11 @@ fn describe() {
         DEADLINE_EXCEEDED,
         "Inference requests whose timeout expired before they ran, by where they waited"
     );
+    metrics::describe_counter!(
+        CONTRACT_VIOLATIONS,
+        "Rows breaking a check of the version's data contract, by check (feature:min|max|categories|missing, or a rule)"
+    );
+    metrics::describe_counter!(CONTRACT_ROWS, "Rows checked against the version's data contract");
     metrics::describe_histogram!(
         MODEL_LOAD_DURATION,
         metrics::Unit::Seconds,

@@ -155,6 +155,8 @@ pub struct LoadedModel {
     /// Its features' counts in its reference profile's bins, once the
     /// profile is known (a registry version that has one).
     pub drift: std::sync::OnceLock<crate::drift::DriftCounter>,
+    /// Its data contract, once known (a registry version that has one).
+    pub contract: std::sync::OnceLock<crate::contract::ContractChecker>,
     /// Registered the first time this version shadows, so that versions
     /// that never do add no series.
     shadow_metrics: std::sync::OnceLock<crate::shadow::ShadowMetrics>,
@@ -188,6 +190,7 @@ impl LoadedModel {
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),
             drift: std::sync::OnceLock::new(),
+            contract: std::sync::OnceLock::new(),
         })
     }
 

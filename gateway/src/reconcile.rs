@@ -17,12 +17,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderName;
 use sluice_registry_client::RegistryClient;
+use sluice_registry_client::contract::{CONTRACT_DOCUMENT, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
 use sluice_registry_client::types::{Batching, DeployedVersion, Deployment, Deployments};
 use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
+use crate::contract::ContractChecker;
 use crate::drift::DriftCounter;
 use crate::guard::Guarded;
 use crate::model::LoadedModel;
@@ -213,6 +215,7 @@ impl Follower {
         match loaded {
             Ok(model) => {
                 self.attach_profile(&model).await;
+                self.attach_contract(&model).await;
                 self.loaded.insert(key, model.clone());
                 Ok(model)
             }
@@ -229,32 +232,61 @@ impl Follower {
     /// reference profile. Without one (or the registry down) it serves
     /// without drift accounting.
     async fn attach_profile(&self, model: &Arc<LoadedModel>) {
-        let reference = model.version.to_string();
-        let document = match self
-            .client
-            .get_document(&model.name, &reference, PROFILE_DOCUMENT)
+        let Some(profile) = self
+            .document::<ReferenceProfile>(model, PROFILE_DOCUMENT, "no drift accounting for this version")
             .await
-        {
+        else {
+            return;
+        };
+        if let Some(counter) = DriftCounter::new(&profile, &model.signature) {
+            if !counter.unmatched().is_empty() {
+                tracing::warn!(model = %model.name, version = model.version, columns = ?counter.unmatched(), "profiled columns the model does not carry as [N], [N, 1] or [N, K] tensors are not counted");
+            }
+            let _ = model.drift.set(counter);
+        }
+    }
+
+    /// Compiles the version's data contract when the registry holds one.
+    /// Without one (or the registry down) the version serves unchecked, even
+    /// under a `reject` deployment: the contract is the version's, and an
+    /// outage must not turn into refused traffic.
+    async fn attach_contract(&self, model: &Arc<LoadedModel>) {
+        let Some(contract) = self
+            .document::<DataContract>(model, CONTRACT_DOCUMENT, "this version serves unchecked")
+            .await
+        else {
+            return;
+        };
+        let checker = ContractChecker::new(&contract, &model.signature, &model.name, &model.version_label);
+        if !checker.unmatched().is_empty() {
+            tracing::warn!(model = %model.name, version = model.version, checks = ?checker.unmatched(), "contract features and rules the model has no input column for are not checked");
+        }
+        let _ = model.contract.set(checker);
+    }
+
+    /// The version's document `name` as a `T`; `None` when it has none, and,
+    /// logged with `without` (what the version lacks then), when the registry
+    /// cannot be read or the document is not a `T`.
+    async fn document<T: serde::de::DeserializeOwned>(
+        &self,
+        model: &LoadedModel,
+        name: &str,
+        without: &str,
+    ) -> Option<T> {
+        let reference = model.version.to_string();
+        let document = match self.client.get_document(&model.name, &reference, name).await {
             Ok(document) => document,
-            Err(err) if err.is_not_found() => return,
+            Err(err) if err.is_not_found() => return None,
             Err(err) => {
-                tracing::warn!(model = %model.name, version = model.version, error = %err, "cannot read the reference profile; no drift accounting for this version");
-                return;
+                tracing::warn!(model = %model.name, version = model.version, document = name, error = %err, "cannot read the document; {without}");
+                return None;
             }
         };
-        match serde_json::from_value::<ReferenceProfile>(document.body) {
-            Ok(profile) => {
-                if let Some(counter) = DriftCounter::new(&profile, &model.signature) {
-                    if !counter.unmatched().is_empty() {
-                        tracing::warn!(model = %model.name, version = model.version, columns = ?counter.unmatched(), "profiled columns the model does not carry as [N], [N, 1] or [N, K] tensors are not counted");
-                    }
-                    let _ = model.drift.set(counter);
-                }
-            }
-            Err(err) => {
-                tracing::warn!(model = %model.name, version = model.version, error = %err, "the reference profile is not a sluice profile");
-            }
-        }
+        serde_json::from_value(document.body)
+            .inspect_err(|err| {
+                tracing::warn!(model = %model.name, version = model.version, document = name, error = %err, "the document is not what Sluice writes under that name; {without}");
+            })
+            .ok()
     }
 
     /// The artifact's bytes, from the cache if intact, else from the registry.
@@ -327,6 +359,7 @@ fn route_for(deployment: &Deployment, mut loaded: BTreeMap<u64, Arc<LoadedModel>
         route
             .with_rollout(roles, compare_canary)
             .with_logging(spec.log_sample_rate)
+            .with_contract(spec.contract)
     })
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderName};
+use sluice_registry_client::contract::ContractMode;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
@@ -56,6 +57,9 @@ pub struct Route {
     pub rollout: Option<RolloutRoles>,
     /// Log every prediction, and this share with its inputs; `None`: no log.
     pub log_sample_rate: Option<f64>,
+    /// What to do with a request that breaks its version's data contract;
+    /// `None`: the contract is not checked.
+    pub contract_mode: Option<ContractMode>,
 }
 
 /// The two versions of a running rollout.
@@ -110,6 +114,7 @@ impl Route {
             compare_canary: false,
             rollout: None,
             log_sample_rate: None,
+            contract_mode: None,
         })
     }
 
@@ -127,6 +132,14 @@ impl Route {
     pub fn with_logging(self, log_sample_rate: Option<f64>) -> Route {
         Route {
             log_sample_rate,
+            ..self
+        }
+    }
+
+    /// The same route, checking data contracts in `mode` (or not).
+    pub fn with_contract(self, contract_mode: Option<ContractMode>) -> Route {
+        Route {
+            contract_mode,
             ..self
         }
     }
@@ -237,6 +250,7 @@ impl Route {
             && self.compare_canary == other.compare_canary
             && self.rollout == other.rollout
             && self.log_sample_rate == other.log_sample_rate
+            && self.contract_mode == other.contract_mode
             && same_shadow
     }
 }
@@ -272,6 +286,8 @@ pub struct Picked {
     /// The stable version to compare this canary answer with, during a
     /// rollout that checks disagreement.
     pub compare_with_opt: Option<Arc<LoadedModel>>,
+    /// Check the version's data contract, and what to do when it is broken.
+    pub contract_opt: Option<ContractMode>,
 }
 
 #[derive(Debug, Default)]
@@ -318,6 +334,7 @@ impl RoutingTable {
                 pinned: true,
                 compare_with_opt: None,
                 log_opt: route.sample_log(),
+                contract_opt: route.contract_mode,
             });
         }
         let index = route.pick_index(headers);
@@ -328,6 +345,7 @@ impl RoutingTable {
             pinned: false,
             compare_with_opt: route.comparison_for(index).cloned(),
             log_opt: route.sample_log(),
+            contract_opt: route.contract_mode,
         })
     }
 

@@ -111,6 +111,8 @@ impl VersionStats {
             },
             features: std::collections::BTreeMap::new(),
             outputs: std::collections::BTreeMap::new(),
+            contract_rows: 0,
+            contract_violations: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -152,6 +154,9 @@ pub async fn report(
                 let mut window = model.stats.take(name, model.version);
                 if let Some(drift) = model.drift.get() {
                     (window.features, window.outputs) = drift.take();
+                }
+                if let Some(contract) = model.contract.get() {
+                    (window.contract_rows, window.contract_violations) = contract.take();
                 }
                 if window.requests > 0 || window.shadow.requests > 0 {
                     versions.push(window);

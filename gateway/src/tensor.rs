@@ -233,6 +233,24 @@ impl Tensor {
         self.data.datatype()
     }
 
+    /// Element `index` (row-major) as f64, booleans as 0 and 1; `None` past the end.
+    pub fn f64_at(&self, index: usize) -> Option<f64> {
+        Some(match &self.data {
+            TensorData::Bool(v) => f64::from(u8::from(*v.get(index)?)),
+            TensorData::U8(v) => f64::from(*v.get(index)?),
+            TensorData::U16(v) => f64::from(*v.get(index)?),
+            TensorData::U32(v) => f64::from(*v.get(index)?),
+            TensorData::U64(v) => *v.get(index)? as f64,
+            TensorData::I8(v) => f64::from(*v.get(index)?),
+            TensorData::I16(v) => f64::from(*v.get(index)?),
+            TensorData::I32(v) => f64::from(*v.get(index)?),
+            TensorData::I64(v) => *v.get(index)? as f64,
+            TensorData::F16(v) => f64::from(*v.get(index)?),
+            TensorData::F32(v) => f64::from(*v.get(index)?),
+            TensorData::F64(v) => *v.get(index)?,
+        })
+    }
+
     /// Size of the first (batch) dimension; 0 for a scalar.
     pub fn rows(&self) -> usize {
         self.shape.first().copied().unwrap_or(0)

@@ -222,6 +222,38 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "nope.csv",
     ];
     expect_error(&registry.run("dora", &missing_data), 1, "cannot read nope.csv");
+    // The contract derived from that profile is the committed example's
+    // (models/cards.py derives it the same way).
+    let derive = [
+        "contract",
+        "derive",
+        "credit_risk",
+        "1",
+        "--rule",
+        "loan_amount <= 2 * income",
+        "--put",
+    ];
+    let derived = registry.run("dora", &derive);
+    expect_code(&derived, 0);
+    let derived: serde_json::Value = serde_json::from_slice(&derived.stdout).unwrap();
+    let shown = registry.run("vic", &["contract", "show", "credit_risk", "1"]);
+    expect_code(&shown, 0);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(),
+        derived
+    );
+    assert_eq!(derived["rules"][0], "loan_amount <= 2 * income");
+    let age_min = derived["features"]["age"]["min"].as_f64().unwrap();
+    assert!((age_min - 15.7).abs() < 1e-6, "{derived}");
+    let not_linear = [
+        "contract",
+        "derive",
+        "credit_risk",
+        "1",
+        "--rule",
+        "age * income > 3",
+    ];
+    expect_error(&registry.run("dora", &not_linear), 1, "rules are linear");
     let bad_metric = [
         "versions",
         "push",
@@ -285,6 +317,8 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "300",
         "--preferred-batch-sizes",
         "8,16",
+        "--contract",
+        "reject",
         "--reason",
         "first",
     ];
@@ -297,6 +331,8 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "5",
     ];
     expect_error(&registry.run("dora", &delay_alone), 2, "--max-batch-size");
+    let no_mode = ["traffic", "set", "credit_risk", "1=100", "--contract", "enforce"];
+    expect_error(&registry.run("dora", &no_mode), 2, "expected observe or reject");
     let no_rows = ["traffic", "set", "credit_risk", "1=100", "--max-batch-size", "0"];
     expect_error(&registry.run("dora", &no_rows), 1, "max_batch_size is 0");
     expect_code(&registry.run("dora", &set), 0);
@@ -309,6 +345,7 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         &shown,
         "batching: up to 16 rows, 300 µs delay, queue 1024, 2 instance(s), preferred 8,16",
     );
+    expect_output(&shown, "data contract: reject");
 
     expect_code(
         &registry.run("dora", &["alias", "set", "credit_risk", "champion", "1"]),

@@ -11,6 +11,8 @@
 //!   distribution per feature) that drift is measured against;
 //! - [`rollout`] holds the traffic feedback: the per-version windows gateways
 //!   report (they merge across replicas) and progressive rollouts.
+//! - [`contract`] holds data contracts: per-feature ranges, categories and
+//!   missing values, and linear cross-field rules, derived from a profile;
 //! - [`feedback`] holds ground truth: the labels applications send back and
 //!   the realized performance joined from them;
 //! - [`trigger`] holds training triggers: per-model policies (drift,
@@ -20,6 +22,7 @@
 //!   exit code.
 
 pub mod client;
+pub mod contract;
 pub mod error;
 pub mod feedback;
 pub mod profile;

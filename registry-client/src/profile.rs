@@ -71,7 +71,35 @@ pub struct DriftReport {
     /// Some output drifted.
     #[serde(default)]
     pub prediction_drift: bool,
+    /// Violations of the version's data contract in the window, where a
+    /// deployment checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractSummary>,
     pub thresholds: DriftThresholds,
+}
+
+/// Rows checked against a data contract over a window, and how many broke
+/// each check (`age:min`, `region:categories`, `income:missing`, a rule's text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContractSummary {
+    pub rows: u64,
+    pub violations: BTreeMap<String, u64>,
+    /// Each check's violations per row checked.
+    pub rates: BTreeMap<String, f64>,
+}
+
+impl ContractSummary {
+    /// `None` when no row was checked.
+    pub fn of(rows: u64, violations: &BTreeMap<String, u64>) -> Option<ContractSummary> {
+        (rows > 0).then(|| ContractSummary {
+            rows,
+            violations: violations.clone(),
+            rates: violations
+                .iter()
+                .map(|(check, &count)| (check.clone(), count as f64 / rows as f64))
+                .collect(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -47,6 +47,12 @@ pub struct VersionWindow {
     /// The same for each profiled output column (prediction drift).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub outputs: std::collections::BTreeMap<String, Vec<u64>>,
+    /// Rows checked against the version's data contract.
+    #[serde(default)]
+    pub contract_rows: u64,
+    /// Rows breaking each check of the contract (`age:min`, a rule's text).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub contract_violations: std::collections::BTreeMap<String, u64>,
 }
 
 /// Adds bin counts by column name.
@@ -78,6 +84,18 @@ pub struct ShadowWindow {
 }
 
 impl VersionWindow {
+    /// The highest share of checked rows that broke one check of the data
+    /// contract, with that check; `None` when no row was checked.
+    pub fn worst_contract_check(&self) -> Option<(&str, f64)> {
+        (self.contract_rows > 0).then(|| {
+            self.contract_violations
+                .iter()
+                .map(|(check, &count)| (check.as_str(), count as f64 / self.contract_rows as f64))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or(("", 0.0))
+        })
+    }
+
     /// Whether this window can be added to others: one count per latency
     /// bucket, finite differences.
     pub fn is_well_formed(&self) -> bool {
@@ -108,6 +126,11 @@ impl VersionWindow {
         shadow.max_abs_diff = shadow.max_abs_diff.max(other.shadow.max_abs_diff);
         add_bins(&mut self.features, &other.features);
         add_bins(&mut self.outputs, &other.outputs);
+        self.contract_rows = self.contract_rows.saturating_add(other.contract_rows);
+        for (check, count) in &other.contract_violations {
+            let mine = self.contract_violations.entry(check.clone()).or_default();
+            *mine = mine.saturating_add(*count);
+        }
     }
 
     /// 5xx answers (503 aside) per request; `None` without requests.
@@ -204,6 +227,10 @@ pub struct RolloutPolicy {
     /// Largest share of rows where the canary, shadowing, disagreed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shadow_disagreement: Option<f64>,
+    /// Largest share of the canary's rows breaking any one check of its data
+    /// contract (the deployment must check it: `contract`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contract_violation_rate: Option<f64>,
     /// Failed intervals that roll the canary back.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
@@ -353,6 +380,7 @@ mod tests {
             max_p99_ms: None,
             max_p99_ratio: None,
             max_shadow_disagreement: None,
+            max_contract_violation_rate: None,
             threshold: 1,
             webhook: None,
         }

@@ -80,6 +80,17 @@ pub enum TriggerRule {
         #[serde(default = "default_min_labels")]
         min_labels: u64,
     },
+    /// More than `max_rate` of the serving version's checked rows broke one
+    /// check of its data contract in `windows` consecutive windows, each
+    /// with at least `min_rows` rows checked.
+    Contract {
+        max_rate: f64,
+        window_ms: u64,
+        #[serde(default = "default_windows")]
+        windows: u32,
+        #[serde(default = "default_min_labels")]
+        min_rows: u64,
+    },
     /// A five-field cron expression (minute hour day-of-month month
     /// day-of-week), in UTC.
     Schedule { cron: String },
@@ -90,6 +101,7 @@ impl TriggerRule {
         match self {
             TriggerRule::Drift { .. } => "drift",
             TriggerRule::Performance { .. } => "performance",
+            TriggerRule::Contract { .. } => "contract",
             TriggerRule::Schedule { .. } => "schedule",
         }
     }

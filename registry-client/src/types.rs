@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::contract::ContractMode;
+
 /// A model: a named endpoint and the versions registered under it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
@@ -336,6 +338,9 @@ pub struct TrafficSpec {
     /// Dynamic batching of this endpoint's requests, for every version it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
+    /// Check each version's data contract: count violations, or refuse them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractMode>,
 }
 
 /// Dynamic batching, with Triton's knobs: requests queued for a version are
@@ -445,6 +450,7 @@ impl TrafficSpec {
             rollout: None,
             log_sample_rate: None,
             batching: None,
+            contract: None,
         }
     }
 }
@@ -465,6 +471,8 @@ pub struct SetDeployment {
     pub log_sample_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractMode>,
     /// Refuse with 409 unless the deployment is at this revision now
     /// (`0`: unless it does not exist yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -482,6 +490,7 @@ impl SetDeployment {
             rollout: spec.rollout,
             log_sample_rate: spec.log_sample_rate,
             batching: spec.batching,
+            contract: spec.contract,
             if_revision: None,
             reason: None,
         }
@@ -495,6 +504,7 @@ impl SetDeployment {
             rollout: self.rollout.clone(),
             log_sample_rate: self.log_sample_rate,
             batching: self.batching.clone(),
+            contract: self.contract,
         }
     }
 }

@@ -12,7 +12,7 @@
 //!   against the reference, for categorical features.
 
 use sluice_registry_client::profile::{
-    ColumnProfile, DriftReport, DriftThresholds, FeatureDrift, ReferenceProfile,
+    ColumnProfile, ContractSummary, DriftReport, DriftThresholds, FeatureDrift, ReferenceProfile,
 };
 use sluice_registry_client::rollout::VersionWindow;
 
@@ -338,6 +338,7 @@ pub fn report(
         dataset_drift: judged > 0 && drifted_share >= thresholds.dataset_share,
         prediction_drift: outputs.iter().any(|output| output.status == "drifted"),
         outputs,
+        contract: ContractSummary::of(window.contract_rows, &window.contract_violations),
         thresholds,
     }
 }

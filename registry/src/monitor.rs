@@ -253,6 +253,29 @@ impl Monitor {
                             verdict,
                         )
                     }
+                    TriggerRule::Contract {
+                        max_rate,
+                        window_ms,
+                        windows,
+                        min_rows,
+                    } => {
+                        let verdict = |start: u64, end: u64| {
+                            let window = state.stats.since(&model, base, start);
+                            let (check, rate) = window.worst_contract_check()?;
+                            (window.contract_rows >= *min_rows && rate > *max_rate).then(|| {
+                                json!({"start_ms": start, "end_ms": end, "check": check, "rate": rate,
+                                       "max_rate": max_rate, "rows": window.contract_rows})
+                            })
+                        };
+                        self.windowed(
+                            "contract",
+                            (&model, index),
+                            base,
+                            (*window_ms, *windows),
+                            now,
+                            verdict,
+                        )
+                    }
                     TriggerRule::Schedule { cron } => self.scheduled(&model, index, cron, now),
                 };
                 if let Some((reason, evidence, window, key)) = firing_opt {

@@ -280,6 +280,20 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
             None => fail("no comparison of the canary's answers with the stable version's".into()),
         }
     }
+    if let Some(limit) = policy.max_contract_violation_rate {
+        match canary.worst_contract_check() {
+            Some((check, rate)) if exceeds(rate, limit) => fail(format!(
+                "{:.2}% of the canary's rows break its data contract's '{check}', above max_contract_violation_rate {:.2}%",
+                rate * 100.0,
+                limit * 100.0
+            )),
+            Some(_) => {}
+            None => fail(
+                "no row of the canary was checked against a data contract (does the version carry one, and does the deployment check it?)"
+                    .into(),
+            ),
+        }
+    }
     if !result.reasons.is_empty() {
         result.verdict = "failed".into();
     }
@@ -606,5 +620,87 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
                 Err(err) => tracing::error!(error = %err, "rollout controller failed to judge an interval"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, RolloutPolicy, RolloutStatus};
+
+    use super::*;
+
+    fn rollout(max_contract_violation_rate: Option<f64>) -> Rollout {
+        Rollout {
+            model: "credit".into(),
+            canary: 2,
+            stable: 1,
+            policy: RolloutPolicy {
+                step_weights: vec![50],
+                step_weight: None,
+                max_weight: None,
+                interval_ms: 1000,
+                min_requests: 10,
+                max_error_rate: None,
+                max_p99_ms: None,
+                max_p99_ratio: None,
+                max_shadow_disagreement: None,
+                max_contract_violation_rate,
+                threshold: 1,
+                webhook: None,
+            },
+            status: RolloutStatus::Progressing,
+            step: 0,
+            canary_weight: 50,
+            failed_intervals: 0,
+            intervals: Vec::new(),
+            started_by: "dora".into(),
+            started_at: String::new(),
+            updated_at: String::new(),
+            interval_started_ms: 0,
+            started_revision: 1,
+            deployment_revision: 1,
+        }
+    }
+
+    fn window(contract_rows: u64, violations: &[(&str, u64)]) -> VersionWindow {
+        VersionWindow {
+            requests: 100,
+            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            contract_rows,
+            contract_violations: violations
+                .iter()
+                .map(|(check, count)| (check.to_string(), *count))
+                .collect(),
+            ..VersionWindow::default()
+        }
+    }
+
+    #[test]
+    fn a_canary_breaking_its_contract_too_often_fails_the_interval() {
+        let checked = rollout(Some(0.05));
+        let fine = judge(
+            &checked,
+            &window(100, &[("age:min", 5), ("income:max", 2)]),
+            &window(0, &[]),
+        );
+        assert_eq!(fine.verdict, "passed", "{:?}", fine.reasons);
+        let failed = judge(
+            &checked,
+            &window(100, &[("age:min", 6), ("income:max", 2)]),
+            &window(0, &[]),
+        );
+        assert_eq!(failed.verdict, "failed");
+        assert!(
+            failed.reasons[0].contains("6.00% of the canary's rows break its data contract's 'age:min'"),
+            "{:?}",
+            failed.reasons
+        );
+        // Configured, but nothing was checked: the check fails, as other checks without data do.
+        let unchecked = judge(&checked, &window(0, &[]), &window(0, &[]));
+        assert_eq!(unchecked.verdict, "failed");
+        assert!(unchecked.reasons[0].contains("no row of the canary was checked"));
+        // Not configured: violations do not matter.
+        let ignored = judge(&rollout(None), &window(100, &[("age:min", 90)]), &window(0, &[]));
+        assert_eq!(ignored.verdict, "passed");
     }
 }

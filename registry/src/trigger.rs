@@ -48,12 +48,22 @@ pub fn validate(policy: &TriggerPolicy, bucket_ms: u64) -> Result<()> {
             }
             | TriggerRule::Performance {
                 window_ms, windows, ..
+            }
+            | TriggerRule::Contract {
+                window_ms, windows, ..
             } if *window_ms < 1000 || *windows == 0 => {
                 return Err(bad(
                     "window_ms must be at least 1000 and windows at least 1".into()
                 ));
             }
-            TriggerRule::Drift { window_ms, .. } if *window_ms > crate::stats::RETENTION_MS => {
+            TriggerRule::Contract { max_rate, .. } if !(0.0..=1.0).contains(max_rate) => {
+                return Err(bad(format!(
+                    "max_rate is {max_rate}: expected a share from 0 to 1"
+                )));
+            }
+            TriggerRule::Drift { window_ms, .. } | TriggerRule::Contract { window_ms, .. }
+                if *window_ms > crate::stats::RETENTION_MS =>
+            {
                 return Err(bad(format!(
                     "window_ms is at most {} (the registry keeps 30 minutes of gateway statistics): use more windows",
                     crate::stats::RETENTION_MS

@@ -325,6 +325,18 @@ impl TestGateway {
         }
     }
 
+    /// Waits until the version `model` serves has compiled its data contract.
+    pub async fn wait_contract(&self, model: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.serving(model).contract.get().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the contract of {model} never reached the gateway"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let response = self.client.get(self.url("/metrics")).send().await.unwrap();

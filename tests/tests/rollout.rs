@@ -101,6 +101,7 @@ fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) ->
         max_p99_ms: None,
         max_p99_ratio: None,
         max_shadow_disagreement: None,
+        max_contract_violation_rate: None,
         threshold,
         webhook: None,
     }

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sluice_registry_client::ClientError;
+use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
 use sluice_registry_client::profile::{DriftThresholds, PROFILE_DOCUMENT};
 use sluice_registry_client::rollout::RolloutPolicy;
 use sluice_registry_client::trigger::{
     FireTrigger, RunStatus, TriggerAction, TriggerPolicy, TriggerRule, TriggerRun, TriggerState,
     WebhookFormat,
 };
+use sluice_registry_client::types::{SetDeployment, TrafficSpec};
 use sluice_tests::registry::RegistryOptions;
 use sluice_tests::{Options, TestGateway, TestRegistry, credit_applicants, example_model, repo_root};
 
@@ -459,6 +461,7 @@ async fn a_command_registers_a_version_that_completes_its_run_and_goes_canary() 
         max_p99_ms: None,
         max_p99_ratio: None,
         max_shadow_disagreement: None,
+        max_contract_violation_rate: None,
         threshold: 1,
         webhook: None,
     });
@@ -498,4 +501,69 @@ async fn a_command_registers_a_version_that_completes_its_run_and_goes_canary() 
         .await
         .unwrap_err();
     assert_eq!(refused.status(), Some(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_contract_broken_too_often_fires_a_contract_run() {
+    let registry = monitored_registry().await;
+    release_with_profile(&registry).await;
+    let dora = registry.client("dora");
+    let contract = serde_json::json!({ "features": { "age": { "min": 18, "max": 100 } } });
+    dora.put_document(MODEL, "1", CONTRACT_DOCUMENT, &contract)
+        .await
+        .unwrap();
+    let mut spec = TrafficSpec::weighted(&[(1, 100)]);
+    spec.contract = Some(ContractMode::Observe);
+    dora.set_deployment(MODEL, &SetDeployment::new(spec))
+        .await
+        .unwrap();
+    let hook = receiver(vec![200]).await;
+    let cache = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
+    gateway.wait_versions(MODEL, &[1]).await;
+    gateway.wait_contract(MODEL).await;
+    let impossible = TriggerRule::Contract {
+        max_rate: 2.0,
+        window_ms: 1000,
+        windows: 1,
+        min_rows: 10,
+    };
+    let refused = set_rules(&registry, vec![impossible], &hook.url, WebhookFormat::Sluice)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("max_rate is 2: expected a share from 0 to 1"),
+        "{refused}"
+    );
+    let rule = TriggerRule::Contract {
+        max_rate: 0.5,
+        window_ms: 1000,
+        windows: 2,
+        min_rows: 10,
+    };
+    set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
+        .await
+        .unwrap();
+
+    // Applicants as trained on keep the contract: nothing fires.
+    traffic(&gateway, 0.0, Duration::from_millis(2500)).await;
+    assert!(runs(&registry).await.is_empty(), "{:?}", runs(&registry).await);
+
+    // Sixty years younger, every age breaks its minimum: two windows fire one run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runs(&registry).await.is_empty() {
+        assert!(Instant::now() < deadline, "broken contracts never fired a run");
+        traffic(&gateway, -60.0, Duration::from_millis(500)).await;
+    }
+    let run = runs(&registry).await.remove(0);
+    assert_eq!(run.reason, "contract");
+    let windows = run.evidence["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{}", run.evidence);
+    for window in windows {
+        assert_eq!(window["check"], "age:min", "{window}");
+        assert!(window["rate"].as_f64().unwrap() > 0.5, "{window}");
+    }
+    gateway.server.shutdown().await.unwrap();
 }

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::types::{Shadow, Stage, TrafficTarget};
 
 // Flattened into every registry command. The flags are global so that they
@@ -272,6 +273,10 @@ pub enum TrafficCommand {
 
         #[command(flatten)]
         batching: BatchingArgs,
+
+        /// Check each version's data contract: `observe` counts violations, `reject` answers 422.
+        #[arg(long, value_name = "MODE")]
+        contract: Option<ContractMode>,
 
         /// Only if the deployment is at this revision now (0: only if it does not exist yet);
         /// refused with exit code 4 otherwise.

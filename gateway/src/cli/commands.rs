@@ -260,6 +260,7 @@ pub async fn run_traffic(
             sticky_header,
             log_sample_rate,
             batching,
+            contract,
             if_revision,
             reason,
         } => {
@@ -270,6 +271,7 @@ pub async fn run_traffic(
                 rollout: None,
                 log_sample_rate,
                 batching: batching.into_batching(),
+                contract,
             };
             let body = SetDeployment {
                 if_revision,
@@ -591,6 +593,9 @@ fn deployment_report(deployment: &Deployment) -> String {
     if let Some(rollout) = &spec.rollout {
         text.push_str(&format!("rollout: {rollout}\n"));
     }
+    if let Some(mode) = spec.contract {
+        text.push_str(&format!("data contract: {mode}\n"));
+    }
     if let Some(batching) = &spec.batching {
         text.push_str(&format!(
             "batching: up to {} rows, {} µs delay, queue {}, {} instance(s){}\n",
@@ -670,6 +675,7 @@ mod tests {
                 rollout: None,
                 log_sample_rate: None,
                 batching: None,
+                contract: None,
             },
             versions: vec![DeployedVersion {
                 version: 3,

@@ -1,6 +1,6 @@
 //! The registry subcommands of `sluice` (`models`, `versions`, `stage`,
 //! `alias`, `traffic`, `rollout`, `profile`, `drift`, `performance`,
-//! `triggers`, `events`): a thin client of the registry's `/api/v1`.
+//! `triggers`, `contract`, `events`): a thin client of the registry's `/api/v1`.
 //!
 //! `args` holds their flags, `commands` makes the calls and renders the
 //! answers, `table` lays text out. This file picks the token, runs one
@@ -9,6 +9,7 @@
 
 mod args;
 mod commands;
+mod contract;
 mod outputs;
 mod profile;
 mod rollout;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 pub use args::*;
+pub use contract::ContractCommand;
 pub use profile::{DriftCommand, ProfileCommand};
 pub use rollout::RolloutCommand;
 pub use triggers::{PerformanceCommand, TriggersCommand};
@@ -42,6 +44,7 @@ pub enum ClientCommand {
     Rollout(RolloutCommand),
     Profile(ProfileCommand),
     Drift(DriftCommand),
+    Contract(ContractCommand),
     Performance(PerformanceCommand),
     Triggers(TriggersCommand),
     Events(EventsArgs),
@@ -112,6 +115,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
         ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
         ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
+        ClientCommand::Contract(command) => contract::run_contract(&client, command).await,
         ClientCommand::Drift(command) => profile::run_drift(&client, command, json).await,
         ClientCommand::Performance(command) => triggers::run_performance(&client, command, json).await,
         ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,

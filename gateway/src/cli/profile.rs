@@ -231,6 +231,19 @@ pub async fn run_drift(
         ));
         text.push_str(&drift_table("OUTPUT", &report.outputs));
     }
+    if let Some(contract) = &report.contract {
+        text.push_str(&format!("\ndata contract: {} rows checked\n", contract.rows));
+        let mut table = super::table::Table::new(&["CHECK", "VIOLATIONS", "RATE"]);
+        for (check, count) in &contract.violations {
+            let rate = contract.rates.get(check).copied().unwrap_or(0.0);
+            table.push(vec![
+                check.clone(),
+                count.to_string(),
+                format!("{:.2}%", rate * 100.0),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
     Ok(text)
 }
 

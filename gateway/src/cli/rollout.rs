@@ -27,7 +27,7 @@ pub enum RolloutCommand {
 
         /// Rollout policy (TOML): step_weights or step_weight + max_weight, interval_ms,
         /// min_requests, max_error_rate, max_p99_ms, max_p99_ratio, max_shadow_disagreement,
-        /// threshold, webhook.
+        /// max_contract_violation_rate, threshold, webhook.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
@@ -54,6 +54,7 @@ fn default_policy() -> RolloutPolicy {
         max_p99_ms: None,
         max_p99_ratio: Some(1.5),
         max_shadow_disagreement: None,
+        max_contract_violation_rate: None,
         threshold: 3,
         webhook: None,
     }

@@ -196,6 +196,16 @@ fn describe_rules(policy: &TriggerPolicy) -> String {
                 windows,
                 ..
             } => format!("{metric} vs {threshold} {windows}x{} s", window_ms / 1000),
+            TriggerRule::Contract {
+                max_rate,
+                window_ms,
+                windows,
+                ..
+            } => format!(
+                "contract violations over {}% {windows}x{} s",
+                max_rate * 100.0,
+                window_ms / 1000
+            ),
             TriggerRule::Schedule { cron } => format!("cron '{cron}'"),
         })
         .collect::<Vec<_>>()

@@ -146,6 +146,7 @@ async fn infer_and_count(
         pinned,
         compare_with_opt,
         log_opt,
+        contract_opt,
     } = match picked {
         Ok(picked) => picked,
         Err(err) => {
@@ -189,6 +190,7 @@ async fn infer_and_count(
         mirrors,
         logging_opt: logging,
         count_drift: !pinned,
+        contract_opt,
     };
     let mut response = match inference::run(state, &model, sides, headers, body, started).await {
         Ok(response) => response,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::Response;
+use sluice_registry_client::contract::ContractMode;
 use tokio::sync::oneshot;
 
 use super::AppState;
@@ -41,6 +42,8 @@ pub(super) struct SideEffects {
     pub logging_opt: Option<Logging>,
     /// Count its features for drift (not for pinned requests).
     pub count_drift: bool,
+    /// Check its inputs against the version's data contract, and how.
+    pub contract_opt: Option<ContractMode>,
 }
 
 /// Where a request's prediction is logged.
@@ -118,6 +121,17 @@ pub(super) async fn run(
                 "the request's timeout of {} µs expired before it could run; it was not run",
                 decoded.timeout_opt.unwrap_or_default().as_micros()
             )));
+        }
+        if let Some(mode) = sides.contract_opt
+            && let Some(contract) = job_model.contract.get()
+        {
+            let violations = contract.check(&decoded.inputs);
+            if !violations.is_empty() {
+                match mode {
+                    ContractMode::Reject => return Err(violations.into_error()),
+                    ContractMode::Observe => contract.observed(&violations),
+                }
+            }
         }
         if sides.count_drift
             && let Some(drift) = job_model.drift.get()

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use sluice_registry_client::contract::{CONTRACT_DOCUMENT, DataContract};
 use sluice_registry_client::types::{
     Artifact, ArtifactSource, CreateModel, CreateVersion, Document, Model, UpdateModel, Version,
 };
@@ -286,6 +287,13 @@ pub async fn put_document(
     Body(body): Body<serde_json::Value>,
 ) -> Result<Json<Document>> {
     caller.require(Permission::Register)?;
+    // A contract gateways could not enforce is refused here, not discovered there.
+    if name == CONTRACT_DOCUMENT {
+        let contract: DataContract = serde_json::from_value(body.clone()).map_err(|err| {
+            Error::bad_request(format!("document 'contract' is not a data contract: {err}"))
+        })?;
+        contract.validate().map_err(Error::bad_request)?;
+    }
     state
         .blocking(move |store, _| {
             store.write(|tx| {

@@ -1,0 +1,322 @@
+//! Data contracts enforced at the gateway: a version's `contract` document
+//! compiled against its signature once, then checked on every decoded
+//! request of a deployment that asks for it (`observe` or `reject`).
+//!
+//! A feature names an input shaped `[N]` or `[N, 1]`, or one column
+//! `input[k]` of an `[N, K]` input, as reference profiles do. Each check
+//! (a feature's min, max, categories or missing values, or a cross-field
+//! rule) has its own counter, `sluice_contract_violations_total{check}`,
+//! beside `sluice_contract_rows_total`: violation rates per check. A check on
+//! a feature the model does not carry is dropped at load, and said so.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sluice_registry_client::contract::{DataContract, FeatureContract, Rule};
+
+use crate::error::Error;
+use crate::model::Signature;
+use crate::tensor::Tensor;
+
+/// At most this many violations are spelled out in a 422 or a log line.
+const SHOWN_VIOLATIONS: usize = 5;
+
+/// Where a feature's values are: every `width`-th element of input
+/// `input`, from `column`.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    input: usize,
+    column: usize,
+    width: usize,
+}
+
+impl Place {
+    fn value(&self, inputs: &[Tensor], row: usize) -> f64 {
+        inputs
+            .get(self.input)
+            .and_then(|tensor| tensor.f64_at(row * self.width + self.column))
+            .unwrap_or(f64::NAN)
+    }
+}
+
+struct FeatureCheck {
+    name: String,
+    place: Place,
+    contract: FeatureContract,
+    /// The categories as numbers, compared to FP32 precision.
+    categories_opt: Option<Vec<f64>>,
+    counters: [metrics::Counter; 4],
+    /// The same counts since the last report to the registry.
+    pending: [AtomicU64; 4],
+}
+
+const MIN: usize = 0;
+const MAX: usize = 1;
+const CATEGORY: usize = 2;
+const MISSING: usize = 3;
+const CHECK_NAMES: [&str; 4] = ["min", "max", "categories", "missing"];
+
+struct RuleCheck {
+    rule: Rule,
+    /// Each term's place, in the order `rule.features()` names them.
+    places: Vec<(String, Place)>,
+    counter: metrics::Counter,
+    pending: AtomicU64,
+}
+
+/// A contract compiled for one model version.
+pub struct ContractChecker {
+    model: String,
+    version: String,
+    features: Vec<FeatureCheck>,
+    rules: Vec<RuleCheck>,
+    rows: metrics::Counter,
+    pending_rows: AtomicU64,
+    /// Requests that broke the contract under `observe`, for log sampling.
+    observed: AtomicU64,
+    /// What the contract names that this model does not carry.
+    unmatched: Vec<String>,
+}
+
+/// What one request broke.
+#[derive(Debug, Default)]
+pub struct Violations {
+    pub count: usize,
+    pub shown: Vec<String>,
+}
+
+impl Violations {
+    fn add(&mut self, text: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.shown.len() < SHOWN_VIOLATIONS {
+            self.shown.push(text());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The 422 a `reject` deployment answers with.
+    pub fn into_error(self) -> Error {
+        let more = match self.count.saturating_sub(self.shown.len()) {
+            0 => String::new(),
+            more => format!("; and {more} more"),
+        };
+        Error::ContractViolated(format!(
+            "the request breaks the model's data contract: {}{more}",
+            self.shown.join("; ")
+        ))
+    }
+}
+
+impl ContractChecker {
+    pub fn new(
+        contract: &DataContract,
+        signature: &Signature,
+        model: &str,
+        version: &str,
+    ) -> ContractChecker {
+        let counter = |check: String| metrics::counter!(crate::metrics::CONTRACT_VIOLATIONS, "model" => model.to_string(), "version" => version.to_string(), "check" => check);
+        let mut unmatched = Vec::new();
+        let mut features = Vec::new();
+        for (name, feature) in &contract.features {
+            let Some(place) = place_of(name, signature) else {
+                unmatched.push(name.clone());
+                continue;
+            };
+            let categories_opt = feature.categories.as_ref().map(|categories| {
+                categories
+                    .iter()
+                    .filter_map(|text| text.trim().parse::<f64>().ok())
+                    .collect()
+            });
+            features.push(FeatureCheck {
+                name: name.clone(),
+                place,
+                contract: feature.clone(),
+                categories_opt,
+                counters: CHECK_NAMES.map(|check| counter(format!("{name}:{check}"))),
+                pending: Default::default(),
+            });
+        }
+        let mut rules = Vec::new();
+        for text in &contract.rules {
+            // The registry validated the contract; a rule that does not
+            // parse here came from elsewhere and is dropped like a stranger.
+            let Ok(rule) = Rule::parse(text) else {
+                unmatched.push(text.clone());
+                continue;
+            };
+            let places: Option<Vec<(String, Place)>> = rule
+                .features()
+                .map(|name| place_of(name, signature).map(|place| (name.to_string(), place)))
+                .collect();
+            match places {
+                Some(places) => rules.push(RuleCheck {
+                    counter: counter(rule.text.clone()),
+                    pending: AtomicU64::new(0),
+                    rule,
+                    places,
+                }),
+                None => unmatched.push(text.clone()),
+            }
+        }
+        ContractChecker {
+            model: model.to_string(),
+            version: version.to_string(),
+            observed: AtomicU64::new(0),
+            pending_rows: AtomicU64::new(0),
+            features,
+            rules,
+            rows: metrics::counter!(crate::metrics::CONTRACT_ROWS, "model" => model.to_string(), "version" => version.to_string()),
+            unmatched,
+        }
+    }
+
+    /// Contract features and rules this model has no input for: not checked.
+    pub fn unmatched(&self) -> &[String] {
+        &self.unmatched
+    }
+
+    /// Rows checked and violations per check since the last take, zeroed as
+    /// they are read: the version's window for the registry's drift report.
+    pub fn take(&self) -> (u64, BTreeMap<String, u64>) {
+        let mut violations = BTreeMap::new();
+        for feature in &self.features {
+            for (check, pending) in CHECK_NAMES.iter().zip(&feature.pending) {
+                let count = pending.swap(0, Ordering::Relaxed);
+                if count > 0 {
+                    violations.insert(format!("{}:{check}", feature.name), count);
+                }
+            }
+        }
+        for rule in &self.rules {
+            let count = rule.pending.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                violations.insert(rule.rule.text.clone(), count);
+            }
+        }
+        (self.pending_rows.swap(0, Ordering::Relaxed), violations)
+    }
+
+    /// Logs a sample of the requests an `observe` deployment let through
+    /// (the 1st, 2nd, 4th, 8th... and every 1000th), so that a flood of bad
+    /// requests cannot flood the log.
+    pub fn observed(&self, violations: &Violations) {
+        let seen = self.observed.fetch_add(1, Ordering::Relaxed) + 1;
+        if seen.is_power_of_two() || seen.is_multiple_of(1000) {
+            tracing::warn!(
+                model = %self.model,
+                version = %self.version,
+                breaking_requests = seen,
+                violations = violations.count,
+                sample = %violations.shown.join("; "),
+                "requests break the data contract (observe: answered anyway)"
+            );
+        }
+    }
+
+    /// Checks every row of `inputs` (in signature order), counting each
+    /// violation under its check.
+    pub fn check(&self, inputs: &[Tensor]) -> Violations {
+        let rows = inputs.first().map_or(0, Tensor::rows);
+        self.rows.increment(rows as u64);
+        self.pending_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let mut violations = Violations::default();
+        for row in 0..rows {
+            for feature in &self.features {
+                feature.check(inputs, row, &mut violations);
+            }
+            for rule in &self.rules {
+                rule.check(inputs, row, &mut violations);
+            }
+        }
+        violations
+    }
+}
+
+impl FeatureCheck {
+    fn check(&self, inputs: &[Tensor], row: usize, violations: &mut Violations) {
+        let value = self.place.value(inputs, row);
+        let name = &self.name;
+        let mut broke = |check: usize, text: &dyn Fn() -> String| {
+            self.counters[check].increment(1);
+            self.pending[check].fetch_add(1, Ordering::Relaxed);
+            violations.add(|| format!("row {row}: {}", text()));
+        };
+        if value.is_nan() {
+            if !self.contract.nullable {
+                broke(MISSING, &|| format!("{name} is missing (NaN) and may not be"));
+            }
+            return;
+        }
+        if let Some(min) = self.contract.min
+            && value < min
+        {
+            broke(MIN, &|| format!("{name} = {value} is below its minimum {min}"));
+        }
+        if let Some(max) = self.contract.max
+            && value > max
+        {
+            broke(MAX, &|| format!("{name} = {value} is above its maximum {max}"));
+        }
+        if let Some(categories) = &self.categories_opt {
+            let tolerance = |number: f64| f64::from(f32::EPSILON) * number.abs().max(1.0);
+            if !categories
+                .iter()
+                .any(|&category| (category - value).abs() <= tolerance(category))
+            {
+                broke(CATEGORY, &|| {
+                    format!("{name} = {value} is not one of its categories")
+                });
+            }
+        }
+    }
+}
+
+impl RuleCheck {
+    fn check(&self, inputs: &[Tensor], row: usize, violations: &mut Violations) {
+        let value_of = |name: &str| {
+            self.places
+                .iter()
+                .find(|(feature, _)| feature == name)
+                .map_or(f64::NAN, |(_, place)| place.value(inputs, row))
+        };
+        let (left, right) = (self.rule.left.eval(value_of), self.rule.right.eval(value_of));
+        // A missing value breaks no rule: the feature's own check says whether it may be missing.
+        if left.is_nan() || right.is_nan() || self.rule.op.holds(left, right) {
+            return;
+        }
+        self.counter.increment(1);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        violations.add(|| {
+            format!(
+                "row {row}: rule '{}' fails ({left} {} {right} is false)",
+                self.rule.text,
+                self.rule.op.symbol()
+            )
+        });
+    }
+}
+
+/// `x` for an input `x` of one column per row, `x[k]` for column `k` of an
+/// `[N, K]` input.
+fn place_of(name: &str, signature: &Signature) -> Option<Place> {
+    if let Some(input) = signature.input_index(name) {
+        let width = crate::drift::columns_of(&signature.inputs[input])?;
+        return (width == 1).then_some(Place {
+            input,
+            column: 0,
+            width: 1,
+        });
+    }
+    let (base, index) = name.strip_suffix(']')?.split_once('[')?;
+    let column: usize = index.parse().ok()?;
+    let input = signature.input_index(base)?;
+    let width = crate::drift::columns_of(&signature.inputs[input])?;
+    (column < width).then_some(Place { input, column, width })
+}
+
+#[cfg(test)]
+mod tests;
