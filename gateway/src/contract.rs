@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_registry_client::contract::{DataContract, FeatureContract, Rule};
+use sluice_registry_client::contract::{Comparison, DataContract, FeatureContract, Rule, column_of};
 
 use crate::error::Error;
 use crate::model::Signature;
@@ -252,25 +252,23 @@ impl FeatureCheck {
             return;
         }
         if let Some(min) = self.contract.min
-            && value < min
+            && value < min - tolerance(min)
         {
             broke(MIN, &|| format!("{name} = {value} is below its minimum {min}"));
         }
         if let Some(max) = self.contract.max
-            && value > max
+            && value > max + tolerance(max)
         {
             broke(MAX, &|| format!("{name} = {value} is above its maximum {max}"));
         }
-        if let Some(categories) = &self.categories_opt {
-            let tolerance = |number: f64| f64::from(f32::EPSILON) * number.abs().max(1.0);
-            if !categories
+        if let Some(categories) = &self.categories_opt
+            && !categories
                 .iter()
                 .any(|&category| (category - value).abs() <= tolerance(category))
-            {
-                broke(CATEGORY, &|| {
-                    format!("{name} = {value} is not one of its categories")
-                });
-            }
+        {
+            broke(CATEGORY, &|| {
+                format!("{name} = {value} is not one of its categories")
+            });
         }
     }
 }
@@ -285,7 +283,7 @@ impl RuleCheck {
         };
         let (left, right) = (self.rule.left.eval(value_of), self.rule.right.eval(value_of));
         // A missing value breaks no rule: the feature's own check says whether it may be missing.
-        if left.is_nan() || right.is_nan() || self.rule.op.holds(left, right) {
+        if left.is_nan() || right.is_nan() || holds_within_fp32(self.rule.op, left, right) {
             return;
         }
         self.counter.increment(1);
@@ -301,21 +299,34 @@ impl RuleCheck {
 }
 
 /// `x` for an input `x` of one column per row, `x[k]` for column `k` of an
-/// `[N, K]` input.
+/// `[N, K]` input: the registry resolves names the same way when it stores
+/// a contract.
 fn place_of(name: &str, signature: &Signature) -> Option<Place> {
-    if let Some(input) = signature.input_index(name) {
-        let width = crate::drift::columns_of(&signature.inputs[input])?;
-        return (width == 1).then_some(Place {
-            input,
-            column: 0,
-            width: 1,
-        });
+    let inputs: Vec<(&str, &[i64])> = signature
+        .inputs
+        .iter()
+        .map(|spec| (spec.name.as_str(), spec.shape.as_slice()))
+        .collect();
+    let (input, column, width) = column_of(name, &inputs)?;
+    Some(Place { input, column, width })
+}
+
+/// `left op right`, ties within FP32's precision counting as equal: values
+/// computed from FP32 inputs are no more exact than that.
+fn holds_within_fp32(op: Comparison, left: f64, right: f64) -> bool {
+    let tied = (left - right).abs() <= tolerance(left.abs().max(right.abs()));
+    match op {
+        Comparison::LessOrEqual | Comparison::GreaterOrEqual | Comparison::Equal if tied => true,
+        Comparison::Less | Comparison::Greater if tied => false,
+        Comparison::NotEqual => !tied,
+        _ => op.holds(left, right),
     }
-    let (base, index) = name.strip_suffix(']')?.split_once('[')?;
-    let column: usize = index.parse().ok()?;
-    let input = signature.input_index(base)?;
-    let width = crate::drift::columns_of(&signature.inputs[input])?;
-    (column < width).then_some(Place { input, column, width })
+}
+
+/// Within FP32's precision of `bound`: a request's FP32 value of exactly a
+/// bound (0.1 is 0.10000000149 as f64) is at the bound, not past it.
+fn tolerance(bound: f64) -> f64 {
+    f64::from(f32::EPSILON) * bound.abs().max(1.0)
 }
 
 #[cfg(test)]

@@ -249,7 +249,7 @@ fn new_column(
 
 /// The columns of a `[N]`, `[N, 1]` or `[N, K]` tensor; `None` for other shapes
 /// or a `K` not known ahead.
-pub(crate) fn columns_of(spec: &TensorSpec) -> Option<usize> {
+fn columns_of(spec: &TensorSpec) -> Option<usize> {
     match spec.shape[..] {
         [_] => Some(1),
         [_, width] if width >= 1 => usize::try_from(width).ok(),

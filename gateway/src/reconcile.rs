@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderName;
 use sluice_registry_client::RegistryClient;
-use sluice_registry_client::contract::{CONTRACT_DOCUMENT, DataContract};
+use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
 use sluice_registry_client::types::{Batching, DeployedVersion, Deployment, Deployments};
 use tokio::sync::watch;
@@ -108,6 +108,9 @@ impl Follower {
                 let batching_opt = deployment.spec.batching.as_ref();
                 match self.ensure(&deployment.model, deployed, batching_opt).await {
                     Ok(model) => {
+                        if let Some(mode) = deployment.spec.contract {
+                            self.ensure_contract(&model, mode).await;
+                        }
                         keep.insert((
                             deployment.model.clone(),
                             deployed.version,
@@ -262,6 +265,20 @@ impl Follower {
             tracing::warn!(model = %model.name, version = model.version, checks = ?checker.unmatched(), "contract features and rules the model has no input column for are not checked");
         }
         let _ = model.contract.set(checker);
+    }
+
+    /// A version checked under `mode` without a contract yet (stored after it
+    /// loaded, or the registry was down then) gets another try at each
+    /// deployment change; still without one it serves unchecked, said once
+    /// per change when the deployment means to reject.
+    async fn ensure_contract(&self, model: &Arc<LoadedModel>, mode: ContractMode) {
+        if model.contract.get().is_some() {
+            return;
+        }
+        self.attach_contract(model).await;
+        if model.contract.get().is_none() && mode == ContractMode::Reject {
+            tracing::warn!(model = %model.name, version = model.version, "the deployment rejects data-contract violations but this version has no contract: it serves unchecked");
+        }
     }
 
     /// The version's document `name` as a `T`; `None` when it has none, and,

@@ -76,17 +76,19 @@ impl std::str::FromStr for ContractMode {
 }
 
 impl DataContract {
-    /// A first contract from a reference profile: each numeric feature's
-    /// training range widened by `margin` of its width on both sides (never
-    /// below zero for a feature that never was), each categorical feature's
-    /// categories, no missing values.
+    /// A first contract from a reference profile, one the training data
+    /// keeps: each numeric feature's training range widened by `margin` of
+    /// its width on both sides (never below zero for a feature that never
+    /// was); each categorical feature's categories when they are numbers and
+    /// cover every training row (no "other"); missing values allowed where
+    /// training had them.
     pub fn derive(profile: &ReferenceProfile, margin: f64) -> DataContract {
         let features = profile
             .features
             .iter()
-            .map(|(name, column)| {
+            .filter_map(|(name, column)| {
                 let contract = match column {
-                    ColumnProfile::Numeric { edges, .. } => {
+                    ColumnProfile::Numeric { edges, count, .. } => {
                         let (low, high) = (edges.first().copied(), edges.last().copied());
                         let width = match (low, high) {
                             (Some(low), Some(high)) => (high - low).abs(),
@@ -102,15 +104,30 @@ impl DataContract {
                                 }
                             }),
                             max: high.map(|high| high + widen),
+                            categories: None,
+                            nullable: *count < profile.rows,
+                        }
+                    }
+                    // Text categories name nothing a tensor holds; a list
+                    // that leaves training rows out would refuse them.
+                    ColumnProfile::Categorical {
+                        categories,
+                        other,
+                        count,
+                        ..
+                    } => {
+                        let numeric = categories.iter().all(|text| text.trim().parse::<f64>().is_ok());
+                        if !numeric || *other > 0.0 {
+                            return None;
+                        }
+                        FeatureContract {
+                            categories: Some(categories.clone()),
+                            nullable: *count < profile.rows,
                             ..FeatureContract::default()
                         }
                     }
-                    ColumnProfile::Categorical { categories, .. } => FeatureContract {
-                        categories: Some(categories.clone()),
-                        ..FeatureContract::default()
-                    },
                 };
-                (name.clone(), contract)
+                Some((name.clone(), contract))
             })
             .collect();
         DataContract {
@@ -144,11 +161,53 @@ impl DataContract {
                 ));
             }
         }
-        for rule in &self.rules {
+        for (index, rule) in self.rules.iter().enumerate() {
             Rule::parse(rule)?;
+            if self.rules[..index].contains(rule) {
+                return Err(format!("contract rule '{rule}' is listed twice"));
+            }
         }
         Ok(())
     }
+
+    /// Refuses features and rules naming columns that a model with these
+    /// inputs (`(name, shape)`) does not have (see [`column_of`]).
+    pub fn check_names(&self, inputs: &[(&str, &[i64])]) -> Result<(), String> {
+        let known = |name: &str| column_of(name, inputs).is_some();
+        if let Some(name) = self.features.keys().find(|name| !known(name)) {
+            return Err(format!(
+                "contract feature '{name}' is no column of the model's inputs: expected an input shaped [N] or [N, 1], or input[k] of an [N, K] input"
+            ));
+        }
+        for text in &self.rules {
+            let rule = Rule::parse(text)?;
+            if let Some(name) = rule.features().find(|name| !known(name)) {
+                return Err(format!(
+                    "contract rule '{text}' names '{name}', no column of the model's inputs"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where column `name` is among inputs `(name, shape)`, as `(input, column,
+/// width)`: `x` is an input of one column per row (`[N]` or `[N, 1]`), and
+/// `x[k]` column `k` of an `[N, K]` input.
+pub fn column_of(name: &str, inputs: &[(&str, &[i64])]) -> Option<(usize, usize, usize)> {
+    let width = |shape: &[i64]| match *shape {
+        [_] => Some(1),
+        [_, width] if width >= 1 => usize::try_from(width).ok(),
+        _ => None,
+    };
+    if let Some(index) = inputs.iter().position(|(input, _)| *input == name) {
+        return (width(inputs[index].1)? == 1).then_some((index, 0, 1));
+    }
+    let (base, column) = name.strip_suffix(']')?.split_once('[')?;
+    let column: usize = column.parse().ok()?;
+    let index = inputs.iter().position(|(input, _)| *input == base)?;
+    let width = width(inputs[index].1)?;
+    (column < width).then_some((index, column, width))
 }
 
 /// A cross-field rule: `left op right`, both sides linear in the features.
@@ -362,7 +421,11 @@ fn factor(text: &str) -> Result<(Factor, &str), String> {
         return Err(format!("expected a number or a feature at '{text}'"));
     }
     let factor = if token.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        Factor::Number(token.parse().map_err(|_| format!("'{token}' is not a number"))?)
+        let number: f64 = token.parse().map_err(|_| format!("'{token}' is not a number"))?;
+        if !number.is_finite() || (number != 0.0 && number.abs() < f64::MIN_POSITIVE) {
+            return Err(format!("'{token}' is not a number a rule can compute with"));
+        }
+        Factor::Number(number)
     } else {
         Factor::Name(token.to_string())
     };
@@ -429,7 +492,10 @@ mod tests {
             "features": {
                 "age": { "kind": "numeric", "edges": [18.0, 40.0, 68.0], "shares": [0.5, 0.5], "count": 100, "mean": 40.0, "std": 10.0 },
                 "delta": { "kind": "numeric", "edges": [-1.0, 1.0], "shares": [1.0], "count": 100, "mean": 0.0, "std": 0.5 },
-                "region": { "kind": "categorical", "categories": ["1", "2"], "shares": [0.6, 0.4], "other": 0.0, "count": 100 }
+                "region": { "kind": "categorical", "categories": ["1", "2"], "shares": [0.6, 0.4], "other": 0.0, "count": 100 },
+                "color": { "kind": "categorical", "categories": ["red"], "shares": [1.0], "other": 0.0, "count": 100 },
+                "zip": { "kind": "categorical", "categories": ["75001"], "shares": [0.5], "other": 0.5, "count": 100 },
+                "income": { "kind": "numeric", "edges": [0.0, 10.0], "shares": [1.0], "count": 90, "mean": 5.0, "std": 1.0 }
             }
         }))
         .unwrap();
@@ -446,7 +512,29 @@ mod tests {
             contract.features["region"].categories,
             Some(vec!["1".into(), "2".into()])
         );
+        assert!(
+            !contract.features.contains_key("color"),
+            "text categories name nothing a tensor holds"
+        );
+        assert!(
+            !contract.features.contains_key("zip"),
+            "training rows fell in 'other'"
+        );
+        assert!(
+            contract.features["income"].nullable,
+            "training had missing incomes"
+        );
+        assert!(!contract.features["age"].nullable);
         assert!(contract.validate().is_ok());
+        let inputs: [(&str, &[i64]); 4] = [
+            ("age", &[-1, 1]),
+            ("delta", &[-1]),
+            ("region", &[-1, 1]),
+            ("income", &[-1, 1]),
+        ];
+        assert!(contract.check_names(&inputs).is_ok());
+        let err = contract.check_names(&inputs[..3]).unwrap_err();
+        assert!(err.contains("'income' is no column"), "{err}");
     }
 
     #[test]
@@ -473,5 +561,20 @@ mod tests {
         contract.features.clear();
         contract.rules.push("age >> 3".into());
         assert!(contract.validate().is_err());
+        contract.rules = vec!["age > 3".into(), "age > 3".into()];
+        assert!(contract.validate().unwrap_err().contains("listed twice"));
+        assert!(
+            Rule::parse("age * 1e999 > 3")
+                .unwrap_err()
+                .contains("can compute with")
+        );
+        let scores: [(&str, &[i64]); 1] = [("scores", &[-1, 2])];
+        assert_eq!(column_of("scores[1]", &scores), Some((0, 1, 2)));
+        assert_eq!(column_of("scores[2]", &scores), None);
+        assert_eq!(
+            column_of("scores", &scores),
+            None,
+            "a whole [N, K] input is no column"
+        );
     }
 }

@@ -281,6 +281,13 @@ impl RolloutPolicy {
         if self.threshold == 0 {
             return Err("threshold must be at least 1".into());
         }
+        if let Some(rate) = self.max_contract_violation_rate
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err(format!(
+                "max_contract_violation_rate is {rate}: expected a share from 0 to 1"
+            ));
+        }
         Ok(steps)
     }
 }

@@ -244,6 +244,14 @@ async fn the_registry_refuses_a_contract_gateways_could_not_enforce() {
             json!({ "features": { "age": { "low": 9 } } }),
             "unknown field `low`",
         ),
+        (
+            json!({ "features": { "agee": { "min": 1 } } }),
+            "'agee' is no column of the model's inputs",
+        ),
+        (
+            json!({ "rules": ["loan <= 2 * income"] }),
+            "names 'loan', no column",
+        ),
     ] {
         let err = dora
             .put_document(REJECTING, "1", CONTRACT_DOCUMENT, &body)
@@ -280,4 +288,35 @@ fn the_example_contract_is_what_derive_writes_from_the_example_profile() {
         }
     }
     assert!(committed.validate().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_stored_after_the_version_went_live_applies_at_the_next_deployment_change() {
+    let model = "credit_late";
+    let registry = TestRegistry::start().await;
+    let version = registry.register(model, &example_model("credit_risk"), &[]).await;
+    registry.approve_staging(model, version.version).await;
+    registry.deploy(model, &[(1, 100)]).await;
+    let cache = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
+    gateway.wait_versions(model, &[1]).await;
+    assert!(gateway.serving(model).contract.get().is_none());
+
+    let dora = registry.client("dora");
+    dora.put_document(model, "1", CONTRACT_DOCUMENT, &contract())
+        .await
+        .unwrap();
+    let mut spec = TrafficSpec::weighted(&[(1, 100)]);
+    spec.contract = Some(ContractMode::Reject);
+    dora.set_deployment(model, &SetDeployment::new(spec))
+        .await
+        .unwrap();
+    gateway.wait_contract(model).await;
+    let young = &applicants()[0];
+    assert!(breaks(young).0);
+    let (status, body) = gateway
+        .post_json(&format!("/v2/models/{model}/infer"), young)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    gateway.server.shutdown().await.unwrap();
 }

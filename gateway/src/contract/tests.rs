@@ -106,6 +106,29 @@ fn each_check_reports_its_row_and_value() {
 }
 
 #[test]
+fn values_at_a_bound_in_fp32_are_within_it() {
+    let mut contract = contract();
+    contract.features.get_mut("age").unwrap().max = Some(0.1);
+    contract.features.get_mut("age").unwrap().min = Some(0.1);
+    contract.rules = vec!["loan_amount <= 0.1 * income".into()];
+    let checker = ContractChecker::new(&contract, &signature(), "credit", "1");
+    let mut request = inputs();
+    request[0] = column(&[0.1, 0.1, 0.1]);
+    request[1] = column(&[10.0, 10.0, 10.0]);
+    request[2] = Tensor {
+        shape: vec![3],
+        data: TensorData::F32(vec![1.0, 1.0, 1.0]),
+    };
+    request[3] = column(&[1.0, 2.0, 1.0]);
+    request[4] = Tensor {
+        shape: vec![3, 2],
+        data: TensorData::F32(vec![0.5; 6]),
+    };
+    let violations = checker.check(&request);
+    assert!(violations.is_empty(), "{:?}", violations.shown);
+}
+
+#[test]
 fn missing_values_break_only_features_that_may_not_be_missing() {
     let checker = ContractChecker::new(&contract(), &signature(), "credit", "1");
     let mut request = inputs();

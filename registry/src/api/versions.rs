@@ -287,20 +287,32 @@ pub async fn put_document(
     Body(body): Body<serde_json::Value>,
 ) -> Result<Json<Document>> {
     caller.require(Permission::Register)?;
-    // A contract gateways could not enforce is refused here, not discovered there.
-    if name == CONTRACT_DOCUMENT {
-        let contract: DataContract = serde_json::from_value(body.clone()).map_err(|err| {
-            Error::bad_request(format!("document 'contract' is not a data contract: {err}"))
-        })?;
-        contract.validate().map_err(Error::bad_request)?;
-    }
     state
         .blocking(move |store, _| {
             store.write(|tx| {
                 let version = versions::resolve(tx, &model, &version)?;
+                // A contract gateways could not enforce is refused here, not discovered there.
+                if name == CONTRACT_DOCUMENT {
+                    check_contract(&body, &version)?;
+                }
                 versions::put_document(tx, &caller.actor, &version, &name, &body)
             })
         })
         .await
         .map(Json)
+}
+
+/// A `contract` document parses, can be enforced, and names only columns of
+/// the version's inputs.
+fn check_contract(body: &serde_json::Value, version: &Version) -> Result<()> {
+    let contract: DataContract = serde_json::from_value(body.clone())
+        .map_err(|err| Error::bad_request(format!("document 'contract' is not a data contract: {err}")))?;
+    contract.validate().map_err(Error::bad_request)?;
+    let inputs: Vec<(&str, &[i64])> = version
+        .signature
+        .inputs
+        .iter()
+        .map(|spec| (spec.name.as_str(), spec.shape.as_slice()))
+        .collect();
+    contract.check_names(&inputs).map_err(Error::bad_request)
 }
