@@ -39,8 +39,6 @@ pub type Done = Box<dyn FnOnce(Result<Vec<Tensor>>, BatchTiming) + Send>;
 pub struct BatchTiming {
     pub queued: Duration,
     pub computed: Duration,
-    /// Rows in the run that answered it.
-    pub batch_rows: usize,
 }
 
 /// One request waiting to be batched.
@@ -285,7 +283,6 @@ impl Executor {
                     let timing = BatchTiming {
                         queued: started - pending.enqueued,
                         computed,
-                        batch_rows: total,
                     };
                     pending.answer(Ok(outputs), timing);
                 }
@@ -295,7 +292,6 @@ impl Executor {
                 let timing = BatchTiming {
                     queued: started - pending.enqueued,
                     computed,
-                    batch_rows: total,
                 };
                 pending.answer(Err(err), timing);
             }
@@ -313,7 +309,6 @@ impl Executor {
                     let timing = BatchTiming {
                         queued: started - pending.enqueued,
                         computed: alone.elapsed(),
-                        batch_rows: pending.rows,
                     };
                     pending.answer(result, timing);
                 }

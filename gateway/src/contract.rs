@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_registry_client::contract::{Comparison, DataContract, FeatureContract, Rule, column_of};
+use sluice_registry_client::contract::{Comparison, DataContract, FeatureContract, Linear, Rule, column_of};
 
 use crate::error::Error;
 use crate::model::Signature;
@@ -58,10 +58,39 @@ const CHECK_NAMES: [&str; 4] = ["min", "max", "categories", "missing"];
 
 struct RuleCheck {
     rule: Rule,
-    /// Each term's place, in the order `rule.features()` names them.
-    places: Vec<(String, Place)>,
+    left: Side,
+    right: Side,
     counter: metrics::Counter,
     pending: AtomicU64,
+}
+
+/// One side of a rule with its features resolved to where their values are.
+struct Side {
+    constant: f64,
+    terms: Vec<(f64, Place)>,
+}
+
+impl Side {
+    fn compile(linear: &Linear, signature: &Signature) -> Option<Side> {
+        let terms = linear
+            .terms
+            .iter()
+            .map(|(coefficient, name)| Some((*coefficient, place_of(name, signature)?)))
+            .collect::<Option<_>>()?;
+        Some(Side {
+            constant: linear.constant,
+            terms,
+        })
+    }
+
+    /// Its value on `row`; NaN when a value is missing.
+    fn eval(&self, inputs: &[Tensor], row: usize) -> f64 {
+        self.terms
+            .iter()
+            .fold(self.constant, |sum, (coefficient, place)| {
+                sum + coefficient * place.value(inputs, row)
+            })
+    }
 }
 
 /// A contract compiled for one model version.
@@ -148,16 +177,13 @@ impl ContractChecker {
                 unmatched.push(text.clone());
                 continue;
             };
-            let places: Option<Vec<(String, Place)>> = rule
-                .features()
-                .map(|name| place_of(name, signature).map(|place| (name.to_string(), place)))
-                .collect();
-            match places {
-                Some(places) => rules.push(RuleCheck {
+            match Side::compile(&rule.left, signature).zip(Side::compile(&rule.right, signature)) {
+                Some((left, right)) => rules.push(RuleCheck {
                     counter: counter(rule.text.clone()),
                     pending: AtomicU64::new(0),
                     rule,
-                    places,
+                    left,
+                    right,
                 }),
                 None => unmatched.push(text.clone()),
             }
@@ -275,13 +301,7 @@ impl FeatureCheck {
 
 impl RuleCheck {
     fn check(&self, inputs: &[Tensor], row: usize, violations: &mut Violations) {
-        let value_of = |name: &str| {
-            self.places
-                .iter()
-                .find(|(feature, _)| feature == name)
-                .map_or(f64::NAN, |(_, place)| place.value(inputs, row))
-        };
-        let (left, right) = (self.rule.left.eval(value_of), self.rule.right.eval(value_of));
+        let (left, right) = (self.left.eval(inputs, row), self.right.eval(inputs, row));
         // A missing value breaks no rule: the feature's own check says whether it may be missing.
         if left.is_nan() || right.is_nan() || holds_within_fp32(self.rule.op, left, right) {
             return;
@@ -323,11 +343,7 @@ fn holds_within_fp32(op: Comparison, left: f64, right: f64) -> bool {
     }
 }
 
-/// Within FP32's precision of `bound`: a request's FP32 value of exactly a
-/// bound (0.1 is 0.10000000149 as f64) is at the bound, not past it.
-fn tolerance(bound: f64) -> f64 {
-    f64::from(f32::EPSILON) * bound.abs().max(1.0)
-}
+use crate::tensor::fp32_tolerance as tolerance;
 
 #[cfg(test)]
 mod tests;

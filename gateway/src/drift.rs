@@ -72,7 +72,7 @@ impl Bins {
                     return numbers.len() + 1;
                 }
                 // An FP32 0.1 is 0.10000000149 as f64: equal within FP32's precision.
-                let tolerance = |number: f64| f64::from(f32::EPSILON) * number.abs().max(1.0);
+                let tolerance = crate::tensor::fp32_tolerance;
                 numbers
                     .iter()
                     .position(|number| {

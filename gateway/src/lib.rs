@@ -7,9 +7,11 @@
 //!   body under a size limit and does the one [`routing`] table load that picks
 //!   an `Arc<LoadedModel>` by weight or sticky key (and, for a sample, a
 //!   shadow version);
-//! - the CPU work goes to the bounded [`compute`] pool: [`protocol`] decodes
-//!   JSON or binary tensors and checks them against the [`model`] signature, the
-//!   [`backend`] (tract or ONNX Runtime) runs them, alone or, for a version
+//! - the CPU work goes to the bounded [`compute`] pool (a model faster than
+//!   the hand-off runs inline, on the thread that read the request):
+//!   [`protocol`] decodes JSON or binary tensors and checks them against
+//!   the [`model`] signature, the [`backend`] (tract or ONNX Runtime) runs
+//!   them, alone or, for a version
 //!   configured to batch, joined with other requests by its [`batcher`], and
 //!   the response is encoded (`server::inference` is this path);
 //!   a sampled request is then queued for [`shadow`], which reruns it on the

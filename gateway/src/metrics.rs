@@ -219,7 +219,7 @@ pub struct ModelMetrics {
     pub compute_duration: Histogram,
     /// Counters for the codes an inference commonly answers; others are
     /// looked up when they happen.
-    common_codes: [(u16, Counter); 6],
+    common_codes: [(u16, Counter); 8],
 }
 
 impl ModelMetrics {
@@ -237,7 +237,17 @@ impl ModelMetrics {
             request_duration: metrics::histogram!(REQUEST_DURATION, &labels),
             queue_duration: metrics::histogram!(QUEUE_DURATION, &labels),
             compute_duration: metrics::histogram!(COMPUTE_DURATION, &labels),
-            common_codes: [code(200), code(400), code(413), code(415), code(500), code(503)],
+            // 422 and 504 are contract refusals and expired deadlines: frequent when they come.
+            common_codes: [
+                code(200),
+                code(400),
+                code(413),
+                code(415),
+                code(422),
+                code(500),
+                code(503),
+                code(504),
+            ],
         }
     }
 

@@ -218,7 +218,6 @@ impl Follower {
         match loaded {
             Ok(model) => {
                 self.attach_profile(&model).await;
-                self.attach_contract(&model).await;
                 self.loaded.insert(key, model.clone());
                 Ok(model)
             }
@@ -267,10 +266,11 @@ impl Follower {
         let _ = model.contract.set(checker);
     }
 
-    /// A version checked under `mode` without a contract yet (stored after it
-    /// loaded, or the registry was down then) gets another try at each
-    /// deployment change; still without one it serves unchecked, said once
-    /// per change when the deployment means to reject.
+    /// Compiles the contract of a version its deployment checks, when it
+    /// has none yet: at its first deployment that checks, and again at each
+    /// change while it has none (stored after it loaded, or the registry was
+    /// down). Still without one it serves unchecked, said once per change
+    /// when the deployment means to reject.
     async fn ensure_contract(&self, model: &Arc<LoadedModel>, mode: ContractMode) {
         if model.contract.get().is_some() {
             return;

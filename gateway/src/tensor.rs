@@ -221,6 +221,13 @@ impl TensorData {
     }
 }
 
+/// How far apart two values may be and still be the same FP32 number near
+/// `value`: a request's FP32 0.1 is 0.10000000149 as f64, and equals the
+/// 0.1 of a category, a bound or a rule.
+pub fn fp32_tolerance(value: f64) -> f64 {
+    f64::from(f32::EPSILON) * value.abs().max(1.0)
+}
+
 /// A named-by-position tensor: shape plus row-major data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

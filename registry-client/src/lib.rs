@@ -16,7 +16,8 @@
 //! - [`feedback`] holds ground truth: the labels applications send back and
 //!   the realized performance joined from them;
 //! - [`trigger`] holds training triggers: per-model policies (drift,
-//!   performance, schedule), their actions (webhook, command) and runs.
+//!   performance, data-contract violations, schedule), their actions
+//!   (webhook, command) and runs.
 //! - [`error`] is the client's error: a refusal from the registry keeps its
 //!   status and `{"error": ...}` message, so a CLI can print it and pick an
 //!   exit code.

@@ -32,8 +32,9 @@ pub struct VersionWindow {
     pub requests: u64,
     /// 4xx answers: the client's mistakes, not the version's.
     pub client_errors: u64,
-    /// 5xx answers but 503 (an overloaded gateway is not the version's
-    /// fault): what error-rate checks and the guard count.
+    /// 5xx answers but 503 and 504 (an overloaded gateway, or the client's
+    /// own expired `timeout`, is not the version's fault): what error-rate
+    /// checks and the guard count.
     pub server_errors: u64,
     /// One count per [`LATENCY_BUCKETS_MS`] bound, plus one above the last.
     pub latency_buckets: Vec<u64>,
@@ -133,7 +134,7 @@ impl VersionWindow {
         }
     }
 
-    /// 5xx answers (503 aside) per request; `None` without requests.
+    /// 5xx answers (503 and 504 aside) per request; `None` without requests.
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
     }

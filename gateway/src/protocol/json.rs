@@ -5,8 +5,9 @@
 //! already validated, so this is a plain byte scanner: brackets, commas and
 //! number tokens. Floats go through `fast_float2` (Eisel-Lemire, correctly
 //! rounded) as f64 and are then narrowed, as numpy's `json` + `astype` does;
-//! integers through the standard library's parser. Going through serde's
-//! visitor for every element cost several times as much (the `codec` bench).
+//! integers through the standard library's parser. serde's visitor for every
+//! element cost a third more (the `codec` bench: 41.3 against 30.6 µs for
+//! 784 floats, back to back).
 
 use serde_json::value::RawValue;
 
@@ -51,7 +52,6 @@ type Parsed<T> = std::result::Result<T, String>;
 fn parse_elements<T: Element>(raw: &RawValue, capacity: usize, count: usize) -> Parsed<Vec<T>> {
     let mut scanner = Scanner {
         text: raw.get(),
-        bytes: raw.get().as_bytes(),
         at: 0,
         out: Vec::with_capacity(capacity),
         limit: count,
@@ -66,20 +66,17 @@ trait Element: Sized {
     /// Floats take the fast float parser; integers and booleans their tokens.
     const FLOAT: bool = false;
 
-    /// A JSON number token (valid JSON grammar: serde_json checked it).
+    /// A JSON number token (valid JSON grammar: serde_json checked it) for
+    /// an integer or boolean type; float types parse theirs in the scanner.
+    /// A fraction or an exponent is no integer, and a number beyond 64 bits
+    /// fits none.
     fn from_number(token: &str) -> Option<Self> {
-        // Beyond f64's range a JSON number is refused, as serde_json does.
-        let finite = |text: &str| text.parse::<f64>().ok().filter(|value| value.is_finite());
         if token.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-            return finite(token).and_then(Self::from_f64);
+            return None;
         }
         match token.parse::<i64>() {
             Ok(value) => Self::from_i64(value),
-            Err(_) => match token.parse::<u64>() {
-                Ok(value) => Self::from_u64(value),
-                // An integer beyond 64 bits: only a float type can hold it.
-                Err(_) => finite(token).and_then(Self::from_f64),
-            },
+            Err(_) => token.parse::<u64>().ok().and_then(Self::from_u64),
         }
     }
     fn from_bool(_: bool) -> Option<Self> {
@@ -130,12 +127,6 @@ macro_rules! float_element {
         impl Element for $t {
             const NAME: &'static str = $name;
             const FLOAT: bool = true;
-            fn from_u64(value: u64) -> Option<Self> {
-                <Self as Element>::from_f64(value as f64)
-            }
-            fn from_i64(value: i64) -> Option<Self> {
-                <Self as Element>::from_f64(value as f64)
-            }
             fn from_f64(value: f64) -> Option<Self> {
                 let converted: $t = $from_f64(value);
                 // A finite JSON number that overflows the type is a client error,
@@ -157,7 +148,6 @@ float_element!(f64, "FP64", |v: f64| v);
 /// leaves are numbers (booleans for BOOL), appended row-major to `out`.
 struct Scanner<'a, T> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
     out: Vec<T>,
     /// Stop as soon as more elements arrive than the shape allows.
@@ -166,20 +156,25 @@ struct Scanner<'a, T> {
 
 impl<T: Element> Scanner<'_, T> {
     fn skip_whitespace(&mut self) {
-        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+        while self
+            .text
+            .as_bytes()
+            .get(self.at)
+            .is_some_and(u8::is_ascii_whitespace)
+        {
             self.at += 1;
         }
     }
 
     fn value(&mut self, depth: usize) -> Parsed<()> {
         self.skip_whitespace();
-        match self.bytes.get(self.at) {
+        match self.text.as_bytes().get(self.at) {
             Some(b'[') => self.array(depth),
             Some(b'-' | b'0'..=b'9') if T::FLOAT => {
                 // Correctly rounded, as the standard library's parser, at a
                 // fraction of its cost on the 17-digit decimals numpy sends.
                 let start = self.at;
-                let (value, used) = fast_float2::parse_partial::<f64, _>(&self.bytes[start..])
+                let (value, used) = fast_float2::parse_partial::<f64, _>(&self.text.as_bytes()[start..])
                     .map_err(|_| "malformed number in data".to_string())?;
                 self.at += used.max(1);
                 // Beyond f64's range a JSON number is refused, as serde_json does.
@@ -191,7 +186,8 @@ impl<T: Element> Scanner<'_, T> {
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.at;
                 while self
-                    .bytes
+                    .text
+                    .as_bytes()
                     .get(self.at)
                     .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                 {
@@ -230,14 +226,14 @@ impl<T: Element> Scanner<'_, T> {
         }
         self.at += 1;
         self.skip_whitespace();
-        if self.bytes.get(self.at) == Some(&b']') {
+        if self.text.as_bytes().get(self.at) == Some(&b']') {
             self.at += 1;
             return Ok(());
         }
         loop {
             self.value(depth + 1)?;
             self.skip_whitespace();
-            match self.bytes.get(self.at) {
+            match self.text.as_bytes().get(self.at) {
                 Some(b',') => self.at += 1,
                 Some(b']') => {
                     self.at += 1;
@@ -375,10 +371,12 @@ mod tests {
             "0.000001234",
             "-7.000000000000001",
         ];
-        for token in tokens {
+        let json = format!("[{}]", tokens.join(", "));
+        let TensorData::F64(parsed) = parse(&json, DataType::F64, tokens.len()).unwrap() else {
+            panic!("FP64 data");
+        };
+        for (token, got) in tokens.iter().zip(parsed) {
             let expected: f64 = token.parse().unwrap();
-            let (got, used) = fast_float2::parse_partial::<f64, _>(token.as_bytes()).unwrap();
-            assert_eq!(used, token.len(), "{token}");
             assert_eq!(got.to_bits(), expected.to_bits(), "{token}: {got} vs {expected}");
         }
     }

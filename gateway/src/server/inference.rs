@@ -82,10 +82,11 @@ struct Answered {
     request_id_opt: Option<String>,
 }
 
-/// After decoding: answered already (run on this thread, or refused),
-/// waiting in the batch queue, or decoded inline but to be run on the pool.
+/// After decoding: answered already (run on this thread), waiting in the
+/// batch queue, or decoded inline but to be run on the pool. A refusal
+/// leaves through the closure's error instead.
 enum Step {
-    Answered(Result<Answered>, Duration),
+    Answered(Answered, Duration),
     Deferred(Answering, Vec<Tensor>),
     Queued(oneshot::Receiver<(Result<Answered>, BatchTiming)>),
 }
@@ -168,7 +169,7 @@ pub(super) async fn run(
                 }
             };
             let computed = compute_started.elapsed();
-            return Ok(Step::Answered(Ok(answering.finish(outputs)), computed));
+            return Ok(Step::Answered(answering.finish(outputs), computed));
         };
         let (reply, answer) = oneshot::channel();
         let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
@@ -189,7 +190,7 @@ pub(super) async fn run(
         (step, timing.queued)
     };
     let (answered, queued, computed) = match step? {
-        Step::Answered(answered, computed) => (answered, pool_queued, computed),
+        Step::Answered(answered, computed) => (Ok(answered), pool_queued, computed),
         Step::Deferred(answering, inputs) => {
             let model = model.clone();
             let (outcome, timing) = state
