@@ -76,6 +76,13 @@ pub fn credit_applicants(rows: usize, age_shift: f64) -> Vec<Value> {
         .collect()
 }
 
+/// The credit model's committed reference profile (`models/cards.py`), as JSON.
+pub fn credit_profile() -> Value {
+    let path = repo_root().join("models/repository/credit_risk/1/profile.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the committed profile"))
+        .expect("a JSON profile")
+}
+
 /// A committed reference fixture: a request and ONNX Runtime's outputs for it.
 pub fn fixture(name: &str) -> Value {
     let path = repo_root().join("models/fixtures").join(format!("{name}.json"));

@@ -18,6 +18,7 @@ use sluice_registry::auth::{Role, add_token};
 use sluice_registry::policy::Policy;
 use sluice_registry::{LogDirs, Registry, RegistryConfig};
 use sluice_registry_client::RegistryClient;
+use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
 use sluice_registry_client::types::*;
 use tempfile::TempDir;
 
@@ -234,6 +235,25 @@ impl TestRegistry {
         let body = SetDeployment::new(TrafficSpec::weighted(targets));
         self.client("dora")
             .set_deployment(model, &body)
+            .await
+            .expect("setting the deployment")
+    }
+
+    /// Stores `contract` with version 1 of `model` and sends it all traffic,
+    /// the contract checked in `mode` (as dora).
+    pub async fn deploy_checked(
+        &self,
+        model: &str,
+        contract: &serde_json::Value,
+        mode: ContractMode,
+    ) -> Deployment {
+        let dora = self.client("dora");
+        dora.put_document(model, "1", CONTRACT_DOCUMENT, contract)
+            .await
+            .expect("storing the contract");
+        let mut spec = TrafficSpec::weighted(&[(1, 100)]);
+        spec.contract = Some(mode);
+        dora.set_deployment(model, &SetDeployment::new(spec))
             .await
             .expect("setting the deployment")
     }

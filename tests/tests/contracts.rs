@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
 use sluice_registry_client::profile::PROFILE_DOCUMENT;
-use sluice_registry_client::types::{SetDeployment, TrafficSpec};
 use sluice_tests::{
-    CREDIT_FEATURES, Options, TestGateway, TestRegistry, TestRepository, credit_applicants, error_message,
-    example_model, read_json, repo_root,
+    CREDIT_FEATURES, Options, TestGateway, TestRegistry, TestRepository, credit_applicants, credit_profile,
+    error_message, example_model, read_json, repo_root,
 };
 
 /// Each test its own model name: the metrics recorder is shared by the process.
@@ -73,24 +72,14 @@ fn breaks(request: &Value) -> (bool, bool) {
 async fn setup(model: &str, mode: ContractMode) -> (TestRegistry, TestGateway, tempfile::TempDir) {
     let registry = TestRegistry::start().await;
     let version = registry.register(model, &example_model("credit_risk"), &[]).await;
-    let dora = registry.client("dora");
-    dora.put_document(model, "1", CONTRACT_DOCUMENT, &contract())
-        .await
-        .unwrap();
     // The drift report, where contract violations are summed, needs the profile.
-    let profile: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
-    )
-    .unwrap();
-    dora.put_document(model, "1", PROFILE_DOCUMENT, &profile)
+    registry
+        .client("dora")
+        .put_document(model, "1", PROFILE_DOCUMENT, &credit_profile())
         .await
         .unwrap();
     registry.approve_staging(model, version.version).await;
-    let mut spec = TrafficSpec::weighted(&[(1, 100)]);
-    spec.contract = Some(mode);
-    dora.set_deployment(model, &SetDeployment::new(spec))
-        .await
-        .unwrap();
+    registry.deploy_checked(model, &contract(), mode).await;
     let cache = tempfile::tempdir().unwrap();
     let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
     gateway.wait_versions(model, &[1]).await;
@@ -302,15 +291,9 @@ async fn a_contract_stored_after_the_version_went_live_applies_at_the_next_deplo
     gateway.wait_versions(model, &[1]).await;
     assert!(gateway.serving(model).contract.get().is_none());
 
-    let dora = registry.client("dora");
-    dora.put_document(model, "1", CONTRACT_DOCUMENT, &contract())
-        .await
-        .unwrap();
-    let mut spec = TrafficSpec::weighted(&[(1, 100)]);
-    spec.contract = Some(ContractMode::Reject);
-    dora.set_deployment(model, &SetDeployment::new(spec))
-        .await
-        .unwrap();
+    registry
+        .deploy_checked(model, &contract(), ContractMode::Reject)
+        .await;
     gateway.wait_contract(model).await;
     let young = &applicants()[0];
     assert!(breaks(young).0);

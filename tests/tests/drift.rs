@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_registry_client::profile::PROFILE_DOCUMENT;
 use sluice_tests::{
-    CREDIT_FEATURES, Options, TestGateway, TestRegistry, credit_applicants, example_model, repo_root,
+    CREDIT_FEATURES, Options, TestGateway, TestRegistry, credit_applicants, credit_profile, example_model,
 };
 
 const MODEL: &str = "credit_risk";
@@ -16,10 +16,7 @@ const MODEL: &str = "credit_risk";
 async fn shifted_ages_drift_and_the_other_features_do_not() {
     let registry = TestRegistry::start().await;
     let version = registry.register(MODEL, &example_model(MODEL), &[]).await;
-    let profile: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
-    )
-    .unwrap();
+    let profile: Value = credit_profile();
     let dora = registry.client("dora");
     dora.put_document(MODEL, "1", PROFILE_DOCUMENT, &profile)
         .await

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sluice_registry_client::ClientError;
-use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
+use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::profile::{DriftThresholds, PROFILE_DOCUMENT};
 use sluice_registry_client::rollout::RolloutPolicy;
 use sluice_registry_client::trigger::{
     FireTrigger, RunStatus, TriggerAction, TriggerPolicy, TriggerRule, TriggerRun, TriggerState,
     WebhookFormat,
 };
-use sluice_registry_client::types::{SetDeployment, TrafficSpec};
 use sluice_tests::registry::RegistryOptions;
-use sluice_tests::{Options, TestGateway, TestRegistry, credit_applicants, example_model, repo_root};
+use sluice_tests::{
+    Options, TestGateway, TestRegistry, credit_applicants, credit_profile, example_model, repo_root,
+};
 
 const MODEL: &str = "credit_risk";
 
@@ -98,10 +99,7 @@ async fn monitored_registry() -> TestRegistry {
 /// Version 1 of the credit model, with its reference profile, taking all traffic.
 async fn release_with_profile(registry: &TestRegistry) {
     let version = registry.register(MODEL, &example_model(MODEL), &[]).await;
-    let profile: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
-    )
-    .unwrap();
+    let profile: Value = credit_profile();
     registry
         .client("dora")
         .put_document(MODEL, "1", PROFILE_DOCUMENT, &profile)
@@ -507,16 +505,10 @@ async fn a_command_registers_a_version_that_completes_its_run_and_goes_canary() 
 async fn a_data_contract_broken_too_often_fires_a_contract_run() {
     let registry = monitored_registry().await;
     release_with_profile(&registry).await;
-    let dora = registry.client("dora");
-    let contract = serde_json::json!({ "features": { "age": { "min": 18, "max": 100 } } });
-    dora.put_document(MODEL, "1", CONTRACT_DOCUMENT, &contract)
-        .await
-        .unwrap();
-    let mut spec = TrafficSpec::weighted(&[(1, 100)]);
-    spec.contract = Some(ContractMode::Observe);
-    dora.set_deployment(MODEL, &SetDeployment::new(spec))
-        .await
-        .unwrap();
+    let contract = json!({ "features": { "age": { "min": 18, "max": 100 } } });
+    registry
+        .deploy_checked(MODEL, &contract, ContractMode::Observe)
+        .await;
     let hook = receiver(vec![200]).await;
     let cache = tempfile::tempdir().unwrap();
     let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
