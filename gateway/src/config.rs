@@ -13,7 +13,8 @@ use sluice_registry_client::RegistryClient;
 use crate::backend::EngineOptions;
 use crate::cli::{
     AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand,
-    ProfileCommand, RolloutCommand, StageCommand, TrafficCommand, TriggersCommand, VersionsCommand,
+    ProfileCommand, QualityCommand, RolloutCommand, StageCommand, SuiteCommand, TrafficCommand,
+    TriggersCommand, VersionsCommand,
 };
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
@@ -116,6 +117,20 @@ pub enum Command {
     Performance {
         #[command(subcommand)]
         command: PerformanceCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Behavioural test suites: golden, invariance, directional and minimum-functionality cases, run on versions.
+    Suite {
+        #[command(subcommand)]
+        command: SuiteCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Model quality: realized performance per slice, the gaps between slices, the latest suite verdict.
+    Quality {
+        #[command(subcommand)]
+        command: QualityCommand,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -24,14 +24,14 @@ const SHOWN_VIOLATIONS: usize = 5;
 /// Where a feature's values are: every `width`-th element of input
 /// `input`, from `column`.
 #[derive(Debug, Clone, Copy)]
-struct Place {
+pub(crate) struct Place {
     input: usize,
     column: usize,
     width: usize,
 }
 
 impl Place {
-    fn value(&self, inputs: &[Tensor], row: usize) -> f64 {
+    pub(crate) fn value(&self, inputs: &[Tensor], row: usize) -> f64 {
         inputs
             .get(self.input)
             .and_then(|tensor| tensor.f64_at(row * self.width + self.column))
@@ -321,7 +321,7 @@ impl RuleCheck {
 /// `x` for an input `x` of one column per row, `x[k]` for column `k` of an
 /// `[N, K]` input: the registry resolves names the same way when it stores
 /// a contract.
-fn place_of(name: &str, signature: &Signature) -> Option<Place> {
+pub(crate) fn place_of(name: &str, signature: &Signature) -> Option<Place> {
     let inputs: Vec<(&str, &[i64])> = signature
         .inputs
         .iter()

@@ -1,11 +1,12 @@
 //! `sluice serve --demo`: the example models, compiled into the binary, are
-//! registered with their model cards and reference profiles, approved into
-//! staging and deployed
-//! through the registry's API, the path any release takes. Safe to run
-//! again on the same data dir: what is already there is left as it is.
+//! registered with their model cards, reference profiles, data contracts
+//! and behavioural suites, approved into staging and
+//! deployed through the registry's API, the path any release takes. Safe to
+//! run again on the same data dir: what is already there is left as it is.
 
 use sluice_registry_client::contract::CONTRACT_DOCUMENT;
 use sluice_registry_client::profile::PROFILE_DOCUMENT;
+use sluice_registry_client::suite::Suite;
 use sluice_registry_client::types::{
     ArtifactSource, CreateModel, CreateVersion, Decision, Lineage, RequestTransition, ReviewTransition,
     SetDeployment, Stage, TrafficSpec, TransitionStatus, Version,
@@ -22,6 +23,8 @@ struct DemoModel {
     profile: &'static str,
     /// Data contract written by `models/cards.py`, where there is one.
     contract_opt: Option<&'static str>,
+    /// Behavioural suite written by `models/suites.py`, where there is one.
+    suite_opt: Option<&'static str>,
 }
 
 const DEMO_MODELS: &[DemoModel] = &[
@@ -34,6 +37,7 @@ const DEMO_MODELS: &[DemoModel] = &[
         contract_opt: Some(include_str!(
             "../../models/repository/credit_risk/1/contract.json"
         )),
+        suite_opt: Some(include_str!("../../models/repository/credit_risk/suite.json")),
     },
     DemoModel {
         name: "digits",
@@ -42,6 +46,7 @@ const DEMO_MODELS: &[DemoModel] = &[
         card: include_str!("../../models/repository/digits/1/card.json"),
         profile: include_str!("../../models/repository/digits/1/profile.json"),
         contract_opt: None,
+        suite_opt: Some(include_str!("../../models/repository/digits/suite.json")),
     },
 ];
 
@@ -53,12 +58,27 @@ pub async fn register(client: &RegistryClient) -> Result<(), ClientError> {
         if let Some(contract) = demo.contract_opt {
             ensure_document(client, demo.name, &version, CONTRACT_DOCUMENT, contract).await?;
         }
+        if let Some(suite) = demo.suite_opt {
+            ensure_suite(client, demo.name, suite).await?;
+        }
         if version.stage == Stage::None {
             promote_to_staging(client, &version).await?;
         }
         deploy_if_undeployed(client, demo.name, version.version).await?;
     }
     Ok(())
+}
+
+/// Stores the model's suite unless it has one (a revision someone put since is kept).
+async fn ensure_suite(client: &RegistryClient, model: &str, suite: &str) -> Result<(), ClientError> {
+    match client.get_suite(model, None).await {
+        Ok(_) => return Ok(()),
+        Err(err) if err.is_not_found() => {}
+        Err(err) => return Err(err),
+    }
+    let suite: Suite = serde_json::from_str(suite)
+        .map_err(|err| ClientError::Io(format!("the demo suite of '{model}' does not parse: {err}")))?;
+    client.put_suite(model, &suite).await.map(drop)
 }
 
 async fn ensure_version(client: &RegistryClient, demo: &DemoModel) -> Result<Version, ClientError> {

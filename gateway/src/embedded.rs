@@ -39,6 +39,37 @@ impl Inspector for EngineInspector {
             .map(|model| wire_signature(&model.signature))
             .map_err(|err| err.to_string())
     }
+
+    /// Decodes, runs and encodes each request with the code a gateway
+    /// serves it with, so a suite tests what will answer in production.
+    fn infer(
+        &self,
+        artifact: &[u8],
+        requests: &[serde_json::Value],
+    ) -> std::result::Result<Vec<std::result::Result<serde_json::Value, String>>, String> {
+        // An engine that panics fails the load or the case, as on the data plane.
+        let model = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.engines
+                .load_model("registry-suite", 0, artifact, BackendChoice::Auto, None)
+        }))
+        .map_err(|_| "the engine panicked while loading it".to_string())?
+        .map_err(|err| err.to_string())?;
+        let answer = |request: &serde_json::Value| -> Result<serde_json::Value> {
+            let body = serde_json::to_vec(request).map_err(|err| Error::bad_request(err.to_string()))?;
+            let decoded = crate::protocol::request::decode(&body, None, &model.signature)?;
+            let outputs = model.run(decoded.inputs)?;
+            let encoded = crate::protocol::response::encode(&model, None, &decoded.outputs, &outputs);
+            serde_json::from_slice(&encoded.body).map_err(|err| Error::Internal(err.to_string()))
+        };
+        Ok(requests
+            .iter()
+            .map(|request| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(request)))
+                    .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())))
+                    .map_err(|err| err.to_string())
+            })
+            .collect())
+    }
 }
 
 /// The signature as the registry's API states it.

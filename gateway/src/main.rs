@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         Command::Drift { command, client } => Ok((ClientCommand::Drift(command), client)),
         Command::Contract { command, client } => Ok((ClientCommand::Contract(command), client)),
         Command::Performance { command, client } => Ok((ClientCommand::Performance(command), client)),
+        Command::Suite { command, client } => Ok((ClientCommand::Suite(command), client)),
+        Command::Quality { command, client } => Ok((ClientCommand::Quality(command), client)),
         Command::Triggers { command, client } => Ok((ClientCommand::Triggers(command), client)),
         Command::Events { args, client } => Ok((ClientCommand::Events(args), client)),
     };

@@ -157,6 +157,8 @@ pub struct LoadedModel {
     pub drift: std::sync::OnceLock<crate::drift::DriftCounter>,
     /// Its data contract, once known (a registry version that has one).
     pub contract: std::sync::OnceLock<crate::contract::ContractChecker>,
+    /// Its card's slice feature, read for the prediction log.
+    pub slicer: std::sync::OnceLock<crate::predlog::Slicer>,
     /// Registered the first time this version shadows, so that versions
     /// that never do add no series.
     shadow_metrics: std::sync::OnceLock<crate::shadow::ShadowMetrics>,
@@ -191,6 +193,7 @@ impl LoadedModel {
             guard: crate::guard::Guard::default(),
             drift: std::sync::OnceLock::new(),
             contract: std::sync::OnceLock::new(),
+            slicer: std::sync::OnceLock::new(),
         })
     }
 

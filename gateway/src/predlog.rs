@@ -13,7 +13,9 @@
 //! Each record holds the time, request id, model, version, route, latency,
 //! replica and outputs; a sampled share also holds the inputs, by feature
 //! name. Every prediction is logged (its request id is what ground-truth
-//! feedback joins on); only the inputs are sampled.
+//! feedback joins on); only the inputs are sampled. A version whose card
+//! declares a slice feature also logs each row's slice (`age < 30`), so
+//! that realized performance can be told per slice.
 //!
 //! The request path only hands a record to a bounded channel (`try_send`):
 //! when the writer falls behind, or the store stalls or fails, records are
@@ -31,6 +33,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
+
+use sluice_registry_client::slices::SliceSpec;
 
 use crate::model::LoadedModel;
 use crate::tensor::{Tensor, TensorData};
@@ -65,6 +69,9 @@ pub struct PredictionRecord {
     pub latency: Duration,
     /// The inputs in signature order, when this request is in the sample.
     pub inputs_opt: Option<Vec<Tensor>>,
+    /// Each row's value of the slice feature, when the version has one
+    /// (named on the writer thread, off the request path).
+    pub slice_values: Vec<f64>,
     pub outputs: Vec<Tensor>,
 }
 
@@ -227,6 +234,16 @@ impl Writer {
         if let Some(inputs) = &record.inputs_opt {
             line["inputs"] = named(&record.model.signature.inputs, inputs);
         }
+        if let Some(slicer) = record.model.slicer.get()
+            && !record.slice_values.is_empty()
+        {
+            let names: Vec<String> = record
+                .slice_values
+                .iter()
+                .map(|&value| slicer.spec.name_of(value))
+                .collect();
+            line["slice"] = json!(names);
+        }
         let segment = self.segments.entry(partition.clone()).or_insert_with(|| Segment {
             lines: Vec::new(),
             opened: Instant::now(),
@@ -306,6 +323,31 @@ fn values(data: &TensorData) -> Vec<Value> {
         TensorData::F16(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F32(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F64(v) => v.iter().map(|&x| float(x)).collect(),
+    }
+}
+
+/// Reads the card's slice feature from a request's inputs.
+pub struct Slicer {
+    pub spec: SliceSpec,
+    place: crate::contract::Place,
+}
+
+impl Slicer {
+    /// `None` when the feature is not an input column of this signature.
+    pub fn new(spec: &SliceSpec, signature: &crate::model::Signature) -> Option<Slicer> {
+        Some(Slicer {
+            spec: spec.clone(),
+            place: crate::contract::place_of(&spec.feature, signature)?,
+        })
+    }
+
+    /// Each row's value of the feature.
+    pub fn values(&self, inputs: &[Tensor]) -> Vec<f64> {
+        let rows = inputs
+            .first()
+            .and_then(|tensor| tensor.shape.first().copied())
+            .unwrap_or(0);
+        (0..rows).map(|row| self.place.value(inputs, row)).collect()
     }
 }
 

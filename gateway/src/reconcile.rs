@@ -28,6 +28,7 @@ use crate::contract::ContractChecker;
 use crate::drift::DriftCounter;
 use crate::guard::Guarded;
 use crate::model::LoadedModel;
+use crate::predlog::Slicer;
 use crate::repository::Health;
 use crate::routing::{RolloutRoles, Route, Routes, RoutingTable, ShadowRoute};
 
@@ -218,6 +219,16 @@ impl Follower {
         match loaded {
             Ok(model) => {
                 self.attach_profile(&model).await;
+                if let Some(spec) = &deployed.slice {
+                    match Slicer::new(spec, &model.signature) {
+                        Some(slicer) => {
+                            let _ = model.slicer.set(slicer);
+                        }
+                        None => {
+                            tracing::warn!(model = %name, version = deployed.version, feature = %spec.feature, "the card's slice feature is no input column of the model: rows are logged without a slice");
+                        }
+                    }
+                }
                 self.loaded.insert(key, model.clone());
                 Ok(model)
             }

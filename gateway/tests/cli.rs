@@ -502,3 +502,95 @@ fn training_triggers_and_performance_through_the_cli() {
         "0 rows joined",
     );
 }
+
+#[test]
+fn quality_gates_through_the_cli() {
+    let registry = Registry::start();
+    expect_code(&registry.run("dora", &["models", "create", "credit_risk"]), 0);
+    let sound = [
+        "versions",
+        "push",
+        "models/repository/credit_risk/1/model.onnx",
+        "--model",
+        "credit_risk",
+        "--slice-feature",
+        "age",
+        "--slice-edges",
+        "30,45,60",
+    ];
+    expect_output(&registry.run("dora", &sound), "credit_risk version 1");
+    expect_output(
+        &registry.run("vic", &["versions", "show", "credit_risk", "1"]),
+        "slice feature:  age (bands at 30, 45, 60)",
+    );
+    let shown = registry.run("vic", &["versions", "show", "credit_risk", "1", "--json"]);
+    let version: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        version["lineage"]["slice"],
+        serde_json::json!({"feature": "age", "edges": [30.0, 45.0, 60.0]})
+    );
+    let broken = [
+        "versions",
+        "push",
+        "models/test/credit_risk_inverted/1/model.onnx",
+        "--model",
+        "credit_risk",
+    ];
+    expect_output(&registry.run("dora", &broken), "credit_risk version 2");
+
+    expect_error(
+        &registry.run("dora", &["versions", "test", "credit_risk", "1"]),
+        3,
+        "has no behavioural suite",
+    );
+    let put = [
+        "suite",
+        "put",
+        "credit_risk",
+        "models/repository/credit_risk/suite.json",
+    ];
+    expect_output(&registry.run("dora", &put), "stored revision 1");
+    // TOML works too: one directional case, the default probability of a larger loan.
+    let toml = registry.dir.path().join("loan.toml");
+    std::fs::write(
+        &toml,
+        "score = \"probabilities[1]\"\n\
+         base = { age = 40, income = 60000, debt_ratio = 0.3, credit_lines = 4, late_payments_90d = 0, utilization = 0.3, months_employed = 60, loan_amount = 20000 }\n\
+         [[directional]]\nname = \"a larger loan\"\nchange = { loan_amount = \"+20000\" }\nexpect = \"higher\"\n",
+    )
+    .unwrap();
+    let put_toml = ["suite", "put", "credit_risk", toml.to_str().unwrap()];
+    expect_output(
+        &registry.run("dora", &put_toml),
+        "stored revision 2 of the suite of 'credit_risk': 1 case\n",
+    );
+
+    let passed = registry.run(
+        "dora",
+        &["versions", "test", "credit_risk", "1", "--revision", "1"],
+    );
+    expect_code(&passed, 0);
+    expect_output(&passed, "PASSED");
+    let failed = registry.run("dora", &["versions", "test", "credit_risk", "2"]);
+    expect_code(&failed, 1);
+    for fragment in [
+        "FAILED",
+        "FAIL directional 'a larger loan'",
+        "changed: ",
+        "loan_amount=",
+    ] {
+        assert!(
+            stdout(&failed).contains(fragment),
+            "{fragment}: {}",
+            stdout(&failed)
+        );
+    }
+    expect_code(&registry.run("vic", &["suite", "report", "credit_risk", "2"]), 1);
+    expect_code(&registry.run("vic", &["suite", "report", "credit_risk", "1"]), 0);
+
+    let quality = registry.run("vic", &["quality", "show", "credit_risk", "--version", "1"]);
+    expect_code(&quality, 0);
+    expect_output(&quality, "by slice of 'age'");
+    expect_output(&quality, "no labelled rows yet");
+    expect_output(&quality, "suite revision 1 on version 1 of 'credit_risk': PASSED");
+}

@@ -16,6 +16,8 @@ use crate::error::ClientError;
 use crate::feedback::Performance;
 use crate::profile::DriftReport;
 use crate::rollout::{GuardReport, Rollout, StartRollout, StatsReport, VersionWindow};
+use crate::slices::SliceReport;
+use crate::suite::{RunSuite, StoredSuite, Suite, SuiteReport};
 use crate::trigger::{CompleteRun, FireTrigger, TriggerPolicy, TriggerRun, TriggerState};
 use crate::types::*;
 
@@ -340,6 +342,69 @@ impl RegistryClient {
             )
             .query(&query);
         decode(self.send(request).await?).await
+    }
+
+    /// `GET /api/v1/models/{m}/slices`: realized performance per slice;
+    /// over what the join keeps when `window_opt` is `None`.
+    pub async fn slices(
+        &self,
+        model: &str,
+        version_opt: Option<&str>,
+        window_opt: Option<Duration>,
+    ) -> Result<SliceReport, ClientError> {
+        let window_ms = window_opt.map(|window| window.as_millis().to_string());
+        let mut query = Vec::new();
+        if let Some(window_ms) = &window_ms {
+            query.push(("window_ms", window_ms.as_str()));
+        }
+        if let Some(version) = version_opt {
+            query.push(("version", version));
+        }
+        let request = self
+            .request(Method::GET, &format!("/api/v1/models/{}/slices", segment(model)))
+            .query(&query);
+        decode(self.send(request).await?).await
+    }
+
+    // ---- behavioural suites ----
+
+    /// Stores `suite` as the model's next revision.
+    pub async fn put_suite(&self, model: &str, suite: &Suite) -> Result<StoredSuite, ClientError> {
+        let path = format!("/api/v1/models/{}/suite", segment(model));
+        self.send_json(Method::PUT, &path, suite).await
+    }
+
+    /// Revision `revision_opt` of the model's suite, or its latest.
+    pub async fn get_suite(
+        &self,
+        model: &str,
+        revision_opt: Option<u64>,
+    ) -> Result<StoredSuite, ClientError> {
+        let mut path = format!("/api/v1/models/{}/suite", segment(model));
+        if let Some(revision) = revision_opt {
+            path.push_str(&format!("?revision={revision}"));
+        }
+        self.get_json(&path).await
+    }
+
+    /// Runs the suite on a version now; the report says whether it passed.
+    pub async fn run_suite(
+        &self,
+        model: &str,
+        version: &str,
+        revision_opt: Option<u64>,
+    ) -> Result<SuiteReport, ClientError> {
+        let path = format!("{}/suite-runs", version_path(model, version));
+        let body = RunSuite {
+            revision: revision_opt,
+        };
+        self.send_json(Method::POST, &path, &body).await
+    }
+
+    /// The version's latest suite report.
+    pub async fn suite_report(&self, model: &str, version: &str) -> Result<SuiteReport, ClientError> {
+        self.get_json(&format!("{}/suite-report", version_path(model, version)))
+            .await
     }
 
     // ---- training triggers ----

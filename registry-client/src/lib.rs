@@ -15,6 +15,10 @@
 //!   missing values, and linear cross-field rules, derived from a profile;
 //! - [`feedback`] holds ground truth: the labels applications send back and
 //!   the realized performance joined from them;
+//! - [`suite`] holds behavioural test suites (golden, invariance,
+//!   directional and minimum-functionality cases) and their reports;
+//! - [`slices`] holds the slice feature of a model card and the realized
+//!   performance per slice, with the gaps between slices;
 //! - [`trigger`] holds training triggers: per-model policies (drift,
 //!   performance, data-contract violations, schedule), their actions
 //!   (webhook, command) and runs.
@@ -28,6 +32,8 @@ pub mod error;
 pub mod feedback;
 pub mod profile;
 pub mod rollout;
+pub mod slices;
+pub mod suite;
 pub mod trigger;
 pub mod types;
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::contract::ContractMode;
+use crate::slices::SliceSpec;
 
 /// A model: a named endpoint and the versions registered under it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,10 @@ pub struct Lineage {
     /// completes that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_id: Option<u64>,
+    /// The feature realized performance is broken down by (an age band, a
+    /// region), so that a gap between groups shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceSpec>,
 }
 
 /// An immutable, auto-numbered version of a model.
@@ -510,11 +515,14 @@ impl SetDeployment {
 }
 
 /// The artifact of a version a deployment refers to: what a gateway fetches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployedVersion {
     pub version: u64,
     pub sha256: String,
     pub size: u64,
+    /// The card's slice feature: gateways name each logged row's slice by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceSpec>,
 }
 
 /// The desired traffic of one endpoint, as stored.

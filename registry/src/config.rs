@@ -25,9 +25,10 @@ pub struct RegistryArgs {
     #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
 
-    /// Governance policy (TOML): approvals and metric gates per stage, and the
-    /// stages that may take traffic. Default: staging needs a technical
-    /// approval, production a technical and a business one.
+    /// Governance policy (TOML): approvals, metric gates, behavioural suites
+    /// and slice gates per stage, the stages that may take traffic, and what
+    /// a rollout needs to start (`deploy/policy.toml`). Default: staging
+    /// needs a technical approval, production a technical and a business one.
     #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
 

@@ -13,11 +13,18 @@
 //! when the label arrived: a window is "the labels that came in during it",
 //! which does not change once it is over, and a window shorter than a
 //! bucket sees nothing.
+//!
+//! A prediction logged with the slice of each row (the card's slice
+//! feature, named by the gateway) is also counted per slice, for the
+//! per-slice report and the slice gates: in hourly buckets, since a slice
+//! gap is judged over hours of labels, and a version has at most
+//! [`MAX_CATEGORIES`] slices (the rest count as one), so that slices cost
+//! a few megabytes per version at most.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
@@ -25,12 +32,19 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_registry_client::feedback::{Performance, Task, Unmatched};
+use sluice_registry_client::slices::{MAX_CATEGORIES, OTHER_SLICES, SliceMetrics, SliceReport};
 
 use crate::config::MonitorConfig;
 use crate::stats::now_ms;
 
 /// Score histogram bins for AUC.
 const SCORE_BINS: usize = 100;
+
+/// The resolution of per-slice buckets.
+const SLICE_BUCKET_MS: u64 = 3600 * 1000;
+
+/// One hour (since the epoch) of a version's joined rows, per slice.
+type SliceHour = (u64, BTreeMap<Arc<str>, Bucket>);
 
 /// What a logged prediction answered, per row.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +63,8 @@ struct Logged {
     version: u64,
     at_ms: u64,
     rows: Vec<Predicted>,
+    /// Each row's slice, when the gateway named them (interned per version).
+    slices: Vec<Arc<str>>,
 }
 
 /// One bucket (a minute by default) of joined rows of one version.
@@ -64,6 +80,12 @@ struct Bucket {
     /// Scores of rows labelled 1 and 0, in hundredths.
     positives: Vec<u64>,
     negatives: Vec<u64>,
+    /// Rows of a two-class classifier (classes 0 and 1) by label, and
+    /// those it got wrong.
+    labelled_positive: u64,
+    labelled_negative: u64,
+    false_positive: u64,
+    false_negative: u64,
 }
 
 impl Bucket {
@@ -73,6 +95,10 @@ impl Bucket {
         self.correct += other.correct;
         self.regressed += other.regressed;
         self.abs_error += other.abs_error;
+        self.labelled_positive += other.labelled_positive;
+        self.labelled_negative += other.labelled_negative;
+        self.false_positive += other.false_positive;
+        self.false_negative += other.false_negative;
         for (mine, theirs) in [
             (&mut self.positives, &other.positives),
             (&mut self.negatives, &other.negatives),
@@ -85,6 +111,18 @@ impl Bucket {
             }
         }
     }
+
+    fn accuracy(&self) -> Option<f64> {
+        ratio(self.correct, self.classified)
+    }
+
+    fn mae(&self) -> Option<f64> {
+        (self.regressed > 0).then(|| self.abs_error / self.regressed as f64)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 /// A set of hashes that forgets its oldest beyond a capacity.
@@ -127,6 +165,10 @@ struct JoinState {
     buckets: HashMap<(String, u64), VecDeque<Bucket>>,
     unmatched: HashMap<String, Unmatched>,
     tasks: HashMap<(String, u64), Task>,
+    /// Per version, hourly buckets of joined rows per slice.
+    slice_buckets: HashMap<(String, u64), VecDeque<SliceHour>>,
+    /// The slices seen per version, up to [`MAX_CATEGORIES`].
+    slice_names: HashMap<(String, u64), HashSet<Arc<str>>>,
 }
 
 pub struct Joiner {
@@ -147,6 +189,8 @@ struct PredictionLine {
     time: String,
     #[serde(default)]
     outputs: serde_json::Map<String, Value>,
+    #[serde(default)]
+    slice: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -229,9 +273,20 @@ impl Joiner {
         for waiting in retry {
             self.join(&mut state, waiting, now);
         }
-        let keep_from = now.saturating_sub(self.horizon_ms.max(3600 * 1000)) / self.bucket_ms;
+        let keep_from_ms = now.saturating_sub(self.retained_ms());
         for buckets in state.buckets.values_mut() {
-            while buckets.front().is_some_and(|bucket| bucket.slot < keep_from) {
+            while buckets
+                .front()
+                .is_some_and(|bucket| bucket.slot < keep_from_ms / self.bucket_ms)
+            {
+                buckets.pop_front();
+            }
+        }
+        for buckets in state.slice_buckets.values_mut() {
+            while buckets
+                .front()
+                .is_some_and(|(hour, _)| *hour < keep_from_ms / SLICE_BUCKET_MS)
+            {
                 buckets.pop_front();
             }
         }
@@ -240,24 +295,17 @@ impl Joiner {
 
     /// One version's joined rows whose labels arrived in `[from_ms, to_ms)`.
     pub fn performance(&self, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Performance {
+        let total = self.total(model, version, from_ms, to_ms);
         let state = self.lock();
-        let mut total = Bucket::default();
-        if let Some(buckets) = state.buckets.get(&(model.to_string(), version)) {
-            for bucket in buckets.iter().filter(|bucket| {
-                bucket.slot * self.bucket_ms >= from_ms && bucket.slot * self.bucket_ms < to_ms
-            }) {
-                total.merge(bucket);
-            }
-        }
         Performance {
             model: model.to_string(),
             version,
             window_ms: to_ms.saturating_sub(from_ms),
             task: state.tasks.get(&(model.to_string(), version)).copied(),
             joined: total.joined,
-            accuracy: (total.classified > 0).then(|| total.correct as f64 / total.classified as f64),
+            accuracy: total.accuracy(),
             auc: auc(&total.positives, &total.negatives),
-            mae: (total.regressed > 0).then(|| total.abs_error / total.regressed as f64),
+            mae: total.mae(),
             recorded: Default::default(),
             compared: Vec::new(),
             unmatched: Unmatched {
@@ -271,6 +319,48 @@ impl Joiner {
         }
     }
 
+    /// One version's joined rows per slice, labels arrived in `[from_ms,
+    /// to_ms)` with `from_ms` rounded down to the hour (slices are counted
+    /// in hourly buckets).
+    pub fn slices(&self, model: &str, version: u64, from_ms: u64, to_ms: u64, min_rows: u64) -> SliceReport {
+        let mut total: BTreeMap<Arc<str>, Bucket> = BTreeMap::new();
+        if let Some(buckets) = self.lock().slice_buckets.get(&(model.to_string(), version)) {
+            let (first, end) = (from_ms / SLICE_BUCKET_MS, to_ms.div_ceil(SLICE_BUCKET_MS));
+            for (_, slices) in buckets.iter().filter(|(hour, _)| *hour >= first && *hour < end) {
+                for (slice, bucket) in slices {
+                    total.entry(slice.clone()).or_default().merge(bucket);
+                }
+            }
+        }
+        SliceReport {
+            model: model.to_string(),
+            version,
+            window_ms: to_ms.saturating_sub(from_ms),
+            spec: None,
+            min_rows,
+            slices: total
+                .iter()
+                .map(|(slice, bucket)| SliceMetrics {
+                    slice: slice.to_string(),
+                    rows: bucket.joined,
+                    counted: false,
+                    accuracy: bucket.accuracy(),
+                    auc: auc(&bucket.positives, &bucket.negatives),
+                    false_positive_rate: ratio(bucket.false_positive, bucket.labelled_negative),
+                    false_negative_rate: ratio(bucket.false_negative, bucket.labelled_positive),
+                    mae: bucket.mae(),
+                })
+                .collect(),
+            gaps: Vec::new(),
+        }
+        .with_gaps()
+    }
+
+    /// How far back joined rows are kept: what a slice gate can look at.
+    pub fn retained_ms(&self) -> u64 {
+        self.horizon_ms.max(3600 * 1000)
+    }
+
     /// The resolution of realized-performance windows.
     pub fn bucket_ms(&self) -> u64 {
         self.bucket_ms
@@ -279,6 +369,20 @@ impl Joiner {
     /// How long a label waits for its prediction's segment.
     pub fn grace_ms(&self) -> u64 {
         self.grace_ms
+    }
+
+    /// One version's buckets whose labels arrived in `[from_ms, to_ms)`, merged.
+    fn total(&self, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Bucket {
+        let state = self.lock();
+        let mut total = Bucket::default();
+        if let Some(buckets) = state.buckets.get(&(model.to_string(), version)) {
+            for bucket in buckets.iter().filter(|bucket| {
+                bucket.slot * self.bucket_ms >= from_ms && bucket.slot * self.bucket_ms < to_ms
+            }) {
+                total.merge(bucket);
+            }
+        }
+        total
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JoinState> {
@@ -345,6 +449,11 @@ impl Joiner {
         }) {
             state.tasks.insert((line.model.clone(), line.version), task);
         }
+        let names = state
+            .slice_names
+            .entry((line.model.clone(), line.version))
+            .or_default();
+        let slices = line.slice.iter().map(|slice| intern(names, slice)).collect();
         state.order.push_back((at_ms, line.request_id.clone()));
         state.index.insert(
             line.request_id,
@@ -353,6 +462,7 @@ impl Joiner {
                 version: line.version,
                 at_ms,
                 rows,
+                slices,
             },
         );
     }
@@ -417,6 +527,25 @@ impl Joiner {
             state.unmatched.entry(logged.model).or_default().mismatched += 1;
             return;
         }
+        if logged.slices.len() == logged.rows.len() {
+            let hour = waiting.at_ms / SLICE_BUCKET_MS;
+            let buckets = state
+                .slice_buckets
+                .entry((logged.model.clone(), logged.version))
+                .or_default();
+            let at = match buckets.iter().rposition(|(existing, _)| *existing <= hour) {
+                Some(index) if buckets[index].0 == hour => index,
+                found => {
+                    let index = found.map_or(0, |index| index + 1);
+                    buckets.insert(index, (hour, BTreeMap::new()));
+                    index
+                }
+            };
+            for ((row, label), slice) in logged.rows.iter().zip(&labels).zip(&logged.slices) {
+                let sliced = buckets[at].1.entry(slice.clone()).or_default();
+                score_rows(sliced, std::slice::from_ref(row), &[label]);
+            }
+        }
         let buckets = state.buckets.entry((logged.model, logged.version)).or_default();
         // Labels arrive roughly in order; a late segment lands in its minute.
         match buckets.iter_mut().rev().find(|existing| existing.slot == slot) {
@@ -427,6 +556,26 @@ impl Joiner {
             }
         }
     }
+}
+
+/// The shared copy of a version's slice name; past [`MAX_CATEGORIES`]
+/// names, [`OTHER_SLICES`]: a continuous feature declared by mistake must
+/// not grow the join without bound.
+fn intern(names: &mut HashSet<Arc<str>>, slice: &str) -> Arc<str> {
+    if let Some(known) = names.get(slice) {
+        return known.clone();
+    }
+    if names.len() >= MAX_CATEGORIES {
+        let other = names
+            .get(OTHER_SLICES)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(OTHER_SLICES));
+        names.insert(other.clone());
+        return other;
+    }
+    let name: Arc<str> = Arc::from(slice);
+    names.insert(name.clone());
+    name
 }
 
 /// Adds each (prediction, label) row to `bucket`; false when a label does
@@ -440,6 +589,19 @@ fn score_rows(bucket: &mut Bucket, rows: &[Predicted], labels: &[&Value]) -> boo
                 };
                 bucket.classified += 1;
                 bucket.correct += u64::from(truth == *class);
+                match (truth.as_str(), class.as_str()) {
+                    ("1", "1") => bucket.labelled_positive += 1,
+                    ("1", "0") => {
+                        bucket.labelled_positive += 1;
+                        bucket.false_negative += 1;
+                    }
+                    ("0", "0") => bucket.labelled_negative += 1,
+                    ("0", "1") => {
+                        bucket.labelled_negative += 1;
+                        bucket.false_positive += 1;
+                    }
+                    _ => {}
+                }
                 if let Some(score) = score_opt {
                     let histogram = match truth.as_str() {
                         "1" => &mut bucket.positives,
@@ -621,11 +783,9 @@ mod tests {
         assert_eq!(auc(&bins(&[(80, 1)]), &[]), None);
     }
 
-    /// Late (beyond the horizon, or let go over the cap), duplicate and
-    /// unknown labels are told apart; the rest join.
-    #[tokio::test]
-    async fn unmatched_labels_are_told_apart() {
-        let root = std::env::temp_dir().join(format!("sluice-join-{}-{}", std::process::id(), now_ms()));
+    /// A fresh directory for the logs, an hour's horizon, no grace, minute buckets.
+    fn test_config(name: &str, max_pending: usize) -> (std::path::PathBuf, MonitorConfig) {
+        let root = std::env::temp_dir().join(format!("sluice-{name}-{}-{}", std::process::id(), now_ms()));
         let config = MonitorConfig {
             logs: crate::config::LogDirs {
                 predictions: root.join("predictions"),
@@ -633,10 +793,18 @@ mod tests {
             },
             tick: std::time::Duration::from_secs(1),
             horizon_ms: 3600 * 1000,
-            max_pending: 2,
+            max_pending,
             grace_ms: 0,
             bucket_ms: 60_000,
         };
+        (root, config)
+    }
+
+    /// Late (beyond the horizon, or let go over the cap), duplicate and
+    /// unknown labels are told apart; the rest join.
+    #[tokio::test]
+    async fn unmatched_labels_are_told_apart() {
+        let (root, config) = test_config("join", 2);
         let joiner = Joiner::open(&config).unwrap();
         let stamp = |ms: u64| {
             humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
@@ -699,6 +867,79 @@ mod tests {
                 mismatched: 0,
                 pending: 0
             }
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Per-slice accuracy, AUC, false positive and false negative rates and
+    /// their gaps equal scikit-learn's on `models/fixtures/slices.json`
+    /// (written by `models/slice_fixtures.py`).
+    #[tokio::test]
+    async fn slice_metrics_match_the_fixture() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fixtures/slices.json");
+        let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let (root, config) = test_config("slices", 1_000_000);
+        let joiner = Joiner::open(&config).unwrap();
+        // The fixture's times are placeholders: the join looks at the last hour.
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let write = |dir: &std::path::Path, lines: &Value| {
+            let partition = dir.join(format!(
+                "model=credit_risk/version=1/date={}/hour={}",
+                &now[..10],
+                &now[11..13]
+            ));
+            std::fs::create_dir_all(&partition).unwrap();
+            let text: Vec<String> = lines
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|line| {
+                    let mut line = line.clone();
+                    line["time"] = json!(now);
+                    line.to_string()
+                })
+                .collect();
+            std::fs::write(partition.join("fixture.jsonl"), text.join("\n")).unwrap();
+        };
+        write(&config.logs.predictions, &fixture["predictions"]);
+        write(&config.logs.feedback, &fixture["feedback"]);
+        joiner.scan().await.unwrap();
+        let min_rows = fixture["min_rows"].as_u64().unwrap();
+        let report = joiner.slices("credit_risk", 1, 0, u64::MAX, min_rows);
+        let expected = fixture["expected"]["slices"].as_array().unwrap();
+        assert_eq!(report.slices.len(), expected.len(), "{report:?}");
+        let close = |actual: Option<f64>, expected: &Value, what: &str| match (actual, expected.as_f64()) {
+            (Some(actual), Some(expected)) => assert!(
+                (actual - expected).abs() < 1e-12,
+                "{what}: {actual} vs {expected}"
+            ),
+            (None, None) => {}
+            (actual, _) => panic!("{what}: {actual:?} vs {expected}"),
+        };
+        for (slice, expected) in report.slices.iter().zip(expected) {
+            assert_eq!(slice.slice, expected["slice"].as_str().unwrap());
+            assert_eq!(slice.rows, expected["rows"].as_u64().unwrap(), "{}", slice.slice);
+            assert_eq!(slice.counted, slice.rows >= min_rows);
+            for metric in ["accuracy", "auc", "false_positive_rate", "false_negative_rate"] {
+                close(
+                    slice.metric(metric),
+                    &expected[metric],
+                    &format!("{} {metric}", slice.slice),
+                );
+            }
+        }
+        let gaps = fixture["expected"]["gaps"].as_object().unwrap();
+        for (metric, expected) in gaps {
+            close(
+                report.gap(metric).map(|gap| gap.gap),
+                expected,
+                &format!("{metric} gap"),
+            );
+        }
+        assert_eq!(
+            report.gaps.len(),
+            gaps.len(),
+            "no gap for a metric the fixture has none of"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -11,8 +11,11 @@
 //! - [`artifacts`] keeps the ONNX files in an object store, content-addressed
 //!   by sha256; an [`Inspector`] (the gateway's engines) reads a signature by
 //!   loading each new artifact, so nothing unloadable becomes a version;
-//! - [`policy`] says which approvals and metric gates each stage needs and
-//!   which stages may take traffic; [`config`] turns flags into a config;
+//! - [`policy`] says which approvals and gates each stage needs and which
+//!   stages may take traffic; [`config`] turns flags into a config;
+//! - [`quality`] runs behavioural suites with the gateway's engine, reports
+//!   realized performance per slice, and checks the quality gates of a
+//!   stage transition or a rollout start;
 //! - [`rollout`] runs progressive rollouts on the windows gateways report to
 //!   [`stats`], and rolls back what a gateway's local guard stopped;
 //! - [`drift`] holds the drift statistics (PSI, Jensen-Shannon, KS,
@@ -37,6 +40,7 @@ pub mod error;
 pub mod feedback;
 pub mod monitor;
 pub mod policy;
+pub mod quality;
 pub mod rollout;
 pub mod stats;
 pub mod store;
@@ -53,11 +57,22 @@ pub use config::{LogDirs, MonitorConfig, RegistryArgs, RegistryConfig};
 pub use error::{Error, Result};
 use sluice_registry_client::types::Signature;
 
-/// Reads an artifact's signature by loading it with an engine. The gateway
-/// provides it, so the registry accepts exactly what gateways can serve.
+/// Loads artifacts with an engine: to read an upload's signature, and to
+/// run a behavioural suite. The gateway provides it, so the registry
+/// accepts exactly what gateways can serve and tests versions with the
+/// code that will serve them.
 pub trait Inspector: Send + Sync + 'static {
     /// The signature, or why no engine can load these bytes.
     fn inspect(&self, artifact: &[u8]) -> std::result::Result<Signature, String>;
+
+    /// Loads `artifact` once and answers each Open Inference Protocol
+    /// request body in turn as a gateway would: the response's JSON, or why
+    /// the request was refused. `Err` when the artifact does not load.
+    fn infer(
+        &self,
+        artifact: &[u8],
+        requests: &[serde_json::Value],
+    ) -> std::result::Result<Vec<std::result::Result<serde_json::Value, String>>, String>;
 }
 
 /// A running registry: its address, and a way to stop it.

@@ -38,6 +38,8 @@ pub const DRIFT_ROWS: &str = "sluice_drift_rows";
 pub const REALIZED: &str = "sluice_feedback_realized";
 pub const JOINED: &str = "sluice_feedback_joined_rows";
 pub const UNMATCHED: &str = "sluice_feedback_unmatched";
+pub const SLICE_GAP: &str = "sluice_slice_gap";
+pub const SUITE_RUNS: &str = "sluice_suite_runs_total";
 
 /// What one tick needs from the store, read at once.
 struct Snapshot {
@@ -171,6 +173,15 @@ impl Monitor {
                     .joiner
                     .performance(model, *version, now.saturating_sub(GAUGE_WINDOW_MS), now);
             performance_gauges(&performance);
+            // The gap between slices over what slice gates look at (hours of labels).
+            let slices = self.state.joiner.slices(
+                model,
+                *version,
+                now.saturating_sub(self.state.joiner.retained_ms()),
+                now,
+                self.state.policy.slice_min_rows,
+            );
+            slice_gauges(&slices);
         }
         let profiles: HashMap<(String, u64), ReferenceProfile> = snapshot
             .served
@@ -367,6 +378,26 @@ impl Monitor {
         }
     }
 
+    /// The rollout's quality gates on the version `run` registered, once it
+    /// may take traffic (until then `start_canary` waits for it).
+    async fn canary_gates(&self, run: &sluice_registry_client::trigger::TriggerRun) -> Result<()> {
+        let gates = crate::quality::QualityGates::for_rollout(&self.state.policy);
+        let Some(number) = run.result_version.filter(|_| gates.require_suite) else {
+            return Ok(());
+        };
+        let model = run.model.clone();
+        let version = self
+            .state
+            .blocking(move |store, _| {
+                store.read(|connection| crate::store::versions::get(connection, &model, number))
+            })
+            .await?;
+        if !self.state.policy.is_deployable(version.stage) {
+            return Ok(());
+        }
+        gates.check(&self.state, &version, "trigger").await
+    }
+
     /// Delivers fired runs, expires stale ones, starts due canaries.
     async fn dispatch_and_settle(&self) -> Result<()> {
         let governance = self.state.policy.clone();
@@ -390,6 +421,17 @@ impl Monitor {
                 .dispatch(&self.state, &self.registry_url, run, policy);
         }
         for run in candidates {
+            // A canary started by a trigger passes the gates a person's would.
+            if let Err(err) = self.canary_gates(&run).await {
+                if let crate::error::Error::Internal(_) = err {
+                    tracing::warn!(run = run.id, error = %err, "cannot check a trigger's canary yet");
+                } else {
+                    self.state
+                        .blocking(move |store, _| store.write(|tx| trigger::refuse_canary(tx, run.id, &err)))
+                        .await?;
+                }
+                continue;
+            }
             let governance = governance.clone();
             let started = self
                 .state
@@ -479,6 +521,17 @@ fn drift_gauges(report: &DriftReport) {
     metrics::gauge!(DRIFT_ROWS, &labels).set(report.rows as f64);
 }
 
+fn slice_gauges(report: &sluice_registry_client::slices::SliceReport) {
+    for gap in &report.gaps {
+        let labels = [
+            ("model", report.model.clone()),
+            ("version", report.version.to_string()),
+            ("metric", gap.metric.clone()),
+        ];
+        metrics::gauge!(SLICE_GAP, &labels).set(gap.gap);
+    }
+}
+
 fn performance_gauges(performance: &Performance) {
     let model = performance.model.clone();
     let version = performance.version.to_string();
@@ -556,6 +609,14 @@ pub fn describe() {
     metrics::describe_gauge!(
         UNMATCHED,
         "Feedback not joined since the registry started: unknown, late, duplicate, mismatched, pending"
+    );
+    metrics::describe_gauge!(
+        SLICE_GAP,
+        "Largest difference of a realized metric between slices of the card's slice feature, over the labels the join keeps (what slice gates judge)"
+    );
+    metrics::describe_counter!(
+        SUITE_RUNS,
+        "Behavioural suite runs, by model and outcome (passed, failed)"
     );
     metrics::describe_counter!(trigger::FIRED, "Training trigger runs fired, by reason");
     metrics::describe_counter!(

@@ -1,16 +1,25 @@
-//! The governance policy: which approvals each stage needs, which metric
-//! gates a version must pass to enter it, and which stages may take traffic.
+//! The governance policy: which approvals each stage needs, which gates a
+//! version must pass to enter it (recorded metrics, the model's behavioural
+//! suite, the gaps between slices in realized performance), which stages
+//! may take traffic, and what a rollout needs to start.
 //!
 //! ```toml
 //! deployable_stages = ["staging", "production"]
+//! slice_min_rows = 30
 //!
 //! [stages.staging]
 //! approvals = ["technical"]
 //! requester_may_approve = true
+//! require_suite = true
 //!
 //! [stages.production]
 //! approvals = ["technical", "business"]
 //! gates = ["auc >= 0.85"]
+//! require_suite = true
+//! slice_gates = ["false_negative_rate_gap <= 0.1"]
+//!
+//! [rollouts]
+//! require_suite = true
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,6 +27,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+use sluice_registry_client::slices::{SLICE_METRICS, SliceReport};
 use sluice_registry_client::types::{Lineage, Stage};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -29,6 +39,24 @@ pub struct Policy {
     /// Rules to enter each stage; a stage not listed needs nothing.
     #[serde(default)]
     pub stages: BTreeMap<Stage, StageRule>,
+    /// What a progressive rollout's canary must pass before it starts.
+    #[serde(default)]
+    pub rollouts: RolloutRule,
+    /// Labelled rows a slice needs to count towards a slice gap.
+    #[serde(default = "default_slice_min_rows")]
+    pub slice_min_rows: u64,
+}
+
+fn default_slice_min_rows() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRule {
+    /// The model's behavioural suite must pass on the canary.
+    #[serde(default)]
+    pub require_suite: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -43,6 +71,14 @@ pub struct StageRule {
     /// (four eyes when false, the default).
     #[serde(default)]
     pub requester_may_approve: bool,
+    /// The model's behavioural suite (its latest revision) must pass on
+    /// the version; run when the transition is requested.
+    #[serde(default)]
+    pub require_suite: bool,
+    /// `<metric>_gap op threshold` on the version's realized performance
+    /// per slice (`false_negative_rate_gap <= 0.1`).
+    #[serde(default)]
+    pub slice_gates: Vec<Gate>,
 }
 
 /// `metric op threshold`, checked against the version's recorded metrics.
@@ -115,6 +151,39 @@ impl fmt::Display for Gate {
 }
 
 impl Gate {
+    /// Why a slice gate fails on `report`, `None` when it passes.
+    pub fn slice_failure(&self, report: &SliceReport) -> Option<String> {
+        let metric = self.metric.strip_suffix("_gap").unwrap_or(&self.metric);
+        let Some(gap) = report.gap(metric) else {
+            let counted = report.slices.iter().filter(|slice| slice.counted).count();
+            return Some(format!(
+                "slice gate '{self}' fails: it needs {metric} on two slices with at least {} labelled rows in the last {}, and version {} has {counted} such slice{}",
+                report.min_rows,
+                humantime::format_duration(std::time::Duration::from_millis(report.window_ms)),
+                report.version,
+                if counted == 1 { "" } else { "s" }
+            ));
+        };
+        (!self.op.holds(gap.gap, self.threshold)).then(|| {
+            let value = |name: &str| {
+                report
+                    .slices
+                    .iter()
+                    .find(|slice| slice.slice == name)
+                    .and_then(|slice| slice.metric(metric))
+                    .unwrap_or(f64::NAN)
+            };
+            format!(
+                "slice gate '{self}' fails: {metric} is {:.4} for '{}' and {:.4} for '{}', a gap of {:.4}",
+                value(&gap.highest),
+                gap.highest,
+                value(&gap.lowest),
+                gap.lowest,
+                gap.gap
+            )
+        })
+    }
+
     /// Why the gate fails for these metrics, `None` when it passes.
     pub fn failure(&self, lineage: &Lineage) -> Option<String> {
         match lineage.metrics.get(&self.metric) {
@@ -141,11 +210,13 @@ impl Default for Policy {
     fn default() -> Policy {
         let rule = |approvals: &[&str], requester_may_approve| StageRule {
             approvals: approvals.iter().map(|kind| kind.to_string()).collect(),
-            gates: Vec::new(),
             requester_may_approve,
+            ..StageRule::default()
         };
         Policy {
             deployable_stages: default_deployable_stages(),
+            rollouts: RolloutRule::default(),
+            slice_min_rows: default_slice_min_rows(),
             stages: BTreeMap::from([
                 (Stage::Staging, rule(&["technical"], true)),
                 (Stage::Production, rule(&["technical", "business"], false)),
@@ -157,7 +228,34 @@ impl Default for Policy {
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
-        toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+        let policy: Policy = toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        policy
+            .check()
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        Ok(policy)
+    }
+
+    /// What serde cannot check: slice gates name a gap of a known metric.
+    pub fn check(&self) -> Result<(), String> {
+        for (stage, rule) in &self.stages {
+            for gate in &rule.slice_gates {
+                let known = gate
+                    .metric
+                    .strip_suffix("_gap")
+                    .is_some_and(|metric| SLICE_METRICS.contains(&metric));
+                if !known {
+                    let names: Vec<String> = SLICE_METRICS
+                        .iter()
+                        .map(|metric| format!("{metric}_gap"))
+                        .collect();
+                    return Err(format!(
+                        "stages.{stage}.slice_gates: '{gate}' names no slice gap: expected one of {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn rule(&self, stage: Stage) -> StageRule {
@@ -166,13 +264,17 @@ impl Policy {
 
     /// Every gate of `stage` that `lineage` fails, as one message.
     pub fn gate_failures(&self, stage: Stage, lineage: &Lineage) -> Option<String> {
-        let failures: Vec<String> = self
-            .rule(stage)
+        let failures = self.failed_gates(stage, lineage);
+        (!failures.is_empty()).then(|| format!("cannot enter {stage}: {}", failures.join("; ")))
+    }
+
+    /// Why each gate of `stage` that `lineage` fails, fails.
+    pub fn failed_gates(&self, stage: Stage, lineage: &Lineage) -> Vec<String> {
+        self.rule(stage)
             .gates
             .iter()
             .filter_map(|gate| gate.failure(lineage))
-            .collect();
-        (!failures.is_empty()).then(|| format!("cannot enter {stage}: {}", failures.join("; ")))
+            .collect()
     }
 
     pub fn is_deployable(&self, stage: Stage) -> bool {
@@ -205,6 +307,61 @@ mod tests {
         assert_eq!(policy.rule(Stage::Staging), StageRule::default());
         assert!(toml::from_str::<Policy>("[stages.production]\ngates = [\"auc => 1\"]").is_err());
         assert!(toml::from_str::<Policy>("[stages.live]\napprovals = []").is_err());
+    }
+
+    #[test]
+    fn the_example_policy_with_quality_gates_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy.toml");
+        let policy = Policy::load(&path).unwrap();
+        let production = policy.rule(Stage::Production);
+        assert!(production.require_suite && policy.rollouts.require_suite);
+        assert_eq!(
+            production.slice_gates[0].to_string(),
+            "false_negative_rate_gap <= 0.15"
+        );
+        let unknown: Policy = toml::from_str("[stages.production]\nslice_gates = [\"auc >= 0.8\"]").unwrap();
+        let err = unknown.check().unwrap_err();
+        assert!(err.contains("'auc >= 0.8' names no slice gap"), "{err}");
+    }
+
+    #[test]
+    fn slice_gates_pass_fail_or_want_more_rows() {
+        use sluice_registry_client::slices::SliceMetrics;
+        let gate = Gate::try_from("false_negative_rate_gap <= 0.1".to_string()).unwrap();
+        let report = |rows: u64, rates: [f64; 2]| {
+            SliceReport {
+                model: "m".into(),
+                version: 3,
+                window_ms: 3600 * 1000,
+                spec: None,
+                min_rows: 30,
+                slices: ["age < 30", "age >= 30"]
+                    .iter()
+                    .zip(rates)
+                    .map(|(name, rate)| SliceMetrics {
+                        slice: name.to_string(),
+                        rows,
+                        false_negative_rate: Some(rate),
+                        ..Default::default()
+                    })
+                    .collect(),
+                gaps: vec![],
+            }
+            .with_gaps()
+        };
+        assert_eq!(gate.slice_failure(&report(50, [0.20, 0.25])), None);
+        let failure = gate.slice_failure(&report(50, [0.20, 0.45])).unwrap();
+        assert!(
+            failure.contains("0.4500 for 'age >= 30' and 0.2000 for 'age < 30', a gap of 0.2500"),
+            "{failure}"
+        );
+        let failure = gate.slice_failure(&report(10, [0.20, 0.25])).unwrap();
+        assert!(
+            failure.contains(
+                "two slices with at least 30 labelled rows in the last 1h, and version 3 has 0 such slices"
+            ),
+            "{failure}"
+        );
     }
 
     #[test]

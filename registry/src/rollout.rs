@@ -41,6 +41,22 @@ pub struct Decided {
     pub finished: bool,
 }
 
+/// What refuses a rollout before its canary is looked at: a malformed
+/// policy, or a rollout of the model still on.
+pub fn check_start(connection: &rusqlite::Connection, model: &str, body: &StartRollout) -> Result<()> {
+    body.policy.steps().map_err(Error::bad_request)?;
+    if let Some(current) = rollouts::find(connection, model)?
+        && current.status.is_active()
+    {
+        return Err(Error::conflict(format!(
+            "a rollout of version {} of '{model}' is {}: abort or finish it first",
+            current.canary,
+            current.status.describe()
+        )));
+    }
+    Ok(())
+}
+
 /// Starts a rollout of `body.canary` against the version that takes all of
 /// the model's traffic now.
 pub fn start(
@@ -50,16 +66,8 @@ pub fn start(
     model: &str,
     body: &StartRollout,
 ) -> Result<Decided> {
+    check_start(transaction, model, body)?;
     let steps = body.policy.steps().map_err(Error::bad_request)?;
-    if let Some(current) = rollouts::find(transaction, model)?
-        && current.status.is_active()
-    {
-        return Err(Error::conflict(format!(
-            "a rollout of version {} of '{model}' is {}: abort or finish it first",
-            current.canary,
-            current.status.describe()
-        )));
-    }
     let deployment = deployments::find(transaction, model)?.ok_or_else(|| {
         Error::conflict(format!(
             "model '{model}' has no deployment: a rollout starts from one"

@@ -98,6 +98,19 @@ pub enum VersionsCommand {
         /// Version number, or an alias such as `champion`.
         version: String,
     },
+
+    /// Run the model's behavioural suite on a version and print the report; exit 1 when it fails.
+    Test {
+        /// Name of the model.
+        model: String,
+
+        /// Version number, or an alias such as `champion`.
+        version: String,
+
+        /// The suite revision to run [default: the latest].
+        #[arg(long)]
+        revision: Option<u64>,
+    },
 }
 
 // The flags of `versions push`; see `VersionsCommand::Push` for its help text.
@@ -155,6 +168,20 @@ pub struct PushArgs {
     /// completes the run (`sluice triggers history`).
     #[arg(long, value_name = "ID", env = "SLUICE_TRIGGER_ID")]
     pub trigger_id: Option<u64>,
+
+    /// The feature realized performance is broken down by (model card): an input, or `x[k]`.
+    #[arg(long, value_name = "FEATURE")]
+    pub slice_feature: Option<String>,
+
+    /// Band edges of the slice feature, ascending (`30,45,60`); without them each value is a slice.
+    #[arg(
+        long,
+        value_name = "EDGES",
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "slice_feature"
+    )]
+    pub slice_edges: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

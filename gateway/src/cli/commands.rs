@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use serde::Serialize;
+use sluice_registry_client::slices::SliceSpec;
 use sluice_registry_client::types::*;
 use sluice_registry_client::{ClientError, RegistryClient};
 
@@ -88,6 +89,9 @@ pub async fn run_versions(
             }
             Ok(version_listing(&found))
         }
+        VersionsCommand::Test { .. } => {
+            unreachable!("cli::run sends it to quality::run_suite, for its exit code")
+        }
     }
 }
 
@@ -106,8 +110,19 @@ async fn push_version(client: &RegistryClient, push: PushArgs, json: bool) -> Re
         limitations,
         parent_version,
         trigger_id,
+        slice_feature,
+        slice_edges,
     } = push;
     check_is_file(&file).await?;
+    let slice = slice_feature.map(|feature| SliceSpec {
+        feature,
+        edges: slice_edges,
+    });
+    if let Some(slice) = &slice {
+        slice
+            .validate()
+            .map_err(|err| ClientError::Io(format!("--slice-edges: {err}")))?;
+    }
     // A misspelt model then fails at once, not after uploading a large artifact for nothing.
     client.get_model(&model).await?;
     let artifact = client.upload_artifact(&file).await?;
@@ -125,6 +140,7 @@ async fn push_version(client: &RegistryClient, push: PushArgs, json: bool) -> Re
         limitations,
         parent_version,
         trigger_id,
+        slice,
     };
     let body = CreateVersion {
         artifact: ArtifactSource::Sha256(artifact.sha256),
@@ -417,6 +433,14 @@ fn version_listing(version: &Version) -> String {
     if let Some(trigger) = lineage.trigger_id {
         rows.push(("trigger run", trigger.to_string()));
     }
+    if let Some(slice) = &lineage.slice {
+        let edges: Vec<String> = slice.edges.iter().map(f64::to_string).collect();
+        let bands = match edges.is_empty() {
+            true => "each value".to_string(),
+            false => format!("bands at {}", edges.join(", ")),
+        };
+        rows.push(("slice feature", format!("{} ({bands})", slice.feature)));
+    }
     let dataset = match &lineage.dataset {
         Some(Dataset {
             uri,
@@ -681,6 +705,7 @@ mod tests {
                 version: 3,
                 sha256: "1a2b3c4d5e6f7a8b9c0d".into(),
                 size: 1229,
+                slice: None,
             }],
             updated_at: "2026-01-02T03:04:05Z".into(),
             updated_by: "admin".into(),

@@ -12,6 +12,7 @@ mod commands;
 mod contract;
 mod outputs;
 mod profile;
+mod quality;
 mod rollout;
 mod table;
 mod triggers;
@@ -25,6 +26,7 @@ use sluice_registry_client::{ClientError, RegistryClient};
 pub use args::*;
 pub use contract::ContractCommand;
 pub use profile::{DriftCommand, ProfileCommand};
+pub use quality::{QualityCommand, SuiteCommand};
 pub use rollout::RolloutCommand;
 pub use triggers::{PerformanceCommand, TriggersCommand};
 
@@ -46,6 +48,8 @@ pub enum ClientCommand {
     Drift(DriftCommand),
     Contract(ContractCommand),
     Performance(PerformanceCommand),
+    Suite(SuiteCommand),
+    Quality(QualityCommand),
     Triggers(TriggersCommand),
     Events(EventsArgs),
 }
@@ -107,6 +111,30 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
     );
     let client = RegistryClient::new(&client_args.registry_url, token_opt);
     let json = client_args.json;
+    // A suite's verdict is printed either way; a failure sets the exit code.
+    let suite_opt = match &command {
+        ClientCommand::Suite(suite) => Some(suite.clone()),
+        ClientCommand::Versions(VersionsCommand::Test {
+            model,
+            version,
+            revision,
+        }) => Some(SuiteCommand::Run {
+            model: model.clone(),
+            version: version.clone(),
+            revision: *revision,
+        }),
+        _ => None,
+    };
+    if let Some(suite) = suite_opt {
+        return match quality::run_suite(&client, suite, json).await {
+            Ok((text, ExitReason::Success)) => write_stdout(&text),
+            Ok((text, reason)) => {
+                let _ = write_stdout(&text);
+                ExitCode::from(reason)
+            }
+            Err(error) => report_failure(&error, client.base_url()),
+        };
+    }
     let result = match command {
         ClientCommand::Models(models) => commands::run_models(&client, models, json).await,
         ClientCommand::Versions(versions) => commands::run_versions(&client, versions, json).await,
@@ -118,6 +146,8 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Contract(command) => contract::run_contract(&client, command).await,
         ClientCommand::Drift(command) => profile::run_drift(&client, command, json).await,
         ClientCommand::Performance(command) => triggers::run_performance(&client, command, json).await,
+        ClientCommand::Quality(command) => quality::run_quality(&client, command, json).await,
+        ClientCommand::Suite(_) => unreachable!("suite commands ran above"),
         ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,
         ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
     };

@@ -74,6 +74,7 @@ struct Answering {
     requested: Vec<RequestedOutput>,
     mirrored_inputs_opt: Option<Vec<Tensor>>,
     logged_inputs_opt: Option<Vec<Tensor>>,
+    slice_values: Vec<f64>,
 }
 
 /// What the response is built from.
@@ -146,6 +147,10 @@ pub(super) async fn run(
                 .as_ref()
                 .filter(|logging| logging.with_inputs)
                 .map(|_| decoded.inputs.clone()),
+            slice_values: match (&sides.logging_opt, job_model.slicer.get()) {
+                (Some(_), Some(slicer)) => slicer.values(&decoded.inputs),
+                _ => Vec::new(),
+            },
             model: job_model.clone(),
             shadows,
             sides,
@@ -233,6 +238,7 @@ impl Answering {
             requested,
             mirrored_inputs_opt,
             logged_inputs_opt,
+            slice_values,
         } = self;
         if sides.count_drift
             && let Some(drift) = model.drift.get()
@@ -259,6 +265,7 @@ impl Answering {
                 route: logging.route,
                 latency: logging.started.elapsed(),
                 inputs_opt: logged_inputs_opt,
+                slice_values,
                 outputs: logged_outputs,
             });
         }

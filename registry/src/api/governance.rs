@@ -22,10 +22,27 @@ pub async fn request_transition(
     Body(body): Body<RequestTransition>,
 ) -> Result<(StatusCode, Json<Transition>)> {
     caller.require(Permission::Register)?;
+    // The cheap refusals first, then the gates, all failures in one
+    // answer. A suite loads the model, so it runs outside the write
+    // transaction, which checks everything again on the version checked
+    // (not on what an alias points at by then).
+    let check = body.clone();
+    let resolved = state
+        .blocking(move |store, _| {
+            store.read(|connection| {
+                let resolved = versions::resolve(connection, &model, &version)?;
+                governance::check_request(connection, &resolved, &check)?;
+                Ok(resolved)
+            })
+        })
+        .await?;
+    crate::quality::QualityGates::for_stage(&state.policy, body.to_stage)
+        .check(&state, &resolved, &caller.actor)
+        .await?;
     let transition = state
         .blocking(move |store, policy| {
             store.write(|tx| {
-                let version = versions::resolve(tx, &model, &version)?;
+                let version = versions::get(tx, &resolved.model, resolved.version)?;
                 governance::request(tx, policy, &caller.actor, &version, &body)
             })
         })

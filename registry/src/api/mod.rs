@@ -8,6 +8,7 @@ mod deployments;
 mod drift;
 mod governance;
 mod performance;
+mod quality;
 mod rollouts;
 mod triggers;
 mod versions;
@@ -195,6 +196,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/guard/{model}", post(report_guard))
         .route("/api/v1/models/{model}/drift", get(model_drift))
         .route("/api/v1/models/{model}/performance", get(model_performance))
+        .route("/api/v1/models/{model}/slices", get(quality::model_slices))
+        .route(
+            "/api/v1/models/{model}/suite",
+            get(quality::get_suite).put(quality::put_suite),
+        )
+        .route(
+            "/api/v1/models/{model}/versions/{version}/suite-runs",
+            post(quality::run_suite),
+        )
+        .route(
+            "/api/v1/models/{model}/versions/{version}/suite-report",
+            get(quality::suite_report),
+        )
         .route("/api/v1/models/{model}/triggers", post(fire_trigger))
         .route(
             "/api/v1/models/{model}/triggers/policy",

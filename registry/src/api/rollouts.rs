@@ -15,7 +15,7 @@ use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::rollout;
 use crate::stats::now_ms;
-use crate::store::{models, rollouts};
+use crate::store::{models, rollouts, versions};
 
 pub async fn start_rollout(
     State(state): State<Arc<AppState>>,
@@ -24,6 +24,20 @@ pub async fn start_rollout(
     Body(body): Body<StartRollout>,
 ) -> Result<(StatusCode, Json<Rollout>)> {
     caller.require(Permission::Deploy)?;
+    let gates = crate::quality::QualityGates::for_rollout(&state.policy);
+    if gates.require_suite {
+        // The cheap refusals before the suite, which loads the model.
+        let (model, check) = (model.clone(), body.clone());
+        let version = state
+            .blocking(move |store, _| {
+                store.read(|connection| {
+                    rollout::check_start(connection, &model, &check)?;
+                    versions::get(connection, &model, check.canary)
+                })
+            })
+            .await?;
+        gates.check(&state, &version, &caller.actor).await?;
+    }
     let feed = state.revision.clone();
     let decided = state
         .blocking(move |store, policy| {

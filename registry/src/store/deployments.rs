@@ -215,6 +215,7 @@ pub fn find(connection: &Connection, model: &str) -> Result<Option<Deployment>> 
                 version: number,
                 sha256: version.sha256,
                 size: version.size,
+                slice: version.lineage.slice,
             })
         })
         .collect::<Result<Vec<_>>>()?;

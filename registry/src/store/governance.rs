@@ -22,6 +22,17 @@ pub fn request(
     version: &Version,
     body: &RequestTransition,
 ) -> Result<Transition> {
+    check_request(transaction, version, body)?;
+    if let Some(failure) = policy.gate_failures(body.to_stage, &version.lineage) {
+        return Err(Error::refused(failure));
+    }
+    check_traffic(transaction, policy, version, body.to_stage)?;
+    insert_request(transaction, policy, actor, version, body)
+}
+
+/// What refuses a request before any gate is looked at: the stage it is in
+/// already, `none`, or a request still pending.
+pub fn check_request(connection: &Connection, version: &Version, body: &RequestTransition) -> Result<()> {
     let (model, number) = (&version.model, version.version);
     if body.to_stage == version.stage {
         return Err(Error::conflict(format!(
@@ -34,16 +45,24 @@ pub fn request(
             "to_stage 'none' is not a transition: expected staging, production or archived",
         ));
     }
-    if let Some(pending) = pending_for(transaction, model, number)? {
+    if let Some(pending) = pending_for(connection, model, number)? {
         return Err(Error::conflict(format!(
             "transition {} of version {number} of '{model}' to {} is still pending: approve or reject it first",
             pending.id, pending.to_stage
         )));
     }
-    if let Some(failure) = policy.gate_failures(body.to_stage, &version.lineage) {
-        return Err(Error::refused(failure));
-    }
-    check_traffic(transaction, policy, version, body.to_stage)?;
+    Ok(())
+}
+
+/// Records a transition request that passed every check.
+fn insert_request(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    version: &Version,
+    body: &RequestTransition,
+) -> Result<Transition> {
+    let (model, number) = (&version.model, version.version);
     transaction.execute(
         "INSERT INTO transitions (model, version, from_stage, to_stage, status, requested_by, requested_at, comment)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)",

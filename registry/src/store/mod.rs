@@ -1,5 +1,5 @@
 //! Metadata in SQLite (WAL): models, versions, governance, deployments,
-//! rollouts, training triggers and
+//! rollouts, training triggers, behavioural suites and their reports, and
 //! the audit log, each in a module of its own.
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction that also appends its
@@ -13,6 +13,7 @@ pub mod events;
 pub mod governance;
 pub mod models;
 pub mod rollouts;
+pub mod suites;
 pub mod triggers;
 pub mod versions;
 
@@ -28,7 +29,7 @@ use crate::error::{Error, Result};
 
 /// Each step brings the schema from the previous version to its own;
 /// `migrate` runs the ones a file lacks, in order, each in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE models (
@@ -145,6 +146,30 @@ CREATE TABLE trigger_runs (
     state TEXT NOT NULL
 );
 CREATE INDEX trigger_runs_by_model ON trigger_runs (model, id);
+";
+
+/// Behavioural suites: every revision of each model's suite, and the
+/// report of each version's latest run of each revision.
+const SCHEMA_V4: &str = "
+CREATE TABLE suites (
+    model      TEXT NOT NULL REFERENCES models(name),
+    revision   INTEGER NOT NULL,
+    suite      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    PRIMARY KEY (model, revision)
+);
+CREATE TABLE suite_reports (
+    model          TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    suite_revision INTEGER NOT NULL,
+    passed         INTEGER NOT NULL,
+    report         TEXT NOT NULL,
+    ran_at         TEXT NOT NULL,
+    PRIMARY KEY (model, version, suite_revision),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version),
+    FOREIGN KEY (model, suite_revision) REFERENCES suites(model, revision)
+);
 ";
 
 /// The metadata database. Cheap to clone: one connection, shared.

@@ -70,10 +70,28 @@ pub fn create(
 ) -> Result<Version> {
     models::get(transaction, model)?;
     check_lineage(lineage)?;
-    if find_artifact(transaction, sha256)?.is_none() {
+    let Some(artifact) = find_artifact(transaction, sha256)? else {
         return Err(Error::not_found(format!(
             "no artifact with sha256 {sha256}: upload it first with POST /api/v1/artifacts"
         )));
+    };
+    if let Some(slice) = &lineage.slice {
+        // Gateways read the slice from the inputs: a feature they lack would
+        // leave every slice gate without data, with nothing said.
+        let inputs: Vec<(&str, &[i64])> = artifact
+            .signature
+            .inputs
+            .iter()
+            .map(|spec| (spec.name.as_str(), spec.shape.as_slice()))
+            .collect();
+        if sluice_registry_client::contract::column_of(&slice.feature, &inputs).is_none() {
+            let names: Vec<&str> = inputs.iter().map(|(name, _)| *name).collect();
+            return Err(Error::bad_request(format!(
+                "lineage.slice: feature '{}' is no input column of the model: it takes {} (an input of one column per row, or 'x[k]')",
+                slice.feature,
+                names.join(", ")
+            )));
+        }
     }
     let next: i64 = transaction.query_row(
         "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE model = ?1",
@@ -109,6 +127,11 @@ pub fn create(
 }
 
 pub fn check_lineage(lineage: &Lineage) -> Result<()> {
+    if let Some(slice) = &lineage.slice {
+        slice
+            .validate()
+            .map_err(|err| Error::bad_request(format!("lineage.{err}")))?;
+    }
     if lineage.parent_version == Some(0) {
         return Err(Error::bad_request(
             "lineage.parent_version: versions are numbered from 1",
