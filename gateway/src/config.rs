@@ -285,6 +285,35 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_COMPUTE_QUEUE", default_value_t = 1024)]
     pub compute_queue: usize,
 
+    /// Inference requests admitted at once, from reading the body to the answer; beyond it a request gets 503 with
+    /// Retry-After without keeping its body, so memory stays within this many bodies [default: compute threads +
+    /// compute queue].
+    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+
+    /// A request's deadline when it gives no `timeout` parameter, in milliseconds: past it the answer is 504 and
+    /// the request is not run (0: no default deadline).
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a client may take to send a request's body, in milliseconds; past it the answer is 408.
+    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+
+    /// On SIGTERM, how long readiness reports 503 before the listener closes, in milliseconds, so that load
+    /// balancers stop sending first (Kubernetes: set it above the readiness probe's period).
+    #[arg(long, env = "SLUICE_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
+    /// On SIGTERM, how long in-flight requests may take to finish once the listener is closed, in milliseconds;
+    /// connections still open then are cut.
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
+
     /// Threads that run mirrored requests on shadow versions.
     #[arg(long, env = "SLUICE_SHADOW_THREADS", default_value_t = 1)]
     pub shadow_threads: usize,
@@ -342,6 +371,7 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     pub compute_threads: usize,
     pub compute_queue: usize,
+    pub limits: ServerLimits,
     pub shadow_threads: usize,
     pub shadow_queue: usize,
     pub stats_interval: Duration,
@@ -382,6 +412,7 @@ impl ServeConfig {
             max_request_bytes: 64 * 1024 * 1024,
             compute_threads: cores,
             compute_queue: 1024,
+            limits: ServerLimits::for_pool(cores, 1024),
             shadow_threads: 1,
             shadow_queue: 256,
             stats_interval: Duration::from_secs(5),
@@ -443,10 +474,25 @@ impl ServeArgs {
                 token_opt: self.token,
             },
             (None, None) => ServeMode::Embedded {
-                registry: Box::new(self.registry_args.into_config()?),
+                registry: Box::new(RegistryConfig {
+                    header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                    ..self.registry_args.into_config()?
+                }),
                 admin_listen: self.admin_listen,
                 demo: self.demo,
             },
+        };
+        let millis = Duration::from_millis;
+        let limits = ServerLimits {
+            max_in_flight: self
+                .max_in_flight
+                .unwrap_or(compute_threads + self.compute_queue)
+                .max(1),
+            request_timeout_opt: (self.request_timeout_ms > 0).then(|| millis(self.request_timeout_ms)),
+            header_read_timeout: millis(self.header_read_timeout_ms),
+            body_read_timeout: millis(self.body_read_timeout_ms),
+            shutdown_delay: millis(self.shutdown_delay_ms),
+            drain_timeout: millis(self.drain_timeout_ms),
         };
         let settings = ServeSettings {
             listen: self.listen,
@@ -454,6 +500,7 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             compute_threads,
             compute_queue: self.compute_queue.max(1),
+            limits,
             shadow_threads: self.shadow_threads.max(1),
             shadow_queue: self.shadow_queue.max(1),
             stats_interval: Duration::from_millis(self.stats_interval_ms),
@@ -481,6 +528,7 @@ pub struct ServeSettings {
     pub max_request_bytes: usize,
     pub compute_threads: usize,
     pub compute_queue: usize,
+    pub limits: ServerLimits,
     pub shadow_threads: usize,
     pub shadow_queue: usize,
     pub stats_interval: Duration,
@@ -500,6 +548,7 @@ impl ServeSettings {
             max_request_bytes: self.max_request_bytes,
             compute_threads: self.compute_threads,
             compute_queue: self.compute_queue,
+            limits: self.limits,
             shadow_threads: self.shadow_threads,
             shadow_queue: self.shadow_queue,
             stats_interval: self.stats_interval,
@@ -508,6 +557,35 @@ impl ServeSettings {
             prediction_log_queue: self.prediction_log_queue,
             segment_limits: self.segment_limits,
             engines: self.engines,
+        }
+    }
+}
+
+/// What bounds a request and a connection, and how the server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Inference requests admitted at once; beyond it 503, the body discarded unkept.
+    pub max_in_flight: usize,
+    /// A request's deadline when it sets none (`parameters.timeout`).
+    pub request_timeout_opt: Option<Duration>,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Not ready, still serving, before the listener closes.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may finish after the listener closed.
+    pub drain_timeout: Duration,
+}
+
+impl ServerLimits {
+    /// The defaults `sluice serve` has for a pool of `threads` and `queue`.
+    pub fn for_pool(threads: usize, queue: usize) -> ServerLimits {
+        ServerLimits {
+            max_in_flight: threads + queue,
+            request_timeout_opt: Some(Duration::from_secs(30)),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -30,6 +30,12 @@ pub enum Error {
     Overloaded,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// `--max-in-flight` requests are being served: refused without keeping the body.
+    #[error("server is overloaded: {0} requests are in flight, retry later")]
+    TooManyInFlight(usize),
+    /// The client took longer than `--body-read-timeout-ms` to send its body.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// The request's deadline (its `timeout` parameter) passed before it ran:
     /// it was not computed.
     #[error("{0}")]
@@ -65,9 +71,10 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Overloaded | Error::ShuttingDown | Error::Unavailable(_) => {
+            Error::Overloaded | Error::ShuttingDown | Error::TooManyInFlight(_) | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::ContractViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

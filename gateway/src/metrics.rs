@@ -14,6 +14,7 @@ pub const QUEUE_DURATION: &str = "sluice_queue_duration_seconds";
 pub const COMPUTE_DURATION: &str = "sluice_compute_duration_seconds";
 pub const IN_FLIGHT: &str = "sluice_requests_in_flight";
 pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
+pub const ADMISSION_REJECTED: &str = "sluice_admission_rejected_total";
 pub const BATCH_SIZE: &str = "sluice_batch_size";
 pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
 pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
@@ -121,6 +122,10 @@ fn describe() {
         COMPUTE_REJECTED,
         "Inference requests refused because the compute queue was full"
     );
+    metrics::describe_counter!(
+        ADMISSION_REJECTED,
+        "Inference requests refused (503) because --max-in-flight requests were being served"
+    );
     metrics::describe_histogram!(BATCH_SIZE, "Rows in each batched run, by model and version");
     metrics::describe_counter!(
         BATCH_REJECTED,
@@ -128,7 +133,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         DEADLINE_EXCEEDED,
-        "Inference requests whose timeout expired before they ran, by where they waited"
+        "Inference requests whose deadline expired (their timeout, or --request-timeout-ms), by where they waited"
     );
     metrics::describe_counter!(
         CONTRACT_VIOLATIONS,

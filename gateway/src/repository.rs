@@ -77,18 +77,28 @@ type Key = (String, u64);
 /// Readiness: set once a pass has every model in the repository serving a
 /// version. It stays set: a broken model added later is reported (log and
 /// metric) but does not take a serving replica out of its load balancer.
+/// Shutting down clears it for good, so that balancers stop sending first.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl Health {
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_stopping()
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 }
 

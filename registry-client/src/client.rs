@@ -22,11 +22,21 @@ use crate::trigger::{CompleteRun, FireTrigger, TriggerPolicy, TriggerRun, Trigge
 use crate::types::*;
 
 /// A client for one registry, acting as the holder of one bearer token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistryClient {
     base_url: String,
     token_opt: Option<String>,
     http: reqwest::Client,
+}
+
+/// Never the token: a `{:?}` in a log line must not leak it.
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token_opt.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryClient {
@@ -571,6 +581,16 @@ fn segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let client = RegistryClient::new("http://registry:8081", Some("sluice_secret".into()));
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("sluice_secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn segments_are_percent_encoded() {

@@ -114,6 +114,10 @@ pub struct RegistryConfig {
     pub process_tokens: Vec<(String, Caller)>,
     pub rollout_tick: std::time::Duration,
     pub monitor: MonitorConfig,
+    /// How long a client may take to send a request's headers (slow
+    /// clients are cut off). `sluice serve` sets the gateway's
+    /// `--header-read-timeout-ms`; standalone, 10 s.
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl RegistryConfig {
@@ -139,6 +143,7 @@ impl RegistryConfig {
             import_root_opt: None,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_secs(1),
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 
@@ -195,6 +200,7 @@ impl RegistryArgs {
             import_root_opt: self.import_root,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_millis(self.rollout_tick_ms),
+            header_read_timeout: std::time::Duration::from_secs(10),
         })
     }
 }

@@ -28,7 +28,9 @@
 //!   join, the drift and performance gauges, and the trigger rules.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
-//! or inside the gateway's process (`sluice serve`), the same code either way.
+//! or inside the gateway's process (`sluice serve`), the same code either
+//! way. [`listen`] is the accept loop both the registry and the gateway
+//! serve with (a header read timeout, a graceful drain).
 
 pub mod api;
 pub mod artifacts;
@@ -38,6 +40,7 @@ pub mod cron;
 pub mod drift;
 pub mod error;
 pub mod feedback;
+pub mod listen;
 pub mod monitor;
 pub mod policy;
 pub mod quality;
@@ -81,7 +84,7 @@ pub struct Registry {
     /// Where a just-created admin token was written, on first start.
     pub created_admin_token: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Registry {
@@ -115,7 +118,7 @@ impl Registry {
             &config.data_dir.join("artifacts"),
             config.import_root_opt.as_deref(),
         )?;
-        let (shutdown, mut stop) = watch::channel(false);
+        let (shutdown, stop) = watch::channel(false);
         let state = api::AppState::new(store, artifacts, tokens, inspector, stop.clone(), &config)?;
         let state = Arc::new(state);
         tokio::spawn(rollout::run(state.clone(), config.rollout_tick, stop.clone()));
@@ -132,13 +135,7 @@ impl Registry {
             stop.clone(),
         ));
         let app = extra.merge(api::router(state));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
-        });
+        let task = tokio::spawn(listen::serve(listener, app, config.header_read_timeout, stop));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry is listening");
         Ok(Registry {
             addr,
@@ -154,7 +151,6 @@ impl Registry {
         let _ = self.shutdown.send(true);
         self.task
             .await
-            .map_err(|err| Error::Internal(format!("registry task failed: {err}")))?
-            .map_err(|err| Error::Internal(format!("registry server failed: {err}")))
+            .map_err(|err| Error::Internal(format!("registry task failed: {err}")))
     }
 }

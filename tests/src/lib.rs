@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_gateway::config::ServerLimits;
 use sluice_gateway::guard::GuardLimits;
 use sluice_gateway::model::LoadedModel;
 use sluice_gateway::{ServeConfig, Server};
@@ -170,6 +171,8 @@ pub struct Options {
     pub guard: GuardLimits,
     /// How old a prediction log segment may grow before it is written.
     pub segment_max_age: Duration,
+    /// Admission, timeouts and shutdown; `sluice serve`'s defaults when `None`.
+    pub limits_opt: Option<ServerLimits>,
 }
 
 impl Default for Options {
@@ -183,6 +186,7 @@ impl Default for Options {
             stats_interval: Duration::from_millis(50),
             guard: GuardLimits::default(),
             segment_max_age: Duration::from_secs(60),
+            limits_opt: None,
         }
     }
 }
@@ -267,6 +271,9 @@ impl TestGateway {
         config.max_request_bytes = options.max_request_bytes;
         config.compute_queue = options.compute_queue;
         config.compute_threads = options.compute_threads;
+        config.limits = options
+            .limits_opt
+            .unwrap_or_else(|| ServerLimits::for_pool(options.compute_threads, options.compute_queue));
         config.stats_interval = options.stats_interval;
         config.guard_limits = options.guard;
         config.segment_limits.max_age = options.segment_max_age;

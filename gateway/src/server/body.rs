@@ -34,8 +34,21 @@ impl Encoding {
     }
 }
 
-/// Collects the raw body, refusing more than `limit` bytes without buffering them.
-pub async fn collect(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
+/// Collects the raw body within `timeout` (408 past it: a client trickling
+/// its body must not hold an admission slot forever), refusing more than
+/// `limit` bytes without buffering them.
+pub async fn collect(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes> {
+    tokio::time::timeout(timeout, collect_within(body, headers, limit))
+        .await
+        .unwrap_or(Err(Error::BodyTimeout(timeout.as_millis() as u64)))
+}
+
+async fn collect_within(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -51,6 +64,24 @@ pub async fn collect(body: Body, headers: &HeaderMap, limit: usize) -> Result<By
             Error::bad_request(format!("cannot read the request body: {inner}"))
         }
     })
+}
+
+/// Reads and discards a body the server will not use (a refused request),
+/// up to `limit` bytes and `timeout`, so that the client can read the
+/// answer instead of a broken pipe. Nothing is kept: memory stays flat.
+pub async fn discard(body: Body, limit: usize, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len());
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// Decompresses a body; CPU work, so it runs on a compute thread.

@@ -134,6 +134,13 @@ async fn infer_and_count(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
+    // Admission before anything is kept: memory stays within
+    // `max_in_flight` bodies however many clients send at once.
+    let Ok(_admitted) = state.admission.clone().try_acquire_owned() else {
+        ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
+        body::discard(body, state.max_request_bytes, state.limits.body_read_timeout).await;
+        return Error::TooManyInFlight(state.limits.max_in_flight).into_response();
+    };
     let _in_flight = InFlight::enter();
     let started = Instant::now();
     // The one routing-table load of this request, and its pick; the Arc
@@ -231,7 +238,13 @@ pub async fn feedback(
     // Only served models take labels: a typo would otherwise be stored for nothing.
     state.routes.load().resolve(&model, None)?;
     let encoding = Encoding::from_headers(&headers)?;
-    let raw = body::collect(body, &headers, state.max_request_bytes).await?;
+    let raw = body::collect(
+        body,
+        &headers,
+        state.max_request_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
     let limit = state.max_request_bytes;
     // Decompressing and parsing up to the body limit is CPU work: off the reactor,
     // like inference's.

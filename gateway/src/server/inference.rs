@@ -103,7 +103,17 @@ pub(super) async fn run(
     let encoding = Encoding::from_headers(headers)?;
     let header_length_opt = header_length(headers)?;
     let limit = state.max_request_bytes;
-    let raw = body::collect(body, headers, limit).await?;
+    let raw = body::collect(body, headers, limit, state.limits.body_read_timeout).await?;
+    let default_timeout_opt = state.limits.request_timeout_opt;
+    if let Some(timeout) = default_timeout_opt
+        && started.elapsed() >= timeout
+    {
+        metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "body").increment(1);
+        return Err(Error::DeadlineExceeded(format!(
+            "the server's request timeout of {} ms passed while the body was read; it was not run",
+            timeout.as_millis()
+        )));
+    }
     let job_model = model.clone();
     let shadows = state.shadows.clone();
     // A model faster than the hand-off runs right here when the body is
@@ -114,14 +124,15 @@ pub(super) async fn run(
     let work = move || -> Result<Step> {
         let bytes = body::decode(raw, encoding, limit)?;
         let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
-        let deadline_opt = decoded.timeout_opt.map(|timeout| started + timeout);
+        let timeout_opt = decoded.timeout_opt.or(default_timeout_opt);
+        let deadline_opt = timeout_opt.map(|timeout| started + timeout);
         if let Some(deadline) = deadline_opt
             && Instant::now() >= deadline
         {
             metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "compute queue").increment(1);
             return Err(Error::DeadlineExceeded(format!(
                 "the request's timeout of {} µs expired before it could run; it was not run",
-                decoded.timeout_opt.unwrap_or_default().as_micros()
+                timeout_opt.unwrap_or_default().as_micros()
             )));
         }
         if let Some(mode) = sides.contract_opt
@@ -185,35 +196,39 @@ pub(super) async fn run(
         batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
         Ok(Step::Queued(answer))
     };
+    // The server's timeout also bounds every wait below: a hung engine or a
+    // long queue answers 504, and the work finds nobody waiting.
+    let give_up_opt = default_timeout_opt.map(|timeout| started + timeout);
     let (step, pool_queued) = if inline {
         // A panicking engine fails this request alone, as on the pool.
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
         (step, Duration::ZERO)
     } else {
-        let (step, timing) = state.compute.run(work).await?;
+        let (step, timing) = within(give_up_opt, "compute", state.compute.run(work)).await?;
         (step, timing.queued)
     };
     let (answered, queued, computed) = match step? {
         Step::Answered(answered, computed) => (Ok(answered), pool_queued, computed),
         Step::Deferred(answering, inputs) => {
             let model = model.clone();
-            let (outcome, timing) = state
-                .compute
-                .run(move || -> Result<(Answered, Duration)> {
-                    let compute_started = Instant::now();
-                    let outputs = model.run(inputs)?;
-                    let computed = compute_started.elapsed();
-                    Ok((answering.finish(outputs), computed))
-                })
-                .await?;
+            let run = state.compute.run(move || -> Result<(Answered, Duration)> {
+                let compute_started = Instant::now();
+                let outputs = model.run(inputs)?;
+                let computed = compute_started.elapsed();
+                Ok((answering.finish(outputs), computed))
+            });
+            let (outcome, timing) = within(give_up_opt, "compute", run).await?;
             let (answered, computed) = outcome?;
             (Ok(answered), timing.queued, computed)
         }
         Step::Queued(answer) => {
-            let (answered, batch) = answer
-                .await
-                .map_err(|_| Error::Internal("a batch executor dropped a request".into()))?;
+            let answer = async {
+                answer
+                    .await
+                    .map_err(|_| Error::Internal("a batch executor dropped a request".into()))
+            };
+            let (answered, batch) = within(give_up_opt, "batch", answer).await?;
             (answered, pool_queued + batch.queued, batch.computed)
         }
     };
@@ -224,6 +239,23 @@ pub(super) async fn run(
     } = answered?;
     model.metrics.compute_duration.record(computed.as_secs_f64());
     Ok(into_response(encoded, request_id_opt))
+}
+
+/// `waiting`, or a 504 once `give_up_opt` (the server's request timeout) passes.
+async fn within<T>(
+    give_up_opt: Option<Instant>,
+    stage: &'static str,
+    waiting: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(give_up) = give_up_opt else {
+        return waiting.await;
+    };
+    tokio::time::timeout_at(give_up.into(), waiting).await.unwrap_or_else(|_| {
+        metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => stage).increment(1);
+        Err(Error::DeadlineExceeded(format!(
+            "no answer within the server's request timeout (waiting for {stage}); if it had not started, it was not run"
+        )))
+    })
 }
 
 impl Answering {

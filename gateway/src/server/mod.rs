@@ -1,7 +1,10 @@
-//! The HTTP server: routes, layers, and a graceful shutdown.
+//! The HTTP server: routes, layers, admission, and a graceful shutdown.
 //!
 //! `start` takes a bound listener, so tests run the real server on an
-//! ephemeral port in-process.
+//! ephemeral port in-process. The accept loop (header read timeout,
+//! drain) is the registry's `listen::serve`; `shutdown` turns readiness off, waits the shutdown
+//! delay, closes the listener, and gives in-flight requests the drain
+//! timeout to finish.
 
 mod accounting;
 mod body;
@@ -48,6 +51,9 @@ pub struct AppState {
     pub trips: mpsc::Sender<Trip>,
     pub metrics: PrometheusHandle,
     pub max_request_bytes: usize,
+    /// Inference requests admitted at once (`max_in_flight` permits).
+    pub admission: Arc<tokio::sync::Semaphore>,
+    pub limits: crate::config::ServerLimits,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -76,8 +82,9 @@ pub struct Server {
     pub routes: Arc<Routes>,
     pub health: Arc<Health>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
     predictions_opt: Option<Arc<PredictionLog>>,
+    limits: crate::config::ServerLimits,
 }
 
 impl Server {
@@ -140,6 +147,8 @@ impl Server {
             trips,
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
+            admission: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1))),
+            limits: config.limits,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let source_label = match &config.source {
@@ -190,14 +199,12 @@ impl Server {
             gateway_id,
         ));
         let app = router(state);
-        let mut stop = shutdown_rx;
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
-        });
+        let task = tokio::spawn(sluice_registry::listen::serve(
+            listener,
+            app,
+            config.limits.header_read_timeout,
+            shutdown_rx,
+        ));
         tracing::info!(%addr, source = %source_label, "sluice is listening");
         Ok(Server {
             addr,
@@ -206,17 +213,35 @@ impl Server {
             shutdown,
             task,
             predictions_opt,
+            limits: config.limits,
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish, stops the poller.
+    /// Turns readiness off and waits the shutdown delay (still serving),
+    /// then stops accepting and gives in-flight requests the drain timeout
+    /// to finish; stops the poller; writes the prediction log out.
     pub async fn shutdown(self) -> Result<()> {
+        self.health.set_stopping();
+        if !self.limits.shutdown_delay.is_zero() {
+            tracing::info!(
+                delay_ms = self.limits.shutdown_delay.as_millis() as u64,
+                "not ready: draining from load balancers"
+            );
+            tokio::time::sleep(self.limits.shutdown_delay).await;
+        }
         let _ = self.shutdown.send(true);
-        let served = self
-            .task
-            .await
-            .map_err(|err| Error::Internal(format!("server task failed: {err}")))?
-            .map_err(|err| Error::Internal(format!("server failed: {err}")));
+        let mut task = self.task;
+        let served = match tokio::time::timeout(self.limits.drain_timeout, &mut task).await {
+            Ok(joined) => joined.map_err(|err| Error::Internal(format!("server task failed: {err}"))),
+            Err(_) => {
+                tracing::warn!(
+                    drain_timeout_ms = self.limits.drain_timeout.as_millis() as u64,
+                    "requests still in flight at the drain timeout are cut off"
+                );
+                task.abort();
+                Ok(())
+            }
+        };
         // Every answered request is in the queue now: write it all out.
         if let Some(log) = self.predictions_opt {
             let _ = tokio::task::spawn_blocking(move || log.close()).await;

@@ -1,0 +1,64 @@
+//! The accept loop of both listeners (the registry's API and the gateway's
+//! predict API): HTTP/1.1 connections with a header read timeout, so a
+//! client that trickles its headers (slow loris) is cut off instead of
+//! holding a connection forever, and a graceful drain at shutdown.
+//!
+//! `axum::serve` has neither knob: it runs hyper without a timer, which
+//! turns hyper's header timeout off.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Serves `app` on `listener` until `stop` turns true; then closes the
+/// listener (new connections are refused), lets every open connection
+/// finish its request in flight, and returns once all have closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    // The watch's guard must not live across an await of this task.
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: keep serving the open
+                    // connections and try again shortly.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        // Answers are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
