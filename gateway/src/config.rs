@@ -291,13 +291,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 
-    /// A request's deadline when it gives no `timeout` parameter, in milliseconds: past it the answer is 504 and
-    /// the request is not run (0: no default deadline).
+    /// A request's deadline when it gives no `timeout` parameter, and the most any request waits, in milliseconds:
+    /// past it the answer is 504, and a request that had not started is not run (0: no limit).
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
-    /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off).
-    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off). hyper
+    /// also counts a keep-alive connection's idle time against it: keep it above the idle timeout of the proxies in
+    /// front (60 s for most load balancers).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
 
     /// How long a client may take to send a request's body, in milliseconds; past it the answer is 408.
@@ -310,8 +312,9 @@ pub struct ServeArgs {
     pub shutdown_delay_ms: u64,
 
     /// On SIGTERM, how long in-flight requests may take to finish once the listener is closed, in milliseconds;
-    /// connections still open then are cut.
-    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    /// connections still open then are cut. Keep the shutdown delay plus this under the orchestrator's grace period
+    /// (Kubernetes: 30 s by default).
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_MS", default_value_t = 20_000)]
     pub drain_timeout_ms: u64,
 
     /// Threads that run mirrored requests on shadow versions.
@@ -476,6 +479,7 @@ impl ServeArgs {
             (None, None) => ServeMode::Embedded {
                 registry: Box::new(RegistryConfig {
                     header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                    drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                     ..self.registry_args.into_config()?
                 }),
                 admin_listen: self.admin_listen,
@@ -484,10 +488,11 @@ impl ServeArgs {
         };
         let millis = Duration::from_millis;
         let limits = ServerLimits {
-            max_in_flight: self
-                .max_in_flight
-                .unwrap_or(compute_threads + self.compute_queue)
-                .max(1),
+            max_in_flight: match self.max_in_flight {
+                Some(0) => return Err("--max-in-flight must be positive".into()),
+                Some(max) => max,
+                None => compute_threads.saturating_add(self.compute_queue),
+            },
             request_timeout_opt: (self.request_timeout_ms > 0).then(|| millis(self.request_timeout_ms)),
             header_read_timeout: millis(self.header_read_timeout_ms),
             body_read_timeout: millis(self.body_read_timeout_ms),
@@ -580,12 +585,12 @@ impl ServerLimits {
     /// The defaults `sluice serve` has for a pool of `threads` and `queue`.
     pub fn for_pool(threads: usize, queue: usize) -> ServerLimits {
         ServerLimits {
-            max_in_flight: threads + queue,
+            max_in_flight: threads.saturating_add(queue),
             request_timeout_opt: Some(Duration::from_secs(30)),
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(75),
             body_read_timeout: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -115,8 +115,10 @@ impl TensorSpec {
                     format_shape(&self.shape)
                 )));
             }
-            // An empty tensor asks nothing, and engines differ on it (some fail).
-            if dim == 0 && want != 0 {
+            // An empty batch asks nothing, and engines differ on it (some
+            // fail). Other axes may be empty on purpose (a KV cache's
+            // first step, an empty history).
+            if axis == 0 && dim == 0 && want < 0 {
                 return Err(Error::bad_request(format!(
                     "input '{name}': dimension {axis} is 0 in shape {}: a request needs at least one element",
                     format_shape(shape)

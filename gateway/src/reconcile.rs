@@ -168,7 +168,7 @@ impl Follower {
         self.routes
             .publish_with(move |_current| crate::guard::apply_guards(table, &guarded));
         metrics::gauge!(crate::metrics::DEPLOYMENTS_REVISION).set(deployments.revision as f64);
-        if all_serving && !self.health.is_ready() {
+        if all_serving && !self.health.is_ready() && !self.health.is_stopping() {
             tracing::info!(revision = deployments.revision, "every deployment serves: ready");
             self.health.set_ready(true);
         }

@@ -173,7 +173,7 @@ impl Reconciler {
         let all_serving = scanned
             .keys()
             .all(|name| self.loaded.keys().any(|(model, _)| model == name));
-        if all_serving && !self.health.is_ready() {
+        if all_serving && !self.health.is_ready() && !self.health.is_stopping() {
             tracing::info!("every model serves a version: ready");
             self.health.set_ready(true);
         }

@@ -115,9 +115,11 @@ pub struct RegistryConfig {
     pub rollout_tick: std::time::Duration,
     pub monitor: MonitorConfig,
     /// How long a client may take to send a request's headers (slow
-    /// clients are cut off). `sluice serve` sets the gateway's
-    /// `--header-read-timeout-ms`; standalone, 10 s.
+    /// clients are cut off; idle keep-alive connections too). `sluice
+    /// serve` sets the gateway's `--header-read-timeout-ms`; standalone, 75 s.
     pub header_read_timeout: std::time::Duration,
+    /// How long in-flight requests may finish at shutdown; then they are cut.
+    pub drain_timeout: std::time::Duration,
 }
 
 impl RegistryConfig {
@@ -143,7 +145,8 @@ impl RegistryConfig {
             import_root_opt: None,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_secs(1),
-            header_read_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(75),
+            drain_timeout: std::time::Duration::from_secs(20),
         }
     }
 
@@ -200,7 +203,8 @@ impl RegistryArgs {
             import_root_opt: self.import_root,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_millis(self.rollout_tick_ms),
-            header_read_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(75),
+            drain_timeout: std::time::Duration::from_secs(20),
         })
     }
 }

@@ -85,6 +85,7 @@ pub struct Registry {
     pub created_admin_token: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    drain_timeout: std::time::Duration,
 }
 
 impl Registry {
@@ -142,15 +143,24 @@ impl Registry {
             created_admin_token,
             shutdown,
             task,
+            drain_timeout: config.drain_timeout,
         })
     }
 
     /// Stops accepting and lets in-flight requests finish. Long-polls end
     /// with the shutdown, so a watcher reconnects elsewhere at once.
+    /// Requests still in flight at the drain timeout are cut (a slow upload
+    /// must not hold a SIGTERM until the orchestrator's SIGKILL).
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        self.task
-            .await
-            .map_err(|err| Error::Internal(format!("registry task failed: {err}")))
+        let mut task = self.task;
+        match tokio::time::timeout(self.drain_timeout, &mut task).await {
+            Ok(joined) => joined.map_err(|err| Error::Internal(format!("registry task failed: {err}"))),
+            Err(_) => {
+                tracing::warn!("registry requests still in flight at the drain timeout are cut off");
+                task.abort();
+                Ok(())
+            }
+        }
     }
 }

@@ -4,7 +4,14 @@
 //! holding a connection forever, and a graceful drain at shutdown.
 //!
 //! `axum::serve` has neither knob: it runs hyper without a timer, which
-//! turns hyper's header timeout off.
+//! turns hyper's header timeout off. hyper starts that timer when it waits
+//! for a request's head, so it is also how long an idle keep-alive
+//! connection stays open: keep it above the idle timeout of the proxies in
+//! front (60 s for most), or they will reuse connections this side closed.
+//!
+//! Connections are tasks of this loop's own set: when the caller gives up
+//! on the drain and drops (aborts) the loop, every connection still open
+//! is cut with it, instead of running on unseen.
 
 use std::time::Duration;
 
@@ -14,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Serves `app` on `listener` until `stop` turns true; then closes the
 /// listener (new connections are refused), lets every open connection
@@ -34,15 +42,18 @@ pub async fn serve(
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
     tokio::pin!(stopped);
+    let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // The client gave up before we accepted: nothing to do.
+                Err(err) if is_connection_error(&err) => continue,
                 Err(err) => {
                     // Out of file descriptors, say: keep serving the open
-                    // connections and try again shortly.
-                    tracing::warn!(error = %err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // connections, and try again once some may have closed.
+                    tracing::error!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             },
@@ -53,12 +64,23 @@ pub async fn serve(
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let watched = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(err) = watched.await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
+        // Forget the connections that have ended, so the set stays small.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+fn is_connection_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }

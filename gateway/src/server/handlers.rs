@@ -127,6 +127,38 @@ impl Drop for InFlight {
     }
 }
 
+/// How much of a refused request's body is read (and dropped) so that its
+/// client reads the 503 instead of a broken pipe, and for how long.
+const DISCARD_BYTES: usize = 1 << 20;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One of `max_in_flight` slots, or the 503 (`Retry-After`, `Connection:
+/// close`) that refuses the request without keeping its body: memory stays
+/// within `max_in_flight` bodies however many clients send at once. A
+/// client that asked `Expect: 100-continue` sends nothing more and is not
+/// waited for.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> std::result::Result<(tokio::sync::OwnedSemaphorePermit, Body), Response> {
+    if let Ok(permit) = state.admission.clone().try_acquire_owned() {
+        return Ok((permit, body));
+    }
+    ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
+    }
+    let mut refused = Error::TooManyInFlight(state.limits.max_in_flight).into_response();
+    refused
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Err(refused)
+}
+
 async fn infer_and_count(
     state: &AppState,
     model_name: &str,
@@ -134,12 +166,13 @@ async fn infer_and_count(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    // Admission before anything is kept: memory stays within
-    // `max_in_flight` bodies however many clients send at once.
-    let Ok(_admitted) = state.admission.clone().try_acquire_owned() else {
-        ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
-        body::discard(body, state.max_request_bytes, state.limits.body_read_timeout).await;
-        return Error::TooManyInFlight(state.limits.max_in_flight).into_response();
+    let (_admitted, body) = match admit(state, headers, body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => "503")
+                .increment(1);
+            return refused;
+        }
     };
     let _in_flight = InFlight::enter();
     let started = Instant::now();
@@ -237,6 +270,10 @@ pub async fn feedback(
     };
     // Only served models take labels: a typo would otherwise be stored for nothing.
     state.routes.load().resolve(&model, None)?;
+    // Label bodies count against the same bound as inference's.
+    let (_admitted, body) = admit(&state, &headers, body)
+        .await
+        .map_err(|_| Error::TooManyInFlight(state.limits.max_in_flight))?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(
         body,

@@ -6,6 +6,7 @@
 //! for small plain bodies, are decoded, run and encoded right here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -75,6 +76,9 @@ struct Answering {
     mirrored_inputs_opt: Option<Vec<Tensor>>,
     logged_inputs_opt: Option<Vec<Tensor>>,
     slice_values: Vec<f64>,
+    /// Set when the client was answered 504 while this still ran: what it
+    /// computes then was never served, so it is neither logged nor mirrored.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// What the response is built from.
@@ -105,6 +109,8 @@ pub(super) async fn run(
     let limit = state.max_request_bytes;
     let raw = body::collect(body, headers, limit, state.limits.body_read_timeout).await?;
     let default_timeout_opt = state.limits.request_timeout_opt;
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let job_abandoned = abandoned.clone();
     if let Some(timeout) = default_timeout_opt
         && started.elapsed() >= timeout
     {
@@ -124,7 +130,11 @@ pub(super) async fn run(
     let work = move || -> Result<Step> {
         let bytes = body::decode(raw, encoding, limit)?;
         let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
-        let timeout_opt = decoded.timeout_opt.or(default_timeout_opt);
+        // The server's timeout caps a request's own: past it nobody waits.
+        let timeout_opt = match (decoded.timeout_opt, default_timeout_opt) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
+        };
         let deadline_opt = timeout_opt.map(|timeout| started + timeout);
         if let Some(deadline) = deadline_opt
             && Instant::now() >= deadline
@@ -167,6 +177,7 @@ pub(super) async fn run(
             sides,
             id_opt: decoded.id,
             requested: decoded.outputs,
+            abandoned: job_abandoned,
         };
         let Some(batcher) = &job_model.batcher_opt else {
             let compute_started = Instant::now();
@@ -189,8 +200,12 @@ pub(super) async fn run(
         };
         let (reply, answer) = oneshot::channel();
         let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
+            // The requester has gone (hung up, or answered 504): the run was
+            // not served, so nothing of it is logged or mirrored.
+            if reply.is_closed() {
+                return;
+            }
             let answered = result.map(|outputs| answering.finish(outputs));
-            // The requester may have gone (client hung up): nothing to do.
             let _ = reply.send((answered, timing));
         });
         batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
@@ -205,7 +220,7 @@ pub(super) async fn run(
             .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
         (step, Duration::ZERO)
     } else {
-        let (step, timing) = within(give_up_opt, "compute", state.compute.run(work)).await?;
+        let (step, timing) = within(give_up_opt, "compute", &abandoned, state.compute.run(work)).await?;
         (step, timing.queued)
     };
     let (answered, queued, computed) = match step? {
@@ -218,7 +233,7 @@ pub(super) async fn run(
                 let computed = compute_started.elapsed();
                 Ok((answering.finish(outputs), computed))
             });
-            let (outcome, timing) = within(give_up_opt, "compute", run).await?;
+            let (outcome, timing) = within(give_up_opt, "compute", &abandoned, run).await?;
             let (answered, computed) = outcome?;
             (Ok(answered), timing.queued, computed)
         }
@@ -228,7 +243,7 @@ pub(super) async fn run(
                     .await
                     .map_err(|_| Error::Internal("a batch executor dropped a request".into()))
             };
-            let (answered, batch) = within(give_up_opt, "batch", answer).await?;
+            let (answered, batch) = within(give_up_opt, "batch", &abandoned, answer).await?;
             (answered, pool_queued + batch.queued, batch.computed)
         }
     };
@@ -241,16 +256,19 @@ pub(super) async fn run(
     Ok(into_response(encoded, request_id_opt))
 }
 
-/// `waiting`, or a 504 once `give_up_opt` (the server's request timeout) passes.
+/// `waiting`, or a 504 once `give_up_opt` (the server's request timeout)
+/// passes; then `abandoned` tells the work still running that nobody waits.
 async fn within<T>(
     give_up_opt: Option<Instant>,
     stage: &'static str,
+    abandoned: &AtomicBool,
     waiting: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     let Some(give_up) = give_up_opt else {
         return waiting.await;
     };
     tokio::time::timeout_at(give_up.into(), waiting).await.unwrap_or_else(|_| {
+        abandoned.store(true, Ordering::Release);
         metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => stage).increment(1);
         Err(Error::DeadlineExceeded(format!(
             "no answer within the server's request timeout (waiting for {stage}); if it had not started, it was not run"
@@ -271,13 +289,20 @@ impl Answering {
             mirrored_inputs_opt,
             logged_inputs_opt,
             slice_values,
+            abandoned,
         } = self;
+        let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
+        if abandoned.load(Ordering::Acquire) {
+            return Answered {
+                encoded,
+                request_id_opt: None,
+            };
+        }
         if sides.count_drift
             && let Some(drift) = model.drift.get()
         {
             drift.count_outputs(&outputs);
         }
-        let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
         // The log and the mirrors share the outputs, copied only when both want them.
         let mut outputs_opt = Some(outputs);
         let mut request_id_opt = None;

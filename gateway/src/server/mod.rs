@@ -85,6 +85,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     predictions_opt: Option<Arc<PredictionLog>>,
     limits: crate::config::ServerLimits,
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
@@ -136,6 +137,7 @@ impl Server {
             )?)),
             None => None,
         };
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1)));
         let state = Arc::new(AppState {
             routes: routes.clone(),
             health: health.clone(),
@@ -147,7 +149,7 @@ impl Server {
             trips,
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
-            admission: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1))),
+            admission: admission.clone(),
             limits: config.limits,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -214,7 +216,13 @@ impl Server {
             task,
             predictions_opt,
             limits: config.limits,
+            admission,
         })
+    }
+
+    /// Inference and feedback requests being served now (admission slots taken).
+    pub fn admitted(&self) -> usize {
+        self.limits.max_in_flight - self.admission.available_permits()
     }
 
     /// Turns readiness off and waits the shutdown delay (still serving),
