@@ -104,6 +104,13 @@ impl IntoResponse for Error {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        // A refused body may not have been read to its end: the connection
+        // cannot carry another request.
+        if matches!(self, Error::TooManyInFlight(_)) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

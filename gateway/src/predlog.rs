@@ -343,10 +343,7 @@ impl Slicer {
 
     /// Each row's value of the feature.
     pub fn values(&self, inputs: &[Tensor]) -> Vec<f64> {
-        let rows = inputs
-            .first()
-            .and_then(|tensor| tensor.shape.first().copied())
-            .unwrap_or(0);
+        let rows = inputs.first().map_or(0, Tensor::rows);
         (0..rows).map(|row| self.place.value(inputs, row)).collect()
     }
 }

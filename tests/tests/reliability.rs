@@ -242,7 +242,7 @@ async fn the_default_deadline_answers_504_without_running() {
         answer.contains("passed while the body was read; it was not run"),
         "{answer}"
     );
-    // A request that asks for more time than it needs is served.
+    // A request whose body arrives at once is served within the same deadline.
     let (status, answer) = gateway
         .post_json("/v2/models/digits/infer", &digits_request(1))
         .await;
@@ -285,7 +285,4 @@ async fn hostile_shapes_and_paths_get_the_right_4xx() {
         error_message(&answer).contains("unknown model '../../etc/passwd'"),
         "{answer}"
     );
-    // (`%2E%2E` is resolved by the client to `/v2/infer`: no such endpoint.)
-    let (status, answer) = post("/v2/models/%2E%2E/infer", digits_request(1)).await;
-    assert_eq!(status, 404, "{answer}");
 }

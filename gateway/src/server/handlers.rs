@@ -132,17 +132,16 @@ impl Drop for InFlight {
 const DISCARD_BYTES: usize = 1 << 20;
 const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One of `max_in_flight` slots, or the 503 (`Retry-After`, `Connection:
-/// close`) that refuses the request without keeping its body: memory stays
-/// within `max_in_flight` bodies however many clients send at once. A
-/// client that asked `Expect: 100-continue` sends nothing more and is not
-/// waited for.
-async fn admit(
-    state: &AppState,
+/// One of `max_in_flight` slots, or the 503 that refuses the request
+/// without keeping its body: memory stays within `max_in_flight` bodies
+/// however many clients send at once. A client that asked `Expect:
+/// 100-continue` sends nothing more and is not waited for.
+async fn admit<'a>(
+    state: &'a AppState,
     headers: &HeaderMap,
     body: Body,
-) -> std::result::Result<(tokio::sync::OwnedSemaphorePermit, Body), Response> {
-    if let Ok(permit) = state.admission.clone().try_acquire_owned() {
+) -> Result<(tokio::sync::SemaphorePermit<'a>, Body)> {
+    if let Ok(permit) = state.admission.try_acquire() {
         return Ok((permit, body));
     }
     ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
@@ -152,11 +151,7 @@ async fn admit(
     if !expects_continue {
         body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
     }
-    let mut refused = Error::TooManyInFlight(state.limits.max_in_flight).into_response();
-    refused
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Err(refused)
+    Err(Error::TooManyInFlight(state.limits.max_in_flight))
 }
 
 async fn infer_and_count(
@@ -171,7 +166,7 @@ async fn infer_and_count(
         Err(refused) => {
             ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => "503")
                 .increment(1);
-            return refused;
+            return refused.into_response();
         }
     };
     let _in_flight = InFlight::enter();
@@ -271,9 +266,7 @@ pub async fn feedback(
     // Only served models take labels: a typo would otherwise be stored for nothing.
     state.routes.load().resolve(&model, None)?;
     // Label bodies count against the same bound as inference's.
-    let (_admitted, body) = admit(&state, &headers, body)
-        .await
-        .map_err(|_| Error::TooManyInFlight(state.limits.max_in_flight))?;
+    let (_admitted, body) = admit(&state, &headers, body).await?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(
         body,
