@@ -50,21 +50,14 @@ import pathlib
 
 import numpy as np
 import onnxruntime as ort
+from train import CREDIT_FEATURES
 
 ROOT = pathlib.Path(__file__).resolve().parent
 MODEL = ROOT / "repository/credit_risk/1/model.onnx"
 INVERTED = ROOT / "test/credit_risk_inverted/1/model.onnx"
 
-FEATURES = [
-    "age",
-    "income",
-    "debt_ratio",
-    "credit_lines",
-    "late_payments_90d",
-    "utilization",
-    "months_employed",
-    "loan_amount",
-]
+# The model's inputs, in the training data's column order.
+FEATURES = CREDIT_FEATURES
 CLASS = "label"
 SCORE = "probabilities[1]"
 TOLERANCE = 1e-4
