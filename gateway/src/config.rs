@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_registry::auth::Role;
+use sluice_registry::tls::TlsFiles;
 use sluice_registry::{LogDirs, RegistryArgs, RegistryConfig};
-use sluice_registry_client::RegistryClient;
+use sluice_registry_client::{ClientTls, RegistryClient};
 
 use crate::backend::EngineOptions;
 use crate::cli::{
@@ -150,6 +151,9 @@ pub enum Command {
     },
     /// Add a bearer token to a tokens file; prints the token, the only time it is shown.
     Tokens(TokensArgs),
+    /// Add a predict token (for inference clients) to a predict tokens file;
+    /// prints the token, the only time it is shown.
+    PredictToken(PredictTokenArgs),
 }
 
 /// The engines, shared by `serve` and `registry` (which loads each upload to read its signature).
@@ -208,6 +212,29 @@ pub struct RegistryServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PredictTokenArgs {
+    /// The predict tokens file to add to (created if missing); give it to `sluice serve --predict-tokens-file`.
+    #[arg(long, env = "SLUICE_PREDICT_TOKENS_FILE", value_name = "FILE")]
+    pub predict_tokens_file: PathBuf,
+
+    /// Who the token is for (a service name): in metrics and error messages.
+    #[arg(long)]
+    pub name: String,
+
+    /// A model the token may call, or `*` for every model; repeat for several.
+    #[arg(long = "model", value_name = "MODEL", required = true)]
+    pub models: Vec<String>,
+
+    /// Sustained requests per second the token may make; unlimited without it.
+    #[arg(long)]
+    pub rate_per_s: Option<f64>,
+
+    /// Requests the token may make at once, above the rate [default: one second's worth].
+    #[arg(long, requires = "rate_per_s")]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 pub struct TokensArgs {
     /// The tokens file to add to (created if missing); give it to the registry with --tokens-file.
     #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
@@ -253,10 +280,38 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_SERVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// PEM CA certificates to trust for an https:// --registry, besides the system's.
+    #[arg(
+        long,
+        env = "SLUICE_SERVE_REGISTRY_CA_CERT",
+        value_name = "FILE",
+        requires = "registry"
+    )]
+    pub registry_ca_cert: Option<PathBuf>,
+
+    /// PEM client certificate for a --registry that requires mutual TLS.
+    #[arg(long, env = "SLUICE_SERVE_REGISTRY_CLIENT_CERT", value_name = "FILE", requires_all = ["registry", "registry_client_key"])]
+    pub registry_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --registry-client-cert.
+    #[arg(
+        long,
+        env = "SLUICE_SERVE_REGISTRY_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "registry_client_cert"
+    )]
+    pub registry_client_key: Option<PathBuf>,
+
     /// Register and deploy the built-in example models (credit_risk, digits)
     /// through the embedded registry; needs nothing else installed.
     #[arg(long, env = "SLUICE_DEMO")]
     pub demo: bool,
+
+    /// Predict tokens (TOML, hashed; `sluice predict-token` adds one): a
+    /// model one names needs a token on inference and feedback, with the
+    /// token's rate limit. Without it every model is open.
+    #[arg(long, env = "SLUICE_PREDICT_TOKENS_FILE", value_name = "FILE")]
+    pub predict_tokens_file: Option<PathBuf>,
 
     /// Address of the embedded registry's API.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
@@ -384,6 +439,10 @@ pub struct ServeConfig {
     pub prediction_log_queue: usize,
     pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
+    /// HTTPS for the predict API; `None`: plain HTTP.
+    pub tls_opt: Option<TlsFiles>,
+    /// Predict tokens (`server::access`); `None`: every model is open.
+    pub predict_tokens_opt: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -429,6 +488,8 @@ impl ServeConfig {
                 ort_intra_threads: 1,
                 inline_below: std::time::Duration::from_micros(EngineOptions::DEFAULT_INLINE_BELOW_US),
             },
+            tls_opt: None,
+            predict_tokens_opt: None,
         }
     }
 }
@@ -439,6 +500,7 @@ pub enum ServeMode {
     Remote {
         url: String,
         token_opt: Option<String>,
+        tls: ClientTls,
     },
     /// The registry in this process, with its config and address.
     Embedded {
@@ -470,15 +532,30 @@ impl ServeArgs {
         // The registry joins feedback with predictions: both read the same directories.
         let logs = self.registry_args.log_dirs();
         let logs_opt = self.model_repository.is_none().then_some(logs);
+        if self.registry_args.tls.admin_client_ca.is_some() {
+            // The embedded gateway follows its registry over loopback, and
+            // has no client certificate to show it.
+            return Err(
+                "--admin-client-ca is for the standalone registry (`sluice registry`): \
+                 `sluice serve` has no admin API of its own to ask client certificates on"
+                    .into(),
+            );
+        }
+        let tls_opt = self.registry_args.tls.files(false);
         let mode = match (self.model_repository, self.registry) {
             (Some(dir), _) => ServeMode::Repository(dir),
             (None, Some(url)) => ServeMode::Remote {
                 url,
                 token_opt: self.token,
+                tls: ClientTls {
+                    ca_opt: self.registry_ca_cert,
+                    identity_opt: self.registry_client_cert.zip(self.registry_client_key),
+                },
             },
             (None, None) => ServeMode::Embedded {
                 registry: Box::new(RegistryConfig {
                     header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                    upload_idle_timeout: Duration::from_millis(self.body_read_timeout_ms),
                     drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                     ..self.registry_args.into_config()?
                 }),
@@ -520,6 +597,8 @@ impl ServeArgs {
                 max_age: Duration::from_millis(self.segment_max_age_ms),
             },
             engines,
+            tls_opt,
+            predict_tokens_opt: self.predict_tokens_file,
         };
         Ok((mode, cache_dir, settings))
     }
@@ -542,6 +621,10 @@ pub struct ServeSettings {
     pub prediction_log_queue: usize,
     pub segment_limits: SegmentLimits,
     pub engines: EngineOptions,
+    /// HTTPS for the predict API; `None`: plain HTTP.
+    pub tls_opt: Option<TlsFiles>,
+    /// Predict tokens (`server::access`); `None`: every model is open.
+    pub predict_tokens_opt: Option<PathBuf>,
 }
 
 impl ServeSettings {
@@ -562,6 +645,8 @@ impl ServeSettings {
             prediction_log_queue: self.prediction_log_queue,
             segment_limits: self.segment_limits,
             engines: self.engines,
+            tls_opt: self.tls_opt,
+            predict_tokens_opt: self.predict_tokens_opt,
         }
     }
 }

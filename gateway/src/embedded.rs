@@ -131,15 +131,21 @@ impl Embedded {
         let registry = Registry::start(registry_config, admin_listener, inspector)
             .await
             .map_err(|err| Error::Internal(format!("starting the registry: {err}")))?;
-        let url = format!("http://{}", registry.addr);
-        let admin = RegistryClient::new(&url, Some(admin_token));
+        // Over loopback: pin the certificate the registry serves, since
+        // 127.0.0.1 is rarely a name in it.
+        let url = registry.url();
+        let client_for = |token: String| match registry.tls() {
+            Some(tls) => RegistryClient::with_rustls(&url, Some(token), tls.loopback_client_config()),
+            None => RegistryClient::new(&url, Some(token)),
+        };
+        let admin = client_for(admin_token);
         if demo {
             crate::demo::register(&admin)
                 .await
                 .map_err(|err| Error::Internal(format!("registering the demo models: {err}")))?;
             tracing::info!("demo models registered and deployed");
         }
-        let client = RegistryClient::new(&url, Some(gateway_token));
+        let client = client_for(gateway_token);
         let config = settings.with_source(Source::Registry { client, cache_dir });
         let gateway = Server::start(config, listener).await?;
         Ok(Embedded {

@@ -33,6 +33,15 @@ pub enum Error {
     /// `--max-in-flight` requests are being served: refused without keeping the body.
     #[error("server is overloaded: {0} requests are in flight, retry later")]
     TooManyInFlight(usize),
+    /// The model needs a predict token, and none or an unknown one came.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The predict token may not call this model.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The predict token is past its rate limit.
+    #[error("predict token {token} is over its rate limit: retry in {retry_after_s} s")]
+    RateLimited { token: String, retry_after_s: u64 },
     /// The client took longer than `--body-read-timeout-ms` to send its body.
     #[error("the request body did not arrive within {0} ms")]
     BodyTimeout(u64),
@@ -74,6 +83,9 @@ impl Error {
             Error::Overloaded | Error::ShuttingDown | Error::TooManyInFlight(_) | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::ContractViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -104,8 +116,24 @@ impl IntoResponse for Error {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        match &self {
+            Error::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::RateLimited { retry_after_s, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            _ => {}
+        }
         // A refused body may not have been read to its end: the connection
         // cannot carry another request.
+        // (A refused token's body is drained the same way, but its
+        // connection stays: a client over its rate would otherwise pay a
+        // new connection, and a TLS handshake, for every refusal.)
         if matches!(self, Error::TooManyInFlight(_)) {
             response
                 .headers_mut()

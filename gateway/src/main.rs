@@ -9,7 +9,7 @@ use clap::Parser;
 use sluice_gateway::Server;
 use sluice_gateway::cli::{self, ClientCommand};
 use sluice_gateway::config::{
-    Cli, Command, LogFormat, RegistryServeArgs, ServeArgs, ServeMode, Source, TokensArgs,
+    Cli, Command, LogFormat, PredictTokenArgs, RegistryServeArgs, ServeArgs, ServeMode, Source, TokensArgs,
 };
 use sluice_gateway::embedded::{Embedded, EngineInspector};
 use sluice_registry::Registry;
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => Err(runtime.block_on(serve(*args))),
         Command::Registry(args) => Err(runtime.block_on(registry(args))),
         Command::Tokens(args) => Err(add_token(args)),
+        Command::PredictToken(args) => Err(add_predict_token(args)),
         Command::Models { command, client } => Ok((ClientCommand::Models(command), client)),
         Command::Versions { command, client } => Ok((ClientCommand::Versions(command), client)),
         Command::Stage { command, client } => Ok((ClientCommand::Stage(command), client)),
@@ -80,8 +81,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing in-flight requests");
             server.shutdown().await?;
         }
-        ServeMode::Remote { url, token_opt } => {
-            let client = RegistryClient::new(&url, token_opt);
+        ServeMode::Remote { url, token_opt, tls } => {
+            let client = RegistryClient::with_tls(&url, token_opt, &tls)?;
             let server = Server::start(
                 settings.with_source(Source::Registry { client, cache_dir }),
                 listener,
@@ -134,6 +135,21 @@ async fn registry(args: RegistryServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down the registry");
     registry.shutdown().await?;
+    Ok(())
+}
+
+fn add_predict_token(args: PredictTokenArgs) -> anyhow::Result<()> {
+    let token = sluice_gateway::server::access::add_token(
+        &args.predict_tokens_file,
+        &args.name,
+        &args.models,
+        args.rate_per_s,
+        args.burst,
+    )
+    .map_err(|message| anyhow::anyhow!(message))?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{token}")?;
     Ok(())
 }
 

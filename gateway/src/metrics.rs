@@ -15,6 +15,8 @@ pub const COMPUTE_DURATION: &str = "sluice_compute_duration_seconds";
 pub const IN_FLIGHT: &str = "sluice_requests_in_flight";
 pub const COMPUTE_REJECTED: &str = "sluice_compute_rejected_total";
 pub const ADMISSION_REJECTED: &str = "sluice_admission_rejected_total";
+pub const PREDICT_AUTH_REFUSED: &str = "sluice_predict_auth_refused_total";
+pub const RATE_LIMITED: &str = "sluice_rate_limited_total";
 pub const BATCH_SIZE: &str = "sluice_batch_size";
 pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
 pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
@@ -125,6 +127,14 @@ fn describe() {
     metrics::describe_counter!(
         ADMISSION_REJECTED,
         "Inference requests refused (503) because --max-in-flight requests were being served"
+    );
+    metrics::describe_counter!(
+        PREDICT_AUTH_REFUSED,
+        "Inference and feedback requests refused for their predict token, by reason (missing, unknown: 401; forbidden: 403)"
+    );
+    metrics::describe_counter!(
+        RATE_LIMITED,
+        "Inference and feedback requests refused (429) because their predict token was over its rate limit, by token name"
     );
     metrics::describe_histogram!(BATCH_SIZE, "Rows in each batched run, by model and version");
     metrics::describe_counter!(

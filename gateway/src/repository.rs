@@ -317,18 +317,20 @@ fn scan_model(dir: &Path) -> std::io::Result<ScannedModel> {
 
 fn read_config(path: &Path) -> Result<ModelConfig, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let config: ModelConfig =
-                toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
-            if let Some(batching) = &config.batching {
-                batching
-                    .validate()
-                    .map_err(|reason| format!("{}: {reason}", path.display()))?;
-            }
-            Ok(config)
-        }
+        Ok(text) => ModelConfig::parse(&text).map_err(|err| format!("{}: {err}", path.display())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(ModelConfig::default()),
         Err(err) => Err(format!("{}: {err}", path.display())),
+    }
+}
+
+impl ModelConfig {
+    /// A `config.toml`'s text, checked (the fuzz target `model_config` feeds it anything).
+    pub fn parse(text: &str) -> Result<ModelConfig, String> {
+        let config: ModelConfig = toml::from_str(text).map_err(|err| err.to_string())?;
+        if let Some(batching) = &config.batching {
+            batching.validate()?;
+        }
+        Ok(config)
     }
 }
 

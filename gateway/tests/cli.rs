@@ -378,7 +378,7 @@ fn a_release_through_the_cli_with_its_exit_codes() {
     expect_error(
         &registry.run("vic", &["models", "create", "other"]),
         6,
-        "needs deployer or admin",
+        "which may only read",
     );
     let events = registry.run("vic", &["events"]);
     for action in [
@@ -450,7 +450,7 @@ fn training_triggers_and_performance_through_the_cli() {
     .unwrap();
     let set = ["triggers", "set", "credit_risk", policy.to_str().unwrap()];
     expect_output(&registry.run("dora", &set), "cron '0 3 * * 1'");
-    expect_error(&registry.run("vic", &set), 6, "deployer or admin");
+    expect_error(&registry.run("vic", &set), 6, "which may only read");
     let typo = registry.dir.path().join("typo.json");
     std::fs::write(&typo, r#"{"rules": [], "action": {"email": {}}}"#).unwrap();
     let set_typo = ["triggers", "set", "credit_risk", typo.to_str().unwrap()];

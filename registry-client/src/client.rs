@@ -5,7 +5,7 @@
 //! caller knows whether a retry is safe (the gateway's watch loop retries, the
 //! CLI reports).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -20,6 +20,20 @@ use crate::slices::SliceReport;
 use crate::suite::{RunSuite, StoredSuite, Suite, SuiteReport};
 use crate::trigger::{CompleteRun, FireTrigger, TriggerPolicy, TriggerRun, TriggerState};
 use crate::types::*;
+
+/// How a client reaches an `https://` registry: a private CA to trust, and
+/// a client certificate for a registry that requires one (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificates trusted besides the system's.
+    pub ca_opt: Option<PathBuf>,
+    /// PEM certificate and private key presented to the registry.
+    pub identity_opt: Option<(PathBuf, PathBuf)>,
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))
+}
 
 /// A client for one registry, acting as the holder of one bearer token.
 #[derive(Clone)]
@@ -42,16 +56,79 @@ impl std::fmt::Debug for RegistryClient {
 impl RegistryClient {
     /// `base_url` is the registry's address (`http://127.0.0.1:8081`), with or
     /// without a trailing slash.
+    /// An `https://` registry must have a certificate the system trusts;
+    /// see [`RegistryClient::with_tls`] for a private CA.
     pub fn new(base_url: &str, token_opt: Option<String>) -> RegistryClient {
-        let http = reqwest::Client::builder()
+        RegistryClient::with_tls(base_url, token_opt, &ClientTls::default())
+            .expect("a client without TLS files always builds")
+    }
+
+    /// A client that trusts `tls.ca_opt` besides the system's CAs and, for
+    /// a registry that asks (mutual TLS), presents `tls.identity_opt`.
+    pub fn with_tls(
+        base_url: &str,
+        token_opt: Option<String>,
+        tls: &ClientTls,
+    ) -> Result<RegistryClient, ClientError> {
+        let mut builder = reqwest::Client::builder();
+        if !base_url.starts_with("https://") && tls.ca_opt.is_none() {
+            // Plain HTTP needs no trust store: without this, a host with no
+            // CA bundle (a distroless image) could not build the client.
+            builder = builder.tls_certs_only([]);
+        }
+        if let Some(path) = &tls.ca_opt {
+            let pem = read_file(path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
+                ClientError::Io(format!("{}: not a PEM certificate: {err}", path.display()))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = &tls.identity_opt {
+            let mut pem = read_file(cert)?;
+            pem.extend(read_file(key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|err| {
+                ClientError::Io(format!(
+                    "{} and {}: not a PEM certificate and key: {err}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        RegistryClient::build(base_url, token_opt, builder)
+    }
+
+    /// A client whose TLS is exactly `config` (the embedded gateway's, which
+    /// pins the certificate its own registry serves).
+    pub fn with_rustls(
+        base_url: &str,
+        token_opt: Option<String>,
+        config: rustls::ClientConfig,
+    ) -> RegistryClient {
+        RegistryClient::build(
+            base_url,
+            token_opt,
+            reqwest::Client::builder().tls_backend_preconfigured(config),
+        )
+        .expect("a client with a preconfigured TLS config always builds")
+    }
+
+    fn build(
+        base_url: &str,
+        token_opt: Option<String>,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<RegistryClient, ClientError> {
+        let http = builder
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .expect("a reqwest client with a connect timeout always builds");
-        RegistryClient {
+            .map_err(|err| ClientError::Io(format!("cannot configure the HTTP client: {err}")))?;
+        Ok(RegistryClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             token_opt,
             http,
-        }
+        })
     }
 
     pub fn base_url(&self) -> &str {

@@ -37,5 +37,5 @@ pub mod suite;
 pub mod trigger;
 pub mod types;
 
-pub use client::RegistryClient;
+pub use client::{ClientTls, RegistryClient};
 pub use error::ClientError;

@@ -53,14 +53,36 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// The artifact's bytes, checked against its sha256 before anyone
+    /// (a gateway, a suite run) gets them: a store that rotted or was
+    /// tampered with answers an error, never a different model.
     pub async fn get(&self, sha256: &str) -> Result<Bytes> {
-        match self.store.get(&Self::location(sha256)).await {
-            Ok(found) => Ok(found.bytes().await?),
+        let bytes = match self.store.get(&Self::location(sha256)).await {
+            Ok(found) => found.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => {
-                Err(Error::not_found(format!("no artifact with sha256 {sha256}")))
+                return Err(Error::not_found(format!("no artifact with sha256 {sha256}")));
             }
-            Err(err) => Err(err.into()),
+            Err(err) => return Err(err.into()),
+        };
+        // Hashing a large model takes seconds: off the async threads.
+        let (bytes, actual) = tokio::task::spawn_blocking(move || {
+            let actual = sha256_hex(&bytes);
+            (bytes, actual)
+        })
+        .await
+        .map_err(|err| Error::Internal(format!("hashing task failed: {err}")))?;
+        if actual != sha256 {
+            metrics::counter!("sluice_registry_corrupt_artifacts_total").increment(1);
+            tracing::error!(
+                expected = sha256,
+                actual,
+                "a stored artifact does not match its sha256"
+            );
+            return Err(Error::Internal(format!(
+                "the stored artifact {sha256} is corrupt (its bytes hash to {actual}): restore it from a backup or push the version again"
+            )));
         }
+        Ok(bytes)
     }
 
     /// Reads `file:///path` through the import store, refusing anything

@@ -275,13 +275,20 @@ pub fn add_token(path: &Path, actor: &str, role: Role) -> Result<String, String>
         sha256: hash_token(&token),
     });
     let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
-    // Write aside and rename, so the file is never seen half written. A
-    // running registry reads its tokens at start-up: restart it to add one.
-    let partial = path.with_extension("toml.partial");
-    let _ = std::fs::remove_file(&partial);
-    write_private(&partial, &text)?;
-    std::fs::rename(&partial, path).map_err(|err| format!("cannot replace {}: {err}", path.display()))?;
+    // A running registry reads its tokens at start-up: restart it to add one.
+    replace_private(path, &text)?;
     Ok(token)
+}
+
+/// Replaces `path` with `contents`, readable by its owner only: written
+/// aside and renamed, so the file is never seen half written.
+pub fn replace_private(path: &Path, contents: &str) -> Result<(), String> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    write_private(&partial, contents)?;
+    std::fs::rename(&partial, path).map_err(|err| format!("cannot replace {}: {err}", path.display()))
 }
 
 #[cfg(test)]

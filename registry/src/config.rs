@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::auth::{Caller, Tokens};
 use crate::policy::Policy;
+use crate::tls::TlsFiles;
 
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
@@ -79,6 +80,51 @@ pub struct RegistryArgs {
     /// performance rule's window must be a multiple of it.
     #[arg(long, env = "SLUICE_FEEDBACK_BUCKET_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub feedback_bucket_ms: u64,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS for the listeners of this process (the predict API and the admin API).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM certificate, then its chain: every listener of this process
+    /// speaks HTTPS only. Read again every --tls-reload-ms: a renewed
+    /// certificate serves new connections without a restart.
+    #[arg(long, env = "SLUICE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS on the admin API: a client must present a certificate
+    /// signed by one of these PEM CAs (bearer tokens are still required).
+    /// Standalone registry only (`sluice registry`).
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub admin_client_ca: Option<PathBuf>,
+
+    /// How often the certificate files are read again, in milliseconds.
+    #[arg(long, env = "SLUICE_TLS_RELOAD_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub tls_reload_ms: u64,
+}
+
+impl TlsArgs {
+    /// The files of a listener; `with_client_ca`: the admin API's, which asks
+    /// for client certificates when --admin-client-ca is set.
+    pub fn files(&self, with_client_ca: bool) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca_opt: self.admin_client_ca.clone().filter(|_| with_client_ca),
+            reload_interval: std::time::Duration::from_millis(self.tls_reload_ms),
+        })
+    }
 }
 
 /// Where predictions and feedback live: written by gateways, read by the registry.
@@ -120,6 +166,13 @@ pub struct RegistryConfig {
     pub header_read_timeout: std::time::Duration,
     /// How long in-flight requests may finish at shutdown; then they are cut.
     pub drain_timeout: std::time::Duration,
+    /// How long an upload may go without sending a byte before it is
+    /// answered 408 (a stalled client must not hold a connection; a large
+    /// upload on a slow link is not stalled). `sluice serve` sets the
+    /// gateway's `--body-read-timeout-ms`; standalone, 30 s.
+    pub upload_idle_timeout: std::time::Duration,
+    /// HTTPS for the admin API; `None`: plain HTTP.
+    pub tls_opt: Option<TlsFiles>,
 }
 
 impl RegistryConfig {
@@ -147,6 +200,8 @@ impl RegistryConfig {
             rollout_tick: std::time::Duration::from_secs(1),
             header_read_timeout: std::time::Duration::from_secs(75),
             drain_timeout: std::time::Duration::from_secs(20),
+            upload_idle_timeout: std::time::Duration::from_secs(30),
+            tls_opt: None,
         }
     }
 
@@ -205,6 +260,8 @@ impl RegistryArgs {
             rollout_tick: std::time::Duration::from_millis(self.rollout_tick_ms),
             header_read_timeout: std::time::Duration::from_secs(75),
             drain_timeout: std::time::Duration::from_secs(20),
+            upload_idle_timeout: std::time::Duration::from_secs(30),
+            tls_opt: self.tls.files(true),
         })
     }
 }

@@ -33,6 +33,13 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     #[error("the JSON body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The client sent nothing for this many milliseconds mid-upload.
+    #[error("the upload stalled: no bytes for {0} ms")]
+    UploadStalled(u64),
+    /// A dependency is busy or down for now (the metadata store locked by
+    /// another writer): 503 with `Retry-After`, nothing written.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -64,6 +71,8 @@ impl Error {
             Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UploadStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +80,18 @@ impl Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Error {
+        // Still locked after the busy timeout: the transaction rolled back
+        // whole, and the same request can succeed in a moment.
+        if let rusqlite::Error::SqliteFailure(failure, _) = &err
+            && matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        {
+            return Error::Unavailable(format!(
+                "the metadata store is locked by another writer ({err}): nothing was changed, retry"
+            ));
+        }
         Error::Internal(format!("metadata store: {err}"))
     }
 }
@@ -102,6 +123,11 @@ impl IntoResponse for Error {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -30,7 +30,8 @@
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either
 //! way. [`listen`] is the accept loop both the registry and the gateway
-//! serve with (a header read timeout, a graceful drain).
+//! serve with (a header read timeout, a graceful drain), and [`tls`] their
+//! HTTPS (certificate reload, mutual TLS for the admin API).
 
 pub mod api;
 pub mod artifacts;
@@ -47,6 +48,7 @@ pub mod quality;
 pub mod rollout;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod trigger;
 
 use std::net::SocketAddr;
@@ -86,6 +88,7 @@ pub struct Registry {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     drain_timeout: std::time::Duration,
+    tls_opt: Option<Arc<tls::Tls>>,
 }
 
 impl Registry {
@@ -110,7 +113,14 @@ impl Registry {
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|err| Error::Internal(format!("cannot create {}: {err}", config.data_dir.display())))?;
+        // Before the tokens: a TLS mistake must not leave a bootstrapped
+        // admin token behind that no log line announced.
+        let tls_opt = match config.tls_opt.clone() {
+            Some(files) => Some(tls::Tls::load(files).map_err(Error::Internal)?),
+            None => None,
+        };
         let (tokens, created_admin_token) = config.tokens().map_err(Error::Internal)?;
+        let scheme = if tls_opt.is_some() { "https" } else { "http" };
         if let Some(path) = &created_admin_token {
             tracing::warn!(token_file = %path.display(), "created an admin token (owner-only file): use it as SLUICE_TOKEN");
         }
@@ -129,22 +139,41 @@ impl Registry {
             _ => addr,
         };
         monitor::describe();
+        tls::describe();
         tokio::spawn(monitor::run(
             state.clone(),
             config.monitor.tick,
-            format!("http://{local}"),
+            format!("{scheme}://{local}"),
             stop.clone(),
         ));
         let app = extra.merge(api::router(state));
-        let task = tokio::spawn(listen::serve(listener, app, config.header_read_timeout, stop));
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry is listening");
+        let task = tokio::spawn(listen::serve(
+            listener,
+            app,
+            tls_opt.clone(),
+            config.header_read_timeout,
+            stop,
+        ));
+        tracing::info!(%addr, tls = tls_opt.is_some(), data_dir = %config.data_dir.display(), "registry is listening");
         Ok(Registry {
             addr,
             created_admin_token,
             shutdown,
             task,
             drain_timeout: config.drain_timeout,
+            tls_opt,
         })
+    }
+
+    /// The admin API's address as a URL: `https://` when it serves TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls_opt.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The admin API's TLS, when it has one (the embedded gateway pins its certificate).
+    pub fn tls(&self) -> Option<&Arc<tls::Tls>> {
+        self.tls_opt.as_ref()
     }
 
     /// Stops accepting and lets in-flight requests finish. Long-polls end

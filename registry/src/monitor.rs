@@ -620,6 +620,10 @@ pub fn describe() {
     );
     metrics::describe_counter!(trigger::FIRED, "Training trigger runs fired, by reason");
     metrics::describe_counter!(
+        "sluice_registry_corrupt_artifacts_total",
+        "Stored artifacts whose bytes no longer match their sha256, found when read (served as an error, never as a model)"
+    );
+    metrics::describe_counter!(
         trigger::SKIPPED,
         "Training triggers not fired because of the cooldown or the concurrency cap"
     );

@@ -19,6 +19,7 @@ use sluice_gateway::model::LoadedModel;
 use sluice_gateway::{ServeConfig, Server};
 use sluice_registry_client::RegistryClient;
 
+pub mod pki;
 pub mod registry;
 pub use registry::{RegistryOptions, TestRegistry};
 
@@ -173,6 +174,8 @@ pub struct Options {
     pub segment_max_age: Duration,
     /// Admission, timeouts and shutdown; `sluice serve`'s defaults when `None`.
     pub limits_opt: Option<ServerLimits>,
+    /// `--predict-tokens-file`.
+    pub predict_tokens_opt: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -187,6 +190,7 @@ impl Default for Options {
             guard: GuardLimits::default(),
             segment_max_age: Duration::from_secs(60),
             limits_opt: None,
+            predict_tokens_opt: None,
         }
     }
 }
@@ -278,6 +282,7 @@ impl TestGateway {
         config.guard_limits = options.guard;
         config.segment_limits.max_age = options.segment_max_age;
         config.engines.ort_library_opt = options.with_ort.then(ort_library);
+        config.predict_tokens_opt = options.predict_tokens_opt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");

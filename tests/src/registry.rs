@@ -47,6 +47,8 @@ pub struct RegistryOptions {
     pub feedback_grace_ms: Option<u64>,
     /// The resolution of realized-performance windows (a minute by default).
     pub feedback_bucket_ms: Option<u64>,
+    /// How long an upload may send nothing before it is answered 408.
+    pub upload_idle_timeout: Option<std::time::Duration>,
 }
 
 pub struct TestRegistry {
@@ -110,6 +112,9 @@ impl TestRegistry {
         }
         if let Some(bucket) = self.options.feedback_bucket_ms {
             config.monitor.bucket_ms = bucket;
+        }
+        if let Some(idle) = self.options.upload_idle_timeout {
+            config.upload_idle_timeout = idle;
         }
         config
     }

@@ -168,7 +168,7 @@ async fn every_prediction_is_logged_by_request_id_and_a_sample_with_inputs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_store_costs_no_prediction_and_is_counted() {
+async fn a_failing_store_costs_no_prediction_is_counted_and_recovers() {
     let registry = TestRegistry::start().await;
     logging_deployment(&registry, 1.0).await;
     let cache = tempfile::tempdir().unwrap();
@@ -206,4 +206,36 @@ async fn a_failing_store_costs_no_prediction_and_is_counted() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The store comes back: the log writes again, with no restart.
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while segment_files(&root) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no segment was written after the store came back"
+        );
+        let (status, _) = predict(&gateway, None, None).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Prediction log segments under `dir`, at any depth.
+fn segment_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                segment_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|ext| ext == "jsonl"))
+            }
+        })
+        .sum()
 }

@@ -152,8 +152,7 @@ impl Engines {
                 .ok()
         });
         let zeros = signature.zero_inputs();
-        session
-            .run(zeros.clone())
+        contained(|| session.run(zeros.clone()))
             .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
         // A batched model always queues; another runs inline when its
         // fastest of a few warm runs beats the hand-off it would save.
@@ -202,9 +201,9 @@ impl Engines {
         let mut refusals = Vec::new();
         for &kind in order {
             let attempt = match kind {
-                BackendKind::Tract => self.tract.load(artifact, signature),
+                BackendKind::Tract => contained(|| self.tract.load(artifact, signature)),
                 BackendKind::Ort => match &self.ort {
-                    Ok(ort) => ort.load(artifact, signature),
+                    Ok(ort) => contained(|| ort.load(artifact, signature)),
                     // `auto` without the library is plain tract, not a refusal.
                     Err(_) if choice == BackendChoice::Auto => continue,
                     Err(reason) => Err(Error::Load(reason.clone())),
@@ -221,6 +220,14 @@ impl Engines {
         }
         Err(Error::Load(refusals.join("; ")))
     }
+}
+
+/// Runs engine code that may panic on a hostile graph (tract indexes maps
+/// by the names in the file; `fuzz/` found one): a panic becomes an error
+/// of this one load, never of the process or of the caller's task.
+fn contained<T>(engine_call: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(engine_call))
+        .unwrap_or_else(|_| Err(Error::Load("the engine panicked on this model".into())))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use sluice_registry_client::ClientTls;
 use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::types::{Shadow, Stage, TrafficTarget};
 
@@ -50,6 +51,39 @@ pub struct ClientArgs {
     /// Print the registry's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// PEM CA certificates to trust for an https:// registry, besides the system's.
+    #[arg(long, env = "SLUICE_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM client certificate, for a registry that requires mutual TLS (--admin-client-ca).
+    #[arg(
+        long,
+        env = "SLUICE_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key",
+        global = true
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "SLUICE_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert",
+        global = true
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn tls(&self) -> ClientTls {
+        ClientTls {
+            ca_opt: self.ca_cert.clone(),
+            identity_opt: self.client_cert.clone().zip(self.client_key.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -109,7 +109,10 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         &client_args.data_dir,
         &client_args.registry_url,
     );
-    let client = RegistryClient::new(&client_args.registry_url, token_opt);
+    let client = match RegistryClient::with_tls(&client_args.registry_url, token_opt, &client_args.tls()) {
+        Ok(client) => client,
+        Err(err) => return report_failure(&err, &client_args.registry_url),
+    };
     let json = client_args.json;
     // A suite's verdict is printed either way; a failure sets the exit code.
     let suite_opt = match &command {

@@ -132,26 +132,35 @@ impl Drop for InFlight {
 const DISCARD_BYTES: usize = 1 << 20;
 const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One of `max_in_flight` slots, or the 503 that refuses the request
-/// without keeping its body: memory stays within `max_in_flight` bodies
+/// Lets a request to `model` in: its predict token, its rate limit, then
+/// one of `max_in_flight` slots. A refused request's body is read and
+/// dropped (up to a bound), never kept, so the client reads the answer
+/// instead of a broken pipe and memory stays within `max_in_flight` bodies
 /// however many clients send at once. A client that asked `Expect:
 /// 100-continue` sends nothing more and is not waited for.
 async fn admit<'a>(
     state: &'a AppState,
+    model: &str,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(tokio::sync::SemaphorePermit<'a>, Body)> {
-    if let Ok(permit) = state.admission.try_acquire() {
-        return Ok((permit, body));
-    }
-    ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
+    let refused = match state.access.check(model, headers) {
+        Err(refused) => refused,
+        Ok(()) => match state.admission.try_acquire() {
+            Ok(permit) => return Ok((permit, body)),
+            Err(_) => {
+                ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
+                Error::TooManyInFlight(state.limits.max_in_flight)
+            }
+        },
+    };
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !expects_continue {
         body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
     }
-    Err(Error::TooManyInFlight(state.limits.max_in_flight))
+    Err(refused)
 }
 
 async fn infer_and_count(
@@ -161,10 +170,11 @@ async fn infer_and_count(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let (_admitted, body) = match admit(state, headers, body).await {
+    let (_admitted, body) = match admit(state, model_name, headers, body).await {
         Ok(admitted) => admitted,
         Err(refused) => {
-            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => "503")
+            let code = refused.status();
+            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code.as_str().to_owned())
                 .increment(1);
             return refused.into_response();
         }
@@ -266,7 +276,7 @@ pub async fn feedback(
     // Only served models take labels: a typo would otherwise be stored for nothing.
     state.routes.load().resolve(&model, None)?;
     // Label bodies count against the same bound as inference's.
-    let (_admitted, body) = admit(&state, &headers, body).await?;
+    let (_admitted, body) = admit(&state, &model, &headers, body).await?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(
         body,

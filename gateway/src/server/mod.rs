@@ -4,8 +4,10 @@
 //! ephemeral port in-process. The accept loop (header read timeout,
 //! drain) is the registry's `listen::serve`; `shutdown` turns readiness off, waits the shutdown
 //! delay, closes the listener, and gives in-flight requests the drain
-//! timeout to finish.
+//! timeout to finish. [`access`] holds the predict tokens and their rate
+//! limits, checked before admission.
 
+pub mod access;
 mod accounting;
 mod body;
 pub mod handlers;
@@ -34,6 +36,7 @@ use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
 use crate::shadow::Shadows;
+use sluice_registry::tls::Tls;
 
 /// What every handler shares. Nothing here is locked on the request path.
 pub struct AppState {
@@ -54,6 +57,8 @@ pub struct AppState {
     /// Inference requests admitted at once (`max_in_flight` permits).
     pub admission: Arc<tokio::sync::Semaphore>,
     pub limits: crate::config::ServerLimits,
+    /// Predict tokens and their rate limits; empty: every model is open.
+    pub access: access::PredictAccess,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -97,6 +102,16 @@ impl Server {
             .local_addr()
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
         let routes = Arc::new(Routes::default());
+        let tls_opt = match config.tls_opt.clone() {
+            Some(files) => Some(Tls::load(files).map_err(Error::Internal)?),
+            None => None,
+        };
+        let tls_opt_logged = tls_opt.is_some();
+        let access = match &config.predict_tokens_opt {
+            Some(path) => access::PredictAccess::load(path).map_err(Error::Internal)?,
+            None => access::PredictAccess::default(),
+        };
+        sluice_registry::tls::describe();
         let health = Arc::new(Health::default());
         let engines = Arc::new(crate::backend::Engines::new(&config.engines));
         let (trips, trips_rx) = mpsc::channel(64);
@@ -151,6 +166,7 @@ impl Server {
             max_request_bytes: config.max_request_bytes,
             admission: admission.clone(),
             limits: config.limits,
+            access,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let source_label = match &config.source {
@@ -204,10 +220,11 @@ impl Server {
         let task = tokio::spawn(sluice_registry::listen::serve(
             listener,
             app,
+            tls_opt,
             config.limits.header_read_timeout,
             shutdown_rx,
         ));
-        tracing::info!(%addr, source = %source_label, "sluice is listening");
+        tracing::info!(%addr, tls = tls_opt_logged, source = %source_label, "sluice is listening");
         Ok(Server {
             addr,
             routes,

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::Inspector;
 use crate::artifacts::ArtifactStore;
-use crate::auth::{Caller, Tokens};
+use crate::auth::{Caller, Role, Tokens};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::rollout::Decided;
@@ -42,6 +42,7 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub inspector: Arc<dyn Inspector>,
     pub max_artifact_bytes: usize,
+    pub upload_idle_timeout: std::time::Duration,
     /// The registry-wide deployments revision, for long-polling watchers.
     pub revision: Arc<RevisionFeed>,
     /// Turns true at shutdown, so long-polls answer at once.
@@ -76,15 +77,13 @@ impl AppState {
             policy: Arc::new(config.policy.clone()),
             inspector,
             max_artifact_bytes: config.max_artifact_bytes,
+            upload_idle_timeout: config.upload_idle_timeout,
             revision: Arc::new(RevisionFeed(watch::channel(revision).0)),
             stopping,
             stats: Arc::new(Stats::default()),
             joiner: Arc::new(joiner),
             data_dir: config.data_dir.clone(),
-            webhooks: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .map_err(|err| Error::Internal(format!("webhook client: {err}")))?,
+            webhooks: webhook_client()?,
         })
     }
 
@@ -143,6 +142,24 @@ impl RevisionFeed {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.subscribe()
     }
+}
+
+/// The client that delivers training-trigger webhooks. `https://` hooks
+/// need the system's CA bundle; a host without one (a distroless image)
+/// still starts, delivers `http://` hooks, and says why the others fail.
+fn webhook_client() -> Result<reqwest::Client> {
+    let timeout = std::time::Duration::from_secs(5);
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .or_else(|err| {
+            tracing::warn!(error = %err, "no system CA certificates: https:// webhooks will fail");
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .tls_certs_only([])
+                .build()
+        })
+        .map_err(|err| Error::Internal(format!("webhook client: {err}")))
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -253,7 +270,18 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|value| value.to_str().unwrap_or_default());
-        state.tokens.authenticate(header_opt)
+        let caller = state.tokens.authenticate(header_opt)?;
+        // Every write also checks its own permission, after its body is
+        // read; this refuses a read-only token before any body is, so that
+        // no write path can forget a viewer.
+        let reads = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+        if !reads && caller.role == Role::Viewer {
+            return Err(Error::Forbidden(format!(
+                "{} has role viewer, which may only read: a change needs a token of role deployer, approver, gateway or admin",
+                caller.actor
+            )));
+        }
+        Ok(caller)
     }
 }
 

@@ -87,17 +87,7 @@ pub async fn upload_artifact(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.is::<http_body_util::LengthLimitError>() {
-                Error::PayloadTooLarge { limit }
-            } else {
-                Error::bad_request(format!("the upload broke off: {err}"))
-            }
-        })?
-        .to_bytes();
+    let bytes = collect_upload(body, limit, state.upload_idle_timeout).await?;
     let (artifact, created) = ingest(&state, &caller.actor, bytes).await?;
     let status = if created {
         StatusCode::CREATED
@@ -105,6 +95,28 @@ pub async fn upload_artifact(
         StatusCode::OK
     };
     Ok((status, Json(artifact)))
+}
+
+/// Reads an upload whole, up to `limit` bytes, giving up on a client that
+/// sends nothing for `idle`. Nothing is stored until every byte is in: a
+/// client that breaks off leaves nothing behind.
+async fn collect_upload(body: axum::body::Body, limit: usize, idle: std::time::Duration) -> Result<Bytes> {
+    let mut body = Limited::new(body, limit);
+    let mut bytes = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(Error::UploadStalled(idle.as_millis() as u64)),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(Err(err))) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(Error::PayloadTooLarge { limit });
+            }
+            Ok(Some(Err(err))) => return Err(Error::bad_request(format!("the upload broke off: {err}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
 }
 
 /// Hashes, loads (to read the signature and prove an engine can run it) and

@@ -170,8 +170,10 @@ pub fn complete_with_version(
     id: u64,
     version: u64,
 ) -> Result<()> {
-    let mut run = get(transaction, id)
-        .map_err(|_| Error::bad_request(format!("lineage.trigger_id: there is no trigger run {id}")))?;
+    let mut run = get(transaction, id).map_err(|err| match err {
+        Error::NotFound(_) => Error::bad_request(format!("lineage.trigger_id: there is no trigger run {id}")),
+        other => other,
+    })?;
     if run.model != model {
         return Err(Error::bad_request(format!(
             "lineage.trigger_id: trigger run {id} is for model '{}', not '{model}'",
