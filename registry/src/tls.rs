@@ -71,10 +71,6 @@ impl Tls {
         }))
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// The acceptor for one new connection, with the current certificate.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.load().config.clone())
