@@ -351,6 +351,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
+    /// A run still going after this many milliseconds is hung: its version is marked unhealthy (not ready, its
+    /// requests answered 503) until the run ends, and ONNX Runtime is told to stop it; tract cannot stop a run
+    /// (0: never) [default: the request timeout, when nobody can still be waiting for the run].
+    #[arg(long, env = "SLUICE_HUNG_RUN_MS")]
+    pub hung_run_ms: Option<u64>,
+
     /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off). hyper
     /// also counts a keep-alive connection's idle time against it: keep it above the idle timeout of the proxies in
     /// front (60 s for most load balancers).
@@ -571,6 +577,10 @@ impl ServeArgs {
                 None => compute_threads.saturating_add(self.compute_queue),
             },
             request_timeout_opt: (self.request_timeout_ms > 0).then(|| millis(self.request_timeout_ms)),
+            hung_run_after_opt: match self.hung_run_ms.unwrap_or(self.request_timeout_ms) {
+                0 => None,
+                hung_ms => Some(millis(hung_ms)),
+            },
             header_read_timeout: millis(self.header_read_timeout_ms),
             body_read_timeout: millis(self.body_read_timeout_ms),
             shutdown_delay: millis(self.shutdown_delay_ms),
@@ -658,6 +668,8 @@ pub struct ServerLimits {
     pub max_in_flight: usize,
     /// A request's deadline when it sets none (`parameters.timeout`).
     pub request_timeout_opt: Option<Duration>,
+    /// How long a run may go before its version is marked unhealthy.
+    pub hung_run_after_opt: Option<Duration>,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     /// Not ready, still serving, before the listener closes.
@@ -672,6 +684,7 @@ impl ServerLimits {
         ServerLimits {
             max_in_flight: threads.saturating_add(queue),
             request_timeout_opt: Some(Duration::from_secs(30)),
+            hung_run_after_opt: Some(Duration::from_secs(30)),
             header_read_timeout: Duration::from_secs(75),
             body_read_timeout: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,

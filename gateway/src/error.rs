@@ -30,6 +30,9 @@ pub enum Error {
     Overloaded,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The version the request routed to has a run past the hang bound.
+    #[error("{0}")]
+    Unhealthy(String),
     /// `--max-in-flight` requests are being served: refused without keeping the body.
     #[error("server is overloaded: {0} requests are in flight, retry later")]
     TooManyInFlight(usize),
@@ -80,9 +83,11 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Overloaded | Error::ShuttingDown | Error::TooManyInFlight(_) | Error::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::Overloaded
+            | Error::ShuttingDown
+            | Error::TooManyInFlight(_)
+            | Error::Unavailable(_)
+            | Error::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

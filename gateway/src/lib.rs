@@ -24,7 +24,9 @@
 //!   (`POST /v2/models/{m}/feedback`) and stores them for the registry to join;
 //! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
 //!   registry's rollouts, [`guard`] stops routing to a canary that fails too
-//!   often; [`error`] is the one place errors become statuses.
+//!   often; [`watchdog`] marks a version whose run hangs unhealthy (its
+//!   requests refused) and has the engine stop the run where it can;
+//!   [`error`] is the one place errors become statuses.
 //!
 //! Off the request path, what to serve comes from one of two sources, each
 //! loading and warming new versions through [`backend`] and swapping the
@@ -62,6 +64,7 @@ pub mod server;
 pub mod shadow;
 pub mod stats;
 pub mod tensor;
+pub mod watchdog;
 
 pub use config::ServeConfig;
 pub use error::{Error, Result};

@@ -20,6 +20,9 @@ pub const RATE_LIMITED: &str = "sluice_rate_limited_total";
 pub const BATCH_SIZE: &str = "sluice_batch_size";
 pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
 pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
+pub const HUNG_RUNS: &str = "sluice_hung_runs_total";
+pub const UNHEALTHY_REFUSED: &str = "sluice_unhealthy_refused_total";
+pub const RUNS_STOPPED: &str = "sluice_runs_stopped_total";
 pub const CONTRACT_VIOLATIONS: &str = "sluice_contract_violations_total";
 pub const CONTRACT_ROWS: &str = "sluice_contract_rows_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
@@ -144,6 +147,18 @@ fn describe() {
     metrics::describe_counter!(
         DEADLINE_EXCEEDED,
         "Inference requests whose deadline expired (their timeout, or --request-timeout-ms), by where they waited"
+    );
+    metrics::describe_counter!(
+        HUNG_RUNS,
+        "Times a version was marked unhealthy because a run went past --hung-run-ms, by model and backend"
+    );
+    metrics::describe_counter!(
+        RUNS_STOPPED,
+        "ONNX Runtime runs stopped because they went past --hung-run-ms (their requests were answered 504)"
+    );
+    metrics::describe_counter!(
+        UNHEALTHY_REFUSED,
+        "Inference requests refused (503) because the version they routed to had a hung run, by model"
     );
     metrics::describe_counter!(
         CONTRACT_VIOLATIONS,

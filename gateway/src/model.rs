@@ -2,6 +2,7 @@
 //! stand between a decoded request and the engine.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{BackendKind, Session};
 use crate::error::{Error, Result};
@@ -154,8 +155,11 @@ pub struct LoadedModel {
     /// Where requests queue to be run together, when the model is batched.
     pub batcher_opt: Option<crate::batcher::Batcher>,
     /// Fast enough to run on the thread that read the request: the hand-off
-    /// to a compute thread and back would cost more than the run.
-    pub runs_inline: bool,
+    /// to a compute thread and back would cost more than the run. Cleared
+    /// for good once a run takes longer than [`crate::watchdog::INLINE_LIMIT`].
+    runs_inline: AtomicBool,
+    /// Its runs in flight, for the watchdog (shared with `session`).
+    pub watch: Arc<crate::watchdog::RunWatch>,
     pub metrics: crate::metrics::ModelMetrics,
     /// Counts since the last report to the registry.
     pub stats: crate::stats::VersionStats,
@@ -175,14 +179,19 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
-        LoadedModel::new_with(name, version, backend, Arc::from(session), None, false)
+        let watch = Arc::new(crate::watchdog::RunWatch::default());
+        let session = Arc::new(crate::watchdog::WatchedSession::new(session, watch.clone()));
+        LoadedModel::new_with(name, version, backend, session, watch, None, false)
     }
 
+    /// `session` must report its runs to `watch` (a
+    /// [`crate::watchdog::WatchedSession`] on it).
     pub fn new_with(
         name: &str,
         version: u64,
         backend: BackendKind,
         session: Arc<dyn Session>,
+        watch: Arc<crate::watchdog::RunWatch>,
         batcher_opt: Option<crate::batcher::Batcher>,
         runs_inline: bool,
     ) -> Arc<Self> {
@@ -196,7 +205,8 @@ impl LoadedModel {
             signature: session.signature().clone(),
             session,
             batcher_opt,
-            runs_inline,
+            runs_inline: AtomicBool::new(runs_inline),
+            watch,
             shadow_metrics: std::sync::OnceLock::new(),
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),
@@ -209,6 +219,24 @@ impl LoadedModel {
     pub fn shadow_metrics(&self) -> &crate::shadow::ShadowMetrics {
         self.shadow_metrics
             .get_or_init(|| crate::shadow::ShadowMetrics::new(&self.name, &self.version_label))
+    }
+
+    /// Whether a request runs on the thread that read it (see `runs_inline`).
+    pub fn runs_inline(&self) -> bool {
+        self.runs_inline.load(Ordering::Relaxed)
+    }
+
+    /// From now on, requests run on the compute pool: a run took too long
+    /// for the thread that reads requests.
+    pub fn stop_inline(&self) {
+        if self.runs_inline.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                model = %self.name,
+                version = self.version,
+                limit_ms = crate::watchdog::INLINE_LIMIT.as_millis() as u64,
+                "a run took longer than an inline run may: this version runs on the compute pool from now on"
+            );
+        }
     }
 
     /// Runs inputs given in signature order; outputs come back in signature order.

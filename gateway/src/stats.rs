@@ -58,9 +58,11 @@ impl Default for VersionStats {
 
 impl VersionStats {
     /// One answered request: its status code and how long it took.
-    pub fn record(&self, code: u16, elapsed: Duration) {
+    /// One answer with `code`; `failed` when it counts against the version
+    /// (see [`version_failed`]; a hung version's refusals count too).
+    pub fn record(&self, code: u16, failed: bool, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if version_failed(code) {
+        if failed {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
         } else if (400..=499).contains(&code) {
             self.client_errors.fetch_add(1, Ordering::Relaxed);
@@ -194,12 +196,16 @@ mod tests {
     #[test]
     fn windows_count_codes_and_latency_and_reset_when_taken() {
         let stats = VersionStats::default();
-        stats.record(200, Duration::from_micros(400));
-        stats.record(200, Duration::from_millis(40));
-        stats.record(400, Duration::from_micros(90));
-        stats.record(500, Duration::from_secs(20));
-        stats.record(503, Duration::from_micros(50));
-        stats.record(crate::server::CLIENT_CLOSED, Duration::from_micros(50));
+        stats.record(200, version_failed(200), Duration::from_micros(400));
+        stats.record(200, version_failed(200), Duration::from_millis(40));
+        stats.record(400, version_failed(400), Duration::from_micros(90));
+        stats.record(500, version_failed(500), Duration::from_secs(20));
+        stats.record(503, version_failed(503), Duration::from_micros(50));
+        stats.record(
+            crate::server::CLIENT_CLOSED,
+            version_failed(crate::server::CLIENT_CLOSED),
+            Duration::from_micros(50),
+        );
         let window = stats.take("m", 3);
         // 503 is the gateway being full; a client hanging up counts against the version.
         assert_eq!(

@@ -176,6 +176,8 @@ pub struct Options {
     pub limits_opt: Option<ServerLimits>,
     /// `--predict-tokens-file`.
     pub predict_tokens_opt: Option<PathBuf>,
+    /// `--inline-below-us`: a model whose warm run beats it runs on the reactor.
+    pub inline_below: Duration,
 }
 
 impl Default for Options {
@@ -191,6 +193,7 @@ impl Default for Options {
             segment_max_age: Duration::from_secs(60),
             limits_opt: None,
             predict_tokens_opt: None,
+            inline_below: sluice_gateway::backend::EngineOptions::default().inline_below,
         }
     }
 }
@@ -283,6 +286,7 @@ impl TestGateway {
         config.segment_limits.max_age = options.segment_max_age;
         config.engines.ort_library_opt = options.with_ort.then(ort_library);
         config.predict_tokens_opt = options.predict_tokens_opt;
+        config.engines.inline_below = options.inline_below;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");

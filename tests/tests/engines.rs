@@ -30,17 +30,17 @@ fn a_model_runs_inline_only_when_its_warm_run_beats_the_threshold_and_it_is_not_
     let model = generous
         .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, None)
         .unwrap();
-    assert!(model.runs_inline);
+    assert!(model.runs_inline());
     let batching = Batching::with_max_batch_size(8);
     let batched = generous
         .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, Some(&batching))
         .unwrap();
-    assert!(!batched.runs_inline, "a batched model queues");
+    assert!(!batched.runs_inline(), "a batched model queues");
     assert!(batched.batcher_opt.is_some());
     let never = with_threshold(Duration::ZERO)
         .load_model("credit_risk", 1, &artifact, BackendChoice::Auto, None)
         .unwrap();
-    assert!(!never.runs_inline);
+    assert!(!never.runs_inline());
 }
 
 #[test]

@@ -2,13 +2,17 @@
 //! locked metadata store answers 503 and changes nothing; a stored artifact
 //! that rotted is never served as a model, and the version serving goes
 //! on; an upload that breaks off or stalls leaves nothing behind, before
-//! or after a restart.
+//! or after a restart; a run that hangs fails its request alone, marks its
+//! version unhealthy until it ends, and ONNX Runtime's is stopped.
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
+use sluice_gateway::config::ServerLimits;
 use sluice_registry_client::types::CreateModel;
-use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, example_model, read_json};
+use sluice_tests::{
+    Options, RegistryOptions, TestGateway, TestRegistry, TestRepository, example_model, read_json,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -181,4 +185,163 @@ async fn an_upload_that_breaks_off_or_stalls_leaves_nothing_behind() {
     let uploaded = dora.upload_artifact_bytes(model.clone()).await.unwrap();
     assert_eq!(uploaded.size, model.len() as u64);
     assert_eq!(stored_artifacts(&registry), 1);
+}
+
+/// A request to `models/test/slow`: the outer product of `size` zeros,
+/// multiplied by itself 24 times (1: microseconds; 1,500: seconds).
+fn slow_request(size: usize) -> Value {
+    json!({"inputs": [{"name": "x", "shape": [1, size], "datatype": "FP32", "data": vec![0.0; size]}]})
+}
+
+/// Polls `probe` every 20 ms until it holds; false after `limit`.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut probe: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if probe().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Sends `slow` (on `backend`) a request that runs for seconds, past a
+/// 400 ms request timeout and hang bound, and checks what everyone else
+/// sees meanwhile. Returns how long after the request the version was
+/// healthy again.
+async fn hang(backend: &str, size: usize) -> Duration {
+    let repository = TestRepository::new()
+        .with_model("slow", 1, &example_model("slow"))
+        .with_config("slow", &format!("backend = \"{backend}\""))
+        .with_model("digits", 1, &example_model("digits"));
+    let bound = Duration::from_millis(400);
+    let mut limits = ServerLimits::for_pool(2, 64);
+    limits.request_timeout_opt = Some(bound);
+    limits.hung_run_after_opt = Some(bound);
+    let options = Options {
+        compute_threads: 2,
+        compute_queue: 64,
+        limits_opt: Some(limits),
+        // On the pool, where a deadline can answer for a run that goes on
+        // (an inline run is demoted to the pool, but only after it started).
+        inline_below: Duration::ZERO,
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    assert_eq!(gateway.serving("slow").backend.name(), backend);
+    let (code, body) = gateway.post_json("/v2/models/slow/infer", &slow_request(1)).await;
+    assert_eq!(code, 200, "{body}");
+
+    let started = Instant::now();
+    let hung = {
+        let client = gateway.client.clone();
+        let url = gateway.url("/v2/models/slow/infer");
+        tokio::spawn(async move {
+            let response = client.post(url).json(&slow_request(size)).send().await.unwrap();
+            (read_json(response).await, started.elapsed())
+        })
+    };
+    // Read from the counter: an ONNX Runtime version may be unhealthy for
+    // only a tick before its run is stopped.
+    let hung_line = |metrics: &str| {
+        metrics.lines().any(|line| {
+            line.starts_with("sluice_hung_runs_total{")
+                && line.contains("model=\"slow\"")
+                && line.contains(&format!("backend=\"{backend}\""))
+        })
+    };
+    let marked = eventually(Duration::from_secs(10), || async {
+        hung_line(&gateway.metrics().await)
+    })
+    .await;
+    assert!(marked, "{backend}: the version was never marked unhealthy");
+    if backend == "tract" {
+        // Its run goes on for seconds: the version is not ready meanwhile.
+        let (code, body) = gateway.get("/v2/models/slow/ready").await;
+        assert_eq!((code, &body["ready"]), (503, &json!(false)), "{body}");
+    }
+    let ((code, body), answered_in) = hung.await.unwrap();
+    assert_eq!(code, 504, "{backend}: {body}");
+    assert!(answered_in < Duration::from_secs(3), "{backend}: {answered_in:?}");
+
+    // While it hangs: its requests are refused at once, other models serve.
+    let refused = gateway
+        .client
+        .post(gateway.url("/v2/models/slow/infer"))
+        .json(&slow_request(1))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let (code, body) = read_json(refused).await;
+    if code == 503 {
+        assert_eq!(retry_after.unwrap(), "1");
+        assert!(body["error"].as_str().unwrap().contains("is unhealthy"), "{body}");
+    } else {
+        // Only if the run ended (or was stopped) in between.
+        assert_eq!(code, 200, "{backend}: {body}");
+        assert_eq!(gateway.get("/v2/models/slow/ready").await.0, 200);
+    }
+    let digits =
+        json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": vec![1.0; 64]}]});
+    let (code, body) = gateway.post_json("/v2/models/digits/infer", &digits).await;
+    assert_eq!(code, 200, "{backend}: {body}");
+
+    // Healthy again once the run is over, and serving.
+    let healthy = eventually(Duration::from_secs(120), || async {
+        gateway.get("/v2/models/slow/ready").await.0 == 200
+    })
+    .await;
+    assert!(healthy, "{backend}: the version never came back");
+    let healthy_after = started.elapsed();
+    let (code, body) = gateway.post_json("/v2/models/slow/infer", &slow_request(1)).await;
+    assert_eq!(code, 200, "{backend}: {body}");
+    healthy_after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_tract_run_fails_alone_and_its_version_is_unhealthy_until_it_ends() {
+    // tract cannot stop a run: the version is back when the run has ended.
+    hang("tract", 1500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_onnx_runtime_run_is_stopped() {
+    // This run alone takes about 6 s on an idle core (2.6 s for 1,500).
+    // Stopped at the bound, at its next node, the version is healthy
+    // again long before.
+    let healthy_after = hang("ort", 2000).await;
+    assert!(healthy_after < Duration::from_secs(5), "{healthy_after:?}");
+    let gateway_metrics = sluice_gateway::metrics::handle().render();
+    let stopped = gateway_metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("sluice_runs_stopped_total "))
+        .and_then(|count| count.parse::<f64>().ok());
+    assert!(stopped.is_some_and(|count| count >= 1.0), "{gateway_metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_model_that_turns_slow_moves_to_the_pool() {
+    let repository = TestRepository::new()
+        .with_model("slow", 1, &example_model("slow"))
+        .with_config("slow", "backend = \"tract\"");
+    let options = Options {
+        // Its warm run (a few hundred µs) counts as fast here.
+        inline_below: Duration::from_millis(50),
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    assert!(gateway.serving("slow").runs_inline());
+    // About 0.3 s of work on the thread that read the request: answered,
+    // and never again on that thread.
+    let (code, body) = gateway
+        .post_json("/v2/models/slow/infer", &slow_request(600))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!gateway.serving("slow").runs_inline());
+    let (code, body) = gateway.post_json("/v2/models/slow/infer", &slow_request(1)).await;
+    assert_eq!(code, 200, "{body}");
 }

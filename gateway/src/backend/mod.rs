@@ -21,6 +21,7 @@ use crate::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::model::{LoadedModel, Signature};
 use crate::tensor::Tensor;
+use crate::watchdog::{RunWatch, WatchedSession};
 
 /// Warm runs timed after the first, to decide whether a model runs inline.
 const WARM_RUNS: usize = 5;
@@ -67,6 +68,14 @@ pub trait Session: Send + Sync {
     /// reactor thread may do.
     fn try_run(&self, inputs: Vec<Tensor>) -> std::result::Result<Result<Vec<Tensor>>, Vec<Tensor>> {
         Ok(self.run(inputs))
+    }
+
+    /// Asks the engine to stop every run that has been going for longer
+    /// than `running_for` (a hung one; see [`crate::watchdog`]) and returns
+    /// how many it asked. An engine that cannot stop a run (tract) asks none.
+    fn interrupt(&self, running_for: Duration) -> usize {
+        let _ = running_for;
+        0
     }
 }
 
@@ -142,7 +151,10 @@ impl Engines {
         let started = Instant::now();
         let signature = onnx::read_signature(artifact)?;
         let (kind, session) = self.load_session(name, version, artifact, &signature, choice)?;
-        let session: Arc<dyn Session> = Arc::from(session);
+        // The batcher and the model share one watched session: every run,
+        // batched or not, is seen by the watchdog.
+        let watch = Arc::new(RunWatch::default());
+        let session: Arc<dyn Session> = Arc::new(WatchedSession::new(session, watch.clone()));
         let label = version.to_string();
         let batcher_opt = batching_opt.and_then(|batching| {
             Batcher::start(name, &label, session.clone(), batching)
@@ -165,7 +177,7 @@ impl Engines {
             .min()
             .unwrap_or(Duration::MAX);
         let runs_inline = batcher_opt.is_none() && warm < self.inline_below;
-        let model = LoadedModel::new_with(name, version, kind, session, batcher_opt, runs_inline);
+        let model = LoadedModel::new_with(name, version, kind, session, watch, batcher_opt, runs_inline);
         let elapsed = started.elapsed();
         metrics::histogram!(crate::metrics::MODEL_LOAD_DURATION, "model" => name.to_string(), "backend" => kind.name())
             .record(elapsed.as_secs_f64());

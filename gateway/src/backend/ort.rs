@@ -3,14 +3,17 @@
 //!
 //! `ort::Session::run` takes `&mut self`: each model holds a small pool of
 //! sessions and a run takes whichever is free, so concurrent requests do not
-//! queue on one lock.
+//! queue on one lock. Each run has its own `RunOptions`, kept where the
+//! watchdog can reach it: a hung run is terminated at its next node.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use ort::environment::Environment;
-use ort::session::Session as OrtSession;
+use ort::session::{RunOptions, Session as OrtSession};
 use ort::value::{DynValue, Tensor as OrtTensor};
 
 use super::{Backend, Session};
@@ -70,6 +73,7 @@ impl Backend for OrtBackend {
             .map(|_| self.new_session(artifact).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(OrtPool {
+            running: sessions.iter().map(|_| ArcSwapOption::empty()).collect(),
             sessions,
             next: AtomicUsize::new(0),
             signature: signature.clone(),
@@ -79,49 +83,87 @@ impl Backend for OrtBackend {
 
 struct OrtPool {
     sessions: Vec<Mutex<OrtSession>>,
+    /// The run on each session, if one is going: what `interrupt` stops.
+    running: Vec<ArcSwapOption<Running>>,
     next: AtomicUsize,
     signature: Signature,
 }
 
+/// One run in progress, with the options that can terminate it.
+struct Running {
+    started: Instant,
+    options: RunOptions,
+    stopped: AtomicBool,
+}
+
+/// Clears a session's running slot when its run ends, however it ends.
+struct RunningSlot<'a>(&'a ArcSwapOption<Running>);
+
+impl Drop for RunningSlot<'_> {
+    fn drop(&mut self) {
+        self.0.store(None);
+    }
+}
+
 impl OrtPool {
     /// A free session if there is one, else waits on the next in turn.
-    fn acquire(&self) -> MutexGuard<'_, OrtSession> {
+    fn acquire(&self) -> (usize, MutexGuard<'_, OrtSession>) {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
         self.try_acquire_from(start).unwrap_or_else(|| {
             // A panic inside ONNX Runtime cannot leave the session half-mutated
             // from our side, so a poisoned lock is still usable.
-            self.sessions[start]
+            let guard = self.sessions[start]
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (start, guard)
         })
     }
 
     /// A free session, starting the search at `start`; `None` when all are busy.
-    fn try_acquire_from(&self, start: usize) -> Option<MutexGuard<'_, OrtSession>> {
+    fn try_acquire_from(&self, start: usize) -> Option<(usize, MutexGuard<'_, OrtSession>)> {
         let count = self.sessions.len();
-        (0..count).find_map(
-            |offset| match self.sessions[(start + offset) % count].try_lock() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        (0..count).find_map(|offset| {
+            let index = (start + offset) % count;
+            match self.sessions[index].try_lock() {
+                Ok(guard) => Some((index, guard)),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some((index, poisoned.into_inner())),
                 Err(std::sync::TryLockError::WouldBlock) => None,
-            },
-        )
+            }
+        })
     }
 
-    fn run_on(&self, session: &mut OrtSession, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn run_on(&self, index: usize, session: &mut OrtSession, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let values = inputs
             .into_iter()
             .zip(&self.signature.inputs)
             .map(|(tensor, spec)| Ok((spec.name.as_str(), to_ort(tensor)?)))
             .collect::<Result<Vec<_>>>()?;
-        let outputs = session.run(values).map_err(|err| match err.code() {
-            // ONNX Runtime judged the input itself invalid (an index out of
-            // range, say): the client's mistake, as Triton reports it.
-            ort::ErrorCode::InvalidArgument => {
-                Error::bad_request(format!("the model rejected the input: {err}"))
-            }
-            _ => Error::Inference(err.to_string()),
-        })?;
+        let options = RunOptions::new()
+            .map_err(|err| Error::Internal(format!("creating onnx runtime run options: {err}")))?;
+        let running = Arc::new(Running {
+            started: Instant::now(),
+            options,
+            stopped: AtomicBool::new(false),
+        });
+        self.running[index].store(Some(running.clone()));
+        let _slot = RunningSlot(&self.running[index]);
+        let outputs = session
+            .run_with_options(values, &running.options)
+            .map_err(|err| match err.code() {
+                _ if running.stopped.load(Ordering::Acquire) => {
+                    metrics::counter!(crate::metrics::RUNS_STOPPED).increment(1);
+                    Error::DeadlineExceeded(format!(
+                        "the run was stopped after {} ms, past the hang bound (--hung-run-ms)",
+                        running.started.elapsed().as_millis()
+                    ))
+                }
+                // ONNX Runtime judged the input itself invalid (an index out of
+                // range, say): the client's mistake, as Triton reports it.
+                ort::ErrorCode::InvalidArgument => {
+                    Error::bad_request(format!("the model rejected the input: {err}"))
+                }
+                _ => Error::Inference(err.to_string()),
+            })?;
         self.signature
             .outputs
             .iter()
@@ -141,16 +183,34 @@ impl Session for OrtPool {
     }
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let mut session = self.acquire();
-        self.run_on(&mut session, inputs)
+        let (index, mut session) = self.acquire();
+        self.run_on(index, &mut session, inputs)
     }
 
     fn try_run(&self, inputs: Vec<Tensor>) -> std::result::Result<Result<Vec<Tensor>>, Vec<Tensor>> {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
         match self.try_acquire_from(start) {
-            Some(mut session) => Ok(self.run_on(&mut session, inputs)),
+            Some((index, mut session)) => Ok(self.run_on(index, &mut session, inputs)),
             None => Err(inputs),
         }
+    }
+
+    fn interrupt(&self, running_for: Duration) -> usize {
+        let mut asked = 0;
+        for slot in &self.running {
+            let Some(running) = slot.load_full() else {
+                continue;
+            };
+            if running.started.elapsed() > running_for {
+                // Set first: the run's error must read as stopped, not failed.
+                running.stopped.store(true, Ordering::Release);
+                match running.options.terminate() {
+                    Ok(()) => asked += 1,
+                    Err(err) => tracing::warn!(%err, "onnx runtime refused to terminate a hung run"),
+                }
+            }
+        }
+        asked
     }
 }
 

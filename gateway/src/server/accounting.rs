@@ -45,11 +45,19 @@ impl<'a> Accounting<'a> {
 
     /// The request was answered with `code`.
     pub fn finish(mut self, code: u16) {
-        self.record(code);
+        self.record(code, crate::stats::version_failed(code));
         self.done = true;
     }
 
-    fn record(&self, code: u16) {
+    /// The request was refused with `code` for the version's own fault (a
+    /// hung run): it counts against the version whatever the code, so a
+    /// hung canary fails its guard and its rollout checks.
+    pub fn finish_version_fault(mut self, code: u16) {
+        self.record(code, true);
+        self.done = true;
+    }
+
+    fn record(&self, code: u16, failed: bool) {
         let elapsed = self.started.elapsed();
         let model = &self.model;
         model.metrics.count(code);
@@ -58,9 +66,9 @@ impl<'a> Accounting<'a> {
         if self.pinned {
             return;
         }
-        model.stats.record(code, elapsed);
+        model.stats.record(code, failed, elapsed);
         let limits = self.state.guard_limits;
-        if self.canary && model.guard.record(crate::stats::version_failed(code), limits) {
+        if self.canary && model.guard.record(failed, limits) {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),
@@ -75,7 +83,7 @@ impl<'a> Accounting<'a> {
 impl Drop for Accounting<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.record(CLIENT_CLOSED);
+            self.record(CLIENT_CLOSED, true);
         }
     }
 }

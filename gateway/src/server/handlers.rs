@@ -77,11 +77,19 @@ pub async fn version_ready(
     model_readiness(&state, &model, Some(&version))
 }
 
-/// A version in the table has been loaded and warmed: it is ready by construction.
+/// A version in the table has been loaded and warmed: it is ready unless
+/// one of its runs hangs (see [`crate::watchdog`]); then 503, as for the server.
 fn model_readiness(state: &AppState, model: &str, version_opt: Option<&str>) -> Result<Response> {
     let table = state.routes.load();
     let loaded = table.resolve(model, version_opt)?;
-    Ok(Json(json!({ "name": loaded.name, "version": loaded.version_label, "ready": true })).into_response())
+    let ready = !loaded.watch.is_hung();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "name": loaded.name, "version": loaded.version_label, "ready": ready });
+    Ok((status, Json(body)).into_response())
 }
 
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
@@ -154,13 +162,20 @@ async fn admit<'a>(
             }
         },
     };
+    Err(refuse(refused, headers, body).await)
+}
+
+/// Reads and drops a refused request's body (up to a bound), so that its
+/// client reads the answer instead of a broken pipe; a client that asked
+/// `Expect: 100-continue` sends nothing more and is not waited for.
+async fn refuse(refused: Error, headers: &HeaderMap, body: Body) -> Error {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !expects_continue {
         body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
     }
-    Err(refused)
+    refused
 }
 
 async fn infer_and_count(
@@ -207,6 +222,22 @@ async fn infer_and_count(
         }
     };
     let accounting = Accounting::new(state, model.clone(), canary, pinned, started);
+    if model.watch.is_hung() {
+        // Refused at once rather than queued behind the hung run, and
+        // counted against the version: a hung canary fails its checks.
+        ::metrics::counter!(metrics::UNHEALTHY_REFUSED, "model" => model.name.clone()).increment(1);
+        let unhealthy = Error::Unhealthy(format!(
+            "model '{}' version {} is unhealthy: one of its runs has gone past the hang bound; retry later",
+            model.name, model.version
+        ));
+        let mut response = refuse(unhealthy, headers, body).await.into_response();
+        response.headers_mut().insert(
+            HeaderName::from_static(MODEL_VERSION_HEADER),
+            HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
+        );
+        accounting.finish_version_fault(response.status().as_u16());
+        return response;
+    }
     let mirrors = Mirrors {
         shadow_opt,
         compare_with_opt,

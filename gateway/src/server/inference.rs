@@ -124,7 +124,7 @@ pub(super) async fn run(
     let shadows = state.shadows.clone();
     // A model faster than the hand-off runs right here when the body is
     // small and plain: its whole request costs a few microseconds.
-    let inline = model.runs_inline && raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
+    let inline = model.runs_inline() && raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
     // Otherwise decompression, decoding, the run and encoding are CPU work
     // for a compute thread (or a batch executor), never for the reactor.
     let work = move || -> Result<Step> {
@@ -218,6 +218,13 @@ pub(super) async fn run(
         // A panicking engine fails this request alone, as on the pool.
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
+        // An input that makes this model slow held the reactor thread: no
+        // more of that (the watchdog does the same for a run still going).
+        if let Ok(Step::Answered(_, computed)) = &step
+            && *computed > crate::watchdog::INLINE_LIMIT
+        {
+            model.stop_inline();
+        }
         (step, Duration::ZERO)
     } else {
         let (step, timing) = within(give_up_opt, "compute", &abandoned, state.compute.run(work)).await?;

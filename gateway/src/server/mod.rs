@@ -209,6 +209,9 @@ impl Server {
             Source::Registry { client, .. } => Some(client.clone()),
             Source::Repository(_) => None,
         };
+        if let Some(hung_after) = config.limits.hung_run_after_opt {
+            crate::watchdog::spawn(routes.clone(), hung_after, shutdown_rx.clone());
+        }
         tokio::spawn(crate::guard::run(
             trips_rx,
             routes.clone(),

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Overload: hold a gateway at several times what it can serve, for minutes.
+
+Starts `sluice serve` on the example repository with a small admission
+bound, measures what it serves at capacity (closed model, exactly
+`--max-in-flight` connections), then sends an open-model schedule at
+`--factor` times that throughput for `--minutes`, sampling the gateway's
+resident memory every `--sample-s` seconds. The promise checked:
+
+- memory: the largest RSS under overload stays within twice the largest
+  RSS at capacity (the bodies of refused requests are never kept);
+- latency: the p99 of admitted requests under overload stays within
+  `--p99-factor` times the p99 at capacity plus 5 ms (admission holds the
+  queue at the same depth, so the excess is refused, not queued);
+- refusals: the excess is answered 503 (fast), and nothing else fails.
+
+Not in CI (it runs for minutes). Release builds first:
+
+    cargo build --release -p sluice-gateway -p sluice-loadtest
+    python3 scripts/overload.py --minutes 3
+
+It writes `overload.json` and `overload.csv` (the RSS samples) to `--out`
+and prints a summary; exit 0 when every promise held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pathlib
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Sampler(threading.Thread):
+    """RSS of one process every `period` seconds, tagged with a phase."""
+
+    def __init__(self, pid: int, period: float) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.period = period
+        self.phase = "idle"
+        self.samples: list[tuple[float, str, float]] = []
+        self.stopped = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.samples.append((time.monotonic() - self.t0, self.phase, rss_mib(self.pid)))
+            self.stopped.wait(self.period)
+
+    def peak(self, phase: str) -> float:
+        return max(rss for _, tagged, rss in self.samples if tagged == phase)
+
+
+def loadtest(args: argparse.Namespace, url: str, body: pathlib.Path, extra: list[str]) -> dict:
+    command = [args.loadtest, url, "--body", str(body), "--json", "--threads", "1", "--timeout", "30s", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if not done.stdout.strip():
+        raise RuntimeError(f"loadtest printed nothing (exit {done.returncode}): {done.stderr}")
+    return json.loads(done.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="how long the overload lasts (default 3)")
+    parser.add_argument("--factor", type=float, default=4.0, help="overload rate over capacity (default 4)")
+    parser.add_argument("--max-in-flight", type=int, default=32, help="the gateway's admission bound (default 32)")
+    parser.add_argument("--compute-threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=256, help="the generator's connections under overload")
+    parser.add_argument("--rows", type=int, default=64, help="digits rows per request (default 64)")
+    parser.add_argument("--p99-factor", type=float, default=1.5)
+    parser.add_argument("--sample-s", type=float, default=2.0)
+    parser.add_argument("--out", help="output directory (default: a new one under /tmp)")
+    parser.add_argument("--sluice", default=str(ROOT / "target/release/sluice"))
+    parser.add_argument("--loadtest", default=str(ROOT / "target/release/sluice-loadtest"))
+    args = parser.parse_args()
+    out = pathlib.Path(args.out or tempfile.mkdtemp(prefix="sluice-overload-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    rng = random.Random(7)
+    body = out / "digits.json"
+    pixels = [round(rng.uniform(0, 16), 1) for _ in range(args.rows * 64)]
+    body.write_text(json.dumps({"inputs": [
+        {"name": "pixels", "shape": [args.rows, 64], "datatype": "FP32", "data": pixels}]}))
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    log = open(out / "gateway.log", "wb")
+    gateway = subprocess.Popen(
+        [args.sluice, "serve", "--model-repository", str(ROOT / "models/repository"),
+         "--listen", f"127.0.0.1:{port}", "--compute-threads", str(args.compute_threads),
+         "--max-in-flight", str(args.max_in_flight), "--log", "warn"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if gateway.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start: see {out}/gateway.log")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+        sampler = Sampler(gateway.pid, args.sample_s)
+        sampler.start()
+        loadtest(args, url, body, ["--connections", str(args.max_in_flight), "--duration", "5s"])  # warm-up
+        sampler.phase = "capacity"
+        capacity = loadtest(args, url, body, ["--connections", str(args.max_in_flight), "--duration", "30s"])
+        capacity_rps = capacity["achieved_rps"]
+        rate = capacity_rps * args.factor
+        sampler.phase = "overload"
+        overload = loadtest(args, url, body, [
+            "--rate", f"{rate:.0f}", "--connections", str(args.connections),
+            "--duration", f"{args.minutes * 60:.0f}s", "--spin", "0"])
+        sampler.phase = "after"
+        time.sleep(args.sample_s * 2)
+        sampler.stopped.set()
+        sampler.join()
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+        log.close()
+
+    with open(out / "overload.csv", "w", newline="", encoding="ascii") as samples:
+        writer = csv.writer(samples)
+        writer.writerow(["seconds", "phase", "rss_mib"])
+        writer.writerows((f"{t:.1f}", phase, f"{rss:.1f}") for t, phase, rss in sampler.samples)
+
+    total = overload["total"]
+    refused = total["errors"].get("status 503", 0)
+    other_errors = {cls: n for cls, n in total["errors"].items() if cls != "status 503"}
+    capacity_p99 = capacity["total"]["latency_ms"]["service"]["p99"]
+    admitted_p99 = total["latency_ms"]["service"]["p99"]
+    p99_bound = capacity_p99 * args.p99_factor + 5.0
+    rss_capacity = sampler.peak("capacity")
+    rss_overload = sampler.peak("overload")
+    checks = {
+        "memory within 2x capacity": rss_overload <= 2 * rss_capacity,
+        f"admitted p99 within {args.p99_factor}x capacity p99 + 5 ms": admitted_p99 <= p99_bound,
+        "excess refused with 503": refused > 0,
+        "no other failure": not other_errors and capacity["total"]["errors"] == {},
+        "generator kept its schedule": overload["generator"]["kept_schedule"],
+    }
+    summary = {
+        "max_in_flight": args.max_in_flight,
+        "compute_threads": args.compute_threads,
+        "rows_per_request": args.rows,
+        "capacity_rps": round(capacity_rps, 1),
+        "capacity_p50_ms": capacity["total"]["latency_ms"]["service"]["p50"],
+        "capacity_p99_ms": capacity_p99,
+        "overload_target_rps": round(rate, 1),
+        "overload_minutes": args.minutes,
+        "overload_requests": total["requests"],
+        "overload_admitted_ok": total["ok"],
+        "overload_admitted_rps": round(total["ok"] / overload["duration_s"], 1),
+        "overload_refused_503": refused,
+        "overload_other_errors": other_errors,
+        "admitted_p50_ms": total["latency_ms"]["service"]["p50"],
+        "admitted_p99_ms": admitted_p99,
+        "admitted_p99_bound_ms": round(p99_bound, 2),
+        "refused_p99_ms_note": "refusals are not in the latency histograms (successes only)",
+        "rss_idle_mib": round(sampler.peak("idle"), 1),
+        "rss_capacity_peak_mib": round(rss_capacity, 1),
+        "rss_overload_peak_mib": round(rss_overload, 1),
+        "rss_after_mib": round(sampler.peak("after"), 1),
+        "checks": checks,
+        "verdict": "PASS" if all(checks.values()) else "FAIL",
+    }
+    (out / "overload.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    print(f"results in {out}")
+    return 0 if summary["verdict"] == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
