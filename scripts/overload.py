@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Overload: hold a gateway at several times what it can serve, for minutes.
+"""Overload: offer a gateway twice what it can serve, for minutes.
 
 Starts `sluice serve` on the example repository with a small admission
 bound, measures what it serves at capacity (closed model, exactly
@@ -8,11 +8,20 @@ bound, measures what it serves at capacity (closed model, exactly
 resident memory every `--sample-s` seconds. The promise checked:
 
 - memory: the largest RSS under overload stays within twice the largest
-  RSS at capacity (the bodies of refused requests are never kept);
+  RSS at capacity (the bodies of refused requests are never kept), and
+  does not grow: the last third of the overload peaks within 4 MiB of the
+  first third;
 - latency: the p99 of admitted requests under overload stays within
-  `--p99-factor` times the p99 at capacity plus 5 ms (admission holds the
-  queue at the same depth, so the excess is refused, not queued);
-- refusals: the excess is answered 503 (fast), and nothing else fails.
+  `--p99-factor` (3) times the p99 at capacity plus 5 ms (admission holds
+  the queue at the same depth, so the excess is refused, not queued; the
+  factor leaves room for the refusals and the generator, which take cores
+  from the model here), and does not grow: the median of the per-second
+  p99s in the last third is within 1.5 times that of the first, plus 2 ms;
+- refusals: the excess is answered 503 (fast), and nothing else fails;
+- the generator offered the scheduled load (at least 95% of it sent).
+
+On a 2-core machine the generator shares the cores with the gateway, and
+past about twice the capacity it can no longer send on schedule.
 
 Not in CI (it runs for minutes). Release builds first:
 
@@ -32,6 +41,7 @@ import os
 import pathlib
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +86,12 @@ class Sampler(threading.Thread):
     def peak(self, phase: str) -> float:
         return max(rss for _, tagged, rss in self.samples if tagged == phase)
 
+    def thirds(self, phase: str) -> tuple[float, float]:
+        """Peak RSS of the first and of the last third of a phase."""
+        values = [rss for _, tagged, rss in self.samples if tagged == phase]
+        third = max(1, len(values) // 3)
+        return max(values[:third]), max(values[-third:])
+
 
 def loadtest(args: argparse.Namespace, url: str, body: pathlib.Path, extra: list[str]) -> dict:
     command = [args.loadtest, url, "--body", str(body), "--json", "--threads", "1", "--timeout", "30s", *extra]
@@ -88,12 +104,12 @@ def loadtest(args: argparse.Namespace, url: str, body: pathlib.Path, extra: list
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="how long the overload lasts (default 3)")
-    parser.add_argument("--factor", type=float, default=4.0, help="overload rate over capacity (default 4)")
+    parser.add_argument("--factor", type=float, default=2.0, help="overload rate over capacity (default 2)")
     parser.add_argument("--max-in-flight", type=int, default=32, help="the gateway's admission bound (default 32)")
     parser.add_argument("--compute-threads", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=256, help="the generator's connections under overload")
+    parser.add_argument("--connections", type=int, default=128, help="the generator's connections under overload")
     parser.add_argument("--rows", type=int, default=64, help="digits rows per request (default 64)")
-    parser.add_argument("--p99-factor", type=float, default=1.5)
+    parser.add_argument("--p99-factor", type=float, default=3.0)
     parser.add_argument("--sample-s", type=float, default=2.0)
     parser.add_argument("--out", help="output directory (default: a new one under /tmp)")
     parser.add_argument("--sluice", default=str(ROOT / "target/release/sluice"))
@@ -163,12 +179,20 @@ def main() -> int:
     p99_bound = capacity_p99 * args.p99_factor + 5.0
     rss_capacity = sampler.peak("capacity")
     rss_overload = sampler.peak("overload")
+    rss_first, rss_last = sampler.thirds("overload")
+    scheduled = rate * overload["duration_s"]
+    per_second = [second["p99_ms"] for second in overload["timeline"] if second["completed"] > 0]
+    third = max(1, len(per_second) // 3)
+    p99_first = statistics.median(per_second[:third])
+    p99_last = statistics.median(per_second[-third:])
     checks = {
         "memory within 2x capacity": rss_overload <= 2 * rss_capacity,
+        "memory not growing": rss_last <= rss_first + 4.0,
+        "p99 not growing": p99_last <= 1.5 * p99_first + 2.0,
         f"admitted p99 within {args.p99_factor}x capacity p99 + 5 ms": admitted_p99 <= p99_bound,
         "excess refused with 503": refused > 0,
         "no other failure": not other_errors and capacity["total"]["errors"] == {},
-        "generator kept its schedule": overload["generator"]["kept_schedule"],
+        "scheduled load offered": total["requests"] >= 0.95 * scheduled,
     }
     summary = {
         "max_in_flight": args.max_in_flight,
@@ -187,11 +211,16 @@ def main() -> int:
         "admitted_p50_ms": total["latency_ms"]["service"]["p50"],
         "admitted_p99_ms": admitted_p99,
         "admitted_p99_bound_ms": round(p99_bound, 2),
+        "per_second_p99_median_first_third_ms": round(p99_first, 2),
+        "per_second_p99_median_last_third_ms": round(p99_last, 2),
         "refused_p99_ms_note": "refusals are not in the latency histograms (successes only)",
         "rss_idle_mib": round(sampler.peak("idle"), 1),
         "rss_capacity_peak_mib": round(rss_capacity, 1),
         "rss_overload_peak_mib": round(rss_overload, 1),
+        "rss_overload_first_third_peak_mib": round(rss_first, 1),
+        "rss_overload_last_third_peak_mib": round(rss_last, 1),
         "rss_after_mib": round(sampler.peak("after"), 1),
+        "generator_late_fraction": overload["generator"]["late_fraction"],
         "checks": checks,
         "verdict": "PASS" if all(checks.values()) else "FAIL",
     }
