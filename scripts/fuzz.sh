@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh                 # 60 s per target, the release profile
 #   SECONDS_PER_TARGET=300 scripts/fuzz.sh onnx_tract
 #   FUZZ_PROFILE=dev scripts/fuzz.sh  # what CI runs: builds in half the time
+#   FUZZ_JOBS=1 scripts/fuzz.sh       # one target at a time (default: one per core)
 #
 # Stable Rust works: without a sanitizer (`-s none`) cargo fuzz needs no
 # nightly flag. New inputs the fuzzer keeps land in fuzz/corpus/; minimize
@@ -22,9 +23,11 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && mapfile -t targets < <(cargo fuzz list)
 cargo fuzz build -s none "${profile[@]}"
-for target in "${targets[@]}"; do
-  echo "fuzzing $target for ${seconds} s"
-  # A scratch copy of the corpus: a bounded run must not grow the committed one.
+
+# One target, its corpus copied aside: a bounded run must not grow the
+# committed one. Prints its summary when done; fails on a crash.
+fuzz_one() {
+  local target=$1 scratch log
   scratch=$(mktemp -d)
   cp -r "fuzz/corpus/$target/." "$scratch/"
   log="$scratch.log"
@@ -33,8 +36,30 @@ for target in "${targets[@]}"; do
     >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $target failed: its input is in fuzz/artifacts/$target/" >&2
-    exit 1
+    return 1
   fi
-  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+  echo "fuzzed $target for ${seconds} s: $(grep -E '^Done' "$log" || echo 'no summary')"
+  grep -E '^stat::peak_rss_mb' "$log" | sed "s/^/  $target /" || true
   rm -rf "$scratch" "$log"
+}
+
+# A target per core at once (each libFuzzer run is one process on one
+# core): the whole run takes a minute per core's share of the targets.
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+failed=0
+running=0
+for target in "${targets[@]}"; do
+  # `wait -n` reaps one job each call, finished before it or not.
+  if [ "$running" -ge "$jobs_max" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+  echo "fuzzing $target for ${seconds} s"
+  fuzz_one "$target" &
+  running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+exit "$failed"

@@ -1,7 +1,7 @@
 //! Security at both listeners, over real sockets: HTTPS with a certificate
-//! reloaded while serving, mutual TLS on the registry's admin API, the
-//! embedded gateway following its registry over TLS; predict tokens and
-//! their rate limits.
+//! reloaded while serving, mutual TLS on the registry's admin API (for the
+//! CLI's client and a remote gateway's), the embedded gateway following its
+//! registry over TLS; predict tokens and their rate limits.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -187,6 +187,45 @@ async fn the_admin_api_asks_for_a_client_certificate_under_mutual_tls() {
         matches!(unauthenticated, ClientError::Api { status: 401, .. }),
         "{unauthenticated:?}"
     );
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_gateway_follows_a_mutual_tls_registry_with_its_client_certificate() {
+    let dir = TempDir::new().unwrap();
+    let (server_ca, clients_ca, stranger_ca) = (
+        TestCa::new("servers"),
+        TestCa::new("clients"),
+        TestCa::new("stranger"),
+    );
+    let (registry, token) = registry_with_mutual_tls(dir.path(), &server_ca, &clients_ca).await;
+    let url = format!("https://localhost:{}", registry.addr.port());
+    let server_ca_file = server_ca.write(dir.path(), "servers-ca.pem");
+    // As `sluice serve --registry URL --registry-ca-cert --registry-client-cert
+    // --registry-client-key` builds it.
+    let gateway = async |name: &str, identity: sluice_tests::pki::Issued| {
+        let tls = ClientTls {
+            ca_opt: Some(server_ca_file.clone()),
+            identity_opt: Some((identity.cert, identity.key)),
+        };
+        let client = RegistryClient::with_tls(&url, Some(token.clone()), &tls).unwrap();
+        let config = ServeConfig::for_registry(client, dir.path().join(name));
+        Server::start(config, ephemeral().await).await.unwrap()
+    };
+    let ours = gateway("ours", clients_ca.issue(dir.path(), "gw", &["gw"])).await;
+    let rogue = gateway("rogue", stranger_ca.issue(dir.path(), "rogue", &["gw"])).await;
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = |server: &Server| format!("http://{}/v2/health/ready", server.addr);
+    // Ready once it has read the deployments (none) over mutual TLS.
+    eventually("the gateway with a client certificate is ready", async || {
+        status(&plain, &ready(&ours)).await.ok() == Some(200)
+    })
+    .await;
+    // One of another CA gets no TLS session, so it never reads them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&plain, &ready(&rogue)).await.unwrap(), 503);
+    ours.shutdown().await.unwrap();
+    rogue.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
 
