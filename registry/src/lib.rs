@@ -139,6 +139,7 @@ impl Registry {
             _ => addr,
         };
         monitor::describe();
+        rollout::describe();
         tls::describe();
         tokio::spawn(monitor::run(
             state.clone(),

@@ -26,6 +26,25 @@ use crate::stats::{Stats, now_ms};
 use crate::store::events::{self, Change};
 use crate::store::{deployments, now, rollouts, versions};
 
+/// Rollout events by model and kind (start, interval.passed, interval.failed,
+/// promote, rollback, abort, pause, resume), counted as they are recorded:
+/// what alerts on a rollback and annotates the dashboard.
+pub const ROLLOUT_EVENTS: &str = "sluice_rollout_events_total";
+/// The canary's weight while a rollout runs, 0 once it ends: its steps.
+pub const ROLLOUT_CANARY_WEIGHT: &str = "sluice_rollout_canary_weight";
+
+/// Describes the rollout metrics (once, where a recorder is installed).
+pub fn describe() {
+    metrics::describe_counter!(
+        ROLLOUT_EVENTS,
+        "Rollout events by model and event (start, interval.passed, interval.failed, promote, rollback, abort, ...)"
+    );
+    metrics::describe_gauge!(
+        ROLLOUT_CANARY_WEIGHT,
+        "Percent of a model's traffic on its rollout's canary; 0 when no rollout runs"
+    );
+}
+
 /// The actor of the controller's own changes in the audit log.
 pub const ACTOR: &str = "rollout";
 
@@ -557,6 +576,12 @@ fn set_weights(
     body.reason = Some(reason.to_string());
     let written = deployments::set(transaction, policy, actor, &rollout.model, &body)?;
     rollout.deployment_revision = written.revision;
+    let weight = if rollout.status.is_active() {
+        rollout.canary_weight
+    } else {
+        0
+    };
+    metrics::gauge!(ROLLOUT_CANARY_WEIGHT, "model" => rollout.model.clone()).set(f64::from(weight));
     Ok(written.revision)
 }
 
@@ -577,6 +602,15 @@ fn record(
         reason: reason.as_deref(),
     };
     events::append(transaction, change, None::<&()>, Some(rollout))?;
+    // Counted with its audit event; a transaction that then fails to commit
+    // (rare: the database failing) leaves one event too many here.
+    let event = action.strip_prefix("rollout.").unwrap_or(action).to_string();
+    metrics::counter!(ROLLOUT_EVENTS, "model" => rollout.model.clone(), "event" => event).increment(1);
+    // Every way a rollout ends is recorded here, some without new weights
+    // (an abort because the traffic was changed by hand).
+    if !rollout.status.is_active() {
+        metrics::gauge!(ROLLOUT_CANARY_WEIGHT, "model" => rollout.model.clone()).set(0.0);
+    }
     Ok(())
 }
 

@@ -210,6 +210,16 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
             .unwrap_or_default()
             .contains("error rate")
     );
+    // What the SluiceRolloutRolledBack alert reads (deploy/monitoring/).
+    let metrics = sluice_gateway::metrics::handle().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("sluice_rollout_events_total{")
+                && line.contains(&format!("model=\"{MODEL}\""))
+                && line.contains("event=\"rollback\"")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

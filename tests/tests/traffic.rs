@@ -135,9 +135,16 @@ async fn a_shadow_changes_no_response_and_its_comparison_is_right() {
             .find_map(|line| line.strip_prefix(&prefix))
             .map_or(0.0, |value| value.parse().unwrap())
     };
+    let batch = fixture(MODEL)["request"]["inputs"][0]["shape"][0]
+        .as_f64()
+        .unwrap();
     let metrics = loop {
         let metrics = gateway.metrics().await;
-        if series("sluice_shadow_requests_total", &metrics) >= MIRRORED as f64 {
+        // Both counters: the shadow thread adds a request, then its rows,
+        // and a scrape can fall in between.
+        if series("sluice_shadow_requests_total", &metrics) >= MIRRORED as f64
+            && series("sluice_shadow_compared_rows_total", &metrics) >= MIRRORED as f64 * batch
+        {
             break metrics;
         }
         assert!(
@@ -146,9 +153,6 @@ async fn a_shadow_changes_no_response_and_its_comparison_is_right() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    let batch = fixture(MODEL)["request"]["inputs"][0]["shape"][0]
-        .as_f64()
-        .unwrap();
     let rows = series("sluice_shadow_compared_rows_total", &metrics);
     assert_eq!(rows, MIRRORED as f64 * batch, "every row of every request");
     assert_eq!(series("sluice_shadow_agreements_total", &metrics), rows);

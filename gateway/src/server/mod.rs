@@ -116,7 +116,13 @@ impl Server {
         let engines = Arc::new(crate::backend::Engines::new(&config.engines));
         let (trips, trips_rx) = mpsc::channel(64);
         let guarded = Guarded::default();
-        let gateway_id = format!("{addr}/{}", std::process::id());
+        // Pods of a Deployment share their address (0.0.0.0:8080) and pid
+        // (1): the host name (the pod's name) tells them apart, in the
+        // registry's statistics and in log segment names on a shared volume.
+        let gateway_id = match std::env::var("HOSTNAME").ok().filter(|host| !host.is_empty()) {
+            Some(host) => format!("{host}/{addr}/{}", std::process::id()),
+            None => format!("{addr}/{}", std::process::id()),
+        };
         // Log segment names add when this process started: a restarted
         // container has the same address and often the same pid (1), and
         // must not overwrite the segments of its previous life.
