@@ -17,7 +17,7 @@ use sluice_registry::auth::{Caller, Role};
 use sluice_registry::tls::TlsFiles;
 use sluice_registry::{Registry, RegistryConfig};
 use sluice_registry_client::{ClientError, ClientTls, RegistryClient};
-use sluice_tests::pki::TestCa;
+use sluice_tests::pki::{Issued, TestCa};
 use sluice_tests::{Options, TempDir, TestGateway, TestRepository, example_model, ort_library, read_json};
 
 const RELOAD: Duration = Duration::from_millis(100);
@@ -116,104 +116,110 @@ async fn the_gateway_serves_https_and_reloads_its_certificate() {
     server.shutdown().await.unwrap();
 }
 
-/// A standalone registry asking for client certificates of `clients_ca`,
-/// with an admin token.
-async fn registry_with_mutual_tls(dir: &Path, server_ca: &TestCa, clients_ca: &TestCa) -> (Registry, String) {
-    let served = server_ca.issue(dir, "registry", &["localhost"]);
-    let mut config = RegistryConfig::new(dir.join("data"));
-    config.tls_opt = Some(TlsFiles {
-        cert: served.cert,
-        key: served.key,
-        client_ca_opt: Some(clients_ca.write(dir, "clients-ca.pem")),
-        reload_interval: RELOAD,
-    });
-    let token = "sluice_test_admin".to_string();
-    config.process_tokens.push((
-        token.clone(),
-        Caller {
-            actor: "ops".into(),
-            role: Role::Admin,
-        },
-    ));
-    let inspector = EngineInspector::new(&EngineOptions::default());
-    let registry = Registry::start(config, ephemeral().await, std::sync::Arc::new(inspector))
-        .await
-        .unwrap();
-    (registry, token)
+/// A standalone registry asking for client certificates of `clients`, with
+/// an admin token; `stranger` is a CA it does not trust.
+struct MutualTls {
+    dir: TempDir,
+    clients: TestCa,
+    stranger: TestCa,
+    registry: Registry,
+    /// By name: the certificate names localhost, not 127.0.0.1.
+    url: String,
+    token: String,
+    server_ca_file: std::path::PathBuf,
+}
+
+impl MutualTls {
+    async fn start() -> MutualTls {
+        let dir = TempDir::new().unwrap();
+        let (servers, clients, stranger) = (
+            TestCa::new("servers"),
+            TestCa::new("clients"),
+            TestCa::new("stranger"),
+        );
+        let served = servers.issue(dir.path(), "registry", &["localhost"]);
+        let mut config = RegistryConfig::new(dir.path().join("data"));
+        config.tls_opt = Some(TlsFiles {
+            cert: served.cert,
+            key: served.key,
+            client_ca_opt: Some(clients.write(dir.path(), "clients-ca.pem")),
+            reload_interval: RELOAD,
+        });
+        let token = "sluice_test_admin".to_string();
+        config.process_tokens.push((
+            token.clone(),
+            Caller {
+                actor: "ops".into(),
+                role: Role::Admin,
+            },
+        ));
+        let inspector = EngineInspector::new(&EngineOptions::default());
+        let registry = Registry::start(config, ephemeral().await, std::sync::Arc::new(inspector))
+            .await
+            .unwrap();
+        MutualTls {
+            url: format!("https://localhost:{}", registry.addr.port()),
+            server_ca_file: servers.write(dir.path(), "servers-ca.pem"),
+            dir,
+            clients,
+            stranger,
+            registry,
+            token,
+        }
+    }
+
+    /// A client of the registry showing `identity_opt`, with `token_opt`.
+    fn client(&self, identity_opt: Option<Issued>, token_opt: Option<String>) -> RegistryClient {
+        let tls = ClientTls {
+            ca_opt: Some(self.server_ca_file.clone()),
+            identity_opt: identity_opt.map(|identity| (identity.cert, identity.key)),
+        };
+        RegistryClient::with_tls(&self.url, token_opt, &tls).unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_asks_for_a_client_certificate_under_mutual_tls() {
-    let dir = TempDir::new().unwrap();
-    let (server_ca, clients_ca, stranger_ca) = (
-        TestCa::new("servers"),
-        TestCa::new("clients"),
-        TestCa::new("stranger"),
-    );
-    let (registry, token) = registry_with_mutual_tls(dir.path(), &server_ca, &clients_ca).await;
-    // By name: the certificate names localhost, not 127.0.0.1.
-    let url = format!("https://localhost:{}", registry.addr.port());
-    let server_ca_file = server_ca.write(dir.path(), "servers-ca.pem");
-    let client = |identity_opt: Option<(std::path::PathBuf, std::path::PathBuf)>,
-                  token_opt: Option<String>| {
-        let tls = ClientTls {
-            ca_opt: Some(server_ca_file.clone()),
-            identity_opt,
-        };
-        RegistryClient::with_tls(&url, token_opt, &tls).unwrap()
-    };
-    let ops = clients_ca.issue(dir.path(), "ops", &["ops"]);
-    let intruder = stranger_ca.issue(dir.path(), "intruder", &["ops"]);
+    let tls = MutualTls::start().await;
+    let ops = || tls.clients.issue(tls.dir.path(), "ops", &["ops"]);
+    let intruder = tls.stranger.issue(tls.dir.path(), "intruder", &["ops"]);
 
-    let whoami = client(Some((ops.cert.clone(), ops.key.clone())), Some(token.clone()))
+    let whoami = tls
+        .client(Some(ops()), Some(tls.token.clone()))
         .whoami()
         .await
         .unwrap();
     assert_eq!(whoami.actor, "ops");
     // No client certificate, or one of another CA: no TLS session at all.
-    for identity_opt in [None, Some((intruder.cert, intruder.key))] {
-        let refused = client(identity_opt, Some(token.clone()))
+    for identity_opt in [None, Some(intruder)] {
+        let refused = tls
+            .client(identity_opt, Some(tls.token.clone()))
             .whoami()
             .await
             .unwrap_err();
         assert!(matches!(refused, ClientError::Unreachable { .. }), "{refused:?}");
     }
     // The certificate is not a token: without one, 401.
-    let unauthenticated = client(Some((ops.cert, ops.key)), None)
-        .whoami()
-        .await
-        .unwrap_err();
+    let unauthenticated = tls.client(Some(ops()), None).whoami().await.unwrap_err();
     assert!(
         matches!(unauthenticated, ClientError::Api { status: 401, .. }),
         "{unauthenticated:?}"
     );
-    registry.shutdown().await.unwrap();
+    tls.registry.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_gateway_follows_a_mutual_tls_registry_with_its_client_certificate() {
-    let dir = TempDir::new().unwrap();
-    let (server_ca, clients_ca, stranger_ca) = (
-        TestCa::new("servers"),
-        TestCa::new("clients"),
-        TestCa::new("stranger"),
-    );
-    let (registry, token) = registry_with_mutual_tls(dir.path(), &server_ca, &clients_ca).await;
-    let url = format!("https://localhost:{}", registry.addr.port());
-    let server_ca_file = server_ca.write(dir.path(), "servers-ca.pem");
+    let tls = MutualTls::start().await;
     // As `sluice serve --registry URL --registry-ca-cert --registry-client-cert
     // --registry-client-key` builds it.
-    let gateway = async |name: &str, identity: sluice_tests::pki::Issued| {
-        let tls = ClientTls {
-            ca_opt: Some(server_ca_file.clone()),
-            identity_opt: Some((identity.cert, identity.key)),
-        };
-        let client = RegistryClient::with_tls(&url, Some(token.clone()), &tls).unwrap();
-        let config = ServeConfig::for_registry(client, dir.path().join(name));
+    let gateway = async |name: &str, identity: Issued| {
+        let client = tls.client(Some(identity), Some(tls.token.clone()));
+        let config = ServeConfig::for_registry(client, tls.dir.path().join(name));
         Server::start(config, ephemeral().await).await.unwrap()
     };
-    let ours = gateway("ours", clients_ca.issue(dir.path(), "gw", &["gw"])).await;
-    let rogue = gateway("rogue", stranger_ca.issue(dir.path(), "rogue", &["gw"])).await;
+    let ours = gateway("ours", tls.clients.issue(tls.dir.path(), "gw", &["gw"])).await;
+    let rogue = gateway("rogue", tls.stranger.issue(tls.dir.path(), "rogue", &["gw"])).await;
     let plain = reqwest::Client::builder().no_proxy().build().unwrap();
     let ready = |server: &Server| format!("http://{}/v2/health/ready", server.addr);
     // Ready once it has read the deployments (none) over mutual TLS.
@@ -226,7 +232,7 @@ async fn a_remote_gateway_follows_a_mutual_tls_registry_with_its_client_certific
     assert_eq!(status(&plain, &ready(&rogue)).await.unwrap(), 503);
     ours.shutdown().await.unwrap();
     rogue.shutdown().await.unwrap();
-    registry.shutdown().await.unwrap();
+    tls.registry.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
