@@ -1,12 +1,13 @@
 //! Hung engines: every run of a version is timed from start to end, and a
-//! background task looks at the versions being served every tick.
+//! watchdog thread looks at the versions being served every tick.
 //!
 //! A run still going past `--hung-run-ms` (by default the server's request
 //! timeout, when nobody can still be waiting for it) marks its version
 //! unhealthy: its readiness turns false and its requests are refused at once
 //! with 503 and `Retry-After`, so they neither pile up behind it nor take
-//! the compute threads every other model needs, and a canary's guard sees
-//! them fail. The engine is asked to stop the run: ONNX Runtime terminates
+//! the compute threads every other model needs, and they count against the
+//! version (`Accounting::finish_version_fault`), so a hung canary fails its
+//! guard and its rollout checks. The engine is asked to stop the run: ONNX Runtime terminates
 //! it at its next node; tract has no way to stop a run, so its thread stays
 //! busy until the run ends. The version is healthy again once no run of it
 //! is past the bound.

@@ -219,7 +219,8 @@ pub(super) async fn run(
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
         // An input that makes this model slow held the reactor thread: no
-        // more of that (the watchdog does the same for a run still going).
+        // more of that. (Requests that arrived meanwhile still run inline:
+        // the watchdog judges hangs, not inline runs.)
         if let Ok(Step::Answered(_, computed)) = &step
             && *computed > crate::watchdog::INLINE_LIMIT
         {
