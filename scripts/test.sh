@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (the ONNX Runtime library,
-# from PyPI) and runs the whole workspace's tests, ort tests included.
+# from PyPI) and runs the whole workspace's tests, ort tests included; then
+# the registry's suites again with the registry on PostgreSQL (each test
+# process starts its own server from Debian's postgresql package; without
+# it they are skipped here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1,
+# fails instead).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -8,3 +12,19 @@ ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 echo "ONNX Runtime: $ORT_DYLIB_PATH" >&2
 cargo test --workspace --all-targets "$@"
+if [ $# -gt 0 ]; then
+    exit 0
+fi
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${SLUICE_TEST_PG_BIN:-}" ]; then
+    if [ "${SLUICE_REQUIRE_POSTGRES:-}" = 1 ]; then
+        echo "PostgreSQL's server is required (apt-get install postgresql)" >&2
+        exit 1
+    fi
+    echo "SKIPPED the registry suites on PostgreSQL: apt-get install postgresql" >&2
+    exit 0
+fi
+# Every suite that starts a registry (TestRegistry), on PostgreSQL.
+mapfile -t suites < <(grep -l TestRegistry tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
+echo "The registry suites on PostgreSQL: ${suites[*]}" >&2
+# `--workspace`, as above: the same features, so nothing is built again.
+SLUICE_TEST_METADATA=postgres cargo test --workspace $(printf -- '--test %s ' "${suites[@]}")

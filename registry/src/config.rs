@@ -21,6 +21,13 @@ pub struct RegistryArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// The metadata database: `postgres://USER:PASSWORD@HOST/DB` (several
+    /// registries, or when the data dir is not backed up), or
+    /// `sqlite://FILE` [default: DATA_DIR/registry.db]. Prefer the variable:
+    /// a flag's password shows in the process list.
+    #[arg(long, env = "SLUICE_METADATA", value_name = "URL", hide_env_values = true)]
+    pub metadata: Option<String>,
+
     /// Bearer tokens (TOML, hashed). Without it the registry keeps its own
     /// under the data dir and creates an admin token there on first start.
     #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
@@ -152,6 +159,8 @@ pub struct MonitorConfig {
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     pub data_dir: PathBuf,
+    /// `--metadata`; `None`: SQLite in the data dir.
+    pub metadata_opt: Option<String>,
     pub tokens_file_opt: Option<PathBuf>,
     pub policy: Policy,
     pub max_artifact_bytes: usize,
@@ -192,6 +201,7 @@ impl RegistryConfig {
                 bucket_ms: 60_000,
             },
             data_dir,
+            metadata_opt: None,
             tokens_file_opt: None,
             policy: Policy::default(),
             max_artifact_bytes: 1 << 30,
@@ -237,6 +247,12 @@ impl RegistryArgs {
         if self.max_artifact_bytes == 0 {
             return Err("--max-artifact-bytes must be positive".into());
         }
+        if let Some(url) = &self.metadata {
+            let known = ["postgres://", "postgresql://", "sqlite://"];
+            if !known.iter().any(|scheme| url.starts_with(scheme)) {
+                return Err("--metadata must be a postgres:// or sqlite:// URL".into());
+            }
+        }
         let policy = match &self.policy_file {
             Some(path) => Policy::load(path)?,
             None => Policy::default(),
@@ -252,6 +268,7 @@ impl RegistryArgs {
         Ok(RegistryConfig {
             monitor,
             data_dir: self.data_dir,
+            metadata_opt: self.metadata,
             tokens_file_opt: self.tokens_file,
             policy,
             max_artifact_bytes: self.max_artifact_bytes,

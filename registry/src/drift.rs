@@ -265,7 +265,7 @@ fn judged(name: &str, reference: &[f64], counts: &[u64], thresholds: &DriftThres
 
 /// A version's stored reference profile, if it has one.
 pub fn load_profile(
-    connection: &rusqlite::Connection,
+    connection: &crate::store::sql::Connection<'_>,
     model: &str,
     version: u64,
 ) -> crate::error::Result<Option<ReferenceProfile>> {

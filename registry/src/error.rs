@@ -96,6 +96,47 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+impl From<crate::store::sql::SqlError> for Error {
+    fn from(err: crate::store::sql::SqlError) -> Error {
+        use crate::store::sql::SqlError;
+        match err {
+            SqlError::Sqlite(err) => err.into(),
+            SqlError::Postgres(err) => from_postgres(err),
+            other => Error::Internal(format!("metadata store: {other}")),
+        }
+    }
+}
+
+/// PostgreSQL down, restarting, out of connections, or a transaction it
+/// aborted to break a deadlock: the transaction rolled back whole, and the
+/// same request can succeed in a moment. Anything else is a bug.
+fn from_postgres(err: postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    let transient = match err.code() {
+        None => true,
+        Some(code) => {
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::QUERY_CANCELED,
+            ]
+            .contains(code)
+                || code.code().starts_with("08")
+        }
+    };
+    if transient {
+        Error::Unavailable(format!(
+            "the metadata database is unavailable ({err}): the change was not made, retry"
+        ))
+    } else {
+        Error::Internal(format!("metadata store: {err}"))
+    }
+}
+
 impl From<object_store::Error> for Error {
     fn from(err: object_store::Error) -> Error {
         Error::Internal(format!("artifact store: {err}"))

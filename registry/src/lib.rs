@@ -124,13 +124,30 @@ impl Registry {
         if let Some(path) = &created_admin_token {
             tracing::warn!(token_file = %path.display(), "created an admin token (owner-only file): use it as SLUICE_TOKEN");
         }
-        let store = store::Store::open(&config.data_dir.join("registry.db"))?;
+        // Blocking: PostgreSQL's client runs its own runtime, never on an async thread.
+        let (metadata_opt, default_db) = (config.metadata_opt.clone(), config.data_dir.join("registry.db"));
+        let (store, revision) = tokio::task::spawn_blocking(move || {
+            let store = store::Store::connect(metadata_opt.as_deref(), &default_db)?;
+            let revision = store.read(store::deployments::revision)?;
+            Ok::<_, Error>((store, revision))
+        })
+        .await
+        .map_err(|err| Error::Internal(format!("opening the metadata store failed: {err}")))??;
+        let metadata_kind = store.kind();
         let artifacts = artifacts::ArtifactStore::local(
             &config.data_dir.join("artifacts"),
             config.import_root_opt.as_deref(),
         )?;
         let (shutdown, stop) = watch::channel(false);
-        let state = api::AppState::new(store, artifacts, tokens, inspector, stop.clone(), &config)?;
+        let state = api::AppState::new(
+            store,
+            revision,
+            artifacts,
+            tokens,
+            inspector,
+            stop.clone(),
+            &config,
+        )?;
         let state = Arc::new(state);
         tokio::spawn(rollout::run(state.clone(), config.rollout_tick, stop.clone()));
         // What a trigger's command calls back: this listener, from this machine.
@@ -155,7 +172,7 @@ impl Registry {
             config.header_read_timeout,
             stop,
         ));
-        tracing::info!(%addr, tls = tls_opt.is_some(), data_dir = %config.data_dir.display(), "registry is listening");
+        tracing::info!(%addr, tls = tls_opt.is_some(), metadata = metadata_kind, data_dir = %config.data_dir.display(), "registry is listening");
         Ok(Registry {
             addr,
             created_admin_token,

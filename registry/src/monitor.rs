@@ -456,7 +456,7 @@ impl Monitor {
     }
 }
 
-fn read_snapshot(connection: &rusqlite::Connection) -> Result<Snapshot> {
+fn read_snapshot(connection: &crate::store::sql::Connection<'_>) -> Result<Snapshot> {
     let mut served = Vec::new();
     for deployment in deployments::list(connection)?.deployments {
         for target in &deployment.spec.targets {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Transaction;
+use crate::store::sql::Transaction;
 use serde_json::json;
 use sluice_registry_client::rollout::{
     GuardReport, IntervalResult, Rollout, RolloutStatus, StartRollout, VersionWindow,
@@ -62,7 +62,11 @@ pub struct Decided {
 
 /// What refuses a rollout before its canary is looked at: a malformed
 /// policy, or a rollout of the model still on.
-pub fn check_start(connection: &rusqlite::Connection, model: &str, body: &StartRollout) -> Result<()> {
+pub fn check_start(
+    connection: &crate::store::sql::Connection<'_>,
+    model: &str,
+    body: &StartRollout,
+) -> Result<()> {
     body.policy.steps().map_err(Error::bad_request)?;
     if let Some(current) = rollouts::find(connection, model)?
         && current.status.is_active()

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Transaction;
+use crate::store::sql::Transaction;
 use serde_json::{Value, json};
 use sluice_registry_client::rollout::StartRollout;
 use sluice_registry_client::trigger::{
@@ -217,7 +217,7 @@ pub fn fire(transaction: &Transaction<'_>, firing: Firing<'_>) -> Result<Fired> 
 }
 
 /// The version taking most of `model`'s traffic (the newer on a tie).
-pub fn serving_version(connection: &rusqlite::Connection, model: &str) -> Result<Option<u64>> {
+pub fn serving_version(connection: &crate::store::sql::Connection<'_>, model: &str) -> Result<Option<u64>> {
     Ok(
         crate::store::deployments::find(connection, model)?.and_then(|deployment| {
             deployment
@@ -631,7 +631,7 @@ pub fn expire(transaction: &Transaction<'_>) -> Result<Vec<TriggerRun>> {
 
 /// Runs that registered a version whose policy asks for a canary of it,
 /// and that have not tried yet.
-pub fn canary_candidates(connection: &rusqlite::Connection) -> Result<Vec<TriggerRun>> {
+pub fn canary_candidates(connection: &crate::store::sql::Connection<'_>) -> Result<Vec<TriggerRun>> {
     let mut candidates = Vec::new();
     for run in triggers::with_status(connection, &[RunStatus::Succeeded])? {
         if run.result_version.is_none() || run.rollout.is_some() {

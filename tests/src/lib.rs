@@ -20,6 +20,7 @@ use sluice_gateway::{ServeConfig, Server};
 use sluice_registry_client::RegistryClient;
 
 pub mod pki;
+pub mod postgres;
 pub mod registry;
 pub use registry::{RegistryOptions, TestRegistry};
 

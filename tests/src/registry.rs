@@ -49,6 +49,13 @@ pub struct RegistryOptions {
     pub feedback_bucket_ms: Option<u64>,
     /// How long an upload may send nothing before it is answered 408.
     pub upload_idle_timeout: Option<std::time::Duration>,
+    /// `--metadata`. Unset: SQLite in the data dir, or a new database on
+    /// the process's PostgreSQL when `SLUICE_TEST_METADATA=postgres` (how
+    /// `scripts/test.sh` runs the registry suites a second time).
+    pub metadata: Option<String>,
+    /// SQLite in the data dir even when the suite runs on PostgreSQL (a
+    /// test that reaches into the file).
+    pub pin_sqlite: bool,
 }
 
 pub struct TestRegistry {
@@ -64,7 +71,10 @@ impl TestRegistry {
         TestRegistry::start_with(RegistryOptions::default()).await
     }
 
-    pub async fn start_with(options: RegistryOptions) -> TestRegistry {
+    pub async fn start_with(mut options: RegistryOptions) -> TestRegistry {
+        if options.metadata.is_none() && !options.pin_sqlite && on_postgres() {
+            options.metadata = Some(crate::postgres::shared().create_database());
+        }
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         let tokens_file = dir.path().join("tokens.toml");
         let tokens = ACTORS
@@ -94,6 +104,7 @@ impl TestRegistry {
     fn config(&self) -> RegistryConfig {
         let mut config = RegistryConfig::new(self.dir.path().join("data"));
         config.tokens_file_opt = Some(self.tokens_file());
+        config.metadata_opt = self.options.metadata.clone();
         if let Some(policy) = &self.options.policy {
             config.policy = policy.clone();
         }
@@ -285,4 +296,9 @@ impl TestRegistry {
 /// Files a test may want to look at under a gateway's cache directory.
 pub fn cached_artifact(cache_dir: &Path, sha256: &str) -> PathBuf {
     cache_dir.join("artifacts").join(format!("{sha256}.onnx"))
+}
+
+/// Whether registries start on PostgreSQL by default (`SLUICE_TEST_METADATA=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("SLUICE_TEST_METADATA").is_ok_and(|value| value == "postgres")
 }

@@ -20,7 +20,12 @@ const MODEL: &str = "credit_risk";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_metadata_store_answers_503_and_changes_nothing() {
-    let registry = TestRegistry::start().await;
+    // The file itself is locked; `postgres.rs` stops a PostgreSQL instead.
+    let registry = TestRegistry::start_with(RegistryOptions {
+        pin_sqlite: true,
+        ..RegistryOptions::default()
+    })
+    .await;
     let dora = registry.client("dora");
     // Another writer holds the database (a backup tool, a stuck process).
     let database = rusqlite::Connection::open(registry.data_dir().join("registry.db")).unwrap();

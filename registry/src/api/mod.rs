@@ -58,9 +58,10 @@ pub struct AppState {
 
 impl AppState {
     /// The state of a registry configured by `config` (its policy, limits,
-    /// data directory and logs).
+    /// data directory and logs), over `store` at deployments `revision`.
     pub fn new(
         store: Store,
+        revision: u64,
         artifacts: ArtifactStore,
         tokens: Tokens,
         inspector: Arc<dyn Inspector>,
@@ -69,7 +70,6 @@ impl AppState {
     ) -> Result<AppState> {
         let joiner = crate::feedback::Joiner::open(&config.monitor)
             .map_err(|err| Error::Internal(format!("cannot open the prediction and feedback logs: {err}")))?;
-        let revision = store.read(crate::store::deployments::revision)?;
         Ok(AppState {
             store,
             artifacts,

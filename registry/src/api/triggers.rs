@@ -42,7 +42,7 @@ pub async fn get_trigger_policy(
         .map(Json)
 }
 
-fn policy_state(connection: &rusqlite::Connection, model: &str) -> Result<TriggerState> {
+fn policy_state(connection: &crate::store::sql::Connection<'_>, model: &str) -> Result<TriggerState> {
     models::get(connection, model)?;
     triggers::states(connection)?
         .into_iter()

@@ -1,7 +1,7 @@
 //! Aliases: mutable, named pointers to a version (`champion`, `challenger`),
 //! moved with compare-and-swap so two release tools cannot both win.
 
-use rusqlite::{Connection, Transaction, params};
+use super::sql::{Connection, Transaction, params};
 use sluice_registry_client::types::{Alias, SetAlias};
 
 use super::events::{self, Change};
@@ -60,19 +60,19 @@ pub fn set(
     Ok(after)
 }
 
-pub fn list(connection: &Connection, model: &str) -> Result<Vec<Alias>> {
+pub fn list(connection: &Connection<'_>, model: &str) -> Result<Vec<Alias>> {
     models::get(connection, model)?;
     query(connection, model, None)
 }
 
-pub fn find(connection: &Connection, model: &str, alias: &str) -> Result<Option<Alias>> {
+pub fn find(connection: &Connection<'_>, model: &str, alias: &str) -> Result<Option<Alias>> {
     Ok(query(connection, model, Some(alias))?.pop())
 }
 
-fn query(connection: &Connection, model: &str, alias_opt: Option<&str>) -> Result<Vec<Alias>> {
+fn query(connection: &Connection<'_>, model: &str, alias_opt: Option<&str>) -> Result<Vec<Alias>> {
     let mut statement = connection.prepare(
         "SELECT alias, version, updated_at, updated_by FROM aliases
-         WHERE model = ?1 AND (?2 IS NULL OR alias = ?2) ORDER BY alias",
+         WHERE model = ?1 AND (CAST(?2 AS TEXT) IS NULL OR alias = ?2) ORDER BY alias",
     )?;
     let rows = statement.query_map(params![model, alias_opt], |row| {
         Ok(Alias {
@@ -83,5 +83,5 @@ fn query(connection: &Connection, model: &str, alias_opt: Option<&str>) -> Resul
             updated_by: row.get(3)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(rows.collect::<crate::store::sql::SqlResult<Vec<_>>>()?)
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Transaction, params};
 use sluice_registry_client::types::{
     DeployedVersion, Deployment, Deployments, SetDeployment, Stage, TrafficSpec,
 };
@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 use crate::policy::Policy;
 
 /// The registry-wide revision: bumped by every deployment change.
-pub fn revision(connection: &Connection) -> Result<u64> {
+pub fn revision(connection: &Connection<'_>) -> Result<u64> {
     let value: i64 = connection.query_row(
         "SELECT value FROM counters WHERE name = 'deployments_revision'",
-        [],
+        params![],
         |row| row.get(0),
     )?;
     Ok(to_u64(value))
@@ -30,7 +30,7 @@ pub fn revision(connection: &Connection) -> Result<u64> {
 fn bump_revision(transaction: &Transaction<'_>) -> Result<u64> {
     transaction.execute(
         "UPDATE counters SET value = value + 1 WHERE name = 'deployments_revision'",
-        [],
+        params![],
     )?;
     revision(transaction)
 }
@@ -103,7 +103,7 @@ fn check_revision(model: &str, current: Option<&Deployment>, if_revision_opt: Op
     Ok(())
 }
 
-fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &TrafficSpec) -> Result<()> {
+fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &TrafficSpec) -> Result<()> {
     if spec.targets.is_empty() {
         return Err(Error::bad_request(
             "targets is empty: expected at least one {version, weight}",
@@ -186,7 +186,7 @@ fn check_spec(connection: &Connection, policy: &Policy, model: &str, spec: &Traf
     Ok(())
 }
 
-pub fn find(connection: &Connection, model: &str) -> Result<Option<Deployment>> {
+pub fn find(connection: &Connection<'_>, model: &str) -> Result<Option<Deployment>> {
     let row = connection
         .query_row(
             "SELECT revision, spec, updated_at, updated_by FROM deployments WHERE model = ?1",
@@ -230,12 +230,12 @@ pub fn find(connection: &Connection, model: &str) -> Result<Option<Deployment>> 
 }
 
 /// Every deployment, at the revision they were read at (one snapshot).
-pub fn list(connection: &Connection) -> Result<Deployments> {
+pub fn list(connection: &Connection<'_>) -> Result<Deployments> {
     let revision = revision(connection)?;
     let mut statement = connection.prepare("SELECT model FROM deployments ORDER BY model")?;
     let names = statement
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![], |row| row.get::<_, String>(0))?
+        .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
     let mut deployments = Vec::with_capacity(names.len());
     for name in names {
         deployments.extend(find(connection, &name)?);
@@ -247,7 +247,7 @@ pub fn list(connection: &Connection) -> Result<Deployments> {
 }
 
 /// Versions of `model` its deployment names: targets (any weight) and shadow.
-pub fn deployed_versions(connection: &Connection, model: &str) -> Result<Vec<u64>> {
+pub fn deployed_versions(connection: &Connection<'_>, model: &str) -> Result<Vec<u64>> {
     Ok(find(connection, model)?
         .map(|deployment| {
             deployment

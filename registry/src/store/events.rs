@@ -3,7 +3,7 @@
 //! Events are appended inside the transaction of the change they record, so
 //! the log never misses a change nor records one that was rolled back.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use sluice_registry_client::types::Event;
 
@@ -29,9 +29,9 @@ pub fn append<B: Serialize, A: Serialize>(
 ) -> Result<u64> {
     let before = before.map(serde_json::to_string).transpose()?;
     let after = after.map(serde_json::to_string).transpose()?;
-    transaction.execute(
+    let id: i64 = transaction.query_row(
         "INSERT INTO events (at, actor, action, subject, before, after, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             now(),
             change.actor,
@@ -41,12 +41,13 @@ pub fn append<B: Serialize, A: Serialize>(
             after,
             change.reason
         ],
+        |row| row.get(0),
     )?;
-    Ok(to_u64(transaction.last_insert_rowid()))
+    Ok(to_u64(id))
 }
 
 /// Events with an id above `since`, oldest first.
-pub fn list(connection: &Connection, since: u64, limit: u32) -> Result<Vec<Event>> {
+pub fn list(connection: &Connection<'_>, since: u64, limit: u32) -> Result<Vec<Event>> {
     let mut statement = connection.prepare(
         "SELECT id, at, actor, action, subject, before, after, reason
          FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -81,9 +82,9 @@ pub fn list(connection: &Connection, since: u64, limit: u32) -> Result<Vec<Event
 }
 
 /// The id of the newest event, 0 when the log is empty.
-pub fn last_id(connection: &Connection) -> Result<u64> {
+pub fn last_id(connection: &Connection<'_>) -> Result<u64> {
     let id: Option<i64> = connection
-        .query_row("SELECT MAX(id) FROM events", [], |row| row.get(0))
+        .query_row("SELECT MAX(id) FROM events", params![], |row| row.get(0))
         .optional()?
         .flatten();
     Ok(id.map_or(0, to_u64))

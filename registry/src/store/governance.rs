@@ -5,7 +5,7 @@
 //! once, and each kind of approval counts once, so "technical and business"
 //! means two people. A rejection closes the request.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Row, Transaction, params};
 use sluice_registry_client::types::{
     Decision, RequestTransition, Review, ReviewTransition, Stage, Transition, TransitionStatus, Version,
 };
@@ -32,7 +32,7 @@ pub fn request(
 
 /// What refuses a request before any gate is looked at: the stage it is in
 /// already, `none`, or a request still pending.
-pub fn check_request(connection: &Connection, version: &Version, body: &RequestTransition) -> Result<()> {
+pub fn check_request(connection: &Connection<'_>, version: &Version, body: &RequestTransition) -> Result<()> {
     let (model, number) = (&version.model, version.version);
     if body.to_stage == version.stage {
         return Err(Error::conflict(format!(
@@ -63,9 +63,9 @@ fn insert_request(
     body: &RequestTransition,
 ) -> Result<Transition> {
     let (model, number) = (&version.model, version.version);
-    transaction.execute(
+    let id: i64 = transaction.query_row(
         "INSERT INTO transitions (model, version, from_stage, to_stage, status, requested_by, requested_at, comment)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7) RETURNING id",
         params![
             model,
             to_i64(number)?,
@@ -75,8 +75,9 @@ fn insert_request(
             now(),
             body.comment
         ],
+        |row| row.get(0),
     )?;
-    let id = to_u64(transaction.last_insert_rowid());
+    let id = to_u64(id);
     let mut transition = get(transaction, policy, id)?;
     let change = Change {
         actor,
@@ -236,7 +237,7 @@ fn set_status(transaction: &Transaction<'_>, id: u64, status: TransitionStatus) 
     Ok(())
 }
 
-fn pending_for(connection: &Connection, model: &str, version: u64) -> Result<Option<Transition>> {
+fn pending_for(connection: &Connection<'_>, model: &str, version: u64) -> Result<Option<Transition>> {
     let id: Option<i64> = connection
         .query_row(
             "SELECT id FROM transitions WHERE model = ?1 AND version = ?2 AND status = 'pending'",
@@ -252,7 +253,7 @@ const SELECT: &str =
     "SELECT id, model, version, from_stage, to_stage, status, requested_by, requested_at, comment
     FROM transitions";
 
-pub fn get(connection: &Connection, policy: &Policy, id: u64) -> Result<Transition> {
+pub fn get(connection: &Connection<'_>, policy: &Policy, id: u64) -> Result<Transition> {
     let transition = connection
         .query_row(&format!("{SELECT} WHERE id = ?1"), [to_i64(id)?], read_row)
         .optional()?
@@ -263,14 +264,14 @@ pub fn get(connection: &Connection, policy: &Policy, id: u64) -> Result<Transiti
 
 /// Newest first, at most 500.
 pub fn list(
-    connection: &Connection,
+    connection: &Connection<'_>,
     policy: &Policy,
     model_opt: Option<&str>,
     status_opt: Option<TransitionStatus>,
 ) -> Result<Vec<Transition>> {
     let status = status_opt.map(|status| status.to_string());
     let mut statement = connection.prepare(&format!(
-        "{SELECT} WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT 500"
+        "{SELECT} WHERE (CAST(?1 AS TEXT) IS NULL OR model = ?1) AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) ORDER BY id DESC LIMIT 500"
     ))?;
     let rows = statement.query_map(params![model_opt, status], read_row)?;
     let mut transitions = Vec::new();
@@ -280,7 +281,7 @@ pub fn list(
     Ok(transitions)
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Transition>> {
+fn read_row(row: &Row) -> crate::store::sql::SqlResult<Result<Transition>> {
     let parse_stage = |text: String| -> Result<Stage> {
         text.parse()
             .map_err(|err: String| Error::Internal(format!("stored stage: {err}")))
@@ -306,7 +307,11 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Transition>> {
     Ok(transition)
 }
 
-fn with_reviews(connection: &Connection, policy: &Policy, mut transition: Transition) -> Result<Transition> {
+fn with_reviews(
+    connection: &Connection<'_>,
+    policy: &Policy,
+    mut transition: Transition,
+) -> Result<Transition> {
     let mut statement = connection.prepare(
         "SELECT actor, decision, approval, comment, at FROM reviews WHERE transition_id = ?1 ORDER BY at, actor",
     )?;

@@ -1,18 +1,24 @@
-//! Metadata in SQLite (WAL): models, versions, governance, deployments,
-//! rollouts, training triggers, behavioural suites and their reports, and
-//! the audit log, each in a module of its own.
+//! Metadata in SQLite (WAL, the default) or PostgreSQL (`--metadata
+//! postgres://...`): models, versions, governance, deployments, rollouts,
+//! training triggers, behavioural suites and their reports, and the audit
+//! log, each in a module of its own, written once against [`sql`]'s surface
+//! that both databases speak. [`pg`] reaches PostgreSQL and migrates it
+//! with the same steps as SQLite's.
 //!
-//! Every write runs in one `BEGIN IMMEDIATE` transaction that also appends its
-//! audit event, so a change and its record land together or not at all. The
-//! connection sits behind a mutex and is used from blocking threads only: the
-//! control plane's writes are few and small, the data plane never calls here.
+//! Every write runs in one transaction, serialized with every other write,
+//! that also appends its audit event, so a change and its record land
+//! together or not at all. The connection sits behind a mutex and is used
+//! from blocking threads only: the control plane's writes are few and small,
+//! the data plane never calls here.
 
 pub mod aliases;
 pub mod deployments;
 pub mod events;
 pub mod governance;
 pub mod models;
+mod pg;
 pub mod rollouts;
+pub mod sql;
 pub mod suites;
 pub mod triggers;
 pub mod versions;
@@ -23,7 +29,8 @@ mod tests;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::TransactionBehavior;
+use sql::{Connection, Transaction};
 
 use crate::error::{Error, Result};
 
@@ -175,13 +182,36 @@ CREATE TABLE suite_reports (
 /// The metadata database. Cheap to clone: one connection, shared.
 #[derive(Clone)]
 pub struct Store {
-    connection: Arc<Mutex<Connection>>,
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(Mutex<rusqlite::Connection>),
+    Postgres(Box<pg::Postgres>),
 }
 
 impl Store {
-    /// Opens (or creates) the database file and brings its schema up to date.
+    /// The store `--metadata` names: a `postgres://` URL, or else the
+    /// SQLite file `default_path` (or the path after `sqlite://`). Blocking:
+    /// PostgreSQL is reached and both are migrated here.
+    pub fn connect(metadata_opt: Option<&str>, default_path: &Path) -> Result<Store> {
+        match metadata_opt {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(Store {
+                backend: Arc::new(Backend::Postgres(Box::new(pg::Postgres::connect(url)?))),
+            }),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => Store::open(Path::new(path)),
+                None => Err(Error::Internal(format!(
+                    "--metadata {url:?} is not a postgres:// or sqlite:// URL"
+                ))),
+            },
+            None => Store::open(default_path),
+        }
+    }
+
+    /// Opens (or creates) the SQLite file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let mut connection = Connection::open(path)
+        let mut connection = rusqlite::Connection::open(path)
             .map_err(|err| Error::Internal(format!("cannot open {}: {err}", path.display())))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -189,49 +219,71 @@ impl Store {
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut connection)?;
         Ok(Store {
-            connection: Arc::new(Mutex::new(connection)),
+            backend: Arc::new(Backend::Sqlite(Mutex::new(connection))),
         })
     }
 
-    /// Runs `read` on the connection. Blocking.
-    pub fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let connection = self.lock()?;
-        read(&connection)
+    /// Which database this is, for logs and the readiness answer.
+    pub fn kind(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
-    /// Runs `write` in one immediate transaction, committed only when it
-    /// returns `Ok`. Blocking.
+    /// Runs `read` on one consistent snapshot. Blocking.
+    pub fn read<T>(&self, read: impl FnOnce(&Connection<'_>) -> Result<T>) -> Result<T> {
+        match &*self.backend {
+            Backend::Sqlite(connection) => {
+                let connection = lock(connection);
+                read(&Connection::new(&*connection))
+            }
+            Backend::Postgres(postgres) => postgres.read(read),
+        }
+    }
+
+    /// Runs `write` in one transaction, serialized with every other write
+    /// (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory
+    /// lock), committed only when it returns `Ok`. Blocking.
     pub fn write<T>(&self, write: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut connection = self.lock()?;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = write(&transaction)?;
-        transaction.commit()?;
-        Ok(value)
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        // A panic while holding the lock rolled its transaction back (the
-        // Transaction's drop), so the connection is still consistent.
-        Ok(self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        match &*self.backend {
+            Backend::Sqlite(connection) => {
+                let mut connection = lock(connection);
+                let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = write(&Transaction::new(&*transaction))?;
+                transaction.commit()?;
+                Ok(value)
+            }
+            Backend::Postgres(postgres) => postgres.write(write),
+        }
     }
 }
 
-fn migrate(connection: &mut Connection) -> Result<()> {
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock rolled its transaction back (the
+    // transaction's drop), so the connection is still consistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn migrate(connection: &mut rusqlite::Connection) -> Result<()> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
-    if current > latest {
-        return Err(Error::Internal(format!(
-            "the metadata database has schema {current}, newer than this build's {latest}"
-        )));
-    }
+    check_schema(current)?;
     for (version, step) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(step)?;
         transaction.pragma_update(None, "user_version", version)?;
         transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// A database migrated by a newer build is refused, never written.
+fn check_schema(current: i64) -> Result<()> {
+    let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > latest {
+        return Err(Error::Internal(format!(
+            "the metadata database has schema {current}, newer than this build's {latest}"
+        )));
     }
     Ok(())
 }
@@ -250,7 +302,7 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }
 
-/// SQLite stores integers signed; versions and ids are never negative.
+/// Both databases store integers signed; versions and ids are never negative.
 pub fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
 }
@@ -261,10 +313,10 @@ pub fn to_i64(value: u64) -> Result<i64> {
 
 #[cfg(test)]
 pub(crate) fn in_memory() -> Store {
-    let mut connection = Connection::open_in_memory().unwrap();
+    let mut connection = rusqlite::Connection::open_in_memory().unwrap();
     connection.pragma_update(None, "foreign_keys", "ON").unwrap();
     migrate(&mut connection).unwrap();
     Store {
-        connection: Arc::new(Mutex::new(connection)),
+        backend: Arc::new(Backend::Sqlite(Mutex::new(connection))),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Row, Transaction, params};
 use sluice_registry_client::types::{CreateModel, Model, UpdateModel};
 
 use super::events::{self, Change};
@@ -71,13 +71,13 @@ pub fn update(transaction: &Transaction<'_>, actor: &str, name: &str, body: &Upd
     Ok(after)
 }
 
-pub fn list(connection: &Connection) -> Result<Vec<Model>> {
+pub fn list(connection: &Connection<'_>) -> Result<Vec<Model>> {
     let mut statement = connection.prepare(&format!("{SELECT} ORDER BY m.name"))?;
-    let rows = statement.query_map([], read_row)?;
+    let rows = statement.query_map(params![], read_row)?;
     rows.map(|row| row?).collect()
 }
 
-pub fn find(connection: &Connection, name: &str) -> Result<Option<Model>> {
+pub fn find(connection: &Connection<'_>, name: &str) -> Result<Option<Model>> {
     connection
         .query_row(&format!("{SELECT} WHERE m.name = ?1"), [name], read_row)
         .optional()?
@@ -85,11 +85,11 @@ pub fn find(connection: &Connection, name: &str) -> Result<Option<Model>> {
 }
 
 /// The model, or 404.
-pub fn get(connection: &Connection, name: &str) -> Result<Model> {
+pub fn get(connection: &Connection<'_>, name: &str) -> Result<Model> {
     find(connection, name)?.ok_or_else(|| Error::not_found(format!("unknown model '{name}'")))
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Model>> {
+fn read_row(row: &Row) -> crate::store::sql::SqlResult<Result<Model>> {
     let tags: String = row.get(2)?;
     let latest: Option<i64> = row.get(6)?;
     let model = (|| {

@@ -1,12 +1,12 @@
 //! The latest rollout of each model, stored whole as JSON.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Transaction, params};
 use sluice_registry_client::rollout::Rollout;
 
 use super::{from_json, to_json};
 use crate::error::Result;
 
-pub fn find(connection: &Connection, model: &str) -> Result<Option<Rollout>> {
+pub fn find(connection: &Connection<'_>, model: &str) -> Result<Option<Rollout>> {
     connection
         .query_row("SELECT state FROM rollouts WHERE model = ?1", [model], |row| {
             row.get::<_, String>(0)
@@ -26,11 +26,11 @@ pub fn put(transaction: &Transaction<'_>, rollout: &Rollout) -> Result<()> {
 }
 
 /// Models whose rollout is progressing or paused.
-pub fn active(connection: &Connection) -> Result<Vec<Rollout>> {
+pub fn active(connection: &Connection<'_>) -> Result<Vec<Rollout>> {
     let mut statement = connection.prepare("SELECT state FROM rollouts ORDER BY model")?;
     let states = statement
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![], |row| row.get::<_, String>(0))?
+        .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
     let mut rollouts = Vec::new();
     for state in states {
         let rollout: Rollout = from_json(&state)?;

@@ -2,7 +2,7 @@
 //! report names the revision it ran), and the report of each version's
 //! latest run of each revision.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::sql::{Connection, OptionalExtension, Transaction, params};
 use sluice_registry_client::suite::{StoredSuite, Suite, SuiteReport};
 
 use super::events::{self, Change};
@@ -41,7 +41,11 @@ pub fn put(transaction: &Transaction<'_>, actor: &str, model: &str, suite: &Suit
 
 /// Revision `revision_opt` of the model's suite, or its latest; `None` when
 /// the model has no suite.
-pub fn find(connection: &Connection, model: &str, revision_opt: Option<u64>) -> Result<Option<StoredSuite>> {
+pub fn find(
+    connection: &Connection<'_>,
+    model: &str,
+    revision_opt: Option<u64>,
+) -> Result<Option<StoredSuite>> {
     let row = match revision_opt {
         Some(revision) => connection
             .query_row(
@@ -72,7 +76,7 @@ pub fn find(connection: &Connection, model: &str, revision_opt: Option<u64>) -> 
 }
 
 /// [`find`], or a 404 that says how to add one.
-pub fn get(connection: &Connection, model: &str, revision_opt: Option<u64>) -> Result<StoredSuite> {
+pub fn get(connection: &Connection<'_>, model: &str, revision_opt: Option<u64>) -> Result<StoredSuite> {
     models::get(connection, model)?;
     find(connection, model, revision_opt)?.ok_or_else(|| match revision_opt {
         Some(revision) => Error::not_found(format!("model '{model}' has no suite revision {revision}")),
@@ -84,7 +88,7 @@ pub fn get(connection: &Connection, model: &str, revision_opt: Option<u64>) -> R
 
 type SuiteRow = (i64, String, String, String);
 
-fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SuiteRow> {
+fn read_row(row: &crate::store::sql::Row) -> crate::store::sql::SqlResult<SuiteRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
@@ -123,7 +127,7 @@ pub fn record_report(transaction: &Transaction<'_>, report: &SuiteReport) -> Res
 }
 
 /// The version's latest report (of any suite revision).
-pub fn latest_report(connection: &Connection, model: &str, version: u64) -> Result<Option<SuiteReport>> {
+pub fn latest_report(connection: &Connection<'_>, model: &str, version: u64) -> Result<Option<SuiteReport>> {
     connection
         .query_row(
             "SELECT report FROM suite_reports WHERE model = ?1 AND version = ?2

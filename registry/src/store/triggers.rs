@@ -1,7 +1,7 @@
 //! Training trigger policies (one per model) and runs, each stored whole as
 //! JSON beside the columns they are looked up by.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::sql::{Connection, Dialect, OptionalExtension, Transaction, params};
 use sluice_registry_client::trigger::{RunStatus, TriggerPolicy, TriggerRun, TriggerState};
 
 use super::{from_json, now, to_i64, to_json, to_u64};
@@ -26,7 +26,7 @@ pub fn delete_policy(transaction: &Transaction<'_>, model: &str) -> Result<bool>
     Ok(transaction.execute("DELETE FROM trigger_policies WHERE model = ?1", [model])? > 0)
 }
 
-pub fn find_policy(connection: &Connection, model: &str) -> Result<Option<TriggerPolicy>> {
+pub fn find_policy(connection: &Connection<'_>, model: &str) -> Result<Option<TriggerPolicy>> {
     connection
         .query_row(
             "SELECT policy FROM trigger_policies WHERE model = ?1",
@@ -39,11 +39,11 @@ pub fn find_policy(connection: &Connection, model: &str) -> Result<Option<Trigge
 }
 
 /// Every model's policy with its latest run, by model name.
-pub fn states(connection: &Connection) -> Result<Vec<TriggerState>> {
+pub fn states(connection: &Connection<'_>) -> Result<Vec<TriggerState>> {
     let mut statement = connection
         .prepare("SELECT model, policy, updated_at, updated_by FROM trigger_policies ORDER BY model")?;
     let rows = statement
-        .query_map([], |row| {
+        .query_map(params![], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -51,7 +51,7 @@ pub fn states(connection: &Connection) -> Result<Vec<TriggerState>> {
                 row.get::<_, String>(3)?,
             ))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
     let mut states = Vec::with_capacity(rows.len());
     for (model, policy, updated_at, updated_by) in rows {
         states.push(TriggerState {
@@ -66,7 +66,7 @@ pub fn states(connection: &Connection) -> Result<Vec<TriggerState>> {
     Ok(states)
 }
 
-pub fn find_by_key(connection: &Connection, key: &str) -> Result<Option<TriggerRun>> {
+pub fn find_by_key(connection: &Connection<'_>, key: &str) -> Result<Option<TriggerRun>> {
     connection
         .query_row(
             "SELECT state FROM trigger_runs WHERE idempotency_key = ?1",
@@ -78,7 +78,7 @@ pub fn find_by_key(connection: &Connection, key: &str) -> Result<Option<TriggerR
         .transpose()
 }
 
-pub fn get(connection: &Connection, id: u64) -> Result<TriggerRun> {
+pub fn get(connection: &Connection<'_>, id: u64) -> Result<TriggerRun> {
     connection
         .query_row(
             "SELECT state FROM trigger_runs WHERE id = ?1",
@@ -93,12 +93,13 @@ pub fn get(connection: &Connection, id: u64) -> Result<TriggerRun> {
 
 /// Stores a new run (its `id` is assigned here) and returns it.
 pub fn insert(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<TriggerRun> {
-    transaction.execute(
-        "INSERT INTO trigger_runs (model, idempotency_key, status, state) VALUES (?1, ?2, ?3, '{}')",
+    let id: i64 = transaction.query_row(
+        "INSERT INTO trigger_runs (model, idempotency_key, status, state) VALUES (?1, ?2, ?3, '{}') RETURNING id",
         params![run.model, run.idempotency_key, run.status.as_str()],
+        |row| row.get(0),
     )?;
     let mut stored = run.clone();
-    stored.id = to_u64(transaction.last_insert_rowid());
+    stored.id = to_u64(id);
     update(transaction, &stored)?;
     Ok(stored)
 }
@@ -112,7 +113,7 @@ pub fn update(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<()> {
 }
 
 /// Runs dispatching or running for `model`.
-pub fn active_count(connection: &Connection, model: &str) -> Result<u32> {
+pub fn active_count(connection: &Connection<'_>, model: &str) -> Result<u32> {
     let count: i64 = connection.query_row(
         "SELECT COUNT(*) FROM trigger_runs WHERE model = ?1 AND status IN ('dispatching', 'running')",
         [model],
@@ -122,13 +123,13 @@ pub fn active_count(connection: &Connection, model: &str) -> Result<u32> {
 }
 
 /// Runs in one of `statuses`, oldest first.
-pub fn with_status(connection: &Connection, statuses: &[RunStatus]) -> Result<Vec<TriggerRun>> {
+pub fn with_status(connection: &Connection<'_>, statuses: &[RunStatus]) -> Result<Vec<TriggerRun>> {
     let mut runs = Vec::new();
     let mut statement = connection.prepare("SELECT state FROM trigger_runs WHERE status = ?1 ORDER BY id")?;
     for status in statuses {
         let states = statement
             .query_map([status.as_str()], |row| row.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
         for state in states {
             runs.push(from_json(&state)?);
         }
@@ -138,22 +139,28 @@ pub fn with_status(connection: &Connection, statuses: &[RunStatus]) -> Result<Ve
 }
 
 /// The newest runs first, of one model or all.
-pub fn list(connection: &Connection, model_opt: Option<&str>, limit: u32) -> Result<Vec<TriggerRun>> {
+pub fn list(connection: &Connection<'_>, model_opt: Option<&str>, limit: u32) -> Result<Vec<TriggerRun>> {
     let mut statement = connection
-        .prepare("SELECT state FROM trigger_runs WHERE ?1 IS NULL OR model = ?1 ORDER BY id DESC LIMIT ?2")?;
+        .prepare("SELECT state FROM trigger_runs WHERE CAST(?1 AS TEXT) IS NULL OR model = ?1 ORDER BY id DESC LIMIT ?2")?;
     let states = statement
         .query_map(params![model_opt, limit], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
     states.iter().map(|state| from_json(state)).collect()
 }
 
 /// The newest run of `model` that counts for its cooldown (not a manual one).
-pub fn last_automatic(connection: &Connection, model: &str) -> Result<Option<TriggerRun>> {
+pub fn last_automatic(connection: &Connection<'_>, model: &str) -> Result<Option<TriggerRun>> {
+    let reason = match connection.dialect() {
+        Dialect::Sqlite => "json_extract(state, '$.reason')",
+        Dialect::Postgres => "(state::jsonb ->> 'reason')",
+    };
     connection
         .query_row(
-            "SELECT state FROM trigger_runs
-             WHERE model = ?1 AND json_extract(state, '$.reason') != 'manual'
-             ORDER BY id DESC LIMIT 1",
+            &format!(
+                "SELECT state FROM trigger_runs
+                 WHERE model = ?1 AND {reason} != 'manual'
+                 ORDER BY id DESC LIMIT 1"
+            ),
             [model],
             |row| row.get::<_, String>(0),
         )

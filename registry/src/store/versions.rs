@@ -2,7 +2,7 @@
 //! versions (immutable, auto-numbered, with their lineage card) and the JSON
 //! documents attached to a version.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use super::sql::{Connection, Dialect, OptionalExtension, Row, Transaction, params};
 use sluice_registry_client::types::{Artifact, Document, Lineage, Stage, Version};
 
 use super::events::{self, Change};
@@ -10,7 +10,7 @@ use super::{from_json, models, now, to_i64, to_json, to_u64};
 use crate::error::{Error, Result};
 
 /// The artifact stored under `sha256`, if the registry has it.
-pub fn find_artifact(connection: &Connection, sha256: &str) -> Result<Option<Artifact>> {
+pub fn find_artifact(connection: &Connection<'_>, sha256: &str) -> Result<Option<Artifact>> {
     connection
         .query_row(
             "SELECT sha256, size, signature FROM artifacts WHERE sha256 = ?1",
@@ -160,24 +160,41 @@ pub fn is_sha256(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-const SELECT: &str = "SELECT v.model, v.version, v.stage, v.sha256, a.size, a.signature, v.lineage,
-        v.source_uri, v.author, v.created_at,
-        (SELECT group_concat(alias, ',') FROM (SELECT alias FROM aliases al
-            WHERE al.model = v.model AND al.version = v.version ORDER BY alias))
-    FROM versions v JOIN artifacts a ON a.sha256 = v.sha256";
+/// A version with its aliases, comma-separated in name order.
+fn select(connection: &Connection<'_>) -> &'static str {
+    match connection.dialect() {
+        Dialect::Sqlite => {
+            "SELECT v.model, v.version, v.stage, v.sha256, a.size, a.signature, v.lineage,
+                v.source_uri, v.author, v.created_at,
+                (SELECT group_concat(alias, ',') FROM (SELECT alias FROM aliases al
+                    WHERE al.model = v.model AND al.version = v.version ORDER BY alias))
+            FROM versions v JOIN artifacts a ON a.sha256 = v.sha256"
+        }
+        Dialect::Postgres => {
+            "SELECT v.model, v.version, v.stage, v.sha256, a.size, a.signature, v.lineage,
+                v.source_uri, v.author, v.created_at,
+                (SELECT string_agg(alias, ',' ORDER BY alias) FROM aliases al
+                    WHERE al.model = v.model AND al.version = v.version)
+            FROM versions v JOIN artifacts a ON a.sha256 = v.sha256"
+        }
+    }
+}
 
-pub fn list(connection: &Connection, model: &str) -> Result<Vec<Version>> {
+pub fn list(connection: &Connection<'_>, model: &str) -> Result<Vec<Version>> {
     models::get(connection, model)?;
-    let mut statement = connection.prepare(&format!("{SELECT} WHERE v.model = ?1 ORDER BY v.version"))?;
+    let mut statement = connection.prepare(&format!(
+        "{} WHERE v.model = ?1 ORDER BY v.version",
+        select(connection)
+    ))?;
     let rows = statement.query_map([model], read_row)?;
     rows.map(|row| row?).collect()
 }
 
 /// The version, or 404 naming what is unknown.
-pub fn get(connection: &Connection, model: &str, version: u64) -> Result<Version> {
+pub fn get(connection: &Connection<'_>, model: &str, version: u64) -> Result<Version> {
     connection
         .query_row(
-            &format!("{SELECT} WHERE v.model = ?1 AND v.version = ?2"),
+            &format!("{} WHERE v.model = ?1 AND v.version = ?2", select(connection)),
             params![model, to_i64(version)?],
             read_row,
         )
@@ -191,7 +208,7 @@ pub fn get(connection: &Connection, model: &str, version: u64) -> Result<Version
 }
 
 /// A version named by number or by alias (`champion`).
-pub fn resolve(connection: &Connection, model: &str, reference: &str) -> Result<Version> {
+pub fn resolve(connection: &Connection<'_>, model: &str, reference: &str) -> Result<Version> {
     if let Ok(number) = reference.parse::<u64>() {
         return get(connection, model, number);
     }
@@ -211,7 +228,7 @@ pub fn resolve(connection: &Connection, model: &str, reference: &str) -> Result<
     }
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Version>> {
+fn read_row(row: &Row) -> crate::store::sql::SqlResult<Result<Version>> {
     let stage: String = row.get(2)?;
     let signature: String = row.get(5)?;
     let lineage: String = row.get(6)?;
@@ -284,7 +301,7 @@ pub fn put_document(
 }
 
 pub fn find_document(
-    connection: &Connection,
+    connection: &Connection<'_>,
     model: &str,
     version: u64,
     name: &str,
@@ -293,19 +310,19 @@ pub fn find_document(
     Ok(documents.pop())
 }
 
-pub fn list_documents(connection: &Connection, model: &str, version: u64) -> Result<Vec<Document>> {
+pub fn list_documents(connection: &Connection<'_>, model: &str, version: u64) -> Result<Vec<Document>> {
     query_documents(connection, model, version, None)
 }
 
 fn query_documents(
-    connection: &Connection,
+    connection: &Connection<'_>,
     model: &str,
     version: u64,
     name_opt: Option<&str>,
 ) -> Result<Vec<Document>> {
     let mut statement = connection.prepare(
         "SELECT name, body, updated_at, updated_by FROM documents
-         WHERE model = ?1 AND version = ?2 AND (?3 IS NULL OR name = ?3) ORDER BY name",
+         WHERE model = ?1 AND version = ?2 AND (CAST(?3 AS TEXT) IS NULL OR name = ?3) ORDER BY name",
     )?;
     let rows = statement.query_map(params![model, to_i64(version)?, name_opt], |row| {
         Ok((

@@ -1,0 +1,95 @@
+//! The registry on PostgreSQL when PostgreSQL goes away: every request
+//! answers 503 with `Retry-After` and says why, gateways go on serving what
+//! they have, and once the database is back the same requests succeed with
+//! nothing lost and nothing half-written. (The whole registry suite also
+//! runs on PostgreSQL: `SLUICE_TEST_METADATA=postgres`, in `scripts/test.sh`.)
+
+use std::time::{Duration, Instant};
+
+use sluice_registry_client::types::CreateModel;
+use sluice_tests::postgres::{self, TestPostgres};
+use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, credit_applicants, example_model};
+
+const MODEL: &str = "credit_risk";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarting_postgres_answers_503_then_recovers_with_nothing_lost() {
+    if !postgres::available("a_restarting_postgres_answers_503_then_recovers_with_nothing_lost") {
+        return;
+    }
+    let mut database = TestPostgres::start();
+    let registry = TestRegistry::start_with(RegistryOptions {
+        metadata: Some(database.create_database()),
+        ..RegistryOptions::default()
+    })
+    .await;
+    registry.release(MODEL, &example_model(MODEL)).await;
+    let cache = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
+    gateway.wait_versions(MODEL, &[1]).await;
+    let events_before = registry.client("vic").events(0, 1000).await.unwrap();
+
+    database.stop();
+
+    let http = reqwest::Client::new();
+    let create = || {
+        http.post(format!("{}/api/v1/models", registry.url()))
+            .bearer_auth(registry.token("dora"))
+            .json(&serde_json::json!({ "name": "fraud" }))
+            .send()
+    };
+    let refused = create().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("metadata database"), "{message}");
+    let read = http
+        .get(format!("{}/api/v1/models/{MODEL}", registry.url()))
+        .bearer_auth(registry.token("vic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 503, "reads need the database too");
+    // The gateway serves from what it loaded, the registry or not.
+    for body in credit_applicants(20, 0.0) {
+        let (status, answer) = gateway
+            .post_json(&format!("/v2/models/{MODEL}/infer"), &body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    database.start_again();
+
+    // The first request after the restart reconnects.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = create().await.unwrap();
+        if response.status() == 201 {
+            break;
+        }
+        assert_eq!(response.status(), 503, "only unavailable while reconnecting");
+        assert!(Instant::now() < deadline, "the registry never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let vic = registry.client("vic");
+    let events_after = vic.events(0, 1000).await.unwrap();
+    assert_eq!(
+        events_after.len(),
+        events_before.len() + 1,
+        "one event for the one change that was made: {events_after:#?}"
+    );
+    assert_eq!(events_after.last().unwrap().action, "model.create");
+    assert_eq!(vic.get_model("fraud").await.unwrap().name, "fraud");
+    let deployment = vic.get_deployment(MODEL).await.unwrap();
+    assert_eq!(deployment.spec.weights(), vec![(1, 100)]);
+    // And writes go on as before.
+    registry
+        .client("dora")
+        .create_model(&CreateModel {
+            name: "churn".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
