@@ -38,7 +38,7 @@ K8S = ROOT / "deploy/k8s"
 SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "labels", "patches"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass"}
 # Secrets an operator creates (deploy/README.md says how); never in git.
-EXTERNAL_SECRETS = {"sluice-gateway-token"}
+EXTERNAL_SECRETS = {"sluice-gateway-token", "sluice-postgres", "sluice-s3", "sluice-tokens"}
 SLUICE_FLAGS_SOURCES = [ROOT / "gateway/src/config.rs", ROOT / "registry/src/config.rs"]
 
 
@@ -140,6 +140,8 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
     deployments = by_kind.get("Deployment", [])
     services = by_kind.get("Service", [])
     claims = {doc["metadata"]["name"] for doc in by_kind.get("PersistentVolumeClaim", [])}
+    config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in by_kind.get("ConfigMap", [])}
+    stores: dict[str, str] = {}
     flags = "".join(path.read_text() for path in SLUICE_FLAGS_SOURCES)
     for deployment in deployments:
         name = f"{overlay}: Deployment/{deployment['metadata']['name']}"
@@ -151,6 +153,9 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
             if claim and claim not in claims:
                 problems.append(f"{name}: volume {volume['name']} claims {claim}, which is not defined")
+            secret = volume.get("secret", {}).get("secretName")
+            if secret and secret not in EXTERNAL_SECRETS:
+                problems.append(f"{name}: volume {volume['name']} mounts secret {secret}, neither defined nor documented")
         for container in pod["containers"]:
             ports = {port["name"] for port in container.get("ports", [])}
             for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -166,6 +171,15 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
                 secret = item.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
                 if secret and secret not in EXTERNAL_SECRETS:
                     problems.append(f"{name}: secret {secret} is neither defined nor documented")
+                config_ref = item.get("valueFrom", {}).get("configMapKeyRef")
+                if config_ref and config_ref.get("key") not in config_maps.get(config_ref["name"], {}):
+                    problems.append(f"{name}: {variable} reads {config_ref['name']}/{config_ref.get('key')}, which is not defined")
+                if variable == "SLUICE_STORE":
+                    stores[name] = item.get("value") or str(config_ref)
+            for source in container.get("envFrom", []):
+                secret = source.get("secretRef", {}).get("name")
+                if secret and secret not in EXTERNAL_SECRETS:
+                    problems.append(f"{name}: envFrom secret {secret} is neither defined nor documented")
             if container.get("args", [])[:1] == ["serve"]:
                 ready = container.get("readinessProbe", {}).get("httpGet", {}).get("path")
                 if ready != "/v2/health/ready":
@@ -180,6 +194,9 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
                 if delay < unready_after:
                     problems.append(f"{name}: the shutdown delay ({delay} ms) ends before the readiness probe "
                                     f"can fail ({unready_after} ms: period times failure threshold)")
+    # The registry reads the logs the gateways write: one store for all.
+    if len(set(stores.values())) > 1:
+        problems.append(f"{overlay}: the Deployments name different stores: {stores}")
     pods = [(d, d["spec"]["template"]["metadata"]["labels"], d["spec"]["template"]["spec"]) for d in deployments]
     for service in services:
         name = f"{overlay}: Service/{service['metadata']['name']}"

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (the ONNX Runtime library,
-# from PyPI) and runs the whole workspace's tests, ort tests included; then
-# the registry's suites again with the registry on PostgreSQL (each test
-# process starts its own server from Debian's postgresql package; without
-# it they are skipped here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1,
-# fails instead).
+# The test command: installs what the tests need from PyPI (the ONNX Runtime
+# library; moto, an S3-compatible server for `--store s3://`) and runs the
+# whole workspace's tests, ort tests included; then the registry's suites
+# again with the registry on PostgreSQL. The PostgreSQL tests start their
+# own servers from Debian's postgresql package: without it they are skipped
+# here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1, fails instead.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 echo "ONNX Runtime: $ORT_DYLIB_PATH" >&2
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 cargo test --workspace --all-targets "$@"
 if [ $# -gt 0 ]; then
     exit 0

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_registry::auth::Role;
+use sluice_registry::objects::Location;
 use sluice_registry::tls::TlsFiles;
 use sluice_registry::{LogDirs, RegistryArgs, RegistryConfig};
 use sluice_registry_client::{ClientTls, RegistryClient};
@@ -465,8 +466,8 @@ impl ServeConfig {
             cache_dir: cache_dir.clone(),
         });
         config.logs_opt = Some(LogDirs {
-            predictions: cache_dir.join("predictions"),
-            feedback: cache_dir.join("feedback"),
+            predictions: Location::Dir(cache_dir.join("predictions")),
+            feedback: Location::Dir(cache_dir.join("feedback")),
         });
         config
     }
@@ -535,8 +536,8 @@ impl ServeArgs {
         let cache_dir = self
             .cache_dir
             .unwrap_or_else(|| self.registry_args.data_dir.join("cache"));
-        // The registry joins feedback with predictions: both read the same directories.
-        let logs = self.registry_args.log_dirs();
+        // The registry joins feedback with predictions: both use the same directories or bucket.
+        let logs = self.registry_args.log_dirs()?;
         let logs_opt = self.model_repository.is_none().then_some(logs);
         if self.registry_args.tls.admin_client_ca.is_some() {
             // The embedded gateway follows its registry over loopback, and

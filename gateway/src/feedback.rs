@@ -11,14 +11,14 @@
 //! id is known is therefore not checked here (an unknown one is counted
 //! there, not refused).
 
-use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
+use sluice_registry::objects::Location;
 use sluice_registry_client::feedback::Feedback;
 
 use crate::error::{Error, Result};
@@ -27,16 +27,15 @@ use crate::error::{Error, Result};
 pub const MAX_BATCH: usize = 10_000;
 
 pub struct FeedbackLog {
-    store: LocalFileSystem,
+    store: Arc<dyn ObjectStore>,
     replica: String,
     sequence: AtomicU64,
 }
 
 impl FeedbackLog {
-    pub fn open(dir: &Path, replica: &str) -> std::io::Result<FeedbackLog> {
-        std::fs::create_dir_all(dir)?;
+    pub fn open(location: &Location, replica: &str) -> std::io::Result<FeedbackLog> {
         Ok(FeedbackLog {
-            store: LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?,
+            store: location.open()?,
             replica: crate::predlog::sanitize(replica),
             sequence: AtomicU64::new(0),
         })

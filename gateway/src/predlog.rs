@@ -24,15 +24,14 @@
 //! of them at shutdown.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
+use sluice_registry::objects::Location;
 
 use sluice_registry_client::slices::SliceSpec;
 
@@ -106,18 +105,17 @@ pub struct PredictionLog {
 impl PredictionLog {
     /// A log writing under `dir` (created if missing) as `replica`.
     pub fn start(
-        dir: &Path,
+        location: &Location,
         replica: &str,
         queue: usize,
         limits: SegmentLimits,
     ) -> std::io::Result<PredictionLog> {
-        std::fs::create_dir_all(dir)?;
-        let store = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
+        let store = location.open()?;
         let (sender, receiver) = crossbeam_channel::bounded(queue.max(1));
         let replica = sanitize(replica);
         let writer = std::thread::Builder::new()
             .name("sluice-predlog".into())
-            .spawn(move || Writer::new(Arc::new(store), replica, limits).run(receiver))?;
+            .spawn(move || Writer::new(store, replica, limits).run(receiver))?;
         Ok(PredictionLog {
             sender,
             writer: std::sync::Mutex::new(Some(writer)),
@@ -158,7 +156,7 @@ struct Segment {
 }
 
 struct Writer {
-    store: Arc<LocalFileSystem>,
+    store: Arc<dyn ObjectStore>,
     replica: String,
     limits: SegmentLimits,
     segments: HashMap<String, Segment>,
@@ -167,7 +165,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(store: Arc<LocalFileSystem>, replica: String, limits: SegmentLimits) -> Writer {
+    fn new(store: Arc<dyn ObjectStore>, replica: String, limits: SegmentLimits) -> Writer {
         Writer {
             store,
             replica,

@@ -37,9 +37,9 @@ impl Gateway {
             .args(["--registry", &registry.url(), "--cache-dir"])
             .arg(cache)
             .arg("--predictions-dir")
-            .arg(&logs.predictions)
+            .arg(logs.predictions.to_string())
             .arg("--feedback-dir")
-            .arg(&logs.feedback)
+            .arg(logs.feedback.to_string())
             .args(["--stats-interval-ms", "50", "--segment-max-age-ms", "100"])
             .args(["--compute-threads", "1", "--shutdown-delay-ms", "0"])
             .env("SLUICE_SERVE_TOKEN", registry.token("gw"))
@@ -194,7 +194,9 @@ async fn two_gateways_one_registry_on_postgres() {
         step_weights: vec![50],
         step_weight: None,
         max_weight: None,
-        interval_ms: 4000,
+        // Long enough for the traffic below on a slow machine: the interval
+        // must not be judged before both gateways' requests are in.
+        interval_ms: 10_000,
         min_requests: 30,
         max_error_rate: Some(0.05),
         max_p99_ms: None,

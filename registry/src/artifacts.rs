@@ -1,6 +1,6 @@
 //! Artifact bytes in an object store, content-addressed by sha256
-//! (`sha256/{hex}.onnx`). A local directory by default; the same code path
-//! serves any store `object_store` speaks.
+//! (`sha256/{hex}.onnx`): a local directory by default, an S3-compatible
+//! bucket with `--store` ([`crate::objects`]), through the same code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::objects::Location;
 
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -21,11 +22,11 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
-    /// Artifacts under `dir`; `file://` imports allowed under `import_root_opt`.
-    pub fn local(dir: &Path, import_root_opt: Option<&Path>) -> Result<ArtifactStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| Error::Internal(format!("cannot create {}: {err}", dir.display())))?;
-        let store = LocalFileSystem::new_with_prefix(dir)?;
+    /// Artifacts at `location`; `file://` imports allowed under `import_root_opt`.
+    pub fn open(location: &Location, import_root_opt: Option<&Path>) -> Result<ArtifactStore> {
+        let store = location
+            .open()
+            .map_err(|err| Error::Internal(format!("cannot open the artifact store {location}: {err}")))?;
         let import_opt = import_root_opt
             .map(|root| {
                 let root = root
@@ -35,10 +36,7 @@ impl ArtifactStore {
                 Ok::<_, Error>((root, Arc::new(store)))
             })
             .transpose()?;
-        Ok(ArtifactStore {
-            store: Arc::new(store),
-            import_opt,
-        })
+        Ok(ArtifactStore { store, import_opt })
     }
 
     fn location(sha256: &str) -> StorePath {

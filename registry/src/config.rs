@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::auth::{Caller, Tokens};
+use crate::objects::Location;
 use crate::policy::Policy;
 use crate::tls::TlsFiles;
 
@@ -21,10 +22,11 @@ pub struct RegistryArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// The metadata database: `postgres://USER:PASSWORD@HOST/DB` (several
-    /// registries, or when the data dir is not backed up), or
-    /// `sqlite://FILE` [default: DATA_DIR/registry.db]. Prefer the variable:
-    /// a flag's password shows in the process list.
+    /// The metadata database: `postgres://USER:PASSWORD@HOST/DB` (when
+    /// the database should live apart from the registry's machine: managed,
+    /// replicated, backed up), or `sqlite://FILE` [default:
+    /// DATA_DIR/registry.db]. One registry per database. Prefer the
+    /// variable: a flag's password shows in the process list.
     #[arg(long, env = "SLUICE_METADATA", value_name = "URL", hide_env_values = true)]
     pub metadata: Option<String>,
 
@@ -60,6 +62,20 @@ pub struct RegistryArgs {
     /// Ground-truth feedback, as gateways write it [default: DATA_DIR/feedback].
     #[arg(long, env = "SLUICE_FEEDBACK_DIR", value_name = "DIR")]
     pub feedback_dir: Option<PathBuf>,
+
+    /// Artifacts, predictions and feedback in an S3-compatible bucket:
+    /// `s3://BUCKET/PREFIX` (under PREFIX/artifacts, PREFIX/predictions,
+    /// PREFIX/feedback), instead of the data dir. The registry and every
+    /// gateway name the same URL. Credentials, region and endpoint from the
+    /// standard AWS variables (AWS_ACCESS_KEY_ID, AWS_REGION,
+    /// AWS_ENDPOINT_URL, ...).
+    #[arg(
+        long,
+        env = "SLUICE_STORE",
+        value_name = "URL",
+        conflicts_with_all = ["predictions_dir", "feedback_dir"]
+    )]
+    pub store: Option<String>,
 
     /// How often the monitor joins feedback, measures drift for the gauges
     /// and evaluates training triggers, in milliseconds.
@@ -134,11 +150,12 @@ impl TlsArgs {
     }
 }
 
-/// Where predictions and feedback live: written by gateways, read by the registry.
+/// Where predictions and feedback live: written by gateways, read by the
+/// registry. Directories, or prefixes of `--store`'s bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDirs {
-    pub predictions: PathBuf,
-    pub feedback: PathBuf,
+    pub predictions: Location,
+    pub feedback: Location,
 }
 
 /// The monitor's settings: feedback join, drift gauges, triggers.
@@ -159,6 +176,8 @@ pub struct MonitorConfig {
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     pub data_dir: PathBuf,
+    /// `--store`: artifacts (and logs) in a bucket; `None`: the data dir.
+    pub store_opt: Option<Location>,
     /// `--metadata`; `None`: SQLite in the data dir.
     pub metadata_opt: Option<String>,
     pub tokens_file_opt: Option<PathBuf>,
@@ -191,8 +210,8 @@ impl RegistryConfig {
         RegistryConfig {
             monitor: MonitorConfig {
                 logs: LogDirs {
-                    predictions: data_dir.join("predictions"),
-                    feedback: data_dir.join("feedback"),
+                    predictions: Location::Dir(data_dir.join("predictions")),
+                    feedback: Location::Dir(data_dir.join("feedback")),
                 },
                 tick: std::time::Duration::from_secs(10),
                 horizon_ms: 24 * 3600 * 1000,
@@ -201,6 +220,7 @@ impl RegistryConfig {
                 bucket_ms: 60_000,
             },
             data_dir,
+            store_opt: None,
             metadata_opt: None,
             tokens_file_opt: None,
             policy: Policy::default(),
@@ -230,17 +250,30 @@ impl RegistryConfig {
 }
 
 impl RegistryArgs {
-    pub fn log_dirs(&self) -> LogDirs {
-        LogDirs {
-            predictions: self
-                .predictions_dir
-                .clone()
-                .unwrap_or_else(|| self.data_dir.join("predictions")),
-            feedback: self
-                .feedback_dir
-                .clone()
-                .unwrap_or_else(|| self.data_dir.join("feedback")),
+    /// `--store`, parsed.
+    pub fn store(&self) -> Result<Option<Location>, String> {
+        self.store.as_deref().map(Location::parse_store).transpose()
+    }
+
+    pub fn log_dirs(&self) -> Result<LogDirs, String> {
+        if let Some(store) = self.store()? {
+            return Ok(LogDirs {
+                predictions: store.child("predictions"),
+                feedback: store.child("feedback"),
+            });
         }
+        Ok(LogDirs {
+            predictions: Location::Dir(
+                self.predictions_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("predictions")),
+            ),
+            feedback: Location::Dir(
+                self.feedback_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("feedback")),
+            ),
+        })
     }
 
     pub fn into_config(self) -> Result<RegistryConfig, String> {
@@ -258,7 +291,7 @@ impl RegistryArgs {
             None => Policy::default(),
         };
         let monitor = MonitorConfig {
-            logs: self.log_dirs(),
+            logs: self.log_dirs()?,
             tick: std::time::Duration::from_millis(self.monitor_tick_ms),
             horizon_ms: self.feedback_horizon_ms,
             max_pending: self.feedback_max_pending.max(1),
@@ -267,6 +300,7 @@ impl RegistryArgs {
         };
         Ok(RegistryConfig {
             monitor,
+            store_opt: self.store()?,
             data_dir: self.data_dir,
             metadata_opt: self.metadata,
             tokens_file_opt: self.tokens_file,

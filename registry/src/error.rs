@@ -102,6 +102,7 @@ impl From<crate::store::sql::SqlError> for Error {
         match err {
             SqlError::Sqlite(err) => err.into(),
             SqlError::Postgres(err) => from_postgres(err),
+            SqlError::Nul => Error::bad_request(err.to_string()),
             other => Error::Internal(format!("metadata store: {other}")),
         }
     }
@@ -113,7 +114,12 @@ impl From<crate::store::sql::SqlError> for Error {
 fn from_postgres(err: postgres::Error) -> Error {
     use postgres::error::SqlState;
     let transient = match err.code() {
-        None => true,
+        // No SQLSTATE: the connection (closed, refused, timed out), or a
+        // bug of ours (a conversion, a parameter count).
+        None => {
+            err.is_closed()
+                || std::error::Error::source(&err).is_some_and(|source| source.is::<std::io::Error>())
+        }
         Some(code) => {
             [
                 SqlState::T_R_SERIALIZATION_FAILURE,
@@ -123,6 +129,7 @@ fn from_postgres(err: postgres::Error) -> Error {
                 SqlState::CANNOT_CONNECT_NOW,
                 SqlState::TOO_MANY_CONNECTIONS,
                 SqlState::QUERY_CANCELED,
+                SqlState::LOCK_NOT_AVAILABLE,
             ]
             .contains(code)
                 || code.code().starts_with("08")
@@ -139,7 +146,15 @@ fn from_postgres(err: postgres::Error) -> Error {
 
 impl From<object_store::Error> for Error {
     fn from(err: object_store::Error) -> Error {
-        Error::Internal(format!("artifact store: {err}"))
+        match err {
+            // The store's I/O failed (S3 unreachable or throttling, a full
+            // disk): nothing was recorded, and the same request can succeed
+            // once the store is back.
+            object_store::Error::Generic { .. } => Error::Unavailable(format!(
+                "the artifact store is unavailable ({err}): nothing was changed, retry"
+            )),
+            other => Error::Internal(format!("artifact store: {other}")),
+        }
     }
 }
 
@@ -155,6 +170,10 @@ impl IntoResponse for Error {
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "registry request failed");
             "internal server error".to_string()
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency down is the operator's to see, not only the client's.
+            tracing::warn!(error = %self, "registry request refused for now");
+            self.to_string()
         } else {
             self.to_string()
         };

@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
@@ -172,8 +171,8 @@ struct JoinState {
 }
 
 pub struct Joiner {
-    predictions: LocalFileSystem,
-    feedback: LocalFileSystem,
+    predictions: Arc<dyn ObjectStore>,
+    feedback: Arc<dyn ObjectStore>,
     horizon_ms: u64,
     max_pending: usize,
     grace_ms: u64,
@@ -203,13 +202,9 @@ struct FeedbackLine {
 
 impl Joiner {
     pub fn open(config: &MonitorConfig) -> std::io::Result<Joiner> {
-        let open = |dir: &std::path::Path| {
-            std::fs::create_dir_all(dir)?;
-            LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)
-        };
         Ok(Joiner {
-            predictions: open(&config.logs.predictions)?,
-            feedback: open(&config.logs.feedback)?,
+            predictions: config.logs.predictions.open()?,
+            feedback: config.logs.feedback.open()?,
             horizon_ms: config.horizon_ms,
             max_pending: config.max_pending,
             grace_ms: config.grace_ms,
@@ -224,10 +219,10 @@ impl Joiner {
         let oldest = now.saturating_sub(self.horizon_ms);
         // One segment in memory at a time, each remembered once it is read.
         for location in self
-            .new_segments("predictions", &self.predictions, oldest)
+            .new_segments("predictions", self.predictions.as_ref(), oldest)
             .await?
         {
-            let Some(bytes) = read(&self.predictions, &location).await else {
+            let Some(bytes) = read(self.predictions.as_ref(), &location).await else {
                 continue;
             };
             let mut state = self.lock();
@@ -245,8 +240,11 @@ impl Joiner {
                 .insert(location.to_string());
         }
         let mut arrived = Vec::new();
-        for location in self.new_segments("feedback", &self.feedback, oldest).await? {
-            let Some(bytes) = read(&self.feedback, &location).await else {
+        for location in self
+            .new_segments("feedback", self.feedback.as_ref(), oldest)
+            .await?
+        {
+            let Some(bytes) = read(self.feedback.as_ref(), &location).await else {
                 continue;
             };
             for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
@@ -395,7 +393,7 @@ impl Joiner {
     async fn new_segments(
         &self,
         kind: &'static str,
-        store: &LocalFileSystem,
+        store: &dyn ObjectStore,
         oldest_ms: u64,
     ) -> Result<Vec<StorePath>, object_store::Error> {
         let mut prefixes = vec![None::<StorePath>];
@@ -714,7 +712,7 @@ fn canonical(value: &Value) -> Option<String> {
 
 /// A segment's bytes; `None` (logged) when it cannot be read, so that one
 /// bad file does not stop the join (it is tried again at the next scan).
-async fn read(store: &LocalFileSystem, location: &StorePath) -> Option<bytes::Bytes> {
+async fn read(store: &dyn ObjectStore, location: &StorePath) -> Option<bytes::Bytes> {
     let bytes = match store.get(location).await {
         Ok(result) => result.bytes().await,
         Err(err) => Err(err),
@@ -793,8 +791,8 @@ mod tests {
         let root = std::env::temp_dir().join(format!("sluice-{name}-{}-{}", std::process::id(), now_ms()));
         let config = MonitorConfig {
             logs: crate::config::LogDirs {
-                predictions: root.join("predictions"),
-                feedback: root.join("feedback"),
+                predictions: crate::objects::Location::Dir(root.join("predictions")),
+                feedback: crate::objects::Location::Dir(root.join("feedback")),
             },
             tick: std::time::Duration::from_secs(1),
             horizon_ms: 3600 * 1000,
@@ -837,7 +835,7 @@ mod tests {
             prediction("p3", now - 1000, 1),
         ];
         std::fs::write(
-            partition(&config.logs.predictions).join("a.jsonl"),
+            partition(config.logs.predictions.dir().unwrap()).join("a.jsonl"),
             lines.join("\n"),
         )
         .unwrap();
@@ -853,7 +851,7 @@ mod tests {
             feedback("nobody", 1),
         ];
         std::fs::write(
-            partition(&config.logs.feedback).join("b.jsonl"),
+            partition(config.logs.feedback.dir().unwrap()).join("b.jsonl"),
             labels.join("\n"),
         )
         .unwrap();
@@ -906,8 +904,8 @@ mod tests {
                 .collect();
             std::fs::write(partition.join("fixture.jsonl"), text.join("\n")).unwrap();
         };
-        write(&config.logs.predictions, &fixture["predictions"]);
-        write(&config.logs.feedback, &fixture["feedback"]);
+        write(config.logs.predictions.dir().unwrap(), &fixture["predictions"]);
+        write(config.logs.feedback.dir().unwrap(), &fixture["feedback"]);
         joiner.scan().await.unwrap();
         let min_rows = fixture["min_rows"].as_u64().unwrap();
         let report = joiner.slices("credit_risk", 1, 0, u64::MAX, min_rows);

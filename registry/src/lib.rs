@@ -5,12 +5,14 @@
 //!
 //! - [`api`] serves `/api/v1` (axum): bearer-token [`auth`], one JSON error
 //!   shape from [`error`], and the long-poll watch gateways follow;
-//! - [`store`] keeps the metadata in SQLite, one transaction per change with
-//!   its audit event: models, versions and documents, stage transitions and
-//!   aliases, deployments under a registry-wide revision, the event log;
+//! - [`store`] keeps the metadata in SQLite or PostgreSQL, one transaction
+//!   per change with its audit event: models, versions and documents, stage
+//!   transitions and aliases, deployments under a registry-wide revision,
+//!   the event log;
 //! - [`artifacts`] keeps the ONNX files in an object store, content-addressed
-//!   by sha256; an [`Inspector`] (the gateway's engines) reads a signature by
-//!   loading each new artifact, so nothing unloadable becomes a version;
+//!   by sha256, in a directory or a bucket ([`objects`]); an [`Inspector`]
+//!   (the gateway's engines) reads a signature by loading each new artifact,
+//!   so nothing unloadable becomes a version;
 //! - [`policy`] says which approvals and gates each stage needs and which
 //!   stages may take traffic; [`config`] turns flags into a config;
 //! - [`quality`] runs behavioural suites with the gateway's engine, reports
@@ -43,6 +45,7 @@ pub mod error;
 pub mod feedback;
 pub mod listen;
 pub mod monitor;
+pub mod objects;
 pub mod policy;
 pub mod quality;
 pub mod rollout;
@@ -134,10 +137,11 @@ impl Registry {
         .await
         .map_err(|err| Error::Internal(format!("opening the metadata store failed: {err}")))??;
         let metadata_kind = store.kind();
-        let artifacts = artifacts::ArtifactStore::local(
-            &config.data_dir.join("artifacts"),
-            config.import_root_opt.as_deref(),
-        )?;
+        let artifacts_at = match &config.store_opt {
+            Some(store) => store.child("artifacts"),
+            None => objects::Location::Dir(config.data_dir.join("artifacts")),
+        };
+        let artifacts = artifacts::ArtifactStore::open(&artifacts_at, config.import_root_opt.as_deref())?;
         let (shutdown, stop) = watch::channel(false);
         let state = api::AppState::new(
             store,

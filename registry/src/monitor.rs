@@ -423,7 +423,8 @@ impl Monitor {
         for run in candidates {
             // A canary started by a trigger passes the gates a person's would.
             if let Err(err) = self.canary_gates(&run).await {
-                if let crate::error::Error::Internal(_) = err {
+                // A store failure or outage is tried again at the next tick.
+                if let crate::error::Error::Internal(_) | crate::error::Error::Unavailable(_) = err {
                     tracing::warn!(run = run.id, error = %err, "cannot check a trigger's canary yet");
                 } else {
                     self.state
@@ -442,7 +443,7 @@ impl Monitor {
                 Ok(None) => {}
                 // A store failure is tried again at the next tick; a refusal
                 // (another rollout is on, the version cannot take traffic) is kept.
-                Err(err @ crate::error::Error::Internal(_)) => {
+                Err(err @ (crate::error::Error::Internal(_) | crate::error::Error::Unavailable(_))) => {
                     tracing::warn!(run = run.id, error = %err, "cannot start a trigger's canary yet");
                 }
                 Err(err) => {

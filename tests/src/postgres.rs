@@ -29,6 +29,9 @@ pub struct TestPostgres {
     /// PostgreSQL refuses to run as root).
     user_opt: Option<(u32, u32)>,
     server_opt: Option<(Child, ChildStdin)>,
+    /// The process-wide server is never dropped: its wrapper removes its
+    /// files once it stops.
+    remove_at_exit: bool,
 }
 
 /// Where the server binaries are: `SLUICE_TEST_PG_BIN`, or the newest
@@ -72,6 +75,10 @@ pub fn available(test: &str) -> bool {
 impl TestPostgres {
     /// Initializes a cluster and starts it. Panics with what is missing.
     pub fn start() -> TestPostgres {
+        TestPostgres::init(false)
+    }
+
+    fn init(remove_at_exit: bool) -> TestPostgres {
         let bin = binaries().expect("PostgreSQL's server binaries (apt-get install postgresql)");
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         let user_opt = run_as();
@@ -103,9 +110,15 @@ impl TestPostgres {
             port: free_port(),
             user_opt,
             server_opt: None,
+            remove_at_exit,
         };
         postgres.start_again();
         postgres
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
     }
 
     /// `postgres://` to `database` as the superuser.
@@ -167,7 +180,7 @@ impl TestPostgres {
         // `stop` drops it, or when this process exits, however it exits.
         let mut server = as_user(Command::new("sh"), self.user_opt)
             .arg("-c")
-            .arg(r#""$0" "$@" & pid=$!; read _; kill -INT $pid; wait $pid"#)
+            .arg(r#""$0" "$@" & pid=$!; read _; kill -INT $pid; wait $pid; [ -z "$REMOVE" ] || rm -rf "$REMOVE""#)
             .arg(self.bin.join("postgres"))
             .arg("-D")
             .arg(&data)
@@ -175,23 +188,32 @@ impl TestPostgres {
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .env("REMOVE", if self.remove_at_exit { self.dir.path().as_os_str() } else { "".as_ref() })
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(match std::env::var_os("SLUICE_TEST_PG_LOG") {
-                // Where a failing statement is explained, when debugging.
-                Some(path) => std::fs::OpenOptions::new()
+            // Where a failed start or a failing statement is explained.
+            .stderr(
+                std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)
+                    .open(self.log())
                     .map_or_else(|_| Stdio::null(), Stdio::from),
-                None => Stdio::null(),
-            })
+            )
             .spawn()
             .expect("starting postgres");
         let stdin = server.stdin.take().expect("the server's standard input");
         self.server_opt = Some((server, stdin));
         let started = Instant::now();
         loop {
+            if let Some((server, _)) = &mut self.server_opt
+                && let Ok(Some(status)) = server.try_wait()
+            {
+                panic!(
+                    "postgres exited ({status}) on port {}: {}",
+                    self.port,
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                );
+            }
             let ready = Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
                 .status()
@@ -201,7 +223,8 @@ impl TestPostgres {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "postgres did not accept connections within a minute"
+                "postgres did not accept connections within a minute: {}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -219,7 +242,7 @@ impl Drop for TestPostgres {
 /// ends with the process.
 pub fn shared() -> &'static TestPostgres {
     static SHARED: OnceLock<TestPostgres> = OnceLock::new();
-    SHARED.get_or_init(TestPostgres::start)
+    SHARED.get_or_init(|| TestPostgres::init(true))
 }
 
 fn run_as() -> Option<(u32, u32)> {

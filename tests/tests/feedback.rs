@@ -230,7 +230,7 @@ async fn bad_feedback_is_a_4xx_that_says_what_was_expected() {
     assert_eq!(response.status(), 400);
     // Nothing was stored for any of them.
     assert!(
-        std::fs::read_dir(registry.logs().feedback)
+        std::fs::read_dir(registry.logs().feedback.dir().unwrap())
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(true)
     );

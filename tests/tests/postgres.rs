@@ -83,13 +83,58 @@ async fn a_restarting_postgres_answers_503_then_recovers_with_nothing_lost() {
     assert_eq!(vic.get_model("fraud").await.unwrap().name, "fraud");
     let deployment = vic.get_deployment(MODEL).await.unwrap();
     assert_eq!(deployment.spec.weights(), vec![(1, 100)]);
-    // And writes go on as before.
-    registry
-        .client("dora")
-        .create_model(&CreateModel {
-            name: "churn".into(),
-            ..Default::default()
-        })
+
+    // A restart between two requests: the registry's connection is stale,
+    // and the next request replaces it before it sends anything.
+    database.stop();
+    database.start_again();
+    let churn = CreateModel {
+        name: "churn".into(),
+        ..Default::default()
+    };
+    registry.client("dora").create_model(&churn).await.unwrap();
+    assert_eq!(vic.get_model("churn").await.unwrap().name, "churn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_registry_per_database_and_text_both_databases_accept() {
+    if !postgres::available("one_registry_per_database_and_text_both_databases_accept") {
+        return;
+    }
+    let database = TestPostgres::start();
+    let url = database.create_database();
+    let registry = TestRegistry::start_with(RegistryOptions {
+        metadata: Some(url.clone()),
+        ..RegistryOptions::default()
+    })
+    .await;
+    // A second registry on the same database is refused at its start: two
+    // would judge rollouts on split statistics and dispatch runs twice.
+    let data = tempfile::tempdir().unwrap();
+    let mut config = sluice_registry::RegistryConfig::new(data.path());
+    config.metadata_opt = Some(url);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let inspector = std::sync::Arc::new(sluice_gateway::embedded::EngineInspector::new(
+        &sluice_gateway::backend::EngineOptions::default(),
+    ));
+    let refused = sluice_registry::Registry::start(config, listener, inspector)
+        .await
+        .err()
+        .expect("a second registry on the same database");
+    assert!(
+        refused.to_string().contains("another registry holds"),
+        "{refused}"
+    );
+
+    // NUL cannot be stored in PostgreSQL's text: a 400 that says so.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/models", registry.url()))
+        .bearer_auth(registry.token("dora"))
+        .json(&serde_json::json!({ "name": "fraud", "description": "a\u{0}b" }))
+        .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("NUL"), "{body}");
 }

@@ -99,7 +99,7 @@ async fn every_prediction_is_logged_by_request_id_and_a_sample_with_inputs() {
     sent.insert(made_up);
     gateway.server.shutdown().await.unwrap();
 
-    let root = registry.logs().predictions;
+    let root = registry.logs().predictions.dir().unwrap().to_path_buf();
     let segments = files(&root);
     assert!(!segments.is_empty(), "no segment written at shutdown");
     let mut records: Vec<Value> = Vec::new();
@@ -179,7 +179,7 @@ async fn a_failing_store_costs_no_prediction_is_counted_and_recovers() {
     let gateway = TestGateway::follow(&registry, cache.path(), options).await;
     gateway.wait_versions(MODEL, &[1]).await;
     // The store breaks: where segments go is now a file, not a directory.
-    let root = registry.logs().predictions;
+    let root = registry.logs().predictions.dir().unwrap().to_path_buf();
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::write(&root, b"not a directory").unwrap();
 

@@ -141,7 +141,7 @@ impl Server {
                 .map_err(|err| {
                     Error::Internal(format!(
                         "cannot start the prediction log in {}: {err}",
-                        logs.predictions.display()
+                        logs.predictions
                     ))
                 })?,
             )),
@@ -152,7 +152,7 @@ impl Server {
                 |err| {
                     Error::Internal(format!(
                         "cannot open the feedback log in {}: {err}",
-                        logs.feedback.display()
+                        logs.feedback
                     ))
                 },
             )?)),

@@ -2,11 +2,12 @@
 //! and the SQLite migrations spelled in PostgreSQL's types.
 //!
 //! A lost database is a 503 with `Retry-After`, never a half-written change:
-//! every write is one transaction, and the next request after PostgreSQL
+//! every write is one transaction, and the first request after PostgreSQL
 //! comes back reconnects. Writes take one transaction-scoped advisory lock,
-//! so they are serialized as SQLite's `BEGIN IMMEDIATE` serializes them,
-//! across every registry process sharing the database; reads run on a
-//! repeatable-read snapshot.
+//! so they are serialized as SQLite's `BEGIN IMMEDIATE` serializes them
+//! (with the ad-hoc `psql` of an operator too); reads run on a
+//! repeatable-read snapshot. One registry uses a database at a time: it
+//! holds a session lock, and a second waits (503) until the first is gone.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -21,6 +22,9 @@ use crate::error::{Error, Result};
 /// The advisory lock every write and every migration holds ("sluice").
 const WRITE_LOCK: i64 = 0x736c_7569_6365;
 
+/// The session lock the one registry on a database holds ("sluice-r").
+const REGISTRY_LOCK: i64 = 0x736c_7569_6365_2d72;
+
 pub struct Postgres {
     config: Config,
     /// `None` until the first use and after the connection was lost.
@@ -28,7 +32,8 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connects to `url` and brings its schema up to date.
+    /// Connects to `url`, takes the registry's lock on the database, and
+    /// brings its schema up to date.
     pub fn connect(url: &str) -> Result<Postgres> {
         let mut config: Config = url
             .parse()
@@ -37,66 +42,140 @@ impl Postgres {
             config.connect_timeout(Duration::from_secs(5));
         }
         // A peer that vanished without a reset (a node lost) fails the
-        // query in seconds instead of holding the store's one connection.
+        // query in seconds instead of holding the store's one connection,
+        // and the server ends a session whose client vanished mid-transaction
+        // (so its locks go with it).
         config.keepalives_idle(Duration::from_secs(10));
         config.tcp_user_timeout(Duration::from_secs(15));
+        // The server's side of the same: a registry whose node vanished
+        // releases its locks within a minute, not TCP's two hours.
+        config.options(
+            "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000 \
+             -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+        );
         let postgres = Postgres {
             config,
             client: Mutex::new(None),
         };
-        postgres.with_client(migrate)?;
+        let mut slot = lock(&postgres.client);
+        migrate(connected(&mut slot, &postgres.config)?)?;
+        drop(slot);
         Ok(postgres)
     }
 
     pub fn read<T>(&self, read: impl FnOnce(&Connection<'_>) -> Result<T>) -> Result<T> {
-        self.with_client(|client| {
-            let transaction = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(lost)?;
-            let engine = PgTransaction(RefCell::new(transaction));
-            let value = read(&Connection::new(&engine))?;
-            engine.0.into_inner().commit().map_err(lost)?;
-            Ok(value)
-        })
+        self.run(Access::Read, |engine| read(&Connection::new(engine)))
     }
 
     pub fn write<T>(&self, write: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        self.with_client(|client| {
-            let mut transaction = client.transaction().map_err(lost)?;
-            transaction
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-                .map_err(lost)?;
-            let engine = PgTransaction(RefCell::new(transaction));
-            let value = write(&Transaction::new(&engine))?;
-            engine.0.into_inner().commit().map_err(lost)?;
-            Ok(value)
-        })
+        self.run(Access::Write, |engine| write(&Transaction::new(engine)))
     }
 
-    /// Runs `work` on the connection, connecting first when there is none
-    /// (or it was lost); a connection that failed under `work` is dropped
-    /// so the next call starts afresh.
-    fn with_client<T>(&self, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    /// Runs `work` in one transaction. A connection found lost when the
+    /// transaction begins (PostgreSQL restarted since the last request) is
+    /// replaced once: nothing was sent yet, so the retry is safe. A
+    /// connection lost later is dropped, so the next call starts afresh.
+    fn run<T>(&self, access: Access, work: impl FnOnce(&PgTransaction<'_>) -> Result<T>) -> Result<T> {
         let mut slot = lock(&self.client);
+        let mut work = Some(work);
+        let mut retried = false;
+        let result = loop {
+            let client = connected(&mut slot, &self.config)?;
+            let err = match begin(client, access) {
+                Ok(transaction) => break finish(transaction, access, work.take()),
+                Err(err) => err,
+            };
+            if client.is_closed() && !retried {
+                tracing::info!(error = %err, "the metadata database connection was lost: reconnecting");
+                retried = true;
+                *slot = None;
+                continue;
+            }
+            break Err(lost(err));
+        };
         if slot.as_ref().is_some_and(Client::is_closed) {
             *slot = None;
         }
-        let client = match &mut *slot {
-            Some(client) => client,
-            none => none.insert(self.config.connect(NoTls).map_err(|err| {
-                Error::Unavailable(format!(
-                    "the metadata database cannot be reached ({err}): nothing was changed, retry"
-                ))
-            })?),
-        };
-        let result = work(client);
-        if client.is_closed() {
-            *slot = None;
-        }
         result
+    }
+}
+
+/// Runs `work` in `transaction` and commits what it did.
+fn finish<T>(
+    transaction: postgres::Transaction<'_>,
+    access: Access,
+    work_opt: Option<impl FnOnce(&PgTransaction<'_>) -> Result<T>>,
+) -> Result<T> {
+    let Some(work) = work_opt else {
+        return Err(Error::Internal("a store transaction ran twice".into()));
+    };
+    let engine = PgTransaction(RefCell::new(transaction));
+    let value = work(&engine)?;
+    match engine.0.into_inner().commit() {
+        Ok(()) => Ok(value),
+        // The COMMIT may have reached the server before the connection
+        // went: say so, rather than "nothing was changed".
+        Err(err) if err.code().is_none() && access == Access::Write => Err(Error::Unavailable(format!(
+            "the metadata database connection was lost while committing ({err}): \
+             the change may or may not have been made; read it back before retrying"
+        ))),
+        Err(err) => Err(lost(err)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// The connection, made when there is none or it was lost; the registry's
+/// lock taken on each new one.
+fn connected<'c>(slot: &'c mut Option<Client>, config: &Config) -> Result<&'c mut Client> {
+    if slot.as_ref().is_some_and(Client::is_closed) {
+        *slot = None;
+    }
+    if slot.is_none() {
+        let unreachable = |err: postgres::Error| {
+            Error::Unavailable(format!(
+                "the metadata database cannot be reached ({err}): nothing was changed, retry"
+            ))
+        };
+        let mut client = config.connect(NoTls).map_err(unreachable)?;
+        // One registry per database: the rollout controller, the monitor
+        // and the watch feed live in the registry's memory, and two would
+        // judge rollouts on split statistics and dispatch every run twice.
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&REGISTRY_LOCK])
+            .map_err(unreachable)?;
+        if !row.get::<_, bool>(0) {
+            return Err(Error::Unavailable(
+                "another registry holds this metadata database: run one registry per database, \
+                 and start the new one once the old one has stopped"
+                    .into(),
+            ));
+        }
+        *slot = Some(client);
+    }
+    slot.as_mut()
+        .ok_or_else(|| Error::Internal("the metadata connection vanished".into()))
+}
+
+fn begin(client: &mut Client, access: Access) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    match access {
+        Access::Read => client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start(),
+        Access::Write => {
+            let mut transaction = client.transaction()?;
+            // A writer that holds the lock too long (a registry being
+            // stopped mid-write) gets a 503 here, not a hung request.
+            transaction.batch_execute("SET LOCAL lock_timeout = '5s'")?;
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            Ok(transaction)
+        }
     }
 }
 
@@ -152,6 +231,8 @@ pub fn postgres_types(step: &str) -> String {
         "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
     )
     .replace(" INTEGER", " BIGINT")
+    // Byte order, as SQLite sorts: lists and aliases read the same on both.
+    .replace(" TEXT", " TEXT COLLATE \"C\"")
     .replace(" REAL", " DOUBLE PRECISION")
     .replace(" BLOB", " BYTEA")
 }
@@ -167,6 +248,10 @@ mod tests {
                 "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, x REAL)"
             ),
             "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT NOT NULL, x DOUBLE PRECISION)"
+        );
+        assert_eq!(
+            postgres_types("CREATE TABLE t (name TEXT PRIMARY KEY)"),
+            "CREATE TABLE t (name TEXT COLLATE \"C\" PRIMARY KEY)"
         );
     }
 }

@@ -35,6 +35,10 @@ pub enum SqlError {
     Postgres(#[from] postgres::Error),
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
+    /// Text with a NUL character, which PostgreSQL's `text` cannot hold:
+    /// refused on both databases, so they accept the same writes.
+    #[error("text may not contain the NUL character (\\u0000)")]
+    Nul,
 }
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
@@ -247,13 +251,13 @@ impl<'a> Connection<'a> {
         params: impl Params,
         read: impl FnOnce(&Row) -> SqlResult<T>,
     ) -> SqlResult<T> {
-        let rows = self.engine.rows(sql, params.values())?;
+        let rows = self.engine.rows(sql, checked(params)?)?;
         read(rows.first().ok_or(SqlError::NoRows)?)
     }
 
     /// Runs a statement; the number of rows it changed.
     pub fn execute(&self, sql: &str, params: impl Params) -> SqlResult<usize> {
-        self.engine.execute(sql, params.values())
+        self.engine.execute(sql, checked(params)?)
     }
 
     pub fn prepare(&self, sql: &str) -> SqlResult<Statement<'_, 'a>> {
@@ -262,6 +266,14 @@ impl<'a> Connection<'a> {
             sql: sql.to_string(),
         })
     }
+}
+
+fn checked(params: impl Params) -> SqlResult<Vec<Value>> {
+    let values = params.values();
+    let nul = values
+        .iter()
+        .any(|value| matches!(value, Value::Text(text) if text.contains('\0')));
+    if nul { Err(SqlError::Nul) } else { Ok(values) }
 }
 
 /// A statement run for many rows.
@@ -276,7 +288,7 @@ impl Statement<'_, '_> {
         params: impl Params,
         read: impl FnMut(&Row) -> SqlResult<T>,
     ) -> SqlResult<std::vec::IntoIter<SqlResult<T>>> {
-        let rows = self.connection.engine.rows(&self.sql, params.values())?;
+        let rows = self.connection.engine.rows(&self.sql, checked(params)?)?;
         Ok(rows.iter().map(read).collect::<Vec<_>>().into_iter())
     }
 }

@@ -152,7 +152,8 @@ pub fn list(connection: &Connection<'_>, model_opt: Option<&str>, limit: u32) ->
 pub fn last_automatic(connection: &Connection<'_>, model: &str) -> Result<Option<TriggerRun>> {
     let reason = match connection.dialect() {
         Dialect::Sqlite => "json_extract(state, '$.reason')",
-        Dialect::Postgres => "(state::jsonb ->> 'reason')",
+        // `json`, not `jsonb`: a run's detail may hold \u0000, which jsonb refuses.
+        Dialect::Postgres => "(state::json ->> 'reason')",
     };
     connection
         .query_row(
