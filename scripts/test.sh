@@ -11,7 +11,10 @@ cd "$root"
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 echo "ONNX Runtime: $ORT_DYLIB_PATH" >&2
-python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+# Without it (a Python that refuses pip installs) the S3 test says it is
+# skipped; CI requires it (SLUICE_REQUIRE_S3=1).
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt \
+    || echo "could not install moto (scripts/requirements-test.txt): the S3 test will be skipped" >&2
 cargo test --workspace --all-targets "$@"
 if [ $# -gt 0 ]; then
     exit 0

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use sluice_registry::objects::Location;
+use sluice_registry::objects::{Location, Traffic};
 use sluice_registry_client::feedback::Feedback;
 
 use crate::error::{Error, Result};
@@ -35,7 +35,7 @@ pub struct FeedbackLog {
 impl FeedbackLog {
     pub fn open(location: &Location, replica: &str) -> std::io::Result<FeedbackLog> {
         Ok(FeedbackLog {
-            store: location.open()?,
+            store: location.open(Traffic::Logs)?,
             replica: crate::predlog::sanitize(replica),
             sequence: AtomicU64::new(0),
         })

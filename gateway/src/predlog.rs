@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use sluice_registry::objects::Location;
+use sluice_registry::objects::{Location, Traffic};
 
 use sluice_registry_client::slices::SliceSpec;
 
@@ -110,7 +110,7 @@ impl PredictionLog {
         queue: usize,
         limits: SegmentLimits,
     ) -> std::io::Result<PredictionLog> {
-        let store = location.open()?;
+        let store = location.open(Traffic::Logs)?;
         let (sender, receiver) = crossbeam_channel::bounded(queue.max(1));
         let replica = sanitize(replica);
         let writer = std::thread::Builder::new()
@@ -162,7 +162,13 @@ struct Writer {
     segments: HashMap<String, Segment>,
     sequence: u64,
     runtime: tokio::runtime::Runtime,
+    /// Set at close: segments not written by then are dropped and counted,
+    /// so a store that is down cannot hold the process past its grace period.
+    close_deadline_opt: Option<Instant>,
 }
+
+/// How long the log may take to write out at shutdown, after the drain.
+const CLOSE_BUDGET: Duration = Duration::from_secs(4);
 
 impl Writer {
     fn new(store: Arc<dyn ObjectStore>, replica: String, limits: SegmentLimits) -> Writer {
@@ -176,6 +182,7 @@ impl Writer {
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime for the prediction log"),
+            close_deadline_opt: None,
         }
     }
 
@@ -189,6 +196,7 @@ impl Writer {
                     while let Ok(Message::Record(record)) = receiver.try_recv() {
                         self.append(&record);
                     }
+                    self.close_deadline_opt = Some(Instant::now() + CLOSE_BUDGET);
                     let partitions: Vec<String> = self.segments.keys().cloned().collect();
                     for partition in partitions {
                         self.flush(&partition);
@@ -266,9 +274,19 @@ impl Writer {
         let location = StorePath::from(format!("{partition}/{}-{:06}.jsonl", self.replica, self.sequence));
         let store = self.store.clone();
         let payload = PutPayload::from(segment.lines);
-        let written = self
-            .runtime
-            .block_on(async move { store.put(&location, payload).await });
+        let budget = self
+            .close_deadline_opt
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let written = self.runtime.block_on(async move {
+            let put = store.put(&location, payload);
+            match budget {
+                Some(budget) => tokio::time::timeout(budget, put)
+                    .await
+                    .map_err(|_| "the shutdown's time for the log ran out".to_string())?
+                    .map_err(|err| err.to_string()),
+                None => put.await.map_err(|err| err.to_string()),
+            }
+        });
         match written {
             Ok(_) => metrics::counter!(crate::metrics::PREDLOG_SEGMENTS).increment(1),
             Err(err) => {

@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::objects::Location;
+use crate::objects::{Location, Traffic};
 
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -25,7 +25,7 @@ impl ArtifactStore {
     /// Artifacts at `location`; `file://` imports allowed under `import_root_opt`.
     pub fn open(location: &Location, import_root_opt: Option<&Path>) -> Result<ArtifactStore> {
         let store = location
-            .open()
+            .open(Traffic::Artifacts)
             .map_err(|err| Error::Internal(format!("cannot open the artifact store {location}: {err}")))?;
         let import_opt = import_root_opt
             .map(|root| {
@@ -37,6 +37,26 @@ impl ArtifactStore {
             })
             .transpose()?;
         Ok(ArtifactStore { store, import_opt })
+    }
+
+    /// Lists the store once: a bucket that does not exist or a credential
+    /// it refuses fails the registry's start, saying so, rather than every
+    /// upload later. A store that cannot be reached right now is only
+    /// logged: it may be back before anyone uploads.
+    pub async fn check(&self, location: &Location) -> Result<()> {
+        match self.store.list_with_delimiter(None).await {
+            Ok(_) => Ok(()),
+            Err(err) => match Error::from(err) {
+                Error::Unavailable(message) => {
+                    tracing::warn!(store = %location, error = %message, "the artifact store cannot be reached yet");
+                    Ok(())
+                }
+                Error::Internal(message) => Err(Error::Internal(format!(
+                    "the artifact store {location} refuses the registry: {message}"
+                ))),
+                other => Err(other),
+            },
+        }
     }
 
     fn location(sha256: &str) -> StorePath {

@@ -180,6 +180,10 @@ pub struct RegistryConfig {
     pub store_opt: Option<Location>,
     /// `--metadata`; `None`: SQLite in the data dir.
     pub metadata_opt: Option<String>,
+    /// How long a registry starting on PostgreSQL waits for the one it
+    /// replaces to let go of the database (its connection may outlive it
+    /// by the server's keepalive). A minute; tests shorten it.
+    pub metadata_lock_wait: std::time::Duration,
     pub tokens_file_opt: Option<PathBuf>,
     pub policy: Policy,
     pub max_artifact_bytes: usize,
@@ -222,6 +226,7 @@ impl RegistryConfig {
             data_dir,
             store_opt: None,
             metadata_opt: None,
+            metadata_lock_wait: std::time::Duration::from_secs(60),
             tokens_file_opt: None,
             policy: Policy::default(),
             max_artifact_bytes: 1 << 30,
@@ -303,6 +308,7 @@ impl RegistryArgs {
             store_opt: self.store()?,
             data_dir: self.data_dir,
             metadata_opt: self.metadata,
+            metadata_lock_wait: std::time::Duration::from_secs(60),
             tokens_file_opt: self.tokens_file,
             policy,
             max_artifact_bytes: self.max_artifact_bytes,

@@ -146,14 +146,16 @@ fn from_postgres(err: postgres::Error) -> Error {
 
 impl From<object_store::Error> for Error {
     fn from(err: object_store::Error) -> Error {
-        match err {
-            // The store's I/O failed (S3 unreachable or throttling, a full
-            // disk): nothing was recorded, and the same request can succeed
-            // once the store is back.
-            object_store::Error::Generic { .. } => Error::Unavailable(format!(
+        // The store could not be reached or did not answer in time (S3
+        // down, a network cut): nothing was recorded, and the same request
+        // can succeed once it is back. Anything else (a refused credential,
+        // a wrong region or bucket, a full disk) is the operator's to fix.
+        if store_unreachable(&err) {
+            Error::Unavailable(format!(
                 "the artifact store is unavailable ({err}): nothing was changed, retry"
-            )),
-            other => Error::Internal(format!("artifact store: {other}")),
+            ))
+        } else {
+            Error::Internal(format!("artifact store: {err}"))
         }
     }
 }
@@ -162,6 +164,24 @@ impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Error {
         Error::Internal(format!("stored JSON: {err}"))
     }
+}
+
+fn store_unreachable(err: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(http) = cause.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl IntoResponse for Error {

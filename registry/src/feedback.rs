@@ -34,6 +34,7 @@ use sluice_registry_client::feedback::{Performance, Task, Unmatched};
 use sluice_registry_client::slices::{MAX_CATEGORIES, OTHER_SLICES, SliceMetrics, SliceReport};
 
 use crate::config::MonitorConfig;
+use crate::objects::Traffic;
 use crate::stats::now_ms;
 
 /// Score histogram bins for AUC.
@@ -203,8 +204,8 @@ struct FeedbackLine {
 impl Joiner {
     pub fn open(config: &MonitorConfig) -> std::io::Result<Joiner> {
         Ok(Joiner {
-            predictions: config.logs.predictions.open()?,
-            feedback: config.logs.feedback.open()?,
+            predictions: config.logs.predictions.open(Traffic::Logs)?,
+            feedback: config.logs.feedback.open(Traffic::Logs)?,
             horizon_ms: config.horizon_ms,
             max_pending: config.max_pending,
             grace_ms: config.grace_ms,

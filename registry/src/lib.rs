@@ -129,8 +129,9 @@ impl Registry {
         }
         // Blocking: PostgreSQL's client runs its own runtime, never on an async thread.
         let (metadata_opt, default_db) = (config.metadata_opt.clone(), config.data_dir.join("registry.db"));
+        let lock_wait = config.metadata_lock_wait;
         let (store, revision) = tokio::task::spawn_blocking(move || {
-            let store = store::Store::connect(metadata_opt.as_deref(), &default_db)?;
+            let store = store::Store::connect(metadata_opt.as_deref(), &default_db, lock_wait)?;
             let revision = store.read(store::deployments::revision)?;
             Ok::<_, Error>((store, revision))
         })
@@ -142,6 +143,7 @@ impl Registry {
             None => objects::Location::Dir(config.data_dir.join("artifacts")),
         };
         let artifacts = artifacts::ArtifactStore::open(&artifacts_at, config.import_root_opt.as_deref())?;
+        artifacts.check(&artifacts_at).await?;
         let (shutdown, stop) = watch::channel(false);
         let state = api::AppState::new(
             store,

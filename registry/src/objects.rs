@@ -3,21 +3,29 @@
 //! `--store s3://bucket/prefix`, an S3-compatible bucket under a prefix. The
 //! code that reads and writes them sees one `object_store` either way.
 //!
-//! S3 settings come from the standard AWS variables, as every AWS tool
-//! reads them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`, `AWS_REGION`, a pod's web identity
-//! (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`), and for a server that is
-//! not AWS (MinIO, Ceph) `AWS_ENDPOINT_URL`, with `AWS_ALLOW_HTTP=true` when
-//! it speaks plain HTTP.
+//! S3 settings come from the AWS variables `object_store` reads:
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `AWS_REGION`, a pod's web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`,
+//! `AWS_ROLE_ARN`) or the instance's role, and for a server that is not AWS
+//! (MinIO, Ceph) `AWS_ENDPOINT_URL`, with `AWS_ALLOW_HTTP=true` when it
+//! speaks plain HTTP. Not `AWS_PROFILE`, `~/.aws` or `AWS_CA_BUNDLE`: a
+//! server behind a private CA is not reachable yet.
+//!
+//! Requests are bounded so that a store that is down answers in seconds,
+//! not after `object_store`'s three minutes of retries: [`Traffic::Logs`]
+//! (small segments, written in the background or while a client waits for
+//! its feedback to be stored) and [`Traffic::Artifacts`] (up to a GiB, no
+//! more than half an hour, and no more than a minute without progress).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 /// A directory, or a prefix in a bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +82,7 @@ impl Location {
 
     /// The store rooted here (a directory is created when missing). Nothing
     /// is sent to S3 yet: a wrong credential shows on the first request.
-    pub fn open(&self) -> std::io::Result<Arc<dyn ObjectStore>> {
+    pub fn open(&self, traffic: Traffic) -> std::io::Result<Arc<dyn ObjectStore>> {
         match self {
             Location::Dir(dir) => {
                 std::fs::create_dir_all(dir)?;
@@ -82,16 +90,57 @@ impl Location {
                 Ok(Arc::new(store))
             }
             Location::S3 { bucket, prefix } => {
-                let store = AmazonS3Builder::from_env()
+                // Set key by key: the environment's client settings
+                // (AWS_ALLOW_HTTP) stay; a whole ClientOptions would drop them.
+                let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
-                    .build()
-                    .map_err(std::io::Error::other)?;
+                    .with_retry(traffic.retry());
+                for (key, value) in traffic.client_settings() {
+                    builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+                }
+                let store = builder.build().map_err(std::io::Error::other)?;
                 if prefix.is_empty() {
                     Ok(Arc::new(store))
                 } else {
                     Ok(Arc::new(PrefixStore::new(store, prefix.as_str())))
                 }
             }
+        }
+    }
+}
+
+/// What a store carries, for its timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Prediction and feedback log segments: small, and bounded whole.
+    Logs,
+    /// Model artifacts: large, bounded by progress, not by size.
+    Artifacts,
+}
+
+impl Traffic {
+    /// Connect, whole-request and between-reads timeouts (a GiB artifact
+    /// has half an hour, as long as bytes keep coming).
+    fn client_settings(self) -> [(ClientConfigKey, &'static str); 3] {
+        let (timeout, read_timeout) = match self {
+            Traffic::Logs => ("10s", "10s"),
+            Traffic::Artifacts => ("30m", "60s"),
+        };
+        [
+            (ClientConfigKey::ConnectTimeout, "5s"),
+            (ClientConfigKey::Timeout, timeout),
+            (ClientConfigKey::ReadTimeout, read_timeout),
+        ]
+    }
+
+    fn retry(self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 2,
+            retry_timeout: match self {
+                Traffic::Logs => Duration::from_secs(10),
+                Traffic::Artifacts => Duration::from_secs(60),
+            },
         }
     }
 }

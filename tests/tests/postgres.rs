@@ -113,6 +113,7 @@ async fn one_registry_per_database_and_text_both_databases_accept() {
     let data = tempfile::tempdir().unwrap();
     let mut config = sluice_registry::RegistryConfig::new(data.path());
     config.metadata_opt = Some(url);
+    config.metadata_lock_wait = std::time::Duration::from_secs(1);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let inspector = std::sync::Arc::new(sluice_gateway::embedded::EngineInspector::new(
         &sluice_gateway::backend::EngineOptions::default(),

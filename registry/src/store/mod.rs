@@ -28,6 +28,7 @@ mod tests;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::TransactionBehavior;
 use sql::{Connection, Transaction};
@@ -193,11 +194,14 @@ enum Backend {
 impl Store {
     /// The store `--metadata` names: a `postgres://` URL, or else the
     /// SQLite file `default_path` (or the path after `sqlite://`). Blocking:
-    /// PostgreSQL is reached and both are migrated here.
-    pub fn connect(metadata_opt: Option<&str>, default_path: &Path) -> Result<Store> {
+    /// PostgreSQL is reached (its registry lock waited for up to
+    /// `lock_wait`) and both are migrated here.
+    pub fn connect(metadata_opt: Option<&str>, default_path: &Path, lock_wait: Duration) -> Result<Store> {
         match metadata_opt {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(Store {
-                backend: Arc::new(Backend::Postgres(Box::new(pg::Postgres::connect(url)?))),
+                backend: Arc::new(Backend::Postgres(Box::new(pg::Postgres::connect(
+                    url, lock_wait,
+                )?))),
             }),
             Some(url) => match url.strip_prefix("sqlite://") {
                 Some(path) => Store::open(Path::new(path)),

@@ -7,7 +7,8 @@
 //! so they are serialized as SQLite's `BEGIN IMMEDIATE` serializes them
 //! (with the ad-hoc `psql` of an operator too); reads run on a
 //! repeatable-read snapshot. One registry uses a database at a time: it
-//! holds a session lock, and a second waits (503) until the first is gone.
+//! holds a session lock, and a second one waits for it at start (a minute,
+//! then it exits saying why).
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -32,9 +33,10 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connects to `url`, takes the registry's lock on the database, and
-    /// brings its schema up to date.
-    pub fn connect(url: &str) -> Result<Postgres> {
+    /// Connects to `url`, takes the registry's lock on the database
+    /// (waiting up to `lock_wait` for another registry to let go of it),
+    /// and brings its schema up to date.
+    pub fn connect(url: &str, lock_wait: Duration) -> Result<Postgres> {
         let mut config: Config = url
             .parse()
             .map_err(|err| Error::Internal(format!("--metadata is not a PostgreSQL URL: {err}")))?;
@@ -47,18 +49,17 @@ impl Postgres {
         // (so its locks go with it).
         config.keepalives_idle(Duration::from_secs(10));
         config.tcp_user_timeout(Duration::from_secs(15));
-        // The server's side of the same: a registry whose node vanished
-        // releases its locks within a minute, not TCP's two hours.
-        config.options(
-            "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000 \
-             -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
-        );
+        if config.get_application_name().is_none() {
+            config.application_name("sluice-registry");
+        }
         let postgres = Postgres {
             config,
             client: Mutex::new(None),
         };
         let mut slot = lock(&postgres.client);
-        migrate(connected(&mut slot, &postgres.config)?)?;
+        // At start, the registry this one replaces may still hold the
+        // database until the server sees its connection go.
+        migrate(connected(&mut slot, &postgres.config, lock_wait)?)?;
         drop(slot);
         Ok(postgres)
     }
@@ -80,7 +81,7 @@ impl Postgres {
         let mut work = Some(work);
         let mut retried = false;
         let result = loop {
-            let client = connected(&mut slot, &self.config)?;
+            let client = connected(&mut slot, &self.config, Duration::from_secs(5))?;
             let err = match begin(client, access) {
                 Ok(transaction) => break finish(transaction, access, work.take()),
                 Err(err) => err,
@@ -131,7 +132,11 @@ enum Access {
 
 /// The connection, made when there is none or it was lost; the registry's
 /// lock taken on each new one.
-fn connected<'c>(slot: &'c mut Option<Client>, config: &Config) -> Result<&'c mut Client> {
+fn connected<'c>(
+    slot: &'c mut Option<Client>,
+    config: &Config,
+    lock_wait: Duration,
+) -> Result<&'c mut Client> {
     if slot.as_ref().is_some_and(Client::is_closed) {
         *slot = None;
     }
@@ -142,18 +147,36 @@ fn connected<'c>(slot: &'c mut Option<Client>, config: &Config) -> Result<&'c mu
             ))
         };
         let mut client = config.connect(NoTls).map_err(unreachable)?;
+        // Set here rather than in the URL's `options`, which a pooler such
+        // as pgbouncer refuses (it must pool by session: the lock below is
+        // the session's). The keepalives are the server's side of the
+        // client's: a registry whose node vanished lets go of its locks
+        // within a minute, not TCP's two hours.
+        client
+            .batch_execute(
+                "SET idle_in_transaction_session_timeout = 30000; \
+                 SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
+            )
+            .map_err(unreachable)?;
         // One registry per database: the rollout controller, the monitor
         // and the watch feed live in the registry's memory, and two would
         // judge rollouts on split statistics and dispatch every run twice.
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&REGISTRY_LOCK])
-            .map_err(unreachable)?;
-        if !row.get::<_, bool>(0) {
-            return Err(Error::Unavailable(
-                "another registry holds this metadata database: run one registry per database, \
-                 and start the new one once the old one has stopped"
-                    .into(),
-            ));
+        // Waited for, not tried: the holder may be this process's previous
+        // connection (or a replaced registry's) that the server has not yet
+        // seen go.
+        let wait_ms = lock_wait.as_millis();
+        let locked = client.batch_execute(&format!(
+            "SET lock_timeout = {wait_ms}; SELECT pg_advisory_lock({REGISTRY_LOCK}); SET lock_timeout = 0; \
+             SET statement_timeout = 30000"
+        ));
+        if let Err(err) = locked {
+            return Err(match err.code() {
+                Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => Error::Unavailable(format!(
+                    "another registry holds this metadata database (still, after {wait_ms} ms): run one \
+                     registry per database; pg_stat_activity shows it as application_name 'sluice-registry'"
+                )),
+                _ => unreachable(err),
+            });
         }
         *slot = Some(client);
     }

@@ -107,7 +107,7 @@ pub fn insert(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<Trigger
 pub fn update(transaction: &Transaction<'_>, run: &TriggerRun) -> Result<()> {
     transaction.execute(
         "UPDATE trigger_runs SET status = ?2, state = ?3 WHERE id = ?1",
-        params![to_i64(run.id)?, run.status.as_str(), to_json(run)?],
+        params![to_i64(run.id)?, run.status.as_str(), state_json(run)?],
     )?;
     Ok(())
 }
@@ -208,4 +208,22 @@ pub fn complete_with_version(
     };
     super::events::append(transaction, change, Some(&before), Some(&run))?;
     Ok(())
+}
+
+/// A run's state as stored, without NUL characters in its strings: a
+/// command's output or a webhook's answer may carry them, and PostgreSQL's
+/// `json` refuses a document with `\u0000` anywhere in it, which would fail
+/// [`last_automatic`] for the model on every tick.
+fn state_json(run: &TriggerRun) -> Result<String> {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => text.retain(|ch| ch != '\0'),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(run)?;
+    strip(&mut value);
+    Ok(serde_json::to_string(&value)?)
 }
