@@ -39,15 +39,7 @@ async fn demo_serves_the_example_models_and_stops_on_sigterm() {
     let base = format!("http://{addr}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = client.get(format!("{base}/v2/health/ready")).send().await;
-        if ready.is_ok_and(|response| response.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo not ready in 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_ready(&client, &base, Duration::from_secs(30)).await;
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     for model in ["credit_risk", "digits"] {

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ const BUCKET: &str = "sluice-test";
 
 /// moto's S3 server on an ephemeral port, stopped when dropped.
 struct S3Server {
-    child: Child,
+    _server: common::Running,
     url: String,
 }
 
@@ -68,7 +68,10 @@ impl S3Server {
             "creating the bucket: {}",
             created.status()
         );
-        Some(S3Server { child, url })
+        Some(S3Server {
+            _server: common::Running(child),
+            url,
+        })
     }
 
     /// Every key in the bucket under `prefix`.
@@ -89,31 +92,11 @@ impl S3Server {
     }
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `sluice serve` process, killed when dropped (a failed assertion too).
 struct Serve {
-    child: Child,
+    process: common::Running,
     base: String,
     admin: String,
-}
-
-impl Serve {
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// `sluice serve` (embedded registry) on the bucket.
@@ -147,21 +130,9 @@ fn serve(s3: &S3Server, data_dir: &Path, cache_dir: &Path, demo: bool) -> Serve 
     let addresses =
         common::listening_addresses(&mut child, &["sluice is listening", "registry is listening"]);
     Serve {
-        child,
+        process: common::Running(child),
         base: format!("http://{}", addresses["sluice is listening"]),
         admin: format!("http://{}", addresses["registry is listening"]),
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = http.get(format!("{base}/v2/health/ready")).send().await;
-        if ready.is_ok_and(|response| response.status() == 200) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{base} not ready in 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -175,7 +146,7 @@ async fn artifacts_and_logs_live_in_the_bucket() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut process = serve(&s3, data_dir.path(), cache.path(), true);
     let (base, admin) = (process.base.clone(), process.admin.clone());
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base, Duration::from_secs(60)).await;
 
     // Log every prediction of credit_risk, and wait for the gateway to apply it.
     let token = std::fs::read_to_string(data_dir.path().join("admin.token")).unwrap();
@@ -279,11 +250,11 @@ async fn artifacts_and_logs_live_in_the_bucket() {
     }
 
     // A new process with an empty cache: every model comes from the bucket.
-    process.stop();
+    process.process.kill();
     let fresh_cache = tempfile::tempdir().unwrap();
     let process = serve(&s3, data_dir.path(), fresh_cache.path(), false);
     let base = process.base.clone();
-    wait_ready(&http, &base).await;
+    common::wait_ready(&http, &base, Duration::from_secs(60)).await;
     let response = http
         .post(format!("{base}/v2/models/credit_risk/infer"))
         .body(example)

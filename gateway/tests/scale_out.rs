@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ const MODEL: &str = "credit_risk";
 
 /// A `sluice serve --registry` process.
 struct Gateway {
-    child: Child,
+    process: common::Running,
     url: String,
     http: reqwest::Client,
 }
@@ -50,7 +50,7 @@ impl Gateway {
         let addr =
             common::listening_addresses(&mut child, &["sluice is listening"])["sluice is listening"].clone();
         Gateway {
-            child,
+            process: common::Running(child),
             url: format!("http://{addr}"),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         }
@@ -115,18 +115,6 @@ impl Gateway {
         }
         (from_version, others)
     }
-
-    /// SIGKILL: no drain, no goodbye to the registry.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,22 +178,16 @@ async fn two_gateways_one_registry_on_postgres() {
 
     // A rollout whose interval needs 30 canary requests: each gateway
     // serves 21, so only both together pass it.
-    let policy = RolloutPolicy {
-        step_weights: vec![50],
-        step_weight: None,
-        max_weight: None,
-        // Long enough for the traffic below on a slow machine: the interval
-        // must not be judged before both gateways' requests are in.
-        interval_ms: 10_000,
-        min_requests: 30,
-        max_error_rate: Some(0.05),
-        max_p99_ms: None,
-        max_p99_ratio: None,
-        max_shadow_disagreement: None,
-        max_contract_violation_rate: None,
-        threshold: 1,
-        webhook: None,
-    };
+    // The interval is long enough for the traffic below on a slow machine:
+    // it must not be judged before both gateways' requests are in.
+    let policy: RolloutPolicy = serde_json::from_value(serde_json::json!({
+        "step_weights": [50],
+        "interval_ms": 10_000,
+        "min_requests": 30,
+        "max_error_rate": 0.05,
+        "threshold": 1,
+    }))
+    .unwrap();
     dora.start_rollout(MODEL, &StartRollout { canary: 2, policy })
         .await
         .unwrap();
@@ -238,7 +220,7 @@ async fn two_gateways_one_registry_on_postgres() {
     );
 
     // Gateway B dies outright; A keeps answering while a release happens.
-    b.kill();
+    b.process.kill();
     let stop = Arc::new(AtomicBool::new(false));
     let steady = {
         let (a, stop) = (Arc::new(a), stop.clone());

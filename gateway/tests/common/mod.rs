@@ -1,9 +1,43 @@
-//! What the process tests share: reading where a `sluice` process listens.
+//! What the process tests share: reading where a `sluice` process listens,
+//! waiting for it to be ready, and killing it however the test ends. (Not
+//! every test binary that includes this uses all of it.)
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A child process killed (SIGKILL) and reaped when dropped: a failed
+/// assertion must not leave a server running.
+pub struct Running(pub Child);
+
+impl Running {
+    /// SIGKILL: no drain, no goodbye to the registry.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `{base}/v2/health/ready` until it answers 200; panics after `limit`.
+pub async fn wait_ready(http: &reqwest::Client, base: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ready = http.get(format!("{base}/v2/health/ready")).send().await;
+        if ready.is_ok_and(|response| response.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} not ready in {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Reads the child's JSON log (stderr) until each of `messages` has been
 /// logged, and returns each one's `addr` field: the ephemeral ports.

@@ -43,10 +43,9 @@ impl Postgres {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        // A peer that vanished without a reset (a node lost) fails the
-        // query in seconds instead of holding the store's one connection,
-        // and the server ends a session whose client vanished mid-transaction
-        // (so its locks go with it).
+        // A database that vanished without a reset (a node lost) fails the
+        // query in seconds instead of holding the store's one connection
+        // (the server's side of the same is set in `connected`).
         config.keepalives_idle(Duration::from_secs(10));
         config.tcp_user_timeout(Duration::from_secs(15));
         if config.get_application_name().is_none() {
