@@ -208,6 +208,10 @@ impl ContractChecker {
     /// Rows checked and violations per check since the last take, zeroed as
     /// they are read: the version's window for the registry's drift report.
     pub fn take(&self) -> (u64, BTreeMap<String, u64>) {
+        // Rows first, violations after; `check` counts them the other way
+        // round: every row taken has its violations in this window or an
+        // earlier one, never a later one.
+        let rows = self.pending_rows.swap(0, Ordering::Acquire);
         let mut violations = BTreeMap::new();
         for feature in &self.features {
             for (check, pending) in CHECK_NAMES.iter().zip(&feature.pending) {
@@ -223,7 +227,7 @@ impl ContractChecker {
                 violations.insert(rule.rule.text.clone(), count);
             }
         }
-        (self.pending_rows.swap(0, Ordering::Relaxed), violations)
+        (rows, violations)
     }
 
     /// Logs a sample of the requests an `observe` deployment let through
@@ -248,7 +252,6 @@ impl ContractChecker {
     pub fn check(&self, inputs: &[Tensor]) -> Violations {
         let rows = inputs.first().map_or(0, Tensor::rows);
         self.rows.increment(rows as u64);
-        self.pending_rows.fetch_add(rows as u64, Ordering::Relaxed);
         let mut violations = Violations::default();
         for row in 0..rows {
             for feature in &self.features {
@@ -258,6 +261,9 @@ impl ContractChecker {
                 rule.check(inputs, row, &mut violations);
             }
         }
+        // After the violations (see `take`); Release, so a take that sees
+        // these rows sees their violations too.
+        self.pending_rows.fetch_add(rows as u64, Ordering::Release);
         violations
     }
 }

@@ -160,7 +160,10 @@ pub async fn report(
                 if let Some(contract) = model.contract.get() {
                     (window.contract_rows, window.contract_violations) = contract.take();
                 }
-                if window.requests > 0 || window.shadow.requests > 0 {
+                // Not `requests > 0`: a window can hold only the drift rows
+                // of a request whose answer is counted in the next one, and
+                // dropping it would lose those rows for good.
+                if !window.is_empty() {
                     versions.push(window);
                 }
             }

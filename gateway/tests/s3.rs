@@ -112,7 +112,7 @@ fn serve(s3: &S3Server, data_dir: &Path, cache_dir: &Path, demo: bool) -> Serve 
         ])
         .args(["--log-format", "json", "--store", &format!("s3://{BUCKET}/prod")])
         .args(["--segment-max-age-ms", "100", "--monitor-tick-ms", "100"])
-        .args(["--feedback-grace-ms", "500", "--data-dir"])
+        .args(["--feedback-grace-ms", "5000", "--data-dir"])
         .arg(data_dir)
         .arg("--cache-dir")
         .arg(cache_dir)

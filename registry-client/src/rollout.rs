@@ -97,6 +97,30 @@ impl VersionWindow {
         })
     }
 
+    /// Whether this window counted nothing at all. Every counter is looked
+    /// at, not only `requests`: the gateway takes its counters one after the
+    /// other while requests go on, so a request in flight at that moment
+    /// can have its rows, its error or its latency in this window and its
+    /// count in the next, or the other way round.
+    pub fn is_empty(&self) -> bool {
+        let shadow = &self.shadow;
+        self.requests == 0
+            && self.client_errors == 0
+            && self.server_errors == 0
+            && self.latency_buckets.iter().all(|&count| count == 0)
+            && shadow.requests == 0
+            && shadow.errors == 0
+            && shadow.rows == 0
+            && shadow.agreements == 0
+            && shadow.values == 0
+            && shadow.sum_abs_diff == 0.0
+            && shadow.max_abs_diff == 0.0
+            && self.features.is_empty()
+            && self.outputs.is_empty()
+            && self.contract_rows == 0
+            && self.contract_violations.is_empty()
+    }
+
     /// Whether this window can be added to others: one count per latency
     /// bucket, finite differences.
     pub fn is_well_formed(&self) -> bool {
@@ -429,5 +453,39 @@ mod tests {
         assert!(window.is_well_formed());
         window.latency_buckets.pop();
         assert!(!window.is_well_formed());
+    }
+
+    #[test]
+    fn a_window_with_any_count_is_not_empty() {
+        assert!(VersionWindow::default().is_empty());
+        let mut rows_only = VersionWindow::default();
+        rows_only.features.insert("age".into(), vec![0, 1, 0]);
+        assert!(
+            !rows_only.is_empty(),
+            "a request's rows, its answer not yet counted"
+        );
+        let outputs_only = VersionWindow {
+            outputs: [("label".to_string(), vec![1])].into(),
+            ..Default::default()
+        };
+        assert!(!outputs_only.is_empty());
+        let contract_only = VersionWindow {
+            contract_rows: 1,
+            ..Default::default()
+        };
+        assert!(!contract_only.is_empty());
+        let mut latency_only = VersionWindow {
+            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            ..Default::default()
+        };
+        assert!(latency_only.is_empty(), "zero buckets count nothing");
+        latency_only.latency_buckets[3] = 1;
+        assert!(
+            !latency_only.is_empty(),
+            "a request's latency, its count in the last window"
+        );
+        let mut agreement_only = VersionWindow::default();
+        agreement_only.shadow.agreements = 2;
+        assert!(!agreement_only.is_empty());
     }
 }

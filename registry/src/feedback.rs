@@ -294,8 +294,10 @@ impl Joiner {
 
     /// One version's joined rows whose labels arrived in `[from_ms, to_ms)`.
     pub fn performance(&self, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Performance {
-        let total = self.total(model, version, from_ms, to_ms);
+        // One guard for the totals and the unmatched counts: a join pass
+        // between two would show its labels in neither or both.
         let state = self.lock();
+        let total = self.total(&state, model, version, from_ms, to_ms);
         Performance {
             model: model.to_string(),
             version,
@@ -371,8 +373,7 @@ impl Joiner {
     }
 
     /// One version's buckets whose labels arrived in `[from_ms, to_ms)`, merged.
-    fn total(&self, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Bucket {
-        let state = self.lock();
+    fn total(&self, state: &JoinState, model: &str, version: u64, from_ms: u64, to_ms: u64) -> Bucket {
         let mut total = Bucket::default();
         if let Some(buckets) = state.buckets.get(&(model.to_string(), version)) {
             for bucket in buckets.iter().filter(|bucket| {

@@ -88,7 +88,7 @@ impl Stats {
         versions
             .into_iter()
             .map(|version| self.since(model, version, since_ms))
-            .filter(|window| window.requests > 0 || window.shadow.requests > 0)
+            .filter(|window| !window.is_empty())
             .collect()
     }
 }

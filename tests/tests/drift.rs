@@ -55,7 +55,8 @@ async fn shifted_ages_drift_and_the_other_features_do_not() {
             .drift(MODEL, Some("1"), Duration::from_secs(60))
             .await
             .unwrap();
-        if report.rows >= 400 {
+        // Outputs are counted after the run, inputs before it: wait for both.
+        if report.rows >= 400 && report.outputs.iter().all(|output| output.rows >= 400) {
             break report;
         }
         assert!(

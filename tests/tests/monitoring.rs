@@ -92,7 +92,16 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_one_sluice_exports() {
         .post_json(&format!("/v2/models/{MODEL}/infer"), &json!({"inputs": []}))
         .await;
     assert_eq!(code, 400);
-    let scraped = scraped_names(&gateway.metrics().await);
+    // The prediction log's counter first shows when its writer thread has
+    // appended a record, a moment after the answer: scraped until it does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let scraped = loop {
+        let scraped = scraped_names(&gateway.metrics().await);
+        if scraped.contains("sluice_prediction_log_records_total") || std::time::Instant::now() > deadline {
+            break scraped;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
 
     let code = sources(&repo_root().join("gateway/src")) + &sources(&repo_root().join("registry/src"));
     let unknown: Vec<&String> = used

@@ -139,7 +139,9 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
     let threshold = 2;
     let body = StartRollout {
         canary: 2,
-        policy: policy(&[20, 50], interval_ms, 20, threshold),
+        // 40 canary requests an interval: enough that the faulty canary
+        // cannot pass one by chance (a pass would advance it to 50%).
+        policy: policy(&[20, 50], interval_ms, 40, threshold),
     };
     let started = Instant::now();
     registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
@@ -153,8 +155,18 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answers = collect(&stop, workers).await;
 
-    // Two failed intervals of 400 ms, plus the reporting and the tick.
-    let bound = Duration::from_millis(interval_ms * (u64::from(threshold) + 1)) + Duration::from_secs(1);
+    // Two failed intervals of 400 ms, plus the reporting and the tick; and
+    // as many inconclusive ones as a loaded machine made (too few canary
+    // requests to judge): rolled back at the first `threshold` judged.
+    let judged: Vec<&str> = rollout
+        .intervals
+        .iter()
+        .map(|interval| interval.verdict.as_str())
+        .filter(|verdict| *verdict != "inconclusive")
+        .collect();
+    assert_eq!(judged, vec!["failed"; usize::try_from(threshold).unwrap()]);
+    let intervals = u64::try_from(rollout.intervals.len()).unwrap();
+    let bound = Duration::from_millis(interval_ms * (intervals + 1)) + Duration::from_secs(1);
     assert!(took <= bound, "rolled back after {took:?}, more than {bound:?}");
     assert_eq!(rollout.failed_intervals, threshold);
     assert!(

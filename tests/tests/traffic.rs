@@ -140,8 +140,8 @@ async fn a_shadow_changes_no_response_and_its_comparison_is_right() {
         .unwrap();
     let metrics = loop {
         let metrics = gateway.metrics().await;
-        // Both counters: the shadow thread adds a request, then its rows,
-        // and a scrape can fall in between.
+        // The shadow thread counts a request after its rows, agreements
+        // and differences: once every request shows, so does the rest.
         if series("sluice_shadow_requests_total", &metrics) >= MIRRORED as f64
             && series("sluice_shadow_compared_rows_total", &metrics) >= MIRRORED as f64 * batch
         {

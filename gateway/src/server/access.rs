@@ -357,12 +357,14 @@ mod tests {
 
     #[test]
     fn the_rate_limiter_lets_a_burst_through_then_the_rate() {
-        let limiter = RateLimiter::new(10.0, Some(5)).unwrap();
+        // 2/s: the sleep below may overrun by almost half a second (a
+        // loaded machine) before a second token would be free.
+        let limiter = RateLimiter::new(2.0, Some(5)).unwrap();
         for _ in 0..5 {
             assert!(limiter.try_acquire().is_ok());
         }
         let wait_ms = limiter.try_acquire().unwrap_err();
-        assert!((1..=100).contains(&wait_ms), "{wait_ms}");
+        assert!((1..=500).contains(&wait_ms), "{wait_ms}");
         std::thread::sleep(std::time::Duration::from_millis(wait_ms + 5));
         assert!(limiter.try_acquire().is_ok());
         assert!(limiter.try_acquire().is_err());
