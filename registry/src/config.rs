@@ -25,8 +25,10 @@ pub struct RegistryArgs {
     /// The metadata database: `postgres://USER:PASSWORD@HOST/DB` (when
     /// the database should live apart from the registry's machine: managed,
     /// replicated, backed up), or `sqlite://FILE` [default:
-    /// DATA_DIR/registry.db]. One registry per database. Prefer the
-    /// variable: a flag's password shows in the process list.
+    /// DATA_DIR/registry.db]. One registry per database. TLS as libpq's
+    /// parameters say: `?sslmode=verify-full&sslrootcert=CA.pem` checks the
+    /// server, `require` only encrypts. Prefer the variable: a flag's
+    /// password shows in the process list.
     #[arg(long, env = "SLUICE_METADATA", value_name = "URL", hide_env_values = true)]
     pub metadata: Option<String>,
 

@@ -135,12 +135,13 @@ fn from_postgres(err: postgres::Error) -> Error {
                 || code.code().starts_with("08")
         }
     };
+    let text = crate::store::sql::describe(&err);
     if transient {
         Error::Unavailable(format!(
-            "the metadata database is unavailable ({err}): the change was not made, retry"
+            "the metadata database is unavailable ({text}): the change was not made, retry"
         ))
     } else {
-        Error::Internal(format!("metadata store: {err}"))
+        Error::Internal(format!("metadata store: {text}"))
     }
 }
 

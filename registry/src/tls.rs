@@ -132,8 +132,8 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .expect("the default provider supports the default protocol versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                tls: self.clone(),
+            .with_custom_certificate_verifier(Arc::new(Verifying {
+                check: Pinned { tls: self.clone() },
                 provider,
             }))
             .with_no_client_auth()
@@ -151,7 +151,7 @@ pub fn describe() {
     );
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -229,7 +229,8 @@ fn parse(files: &TlsFiles, bytes: &FileBytes) -> Result<Loaded, String> {
     })
 }
 
-fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The PEM certificates in `pem` (read from `path`), at least one.
+pub(crate) fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| format!("{}: {err}", path.display()))?;
@@ -243,13 +244,12 @@ fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
 /// [`Tls::loopback_client_config`]); signatures are still checked, so only
 /// the holder of that certificate's key passes.
 #[derive(Debug)]
-struct PinnedVerifier {
+struct Pinned {
     tls: Arc<Tls>,
-    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
+impl CertificateCheck for Pinned {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
@@ -267,6 +267,41 @@ impl ServerCertVerifier for PinnedVerifier {
             ))
         }
     }
+}
+
+/// How a [`Verifying`] client decides about the server's certificate.
+pub(crate) trait CertificateCheck: std::fmt::Debug + Send + Sync {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// A client's server-certificate verifier that decides about the
+/// certificate with its own [`CertificateCheck`]. The handshake's signature
+/// is checked as always: whoever presents a certificate holds its key.
+#[derive(Debug)]
+pub(crate) struct Verifying<C> {
+    pub check: C,
+    pub provider: Arc<CryptoProvider>,
+}
+
+impl<C: CertificateCheck> ServerCertVerifier for Verifying<C> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check
+            .check(end_entity, intermediates, server_name, ocsp_response, now)
+    }
 
     fn verify_tls12_signature(
         &self,
@@ -274,12 +309,8 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -288,12 +319,8 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

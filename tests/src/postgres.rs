@@ -12,8 +12,9 @@
 //! postgres.start_again();
 //! ```
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -161,6 +162,42 @@ impl TestPostgres {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Serves TLS from now on with `cert` and `key`, checking client
+    /// certificates (where `rules` ask for them) against `client_ca`, and
+    /// replaces `pg_hba.conf` with `rules`. Returns once new connections
+    /// see both.
+    pub fn enable_tls(&self, cert: &Path, key: &Path, client_ca: &Path, rules: &[&str]) {
+        let data = self.dir.path().join("data");
+        for (from, name) in [(cert, "server.crt"), (key, "server.key"), (client_ca, "root.crt")] {
+            let to = data.join(name);
+            std::fs::copy(from, &to).expect("copying a TLS file into the data directory");
+            // The server refuses a key others can read.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            if let Some((uid, gid)) = self.user_opt {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).expect("handing a TLS file to postgres");
+            }
+        }
+        std::fs::write(data.join("pg_hba.conf"), rules.join("\n") + "\n").expect("writing pg_hba.conf");
+        for (setting, value) in [
+            ("ssl", "on"),
+            ("ssl_cert_file", "server.crt"),
+            ("ssl_key_file", "server.key"),
+            ("ssl_ca_file", "root.crt"),
+        ] {
+            self.psql(&format!("ALTER SYSTEM SET {setting} = '{value}'"));
+        }
+        self.psql("SELECT pg_reload_conf()");
+        let started = Instant::now();
+        while self.psql("SHOW ssl") != "on" {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not turn TLS on: {}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the server (fast shutdown: connections are cut, nothing

@@ -2,8 +2,9 @@
 //! postgres://...`): models, versions, governance, deployments, rollouts,
 //! training triggers, behavioural suites and their reports, and the audit
 //! log, each in a module of its own, written once against [`sql`]'s surface
-//! that both databases speak. [`pg`] reaches PostgreSQL and migrates it
-//! with the same steps as SQLite's.
+//! that both databases speak. [`pg`] reaches PostgreSQL (over TLS as the
+//! URL's libpq parameters say: [`pg_tls`]) and migrates it with the same
+//! steps as SQLite's.
 //!
 //! Every write runs in one transaction, serialized with every other write,
 //! that also appends its audit event, so a change and its record land
@@ -17,6 +18,7 @@ pub mod events;
 pub mod governance;
 pub mod models;
 mod pg;
+mod pg_tls;
 pub mod rollouts;
 pub mod sql;
 pub mod suites;

@@ -14,9 +14,10 @@ use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use postgres::{Client, Config, IsolationLevel, NoTls};
+use postgres::{Client, Config, IsolationLevel};
 
-use super::sql::{Connection, PgTransaction, Transaction};
+use super::pg_tls::{self, MakeRustls};
+use super::sql::{Connection, PgTransaction, Transaction, describe};
 use super::{MIGRATIONS, check_schema, lock};
 use crate::error::{Error, Result};
 
@@ -28,6 +29,8 @@ const REGISTRY_LOCK: i64 = 0x736c_7569_6365_2d72;
 
 pub struct Postgres {
     config: Config,
+    /// TLS as the URL's `sslmode` asks (see [`pg_tls`]).
+    tls: MakeRustls,
     /// `None` until the first use and after the connection was lost.
     client: Mutex<Option<Client>>,
 }
@@ -37,9 +40,8 @@ impl Postgres {
     /// (waiting up to `lock_wait` for another registry to let go of it),
     /// and brings its schema up to date.
     pub fn connect(url: &str, lock_wait: Duration) -> Result<Postgres> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|err| Error::Internal(format!("--metadata is not a PostgreSQL URL: {err}")))?;
+        let (mut config, tls) = pg_tls::parse(url)
+            .map_err(|err| Error::Internal(format!("--metadata is not a usable PostgreSQL URL: {err}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -53,12 +55,13 @@ impl Postgres {
         }
         let postgres = Postgres {
             config,
+            tls,
             client: Mutex::new(None),
         };
         let mut slot = lock(&postgres.client);
         // At start, the registry this one replaces may still hold the
         // database until the server sees its connection go.
-        migrate(connected(&mut slot, &postgres.config, lock_wait)?)?;
+        migrate(connected(&mut slot, &postgres.config, &postgres.tls, lock_wait)?)?;
         drop(slot);
         Ok(postgres)
     }
@@ -80,7 +83,7 @@ impl Postgres {
         let mut work = Some(work);
         let mut retried = false;
         let result = loop {
-            let client = connected(&mut slot, &self.config, Duration::from_secs(5))?;
+            let client = connected(&mut slot, &self.config, &self.tls, Duration::from_secs(5))?;
             let err = match begin(client, access) {
                 Ok(transaction) => break finish(transaction, access, work.take()),
                 Err(err) => err,
@@ -116,8 +119,9 @@ fn finish<T>(
         // The COMMIT may have reached the server before the connection
         // went: say so, rather than "nothing was changed".
         Err(err) if err.code().is_none() && access == Access::Write => Err(Error::Unavailable(format!(
-            "the metadata database connection was lost while committing ({err}): \
-             the change may or may not have been made; read it back before retrying"
+            "the metadata database connection was lost while committing ({}): \
+             the change may or may not have been made; read it back before retrying",
+            describe(&err)
         ))),
         Err(err) => Err(lost(err)),
     }
@@ -134,6 +138,7 @@ enum Access {
 fn connected<'c>(
     slot: &'c mut Option<Client>,
     config: &Config,
+    tls: &MakeRustls,
     lock_wait: Duration,
 ) -> Result<&'c mut Client> {
     if slot.as_ref().is_some_and(Client::is_closed) {
@@ -142,10 +147,11 @@ fn connected<'c>(
     if slot.is_none() {
         let unreachable = |err: postgres::Error| {
             Error::Unavailable(format!(
-                "the metadata database cannot be reached ({err}): nothing was changed, retry"
+                "the metadata database cannot be reached ({}): nothing was changed, retry",
+                describe(&err)
             ))
         };
-        let mut client = config.connect(NoTls).map_err(unreachable)?;
+        let mut client = config.connect(tls.clone()).map_err(unreachable)?;
         // Set here rather than in the URL's `options`, which a pooler such
         // as pgbouncer refuses (it must pool by session: the lock below is
         // the session's). The keepalives are the server's side of the

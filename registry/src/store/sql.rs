@@ -31,7 +31,7 @@ pub enum SqlError {
     NoRows,
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error(transparent)]
+    #[error("{}", describe(.0))]
     Postgres(#[from] postgres::Error),
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
@@ -42,6 +42,21 @@ pub enum SqlError {
 }
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
+
+/// A PostgreSQL error with its causes: the driver's own text is only the
+/// kind ("db error", "error connecting to server"); what went wrong (the
+/// server's message, "connection refused", the certificate) is in its
+/// sources.
+pub fn describe(err: &postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Which database a connection speaks, for the expressions they spell differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
