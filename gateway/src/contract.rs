@@ -208,26 +208,26 @@ impl ContractChecker {
     /// Rows checked and violations per check since the last take, zeroed as
     /// they are read: the version's window for the registry's drift report.
     pub fn take(&self) -> (u64, BTreeMap<String, u64>) {
-        // Rows first, violations after; `check` counts them the other way
-        // round: every row taken has its violations in this window or an
-        // earlier one, never a later one.
-        let rows = self.pending_rows.swap(0, Ordering::Acquire);
+        // Violations first, rows after; `check` counts them the other way
+        // round (Release, Acquire): every violation taken has its row in
+        // this window or an earlier one, so a window's rate of violations
+        // is never above one.
         let mut violations = BTreeMap::new();
         for feature in &self.features {
             for (check, pending) in CHECK_NAMES.iter().zip(&feature.pending) {
-                let count = pending.swap(0, Ordering::Relaxed);
+                let count = pending.swap(0, Ordering::Acquire);
                 if count > 0 {
                     violations.insert(format!("{}:{check}", feature.name), count);
                 }
             }
         }
         for rule in &self.rules {
-            let count = rule.pending.swap(0, Ordering::Relaxed);
+            let count = rule.pending.swap(0, Ordering::Acquire);
             if count > 0 {
                 violations.insert(rule.rule.text.clone(), count);
             }
         }
-        (rows, violations)
+        (self.pending_rows.swap(0, Ordering::Relaxed), violations)
     }
 
     /// Logs a sample of the requests an `observe` deployment let through
@@ -252,6 +252,8 @@ impl ContractChecker {
     pub fn check(&self, inputs: &[Tensor]) -> Violations {
         let rows = inputs.first().map_or(0, Tensor::rows);
         self.rows.increment(rows as u64);
+        // Before the violations (see `take`).
+        self.pending_rows.fetch_add(rows as u64, Ordering::Relaxed);
         let mut violations = Violations::default();
         for row in 0..rows {
             for feature in &self.features {
@@ -261,9 +263,6 @@ impl ContractChecker {
                 rule.check(inputs, row, &mut violations);
             }
         }
-        // After the violations (see `take`); Release, so a take that sees
-        // these rows sees their violations too.
-        self.pending_rows.fetch_add(rows as u64, Ordering::Release);
         violations
     }
 }
@@ -274,7 +273,8 @@ impl FeatureCheck {
         let name = &self.name;
         let mut broke = |check: usize, text: &dyn Fn() -> String| {
             self.counters[check].increment(1);
-            self.pending[check].fetch_add(1, Ordering::Relaxed);
+            // Release: a take that sees it sees its row (see `take`).
+            self.pending[check].fetch_add(1, Ordering::Release);
             violations.add(|| format!("row {row}: {}", text()));
         };
         if value.is_nan() {
@@ -313,7 +313,7 @@ impl RuleCheck {
             return;
         }
         self.counter.increment(1);
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.pending.fetch_add(1, Ordering::Release);
         violations.add(|| {
             format!(
                 "row {row}: rule '{}' fails ({left} {} {right} is false)",

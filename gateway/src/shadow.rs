@@ -202,9 +202,8 @@ impl ShadowMetrics {
         }
     }
 
-    /// The request is counted last: a scrape that sees it sees its rows,
-    /// agreements and differences too.
     pub fn record(&self, comparison: &Comparison) {
+        self.requests.increment(1);
         self.rows.increment(comparison.rows);
         self.agreements.increment(comparison.agreements);
         if comparison.values > 0 {
@@ -212,7 +211,6 @@ impl ShadowMetrics {
                 .record(comparison.sum_abs_diff / comparison.values as f64);
             self.max_abs_diff.record(comparison.max_abs_diff);
         }
-        self.requests.increment(1);
     }
 }
 

@@ -27,8 +27,8 @@ pub struct RegistryArgs {
     /// replicated, backed up), or `sqlite://FILE` [default:
     /// DATA_DIR/registry.db]. One registry per database. TLS as libpq's
     /// parameters say: `?sslmode=verify-full&sslrootcert=CA.pem` checks the
-    /// server, `require` only encrypts. Prefer the variable: a flag's
-    /// password shows in the process list.
+    /// server, `require` without `sslrootcert` only encrypts. Prefer the
+    /// variable: a flag's password shows in the process list.
     #[arg(long, env = "SLUICE_METADATA", value_name = "URL", hide_env_values = true)]
     pub metadata: Option<String>,
 

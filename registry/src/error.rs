@@ -137,8 +137,14 @@ fn from_postgres(err: postgres::Error) -> Error {
     };
     let text = crate::store::sql::describe(&err);
     if transient {
+        // The whole story (the server's message, a host name) for the
+        // operator's log; the client, whoever it is, gets its kind.
+        tracing::warn!(error = %text, "the metadata database is unavailable");
+        let kind = err
+            .code()
+            .map_or_else(|| err.to_string(), |code| format!("SQLSTATE {}", code.code()));
         Error::Unavailable(format!(
-            "the metadata database is unavailable ({text}): the change was not made, retry"
+            "the metadata database is unavailable ({kind}): the change was not made, retry"
         ))
     } else {
         Error::Internal(format!("metadata store: {text}"))

@@ -202,8 +202,15 @@ async fn observe_answers_everything_and_counts_each_violation_under_its_check() 
             .drift(OBSERVING, Some("1"), Duration::from_secs(600))
             .await
             .unwrap();
+        // Rows are counted before their violations: both are waited for.
         match report.contract {
-            Some(summary) if summary.rows == requests.len() as u64 => break summary,
+            Some(summary)
+                if summary.rows == requests.len() as u64
+                    && summary.violations.get("age:min").copied() == Some(young as u64)
+                    && summary.violations.get(RULE).copied() == Some(greedy as u64) =>
+            {
+                break summary;
+            }
             _ => {
                 assert!(Instant::now() < deadline, "no contract summary in {report:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

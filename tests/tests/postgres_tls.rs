@@ -23,6 +23,7 @@ fn tls_to_postgres_follows_libpq_sslmode() {
     let client = ca.issue(pki.path(), "client", &["postgres"]);
     database.psql("CREATE DATABASE plain");
     database.psql("CREATE DATABASE mutual");
+    database.psql("CREATE DATABASE either");
     database.enable_tls(
         &server.cert,
         &server.key,
@@ -30,6 +31,7 @@ fn tls_to_postgres_follows_libpq_sslmode() {
         &[
             "local all all trust",
             "hostssl mutual all 127.0.0.1/32 trust clientcert=verify-ca",
+            "host either all 127.0.0.1/32 trust",
             "hostssl all all 127.0.0.1/32 trust",
         ],
     );
@@ -58,18 +60,34 @@ fn tls_to_postgres_follows_libpq_sslmode() {
     );
     drop(connect(&by_name).unwrap());
     // verify-ca checks the chain only; another CA's trust is not enough,
-    // nor the system's.
+    // nor the system's (verify-full's without sslrootcert).
     drop(connect(&ip("plain", &format!("sslmode=verify-ca&sslrootcert={ca}"))).unwrap());
     let stranger = format!("sslmode=verify-ca&sslrootcert={}", stranger.display());
     let untrusted = connect(&ip("plain", &stranger)).err().unwrap();
     assert!(untrusted.contains("invalid peer certificate"), "{untrusted}");
-    assert!(connect(&ip("plain", "sslmode=verify-full")).is_err());
-    // libpq: require with a root certificate checks the chain too.
+    let system = by_name.replace(&format!("&sslrootcert={ca}"), "");
+    let unknown = connect(&system).err().unwrap();
+    assert!(
+        unknown.contains("UnknownIssuer") || unknown.contains("no CA certificates"),
+        "{unknown}"
+    );
+    // libpq: require with a root certificate checks the chain too...
     let required = format!(
         "sslmode=require&sslrootcert={}",
         pki.path().join("other.pem").display()
     );
-    assert!(connect(&ip("plain", &required)).is_err());
+    let unchecked = connect(&ip("plain", &required)).err().unwrap();
+    assert!(unchecked.contains("UnknownIssuer"), "{unchecked}");
+    // ...and prefer then falls back to plain text, as libpq does, where
+    // the server allows it.
+    let preferred = required.replace("sslmode=require", "sslmode=prefer");
+    assert!(
+        connect(&ip("plain", &preferred)).is_err(),
+        "only TLS reaches 'plain'"
+    );
+    let store = connect(&ip("either", &preferred)).unwrap();
+    assert_eq!(encrypted(&database), "false");
+    drop(store);
 
     // A database that asks for a client certificate.
     let anonymous = connect(&ip("mutual", "sslmode=require")).err().unwrap();
@@ -95,10 +113,11 @@ fn connect(url: &str) -> Result<Store, String> {
     .map_err(|err| err.to_string())
 }
 
-/// Whether the registry's connection (the one open now) is encrypted.
+/// Whether the registry's connection open now is encrypted ("true",
+/// "false"): the newest one, as those closed before it may linger a moment.
 fn encrypted(database: &TestPostgres) -> String {
     database.psql(
-        "SELECT string_agg(ssl::text, ',') FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
-         WHERE application_name = 'sluice-registry'",
+        "SELECT ssl::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = 'sluice-registry' ORDER BY backend_start DESC LIMIT 1",
     )
 }

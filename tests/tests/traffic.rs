@@ -138,12 +138,27 @@ async fn a_shadow_changes_no_response_and_its_comparison_is_right() {
     let batch = fixture(MODEL)["request"]["inputs"][0]["shape"][0]
         .as_f64()
         .unwrap();
+    let max_diff_over_1e5 = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("sluice_shadow_max_abs_diff_bucket")
+                    && line.contains("version=\"2\"")
+                    && line.contains("le=\"0.00001\"")
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map(|count| count.parse::<f64>().unwrap())
+    };
     let metrics = loop {
         let metrics = gateway.metrics().await;
-        // The shadow thread counts a request after its rows, agreements
-        // and differences: once every request shows, so does the rest.
+        // The shadow thread counts a request, its rows, its agreements and
+        // its differences one after the other, and a scrape reads them in
+        // its own order: every one is waited for.
+        let rows = MIRRORED as f64 * batch;
         if series("sluice_shadow_requests_total", &metrics) >= MIRRORED as f64
-            && series("sluice_shadow_compared_rows_total", &metrics) >= MIRRORED as f64 * batch
+            && series("sluice_shadow_compared_rows_total", &metrics) >= rows
+            && series("sluice_shadow_agreements_total", &metrics) >= rows
+            && max_diff_over_1e5(&metrics) >= Some(MIRRORED as f64)
         {
             break metrics;
         }
@@ -157,17 +172,8 @@ async fn a_shadow_changes_no_response_and_its_comparison_is_right() {
     assert_eq!(rows, MIRRORED as f64 * batch, "every row of every request");
     assert_eq!(series("sluice_shadow_agreements_total", &metrics), rows);
     assert_eq!(series("sluice_shadow_errors_total", &metrics), 0.0);
-    let max_diff_over_1e5 = metrics
-        .lines()
-        .find(|line| {
-            line.starts_with("sluice_shadow_max_abs_diff_bucket")
-                && line.contains("version=\"2\"")
-                && line.contains("le=\"0.00001\"")
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .map(|count| count.parse::<f64>().unwrap());
     assert_eq!(
-        max_diff_over_1e5,
+        max_diff_over_1e5(&metrics),
         Some(MIRRORED as f64),
         "every difference is below 1e-5:\n{metrics}"
     );

@@ -207,9 +207,10 @@ impl Store {
             }),
             Some(url) => match url.strip_prefix("sqlite://") {
                 Some(path) => Store::open(Path::new(path)),
-                None => Err(Error::Internal(format!(
-                    "--metadata {url:?} is not a postgres:// or sqlite:// URL"
-                ))),
+                // Not the URL itself: it may hold a password.
+                None => Err(Error::Internal(
+                    "--metadata must start with postgres://, postgresql:// or sqlite://".into(),
+                )),
             },
             None => Store::open(default_path),
         }

@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use postgres::config::SslMode;
 use postgres::{Client, Config, IsolationLevel};
 
 use super::pg_tls::{self, MakeRustls};
@@ -151,7 +152,21 @@ fn connected<'c>(
                 describe(&err)
             ))
         };
-        let mut client = config.connect(tls.clone()).map_err(unreachable)?;
+        let mut client = match config.connect(tls.clone()) {
+            Ok(client) => client,
+            // libpq's `prefer`: a handshake that fails is retried in plain
+            // text (the driver itself would give up).
+            Err(err) if config.get_ssl_mode() == SslMode::Prefer && pg_tls::handshake_failed(&err) => {
+                tracing::warn!(
+                    error = %describe(&err),
+                    "TLS to the metadata database failed; sslmode=prefer: connecting in plain text"
+                );
+                let mut plain = config.clone();
+                plain.ssl_mode(SslMode::Disable);
+                plain.connect(tls.clone()).map_err(unreachable)?
+            }
+            Err(err) => return Err(unreachable(err)),
+        };
         // Set here rather than in the URL's `options`, which a pooler such
         // as pgbouncer refuses (it must pool by session: the lock below is
         // the session's). The keepalives are the server's side of the

@@ -6,18 +6,21 @@
 //! `sslcert` and `sslkey` are taken out of the URL here and become the TLS
 //! client's configuration:
 //!
-//! | `sslmode`            | encrypted                | server certificate checked         |
-//! |----------------------|--------------------------|------------------------------------|
-//! | `disable`            | never                    | -                                  |
-//! | `allow`, `prefer`    | when the server offers it | no (libpq's meaning)              |
-//! | `require`            | always                   | no, unless `sslrootcert` is given  |
-//! | `verify-ca`          | always                   | chain, not the host name           |
-//! | `verify-full`        | always                   | chain and host name                |
+//! | `sslmode`          | encrypted                              | server certificate checked         |
+//! |--------------------|----------------------------------------|------------------------------------|
+//! | `disable`          | never                                  | -                                  |
+//! | `allow`, `prefer`  | if the server offers it and the handshake succeeds, else plain text | the chain if `sslrootcert` is given |
+//! | `require`          | always                                 | the chain if `sslrootcert` is given |
+//! | `verify-ca`        | always                                 | the chain (`sslrootcert` required), not the host name |
+//! | `verify-full`      | always                                 | the chain and the host name        |
 //!
-//! The chain is checked against `sslrootcert` (a PEM file), or the
-//! system's CAs when it is absent or `system`. The default is `prefer`, as
-//! in libpq: a server without TLS is still reached in plain text. SCRAM
-//! channel binding is not offered (plain SCRAM-SHA-256 is).
+//! The chain is checked against `sslrootcert`, a PEM file; `verify-full`
+//! without one, or with `sslrootcert=system`, uses the system's CAs (which
+//! would let any public certificate through a check without the name, so
+//! `system` goes with `verify-full` only, as in libpq). The default is
+//! `prefer`, as in libpq. A Unix socket never carries TLS: `require` and
+//! above fail there. SCRAM channel binding is not offered (plain
+//! SCRAM-SHA-256 is), so `channel_binding=require` is refused.
 
 use std::future::Future;
 use std::io;
@@ -52,48 +55,83 @@ enum Check {
 }
 
 /// Parses a `postgres://` URL: the driver's configuration and the TLS
-/// connector its `sslmode` asks for. Errors say what was expected.
+/// connector its `sslmode` asks for. Errors say what was expected, and
+/// never repeat the URL (it holds the password).
 pub fn parse(url: &str) -> Result<(Config, MakeRustls), String> {
-    let (base, query_opt) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    // The parameters start at the first `?` after the credentials: the
+    // driver reads the password up to the first `@`, `?` and all.
+    let scheme_end = url.find("://").map_or(0, |at| at + 3);
+    let credentials_end = url[scheme_end..]
+        .find('@')
+        .map_or(scheme_end, |at| scheme_end + at + 1);
+    let (base, query) = match url[credentials_end..].find('?') {
+        Some(at) => url.split_at(credentials_end + at),
+        None => (url, ""),
     };
     let mut passed = Vec::new();
     let mut libpq = std::collections::BTreeMap::new();
-    for pair in query_opt.into_iter().flat_map(|query| query.split('&')) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if TAKEN.contains(&key) {
+    for pair in query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (raw_key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Decoded, as the driver decodes it: `ssl%6Dode` is `sslmode`.
+        let key = decode(raw_key)?;
+        if TAKEN.contains(&key.as_str()) {
             libpq.insert(key, decode(value)?);
-        } else if !pair.is_empty() {
+        } else if key == "channel_binding" && decode(value)? == "require" {
+            return Err(
+                "channel_binding=require: this client offers no SCRAM channel binding; \
+                        sslmode=verify-full is what checks the server here"
+                    .into(),
+            );
+        } else {
             passed.push(pair);
         }
     }
     let mode = libpq.get("sslmode").map_or("prefer", String::as_str);
     let root_opt = libpq.get("sslrootcert").map(String::as_str);
-    let (driver_mode, check) = match mode {
-        "disable" => ("disable", Check::Nothing),
-        "allow" | "prefer" if root_opt.is_some() => ("prefer", Check::Chain),
-        "allow" | "prefer" => ("prefer", Check::Nothing),
-        // libpq: `require` with a root certificate checks the chain.
-        "require" if root_opt.is_some() => ("require", Check::Chain),
-        "require" => ("require", Check::Nothing),
-        "verify-ca" => ("require", Check::Chain),
-        "verify-full" => ("require", Check::Full),
-        other => {
+    let (driver_mode, check) = match (mode, root_opt) {
+        ("disable", _) => ("sslmode=disable", Check::Nothing),
+        ("allow" | "prefer" | "require" | "verify-ca", Some("system")) => {
+            return Err(format!(
+                "sslmode={mode} with sslrootcert=system: any public certificate would pass; \
+                 use sslmode=verify-full, or sslrootcert=FILE with your database's CA"
+            ));
+        }
+        // libpq: a root certificate makes `prefer` and `require` check the chain.
+        ("allow" | "prefer", Some(_)) => ("sslmode=prefer", Check::Chain),
+        ("allow" | "prefer", None) => ("sslmode=prefer", Check::Nothing),
+        ("require", Some(_)) => ("sslmode=require", Check::Chain),
+        ("require", None) => ("sslmode=require", Check::Nothing),
+        ("verify-ca", Some(_)) => ("sslmode=require", Check::Chain),
+        ("verify-ca", None) => {
+            return Err(
+                "sslmode=verify-ca needs sslrootcert=FILE, your database's CA: against the \
+                        system's CAs, without the name, any public certificate would pass"
+                    .into(),
+            );
+        }
+        ("verify-full", _) => ("sslmode=require", Check::Full),
+        (other, _) => {
             return Err(format!(
                 "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
             ));
         }
     };
-    passed.push(match driver_mode {
-        "disable" => "sslmode=disable",
-        "prefer" => "sslmode=prefer",
-        _ => "sslmode=require",
-    });
+    passed.push(driver_mode);
     let driver_url = format!("{base}?{}", passed.join("&"));
-    let config = driver_url
+    let mut config = driver_url
         .parse::<Config>()
         .map_err(|err| super::sql::describe(&err))?;
+    // TLS needs a name to send and check: with `hostaddr` alone, the
+    // address is it (the driver would refuse the handshake otherwise).
+    if config.get_hosts().is_empty() {
+        for address in config.get_hostaddrs().to_vec() {
+            config.host(&address.to_string());
+        }
+    }
     let client_auth_opt = match (libpq.get("sslcert"), libpq.get("sslkey")) {
         (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
         (None, None) => None,
@@ -104,6 +142,24 @@ pub fn parse(url: &str) -> Result<(Config, MakeRustls), String> {
     };
     Ok((config, tls))
 }
+
+/// Whether `err` is a failed TLS handshake (not a refusal of plain text,
+/// not a server that offers no TLS): what `prefer` falls back from.
+pub fn handshake_failed(err: &postgres::Error) -> bool {
+    std::error::Error::source(err).is_some_and(|cause| cause.is::<HandshakeFailed>())
+}
+
+/// A TLS handshake with the database that failed.
+#[derive(Debug)]
+pub struct HandshakeFailed(io::Error);
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for HandshakeFailed {}
 
 /// `%XX` escapes in a URL parameter (a path with spaces, say).
 fn decode(value: &str) -> Result<String, String> {
@@ -148,17 +204,21 @@ fn client_config(
         provider,
     });
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
-    match client_auth_opt {
-        None => Ok(builder.with_no_client_auth()),
+    let mut config = match client_auth_opt {
+        None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = certificates(cert)?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|err| format!("sslkey {}: no private key in it: {err}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|err| format!("sslcert and sslkey: {err} (does the key belong to the certificate?)"))
+            builder.with_client_auth_cert(chain, key).map_err(|err| {
+                format!("sslcert and sslkey: {err} (does the key belong to the certificate?)")
+            })?
         }
-    }
+    };
+    // What PostgreSQL 17 expects of a direct TLS connection
+    // (`sslnegotiation=direct`); older servers ignore it.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
 }
 
 /// `sslrootcert`'s CAs, or the system's.
@@ -265,20 +325,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     type Stream = RustlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+    type Error = HandshakeFailed;
+    type Future = Pin<Box<dyn Future<Output = Result<RustlsStream<S>, HandshakeFailed>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
         let host = self.host;
         Box::pin(async move {
             let name = ServerName::try_from(host.clone()).map_err(|err| {
-                io::Error::new(
+                HandshakeFailed(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("{host:?} is not a host name TLS can check: {err}"),
-                )
+                ))
             })?;
-            let stream = connector.connect(name, stream).await?;
+            let stream = connector.connect(name, stream).await.map_err(HandshakeFailed)?;
             Ok(RustlsStream(Box::new(stream)))
         })
     }
@@ -323,36 +383,55 @@ mod tests {
 
     #[test]
     fn libpq_parameters_are_taken_out_and_the_rest_passed_on() {
+        use postgres::config::SslMode;
         let (config, _) =
             parse("postgres://u:p%40ss@db:5433/sluice?application_name=x&sslmode=verify-full").unwrap();
-        assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
         assert_eq!(config.get_application_name(), Some("x"));
         assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
         let (plain, _) = parse("postgresql://db/sluice").unwrap();
-        assert_eq!(
-            plain.get_ssl_mode(),
-            postgres::config::SslMode::Prefer,
-            "libpq's default"
-        );
+        assert_eq!(plain.get_ssl_mode(), SslMode::Prefer, "libpq's default");
         let (off, _) = parse("postgres://db/sluice?sslmode=disable").unwrap();
-        assert_eq!(off.get_ssl_mode(), postgres::config::SslMode::Disable);
+        assert_eq!(off.get_ssl_mode(), SslMode::Disable);
+        // The driver reads the password up to the first `@`, `?` and all.
+        let (question, _) = parse("postgres://u:p?ss@db/x?sslmode=verify-full").unwrap();
+        assert_eq!(question.get_password(), Some(&b"p?ss"[..]));
+        assert_eq!(question.get_dbname(), Some("x"));
+        assert_eq!(question.get_ssl_mode(), SslMode::Require);
+        // Keys decode as the driver decodes them: no mode slips past.
+        let (encoded, _) = parse("postgres://db/x?ssl%6Dode=verify-full").unwrap();
+        assert_eq!(encoded.get_ssl_mode(), SslMode::Require);
+        // hostaddr alone: the address is the name TLS sends.
+        let (address, _) = parse("postgres:///x?hostaddr=127.0.0.1&sslmode=require").unwrap();
+        assert_eq!(address.get_hosts().len(), 1);
     }
 
     #[test]
     fn mistakes_say_what_was_expected() {
-        let mode = parse("postgres://db/x?sslmode=on").err().unwrap();
+        let refused = |url: &str| parse(url).err().unwrap();
+        let mode = refused("postgres://db/x?sslmode=on");
         assert!(mode.contains("verify-full"), "{mode}");
-        let half = parse("postgres://db/x?sslmode=require&sslcert=/c.pem")
-            .err()
-            .unwrap();
+        let half = refused("postgres://db/x?sslmode=require&sslcert=/c.pem");
         assert!(half.contains("go together"), "{half}");
-        let missing = parse("postgres://db/x?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem")
-            .err()
-            .unwrap();
+        let missing = refused("postgres://db/x?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
         assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
-        let escape = parse("postgres://db/x?sslrootcert=%zz").err().unwrap();
+        let escape = refused("postgres://db/x?sslrootcert=%zz");
         assert!(escape.contains("two hex digits"), "{escape}");
-        let unknown = parse("postgres://db/x?colour=blue").err().unwrap();
+        let unknown = refused("postgres://db/x?colour=blue");
         assert!(unknown.contains("colour"), "{unknown}");
+        // A check that any public certificate would pass is refused.
+        let no_ca = refused("postgres://db/x?sslmode=verify-ca");
+        assert!(no_ca.contains("needs sslrootcert"), "{no_ca}");
+        let system = refused("postgres://db/x?sslmode=require&sslrootcert=system");
+        assert!(system.contains("verify-full"), "{system}");
+        let binding = refused("postgres://db/x?channel_binding=require");
+        assert!(binding.contains("channel binding"), "{binding}");
+        // Nothing said repeats the URL's password.
+        for url in [
+            "postgres://u:secret@db/x?sslmode=on",
+            "postgres://u:secret@db/x?port=none",
+        ] {
+            assert!(!refused(url).contains("secret"), "{}", refused(url));
+        }
     }
 }
