@@ -31,7 +31,7 @@ pub enum SqlError {
     NoRows,
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{}", describe(.0))]
+    #[error(transparent)]
     Postgres(#[from] postgres::Error),
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
