@@ -34,7 +34,19 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 PORT=$(free_port); ADMIN=$(free_port)
 GATEWAY=http://127.0.0.1:$PORT
 export SLUICE_REGISTRY_URL=http://127.0.0.1:$ADMIN SLUICE_DATA_DIR=$DATA
+# The operator's word on what a trigger may run: the retrain, with the
+# token it registers with; a policy may only ask for --approve and a row count.
+cat >"$DATA/actions.toml" <<TOML
+[commands.retrain]
+program = "python3"
+args = ["$PWD/models/retrain.py"]
+env = { SLUICE_TOKEN_FILE = "$DATA/admin.token", SLUICE_DATA_DIR = "$DATA" }
+[commands.retrain.params]
+approve = { flag = "--approve", type = "switch" }
+min_rows = { flag = "--min-rows", type = "integer", min = 1, max = 100000 }
+TOML
 "$SLUICE" serve --demo --data-dir "$DATA" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
+    --actions-file "$DATA/actions.toml" \
     --stats-interval-ms 500 --segment-max-age-ms 1000 --monitor-tick-ms 500 --feedback-bucket-ms 5000 \
     --log warn >"$DATA/serve.log" 2>&1 &
 server=$!
@@ -45,8 +57,7 @@ say "serving credit_risk version 1 on $GATEWAY (registry $SLUICE_REGISTRY_URL, d
 "$SLUICE" traffic set credit_risk 1=100 --log-sample-rate 1.0 --reason "log every prediction with its inputs"
 cat >"$DATA/policy.json" <<JSON
 {"rules": [{"kind": "drift", "window_ms": 10000, "windows": 2}],
- "action": {"command": {"program": "python3", "args": ["$PWD/models/retrain.py", "--approve", "--min-rows", "300"],
-                        "env": {"SLUICE_TOKEN_FILE": "$DATA/admin.token", "SLUICE_DATA_DIR": "$DATA"}}},
+ "action": {"command": {"name": "retrain", "params": {"approve": true, "min_rows": 300}}},
  "cooldown_ms": 600000,
  "rollout": {"step_weights": [25, 50], "interval_ms": 5000, "min_requests": 20, "max_error_rate": 0.05}}
 JSON

@@ -55,6 +55,9 @@ impl Registry {
             assert!(token.starts_with("sluice_"), "{token}");
             std::fs::write(dir.path().join(actor), token).unwrap();
         }
+        // The one webhook host the triggers below may call.
+        let actions = dir.path().join("actions.toml");
+        std::fs::write(&actions, "webhook_hosts = [\"127.0.0.1:9\"]\n").unwrap();
         let mut child = sluice()
             .args([
                 "registry",
@@ -67,6 +70,8 @@ impl Registry {
             .arg(dir.path().join("data"))
             .arg("--tokens-file")
             .arg(&tokens)
+            .arg("--actions-file")
+            .arg(&actions)
             .env_remove("ORT_DYLIB_PATH")
             .stderr(Stdio::piped())
             .spawn()

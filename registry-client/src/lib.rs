@@ -22,6 +22,8 @@
 //! - [`trigger`] holds training triggers: per-model policies (drift,
 //!   performance, data-contract violations, schedule), their actions
 //!   (webhook, command) and runs.
+//! - [`limits`] holds the bounds both planes keep (a request id's length)
+//!   and how error messages quote client input;
 //! - [`error`] is the client's error: a refusal from the registry keeps its
 //!   status and `{"error": ...}` message, so a CLI can print it and pick an
 //!   exit code.
@@ -30,6 +32,7 @@ pub mod client;
 pub mod contract;
 pub mod error;
 pub mod feedback;
+pub mod limits;
 pub mod profile;
 pub mod rollout;
 pub mod slices;

@@ -111,16 +111,18 @@ impl TriggerRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TriggerAction {
-    /// POST a JSON payload, retried with exponential backoff on 5xx, 429 and
-    /// connection errors. `format: airflow` wraps it as Airflow's
+    /// POST a JSON payload to a host the registry's operator allows
+    /// (`webhook_hosts`), retried with exponential backoff on 5xx, 429 and
+    /// connection errors; redirects are not followed. `format: airflow` wraps it as Airflow's
     /// `dagRuns` body (`dag_run_id` + `conf`); an Airflow 409 (that run
     /// exists already) counts as delivered.
     Webhook {
         url: String,
         #[serde(default)]
         format: WebhookFormat,
-        /// Extra headers; a value `${NAME}` is read from the registry's
-        /// environment, so secrets stay out of the database.
+        /// Extra headers; a value `${NAME}` is the registry's environment
+        /// variable NAME, when its operator allows that name
+        /// (`webhook_env`), so secrets stay out of the database.
         #[serde(default)]
         headers: BTreeMap<String, String>,
         #[serde(default = "default_attempts")]
@@ -129,19 +131,19 @@ pub enum TriggerAction {
         #[serde(default = "default_backoff_ms")]
         backoff_ms: u64,
     },
-    /// Run a local program (the embedded default). It gets the run in its
+    /// Run a command the registry's operator declared (`--actions-file`):
+    /// a policy names it and fills the parameters the declaration allows,
+    /// and can add no program and no argument. It gets the run in its
     /// environment (`SLUICE_TRIGGER_ID`, `SLUICE_MODEL`,
     /// `SLUICE_BASE_VERSION`, `SLUICE_TRIGGER_REASON`,
     /// `SLUICE_REGISTRY_URL`) and the whole run as JSON in the file named by
     /// `SLUICE_TRIGGER_CONTEXT`. Exit status 0 is success.
     Command {
-        program: String,
-        #[serde(default)]
-        args: Vec<String>,
-        #[serde(default)]
-        env: BTreeMap<String, String>,
-        #[serde(default = "default_command_timeout_ms")]
-        timeout_ms: u64,
+        name: String,
+        /// Values for the declared parameters, by name (an integer, a
+        /// number, `true`/`false` for a switch, or one of its choices).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, Value>,
     },
 }
 
@@ -151,10 +153,6 @@ fn default_attempts() -> u32 {
 
 fn default_backoff_ms() -> u64 {
     1000
-}
-
-fn default_command_timeout_ms() -> u64 {
-    3600 * 1000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::actions::Actions;
 use crate::auth::{Caller, Tokens};
 use crate::objects::Location;
 use crate::policy::Policy;
@@ -43,6 +44,14 @@ pub struct RegistryArgs {
     /// needs a technical approval, production a technical and a business one.
     #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
+
+    /// What trigger and rollout policies may make the registry do (TOML):
+    /// the commands a training trigger may run, with the parameters a
+    /// policy may fill; the hosts webhooks may call; the variables a
+    /// webhook header may name. Without it no policy runs a command or
+    /// calls a webhook (SECURITY.md, "Actions").
+    #[arg(long, env = "SLUICE_ACTIONS_FILE", value_name = "FILE")]
+    pub actions_file: Option<PathBuf>,
 
     /// Largest artifact accepted, in bytes.
     #[arg(long, env = "SLUICE_MAX_ARTIFACT_BYTES", default_value_t = 1 << 30)]
@@ -188,6 +197,8 @@ pub struct RegistryConfig {
     pub metadata_lock_wait: std::time::Duration,
     pub tokens_file_opt: Option<PathBuf>,
     pub policy: Policy,
+    /// What policies may make the registry run and call (`--actions-file`).
+    pub actions: Actions,
     pub max_artifact_bytes: usize,
     pub import_root_opt: Option<PathBuf>,
     /// Tokens known to this process only (the embedded gateway's), in clear.
@@ -231,6 +242,7 @@ impl RegistryConfig {
             metadata_lock_wait: std::time::Duration::from_secs(60),
             tokens_file_opt: None,
             policy: Policy::default(),
+            actions: Actions::default(),
             max_artifact_bytes: 1 << 30,
             import_root_opt: None,
             process_tokens: Vec::new(),
@@ -297,6 +309,18 @@ impl RegistryArgs {
             Some(path) => Policy::load(path)?,
             None => Policy::default(),
         };
+        // The config layer reads the environment, once: a command inherits,
+        // and a header names, only what the operator listed.
+        let actions = match &self.actions_file {
+            Some(path) => Actions::load(path, |name| std::env::var(name).ok())?,
+            None => Actions::default(),
+        };
+        for name in actions.unset_webhook_env() {
+            tracing::warn!(
+                variable = name,
+                "webhook_env names a variable that is not set: headers naming it fail"
+            );
+        }
         let monitor = MonitorConfig {
             logs: self.log_dirs()?,
             tick: std::time::Duration::from_millis(self.monitor_tick_ms),
@@ -313,6 +337,7 @@ impl RegistryArgs {
             metadata_lock_wait: std::time::Duration::from_secs(60),
             tokens_file_opt: self.tokens_file,
             policy,
+            actions,
             max_artifact_bytes: self.max_artifact_bytes,
             import_root_opt: self.import_root,
             process_tokens: Vec::new(),

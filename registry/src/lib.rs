@@ -26,7 +26,8 @@
 //!   realized accuracy, AUC or MAE;
 //! - [`trigger`] fires training runs (once per window, within a cooldown and
 //!   a concurrency cap) and delivers them by webhook or local command, with
-//!   [`cron`] for scheduled rules; [`monitor`] is the loop that drives the
+//!   [`cron`] for scheduled rules; [`actions`] is what the operator lets
+//!   policies run and call (commands, webhook hosts, header variables); [`monitor`] is the loop that drives the
 //!   join, the drift and performance gauges, and the trigger rules.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
@@ -35,6 +36,7 @@
 //! serve with (a header read timeout, a graceful drain), and [`tls`] their
 //! HTTPS (certificate reload, mutual TLS for the admin API).
 
+pub mod actions;
 pub mod api;
 pub mod artifacts;
 pub mod auth;
@@ -43,6 +45,7 @@ pub mod cron;
 pub mod drift;
 pub mod error;
 pub mod feedback;
+pub mod files;
 pub mod listen;
 pub mod monitor;
 pub mod objects;
@@ -114,7 +117,7 @@ impl Registry {
         let addr = listener
             .local_addr()
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
-        std::fs::create_dir_all(&config.data_dir)
+        files::create_dir_all(&config.data_dir)
             .map_err(|err| Error::Internal(format!("cannot create {}: {err}", config.data_dir.display())))?;
         // Before the tokens: a TLS mistake must not leave a bootstrapped
         // admin token behind that no log line announced.
@@ -130,8 +133,10 @@ impl Registry {
         // Blocking: PostgreSQL's client runs its own runtime, never on an async thread.
         let (metadata_opt, default_db) = (config.metadata_opt.clone(), config.data_dir.join("registry.db"));
         let lock_wait = config.metadata_lock_wait;
+        let actions = config.actions.clone();
         let (store, revision) = tokio::task::spawn_blocking(move || {
             let store = store::Store::connect(metadata_opt.as_deref(), &default_db, lock_wait)?;
+            store.write(|tx| trigger::migrate_inline_commands(tx, &actions))?;
             let revision = store.read(store::deployments::revision)?;
             Ok::<_, Error>((store, revision))
         })

@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use crate::store::sql::Transaction;
 use serde_json::{Value, json};
+use sluice_registry_client::limits::quote;
 use sluice_registry_client::rollout::StartRollout;
 use sluice_registry_client::trigger::{
     PayloadWindow, RunStatus, TriggerAction, TriggerPayload, TriggerPolicy, TriggerRule, TriggerRun,
     WebhookFormat,
 };
 
+use crate::actions::{Actions, Invocation};
 use crate::api::AppState;
 use crate::cron::Cron;
 use crate::error::{Error, Result};
@@ -36,9 +38,84 @@ pub const WEBHOOK_ATTEMPTS: &str = "sluice_trigger_webhook_attempts_total";
 /// Longest wait between two webhook attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Refuses a policy that could never work, naming the field. `bucket_ms` is
-/// the resolution of realized-performance windows.
-pub fn validate(policy: &TriggerPolicy, bucket_ms: u64) -> Result<()> {
+/// A policy as the API receives it. One that names a program (as the
+/// releases before `--actions-file` stored them) is refused with what to
+/// do instead, rather than serde's "unknown field".
+pub fn parse_policy(body: Value) -> Result<TriggerPolicy> {
+    if let Some(program) = inline_program(&body) {
+        return Err(Error::bad_request(format!(
+            "action.command: a policy cannot give a program ('{}'): it names a command the registry's operator declared in --actions-file, {{\"command\": {{\"name\": \"NAME\", \"params\": {{...}}}}}}",
+            quote(&program)
+        )));
+    }
+    serde_json::from_value(body).map_err(|err| Error::bad_request(format!("invalid trigger policy: {err}")))
+}
+
+/// The program of a policy that gives one inline, as releases before
+/// `--actions-file` stored it.
+fn inline_program(policy: &Value) -> Option<String> {
+    let command = policy.get("action")?.get("command")?;
+    let program = command.get("program")?;
+    Some(
+        program
+            .as_str()
+            .map_or_else(|| program.to_string(), str::to_string),
+    )
+}
+
+/// Policies stored by a release before `--actions-file` may give their
+/// program inline. Each one whose program, arguments and environment are
+/// exactly a declared command's is moved to name it (with its event); any
+/// other stops the registry from starting, with the declaration that would
+/// let it, since a command nobody declared must never run.
+pub fn migrate_inline_commands(transaction: &Transaction<'_>, actions: &Actions) -> Result<()> {
+    let mut undeclared = Vec::new();
+    for (model, text) in triggers::policy_texts(transaction)? {
+        let mut stored: Value = serde_json::from_str(&text)?;
+        let Some(program) = inline_program(&stored) else {
+            continue;
+        };
+        let command = &stored["action"]["command"];
+        let args: Vec<String> = serde_json::from_value(command["args"].clone()).unwrap_or_default();
+        let env: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(command["env"].clone()).unwrap_or_default();
+        let Some(name) = actions.find_declared(&program, &args, &env) else {
+            undeclared.push(format!(
+                "model '{model}' has a trigger policy that gives its program inline. Declare it in --actions-file:\n\n{}",
+                Actions::declaration(&format!("{model}-retrain"), &program, &args, &env)
+            ));
+            continue;
+        };
+        stored["action"] = json!({ "command": { "name": name } });
+        let migrated: TriggerPolicy = serde_json::from_value(stored)?;
+        triggers::put_policy(transaction, "registry", &model, &migrated)?;
+        let change = Change {
+            actor: "registry",
+            action: "trigger.policy.migrate",
+            subject: model.clone(),
+            reason: Some("its inline command is the declared command it now names"),
+        };
+        events::append(
+            transaction,
+            change,
+            Some(&serde_json::from_str::<Value>(&text)?),
+            Some(&migrated),
+        )?;
+        tracing::info!(%model, command = name, "trigger policy now names its declared command");
+    }
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "{}\n\nthen start the registry again: a stored policy whose command is exactly a declared one is moved to name it. No role may give a program through the API any more (SECURITY.md).",
+        undeclared.join("\n\n")
+    )))
+}
+
+/// Refuses a policy that could never work, or that asks for what the
+/// operator did not allow (`actions`), naming the field. `bucket_ms` is the
+/// resolution of realized-performance windows.
+pub fn validate(policy: &TriggerPolicy, bucket_ms: u64, actions: &Actions) -> Result<()> {
     for (index, rule) in policy.rules.iter().enumerate() {
         let bad =
             |message: String| Error::bad_request(format!("rules[{index}] ({}): {message}", rule.reason()));
@@ -95,36 +172,41 @@ pub fn validate(policy: &TriggerPolicy, bucket_ms: u64) -> Result<()> {
             headers,
             ..
         } => {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|err| Error::bad_request(format!("action.webhook.url '{url}': {err}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(Error::bad_request(format!(
-                    "action.webhook.url '{url}': expected http or https"
-                )));
-            }
+            actions
+                .check_url(url)
+                .map_err(|err| Error::bad_request(format!("action.webhook.url {err}")))?;
             if *max_attempts == 0 {
                 return Err(Error::bad_request(
                     "action.webhook.max_attempts must be at least 1",
                 ));
             }
-            if let Some(name) = headers
-                .keys()
-                .find(|name| reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err())
-            {
-                return Err(Error::bad_request(format!(
-                    "action.webhook.headers: '{name}' is not an HTTP header name"
-                )));
+            for (name, value) in headers {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(Error::bad_request(format!(
+                        "action.webhook.headers: '{}' is not an HTTP header name",
+                        quote(name)
+                    )));
+                }
+                actions
+                    .header_value(value)
+                    .map_err(|err| Error::bad_request(format!("action.webhook.headers.{name}: {err}")))?;
             }
         }
-        TriggerAction::Command { program, .. } if program.trim().is_empty() => {
-            return Err(Error::bad_request("action.command.program is empty"));
+        TriggerAction::Command { name, params } => {
+            actions
+                .command(name, params)
+                .map_err(|err| Error::bad_request(format!("action.command: {err}")))?;
         }
-        TriggerAction::Command { .. } => {}
     }
     if let Some(rollout) = &policy.rollout {
         rollout
             .steps()
             .map_err(|err| Error::bad_request(format!("rollout: {err}")))?;
+        if let Some(url) = &rollout.webhook {
+            actions
+                .check_url(url)
+                .map_err(|err| Error::bad_request(format!("rollout.webhook {err}")))?;
+        }
     }
     Ok(())
 }
@@ -338,19 +420,17 @@ impl Dispatcher {
                     };
                     hook.deliver(&state, &payload).await;
                 }
-                Some(TriggerAction::Command {
-                    program,
-                    args,
-                    env,
-                    timeout_ms,
-                }) => {
-                    let command = LocalCommand {
-                        program,
-                        args,
-                        env,
-                        timeout: Duration::from_millis(timeout_ms),
-                    };
-                    command.run(&state, &payload).await;
+                Some(TriggerAction::Command { name, params }) => {
+                    // Declared when the policy was set; the operator may
+                    // have changed the file since.
+                    match state.actions.command(&name, &params) {
+                        Ok(invocation) => LocalCommand(invocation).run(&state, &payload).await,
+                        Err(refused) => {
+                            let detail = format!("not run: {refused}");
+                            tracing::warn!(run = id, %detail, "trigger command refused");
+                            advance(&state, id, RunStatus::Failed, Some(detail), None).await;
+                        }
+                    }
                 }
             }
             dispatcher
@@ -426,6 +506,20 @@ impl Webhook {
                 "conf": payload,
             }),
         };
+        // What the operator allows is checked at each delivery: the policy
+        // was stored under the file of its day.
+        let allowed = self
+            .url_and_headers(state)
+            .map(|headers| (self.url.clone(), headers));
+        let (url, headers) = match allowed {
+            Ok(allowed) => allowed,
+            Err(refused) => {
+                let detail = format!("webhook not called: {refused}");
+                tracing::warn!(run = payload.trigger_id, %detail, "trigger webhook refused");
+                advance(state, payload.trigger_id, RunStatus::Failed, Some(detail), None).await;
+                return;
+            }
+        };
         let mut delay = self.backoff;
         let mut last_problem = String::new();
         let mut attempts = 0;
@@ -436,20 +530,22 @@ impl Webhook {
                 return;
             }
             attempts = attempt;
-            let mut request = state.webhooks.post(&self.url).json(&body);
-            for (name, value) in &self.headers {
-                request = request.header(name, expand(value));
+            let mut request = state.webhooks.post(&url).json(&body);
+            for (name, value) in &headers {
+                request = request.header(name, value);
             }
             let outcome = request.send().await;
             metrics::counter!(WEBHOOK_ATTEMPTS, "model" => payload.model.clone()).increment(1);
+            // What the run records is the status alone: the answer's body
+            // and the error's text stay out of what every viewer reads.
             let retry = match outcome {
                 Ok(response) => {
                     let status = response.status();
                     let delivered = if status.is_success() {
-                        Some(format!("delivered to {} (HTTP {})", self.url, status.as_u16()))
+                        Some(format!("delivered to {url} (HTTP {})", status.as_u16()))
                     } else if status == reqwest::StatusCode::CONFLICT && self.format == WebhookFormat::Airflow
                     {
-                        Some(format!("{} has this DAG run already (HTTP 409)", self.url))
+                        Some(format!("{url} has this DAG run already (HTTP 409)"))
                     } else {
                         None
                     };
@@ -464,18 +560,19 @@ impl Webhook {
                         .await;
                         return;
                     }
-                    let text: String = response
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(300)
-                        .collect();
-                    last_problem = format!("HTTP {}: {text}", status.as_u16());
+                    last_problem = match status.is_redirection() {
+                        true => format!("HTTP {} (redirects are not followed)", status.as_u16()),
+                        false => format!("HTTP {}", status.as_u16()),
+                    };
                     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 }
                 Err(err) => {
-                    last_problem = err.to_string();
+                    tracing::debug!(run = payload.trigger_id, error = %err, "trigger webhook attempt failed");
+                    last_problem = match () {
+                        _ if err.is_timeout() => "no answer in time".to_string(),
+                        _ if err.is_connect() => "cannot connect".to_string(),
+                        _ => "the request failed".to_string(),
+                    };
                     true
                 }
             };
@@ -498,7 +595,7 @@ impl Webhook {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_BACKOFF);
         }
-        let detail = format!("webhook {} failed: {last_problem}", self.url);
+        let detail = format!("webhook {url} failed: {last_problem}");
         tracing::warn!(run = payload.trigger_id, %detail, "trigger webhook gave up");
         advance(
             state,
@@ -509,29 +606,35 @@ impl Webhook {
         )
         .await;
     }
-}
 
-/// `${NAME}` → the registry's environment variable NAME (empty if unset).
-fn expand(value: &str) -> String {
-    match value.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
-        Some(name) => std::env::var(name).unwrap_or_default(),
-        None => value.to_string(),
+    /// The headers as sent, once the URL is known to be allowed.
+    fn url_and_headers(&self, state: &AppState) -> std::result::Result<Vec<(String, String)>, String> {
+        state.actions.check_url(&self.url)?;
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let sent = state
+                    .actions
+                    .header_value(value)
+                    .map_err(|err| format!("header {name}: {err}"))?;
+                Ok((name.clone(), sent))
+            })
+            .collect()
     }
 }
 
-struct LocalCommand {
-    program: String,
-    args: Vec<String>,
-    env: std::collections::BTreeMap<String, String>,
-    timeout: Duration,
-}
+/// A declared command, started for one run. Its output goes to an
+/// owner-only file beside the registry's data, for the operator: the run
+/// records its exit status alone, since the output may hold anything the
+/// command could read, and every viewer reads runs.
+struct LocalCommand(Invocation);
 
 impl LocalCommand {
     async fn run(&self, state: &AppState, payload: &TriggerPayload) {
         let id = payload.trigger_id;
         match self.spawn_and_wait(state, payload).await {
             Ok(()) => {
-                let detail = format!("{} exited 0", self.program);
+                let detail = format!("command {} exited 0", self.0.name);
                 advance(state, id, RunStatus::Succeeded, Some(detail), None).await;
             }
             Err(detail) => {
@@ -546,18 +649,33 @@ impl LocalCommand {
         state: &AppState,
         payload: &TriggerPayload,
     ) -> std::result::Result<(), String> {
+        let Invocation {
+            name,
+            program,
+            args,
+            env,
+            working_dir_opt,
+            timeout,
+        } = &self.0;
         let dir: PathBuf = state.data_dir.join("triggers");
-        std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        crate::files::create_dir_all(&dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
         let context = dir.join(format!("{}.json", payload.trigger_id));
         let log_path = dir.join(format!("{}.log", payload.trigger_id));
-        std::fs::write(&context, serde_json::to_vec_pretty(payload).unwrap_or_default())
+        crate::files::write(&context, &serde_json::to_vec_pretty(payload).unwrap_or_default())
             .map_err(|err| format!("cannot write {}: {err}", context.display()))?;
-        let log = std::fs::File::create(&log_path)
+        let log = crate::files::create(&log_path)
             .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|err| err.to_string())?;
-        let mut child = tokio::process::Command::new(&self.program)
-            .args(&self.args)
-            .envs(&self.env)
+        let mut command = tokio::process::Command::new(program);
+        if let Some(dir) = working_dir_opt {
+            command.current_dir(dir);
+        }
+        // Nothing of the registry's environment but what was declared.
+        let mut child = command
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .env("SLUICE_TRIGGER_ID", payload.trigger_id.to_string())
             .env("SLUICE_MODEL", &payload.model)
             .env("SLUICE_BASE_VERSION", payload.base_version.to_string())
@@ -569,41 +687,38 @@ impl LocalCommand {
             .stderr(log_err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|err| format!("cannot start {}: {err}", self.program))?;
+            .map_err(|err| {
+                tracing::warn!(command = %name, %program, error = %err, "cannot start a trigger command");
+                format!("command {name} could not start (the registry's log says why)")
+            })?;
         advance(
             state,
             payload.trigger_id,
             RunStatus::Running,
             Some(format!(
-                "running {}; output in {}",
-                self.program,
-                log_path.display()
+                "command {name} running; its output is in triggers/{}.log on the registry's host",
+                payload.trigger_id
             )),
             None,
         )
         .await;
-        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(status) => status.map_err(|err| format!("waiting for {}: {err}", self.program))?,
+        let status = match tokio::time::timeout(*timeout, child.wait()).await {
+            Ok(status) => status.map_err(|err| format!("waiting for command {name}: {err}"))?,
             Err(_) => {
                 let _ = child.kill().await;
                 return Err(format!(
-                    "{} ran longer than {} s and was killed",
-                    self.program,
-                    self.timeout.as_secs()
+                    "command {name} ran longer than {} s and was killed",
+                    timeout.as_secs()
                 ));
             }
         };
-        if status.success() {
-            return Ok(());
+        match status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "command {name} failed ({status}); its output is in triggers/{}.log on the registry's host",
+                payload.trigger_id
+            )),
         }
-        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = output.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        Err(format!(
-            "{} failed ({status}): {}",
-            self.program,
-            tail.join(" | ")
-        ))
     }
 }
 

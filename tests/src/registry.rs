@@ -56,6 +56,10 @@ pub struct RegistryOptions {
     /// SQLite in the data dir even when the suite runs on PostgreSQL (a
     /// test that reaches into the file).
     pub pin_sqlite: bool,
+    /// `--actions-file`'s text (commands, webhook hosts, header
+    /// variables), read with this process's environment. Unset: nothing
+    /// is allowed, as a registry started without the flag.
+    pub actions: Option<String>,
 }
 
 pub struct TestRegistry {
@@ -127,6 +131,10 @@ impl TestRegistry {
         if let Some(idle) = self.options.upload_idle_timeout {
             config.upload_idle_timeout = idle;
         }
+        if let Some(text) = &self.options.actions {
+            config.actions = sluice_registry::actions::Actions::parse(text, |name| std::env::var(name).ok())
+                .expect("the test's actions file");
+        }
         config
     }
 
@@ -136,6 +144,10 @@ impl TestRegistry {
     }
 
     async fn run(&mut self, listener: tokio::net::TcpListener) {
+        self.try_run(listener).await.expect("starting the registry");
+    }
+
+    async fn try_run(&mut self, listener: tokio::net::TcpListener) -> Result<(), String> {
         let engines = EngineOptions {
             ort_library_opt: Some(crate::ort_library()),
             ort_sessions: 1,
@@ -144,8 +156,9 @@ impl TestRegistry {
         };
         let registry = Registry::start(self.config(), listener, Arc::new(EngineInspector::new(&engines)))
             .await
-            .expect("starting the registry");
+            .map_err(|err| err.to_string())?;
         self.running = Some(registry);
+        Ok(())
     }
 
     /// Stops the registry; its data stays for [`TestRegistry::restart`].
@@ -157,11 +170,23 @@ impl TestRegistry {
 
     /// Starts it again on the same address and data.
     pub async fn restart(&mut self) {
+        self.try_restart_with(|_| {})
+            .await
+            .expect("starting the registry");
+    }
+
+    /// Starts it again on the same address and data, its options changed
+    /// by `change`; `Err` is why the registry refused to start.
+    pub async fn try_restart_with(
+        &mut self,
+        change: impl FnOnce(&mut RegistryOptions),
+    ) -> Result<(), String> {
         self.stop().await;
+        change(&mut self.options);
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
             .expect("binding the registry's address again");
-        self.run(listener).await;
+        self.try_run(listener).await
     }
 
     pub fn url(&self) -> String {

@@ -88,9 +88,21 @@ async fn set_rules(
         .await
 }
 
+/// What these tests' registries allow: webhooks to this machine, whose
+/// headers may name the package's name.
+const ACTIONS: &str = r#"
+webhook_hosts = ["127.0.0.1"]
+webhook_env = ["CARGO_PKG_NAME"]
+"#;
+
 async fn monitored_registry() -> TestRegistry {
+    monitored_registry_allowing(ACTIONS).await
+}
+
+async fn monitored_registry_allowing(actions: &str) -> TestRegistry {
     TestRegistry::start_with(RegistryOptions {
         monitor_tick: Some(Duration::from_millis(100)),
+        actions: Some(actions.to_string()),
         ..Default::default()
     })
     .await
@@ -260,6 +272,7 @@ async fn wrong_labels_fire_a_performance_run() {
         monitor_tick: Some(Duration::from_millis(100)),
         feedback_grace_ms: Some(1000),
         feedback_bucket_ms: Some(1000),
+        actions: Some(ACTIONS.to_string()),
         ..Default::default()
     })
     .await;
@@ -438,24 +451,31 @@ async fn manual_fires_are_idempotent_capped_and_a_4xx_is_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_registers_a_version_that_completes_its_run_and_goes_canary() {
-    let registry = monitored_registry().await;
-    release_with_profile(&registry).await;
-    let dora = registry.client("dora");
+    // The operator declares the retrain, with the token it registers with
+    // in a file only the command reads; the policy only switches --approve.
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("retrain.token");
     let script = repo_root().join("models/retrain.py");
     let artifact = repo_root().join("models/repository/credit_risk/1/model.onnx");
     let profile = repo_root().join("models/repository/credit_risk/1/profile.json");
+    let actions = format!(
+        r#"{ACTIONS}
+[commands.retrain]
+program = "python3"
+args = [{script:?}, "--artifact", {artifact:?}, "--profile", {profile:?}]
+env = {{ SLUICE_TOKEN_FILE = {token_file:?} }}
+timeout_ms = 60000
+[commands.retrain.params]
+approve = {{ flag = "--approve", type = "switch" }}
+"#
+    );
+    let registry = monitored_registry_allowing(&actions).await;
+    std::fs::write(&token_file, registry.token("admin")).unwrap();
+    release_with_profile(&registry).await;
+    let dora = registry.client("dora");
     let action = TriggerAction::Command {
-        program: "python3".into(),
-        args: vec![
-            script.display().to_string(),
-            "--artifact".into(),
-            artifact.display().to_string(),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--approve".into(),
-        ],
-        env: [("SLUICE_TOKEN".to_string(), registry.token("admin"))].into(),
-        timeout_ms: 60_000,
+        name: "retrain".into(),
+        params: [("approve".to_string(), json!(true))].into(),
     };
     let mut with_canary = policy(vec![], action);
     with_canary.rollout = Some(RolloutPolicy {
@@ -490,10 +510,14 @@ async fn a_command_registers_a_version_that_completes_its_run_and_goes_canary() 
         (1, 2, 10)
     );
     assert_eq!(rollout.started_by, "trigger");
-    // The command's output is kept beside the registry's data.
-    let log =
-        std::fs::read_to_string(registry.data_dir().join(format!("triggers/{}.log", fired.id))).unwrap();
+    // The command's output is kept beside the registry's data, for its owner alone.
+    let log_path = registry.data_dir().join(format!("triggers/{}.log", fired.id));
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("registered version 2"), "{log}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log_path), 0o600);
+    assert_eq!(mode(log_path.parent().unwrap()), 0o700);
     // A version naming a run that does not exist is refused.
     let mut lineage = version.lineage.clone();
     lineage.trigger_id = Some(999);

@@ -215,8 +215,8 @@ fn describe_rules(policy: &TriggerPolicy) -> String {
 fn describe_action(policy: &TriggerPolicy) -> String {
     let action = match &policy.action {
         sluice_registry_client::trigger::TriggerAction::Webhook { url, .. } => format!("webhook {url}"),
-        sluice_registry_client::trigger::TriggerAction::Command { program, .. } => {
-            format!("command {program}")
+        sluice_registry_client::trigger::TriggerAction::Command { name, .. } => {
+            format!("command {name}")
         }
     };
     match &policy.rollout {

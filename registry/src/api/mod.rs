@@ -53,6 +53,8 @@ pub struct AppState {
     pub joiner: Arc<crate::feedback::Joiner>,
     /// Where trigger commands keep their context and output.
     pub data_dir: std::path::PathBuf,
+    /// What policies may make the registry run and call.
+    pub actions: Arc<crate::actions::Actions>,
     pub(crate) webhooks: reqwest::Client,
 }
 
@@ -83,6 +85,7 @@ impl AppState {
             stats: Arc::new(Stats::default()),
             joiner: Arc::new(joiner),
             data_dir: config.data_dir.clone(),
+            actions: Arc::new(config.actions.clone()),
             webhooks: webhook_client()?,
         })
     }
@@ -98,6 +101,12 @@ impl AppState {
         let Some(url) = rollout.policy.webhook.clone().filter(|_| decided.finished) else {
             return;
         };
+        // Checked when the rollout started, and again now: the operator
+        // may have taken the host off the list since.
+        if let Err(refused) = self.actions.check_url(&url) {
+            tracing::warn!(model = %rollout.model, %refused, "rollout webhook not called");
+            return;
+        }
         let request = self.webhooks.post(&url).json(rollout);
         tokio::spawn(async move {
             match request.send().await {
@@ -144,20 +153,22 @@ impl RevisionFeed {
     }
 }
 
-/// The client that delivers training-trigger webhooks. `https://` hooks
-/// need the system's CA bundle; a host without one (a distroless image)
-/// still starts, delivers `http://` hooks, and says why the others fail.
+/// The client that delivers trigger and rollout webhooks. It follows no
+/// redirect: the allowed host would otherwise send it anywhere. `https://`
+/// hooks need the system's CA bundle; a host without one (a distroless
+/// image) still starts, delivers `http://` hooks, and says why the others fail.
 fn webhook_client() -> Result<reqwest::Client> {
     let timeout = std::time::Duration::from_secs(5);
-    reqwest::Client::builder()
-        .timeout(timeout)
+    let builder = || {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+    };
+    builder()
         .build()
         .or_else(|err| {
             tracing::warn!(error = %err, "no system CA certificates: https:// webhooks will fail");
-            reqwest::Client::builder()
-                .timeout(timeout)
-                .tls_certs_only([])
-                .build()
+            builder().tls_certs_only([]).build()
         })
         .map_err(|err| Error::Internal(format!("webhook client: {err}")))
 }

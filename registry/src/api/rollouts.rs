@@ -24,6 +24,12 @@ pub async fn start_rollout(
     Body(body): Body<StartRollout>,
 ) -> Result<(StatusCode, Json<Rollout>)> {
     caller.require(Permission::Deploy)?;
+    if let Some(url) = &body.policy.webhook {
+        state
+            .actions
+            .check_url(url)
+            .map_err(|err| Error::bad_request(format!("policy.webhook: {err}")))?;
+    }
     let gates = crate::quality::QualityGates::for_rollout(&state.policy);
     if gates.require_suite {
         // The cheap refusals before the suite, which loads the model.

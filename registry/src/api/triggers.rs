@@ -7,9 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use sluice_registry_client::trigger::{
-    CompleteRun, FireTrigger, RunStatus, TriggerPolicy, TriggerRun, TriggerState,
-};
+use sluice_registry_client::trigger::{CompleteRun, FireTrigger, RunStatus, TriggerRun, TriggerState};
 
 use super::{AppState, Body, PathParams, Query};
 use crate::auth::{Caller, Permission};
@@ -54,10 +52,11 @@ pub async fn set_trigger_policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(model): PathParams<String>,
-    Body(policy): Body<TriggerPolicy>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<Json<TriggerState>> {
     caller.require(Permission::Deploy)?;
-    trigger::validate(&policy, state.joiner.bucket_ms())?;
+    let policy = trigger::parse_policy(body)?;
+    trigger::validate(&policy, state.joiner.bucket_ms(), &state.actions)?;
     state
         .blocking(move |store, _| {
             store.write(|tx| {

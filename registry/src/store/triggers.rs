@@ -38,6 +38,18 @@ pub fn find_policy(connection: &Connection<'_>, model: &str) -> Result<Option<Tr
         .transpose()
 }
 
+/// Every stored policy as its JSON text, by model: what a release that
+/// changed the policy's shape reads before it can parse them.
+pub fn policy_texts(connection: &Connection<'_>) -> Result<Vec<(String, String)>> {
+    let mut statement = connection.prepare("SELECT model, policy FROM trigger_policies ORDER BY model")?;
+    let rows = statement
+        .query_map(params![], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<crate::store::sql::SqlResult<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Every model's policy with its latest run, by model name.
 pub fn states(connection: &Connection<'_>) -> Result<Vec<TriggerState>> {
     let mut statement = connection
