@@ -23,13 +23,27 @@ resident memory every `--sample-s` seconds. The promise checked:
 On a 2-core machine the generator shares the cores with the gateway, and
 past about twice the capacity it can no longer send on schedule.
 
+Then the floods of issue 20, for `--flood-minutes`, on `sluice serve
+--demo` (its embedded registry joins feedback) with 1,024 descriptors:
+answers amplified by naming one output 20,000 times, 8 MiB request ids,
+4 MiB bodies of labels for request ids nobody logged (256 MiB an hour
+taken, the rest refused 429), and twice as many
+idle connections as a listener may hold, all at once, while a probe asks
+credit_risk for a prediction ten times a second. The promise checked:
+every flood request is refused (or, for labels, stored within the hourly
+budget), every probe is answered 200 within a second, the RSS of the last
+third of the floods peaks within 16 MiB of the first third's, and the
+descriptors stay under the limit.
+
 Not in CI (it runs for minutes). Release builds first:
 
     cargo build --release -p sluice-gateway -p sluice-loadtest
     python3 scripts/overload.py --minutes 3
+    python3 scripts/overload.py --minutes 0 --flood-minutes 2   # the floods alone
 
 It writes `overload.json` and `overload.csv` (the RSS samples) to `--out`
-and prints a summary; exit 0 when every promise held.
+(`floods.json` and `floods.csv` for the floods) and prints a summary;
+exit 0 when every promise held.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ import json
 import os
 import pathlib
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -47,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -101,6 +117,163 @@ def loadtest(args: argparse.Namespace, url: str, body: pathlib.Path, extra: list
     return json.loads(done.stdout)
 
 
+def wait_ready(process: subprocess.Popen, url: str, log: pathlib.Path) -> None:
+    """Polls `url` until it answers 200; fails when the process exits or after a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"sluice did not start: see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, float]:
+    """The status of a POST and how long it took, in seconds."""
+    started = time.monotonic()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read()
+            return answer.status, time.monotonic() - started
+    except urllib.error.HTTPError as refused:
+        refused.read()
+        return refused.code, time.monotonic() - started
+    except OSError:
+        return 0, time.monotonic() - started
+
+
+def floods(args: argparse.Namespace, out: pathlib.Path) -> dict:
+    """Every flood at once against `sluice serve --demo`, with a probe."""
+    data = out / "floods-data"
+    port, admin = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    log = open(out / "floods.log", "wb")
+
+    def low_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    gateway = subprocess.Popen(
+        [args.sluice, "serve", "--demo", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--monitor-tick-ms", "1000",
+         "--feedback-bytes-per-hour", str(256 << 20), "--log", "warn"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=low_descriptors)
+    base = f"http://127.0.0.1:{port}"
+    # The generator's own descriptors: as many as it may have.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        wait_ready(gateway, f"{base}/v2/health/ready", out / "floods.log")
+        credit = (ROOT / "models/examples/credit_risk.json").read_bytes()
+        digits = json.loads((ROOT / "models/examples/digits.json").read_text())
+        amplified = dict(digits, outputs=[{"name": "probabilities"}] * 20_000)
+        long_id = dict(digits, id="i" * (8 << 20))
+        # 20 labels of 65,536 rows: 3.9 MB, under the 4 MiB a body may hold.
+        labels = [{"request_id": f"nobody-{index}", "label": [1] * 65_536} for index in range(20)]
+        floods_bodies = {
+            "amplification": (f"{base}/v2/models/digits/infer", json.dumps(amplified).encode(), {400}),
+            "request_id": (f"{base}/v2/models/digits/infer", json.dumps(long_id).encode(), {400}),
+            "labels": (f"{base}/v2/models/credit_risk/feedback", json.dumps(labels).encode(), {200, 429}),
+        }
+        stop = threading.Event()
+        answers: dict[str, dict[int, int]] = {name: {} for name in floods_bodies}
+        probes: list[tuple[int, float]] = []
+
+        def flood(name: str) -> None:
+            url, body, _ = floods_bodies[name]
+            while not stop.is_set():
+                status, _ = post(url, body)
+                answers[name][status] = answers[name].get(status, 0) + 1
+
+        def probe() -> None:
+            while not stop.is_set():
+                probes.append(post(f"{base}/v2/models/credit_risk/infer", credit, timeout=5))
+                stop.wait(0.1)
+
+        idle: list[socket.socket] = []
+
+        def connections() -> None:
+            # Twice what the listener holds (a quarter of 1,024), kept
+            # open and opened again as the gateway closes the oldest.
+            while not stop.is_set():
+                idle[:] = [sock for sock in idle if sock.fileno() != -1]
+                while len(idle) < 512 and not stop.is_set():
+                    try:
+                        idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+                    except OSError:
+                        break
+                stop.wait(1.0)
+                for sock in list(idle):
+                    sock.setblocking(False)
+                    try:
+                        if sock.recv(1) == b"":
+                            sock.close()
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        sock.close()
+
+        sampler = Sampler(gateway.pid, args.sample_s)
+        descriptors: list[int] = []
+        sampler.phase = "floods"
+        sampler.start()
+        workers = [threading.Thread(target=flood, args=(name,), daemon=True) for name in floods_bodies]
+        workers += [threading.Thread(target=probe, daemon=True), threading.Thread(target=connections, daemon=True)]
+        for worker in workers:
+            worker.start()
+        ends = time.monotonic() + args.flood_minutes * 60
+        while time.monotonic() < ends:
+            descriptors.append(open_descriptors(gateway.pid))
+            time.sleep(args.sample_s)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+        sampler.stopped.set()
+        sampler.join()
+        for sock in idle:
+            sock.close()
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+        log.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    with open(out / "floods.csv", "w", newline="", encoding="ascii") as samples:
+        writer = csv.writer(samples)
+        writer.writerow(["seconds", "phase", "rss_mib"])
+        writer.writerows((f"{t:.1f}", phase, f"{rss:.1f}") for t, phase, rss in sampler.samples)
+    rss_first, rss_last = sampler.thirds("floods")
+    probe_ok = [took for status, took in probes if status == 200]
+    checks = {
+        "every flood refused as it should be": all(
+            set(answers[name]) <= expected for name, (_, _, expected) in floods_bodies.items()),
+        "every probe answered 200": len(probe_ok) == len(probes) > 0,
+        "every probe within 1 s": max(probe_ok, default=9.9) < 1.0,
+        "memory not growing": rss_last <= rss_first + 16.0,
+        "descriptors under the limit": max(descriptors) < 1024,
+    }
+    return {
+        "flood_minutes": args.flood_minutes,
+        "answers": {name: {str(status): count for status, count in counts.items()} for name, counts in answers.items()},
+        "probes": len(probes),
+        "probe_p50_ms": round(1000 * statistics.median(probe_ok), 2) if probe_ok else None,
+        "probe_max_ms": round(1000 * max(probe_ok), 2) if probe_ok else None,
+        "rss_first_third_peak_mib": round(rss_first, 1),
+        "rss_last_third_peak_mib": round(rss_last, 1),
+        "descriptors_max": max(descriptors),
+        "checks": checks,
+        "verdict": "PASS" if all(checks.values()) else "FAIL",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="how long the overload lasts (default 3)")
@@ -111,6 +284,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=64, help="digits rows per request (default 64)")
     parser.add_argument("--p99-factor", type=float, default=3.0)
     parser.add_argument("--sample-s", type=float, default=2.0)
+    parser.add_argument("--flood-minutes", type=float, default=1.0,
+                        help="how long the floods of issue 20 last (default 1; 0: none)")
     parser.add_argument("--out", help="output directory (default: a new one under /tmp)")
     parser.add_argument("--sluice", default=str(ROOT / "target/release/sluice"))
     parser.add_argument("--loadtest", default=str(ROOT / "target/release/sluice-loadtest"))
@@ -118,6 +293,22 @@ def main() -> int:
     out = pathlib.Path(args.out or tempfile.mkdtemp(prefix="sluice-overload-"))
     out.mkdir(parents=True, exist_ok=True)
 
+    verdicts = []
+    if args.minutes > 0:
+        summary = overload(args, out)
+        print(json.dumps(summary, indent=2))
+        verdicts.append(summary["verdict"])
+    if args.flood_minutes > 0:
+        flooded = floods(args, out)
+        (out / "floods.json").write_text(json.dumps(flooded, indent=2))
+        print(json.dumps(flooded, indent=2))
+        verdicts.append(flooded["verdict"])
+    print(f"results in {out}")
+    return 0 if verdicts and all(verdict == "PASS" for verdict in verdicts) else 1
+
+
+def overload(args: argparse.Namespace, out: pathlib.Path) -> dict:
+    """Capacity, then `--factor` times it for `--minutes`."""
     rng = random.Random(7)
     body = out / "digits.json"
     pixels = [round(rng.uniform(0, 16), 1) for _ in range(args.rows * 64)]
@@ -134,17 +325,7 @@ def main() -> int:
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if gateway.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not start: see {out}/gateway.log")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        wait_ready(gateway, f"http://127.0.0.1:{port}/v2/models/digits/ready", out / "gateway.log")
 
         sampler = Sampler(gateway.pid, args.sample_s)
         sampler.start()
@@ -225,9 +406,8 @@ def main() -> int:
         "verdict": "PASS" if all(checks.values()) else "FAIL",
     }
     (out / "overload.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    print(f"results in {out}")
-    return 0 if summary["verdict"] == "PASS" else 1
+    return summary
+
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${SLUICE_TES
     echo "SKIPPED the registry suites on PostgreSQL: apt-get install postgresql" >&2
     exit 0
 fi
-# Every suite that starts a registry (TestRegistry), on PostgreSQL.
-mapfile -t suites < <(grep -l TestRegistry tests/tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
+# Every suite that starts a registry (TestRegistry), on PostgreSQL; a
+# suite's modules live in a directory of its name.
+mapfile -t suites < <(grep -l TestRegistry tests/tests/*.rs tests/tests/*/*.rs \
+    | sed -E 's|^tests/tests/([^/.]+).*|\1|' | sort -u)
 echo "The registry suites on PostgreSQL: ${suites[*]}" >&2
 # `--workspace`, as above: the same features, so nothing is built again.
 SLUICE_TEST_METADATA=postgres cargo test --workspace $(printf -- '--test %s ' "${suites[@]}")

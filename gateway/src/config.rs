@@ -330,7 +330,7 @@ pub struct ServeArgs {
     pub repository_poll_ms: u64,
 
     /// Largest request body accepted, in bytes, after decompression; larger ones get 413.
-    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
 
     /// Inference threads [default: the number of cores].
@@ -342,10 +342,34 @@ pub struct ServeArgs {
     pub compute_queue: usize,
 
     /// Inference requests admitted at once, from reading the body to the answer; beyond it a request gets 503 with
-    /// Retry-After without keeping its body, so memory stays within this many bodies [default: compute threads +
-    /// compute queue].
+    /// Retry-After without keeping its body [default: compute threads + compute queue].
     #[arg(long, env = "SLUICE_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+
+    /// Of those, how many one model may hold, so that a slow model leaves slots to the others; beyond it a request
+    /// to that model gets 503 [default: half of --max-in-flight].
+    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT_PER_MODEL")]
+    pub max_in_flight_per_model: Option<usize>,
+
+    /// Bytes of request bodies held at once, counted as they arrive; a request that would go past it gets 503 with
+    /// Retry-After [default: a quarter of the memory the process may use (its cgroup's limit, else the machine's),
+    /// and at least --max-request-bytes].
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES_IN_FLIGHT")]
+    pub max_body_bytes_in_flight: Option<u64>,
+
+    /// Largest response, in bytes, judged before it is built (each value at its longest text); past it the answer
+    /// is 413, and the client may ask for fewer rows or outputs, or binary ones.
+    #[arg(long, env = "SLUICE_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+
+    /// Largest feedback body (ground-truth labels), in bytes, after decompression; larger ones get 413.
+    #[arg(long, env = "SLUICE_MAX_FEEDBACK_BYTES", default_value_t = DEFAULT_MAX_FEEDBACK_BYTES)]
+    pub max_feedback_bytes: usize,
+
+    /// Bytes of labels this gateway writes to the feedback store in one clock hour; past it feedback gets 429 with
+    /// Retry-After until the next hour (0: no bound).
+    #[arg(long, env = "SLUICE_FEEDBACK_BYTES_PER_HOUR", default_value_t = DEFAULT_FEEDBACK_BYTES_PER_HOUR)]
+    pub feedback_bytes_per_hour: u64,
 
     /// A request's deadline when it gives no `timeout` parameter, and the most any request waits, in milliseconds:
     /// past it the answer is 504, and a request that had not started is not run (0: no limit).
@@ -357,12 +381,6 @@ pub struct ServeArgs {
     /// (0: never) [default: the request timeout, when nobody can still be waiting for the run].
     #[arg(long, env = "SLUICE_HUNG_RUN_MS")]
     pub hung_run_ms: Option<u64>,
-
-    /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off). hyper
-    /// also counts a keep-alive connection's idle time against it: keep it above the idle timeout of the proxies in
-    /// front (60 s for most load balancers).
-    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_read_timeout_ms: u64,
 
     /// How long a client may take to send a request's body, in milliseconds; past it the answer is 408.
     #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -478,7 +496,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             source,
             poll_interval: Duration::from_secs(2),
-            max_request_bytes: 64 * 1024 * 1024,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             compute_threads: cores,
             compute_queue: 1024,
             limits: ServerLimits::for_pool(cores, 1024),
@@ -549,6 +567,8 @@ impl ServeArgs {
             );
         }
         let tls_opt = self.registry_args.tls.files(false);
+        // Both listeners of the process hold to the same bounds, each its own count.
+        let connections = self.registry_args.connections.limits()?;
         let mode = match (self.model_repository, self.registry) {
             (Some(dir), _) => ServeMode::Repository(dir),
             (None, Some(url)) => ServeMode::Remote {
@@ -561,7 +581,6 @@ impl ServeArgs {
             },
             (None, None) => ServeMode::Embedded {
                 registry: Box::new(RegistryConfig {
-                    header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
                     upload_idle_timeout: Duration::from_millis(self.body_read_timeout_ms),
                     drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                     ..self.registry_args.into_config()?
@@ -571,18 +590,37 @@ impl ServeArgs {
             },
         };
         let millis = Duration::from_millis;
+        let max_in_flight = match self.max_in_flight {
+            Some(0) => return Err("--max-in-flight must be positive".into()),
+            Some(max) => max,
+            None => compute_threads.saturating_add(self.compute_queue),
+        };
         let limits = ServerLimits {
-            max_in_flight: match self.max_in_flight {
-                Some(0) => return Err("--max-in-flight must be positive".into()),
-                Some(max) => max,
-                None => compute_threads.saturating_add(self.compute_queue),
+            max_in_flight,
+            max_in_flight_per_model: match self.max_in_flight_per_model {
+                Some(0) => return Err("--max-in-flight-per-model must be positive".into()),
+                Some(max) => max.min(max_in_flight),
+                None => default_per_model(max_in_flight),
             },
+            max_body_bytes_in_flight: match self.max_body_bytes_in_flight {
+                Some(bytes) if (bytes as usize) < self.max_request_bytes => {
+                    return Err(format!(
+                        "--max-body-bytes-in-flight ({bytes}) must hold at least one body of --max-request-bytes ({})",
+                        self.max_request_bytes
+                    ));
+                }
+                Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+                None => default_body_budget(memory_limit(), self.max_request_bytes),
+            },
+            max_response_bytes: self.max_response_bytes.max(1),
+            max_feedback_bytes: self.max_feedback_bytes.max(1),
+            feedback_bytes_per_hour: self.feedback_bytes_per_hour,
             request_timeout_opt: (self.request_timeout_ms > 0).then(|| millis(self.request_timeout_ms)),
             hung_run_after_opt: match self.hung_run_ms.unwrap_or(self.request_timeout_ms) {
                 0 => None,
                 hung_ms => Some(millis(hung_ms)),
             },
-            header_read_timeout: millis(self.header_read_timeout_ms),
+            connections,
             body_read_timeout: millis(self.body_read_timeout_ms),
             shutdown_delay: millis(self.shutdown_delay_ms),
             drain_timeout: millis(self.drain_timeout_ms),
@@ -667,11 +705,22 @@ impl ServeSettings {
 pub struct ServerLimits {
     /// Inference requests admitted at once; beyond it 503, the body discarded unkept.
     pub max_in_flight: usize,
+    /// Of those, how many one model may hold.
+    pub max_in_flight_per_model: usize,
+    /// Bytes of request bodies held at once.
+    pub max_body_bytes_in_flight: usize,
+    /// Largest response, judged before it is built.
+    pub max_response_bytes: usize,
+    /// Largest feedback body.
+    pub max_feedback_bytes: usize,
+    /// Bytes of labels written per clock hour (0: no bound).
+    pub feedback_bytes_per_hour: u64,
     /// A request's deadline when it sets none (`parameters.timeout`).
     pub request_timeout_opt: Option<Duration>,
     /// How long a run may go before its version is marked unhealthy.
     pub hung_run_after_opt: Option<Duration>,
-    pub header_read_timeout: Duration,
+    /// What bounds the listener's connections and request heads.
+    pub connections: sluice_registry::listen::ConnectionLimits,
     pub body_read_timeout: Duration,
     /// Not ready, still serving, before the listener closes.
     pub shutdown_delay: Duration,
@@ -682,16 +731,69 @@ pub struct ServerLimits {
 impl ServerLimits {
     /// The defaults `sluice serve` has for a pool of `threads` and `queue`.
     pub fn for_pool(threads: usize, queue: usize) -> ServerLimits {
+        let max_in_flight = threads.saturating_add(queue);
         ServerLimits {
-            max_in_flight: threads.saturating_add(queue),
+            max_in_flight,
+            max_in_flight_per_model: default_per_model(max_in_flight),
+            max_body_bytes_in_flight: default_body_budget(memory_limit(), DEFAULT_MAX_REQUEST_BYTES),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_feedback_bytes: DEFAULT_MAX_FEEDBACK_BYTES,
+            feedback_bytes_per_hour: DEFAULT_FEEDBACK_BYTES_PER_HOUR,
             request_timeout_opt: Some(Duration::from_secs(30)),
             hung_run_after_opt: Some(Duration::from_secs(30)),
-            header_read_timeout: Duration::from_secs(75),
+            connections: sluice_registry::listen::ConnectionLimits::default(),
             body_read_timeout: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(20),
         }
     }
+}
+
+/// Largest request body, after decompression.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest response: as large as the largest request.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_REQUEST_BYTES;
+
+/// Largest feedback body: 10,000 labels of a few hundred bytes each.
+pub const DEFAULT_MAX_FEEDBACK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Labels written per hour by one gateway: about 3.6 million a minute's
+/// worth of 300-byte labels, far above what applications send, and a bound
+/// on how fast a flood of labels fills the store.
+pub const DEFAULT_FEEDBACK_BYTES_PER_HOUR: u64 = 1 << 30;
+
+/// One model may hold half the slots: a slow one leaves the rest to others.
+pub fn default_per_model(max_in_flight: usize) -> usize {
+    max_in_flight.div_ceil(2).max(1)
+}
+
+/// A quarter of the memory the process may use, for request bodies; at
+/// least one body of the largest size.
+pub fn default_body_budget(memory_limit: u64, max_request_bytes: usize) -> usize {
+    usize::try_from(memory_limit / 4)
+        .unwrap_or(usize::MAX)
+        .max(max_request_bytes)
+}
+
+/// The memory this process may use: its cgroup's limit (v2, then v1) when
+/// it has one, else the machine's.
+pub fn memory_limit() -> u64 {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let machine = read("/proc/meminfo")
+        .and_then(|text| {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with("MemTotal:"))?
+                .to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(8 << 30, |kib| kib * 1024);
+    // An unlimited cgroup v1 reads as a huge number: the machine bounds it.
+    cgroup.map_or(machine, |limit| limit.min(machine))
 }
 
 fn available_cores() -> usize {

@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sluice_registry_client::limits::{bound_message, quote};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -13,13 +14,14 @@ pub enum Error {
     /// A malformed or invalid request: the message says what was expected.
     #[error("{0}")]
     BadRequest(String),
-    #[error("unknown model '{0}'")]
+    // Names and paths come from the client: quoted, never whole.
+    #[error("unknown model '{}'", quote(.0))]
     ModelNotFound(String),
-    #[error("unknown version {version} of model '{model}'")]
+    #[error("unknown version {} of model '{}'", quote(.version), quote(.model))]
     VersionNotFound { model: String, version: String },
-    #[error("no such endpoint: {0}")]
+    #[error("no such endpoint: {}", quote(.0))]
     RouteNotFound(String),
-    #[error("method not allowed: {0}")]
+    #[error("method not allowed: {}", quote(.0))]
     MethodNotAllowed(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -36,6 +38,22 @@ pub enum Error {
     /// `--max-in-flight` requests are being served: refused without keeping the body.
     #[error("server is overloaded: {0} requests are in flight, retry later")]
     TooManyInFlight(usize),
+    /// The model holds its share of the slots (`--max-in-flight-per-model`).
+    #[error(
+        "model '{model}' is overloaded: {limit} requests to it are in flight, its share of the server; retry later"
+    )]
+    ModelBusy { model: String, limit: usize },
+    /// Request bodies in flight hold `--max-body-bytes-in-flight`.
+    #[error("server is overloaded: the request bodies in flight hold its memory budget, retry later")]
+    BodyBudget,
+    /// The answer would be larger than `--max-response-bytes`: not built.
+    #[error(
+        "the response would take up to {bound} bytes, over the limit of {limit}: ask for fewer rows or outputs, or for binary outputs (binary_data_output)"
+    )]
+    ResponseTooLarge { bound: usize, limit: usize },
+    /// This gateway wrote `--feedback-bytes-per-hour` of labels this hour.
+    #[error("this gateway has taken its {limit} bytes of feedback for this hour: retry in {retry_after_s} s")]
+    FeedbackBudget { limit: u64, retry_after_s: u64 },
     /// The model needs a predict token, and none or an unknown one came.
     #[error("{0}")]
     Unauthorized(String),
@@ -81,16 +99,18 @@ impl Error {
                 StatusCode::NOT_FOUND
             }
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge { .. } | Error::ResponseTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Overloaded
             | Error::ShuttingDown
             | Error::TooManyInFlight(_)
+            | Error::ModelBusy { .. }
+            | Error::BodyBudget
             | Error::Unavailable(_)
             | Error::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::FeedbackBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::ContractViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,7 +132,7 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        let mut response = (status, error_body(&message)).into_response();
+        let mut response = (status, error_body(&bound_message(&message))).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -127,7 +147,7 @@ impl IntoResponse for Error {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Error::RateLimited { retry_after_s, .. } => {
+            Error::RateLimited { retry_after_s, .. } | Error::FeedbackBudget { retry_after_s, .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
@@ -139,7 +159,10 @@ impl IntoResponse for Error {
         // (A refused token's body is drained the same way, but its
         // connection stays: a client over its rate would otherwise pay a
         // new connection, and a TLS handshake, for every refusal.)
-        if matches!(self, Error::TooManyInFlight(_)) {
+        if matches!(
+            self,
+            Error::TooManyInFlight(_) | Error::ModelBusy { .. } | Error::BodyBudget
+        ) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -11,8 +11,8 @@
 //! id is known is therefore not checked here (an unknown one is counted
 //! there, not refused).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use object_store::path::Path as StorePath;
@@ -20,24 +20,77 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
 use sluice_registry::objects::{Location, Traffic};
 use sluice_registry_client::feedback::Feedback;
+use sluice_registry_client::limits::check_request_id;
 
 use crate::error::{Error, Result};
 
 /// Most labels one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Most rows one label may hold (a label per row of its prediction).
+pub const MAX_LABEL_ROWS: usize = 65_536;
+
+/// Longest class name a label may give, in bytes.
+pub const MAX_LABEL_TEXT_BYTES: usize = 256;
+
 pub struct FeedbackLog {
     store: Arc<dyn ObjectStore>,
     replica: String,
     sequence: AtomicU64,
+    budget: HourlyBudget,
+}
+
+/// Bytes written in the current clock hour, against a bound: a flood of
+/// labels (for request ids nobody logged, say) fills the store this fast at
+/// most, whatever the clients send.
+struct HourlyBudget {
+    /// 0: no bound.
+    limit: u64,
+    /// The hour (since the epoch) and the bytes written in it.
+    used: Mutex<(u64, u64)>,
+}
+
+impl HourlyBudget {
+    fn take(&self, bytes: u64, now: SystemTime) -> Result<()> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let seconds = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let hour = seconds / 3600;
+        let mut used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if used.0 != hour {
+            *used = (hour, 0);
+        }
+        if used.1.saturating_add(bytes) > self.limit {
+            return Err(Error::FeedbackBudget {
+                limit: self.limit,
+                retry_after_s: 3600 - seconds % 3600,
+            });
+        }
+        used.1 += bytes;
+        Ok(())
+    }
+
+    fn give_back(&self, bytes: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        used.1 = used.1.saturating_sub(bytes);
+    }
 }
 
 impl FeedbackLog {
-    pub fn open(location: &Location, replica: &str) -> std::io::Result<FeedbackLog> {
+    /// The feedback of replica `replica` at `location`, writing at most
+    /// `bytes_per_hour` of labels in a clock hour (0: no bound).
+    pub fn open(location: &Location, replica: &str, bytes_per_hour: u64) -> std::io::Result<FeedbackLog> {
         Ok(FeedbackLog {
             store: location.open(Traffic::Logs)?,
             replica: crate::predlog::sanitize(replica),
             sequence: AtomicU64::new(0),
+            budget: HourlyBudget {
+                limit: bytes_per_hour,
+                used: Mutex::new((0, 0)),
+            },
         })
     }
 
@@ -57,6 +110,11 @@ impl FeedbackLog {
             let _ = serde_json::to_writer(&mut lines, &line);
             lines.push(b'\n');
         }
+        let size = lines.len() as u64;
+        if let Err(spent) = self.budget.take(size, at) {
+            metrics::counter!(crate::metrics::FEEDBACK_REFUSED, "model" => model.to_string()).increment(1);
+            return Err(spent);
+        }
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         let location = StorePath::from(format!(
             "model={model}/date={}/hour={}/{}-{sequence:06}.jsonl",
@@ -68,7 +126,10 @@ impl FeedbackLog {
             .put(&location, PutPayload::from(lines))
             .await
             .map(|_| ())
-            .map_err(|err| Error::Unavailable(format!("cannot store the feedback, retry later: {err}")))
+            .map_err(|err| {
+                self.budget.give_back(size);
+                Error::Unavailable(format!("cannot store the feedback, retry later: {err}"))
+            })
     }
 }
 
@@ -109,6 +170,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<Feedback>> {
                     "feedback {index}: request_id is empty"
                 )));
             }
+            check_request_id(&feedback.request_id, &format!("feedback {index}: request_id"))
+                .map_err(Error::BadRequest)?;
             check_label(&feedback.label)
                 .map_err(|problem| Error::bad_request(format!("feedback {index}: label {problem}")))?;
             Ok(feedback)
@@ -116,20 +179,25 @@ pub fn parse(body: &[u8]) -> Result<Vec<Feedback>> {
         .collect()
 }
 
-fn check_label(label: &Value) -> std::result::Result<(), &'static str> {
-    match label {
+fn check_label(label: &Value) -> std::result::Result<(), String> {
+    let scalar = |value: &Value| match value {
+        Value::String(text) if text.len() > MAX_LABEL_TEXT_BYTES => Err(format!(
+            "is a text of {} bytes: a class name is at most {MAX_LABEL_TEXT_BYTES}",
+            text.len()
+        )),
         Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(()),
-        Value::Array(rows) if rows.is_empty() => Err("is an empty list"),
-        Value::Array(rows) => match rows
-            .iter()
-            .all(|row| matches!(row, Value::Number(_) | Value::String(_) | Value::Bool(_)))
-        {
-            true => Ok(()),
-            false => Err("rows must be numbers, strings or booleans"),
-        },
-        Value::Null => Err("is null: expected a number, string or boolean (or a list, one per row)"),
+        _ => Err("rows must be numbers, strings or booleans".to_string()),
+    };
+    match label {
+        Value::Number(_) | Value::String(_) | Value::Bool(_) => scalar(label),
+        Value::Array(rows) if rows.is_empty() => Err("is an empty list".into()),
+        Value::Array(rows) if rows.len() > MAX_LABEL_ROWS => {
+            Err(format!("has {} rows: at most {MAX_LABEL_ROWS}", rows.len()))
+        }
+        Value::Array(rows) => rows.iter().try_for_each(scalar),
+        Value::Null => Err("is null: expected a number, string or boolean (or a list, one per row)".into()),
         Value::Object(_) => {
-            Err("is an object: expected a number, string or boolean (or a list, one per row)")
+            Err("is an object: expected a number, string or boolean (or a list, one per row)".into())
         }
     }
 }
@@ -137,6 +205,31 @@ fn check_label(label: &Value) -> std::result::Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hourly_budget_starts_again_each_hour() {
+        let budget = HourlyBudget {
+            limit: 100,
+            used: Mutex::new((0, 0)),
+        };
+        let at = |seconds: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        budget.take(60, at(7200)).unwrap();
+        let spent = budget.take(60, at(7300)).unwrap_err();
+        assert!(
+            matches!(
+                spent,
+                Error::FeedbackBudget {
+                    retry_after_s: 3500,
+                    ..
+                }
+            ),
+            "{spent:?}"
+        );
+        budget.give_back(60);
+        budget.take(60, at(7300)).unwrap();
+        // The next hour has the whole budget again.
+        budget.take(100, at(10_800)).unwrap();
+    }
 
     #[test]
     fn one_object_or_an_array() {
@@ -155,6 +248,19 @@ mod tests {
         assert!(message(br#"{"label": 1}"#).contains("request_id"));
         assert!(message(br#"{"request_id": "a", "label": null}"#).contains("null"));
         assert!(message(br#"{"request_id": "", "label": 1}"#).contains("empty"));
+        let long_id = format!(r#"{{"request_id": "{}", "label": 1}}"#, "a".repeat(300));
+        assert!(
+            message(long_id.as_bytes()).contains("at most 256"),
+            "{}",
+            message(long_id.as_bytes())
+        );
+        let long_text = format!(r#"{{"request_id": "a", "label": "{}"}}"#, "a".repeat(300));
+        assert!(message(long_text.as_bytes()).contains("at most 256"));
+        let rows = format!(
+            r#"{{"request_id": "a", "label": [{}1]}}"#,
+            "1,".repeat(MAX_LABEL_ROWS)
+        );
+        assert!(message(rows.as_bytes()).contains("at most 65536"));
         assert!(message(br#"{"request_id": "a", "label": 1, "extra": 2}"#).contains("unknown field"));
         assert!(
             message(br#"[{"request_id": "a", "label": 1}, {"request_id": "b", "label": {}}]"#)

@@ -184,10 +184,7 @@ fn lock(guarded: &Guarded) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u
 }
 
 fn copy(table: &RoutingTable) -> RoutingTable {
-    RoutingTable {
-        routes: table.routes.clone(),
-        revision: table.revision,
-    }
+    RoutingTable::new(table.routes.clone(), table.revision)
 }
 
 /// `table` with every guarded version's traffic given to its stable

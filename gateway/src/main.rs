@@ -17,6 +17,7 @@ use sluice_registry_client::RegistryClient;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    harden_process();
     let cli = Cli::parse();
     let runtime = match init_logging(cli.log_format, &cli.log).and_then(|()| {
         tokio::runtime::Builder::new_multi_thread()
@@ -65,6 +66,25 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 fn ort_dylib_path() -> Option<PathBuf> {
     std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
+}
+
+/// Before anything is opened: files this process creates are its owner's
+/// alone whatever the umask it was given (SQLite's journal and the object
+/// store's files included), and the soft limit on open descriptors is
+/// raised to the hard one, as Go and nginx do, so that the connection
+/// bounds derived from it leave room for everything else.
+fn harden_process() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        // Refused (a hard limit the kernel caps lower): the soft one stays.
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

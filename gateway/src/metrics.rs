@@ -40,6 +40,7 @@ pub const PREDLOG_DROPPED: &str = "sluice_prediction_log_dropped_total";
 pub const PREDLOG_SEGMENTS: &str = "sluice_prediction_log_segments_total";
 pub const PREDLOG_WRITE_FAILURES: &str = "sluice_prediction_log_write_failures_total";
 pub const FEEDBACK_LABELS: &str = "sluice_feedback_labels_total";
+pub const FEEDBACK_REFUSED: &str = "sluice_feedback_refused_total";
 pub const GUARD_TRIPS: &str = "sluice_guard_trips_total";
 pub const CACHE_CORRUPTIONS: &str = "sluice_artifact_cache_corruptions_total";
 pub const REGISTRY_ERRORS: &str = "sluice_registry_watch_errors_total";
@@ -129,7 +130,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         ADMISSION_REJECTED,
-        "Inference requests refused (503) because --max-in-flight requests were being served"
+        "Inference and feedback requests refused (503), by reason: in_flight (--max-in-flight), model (--max-in-flight-per-model), bytes (--max-body-bytes-in-flight)"
     );
     metrics::describe_counter!(
         PREDICT_AUTH_REFUSED,
@@ -197,10 +198,13 @@ fn describe() {
         SHADOW_MAX_ABS_DIFF,
         "Largest absolute difference between shadow and primary outputs, per mirrored request"
     );
-    metrics::describe_counter!(PREDLOG_RECORDS, "Predictions written to the prediction log");
+    metrics::describe_counter!(
+        PREDLOG_RECORDS,
+        "Predictions written to the prediction log (counted once their segment is stored)"
+    );
     metrics::describe_counter!(
         PREDLOG_DROPPED,
-        "Predictions not logged because the log's queue was full"
+        "Predictions not logged: the log's queue was full, or their segment could not be stored"
     );
     metrics::describe_counter!(PREDLOG_SEGMENTS, "Prediction log segments written to the store");
     metrics::describe_counter!(
@@ -210,6 +214,10 @@ fn describe() {
     metrics::describe_counter!(
         FEEDBACK_LABELS,
         "Ground-truth labels stored for the registry to join with logged predictions"
+    );
+    metrics::describe_counter!(
+        FEEDBACK_REFUSED,
+        "Feedback requests refused (429) because this gateway wrote --feedback-bytes-per-hour of labels this hour"
     );
     metrics::describe_counter!(
         GUARD_TRIPS,

@@ -153,6 +153,10 @@ impl PredictionLog {
 struct Segment {
     lines: Vec<u8>,
     opened: Instant,
+    /// Whose records it holds (a partition is one model's), and how many:
+    /// counted as logged once written, as dropped if the write fails.
+    model: String,
+    records: u64,
 }
 
 struct Writer {
@@ -253,11 +257,13 @@ impl Writer {
         let segment = self.segments.entry(partition.clone()).or_insert_with(|| Segment {
             lines: Vec::new(),
             opened: Instant::now(),
+            model: record.model.name.clone(),
+            records: 0,
         });
         // Serializing a Value cannot fail: its keys are strings.
         let _ = serde_json::to_writer(&mut segment.lines, &line);
         segment.lines.push(b'\n');
-        metrics::counter!(crate::metrics::PREDLOG_RECORDS, "model" => record.model.name.clone()).increment(1);
+        segment.records += 1;
         if segment.lines.len() >= self.limits.max_bytes {
             self.flush(&partition);
         }
@@ -273,7 +279,13 @@ impl Writer {
         self.sequence += 1;
         let location = StorePath::from(format!("{partition}/{}-{:06}.jsonl", self.replica, self.sequence));
         let store = self.store.clone();
-        let payload = PutPayload::from(segment.lines);
+        let Segment {
+            lines,
+            model,
+            records,
+            ..
+        } = segment;
+        let payload = PutPayload::from(lines);
         let budget = self
             .close_deadline_opt
             .map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -288,11 +300,16 @@ impl Writer {
             }
         });
         match written {
-            Ok(_) => metrics::counter!(crate::metrics::PREDLOG_SEGMENTS).increment(1),
+            Ok(_) => {
+                metrics::counter!(crate::metrics::PREDLOG_SEGMENTS).increment(1);
+                metrics::counter!(crate::metrics::PREDLOG_RECORDS, "model" => model).increment(records);
+            }
             Err(err) => {
-                // The store failed: this segment is lost, counted, and the
+                // The store failed (a full disk, a bucket down): this
+                // segment's records are lost, counted as dropped, and the
                 // log goes on with the next one.
                 metrics::counter!(crate::metrics::PREDLOG_WRITE_FAILURES).increment(1);
+                metrics::counter!(crate::metrics::PREDLOG_DROPPED, "model" => model).increment(records);
                 tracing::warn!(partition, error = %err, "cannot write a prediction log segment; it is dropped");
             }
         }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderName};
 use sluice_registry_client::contract::ContractMode;
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast};
 
 use crate::error::{Error, Result};
 use crate::model::LoadedModel;
@@ -288,6 +288,8 @@ pub struct Picked {
     pub compare_with_opt: Option<Arc<LoadedModel>>,
     /// Check the version's data contract, and what to do when it is broken.
     pub contract_opt: Option<ContractMode>,
+    /// The model's share of the admission slots.
+    pub slots: Arc<Semaphore>,
 }
 
 #[derive(Debug, Default)]
@@ -295,9 +297,22 @@ pub struct RoutingTable {
     pub routes: HashMap<String, Arc<Route>>,
     /// The registry's deployments revision this table serves (0 for a repository).
     pub revision: u64,
+    /// Each model's share of the admission slots, the same semaphore from
+    /// one table to the next ([`Routes::store`] carries them over).
+    slots: HashMap<String, Arc<Semaphore>>,
 }
 
 impl RoutingTable {
+    /// A table of `routes` at `revision`; [`Routes::store`] gives each
+    /// model its admission slots.
+    pub fn new(routes: HashMap<String, Arc<Route>>, revision: u64) -> RoutingTable {
+        RoutingTable {
+            routes,
+            revision,
+            slots: HashMap::new(),
+        }
+    }
+
     fn route(&self, model: &str) -> Result<&Arc<Route>> {
         self.routes
             .get(model)
@@ -326,6 +341,7 @@ impl RoutingTable {
     /// and the shadow; any loaded version may be pinned.
     pub fn pick(&self, model: &str, version_opt: Option<&str>, headers: &HeaderMap) -> Result<Picked> {
         let route = self.route(model)?;
+        let slots = self.slots(model);
         if let Some(version) = version_opt {
             return Ok(Picked {
                 model: self.pinned(route, model, version)?.clone(),
@@ -335,6 +351,7 @@ impl RoutingTable {
                 compare_with_opt: None,
                 log_opt: route.sample_log(),
                 contract_opt: route.contract_mode,
+                slots,
             });
         }
         let index = route.pick_index(headers);
@@ -346,7 +363,17 @@ impl RoutingTable {
             compare_with_opt: route.comparison_for(index).cloned(),
             log_opt: route.sample_log(),
             contract_opt: route.contract_mode,
+            slots,
         })
+    }
+
+    /// `model`'s share of the admission slots (every routed model has one
+    /// once the table is stored; a table never stored shares an unbounded one).
+    pub fn slots(&self, model: &str) -> Arc<Semaphore> {
+        self.slots
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)))
     }
 
     /// `(model, version)` for every live version, sorted: what a swap changed.
@@ -378,19 +405,28 @@ pub struct Routes {
     current: ArcSwap<RoutingTable>,
     swaps: broadcast::Sender<Swap>,
     writers: std::sync::Mutex<()>,
+    /// Admission slots each model may hold at once.
+    slots_per_model: usize,
 }
 
 impl Default for Routes {
+    /// No bound per model.
     fn default() -> Self {
-        Routes {
-            current: ArcSwap::from_pointee(RoutingTable::default()),
-            swaps: broadcast::channel(256).0,
-            writers: std::sync::Mutex::new(()),
-        }
+        Routes::with_slots_per_model(Semaphore::MAX_PERMITS)
     }
 }
 
 impl Routes {
+    /// A table where each model may hold `slots_per_model` admission slots.
+    pub fn with_slots_per_model(slots_per_model: usize) -> Routes {
+        Routes {
+            current: ArcSwap::from_pointee(RoutingTable::default()),
+            swaps: broadcast::channel(256).0,
+            writers: std::sync::Mutex::new(()),
+            slots_per_model: slots_per_model.clamp(1, Semaphore::MAX_PERMITS),
+        }
+    }
+
     /// The request path's one load.
     pub fn load(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
         self.current.load()
@@ -400,8 +436,23 @@ impl Routes {
         self.current.load_full()
     }
 
-    /// Replaces the whole table in one store.
-    pub fn store(&self, table: RoutingTable) {
+    /// Replaces the whole table in one store, each model keeping the
+    /// admission slots it had: requests in flight hold permits of them.
+    pub fn store(&self, mut table: RoutingTable) {
+        let current = self.current.load();
+        table.slots = table
+            .routes
+            .keys()
+            .map(|name| {
+                let slots = current
+                    .slots
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(self.slots_per_model)));
+                (name.clone(), slots)
+            })
+            .collect();
+        drop(current);
         let table = Arc::new(table);
         let at = Instant::now();
         self.current.store(table.clone());

@@ -3,6 +3,8 @@
 //! release through the CLI, and exits cleanly on SIGTERM.
 
 mod common;
+#[path = "demo/limits.rs"]
+mod limits;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

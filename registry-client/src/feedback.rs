@@ -84,4 +84,8 @@ pub struct Unmatched {
     pub mismatched: u64,
     /// Waiting for its prediction's log segment (within the grace period).
     pub pending: u64,
+    /// Let go while waiting: more labels waited than the registry holds
+    /// (`--feedback-max-waiting-bytes`), the oldest first.
+    #[serde(default)]
+    pub dropped: u64,
 }

@@ -2,7 +2,7 @@
 //! (`sha256/{hex}.onnx`): a local directory by default, an S3-compatible
 //! bucket with `--store` ([`crate::objects`]), through the same code.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,12 +13,14 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::objects::{Location, Traffic};
+use sluice_registry_client::limits::quote;
 
 #[derive(Clone)]
 pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
-    /// The directory `file://` URIs may name, and a store rooted there.
-    import_opt: Option<(PathBuf, Arc<LocalFileSystem>)>,
+    /// The directory `file://` URIs may name (as configured, and its real
+    /// path), and a store rooted there.
+    import_opt: Option<(PathBuf, PathBuf, Arc<LocalFileSystem>)>,
 }
 
 impl ArtifactStore {
@@ -28,12 +30,12 @@ impl ArtifactStore {
             .open(Traffic::Artifacts)
             .map_err(|err| Error::Internal(format!("cannot open the artifact store {location}: {err}")))?;
         let import_opt = import_root_opt
-            .map(|root| {
-                let root = root
+            .map(|configured| {
+                let root = configured
                     .canonicalize()
-                    .map_err(|err| Error::Internal(format!("import root {}: {err}", root.display())))?;
+                    .map_err(|err| Error::Internal(format!("import root {}: {err}", configured.display())))?;
                 let store = LocalFileSystem::new_with_prefix(&root)?;
-                Ok::<_, Error>((root, Arc::new(store)))
+                Ok::<_, Error>((configured.to_path_buf(), root, Arc::new(store)))
             })
             .transpose()?;
         Ok(ArtifactStore { store, import_opt })
@@ -111,27 +113,37 @@ impl ArtifactStore {
                 "cannot read '{uri}': expected a file:///absolute/path URI"
             )));
         };
-        let Some((root, store)) = &self.import_opt else {
+        let Some((configured, root, store)) = &self.import_opt else {
             return Err(Error::refused(
                 "this registry reads no URIs: start it with --import-root DIR, or upload the file",
             ));
         };
-        let outside = || Error::refused(format!("'{uri}' is outside the import root {}", root.display()));
+        let shown = quote(uri);
+        let outside = || Error::refused(format!("'{shown}' is outside the import root {}", root.display()));
         let path = Path::new(path);
         if !path.is_absolute() {
             return Err(Error::bad_request(format!(
-                "cannot read '{uri}': expected an absolute path (file:///...)"
+                "cannot read '{shown}': expected an absolute path (file:///...)"
             )));
         }
-        // Say why a path cannot be read only when it is under the root: the
-        // registry must not tell callers what exists elsewhere.
-        let unreadable = || Error::bad_request(format!("cannot read '{uri}': no readable file there"));
-        let canonical = match path.canonicalize() {
-            Ok(canonical) => canonical,
-            Err(_) if path.starts_with(root) => return Err(unreadable()),
-            Err(_) => return Err(outside()),
+        // Whether a path is under the root is decided from its text alone,
+        // before the file system is asked anything, and every failure after
+        // that has one answer: the registry must not tell callers what
+        // exists elsewhere (through `..`, or a link that leads out).
+        let lexical = path
+            .components()
+            .all(|part| matches!(part, Component::RootDir | Component::Normal(_)));
+        let under_root = path.starts_with(root) || path.starts_with(configured);
+        if !lexical || !under_root {
+            return Err(outside());
+        }
+        let unreadable = || {
+            Error::bad_request(format!(
+                "cannot read '{shown}': no readable file under the import root there"
+            ))
         };
-        let relative = canonical.strip_prefix(root).map_err(|_| outside())?;
+        let canonical = path.canonicalize().map_err(|_| unreadable())?;
+        let relative = canonical.strip_prefix(root).map_err(|_| unreadable())?;
         let location = StorePath::from_iter(
             relative
                 .components()

@@ -8,6 +8,8 @@ use clap::Args;
 
 use crate::actions::Actions;
 use crate::auth::{Caller, Tokens};
+use crate::listen::ConnectionLimits;
+use crate::listen::connections::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_BYTES};
 use crate::objects::Location;
 use crate::policy::Policy;
 use crate::tls::TlsFiles;
@@ -103,6 +105,12 @@ pub struct RegistryArgs {
     #[arg(long, env = "SLUICE_FEEDBACK_MAX_PENDING", default_value_t = 1_000_000)]
     pub feedback_max_pending: usize,
 
+    /// Memory for labels whose prediction is not in the log yet, in bytes;
+    /// past it the oldest are let go and counted as dropped
+    /// (`sluice_feedback_unmatched{kind="dropped"}`).
+    #[arg(long, env = "SLUICE_FEEDBACK_MAX_WAITING_BYTES", default_value_t = DEFAULT_MAX_WAITING_BYTES)]
+    pub feedback_max_waiting_bytes: usize,
+
     /// How long a label whose prediction is not in the log yet is retried
     /// before it counts as unknown; at least the gateways'
     /// --segment-max-age-ms plus a monitor tick. Performance windows are
@@ -117,7 +125,55 @@ pub struct RegistryArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
+
+/// What bounds a listener's connections: both the predict API's and the
+/// admin API's (each listener holds its own count).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// How long a client may take to send a request's headers, in milliseconds (slow clients are cut off). hyper
+    /// also counts a keep-alive connection's idle time against it: keep it above the idle timeout of the proxies in
+    /// front (60 s for most load balancers).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// Connections each listener holds at once. At the bound the oldest idle one is closed to make room; when all
+    /// are busy a new one is answered 503 and closed (`sluice_connections_refused_total`) [default: a quarter of
+    /// the open-files limit, which `sluice` raises to its hard limit, between 64 and 65536].
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Connections one client address may hold on a listener; past it a new one is answered 503 (0: no bound;
+    /// behind a load balancer or a Kubernetes Service, every client may share one address).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 0)]
+    pub max_connections_per_address: usize,
+
+    /// Largest request head (request line and headers), in bytes; past it, and past 100 header fields, 431.
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_header_bytes: u64,
+}
+
+impl ConnectionArgs {
+    pub fn limits(&self) -> Result<ConnectionLimits, String> {
+        let defaults = ConnectionLimits::default();
+        Ok(ConnectionLimits {
+            max_connections: match self.max_connections {
+                Some(0) => return Err("--max-connections must be positive".into()),
+                Some(max) => max,
+                None => defaults.max_connections,
+            },
+            max_per_address: self.max_connections_per_address,
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+/// Labels waiting for their prediction, at most: 64 MiB.
+pub const DEFAULT_MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
 
 /// HTTPS for the listeners of this process (the predict API and the admin API).
 #[derive(Debug, Clone, Args)]
@@ -176,6 +232,8 @@ pub struct MonitorConfig {
     pub tick: std::time::Duration,
     pub horizon_ms: u64,
     pub max_pending: usize,
+    /// Memory for labels waiting for their prediction.
+    pub max_waiting_bytes: usize,
     /// Feedback whose prediction is not found yet is retried this long
     /// (the gateways' segments are written once a minute by default).
     pub grace_ms: u64,
@@ -205,10 +263,9 @@ pub struct RegistryConfig {
     pub process_tokens: Vec<(String, Caller)>,
     pub rollout_tick: std::time::Duration,
     pub monitor: MonitorConfig,
-    /// How long a client may take to send a request's headers (slow
-    /// clients are cut off; idle keep-alive connections too). `sluice
-    /// serve` sets the gateway's `--header-read-timeout-ms`; standalone, 75 s.
-    pub header_read_timeout: std::time::Duration,
+    /// What bounds the admin API's connections (`sluice serve` gives its
+    /// embedded registry the gateway's).
+    pub connections: ConnectionLimits,
     /// How long in-flight requests may finish at shutdown; then they are cut.
     pub drain_timeout: std::time::Duration,
     /// How long an upload may go without sending a byte before it is
@@ -233,6 +290,7 @@ impl RegistryConfig {
                 tick: std::time::Duration::from_secs(10),
                 horizon_ms: 24 * 3600 * 1000,
                 max_pending: 1_000_000,
+                max_waiting_bytes: DEFAULT_MAX_WAITING_BYTES,
                 grace_ms: 5 * 60 * 1000,
                 bucket_ms: 60_000,
             },
@@ -247,7 +305,7 @@ impl RegistryConfig {
             import_root_opt: None,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_secs(1),
-            header_read_timeout: std::time::Duration::from_secs(75),
+            connections: ConnectionLimits::default(),
             drain_timeout: std::time::Duration::from_secs(20),
             upload_idle_timeout: std::time::Duration::from_secs(30),
             tls_opt: None,
@@ -326,6 +384,7 @@ impl RegistryArgs {
             tick: std::time::Duration::from_millis(self.monitor_tick_ms),
             horizon_ms: self.feedback_horizon_ms,
             max_pending: self.feedback_max_pending.max(1),
+            max_waiting_bytes: self.feedback_max_waiting_bytes,
             grace_ms: self.feedback_grace_ms,
             bucket_ms: self.feedback_bucket_ms,
         };
@@ -342,7 +401,7 @@ impl RegistryArgs {
             import_root_opt: self.import_root,
             process_tokens: Vec::new(),
             rollout_tick: std::time::Duration::from_millis(self.rollout_tick_ms),
-            header_read_timeout: std::time::Duration::from_secs(75),
+            connections: self.connections.limits()?,
             drain_timeout: std::time::Duration::from_secs(20),
             upload_idle_timeout: std::time::Duration::from_secs(30),
             tls_opt: self.tls.files(true),

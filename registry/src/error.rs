@@ -5,6 +5,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sluice_registry_client::limits::bound_message;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -36,6 +37,9 @@ pub enum Error {
     /// The client sent nothing for this many milliseconds mid-upload.
     #[error("the upload stalled: no bytes for {0} ms")]
     UploadStalled(u64),
+    /// A JSON body took longer than this many milliseconds to arrive.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// A dependency is busy or down for now (the metadata store locked by
     /// another writer): 503 with `Retry-After`, nothing written.
     #[error("{0}")]
@@ -71,7 +75,7 @@ impl Error {
             Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UploadStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::UploadStalled(_) | Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +95,13 @@ impl From<rusqlite::Error> for Error {
             return Error::Unavailable(format!(
                 "the metadata store is locked by another writer ({err}): nothing was changed, retry"
             ));
+        }
+        // The disk filled up: the transaction rolled back whole, and the
+        // same request succeeds once the operator has made room.
+        if let rusqlite::Error::SqliteFailure(failure, _) = &err
+            && failure.code == rusqlite::ErrorCode::DiskFull
+        {
+            return disk_full("the metadata store");
         }
         Error::Internal(format!("metadata store: {err}"))
     }
@@ -130,6 +141,7 @@ fn from_postgres(err: postgres::Error) -> Error {
                 SqlState::TOO_MANY_CONNECTIONS,
                 SqlState::QUERY_CANCELED,
                 SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::DISK_FULL,
             ]
             .contains(code)
                 || code.code().starts_with("08")
@@ -161,6 +173,8 @@ impl From<object_store::Error> for Error {
             Error::Unavailable(format!(
                 "the artifact store is unavailable ({err}): nothing was changed, retry"
             ))
+        } else if out_of_space(&err) {
+            disk_full("the artifact store")
         } else {
             Error::Internal(format!("artifact store: {err}"))
         }
@@ -171,6 +185,29 @@ impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Error {
         Error::Internal(format!("stored JSON: {err}"))
     }
+}
+
+/// 503 with `Retry-After`: nothing was written, and the same request
+/// succeeds once there is room again. The operator sees it in the log.
+fn disk_full(what: &str) -> Error {
+    Error::Unavailable(format!(
+        "{what} is out of disk space: nothing was changed; retry once space is freed"
+    ))
+}
+
+/// Whether a cause of `err` is a full disk or a spent quota.
+fn out_of_space(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 fn store_unreachable(err: &object_store::Error) -> bool {
@@ -204,7 +241,7 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        let body = serde_json::json!({ "error": message }).to_string();
+        let body = serde_json::json!({ "error": bound_message(&message) }).to_string();
         let mut response = (status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -222,5 +259,44 @@ impl IntoResponse for Error {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's own "database or disk is full", from a database capped at
+    /// two pages: a 503 that says so, never a 500.
+    #[test]
+    fn a_full_metadata_store_is_unavailable_not_internal() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("PRAGMA max_page_count = 2; CREATE TABLE t (x BLOB);")
+            .unwrap();
+        let full = connection
+            .execute("INSERT INTO t VALUES (zeroblob(100000))", [])
+            .unwrap_err();
+        let error = Error::from(full);
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{error}");
+        assert!(error.to_string().contains("out of disk space"), "{error}");
+        let response = error.into_response();
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    /// The kernel's ENOSPC, as the artifact store passes it on.
+    #[test]
+    fn a_full_artifact_store_is_unavailable_not_internal() {
+        use std::io::Write;
+        let mut full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("Linux's /dev/full");
+        let enospc = full.write_all(b"x").and_then(|()| full.flush()).unwrap_err();
+        let error = Error::from(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(enospc),
+        });
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{error}");
     }
 }

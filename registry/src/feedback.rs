@@ -8,7 +8,12 @@
 //! Memory is bounded. A prediction waits for its label for the horizon, and
 //! at most `max_pending` wait at once (oldest let go first); what was let go
 //! or labelled is remembered as a 64-bit hash, to tell a late or duplicate
-//! label from an unknown one. Joined rows are kept as buckets (a minute by
+//! label from an unknown one. A label whose prediction is not in the log
+//! yet waits for the grace period, and labels waiting hold at most
+//! `max_waiting_bytes` (the oldest are let go first and counted
+//! `dropped`): a flood of labels for ids nobody logged costs that much at
+//! most. Feedback is joined one segment at a time, so a restart that reads
+//! a day of it holds one segment's labels at once. Joined rows are kept as buckets (a minute by
 //! default) of counts (and, for AUC, score histograms in hundredths), by
 //! when the label arrived: a window is "the labels that came in during it",
 //! which does not change once it is over, and a window shorter than a
@@ -36,6 +41,7 @@ use sluice_registry_client::slices::{MAX_CATEGORIES, OTHER_SLICES, SliceMetrics,
 use crate::config::MonitorConfig;
 use crate::objects::Traffic;
 use crate::stats::now_ms;
+use sluice_registry_client::limits::MAX_REQUEST_ID_BYTES;
 
 /// Score histogram bins for AUC.
 const SCORE_BINS: usize = 100;
@@ -152,6 +158,26 @@ struct Waiting {
     at_ms: u64,
 }
 
+impl Waiting {
+    /// About what it holds in memory, in bytes.
+    fn size(&self) -> usize {
+        fn value_size(value: &Value) -> usize {
+            match value {
+                Value::String(text) => 32 + text.len(),
+                Value::Array(items) => 32 + items.iter().map(value_size).sum::<usize>(),
+                Value::Object(fields) => {
+                    32 + fields
+                        .iter()
+                        .map(|(key, value)| 32 + key.len() + value_size(value))
+                        .sum::<usize>()
+                }
+                _ => 32,
+            }
+        }
+        96 + self.model.len() + self.request_id.len() + value_size(&self.label)
+    }
+}
+
 #[derive(Default)]
 struct JoinState {
     /// Segments read, by store (`predictions`, `feedback`).
@@ -161,7 +187,9 @@ struct JoinState {
     order: VecDeque<(u64, String)>,
     expired: Remembered,
     labelled: Remembered,
-    waiting: Vec<Waiting>,
+    /// Oldest first, with what they hold.
+    waiting: VecDeque<Waiting>,
+    waiting_bytes: usize,
     buckets: HashMap<(String, u64), VecDeque<Bucket>>,
     unmatched: HashMap<String, Unmatched>,
     tasks: HashMap<(String, u64), Task>,
@@ -176,6 +204,7 @@ pub struct Joiner {
     feedback: Arc<dyn ObjectStore>,
     horizon_ms: u64,
     max_pending: usize,
+    max_waiting_bytes: usize,
     grace_ms: u64,
     bucket_ms: u64,
     state: Mutex<JoinState>,
@@ -208,6 +237,7 @@ impl Joiner {
             feedback: config.logs.feedback.open(Traffic::Logs)?,
             horizon_ms: config.horizon_ms,
             max_pending: config.max_pending,
+            max_waiting_bytes: config.max_waiting_bytes,
             grace_ms: config.grace_ms,
             bucket_ms: config.bucket_ms.max(1),
             state: Mutex::new(JoinState::default()),
@@ -240,7 +270,17 @@ impl Joiner {
                 .or_default()
                 .insert(location.to_string());
         }
-        let mut arrived = Vec::new();
+        // Labels that waited join first, then each new segment's, one
+        // segment in memory at a time.
+        {
+            let mut state = self.lock();
+            self.let_go(&mut state, oldest);
+            let retry = std::mem::take(&mut state.waiting);
+            state.waiting_bytes = 0;
+            for waiting in retry {
+                self.join(&mut state, waiting, now);
+            }
+        }
         for location in self
             .new_segments("feedback", self.feedback.as_ref(), oldest)
             .await?
@@ -248,30 +288,34 @@ impl Joiner {
             let Some(bytes) = read(self.feedback.as_ref(), &location).await else {
                 continue;
             };
+            let mut state = self.lock();
             for line in bytes.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
                 match serde_json::from_slice::<FeedbackLine>(line) {
-                    Ok(line) => arrived.push(Waiting {
-                        at_ms: parse_ms(&line.time).unwrap_or(now),
-                        model: line.model,
-                        request_id: line.request_id,
-                        label: line.label,
-                    }),
+                    // The gateway refuses longer ids; a line that has one
+                    // was not written by a gateway, and is not kept.
+                    Ok(line) if line.request_id.len() > MAX_REQUEST_ID_BYTES => {
+                        state.unmatched.entry(line.model).or_default().unknown += 1;
+                    }
+                    Ok(line) => {
+                        let waiting = Waiting {
+                            at_ms: parse_ms(&line.time).unwrap_or(now),
+                            model: line.model,
+                            request_id: line.request_id,
+                            label: line.label,
+                        };
+                        self.join(&mut state, waiting, now);
+                    }
                     Err(err) => tracing::warn!(%location, error = %err, "skipping a feedback line"),
                 }
             }
-            self.lock()
+            self.bound_waiting(&mut state);
+            state
                 .seen
                 .entry("feedback")
                 .or_default()
                 .insert(location.to_string());
         }
         let mut state = self.lock();
-        self.let_go(&mut state, oldest);
-        let mut retry = std::mem::take(&mut state.waiting);
-        retry.extend(arrived);
-        for waiting in retry {
-            self.join(&mut state, waiting, now);
-        }
         let keep_from_ms = now.saturating_sub(self.retained_ms());
         for buckets in state.buckets.values_mut() {
             while buckets
@@ -495,6 +539,17 @@ impl Joiner {
         }
     }
 
+    /// Lets go of the oldest waiting labels past `max_waiting_bytes`.
+    fn bound_waiting(&self, state: &mut JoinState) {
+        while state.waiting_bytes > self.max_waiting_bytes {
+            let Some(oldest) = state.waiting.pop_front() else {
+                break;
+            };
+            state.waiting_bytes = state.waiting_bytes.saturating_sub(oldest.size());
+            state.unmatched.entry(oldest.model).or_default().dropped += 1;
+        }
+    }
+
     fn join(&self, state: &mut JoinState, waiting: Waiting, now: u64) {
         let id_hash = hash(&waiting.request_id);
         let found = state
@@ -509,7 +564,8 @@ impl Joiner {
                 unmatched.late += 1;
             } else if now.saturating_sub(waiting.at_ms) < self.grace_ms {
                 // Its prediction's segment may not be written yet.
-                state.waiting.push(waiting);
+                state.waiting_bytes += waiting.size();
+                state.waiting.push_back(waiting);
             } else {
                 unmatched.unknown += 1;
             }
@@ -799,10 +855,44 @@ mod tests {
             tick: std::time::Duration::from_secs(1),
             horizon_ms: 3600 * 1000,
             max_pending,
+            max_waiting_bytes: crate::config::DEFAULT_MAX_WAITING_BYTES,
             grace_ms: 0,
             bucket_ms: 60_000,
         };
         (root, config)
+    }
+
+    /// Labels for ids nobody logged wait within their memory bound: the
+    /// oldest are let go and counted, whatever their number.
+    #[tokio::test]
+    async fn labels_waiting_for_their_prediction_hold_a_bounded_memory() {
+        let (root, mut config) = test_config("waiting", 100);
+        config.grace_ms = 3600 * 1000;
+        config.max_waiting_bytes = 64 * 1024;
+        let joiner = Joiner::open(&config).unwrap();
+        let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let dir = config.logs.feedback.dir().unwrap().join(format!(
+            "model=m/date={}/hour={}",
+            &stamp[..10],
+            &stamp[11..13]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let label = json!(vec![1; 200]);
+        for segment in 0..10 {
+            let lines: Vec<String> = (0..100)
+                .map(|index| {
+                    json!({"request_id": format!("nobody-{segment}-{index}"), "model": "m", "time": stamp, "label": label})
+                        .to_string()
+                })
+                .collect();
+            std::fs::write(dir.join(format!("{segment}.jsonl")), lines.join("\n")).unwrap();
+        }
+        joiner.scan().await.unwrap();
+        let unmatched = joiner.performance("m", 1, 0, u64::MAX).unmatched;
+        assert_eq!(unmatched.pending + unmatched.dropped, 1000, "{unmatched:?}");
+        assert!(unmatched.dropped > 900, "{unmatched:?}");
+        assert!(joiner.lock().waiting_bytes <= config.max_waiting_bytes);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// Late (beyond the horizon, or let go over the cap), duplicate and
@@ -870,7 +960,8 @@ mod tests {
                 late: 2,
                 duplicate: 1,
                 mismatched: 0,
-                pending: 0
+                pending: 0,
+                dropped: 0,
             }
         );
         std::fs::remove_dir_all(&root).unwrap();

@@ -178,9 +178,10 @@ impl Registry {
         let app = extra.merge(api::router(state));
         let task = tokio::spawn(listen::serve(
             listener,
+            "admin",
             app,
             tls_opt.clone(),
-            config.header_read_timeout,
+            config.connections,
             stop,
         ));
         tracing::info!(%addr, tls = tls_opt.is_some(), metadata = metadata_kind, data_dir = %config.data_dir.display(), "registry is listening");

@@ -559,6 +559,7 @@ fn performance_gauges(performance: &Performance) {
         ("duplicate", unmatched.duplicate),
         ("mismatched", unmatched.mismatched),
         ("pending", unmatched.pending),
+        ("dropped", unmatched.dropped),
     ] {
         metrics::gauge!(UNMATCHED, "model" => model.clone(), "kind" => kind).set(count as f64);
     }

@@ -47,6 +47,27 @@ fn the_v2_request_decoder_survives_its_fuzz_inputs() {
     assert!(decoded >= 2, "only {decoded} fuzz inputs decode");
 }
 
+#[path = "../../fuzz/common/registry_api.rs"]
+mod registry_api;
+
+#[test]
+fn the_registry_api_bodies_and_labels_survive_their_fuzz_inputs() {
+    let actions = registry_api::actions();
+    let mut taken = 0;
+    for (_path, data) in inputs("registry_api") {
+        if let Some((&kind, body)) = data.split_first() {
+            taken += usize::from(registry_api::check(kind, body, &actions));
+        }
+    }
+    // Most of the corpus are bodies the registry takes; the inline command is not.
+    assert!(taken >= 8, "only {taken} registry bodies are taken");
+    let mut labelled = 0;
+    for (_path, data) in inputs("feedback") {
+        labelled += usize::from(sluice_gateway::feedback::parse(&data).is_ok());
+    }
+    assert_eq!(labelled, 2);
+}
+
 #[test]
 fn the_config_parsers_survive_their_fuzz_inputs() {
     for (_path, data) in inputs("model_config") {

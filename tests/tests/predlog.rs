@@ -189,7 +189,19 @@ async fn a_failing_store_costs_no_prediction_is_counted_and_recovers() {
             .find_map(|line| line.strip_prefix("sluice_prediction_log_write_failures_total "))
             .map_or(0.0, |value| value.parse::<f64>().unwrap())
     };
+    // Records of a segment the store refused are dropped, never logged.
+    let dropped = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!(
+                    "sluice_prediction_log_dropped_total{{model=\"{MODEL}\"}} "
+                ))
+            })
+            .map_or(0.0, |value| value.parse::<f64>().unwrap())
+    };
     let before = failures(&gateway.metrics().await);
+    let dropped_before = dropped(&gateway.metrics().await);
     for _ in 0..30 {
         let (status, _) = predict(&gateway, None, None).await;
         assert_eq!(
@@ -199,10 +211,11 @@ async fn a_failing_store_costs_no_prediction_is_counted_and_recovers() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while failures(&gateway.metrics().await) <= before {
+    while failures(&gateway.metrics().await) <= before || dropped(&gateway.metrics().await) <= dropped_before
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "the store's failures were never counted"
+            "the store's failures, and the records they lost, were never counted"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -499,6 +499,34 @@ async fn versions_register_from_a_uri_under_the_import_root_only() {
         refused.to_string().contains("outside the import root"),
         "{refused}"
     );
+
+    // Probing the host through `..`, or through links that lead out of the
+    // root, learns nothing: a file that exists and one that does not are
+    // answered alike.
+    let root = import.path().display().to_string();
+    std::os::unix::fs::symlink("/etc/passwd", import.path().join("exists")).unwrap();
+    std::os::unix::fs::symlink("/etc/no-such-file", import.path().join("missing")).unwrap();
+    for (exists, missing) in [
+        (
+            format!("{root}/../../etc/passwd"),
+            format!("{root}/../../etc/missing"),
+        ),
+        (format!("{root}/exists"), format!("{root}/missing")),
+    ] {
+        let exists = dora
+            .create_version("credit_risk", &from_uri(exists.as_ref()))
+            .await
+            .unwrap_err();
+        let missing = dora
+            .create_version("credit_risk", &from_uri(missing.as_ref()))
+            .await
+            .unwrap_err();
+        assert_eq!(exists.status(), missing.status());
+        assert_eq!(
+            exists.to_string().replace("passwd", "X").replace("exists", "X"),
+            missing.to_string().replace("missing", "X"),
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,11 @@
 //! (headers or body trickled) are cut off in bounded time; admission
 //! refuses past `max_in_flight` without keeping a body; the server's
 //! default deadline answers 504 without running the request; hostile
-//! shapes and paths get the right 4xx.
+//! shapes and paths get the right 4xx. [`bounds`]: a bound on every
+//! per-request quantity, as an attacker would try it.
+
+#[path = "reliability/bounds.rs"]
+mod bounds;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +143,7 @@ async fn a_shutdown_under_load_fails_no_request_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_in_bounded_time() {
     let (_repository, gateway) = digits_gateway(limits(|limits| {
-        limits.header_read_timeout = Duration::from_millis(300);
+        limits.connections.header_read_timeout = Duration::from_millis(300);
         limits.body_read_timeout = Duration::from_millis(300);
     }))
     .await;
@@ -211,7 +215,7 @@ async fn admission_refuses_past_max_in_flight() {
         gateway
             .metrics()
             .await
-            .contains("sluice_admission_rejected_total 1")
+            .contains(r#"sluice_admission_rejected_total{model="digits",reason="in_flight"} 1"#)
     );
 
     // The slot frees once the first request is answered.

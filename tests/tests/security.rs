@@ -1,7 +1,11 @@
 //! Security at both listeners, over real sockets: HTTPS with a certificate
 //! reloaded while serving, mutual TLS on the registry's admin API (for the
 //! CLI's client and a remote gateway's), the embedded gateway following its
-//! registry over TLS; predict tokens and their rate limits.
+//! registry over TLS; predict tokens and their rate limits. [`privilege`]:
+//! what no role may make the registry do, and each role's refusals.
+
+#[path = "security/privilege.rs"]
+mod privilege;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -457,7 +461,7 @@ async fn tls_gateway(dir: &Path, repository: &TestRepository, header_read: Durat
     let served = TestCa::new("ops").issue(dir, "gateway", &["localhost"]);
     let mut config = ServeConfig::for_repository(repository.path());
     config.engines.ort_library_opt = Some(ort_library());
-    config.limits.header_read_timeout = header_read;
+    config.limits.connections.header_read_timeout = header_read;
     config.tls_opt = Some(TlsFiles {
         cert: served.cert,
         key: served.key,

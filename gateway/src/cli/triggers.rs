@@ -297,7 +297,7 @@ pub async fn run_performance(
     }
     let unmatched = performance.unmatched;
     let mut text = format!(
-        "{} version {}, labels of the last {} s: {} rows joined\nunmatched: {} unknown, {} late, {} duplicate, {} mismatched, {} pending\n",
+        "{} version {}, labels of the last {} s: {} rows joined\nunmatched: {} unknown, {} late, {} duplicate, {} mismatched, {} pending, {} dropped\n",
         performance.model,
         performance.version,
         performance.window_ms / 1000,
@@ -306,7 +306,8 @@ pub async fn run_performance(
         unmatched.late,
         unmatched.duplicate,
         unmatched.mismatched,
-        unmatched.pending
+        unmatched.pending,
+        unmatched.dropped
     );
     let mut table = Table::new(&["METRIC", "REALIZED", "RECORDED", "DELTA"]);
     for (metric, value_opt) in [

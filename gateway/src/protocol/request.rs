@@ -8,6 +8,7 @@ use super::json;
 use crate::error::{Error, Result};
 use crate::model::Signature;
 use crate::tensor::{DataType, Tensor, TensorData};
+use sluice_registry_client::limits::{check_request_id, quote};
 
 type Parameters = serde_json::Map<String, serde_json::Value>;
 
@@ -81,7 +82,8 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
         let name = input.name.as_str();
         let index = signature.input_index(name).ok_or_else(|| {
             Error::bad_request(format!(
-                "unknown input '{name}': the model takes {}",
+                "unknown input '{}': the model takes {}",
+                quote(name),
                 names(signature.inputs.iter().map(|spec| spec.name.as_str()))
             ))
         })?;
@@ -94,7 +96,8 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
         let datatype = DataType::from_wire_name(&input.datatype).ok_or_else(|| {
             Error::bad_request(format!(
                 "input '{name}': model expects datatype {}, got unsupported datatype '{}'",
-                spec.datatype, input.datatype
+                spec.datatype,
+                quote(&input.datatype)
             ))
         })?;
         let (shape, count) = spec.check_request(datatype, &input.shape)?;
@@ -147,6 +150,9 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
     signature.check_shared_dims(&shapes)?;
     let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
     let timeout_opt = timeout(wire.parameters.as_ref())?;
+    if let Some(id) = &wire.id {
+        check_request_id(id, "the request's id").map_err(Error::BadRequest)?;
+    }
     Ok(InferRequest {
         id: wire.id,
         timeout_opt,
@@ -195,16 +201,25 @@ fn requested_outputs(
             })
             .collect());
     };
+    // Each output once: a list naming one many times would otherwise
+    // multiply the answer, built whole in memory, by its length.
+    let mut named = vec![false; signature.outputs.len()];
     wanted
         .into_iter()
         .map(|output| {
             let name = output.name.as_str();
             let index = signature.output_index(name).ok_or_else(|| {
                 Error::bad_request(format!(
-                    "unknown output '{name}': the model gives {}",
+                    "unknown output '{}': the model gives {}",
+                    quote(name),
                     names(signature.outputs.iter().map(|spec| spec.name.as_str()))
                 ))
             })?;
+            if std::mem::replace(&mut named[index], true) {
+                return Err(Error::bad_request(format!(
+                    "output '{name}' is named more than once in 'outputs': name each output at most once"
+                )));
+            }
             let parameters = output.parameters.as_ref();
             if parameters.is_some_and(|p| p.contains_key("classification")) {
                 return Err(Error::bad_request(format!(

@@ -6,7 +6,7 @@ use serde::ser::Serializer;
 
 use super::request::RequestedOutput;
 use crate::model::LoadedModel;
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{DataType, Tensor, TensorData};
 
 /// A response body and, when any output is binary, the JSON header's length
 /// for `Inference-Header-Content-Length`.
@@ -60,6 +60,44 @@ impl Serialize for DataWire<'_> {
             TensorData::F32(values) => serializer.collect_seq(values),
             TensorData::F64(values) => serializer.collect_seq(values),
         }
+    }
+}
+
+/// The most bytes the response to `wanted` of `tensors` can take, found
+/// before it is built: each value at its longest JSON text (or its size,
+/// for binary outputs), plus each output's name, shape and punctuation.
+pub fn size_bound(model: &LoadedModel, wanted: &[RequestedOutput], tensors: &[Tensor]) -> usize {
+    let per_output = |output: &RequestedOutput| {
+        let tensor = &tensors[output.index];
+        let values = tensor.data.len();
+        let data = match output.binary {
+            true => values.saturating_mul(tensor.datatype().size_of()),
+            // The longest text of each type, and its comma.
+            false => values.saturating_mul(longest_json_value(tensor.datatype()) + 1),
+        };
+        let name = model.signature.outputs[output.index].name.len();
+        data.saturating_add(name + 21 * tensor.shape.len() + 128)
+    };
+    wanted
+        .iter()
+        .map(per_output)
+        .fold(512 + model.name.len(), usize::saturating_add)
+}
+
+/// The longest JSON text of one value of `datatype` (serde_json writes
+/// floats as ryu's shortest round-trip text, at most 24 characters).
+fn longest_json_value(datatype: DataType) -> usize {
+    match datatype {
+        DataType::Bool => 5,
+        DataType::U8 => 3,
+        DataType::I8 => 4,
+        DataType::U16 => 5,
+        DataType::I16 => 6,
+        DataType::U32 => 10,
+        DataType::I32 => 11,
+        DataType::U64 | DataType::I64 => 20,
+        DataType::F16 | DataType::F32 => 15,
+        DataType::F64 => 24,
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 
+use super::admission::Reservation;
 use crate::error::{Error, Result};
 
 /// How the body was encoded on the wire.
@@ -34,35 +35,69 @@ impl Encoding {
     }
 }
 
+/// The body's `Content-Length`, when it declares one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
 /// Collects the raw body within `timeout` (408 past it: a client trickling
 /// its body must not hold an admission slot forever), refusing more than
-/// `limit` bytes without buffering them.
+/// `limit` bytes without buffering them, and holding each byte in
+/// `reservation` before it is kept (503 once the budget is spent).
 pub async fn collect(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     timeout: std::time::Duration,
+    reservation: &mut Reservation,
 ) -> Result<Bytes> {
-    tokio::time::timeout(timeout, collect_within(body, headers, limit))
+    tokio::time::timeout(timeout, collect_within(body, headers, limit, reservation))
         .await
         .unwrap_or(Err(Error::BodyTimeout(timeout.as_millis() as u64)))
 }
 
-async fn collect_within(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+async fn collect_within(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Bytes> {
+    use http_body_util::BodyExt;
+    if declared_length(headers).is_some_and(|length| length > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
-        let inner = err.into_inner();
-        if inner.is::<http_body_util::LengthLimitError>() {
-            Error::PayloadTooLarge { limit }
-        } else {
-            Error::bad_request(format!("cannot read the request body: {inner}"))
+    // One frame (the usual case) is kept as it came; more are joined.
+    let mut first_opt: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|err| Error::bad_request(format!("cannot read the request body: {err}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            return Err(Error::PayloadTooLarge { limit });
         }
+        reservation.cover(seen)?;
+        match first_opt.take() {
+            None if joined.is_empty() => first_opt = Some(data),
+            first => {
+                if let Some(first) = first {
+                    joined.extend_from_slice(&first);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(match first_opt {
+        Some(only) => only,
+        None => Bytes::from(joined),
     })
 }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::accounting::Accounting;
+use super::admission;
 use super::body::{self, Encoding};
 use super::inference::{self, Logging, Mirrors, SideEffects};
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::metrics;
 use crate::predlog::RouteKind;
 use crate::protocol::{self, ModelMetadata, ServerMetadata};
 use crate::routing::Picked;
+use sluice_registry_client::limits::check_request_id;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 pub use super::inference::REQUEST_ID_HEADER;
@@ -135,47 +137,25 @@ impl Drop for InFlight {
     }
 }
 
-/// How much of a refused request's body is read (and dropped) so that its
-/// client reads the 503 instead of a broken pipe, and for how long.
-const DISCARD_BYTES: usize = 1 << 20;
-const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Lets a request to `model` in: its predict token, its rate limit, then
-/// one of `max_in_flight` slots. A refused request's body is read and
-/// dropped (up to a bound), never kept, so the client reads the answer
-/// instead of a broken pipe and memory stays within `max_in_flight` bodies
-/// however many clients send at once. A client that asked `Expect:
-/// 100-continue` sends nothing more and is not waited for.
-async fn admit<'a>(
-    state: &'a AppState,
-    model: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(tokio::sync::SemaphorePermit<'a>, Body)> {
-    let refused = match state.access.check(model, headers) {
-        Err(refused) => refused,
-        Ok(()) => match state.admission.try_acquire() {
-            Ok(permit) => return Ok((permit, body)),
-            Err(_) => {
-                ::metrics::counter!(metrics::ADMISSION_REJECTED).increment(1);
-                Error::TooManyInFlight(state.limits.max_in_flight)
-            }
-        },
-    };
-    Err(refuse(refused, headers, body).await)
+/// A request refused before it reached a version: counted under empty
+/// labels, so that a scan of random names cannot explode the metric's
+/// cardinality, and never against a version.
+fn unrouted(refused: Error, started: Instant) -> Response {
+    let response = refused.into_response();
+    let code = response.status().as_u16().to_string();
+    ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code).increment(1);
+    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
-/// Reads and drops a refused request's body (up to a bound), so that its
-/// client reads the answer instead of a broken pipe; a client that asked
-/// `Expect: 100-continue` sends nothing more and is not waited for.
-async fn refuse(refused: Error, headers: &HeaderMap, body: Body) -> Error {
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !expects_continue {
-        body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
-    }
-    refused
+/// The caller's `x-request-id`, when it gave one short enough to keep.
+fn request_id(headers: &HeaderMap) -> Result<Option<&str>> {
+    let Some(value) = headers.get(REQUEST_ID_HEADER) else {
+        return Ok(None);
+    };
+    check_request_id(value.to_str().unwrap_or_default(), REQUEST_ID_HEADER).map_err(Error::BadRequest)?;
+    Ok(value.to_str().ok())
 }
 
 async fn infer_and_count(
@@ -185,16 +165,6 @@ async fn infer_and_count(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let (_admitted, body) = match admit(state, model_name, headers, body).await {
-        Ok(admitted) => admitted,
-        Err(refused) => {
-            let code = refused.status();
-            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code.as_str().to_owned())
-                .increment(1);
-            return refused.into_response();
-        }
-    };
-    let _in_flight = InFlight::enter();
     let started = Instant::now();
     // The one routing-table load of this request, and its pick; the Arc
     // keeps the version alive until we answer, whatever swaps happen meanwhile.
@@ -207,20 +177,21 @@ async fn infer_and_count(
         compare_with_opt,
         log_opt,
         contract_opt,
+        slots,
     } = match picked {
         Ok(picked) => picked,
-        Err(err) => {
-            let response = err.into_response();
-            // Unknown names are counted under empty labels so that a scan of
-            // random paths cannot explode the metric's cardinality.
-            let code = response.status().as_u16().to_string();
-            ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code)
-                .increment(1);
-            ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
-                .record(started.elapsed().as_secs_f64());
-            return response;
-        }
+        Err(err) => return unrouted(err, started),
     };
+    let admitted = admission::admit(state, model_name, &slots, headers, state.max_request_bytes, body).await;
+    let (mut admitted, body) = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => return unrouted(refused, started),
+    };
+    let request_id_opt = match request_id(headers) {
+        Ok(id_opt) => id_opt,
+        Err(refused) => return unrouted(admission::refuse(refused, headers, body).await, started),
+    };
+    let _in_flight = InFlight::enter();
     let accounting = Accounting::new(state, model.clone(), canary, pinned, started);
     if model.watch.is_hung() {
         // Refused at once rather than queued behind the hung run, and
@@ -230,7 +201,7 @@ async fn infer_and_count(
             "model '{}' version {} is unhealthy: one of its runs has gone past the hang bound; retry later",
             model.name, model.version
         ));
-        let mut response = refuse(unhealthy, headers, body).await.into_response();
+        let mut response = admission::refuse(unhealthy, headers, body).await.into_response();
         response.headers_mut().insert(
             HeaderName::from_static(MODEL_VERSION_HEADER),
             HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
@@ -250,16 +221,12 @@ async fn infer_and_count(
             (false, false) => RouteKind::Primary,
         };
         // Only a logged prediction needs an id (feedback joins on it).
-        let request_id_opt = headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string);
         Some(Logging {
             log,
             with_inputs,
             route,
             started,
-            request_id_opt,
+            request_id_opt: request_id_opt.map(str::to_string),
         })
     });
     let sides = SideEffects {
@@ -268,8 +235,10 @@ async fn infer_and_count(
         count_drift: !pinned,
         contract_opt,
     };
-    let mut response = match inference::run(state, &model, sides, headers, body, started).await {
+    let run = inference::run(state, &model, sides, headers, body, &mut admitted.body, started).await;
+    let mut response = match run {
         Ok(response) => response,
+        Err(Error::BodyBudget) => admission::rejected(model_name, "bytes", Error::BodyBudget).into_response(),
         Err(err) => err.into_response(),
     };
     // Errors too say which version judged the request.
@@ -305,18 +274,23 @@ pub async fn feedback(
         )));
     };
     // Only served models take labels: a typo would otherwise be stored for nothing.
-    state.routes.load().resolve(&model, None)?;
-    // Label bodies count against the same bound as inference's.
-    let (_admitted, body) = admit(&state, &model, &headers, body).await?;
+    let slots = {
+        let table = state.routes.load();
+        table.resolve(&model, None)?;
+        table.slots(&model)
+    };
+    // Label bodies count against the same bounds as inference's.
+    let limit = state.limits.max_feedback_bytes;
+    let (mut admitted, body) = admission::admit(&state, &model, &slots, &headers, limit, body).await?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(
         body,
         &headers,
-        state.max_request_bytes,
+        limit,
         state.limits.body_read_timeout,
+        &mut admitted.body,
     )
     .await?;
-    let limit = state.max_request_bytes;
     // Decompressing and parsing up to the body limit is CPU work: off the reactor,
     // like inference's.
     let labels =

@@ -16,6 +16,7 @@ use sluice_registry_client::contract::ContractMode;
 use tokio::sync::oneshot;
 
 use super::AppState;
+use super::admission::Reservation;
 use super::body::{self, Encoding};
 use crate::batcher::{BatchTiming, Pending};
 use crate::error::{Error, Result};
@@ -79,6 +80,8 @@ struct Answering {
     /// Set when the client was answered 504 while this still ran: what it
     /// computes then was never served, so it is neither logged nor mirrored.
     abandoned: Arc<AtomicBool>,
+    /// An answer that could be larger is refused before it is built.
+    max_response_bytes: usize,
 }
 
 /// What the response is built from.
@@ -102,13 +105,15 @@ pub(super) async fn run(
     sides: SideEffects,
     headers: &HeaderMap,
     body: Body,
+    reservation: &mut Reservation,
     started: Instant,
 ) -> Result<Response> {
     let encoding = Encoding::from_headers(headers)?;
     let header_length_opt = header_length(headers)?;
     let limit = state.max_request_bytes;
-    let raw = body::collect(body, headers, limit, state.limits.body_read_timeout).await?;
+    let raw = body::collect(body, headers, limit, state.limits.body_read_timeout, reservation).await?;
     let default_timeout_opt = state.limits.request_timeout_opt;
+    let max_response_bytes = state.limits.max_response_bytes;
     let abandoned = Arc::new(AtomicBool::new(false));
     let job_abandoned = abandoned.clone();
     if let Some(timeout) = default_timeout_opt
@@ -178,6 +183,7 @@ pub(super) async fn run(
             id_opt: decoded.id,
             requested: decoded.outputs,
             abandoned: job_abandoned,
+            max_response_bytes,
         };
         let Some(batcher) = &job_model.batcher_opt else {
             let compute_started = Instant::now();
@@ -196,7 +202,7 @@ pub(super) async fn run(
                 }
             };
             let computed = compute_started.elapsed();
-            return Ok(Step::Answered(answering.finish(outputs), computed));
+            return Ok(Step::Answered(answering.finish(outputs)?, computed));
         };
         let (reply, answer) = oneshot::channel();
         let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
@@ -205,7 +211,7 @@ pub(super) async fn run(
             if reply.is_closed() {
                 return;
             }
-            let answered = result.map(|outputs| answering.finish(outputs));
+            let answered = result.and_then(|outputs| answering.finish(outputs));
             let _ = reply.send((answered, timing));
         });
         batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
@@ -239,7 +245,7 @@ pub(super) async fn run(
                 let compute_started = Instant::now();
                 let outputs = model.run(inputs)?;
                 let computed = compute_started.elapsed();
-                Ok((answering.finish(outputs), computed))
+                Ok((answering.finish(outputs)?, computed))
             });
             let (outcome, timing) = within(give_up_opt, "compute", &abandoned, run).await?;
             let (answered, computed) = outcome?;
@@ -286,8 +292,17 @@ async fn within<T>(
 
 impl Answering {
     /// Encodes the answer, then hands the outputs to the prediction log and
-    /// the mirrors: they can no longer change it.
-    fn finish(self, outputs: Vec<Tensor>) -> Answered {
+    /// the mirrors: they can no longer change it. An answer that could take
+    /// more than the limit is refused before it is built, and, never
+    /// served, is neither logged nor mirrored.
+    fn finish(self, outputs: Vec<Tensor>) -> Result<Answered> {
+        let bound = response::size_bound(&self.model, &self.requested, &outputs);
+        if bound > self.max_response_bytes {
+            return Err(Error::ResponseTooLarge {
+                bound,
+                limit: self.max_response_bytes,
+            });
+        }
         let Answering {
             model,
             shadows,
@@ -298,13 +313,14 @@ impl Answering {
             logged_inputs_opt,
             slice_values,
             abandoned,
+            max_response_bytes: _,
         } = self;
         let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
         if abandoned.load(Ordering::Acquire) {
-            return Answered {
+            return Ok(Answered {
                 encoded,
                 request_id_opt: None,
-            };
+            });
         }
         if sides.count_drift
             && let Some(drift) = model.drift.get()
@@ -337,10 +353,10 @@ impl Answering {
         if let (Some(inputs), Some(outputs)) = (mirrored_inputs_opt, outputs_opt) {
             sides.mirrors.submit(&shadows, &model, inputs, outputs);
         }
-        Answered {
+        Ok(Answered {
             encoded,
             request_id_opt,
-        }
+        })
     }
 }
 
@@ -403,9 +419,16 @@ impl Mirrors {
 }
 
 fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
-    let Some(value) = headers.get(protocol::HEADER_CONTENT_LENGTH) else {
+    let mut values = headers.get_all(protocol::HEADER_CONTENT_LENGTH).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    // Two lengths would leave which split of the body is meant to chance.
+    if values.next().is_some() {
+        return Err(Error::bad_request(
+            "Inference-Header-Content-Length is given more than once: give it once",
+        ));
+    }
     value
         .to_str()
         .ok()

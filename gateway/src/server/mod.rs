@@ -9,6 +9,7 @@
 
 pub mod access;
 mod accounting;
+mod admission;
 mod body;
 pub mod handlers;
 mod inference;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// Inference requests admitted at once (`max_in_flight` permits).
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// Request bodies' bytes held at once.
+    pub body_budget: admission::BodyBudget,
     pub limits: crate::config::ServerLimits,
     /// Predict tokens and their rate limits; empty: every model is open.
     pub access: access::PredictAccess,
@@ -101,7 +104,9 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
-        let routes = Arc::new(Routes::default());
+        let routes = Arc::new(Routes::with_slots_per_model(
+            config.limits.max_in_flight_per_model,
+        ));
         let tls_opt = match config.tls_opt.clone() {
             Some(files) => Some(Tls::load(files).map_err(Error::Internal)?),
             None => None,
@@ -148,14 +153,16 @@ impl Server {
             None => None,
         };
         let feedback_opt = match &config.logs_opt {
-            Some(logs) => Some(Arc::new(FeedbackLog::open(&logs.feedback, &log_id).map_err(
-                |err| {
-                    Error::Internal(format!(
-                        "cannot open the feedback log in {}: {err}",
-                        logs.feedback
-                    ))
-                },
-            )?)),
+            Some(logs) => Some(Arc::new(
+                FeedbackLog::open(&logs.feedback, &log_id, config.limits.feedback_bytes_per_hour).map_err(
+                    |err| {
+                        Error::Internal(format!(
+                            "cannot open the feedback log in {}: {err}",
+                            logs.feedback
+                        ))
+                    },
+                )?,
+            )),
             None => None,
         };
         let admission = Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1)));
@@ -171,6 +178,7 @@ impl Server {
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
             admission: admission.clone(),
+            body_budget: admission::BodyBudget::new(config.limits.max_body_bytes_in_flight),
             limits: config.limits,
             access,
         });
@@ -228,9 +236,10 @@ impl Server {
         let app = router(state);
         let task = tokio::spawn(sluice_registry::listen::serve(
             listener,
+            "predict",
             app,
             tls_opt,
-            config.limits.header_read_timeout,
+            config.limits.connections,
             shutdown_rx,
         ));
         tracing::info!(%addr, tls = tls_opt_logged, source = %source_label, "sluice is listening");

@@ -31,6 +31,7 @@ use crate::policy::Policy;
 use crate::rollout::Decided;
 use crate::stats::Stats;
 use crate::store::Store;
+use sluice_registry_client::limits::quote;
 
 /// Largest JSON body (documents such as drift profiles included).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -266,7 +267,7 @@ async fn whoami(caller: Caller) -> axum::Json<sluice_registry_client::types::Ide
 }
 
 async fn no_route(uri: Uri) -> Error {
-    Error::not_found(format!("no such endpoint: {}", uri.path()))
+    Error::not_found(format!("no such endpoint: {}", quote(uri.path())))
 }
 
 async fn wrong_method(method: Method, uri: Uri) -> Error {
@@ -297,14 +298,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 }
 
 /// A JSON body, whatever its Content-Type (curl sends form encoding by
-/// default); a rejection is a 400 `{"error": ...}` naming the problem.
+/// default); a rejection is a 400 `{"error": ...}` naming the problem. The
+/// whole body must arrive within the upload timeout (408): a client
+/// trickling one must not hold a connection and a buffer for ever.
 pub struct Body<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
     type Rejection = Error;
 
-    async fn from_request(request: Request, state: &S) -> Result<Body<T>> {
-        let bytes = match bytes::Bytes::from_request(request, state).await {
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Body<T>> {
+        let timeout = state.upload_idle_timeout;
+        let read = tokio::time::timeout(timeout, bytes::Bytes::from_request(request, state)).await;
+        let Ok(read) = read else {
+            return Err(Error::BodyTimeout(timeout.as_millis() as u64));
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 return Err(Error::BodyTooLarge {

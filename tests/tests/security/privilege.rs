@@ -375,3 +375,83 @@ async fn a_stored_inline_command_keeps_the_registry_from_starting_until_declared
     let events = read_as(&registry, "vic", "/api/v1/events?limit=1000").await;
     assert!(events.contains("trigger.policy.migrate"), "{events}");
 }
+
+/// Each role, trying what its row of SECURITY.md's threat model says it
+/// must never do, with a body that would be taken from the right role: the
+/// refusal is the role's, not the body's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_is_refused_what_it_may_not_do() {
+    let registry = TestRegistry::start().await;
+    registry.release(MODEL, &example_model(MODEL)).await;
+    let version = registry.register(MODEL, &example_model(MODEL), &[]).await;
+    let transition = registry
+        .client("dora")
+        .request_transition(
+            MODEL,
+            &version.version.to_string(),
+            &sluice_registry_client::types::RequestTransition {
+                to_stage: sluice_registry_client::types::Stage::Staging,
+                comment: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let register = ("POST", "/api/v1/models".to_string(), json!({"name": "other"}));
+    let deploy = (
+        "PUT",
+        format!("/api/v1/deployments/{MODEL}"),
+        json!({"targets": [{"version": 1, "weight": 100}]}),
+    );
+    let review = (
+        "POST",
+        format!("/api/v1/transitions/{}/approve", transition.id),
+        json!({"approval": "technical"}),
+    );
+    let report = (
+        "POST",
+        "/api/v1/stats".to_string(),
+        json!({"gateway": "g", "versions": []}),
+    );
+    let trigger = (
+        "PUT",
+        format!("/api/v1/models/{MODEL}/triggers/policy"),
+        json!({"action": {"webhook": {"url": "http://127.0.0.1:9/hook"}}}),
+    );
+    let rows = [
+        ("vic", vec![&register, &deploy, &review, &report, &trigger]),
+        ("dora", vec![&review, &report]),
+        ("tom", vec![&register, &deploy, &report, &trigger]),
+        ("gw", vec![&register, &deploy, &review, &trigger]),
+    ];
+    let client = reqwest::Client::new();
+    for (actor, forbidden) in rows {
+        for (method, path, body) in forbidden {
+            let response = client
+                .request(method.parse().unwrap(), format!("{}{path}", registry.url()))
+                .bearer_auth(registry.token(actor))
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap();
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{actor}: {method} {path}: {answer}"
+            );
+        }
+    }
+    // And nothing changed: the deployment is the release's, the transition pending.
+    let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
+    assert_eq!(deployment.revision, 1, "{deployment:?}");
+    let pending = registry
+        .client("vic")
+        .get_transition(transition.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.status,
+        sluice_registry_client::types::TransitionStatus::Pending
+    );
+}
