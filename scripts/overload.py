@@ -321,7 +321,10 @@ def overload(args: argparse.Namespace, out: pathlib.Path) -> dict:
     gateway = subprocess.Popen(
         [args.sluice, "serve", "--model-repository", str(ROOT / "models/repository"),
          "--listen", f"127.0.0.1:{port}", "--compute-threads", str(args.compute_threads),
-         "--max-in-flight", str(args.max_in_flight), "--log", "warn"],
+         # One model here: it may hold every slot (the per-model share is
+         # for gateways serving several).
+         "--max-in-flight", str(args.max_in_flight), "--max-in-flight-per-model", str(args.max_in_flight),
+         "--log", "warn"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
     try:

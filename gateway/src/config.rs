@@ -758,9 +758,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_REQUEST_BYTES;
 /// Largest feedback body: 10,000 labels of a few hundred bytes each.
 pub const DEFAULT_MAX_FEEDBACK_BYTES: usize = 4 * 1024 * 1024;
 
-/// Labels written per hour by one gateway: about 3.6 million a minute's
-/// worth of 300-byte labels, far above what applications send, and a bound
-/// on how fast a flood of labels fills the store.
+/// Labels written per hour by one gateway: about 3.6 million labels of 300
+/// bytes (1,000 a second), far above what applications send, and a bound on
+/// how fast a flood of labels fills the store.
 pub const DEFAULT_FEEDBACK_BYTES_PER_HOUR: u64 = 1 << 30;
 
 /// One model may hold half the slots: a slow one leaves the rest to others.
@@ -840,6 +840,34 @@ mod tests {
         ));
         assert!(serve_mode(&["--demo", "--model-repository", "x"]).is_err());
         assert!(serve_mode(&["--registry", "http://r", "--model-repository", "x"]).is_err());
+    }
+
+    /// With no flags, admission fits the process's memory and leaves each
+    /// model half the slots; the library's defaults are the same.
+    #[test]
+    fn admission_defaults_fit_memory() {
+        let cli = Cli::try_parse_from(["sluice", "serve", "--compute-threads", "2"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed serve");
+        };
+        let (_, _, settings) = args.into_parts(None).unwrap();
+        let limits = settings.limits;
+        assert_eq!(limits.max_in_flight, 2 + 1024);
+        assert_eq!(limits.max_in_flight_per_model, 513);
+        let memory = memory_limit();
+        assert!(memory > 0);
+        assert_eq!(
+            limits.max_body_bytes_in_flight,
+            (memory as usize / 4).max(DEFAULT_MAX_REQUEST_BYTES)
+        );
+        assert_eq!(limits, ServerLimits::for_pool(2, 1024));
+        // A budget that cannot hold one body is refused at start.
+        let cli = Cli::try_parse_from(["sluice", "serve", "--max-body-bytes-in-flight", "1024"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed serve");
+        };
+        let refused = args.into_parts(None).err().unwrap();
+        assert!(refused.contains("must hold at least one body"), "{refused}");
     }
 
     #[test]

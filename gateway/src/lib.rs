@@ -3,10 +3,11 @@
 //!
 //! How a request flows:
 //!
-//! - [`server`] routes `POST /v2/models/{m}/infer` (axum on hyper), reads the
-//!   body under a size limit and does the one [`routing`] table load that picks
-//!   an `Arc<LoadedModel>` by weight or sticky key (and, for a sample, a
-//!   shadow version);
+//! - [`server`] routes `POST /v2/models/{m}/infer` (axum on hyper), does the
+//!   one [`routing`] table load that picks an `Arc<LoadedModel>` by weight or
+//!   sticky key (and, for a sample, a shadow version), admits the request
+//!   against the gateway's and the model's [`slots`] and the memory budget,
+//!   and reads the body under a size limit;
 //! - the CPU work goes to the bounded [`compute`] pool (a model faster than
 //!   the hand-off runs inline, on the thread that read the request):
 //!   [`protocol`] decodes JSON or binary tensors and checks them against
@@ -62,6 +63,7 @@ pub mod repository;
 pub mod routing;
 pub mod server;
 pub mod shadow;
+pub mod slots;
 pub mod stats;
 pub mod tensor;
 pub mod watchdog;

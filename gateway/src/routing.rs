@@ -13,7 +13,9 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderName};
 use sluice_registry_client::contract::ContractMode;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
+
+use crate::slots::Slots;
 
 use crate::error::{Error, Result};
 use crate::model::LoadedModel;
@@ -289,7 +291,7 @@ pub struct Picked {
     /// Check the version's data contract, and what to do when it is broken.
     pub contract_opt: Option<ContractMode>,
     /// The model's share of the admission slots.
-    pub slots: Arc<Semaphore>,
+    pub slots: Arc<Slots>,
 }
 
 #[derive(Debug, Default)]
@@ -299,7 +301,7 @@ pub struct RoutingTable {
     pub revision: u64,
     /// Each model's share of the admission slots, the same semaphore from
     /// one table to the next ([`Routes::store`] carries them over).
-    slots: HashMap<String, Arc<Semaphore>>,
+    slots: HashMap<String, Arc<Slots>>,
 }
 
 impl RoutingTable {
@@ -368,12 +370,12 @@ impl RoutingTable {
     }
 
     /// `model`'s share of the admission slots (every routed model has one
-    /// once the table is stored; a table never stored shares an unbounded one).
-    pub fn slots(&self, model: &str) -> Arc<Semaphore> {
+    /// once the table is stored; a table never stored gives an unbounded one).
+    pub fn slots(&self, model: &str) -> Arc<Slots> {
         self.slots
             .get(model)
             .cloned()
-            .unwrap_or_else(|| Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)))
+            .unwrap_or_else(|| Slots::new(usize::MAX))
     }
 
     /// `(model, version)` for every live version, sorted: what a swap changed.
@@ -412,7 +414,7 @@ pub struct Routes {
 impl Default for Routes {
     /// No bound per model.
     fn default() -> Self {
-        Routes::with_slots_per_model(Semaphore::MAX_PERMITS)
+        Routes::with_slots_per_model(usize::MAX)
     }
 }
 
@@ -423,7 +425,7 @@ impl Routes {
             current: ArcSwap::from_pointee(RoutingTable::default()),
             swaps: broadcast::channel(256).0,
             writers: std::sync::Mutex::new(()),
-            slots_per_model: slots_per_model.clamp(1, Semaphore::MAX_PERMITS),
+            slots_per_model: slots_per_model.max(1),
         }
     }
 
@@ -448,7 +450,7 @@ impl Routes {
                     .slots
                     .get(name)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Semaphore::new(self.slots_per_model)));
+                    .unwrap_or_else(|| Slots::new(self.slots_per_model));
                 (name.clone(), slots)
             })
             .collect();

@@ -5,9 +5,13 @@
 //!
 //! ```toml
 //! # Hosts webhooks may call: `host` (any port), `host:port`, `*.domain`.
-//! webhook_hosts = ["airflow.internal:8080"]
-//! # Variables of the registry's environment a header may name as ${NAME}.
-//! webhook_env = ["AIRFLOW_TOKEN"]
+//! webhook_hosts = ["airflow.internal:8080", "*.hooks.example.com"]
+//!
+//! # Variables of the registry's environment a header may name as ${NAME},
+//! # each sent only to the hosts listed with it (a list of names alone:
+//! # to any allowed host).
+//! [webhook_env]
+//! AIRFLOW_TOKEN = ["airflow.internal:8080"]
 //!
 //! [commands.retrain]
 //! program = "python3"
@@ -29,7 +33,9 @@
 //!
 //! The environment is read once, here, when the file is loaded: a command
 //! gets only the variables its declaration inherits or sets, and a header
-//! only the variables `webhook_env` lists.
+//! only the variables `webhook_env` lists, to the hosts it lists them for.
+//! Headers that steer the request itself (`Host`, framing, hop-by-hop) are
+//! refused: behind an allowed proxy they would reach another virtual host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,15 +52,46 @@ pub const DEFAULT_INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", 
 /// How long a command may run when its declaration says nothing: an hour.
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 3600 * 1000;
 
+/// Headers a policy may not set: they steer the request itself (which
+/// virtual host, its framing, its connection), not what it tells the hook.
+const RESERVED_HEADERS: [&str; 13] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "forwarded",
+];
+
 /// The operator's declarations, with the environment they name read once.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` names variables, never their values.
+#[derive(Clone, Default)]
 pub struct Actions {
-    /// Where they came from, for messages (`None`: no file, nothing allowed).
+    /// Where they came from, for the operator's log (`None`: no file).
     source_opt: Option<PathBuf>,
     commands: BTreeMap<String, DeclaredCommand>,
     webhook_hosts: Vec<HostPattern>,
-    /// Each allowed variable's value when the registry started (`None`: unset).
-    webhook_env: BTreeMap<String, Option<String>>,
+    /// Each allowed variable: its value when the registry started (`None`:
+    /// unset) and the hosts it may go to (none listed: any allowed host).
+    webhook_env: BTreeMap<String, (Option<String>, Vec<HostPattern>)>,
+}
+
+impl std::fmt::Debug for Actions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actions")
+            .field("source", &self.source_opt)
+            .field("commands", &self.commands.keys().collect::<Vec<_>>())
+            .field("webhook_hosts", &self.webhook_hosts)
+            .field("webhook_env", &self.webhook_env.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,9 +100,30 @@ struct ActionsFile {
     #[serde(default)]
     webhook_hosts: Vec<String>,
     #[serde(default)]
-    webhook_env: Vec<String>,
+    webhook_env: WebhookEnvFile,
     #[serde(default)]
     commands: BTreeMap<String, CommandFile>,
+}
+
+/// `webhook_env`: names alone (to any allowed host), or each with its hosts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WebhookEnvFile {
+    Names(Vec<String>),
+    ToHosts(BTreeMap<String, Vec<String>>),
+}
+
+impl Default for WebhookEnvFile {
+    fn default() -> Self {
+        WebhookEnvFile::Names(Vec::new())
+    }
+}
+
+/// Where a webhook goes, as the allow-lists compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    host: String,
+    port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,8 +171,8 @@ pub enum ParamKind {
     Choice,
 }
 
-/// A command as declared, its inherited environment read.
-#[derive(Debug, Clone)]
+/// A command as declared, its inherited environment read (never shown).
+#[derive(Clone)]
 struct DeclaredCommand {
     declared: CommandFile,
     /// The variables it inherits, with the registry's values at start.
@@ -162,10 +220,19 @@ impl Actions {
             .iter()
             .map(|entry| HostPattern::parse(entry).map_err(|err| format!("webhook_hosts: {err}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let env_hosts: Vec<(String, Vec<String>)> = match file.webhook_env {
+            WebhookEnvFile::Names(names) => names.into_iter().map(|name| (name, Vec::new())).collect(),
+            WebhookEnvFile::ToHosts(bound) => bound.into_iter().collect(),
+        };
         let mut webhook_env = BTreeMap::new();
-        for name in &file.webhook_env {
-            check_variable_name(name).map_err(|err| format!("webhook_env: {err}"))?;
-            webhook_env.insert(name.clone(), env(name));
+        for (name, hosts) in env_hosts {
+            check_variable_name(&name).map_err(|err| format!("webhook_env: {err}"))?;
+            let hosts = hosts
+                .iter()
+                .map(|entry| HostPattern::parse(entry).map_err(|err| format!("webhook_env.{name}: {err}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let value_opt = env(&name);
+            webhook_env.insert(name, (value_opt, hosts));
         }
         let mut commands = BTreeMap::new();
         for (name, declared) in file.commands {
@@ -195,16 +262,23 @@ impl Actions {
     pub fn unset_webhook_env(&self) -> Vec<&str> {
         self.webhook_env
             .iter()
-            .filter(|(_, value)| value.is_none())
+            .filter(|(_, (value, _))| value.is_none())
             .map(|(name, _)| name.as_str())
             .collect()
     }
 
-    fn where_declared(&self) -> String {
+    /// Where the declarations live, as callers are told (the file's path
+    /// is the operator's, for the log).
+    fn where_declared(&self) -> &'static str {
         match &self.source_opt {
-            Some(path) => format!("the registry's --actions-file ({})", path.display()),
-            None => "the registry's --actions-file, which it was started without".to_string(),
+            Some(_) => "the registry's --actions-file",
+            None => "the registry's --actions-file, which it was started without",
         }
+    }
+
+    /// The file the declarations came from, for the operator's log.
+    pub fn source(&self) -> Option<&Path> {
+        self.source_opt.as_deref()
     }
 
     /// The command `name` with a policy's `params` filled in, or why not.
@@ -256,9 +330,9 @@ impl Actions {
         })
     }
 
-    /// Whether the registry may call `url` for a policy: http or https, no
-    /// credentials in it, on a host `webhook_hosts` allows.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
+    /// Where `url` goes, when the registry may call it for a policy: http or
+    /// https, no credentials in it, on a host `webhook_hosts` allows.
+    pub fn check_url(&self, url: &str) -> Result<Target, String> {
         let shown = quote(url);
         let parsed = reqwest::Url::parse(url).map_err(|err| format!("'{shown}': {err}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -281,7 +355,7 @@ impl Actions {
             .iter()
             .any(|pattern| pattern.allows(&host, port))
         {
-            return Ok(());
+            return Ok(Target { host, port });
         }
         Err(match self.webhook_hosts.is_empty() {
             true => format!(
@@ -300,23 +374,58 @@ impl Actions {
         })
     }
 
-    /// A header value as sent: `${NAME}` is the variable NAME when
-    /// `webhook_env` allows it and it was set; anything else is literal.
-    pub fn header_value(&self, value: &str) -> Result<String, String> {
-        let Some(name) = value.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) else {
-            return Ok(value.to_string());
+    /// Header `name` as sent to `target`: a name that does not steer the
+    /// request, and a value whose `${NAME}` is the variable NAME when
+    /// `webhook_env` allows it to `target` and it was set; anything else
+    /// is literal.
+    pub fn header(&self, target: &Target, name: &str, value: &str) -> Result<String, String> {
+        let shown = quote(name);
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("'{shown}' is not an HTTP header name"));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "'{shown}' steers the request itself, not what it tells the hook: a policy may not set it"
+            ));
+        }
+        let Some(variable) = value.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) else {
+            return match reqwest::header::HeaderValue::from_str(value) {
+                Ok(_) => Ok(value.to_string()),
+                Err(_) => Err(format!("the value of '{shown}' is not a valid header value")),
+            };
         };
-        match self.webhook_env.get(name) {
-            Some(Some(value)) => Ok(value.clone()),
-            Some(None) => Err(format!(
-                "${{{name}}} is allowed but was not set in the registry's environment when it started"
-            )),
-            None => Err(format!(
+        let Some((value_opt, hosts)) = self.webhook_env.get(variable) else {
+            return Err(format!(
                 "${{{}}} is not a variable a header may name: expected one of [{}] (webhook_env of {})",
-                quote(name),
+                quote(variable),
                 self.webhook_env.keys().cloned().collect::<Vec<_>>().join(", "),
                 self.where_declared()
-            )),
+            ));
+        };
+        if !hosts.is_empty()
+            && !hosts
+                .iter()
+                .any(|pattern| pattern.allows(&target.host, target.port))
+        {
+            return Err(format!(
+                "${{{variable}}} may go to {} only, not to {} port {}",
+                hosts
+                    .iter()
+                    .map(HostPattern::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                target.host,
+                target.port
+            ));
+        }
+        let Some(value) = value_opt else {
+            return Err(format!(
+                "${{{variable}}} is allowed but was not set in the registry's environment when it started"
+            ));
+        };
+        match reqwest::header::HeaderValue::from_str(value) {
+            Ok(_) => Ok(value.clone()),
+            Err(_) => Err(format!("${{{variable}}} does not hold a valid header value")),
         }
     }
 
@@ -545,7 +654,10 @@ mod tests {
 
     const FILE: &str = r#"
 webhook_hosts = ["airflow.internal:8080", "*.hooks.example.com", "127.0.0.1", "[::1]:9000"]
-webhook_env = ["AIRFLOW_TOKEN", "UNSET_ONE"]
+
+[webhook_env]
+AIRFLOW_TOKEN = ["airflow.internal:8080"]
+UNSET_ONE = []
 
 [commands.retrain]
 program = "python3"
@@ -640,8 +752,9 @@ mode = { flag = "--mode", type = "choice", choices = ["fast", "full"] }
             "https://a.hooks.example.com/x",
             "http://127.0.0.1:1234/hook",
             "http://[::1]:9000/",
+            "HTTP://AIRFLOW.INTERNAL:8080/",
         ] {
-            assert_eq!(actions.check_url(allowed), Ok(()), "{allowed}");
+            assert!(actions.check_url(allowed).is_ok(), "{allowed}");
         }
         for refused in [
             "http://airflow.internal:8081/",
@@ -659,23 +772,60 @@ mode = { flag = "--mode", type = "choice", choices = ["fast", "full"] }
     }
 
     #[test]
-    fn headers_expand_only_allowed_variables() {
+    fn headers_expand_only_allowed_variables_to_their_hosts() {
         let actions = actions();
-        assert_eq!(actions.header_value("${AIRFLOW_TOKEN}").unwrap(), "s3cret");
-        assert_eq!(actions.header_value("Bearer x").unwrap(), "Bearer x");
+        let airflow = actions.check_url("http://airflow.internal:8080/x").unwrap();
+        let hooks = actions.check_url("https://a.hooks.example.com/x").unwrap();
+        let header = |target: &Target, name: &str, value: &str| actions.header(target, name, value);
+        assert_eq!(
+            header(&airflow, "authorization", "${AIRFLOW_TOKEN}").unwrap(),
+            "s3cret"
+        );
+        // The token is the Airflow host's: no other allowed host gets it.
         assert!(
-            actions
-                .header_value("${AWS_SECRET_ACCESS_KEY}")
+            header(&hooks, "authorization", "${AIRFLOW_TOKEN}")
+                .unwrap_err()
+                .contains("may go to airflow.internal:8080 only")
+        );
+        assert_eq!(header(&hooks, "x-team", "Bearer x").unwrap(), "Bearer x");
+        assert!(
+            header(&hooks, "x-a", "${AWS_SECRET_ACCESS_KEY}")
                 .unwrap_err()
                 .contains("not a variable")
         );
         assert!(
-            actions
-                .header_value("${UNSET_ONE}")
+            header(&hooks, "x-a", "${UNSET_ONE}")
                 .unwrap_err()
                 .contains("not set")
         );
+        for steering in ["Host", "content-length", "Transfer-Encoding", "connection"] {
+            assert!(
+                header(&hooks, steering, "x")
+                    .unwrap_err()
+                    .contains("steers the request"),
+                "{steering}"
+            );
+        }
+        assert!(
+            header(&hooks, "bad header", "x")
+                .unwrap_err()
+                .contains("not an HTTP header name")
+        );
+        assert!(
+            header(&hooks, "x-a", "line\nbreak")
+                .unwrap_err()
+                .contains("not a valid header value")
+        );
         assert_eq!(actions.unset_webhook_env(), ["UNSET_ONE"]);
+        // Names alone go to any allowed host.
+        let names = Actions::parse(
+            "webhook_hosts = [\"a.example\", \"b.example\"]\nwebhook_env = [\"TOKEN\"]",
+            |_| Some("t".into()),
+        )
+        .unwrap();
+        let b = names.check_url("http://b.example/").unwrap();
+        assert_eq!(names.header(&b, "authorization", "${TOKEN}").unwrap(), "t");
+        assert!(!format!("{names:?}").contains("\"t\""), "{names:?}");
     }
 
     #[test]

@@ -38,6 +38,34 @@ pub const WEBHOOK_ATTEMPTS: &str = "sluice_trigger_webhook_attempts_total";
 /// Longest wait between two webhook attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Run details written by releases before `--actions-file` kept what a
+/// failed command printed (`{program} failed (exit status: 1): {last
+/// lines}`) or what a webhook answered (`... failed: HTTP 500: {body}`),
+/// where every viewer reads them: cut to the status. (The audit log's
+/// copies are history, and stay.)
+fn redact_old_run_details(transaction: &Transaction<'_>) -> Result<()> {
+    for mut run in triggers::with_status(transaction, &[RunStatus::Failed])? {
+        let Some(detail) = &run.detail else {
+            continue;
+        };
+        let redacted = match (detail.find(" failed ("), detail.find("): ")) {
+            (Some(_), Some(end)) => Some(format!("{}) (its output is withheld)", &detail[..end])),
+            _ => detail.find(" failed: HTTP ").and_then(|at| {
+                let status_end = at + " failed: HTTP ".len() + 3;
+                detail
+                    .get(status_end..)
+                    .filter(|rest| rest.starts_with(": "))
+                    .map(|_| format!("{} (the answer is withheld)", &detail[..status_end]))
+            }),
+        };
+        if let Some(redacted) = redacted {
+            run.detail = Some(redacted);
+            triggers::update(transaction, &run)?;
+        }
+    }
+    Ok(())
+}
+
 /// A policy as the API receives it. One that names a program (as the
 /// releases before `--actions-file` stored them) is refused with what to
 /// do instead, rather than serde's "unknown field".
@@ -103,11 +131,15 @@ pub fn migrate_inline_commands(transaction: &Transaction<'_>, actions: &Actions)
         )?;
         tracing::info!(%model, command = name, "trigger policy now names its declared command");
     }
+    redact_old_run_details(transaction)?;
     if undeclared.is_empty() {
         return Ok(());
     }
     Err(Error::refused(format!(
-        "{}\n\nthen start the registry again: a stored policy whose command is exactly a declared one is moved to name it. No role may give a program through the API any more (SECURITY.md).",
+        "{}\n\nthen start the registry again: a stored policy whose command is exactly a declared one is moved to name it. \
+         Mind that a declared command inherits only PATH, HOME, LANG, LC_ALL, TZ and TMPDIR of the registry's environment \
+         (add what it needs to `env` or `inherit_env`) and runs an hour at most unless `timeout_ms` says otherwise. \
+         No role may give a program through the API any more (SECURITY.md).",
         undeclared.join("\n\n")
     )))
 }
@@ -172,7 +204,7 @@ pub fn validate(policy: &TriggerPolicy, bucket_ms: u64, actions: &Actions) -> Re
             headers,
             ..
         } => {
-            actions
+            let target = actions
                 .check_url(url)
                 .map_err(|err| Error::bad_request(format!("action.webhook.url {err}")))?;
             if *max_attempts == 0 {
@@ -181,15 +213,9 @@ pub fn validate(policy: &TriggerPolicy, bucket_ms: u64, actions: &Actions) -> Re
                 ));
             }
             for (name, value) in headers {
-                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    return Err(Error::bad_request(format!(
-                        "action.webhook.headers: '{}' is not an HTTP header name",
-                        quote(name)
-                    )));
-                }
                 actions
-                    .header_value(value)
-                    .map_err(|err| Error::bad_request(format!("action.webhook.headers.{name}: {err}")))?;
+                    .header(&target, name, value)
+                    .map_err(|err| Error::bad_request(format!("action.webhook.headers: {err}")))?;
             }
         }
         TriggerAction::Command { name, params } => {
@@ -426,8 +452,11 @@ impl Dispatcher {
                     match state.actions.command(&name, &params) {
                         Ok(invocation) => LocalCommand(invocation).run(&state, &payload).await,
                         Err(refused) => {
-                            let detail = format!("not run: {refused}");
-                            tracing::warn!(run = id, %detail, "trigger command refused");
+                            tracing::warn!(run = id, %refused, actions_file = ?state.actions.source(), "trigger command not run");
+                            let detail = format!(
+                                "command {} not run: the registry's operator no longer declares it so (the registry's log says why)",
+                                quote(&name)
+                            );
                             advance(&state, id, RunStatus::Failed, Some(detail), None).await;
                         }
                     }
@@ -514,9 +543,18 @@ impl Webhook {
         let (url, headers) = match allowed {
             Ok(allowed) => allowed,
             Err(refused) => {
-                let detail = format!("webhook not called: {refused}");
-                tracing::warn!(run = payload.trigger_id, %detail, "trigger webhook refused");
-                advance(state, payload.trigger_id, RunStatus::Failed, Some(detail), None).await;
+                // Viewers read the run: the reason, with the operator's
+                // lists, goes to the registry's log only.
+                tracing::warn!(run = payload.trigger_id, %refused, actions_file = ?state.actions.source(), "trigger webhook not called");
+                let detail = "webhook not called: the registry's operator no longer allows it (the registry's log says why)";
+                advance(
+                    state,
+                    payload.trigger_id,
+                    RunStatus::Failed,
+                    Some(detail.to_string()),
+                    None,
+                )
+                .await;
                 return;
             }
         };
@@ -609,16 +647,10 @@ impl Webhook {
 
     /// The headers as sent, once the URL is known to be allowed.
     fn url_and_headers(&self, state: &AppState) -> std::result::Result<Vec<(String, String)>, String> {
-        state.actions.check_url(&self.url)?;
+        let target = state.actions.check_url(&self.url)?;
         self.headers
             .iter()
-            .map(|(name, value)| {
-                let sent = state
-                    .actions
-                    .header_value(value)
-                    .map_err(|err| format!("header {name}: {err}"))?;
-                Ok((name.clone(), sent))
-            })
+            .map(|(name, value)| Ok((name.clone(), state.actions.header(&target, name, value)?)))
             .collect()
     }
 }

@@ -8,7 +8,7 @@ use super::json;
 use crate::error::{Error, Result};
 use crate::model::Signature;
 use crate::tensor::{DataType, Tensor, TensorData};
-use sluice_registry_client::limits::{check_request_id, quote};
+use sluice_registry_client::limits::quote;
 
 type Parameters = serde_json::Map<String, serde_json::Value>;
 
@@ -150,9 +150,6 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
     signature.check_shared_dims(&shapes)?;
     let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
     let timeout_opt = timeout(wire.parameters.as_ref())?;
-    if let Some(id) = &wire.id {
-        check_request_id(id, "the request's id").map_err(Error::BadRequest)?;
-    }
     Ok(InferRequest {
         id: wire.id,
         timeout_opt,

@@ -65,8 +65,14 @@ impl Serialize for DataWire<'_> {
 
 /// The most bytes the response to `wanted` of `tensors` can take, found
 /// before it is built: each value at its longest JSON text (or its size,
-/// for binary outputs), plus each output's name, shape and punctuation.
-pub fn size_bound(model: &LoadedModel, wanted: &[RequestedOutput], tensors: &[Tensor]) -> usize {
+/// for binary outputs), plus each output's name, shape and punctuation,
+/// and the echoed `id` at its most escaped.
+pub fn size_bound(
+    model: &LoadedModel,
+    id_opt: Option<&str>,
+    wanted: &[RequestedOutput],
+    tensors: &[Tensor],
+) -> usize {
     let per_output = |output: &RequestedOutput| {
         let tensor = &tensors[output.index];
         let values = tensor.data.len();
@@ -78,10 +84,10 @@ pub fn size_bound(model: &LoadedModel, wanted: &[RequestedOutput], tensors: &[Te
         let name = model.signature.outputs[output.index].name.len();
         data.saturating_add(name + 21 * tensor.shape.len() + 128)
     };
-    wanted
-        .iter()
-        .map(per_output)
-        .fold(512 + model.name.len(), usize::saturating_add)
+    wanted.iter().map(per_output).fold(
+        256 + model.name.len() + model.version_label.len() + 6 * id_opt.map_or(0, str::len),
+        usize::saturating_add,
+    )
 }
 
 /// The longest JSON text of one value of `datatype` (serde_json writes
@@ -144,5 +150,71 @@ pub fn encode(
     EncodedResponse {
         body,
         header_length_opt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendKind, Session};
+    use crate::model::{Signature, TensorSpec};
+
+    struct Outputs(Signature);
+
+    impl Session for Outputs {
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+
+        fn run(&self, inputs: Vec<Tensor>) -> crate::Result<Vec<Tensor>> {
+            Ok(inputs)
+        }
+    }
+
+    /// The bound is never below what is built, whatever the values: the
+    /// longest texts of every type, an id that escapes to six bytes a
+    /// character, binary and JSON outputs.
+    #[test]
+    fn the_bound_holds_what_is_built() {
+        let data = [
+            TensorData::F32(vec![-1.1754944e-38, f32::MAX, f32::MIN_POSITIVE, -0.1, f32::NAN]),
+            TensorData::F64(vec![-2.2250738585072014e-308, f64::MIN, 1e-300]),
+            TensorData::I64(vec![i64::MIN, i64::MAX]),
+            TensorData::U64(vec![u64::MAX]),
+            TensorData::Bool(vec![false, true]),
+            TensorData::I8(vec![i8::MIN]),
+            TensorData::U16(vec![u16::MAX]),
+        ];
+        let tensors: Vec<Tensor> = data
+            .into_iter()
+            .map(|data| Tensor {
+                shape: vec![data.len()],
+                data,
+            })
+            .collect();
+        let outputs = tensors
+            .iter()
+            .enumerate()
+            .map(|(index, tensor)| TensorSpec {
+                name: format!("output_{index}"),
+                datatype: tensor.datatype(),
+                shape: vec![-1],
+                dim_symbols: vec![None],
+            })
+            .collect();
+        let session = Box::new(Outputs(Signature {
+            inputs: vec![],
+            outputs,
+        }));
+        let model = LoadedModel::new("m", 7, BackendKind::Tract, session);
+        let id = "\u{1}".repeat(40);
+        for binary in [false, true] {
+            let wanted: Vec<RequestedOutput> = (0..tensors.len())
+                .map(|index| RequestedOutput { index, binary })
+                .collect();
+            let built = encode(&model, Some(&id), &wanted, &tensors).body.len();
+            let bound = size_bound(&model, Some(&id), &wanted, &tensors);
+            assert!(built <= bound, "built {built} > bound {bound} (binary: {binary})");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 
-use super::admission::Reservation;
+use super::admission::Admitted;
 use crate::error::{Error, Result};
 
 /// How the body was encoded on the wire.
@@ -45,16 +45,16 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Collects the raw body within `timeout` (408 past it: a client trickling
 /// its body must not hold an admission slot forever), refusing more than
-/// `limit` bytes without buffering them, and holding each byte in
-/// `reservation` before it is kept (503 once the budget is spent).
+/// `limit` bytes without buffering them, and holding each byte in the
+/// request's part of the budget before it is kept (503 once it is spent).
 pub async fn collect(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     timeout: std::time::Duration,
-    reservation: &mut Reservation,
+    admitted: &mut Admitted,
 ) -> Result<Bytes> {
-    tokio::time::timeout(timeout, collect_within(body, headers, limit, reservation))
+    tokio::time::timeout(timeout, collect_within(body, headers, limit, admitted))
         .await
         .unwrap_or(Err(Error::BodyTimeout(timeout.as_millis() as u64)))
 }
@@ -63,7 +63,7 @@ async fn collect_within(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    reservation: &mut Reservation,
+    admitted: &mut Admitted,
 ) -> Result<Bytes> {
     use http_body_util::BodyExt;
     if declared_length(headers).is_some_and(|length| length > limit as u64) {
@@ -84,7 +84,7 @@ async fn collect_within(
         if seen > limit {
             return Err(Error::PayloadTooLarge { limit });
         }
-        reservation.cover(seen)?;
+        admitted.cover(seen)?;
         match first_opt.take() {
             None if joined.is_empty() => first_opt = Some(data),
             first => {
@@ -136,4 +136,48 @@ pub fn decode(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes> {
         return Err(Error::PayloadTooLarge { limit });
     }
     Ok(Bytes::from(decoded))
+}
+
+/// An answer's bytes, and what its request holds until they are written:
+/// its slots and its part of the memory budget stay taken while a slow
+/// client reads.
+pub struct HeldBody {
+    data_opt: Option<Bytes>,
+    length: u64,
+    _admitted: Admitted,
+}
+
+impl HeldBody {
+    pub fn new(data: Vec<u8>, mut admitted: Admitted) -> HeldBody {
+        // The answer is built: what the request held becomes the answer's size.
+        admitted.bytes.set(data.len());
+        HeldBody {
+            length: data.len() as u64,
+            data_opt: Some(Bytes::from(data)),
+            _admitted: admitted,
+        }
+    }
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.data_opt.take().map(|data| Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data_opt.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.data_opt {
+            Some(_) => http_body::SizeHint::with_exact(self.length),
+            None => http_body::SizeHint::with_exact(0),
+        }
+    }
 }

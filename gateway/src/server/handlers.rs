@@ -149,13 +149,35 @@ fn unrouted(refused: Error, started: Instant) -> Response {
     response
 }
 
-/// The caller's `x-request-id`, when it gave one short enough to keep.
-fn request_id(headers: &HeaderMap) -> Result<Option<&str>> {
+/// The caller's `x-request-id` for a logged prediction: kept with it and
+/// joined on by the registry, so it must be short (400 otherwise).
+fn logged_request_id(headers: &HeaderMap) -> Result<Option<String>> {
     let Some(value) = headers.get(REQUEST_ID_HEADER) else {
         return Ok(None);
     };
     check_request_id(value.to_str().unwrap_or_default(), REQUEST_ID_HEADER).map_err(Error::BadRequest)?;
-    Ok(value.to_str().ok())
+    Ok(value.to_str().ok().map(str::to_string))
+}
+
+/// Whether and where the prediction is logged (`log_opt`: the route's
+/// sample, with its inputs or not), under which caller's id.
+fn logging(
+    state: &AppState,
+    headers: &HeaderMap,
+    log_opt: Option<bool>,
+    route: RouteKind,
+    started: Instant,
+) -> Result<Option<Logging>> {
+    let (Some(with_inputs), Some(log)) = (log_opt, state.predictions_opt.clone()) else {
+        return Ok(None);
+    };
+    Ok(Some(Logging {
+        log,
+        with_inputs,
+        route,
+        started,
+        request_id_opt: logged_request_id(headers)?,
+    }))
 }
 
 async fn infer_and_count(
@@ -182,14 +204,9 @@ async fn infer_and_count(
         Ok(picked) => picked,
         Err(err) => return unrouted(err, started),
     };
-    let admitted = admission::admit(state, model_name, &slots, headers, state.max_request_bytes, body).await;
-    let (mut admitted, body) = match admitted {
+    let (admitted, body) = match admission::admit(state, model_name, Some(&slots), headers, body).await {
         Ok(admitted) => admitted,
         Err(refused) => return unrouted(refused, started),
-    };
-    let request_id_opt = match request_id(headers) {
-        Ok(id_opt) => id_opt,
-        Err(refused) => return unrouted(admission::refuse(refused, headers, body).await, started),
     };
     let _in_flight = InFlight::enter();
     let accounting = Accounting::new(state, model.clone(), canary, pinned, started);
@@ -213,29 +230,23 @@ async fn infer_and_count(
         shadow_opt,
         compare_with_opt,
     };
-    let logging = log_opt.and_then(|with_inputs| {
-        let log = state.predictions_opt.clone()?;
-        let route = match (pinned, canary) {
-            (true, _) => RouteKind::Pinned,
-            (false, true) => RouteKind::Canary,
-            (false, false) => RouteKind::Primary,
-        };
-        // Only a logged prediction needs an id (feedback joins on it).
-        Some(Logging {
-            log,
-            with_inputs,
-            route,
-            started,
-            request_id_opt: request_id_opt.map(str::to_string),
-        })
-    });
-    let sides = SideEffects {
-        mirrors,
-        logging_opt: logging,
-        count_drift: !pinned,
-        contract_opt,
+    let route = match (pinned, canary) {
+        (true, _) => RouteKind::Pinned,
+        (false, true) => RouteKind::Canary,
+        (false, false) => RouteKind::Primary,
     };
-    let run = inference::run(state, &model, sides, headers, body, &mut admitted.body, started).await;
+    let run = match logging(state, headers, log_opt, route, started) {
+        Err(refused) => Err(admission::refuse(refused, headers, body).await),
+        Ok(logging_opt) => {
+            let sides = SideEffects {
+                mirrors,
+                logging_opt,
+                count_drift: !pinned,
+                contract_opt,
+            };
+            inference::run(state, &model, sides, headers, body, admitted, started).await
+        }
+    };
     let mut response = match run {
         Ok(response) => response,
         Err(Error::BodyBudget) => admission::rejected(model_name, "bytes", Error::BodyBudget).into_response(),
@@ -274,21 +285,18 @@ pub async fn feedback(
         )));
     };
     // Only served models take labels: a typo would otherwise be stored for nothing.
-    let slots = {
-        let table = state.routes.load();
-        table.resolve(&model, None)?;
-        table.slots(&model)
-    };
-    // Label bodies count against the same bounds as inference's.
+    state.routes.load().resolve(&model, None)?;
+    // Label bodies count against the gateway's slots and memory budget, but
+    // not the model's share: a flood of labels must not refuse its predictions.
+    let (mut admitted, body) = admission::admit(&state, &model, None, &headers, body).await?;
     let limit = state.limits.max_feedback_bytes;
-    let (mut admitted, body) = admission::admit(&state, &model, &slots, &headers, limit, body).await?;
     let encoding = Encoding::from_headers(&headers)?;
     let raw = body::collect(
         body,
         &headers,
         limit,
         state.limits.body_read_timeout,
-        &mut admitted.body,
+        &mut admitted,
     )
     .await?;
     // Decompressing and parsing up to the body limit is CPU work: off the reactor,

@@ -16,7 +16,7 @@ use sluice_registry_client::contract::ContractMode;
 use tokio::sync::oneshot;
 
 use super::AppState;
-use super::admission::Reservation;
+use super::admission::Admitted;
 use super::body::{self, Encoding};
 use crate::batcher::{BatchTiming, Pending};
 use crate::error::{Error, Result};
@@ -27,6 +27,7 @@ use crate::protocol::response::EncodedResponse as Encoded;
 use crate::protocol::{self, request, response};
 use crate::shadow::{ShadowJob, Shadows};
 use crate::tensor::Tensor;
+use sluice_registry_client::limits::check_request_id;
 
 /// The id a prediction is logged under, for ground-truth feedback to join on.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -82,12 +83,15 @@ struct Answering {
     abandoned: Arc<AtomicBool>,
     /// An answer that could be larger is refused before it is built.
     max_response_bytes: usize,
+    /// What the request holds: its slots and its part of the memory budget.
+    admitted: Admitted,
 }
 
 /// What the response is built from.
 struct Answered {
     encoded: Encoded,
     request_id_opt: Option<String>,
+    admitted: Admitted,
 }
 
 /// After decoding: answered already (run on this thread), waiting in the
@@ -105,13 +109,20 @@ pub(super) async fn run(
     sides: SideEffects,
     headers: &HeaderMap,
     body: Body,
-    reservation: &mut Reservation,
+    mut admitted: Admitted,
     started: Instant,
 ) -> Result<Response> {
     let encoding = Encoding::from_headers(headers)?;
     let header_length_opt = header_length(headers)?;
     let limit = state.max_request_bytes;
-    let raw = body::collect(body, headers, limit, state.limits.body_read_timeout, reservation).await?;
+    let raw = body::collect(
+        body,
+        headers,
+        limit,
+        state.limits.body_read_timeout,
+        &mut admitted,
+    )
+    .await?;
     let default_timeout_opt = state.limits.request_timeout_opt;
     let max_response_bytes = state.limits.max_response_bytes;
     let abandoned = Arc::new(AtomicBool::new(false));
@@ -133,8 +144,29 @@ pub(super) async fn run(
     // Otherwise decompression, decoding, the run and encoding are CPU work
     // for a compute thread (or a batch executor), never for the reactor.
     let work = move || -> Result<Step> {
+        let mut admitted = admitted;
+        let raw_length = raw.len();
         let bytes = body::decode(raw, encoding, limit)?;
+        // What the body became is held too: decompressed, decoded, and
+        // copied for the log and the mirrors.
+        admitted.cover(raw_length.max(bytes.len()))?;
         let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+        let copies = 1
+            + usize::from(sides.mirrors.any())
+            + usize::from(
+                sides
+                    .logging_opt
+                    .as_ref()
+                    .is_some_and(|logging| logging.with_inputs),
+            );
+        admitted.cover(bytes.len() + copies * tensor_bytes(&decoded.inputs))?;
+        drop(bytes);
+        // A logged prediction keeps its id, and the registry joins on it.
+        if sides.logging_opt.is_some()
+            && let Some(id) = &decoded.id
+        {
+            check_request_id(id, "the request's id").map_err(Error::BadRequest)?;
+        }
         // The server's timeout caps a request's own: past it nobody waits.
         let timeout_opt = match (decoded.timeout_opt, default_timeout_opt) {
             (Some(asked), Some(cap)) => Some(asked.min(cap)),
@@ -184,6 +216,7 @@ pub(super) async fn run(
             requested: decoded.outputs,
             abandoned: job_abandoned,
             max_response_bytes,
+            admitted,
         };
         let Some(batcher) = &job_model.batcher_opt else {
             let compute_started = Instant::now();
@@ -262,12 +295,17 @@ pub(super) async fn run(
         }
     };
     model.metrics.queue_duration.record(queued.as_secs_f64());
-    let Answered {
-        encoded,
-        request_id_opt,
-    } = answered?;
+    let answered = answered?;
     model.metrics.compute_duration.record(computed.as_secs_f64());
-    Ok(into_response(encoded, request_id_opt))
+    Ok(into_response(answered))
+}
+
+/// Bytes the values of `tensors` take.
+fn tensor_bytes(tensors: &[Tensor]) -> usize {
+    tensors
+        .iter()
+        .map(|tensor| tensor.data.len().saturating_mul(tensor.datatype().size_of()))
+        .fold(0, usize::saturating_add)
 }
 
 /// `waiting`, or a 504 once `give_up_opt` (the server's request timeout)
@@ -296,7 +334,7 @@ impl Answering {
     /// more than the limit is refused before it is built, and, never
     /// served, is neither logged nor mirrored.
     fn finish(self, outputs: Vec<Tensor>) -> Result<Answered> {
-        let bound = response::size_bound(&self.model, &self.requested, &outputs);
+        let bound = response::size_bound(&self.model, self.id_opt.as_deref(), &self.requested, &outputs);
         if bound > self.max_response_bytes {
             return Err(Error::ResponseTooLarge {
                 bound,
@@ -314,12 +352,14 @@ impl Answering {
             slice_values,
             abandoned,
             max_response_bytes: _,
+            admitted,
         } = self;
         let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
         if abandoned.load(Ordering::Acquire) {
             return Ok(Answered {
                 encoded,
                 request_id_opt: None,
+                admitted,
             });
         }
         if sides.count_drift
@@ -356,12 +396,18 @@ impl Answering {
         Ok(Answered {
             encoded,
             request_id_opt,
+            admitted,
         })
     }
 }
 
-fn into_response(encoded: Encoded, request_id_opt: Option<String>) -> Response {
-    let mut response = Response::new(Body::from(encoded.body));
+fn into_response(answered: Answered) -> Response {
+    let Answered {
+        encoded,
+        request_id_opt,
+        admitted,
+    } = answered;
+    let mut response = Response::new(Body::new(body::HeldBody::new(encoded.body, admitted)));
     let response_headers = response.headers_mut();
     if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);

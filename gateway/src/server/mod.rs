@@ -37,6 +37,7 @@ use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
 use crate::shadow::Shadows;
+use crate::slots::Slots;
 use sluice_registry::tls::Tls;
 
 /// What every handler shares. Nothing here is locked on the request path.
@@ -55,10 +56,10 @@ pub struct AppState {
     pub trips: mpsc::Sender<Trip>,
     pub metrics: PrometheusHandle,
     pub max_request_bytes: usize,
-    /// Inference requests admitted at once (`max_in_flight` permits).
-    pub admission: Arc<tokio::sync::Semaphore>,
-    /// Request bodies' bytes held at once.
-    pub body_budget: admission::BodyBudget,
+    /// Inference and feedback requests admitted at once (`max_in_flight`).
+    pub admission: Arc<Slots>,
+    /// Bytes of bodies, decoded inputs and answers held at once.
+    pub body_budget: Arc<Slots>,
     pub limits: crate::config::ServerLimits,
     /// Predict tokens and their rate limits; empty: every model is open.
     pub access: access::PredictAccess,
@@ -93,7 +94,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     predictions_opt: Option<Arc<PredictionLog>>,
     limits: crate::config::ServerLimits,
-    admission: Arc<tokio::sync::Semaphore>,
+    admission: Arc<Slots>,
 }
 
 impl Server {
@@ -165,7 +166,7 @@ impl Server {
             )),
             None => None,
         };
-        let admission = Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1)));
+        let admission = Slots::new(config.limits.max_in_flight.max(1));
         let state = Arc::new(AppState {
             routes: routes.clone(),
             health: health.clone(),
@@ -178,7 +179,7 @@ impl Server {
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
             admission: admission.clone(),
-            body_budget: admission::BodyBudget::new(config.limits.max_body_bytes_in_flight),
+            body_budget: Slots::new(config.limits.max_body_bytes_in_flight),
             limits: config.limits,
             access,
         });
@@ -257,7 +258,7 @@ impl Server {
 
     /// Inference and feedback requests being served now (admission slots taken).
     pub fn admitted(&self) -> usize {
-        self.limits.max_in_flight - self.admission.available_permits()
+        self.admission.held()
     }
 
     /// Turns readiness off and waits the shutdown delay (still serving),

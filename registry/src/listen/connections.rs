@@ -2,13 +2,17 @@
 //! listener, an optional one per client address, and what happens at the
 //! bound. Held on accept and close only, never per request.
 //!
-//! At the bound, the oldest idle connection (no request in flight: a
-//! keep-alive waiting, or a client that opened and sent nothing) is asked
-//! to close, and the new one is served: idle connections cannot keep a
-//! client out, as nginx reuses its keep-alive connections when it runs out.
-//! When every connection is busy, or the client's address holds its share,
-//! the new one is answered 503 (JSON, `Retry-After`) and closed at once,
-//! instead of waiting in the kernel's queue until it times out.
+//! At the bound, the oldest idle connection (no request in flight and no
+//! answer being written: a keep-alive waiting, or a client that opened and
+//! sent nothing) is asked to close, and the new one is served: idle
+//! connections cannot keep a client out, as nginx reuses its keep-alive
+//! connections when it runs out. An asked connection still counts until it
+//! has closed, which it does within [`EVICTION_GRACE`] whatever its client
+//! does, so the bound holds on descriptors, not only on a count. When every
+//! connection is busy or closing, or the client's address holds its share,
+//! the new one is answered 503 (JSON, `Retry-After`; a TLS one is closed
+//! without a word) at once, instead of waiting in the kernel's queue until
+//! it times out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -38,6 +42,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 /// Refusals being written at once; past it a refused connection is closed
 /// without an answer (each holds a descriptor while its answer drains).
 const MAX_REFUSING: usize = 64;
+
+/// How long a connection asked to close may take to finish what it has in
+/// flight (a request being read, an answer being written) before it is cut.
+pub const EVICTION_GRACE: Duration = Duration::from_secs(2);
 
 /// What one listener holds to, whatever its clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +109,9 @@ impl Refusal {
 
 /// One open connection, as the table sees it.
 pub struct ConnectionState {
-    ip: IpAddr,
-    /// Requests in flight on it.
+    /// Its client, as the per-address bound counts it.
+    client: IpAddr,
+    /// Requests in flight on it, from their head to their answer's last byte.
     busy: AtomicUsize,
     evicted: AtomicBool,
     /// Told when the table wants it closed.
@@ -114,6 +123,12 @@ impl ConnectionState {
     pub fn enter(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
+    }
+
+    /// Whether a request is in flight on it (hyper writes its own answers
+    /// only between requests).
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
     }
 }
 
@@ -128,9 +143,24 @@ impl Drop for Busy {
 #[derive(Default)]
 struct Open {
     next_id: u64,
-    /// By age: the first idle one is the oldest.
+    /// By age: the first idle one is the oldest. Those asked to close stay
+    /// until they have.
     connections: BTreeMap<u64, Arc<ConnectionState>>,
+    /// How many of them were asked to close.
+    closing: usize,
     per_address: HashMap<IpAddr, usize>,
+}
+
+/// Whom the per-address bound counts: an IPv4 address, or an IPv6 /64 (a
+/// client is routinely given a whole /64), an IPv4-mapped address as IPv4.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
 }
 
 /// The connections of one listener.
@@ -153,10 +183,13 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.table.lock();
         open.connections.remove(&self.id);
-        if let Some(count) = open.per_address.get_mut(&self.state.ip) {
+        if self.state.evicted.load(Ordering::Acquire) {
+            open.closing -= 1;
+        }
+        if let Some(count) = open.per_address.get_mut(&self.state.client) {
             *count -= 1;
             if *count == 0 {
-                open.per_address.remove(&self.state.ip);
+                open.per_address.remove(&self.state.client);
             }
         }
         metrics::gauge!(OPEN, "listener" => self.table.name).set(open.connections.len() as f64);
@@ -180,38 +213,44 @@ impl ConnectionTable {
     /// A slot for a connection from `ip`, making room by closing the
     /// oldest idle one when the listener is full.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let client = client_of(ip);
         let mut open = self.lock();
-        let from_address = open.per_address.get(&ip).copied().unwrap_or(0);
+        let from_address = open.per_address.get(&client).copied().unwrap_or(0);
         if self.limits.max_per_address > 0 && from_address >= self.limits.max_per_address {
             return Err(self.refused(Refusal::Address));
         }
-        if open.connections.len() >= self.limits.max_connections.max(1) {
+        let max = self.limits.max_connections.max(1);
+        if open.connections.len() - open.closing >= max {
+            // Room is made by asking the oldest idle connection to close.
+            // It counts until it has (within the grace), and at most a
+            // quarter of the bound may be closing at once: the descriptors
+            // held stay under 1.25 times the bound, whatever clients do.
+            if open.closing >= (max / 4).max(1) {
+                return Err(self.refused(Refusal::Full));
+            }
             let idle = open
                 .connections
-                .iter()
-                .find(|(_, state)| state.busy.load(Ordering::Acquire) == 0)
-                .map(|(id, _)| *id);
-            let Some(id) = idle else {
+                .values()
+                .find(|state| !state.evicted.load(Ordering::Acquire) && !state.is_busy())
+                .cloned();
+            let Some(state) = idle else {
                 return Err(self.refused(Refusal::Full));
             };
-            // It leaves the count now; its descriptor closes as soon as
-            // its task sees the notice (an idle connection has nothing to finish).
-            if let Some(state) = open.connections.remove(&id) {
-                state.evicted.store(true, Ordering::Release);
-                state.evict.notify_one();
-                metrics::counter!(EVICTED, "listener" => self.name).increment(1);
-            }
+            state.evicted.store(true, Ordering::Release);
+            state.evict.notify_one();
+            open.closing += 1;
+            metrics::counter!(EVICTED, "listener" => self.name).increment(1);
         }
         open.next_id += 1;
         let id = open.next_id;
         let state = Arc::new(ConnectionState {
-            ip,
+            client,
             busy: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
         open.connections.insert(id, state.clone());
-        *open.per_address.entry(ip).or_default() += 1;
+        *open.per_address.entry(client).or_default() += 1;
         metrics::gauge!(OPEN, "listener" => self.name).set(open.connections.len() as f64);
         Ok(Slot {
             table: self.clone(),
@@ -242,8 +281,7 @@ impl ConnectionTable {
                 "this client address holds as many connections as it may: reuse one, or retry later"
             }
         };
-        let response =
-            super::json_errors::response(503, "Service Unavailable", message, &[("retry-after", "1")]);
+        let response = super::stream::response(503, "Service Unavailable", message, &[("retry-after", "1")]);
         tokio::spawn(async move {
             let answer = async {
                 stream.write_all(&response).await?;
@@ -295,6 +333,34 @@ mod tests {
         assert_eq!(table.admit(ip).err(), Some(Refusal::Full));
         drop(oldest);
         assert_eq!(table.lock().connections.len(), 2);
+    }
+
+    #[test]
+    fn a_connection_asked_to_close_counts_until_it_has() {
+        let table = table(4, 0);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut open: Vec<Slot> = (0..4).map(|_| table.admit(ip).unwrap()).collect();
+        // The fifth asks the first to close; a sixth must wait for it.
+        open.push(table.admit(ip).unwrap());
+        assert!(open[0].state.evicted.load(Ordering::Acquire));
+        assert_eq!(table.admit(ip).err(), Some(Refusal::Full));
+        assert_eq!(table.lock().connections.len(), 5);
+        open.remove(0);
+        // Gone: the next asks the second-oldest to close.
+        open.push(table.admit(ip).unwrap());
+        assert!(open[0].state.evicted.load(Ordering::Acquire));
+        assert_eq!(table.lock().connections.len(), 5);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_of(one), client_of(same));
+        assert_ne!(client_of(one), client_of(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_of(mapped), IpAddr::from([10, 0, 0, 1]));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The accept loop of both listeners (the registry's API and the gateway's
 //! predict API): HTTP/1.1 connections with a header read timeout, a bound
 //! on request heads, a bound on connections ([`connections`]), JSON for the
-//! errors hyper answers itself ([`json_errors`]), and a graceful drain at
-//! shutdown.
+//! errors hyper answers itself and a bound on stalled writes ([`stream`]),
+//! and a graceful drain at shutdown.
 //!
 //! `axum::serve` has none of these knobs: it runs hyper without a timer,
 //! which turns hyper's header timeout off. hyper starts that timer when it
@@ -19,7 +19,7 @@
 //! a slow loris too, and must not hold the accept loop.
 
 pub mod connections;
-pub mod json_errors;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,8 +38,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 pub use connections::ConnectionLimits;
-use connections::{ConnectionState, ConnectionTable, Slot};
-use json_errors::JsonErrors;
+use connections::{Busy, ConnectionState, ConnectionTable, EVICTION_GRACE, Slot};
+use stream::Guarded;
 
 use crate::tls::Tls;
 
@@ -99,31 +99,34 @@ pub async fn serve(
         // Answers are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let (builder, app, stop) = (builder.clone(), app.clone(), connection_stop.clone());
-        let max_header_bytes = limits.max_header_bytes;
+        let (state, max_header_bytes, stall) = (
+            slot.state.clone(),
+            limits.max_header_bytes,
+            limits.header_read_timeout,
+        );
         match &tls_opt {
-            None => connections.spawn(serve_connection(
-                builder,
-                JsonErrors::new(stream, max_header_bytes),
-                app,
-                slot,
-                stop,
-            )),
+            None => {
+                let stream = Guarded::new(stream, state, max_header_bytes, stall);
+                connections.spawn(serve_connection(builder, stream, app, slot, stop))
+            }
             Some(tls) => {
                 let acceptor = tls.acceptor();
                 let timeout = limits.header_read_timeout;
                 // A connection that never finishes its handshake (a port
                 // scanner, a load balancer's pre-connect) must not hold a
-                // shutdown for the whole drain: it is dropped at the stop.
+                // shutdown for the whole drain, nor its descriptor once the
+                // table asks it to close: it is dropped then.
                 let mut stopping = stop.clone();
                 connections.spawn(async move {
                     let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
                     let handshaken = tokio::select! {
                         handshaken = handshake => handshaken,
                         _ = stopping.wait_for(|stopped| *stopped) => return,
+                        () = slot.state.evict.notified() => return,
                     };
                     match handshaken {
                         Ok(Ok(stream)) => {
-                            let stream = JsonErrors::new(stream, max_header_bytes);
+                            let stream = Guarded::new(stream, state, max_header_bytes, stall);
                             serve_connection(builder, stream, app, slot, stop).await
                         }
                         Ok(Err(err)) => {
@@ -145,8 +148,9 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection until it closes: at the stop or when the table
-/// evicts it, it finishes the request in flight (if any) and closes.
+/// Serves one connection until it closes: at the stop it finishes the
+/// request in flight (if any) and closes; asked by the table, it has
+/// [`EVICTION_GRACE`] to do so, then it is cut.
 async fn serve_connection<S>(
     builder: hyper::server::conn::http1::Builder,
     stream: S,
@@ -163,14 +167,18 @@ async fn serve_connection<S>(
     };
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // Resolves with whether the table asked (then the close has a deadline).
     let closing = async {
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => {}
-            () = state.evict.notified() => {}
+            _ = stop.wait_for(|stopped| *stopped) => false,
+            () = state.evict.notified() => true,
         }
     };
     tokio::pin!(closing);
-    let mut asked_to_close = false;
+    // Armed (reset) only once the table asks.
+    let cut = tokio::time::sleep(EVICTION_GRACE);
+    tokio::pin!(cut);
+    let (mut asked_to_close, mut evicted) = (false, false);
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -179,17 +187,26 @@ async fn serve_connection<S>(
                 }
                 break;
             }
-            () = &mut closing, if !asked_to_close => {
+            by_table = &mut closing, if !asked_to_close => {
                 asked_to_close = true;
                 connection.as_mut().graceful_shutdown();
+                if by_table {
+                    evicted = true;
+                    cut.as_mut().reset(tokio::time::Instant::now() + EVICTION_GRACE);
+                }
+            }
+            () = &mut cut, if evicted => {
+                tracing::debug!("connection cut: it did not close within the grace");
+                break;
             }
         }
     }
     drop(slot);
 }
 
-/// The app, counting each request in flight on its connection, so that the
-/// table knows which connections are idle.
+/// The app, counting each request in flight on its connection from its
+/// head to its answer's last byte, so that the table knows which
+/// connections are idle.
 #[derive(Clone)]
 struct Counted {
     app: Router,
@@ -205,10 +222,35 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
         let busy = self.state.enter();
         let response = self.app.clone().oneshot(request.map(Body::new));
         Box::pin(async move {
-            let response = response.await;
-            drop(busy);
-            response
+            let response = response.await?;
+            Ok(response.map(|body| Body::new(Answering { body, _busy: busy })))
         })
+    }
+}
+
+/// An answer's body, holding its connection busy until it is written.
+struct Answering {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Answering {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -119,27 +119,34 @@ async fn each_output_is_named_once_and_an_answer_has_a_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_ids_are_bounded_and_a_length_is_given_once() {
-    let (_repository, gateway) = gateway(|_| {}).await;
-    let mut request = digits_request(1);
+async fn a_logged_request_id_is_bounded_and_a_length_is_given_once() {
+    // A logged prediction keeps its id (the registry joins labels on it):
+    // one of 8 MiB, in the body or in x-request-id, is refused.
+    let registry = TestRegistry::start().await;
+    registry
+        .release("credit_risk", &example_model("credit_risk"))
+        .await;
+    registry.deploy_logged("credit_risk", &[(1, 100)], 0.0).await;
+    let cache = tempfile::tempdir().unwrap();
+    let logged = TestGateway::follow_logging(&registry, cache.path(), "credit_risk", &[1]).await;
+    let url = "/v2/models/credit_risk/infer";
+    let mut request = credit_applicants(1, 0.0).remove(0);
     request["id"] = json!("x".repeat(8 << 20));
-    let (code, body) = gateway.post_json("/v2/models/digits/infer", &request).await;
+    let (code, body) = logged.post_json(url, &request).await;
     assert_eq!(code, 400, "{body}");
-    let message = error_message(&body);
     assert!(
-        message.contains("the request's id is 8388608 bytes long: a request id is at most 256"),
-        "{message}"
+        error_message(&body).contains("the request's id is 8388608 bytes long: a request id is at most 256"),
+        "{body}"
     );
     request["id"] = json!("x".repeat(256));
-    let (code, body) = gateway.post_json("/v2/models/digits/infer", &request).await;
+    let (code, body) = logged.post_json(url, &request).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["id"].as_str().unwrap().len(), 256);
-
-    let long_header = gateway
+    let long_header = logged
         .post_raw(
-            "/v2/models/digits/infer",
+            url,
             &[("x-request-id", "y".repeat(300))],
-            serde_json::to_vec(&digits_request(1)).unwrap(),
+            serde_json::to_vec(&request).unwrap(),
         )
         .await;
     let (code, body) = read_json(long_header).await;
@@ -148,6 +155,14 @@ async fn request_ids_are_bounded_and_a_length_is_given_once() {
         error_message(&body).starts_with("x-request-id is 300 bytes long"),
         "{body}"
     );
+
+    // Not logged, an id is only echoed in the answer's body, as Triton does.
+    let (_repository, gateway) = gateway(|_| {}).await;
+    let mut request = digits_request(1);
+    request["id"] = json!("x".repeat(1024));
+    let (code, body) = gateway.post_json("/v2/models/digits/infer", &request).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["id"].as_str().unwrap().len(), 1024);
 
     let twice = gateway
         .post_raw(
@@ -261,16 +276,36 @@ async fn one_model_cannot_take_every_slot_from_the_others() {
 async fn bodies_in_flight_hold_a_memory_budget() {
     let (_repository, gateway) = gateway(|limits| limits.max_body_bytes_in_flight = 256 * 1024).await;
     let addr = gateway.server.addr;
-    // 200 KiB declared and held: most of the budget.
-    let holder = hold(&gateway, "digits", 200 * 1024, 1).await;
-    // 75 KiB more does not fit, declared or sent in chunks.
+    // A body declared large but not sent holds nothing...
+    let _declared = hold(&gateway, "digits", 64 << 20, 1).await;
+    let (code, _) = gateway
+        .post_json("/v2/models/digits/infer", &digits_request(300))
+        .await;
+    assert_eq!(code, 200);
+    // ...one that sent 200 KiB holds them: most of the budget.
+    let mut holder = TcpStream::connect(addr).await.unwrap();
+    holder
+        .write_all(held_request("digits", 300 * 1024).as_bytes())
+        .await
+        .unwrap();
+    holder.write_all(&vec![b' '; 200 * 1024]).await.unwrap();
+    // 75 KiB more does not fit, declared or sent in chunks (once the
+    // server has read the holder's bytes).
     let request = serde_json::to_vec(&digits_request(300)).unwrap();
     assert!(request.len() > 60 * 1024, "{}", request.len());
-    let declared = gateway
-        .post_raw("/v2/models/digits/infer", &[], request.clone())
-        .await;
-    let (code, body) = read_json(declared).await;
-    assert_eq!(code, 503, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let declared = gateway
+            .post_raw("/v2/models/digits/infer", &[], request.clone())
+            .await;
+        let (code, body) = read_json(declared).await;
+        if code == 503 {
+            break body;
+        }
+        assert_eq!(code, 200);
+        assert!(Instant::now() < deadline, "the holder's bytes never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(error_message(&body).contains("memory budget"), "{body}");
     let mut chunked =
         b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -281,19 +316,22 @@ async fn bodies_in_flight_hold_a_memory_budget() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let answer = exchange(addr, [127, 0, 0, 1], &chunked).await;
-    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 503 "),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
     assert!(
         body_of(&answer)["error"]
             .as_str()
             .unwrap()
-            .contains("memory budget"),
-        "{answer}"
+            .contains("memory budget")
     );
     // A small one still fits.
-    let (code, body) = gateway
+    let (code, _) = gateway
         .post_json("/v2/models/digits/infer", &digits_request(1))
         .await;
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(code, 200);
     assert!(
         gateway
             .metrics()
@@ -318,6 +356,9 @@ async fn idle_connections_make_room_and_one_address_holds_its_share() {
     for _ in 0..6 {
         idle.push(connect_from(addr, [127, 0, 0, 2]).await);
     }
+    // The oldest has sent part of a head and stalls: asked to close, it is
+    // cut within the grace all the same.
+    idle[0].write_all(b"GET /v2/hea").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let answer = exchange(addr, [127, 0, 0, 2], health).await;
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
@@ -339,11 +380,16 @@ async fn idle_connections_make_room_and_one_address_holds_its_share() {
     let answer = exchange(addr, [127, 0, 0, 4], health).await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    // The first idle connection was the one closed.
+    // The oldest connection was the one closed, within the grace.
     let mut first = idle.remove(0);
     let mut byte = [0u8; 1];
-    let closed = tokio::time::timeout(Duration::from_secs(2), first.read(&mut byte)).await;
-    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), first.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     let metrics = gateway.metrics().await;
     assert!(
         metrics.contains(r#"sluice_connections_refused_total{listener="predict",reason="address"}"#),

@@ -340,6 +340,28 @@ async fn a_stored_inline_command_keeps_the_registry_from_starting_until_declared
             [inline.to_string(), MODEL.to_string()],
         )
         .unwrap();
+    // And two runs as that release recorded their failures: with what the
+    // command printed, and what a webhook answered.
+    for (id, detail) in [
+        (
+            1,
+            "python3 failed (exit status: 1): token=sluice_secret_from_the_output",
+        ),
+        (
+            2,
+            "webhook http://127.0.0.1:9/hook failed: HTTP 500: the hook's secret answer",
+        ),
+    ] {
+        let run = json!({"id": id, "model": MODEL, "base_version": 1, "reason": "manual", "evidence": {},
+            "window_start_ms": 0, "window_end_ms": 0, "idempotency_key": format!("old-{id}"), "status": "failed",
+            "attempts": 1, "detail": detail, "fired_by": "dora", "created_at": "2026-11-01T00:00:00Z", "created_ms": 0});
+        database
+            .execute(
+                "INSERT INTO trigger_runs (id, model, idempotency_key, status, state) VALUES (?1, ?2, ?3, 'failed', ?4)",
+                rusqlite::params![id, MODEL, format!("old-{id}"), run.to_string()],
+            )
+            .unwrap();
+    }
     drop(database);
 
     let refused = registry.try_restart_with(|_| {}).await.unwrap_err();
@@ -374,6 +396,17 @@ async fn a_stored_inline_command_keeps_the_registry_from_starting_until_declared
     );
     let events = read_as(&registry, "vic", "/api/v1/events?limit=1000").await;
     assert!(events.contains("trigger.policy.migrate"), "{events}");
+    // The old runs' details are cut to their status.
+    let runs = read_as(&registry, "vic", "/api/v1/triggers/runs").await;
+    assert!(!runs.contains("secret"), "{runs}");
+    assert!(
+        runs.contains("python3 failed (exit status: 1) (its output is withheld)"),
+        "{runs}"
+    );
+    assert!(
+        runs.contains("failed: HTTP 500 (the answer is withheld)"),
+        "{runs}"
+    );
 }
 
 /// Each role, trying what its row of SECURITY.md's threat model says it

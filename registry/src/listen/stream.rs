@@ -1,21 +1,33 @@
-//! `{"error": ...}` for the answers hyper writes on its own.
+//! A connection's stream, as the listener wraps it ([`Guarded`]): the
+//! answers hyper writes on its own made JSON, and a client that stops
+//! reading its answer cut off.
 //!
 //! A request whose head does not parse (431 for one past
 //! `max_header_bytes` or with more than 100 fields, 414 for a URI too long,
 //! 400 for bad framing) never reaches a handler: hyper answers it with an
 //! empty body and closes the connection. Clients of the Open Inference
-//! Protocol expect every error as JSON, so [`JsonErrors`] recognises that
-//! one answer on its way out (a 4xx head with `content-length: 0`, which
-//! no handler of ours writes: every error we answer has a body) and
+//! Protocol expect every error as JSON, so the stream recognises that one
+//! answer on its way out (a 4xx head with `content-length: 0`, alone in its
+//! write, while no request is in flight on the connection: every error a
+//! handler answers has a body, and is written while its request is) and
 //! writes it with a body that says what was wrong.
+//!
+//! hyper has no write timeout: an answer a client never reads would hold
+//! its connection, and the answer's memory, for ever. A write that makes
+//! no progress for the stall timeout (the header read timeout) fails, and
+//! hyper closes the connection.
 
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
-use super::connections::{DEFAULT_MAX_HEADER_BYTES, MAX_HEADERS};
+use super::connections::{ConnectionState, MAX_HEADERS};
 
 /// A whole HTTP/1.1 response that closes its connection, `{"error": message}`.
 pub fn response(status: u16, reason: &str, message: &str, headers: &[(&str, &str)]) -> Vec<u8> {
@@ -59,33 +71,68 @@ fn replacement(written: &[u8], max_header_bytes: usize) -> Option<Vec<u8>> {
     Some(response(code, reason, &message, &[]))
 }
 
-/// A connection's stream, with hyper's bodiless error answers made JSON.
-pub struct JsonErrors<S> {
+/// A connection's stream, with hyper's bodiless error answers made JSON
+/// and stalled writes cut.
+pub struct Guarded<S> {
     inner: S,
+    /// Whether a request is in flight (hyper's own answers come between).
+    connection: Arc<ConnectionState>,
     max_header_bytes: usize,
     /// A replacement answer not yet written whole.
     pending: Vec<u8>,
+    stall_timeout: Duration,
+    /// Running while a write waits on the client.
+    stalled_opt: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S> JsonErrors<S> {
-    pub fn new(inner: S, max_header_bytes: usize) -> Self {
-        JsonErrors {
+impl<S> Guarded<S> {
+    pub fn new(
+        inner: S,
+        connection: Arc<ConnectionState>,
+        max_header_bytes: usize,
+        stall_timeout: Duration,
+    ) -> Self {
+        Guarded {
             inner,
-            max_header_bytes: if max_header_bytes == 0 {
-                DEFAULT_MAX_HEADER_BYTES
-            } else {
-                max_header_bytes
-            },
+            connection,
+            max_header_bytes,
             pending: Vec::new(),
+            stall_timeout,
+            stalled_opt: None,
         }
     }
 }
 
-impl<S: AsyncWrite + Unpin> JsonErrors<S> {
+impl<S: AsyncWrite + Unpin> Guarded<S> {
+    /// A write's outcome, failing it when the client has not taken a byte
+    /// for the stall timeout.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if outcome.is_ready() {
+            self.stalled_opt = None;
+            return outcome;
+        }
+        let timeout = self.stall_timeout;
+        let stalled = self
+            .stalled_opt
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took no byte of its answer for the stall timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Writes what is pending; ready once it all went.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.pending.is_empty() {
-            let written = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
+            let outcome = Pin::new(&mut self.inner).poll_write(cx, &self.pending);
+            let written = ready!(self.watch(cx, outcome))?;
             if written == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -93,9 +140,17 @@ impl<S: AsyncWrite + Unpin> JsonErrors<S> {
         }
         Poll::Ready(Ok(()))
     }
+
+    /// The JSON answer for `buf`, when it is one of hyper's own.
+    fn replacing(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        let candidate = buf.len() < 4096 && buf.starts_with(b"HTTP/1.1 4") && !self.connection.is_busy();
+        candidate
+            .then(|| replacement(buf, self.max_header_bytes))
+            .flatten()
+    }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for JsonErrors<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,24 +160,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for JsonErrors<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
-        // Only a head alone in its write can be hyper's own answer.
-        if buf.len() < 4096
-            && buf.starts_with(b"HTTP/1.1 4")
-            && let Some(json) = replacement(buf, self.max_header_bytes)
-        {
+        if let Some(json) = self.replacing(buf) {
             self.pending = json;
             // Taken whole: the rest goes out on the next write or flush.
             let _ = self.poll_pending(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, outcome)
     }
 
     fn poll_write_vectored(
@@ -137,7 +189,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
         {
             return self.poll_write(cx, only);
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -146,7 +199,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_pending(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, outcome)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -158,6 +212,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn idle_connection() -> Arc<ConnectionState> {
+        let table = super::super::connections::ConnectionTable::new("test", Default::default());
+        table.admit([127, 0, 0, 1].into()).unwrap().state.clone()
+    }
+
+    /// A client that takes no byte of its answer is cut after the stall
+    /// timeout, instead of holding the connection and the answer for ever.
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_fails_after_the_stall_timeout() {
+        let (server, _client) = tokio::io::duplex(64);
+        let stall = Duration::from_millis(200);
+        let mut guarded = Guarded::new(server, idle_connection(), 1024, stall);
+        let started = tokio::time::Instant::now();
+        let written = guarded.write_all(&[b'x'; 4096]).await;
+        assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
+    }
+
+    /// hyper's own answer, written between requests, goes out as JSON.
+    #[tokio::test]
+    async fn hypers_own_answer_goes_out_as_json() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let mut guarded = Guarded::new(server, idle_connection(), 1024, Duration::from_secs(3));
+        guarded
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        guarded.shutdown().await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("framing)\"}"), "{answer}");
+    }
 
     #[test]
     fn only_hypers_own_answers_are_replaced() {
