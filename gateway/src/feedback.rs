@@ -11,15 +11,16 @@
 //! id is known is therefore not checked here (an unknown one is counted
 //! there, not refused).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sluice_registry::objects::{Location, Traffic};
-use sluice_registry_client::feedback::Feedback;
 use sluice_registry_client::limits::check_request_id;
 
 use crate::error::{Error, Result};
@@ -94,27 +95,15 @@ impl FeedbackLog {
         })
     }
 
-    /// Writes one segment holding `labels`; returns once it is stored.
-    pub async fn write(&self, model: &str, labels: &[Feedback]) -> Result<()> {
-        let at = SystemTime::now();
-        let stamp = humantime::format_rfc3339_millis(at).to_string();
-        let mut lines = Vec::with_capacity(labels.len() * 64);
-        for label in labels {
-            let line = json!({
-                "time": stamp,
-                "request_id": label.request_id,
-                "model": model,
-                "label": label.label,
-            });
-            // Serializing a Value cannot fail: its keys are strings.
-            let _ = serde_json::to_writer(&mut lines, &line);
-            lines.push(b'\n');
-        }
+    /// Stores one segment of `lines` ([`segment`]) for `model`, written at
+    /// `at`, within this gateway's hourly budget; returns once it is stored.
+    pub async fn write(&self, model: &str, lines: Vec<u8>, at: SystemTime) -> Result<()> {
         let size = lines.len() as u64;
         if let Err(spent) = self.budget.take(size, at) {
             metrics::counter!(crate::metrics::FEEDBACK_REFUSED, "model" => model.to_string()).increment(1);
             return Err(spent);
         }
+        let stamp = humantime::format_rfc3339_millis(at).to_string();
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         let location = StorePath::from(format!(
             "model={model}/date={}/hour={}/{}-{sequence:06}.jsonl",
@@ -133,15 +122,57 @@ impl FeedbackLog {
     }
 }
 
+/// One label of a request body, borrowed from it: its label is kept as
+/// the client wrote it (checked, never turned into a document: a label of
+/// 65,536 rows would take 2 MB as one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label<'a> {
+    #[serde(borrow)]
+    pub request_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub label: &'a RawValue,
+}
+
+/// The JSON Lines segment the registry reads, one line per label.
+pub fn segment(model: &str, labels: &[Label<'_>], at: SystemTime) -> Vec<u8> {
+    /// One line of a feedback segment.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        time: &'a str,
+        request_id: &'a str,
+        model: &'a str,
+        label: &'a RawValue,
+    }
+    let stamp = humantime::format_rfc3339_millis(at).to_string();
+    let size: usize = labels.iter().map(|label| label.label.get().len() + 128).sum();
+    let mut lines = Vec::with_capacity(size);
+    for label in labels {
+        let line = Line {
+            time: &stamp,
+            request_id: &label.request_id,
+            model,
+            label: label.label,
+        };
+        // Serializing strings and raw JSON cannot fail.
+        let _ = serde_json::to_writer(&mut lines, &line);
+        lines.push(b'\n');
+    }
+    lines
+}
+
 /// The labels of a request body: one `{"request_id", "label"}` object, or a
-/// JSON array of them.
-pub fn parse(body: &[u8]) -> Result<Vec<Feedback>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|err| Error::bad_request(format!("invalid JSON body: {err}")))?;
-    let items = match value {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
+/// JSON array of them. Each is parsed from its own slice of the body (no
+/// document of the whole body is built), so a failure names its index.
+pub fn parse(body: &[u8]) -> Result<Vec<Label<'_>>> {
+    let invalid = |err: serde_json::Error| Error::bad_request(format!("invalid JSON body: {err}"));
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    let items: Vec<&RawValue> = match first {
+        Some(b'[') => serde_json::from_slice(body).map_err(invalid)?,
+        Some(b'{') => vec![serde_json::from_slice(body).map_err(invalid)?],
         _ => {
+            // Not JSON at all says so; JSON of another shape says what was expected.
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(invalid)?;
             return Err(Error::bad_request(
                 "expected {\"request_id\": \"...\", \"label\": ...} or a JSON array of them",
             ));
@@ -160,45 +191,144 @@ pub fn parse(body: &[u8]) -> Result<Vec<Feedback>> {
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            let feedback: Feedback = serde_json::from_value(item).map_err(|err| {
+            let label: Label<'_> = serde_json::from_str(item.get()).map_err(|err| {
                 Error::bad_request(format!(
                     "feedback {index}: {err} (expected {{\"request_id\": \"...\", \"label\": ...}})"
                 ))
             })?;
-            if feedback.request_id.is_empty() {
+            if label.request_id.is_empty() {
                 return Err(Error::bad_request(format!(
                     "feedback {index}: request_id is empty"
                 )));
             }
-            check_request_id(&feedback.request_id, &format!("feedback {index}: request_id"))
+            check_request_id(&label.request_id, &format!("feedback {index}: request_id"))
                 .map_err(Error::BadRequest)?;
-            check_label(&feedback.label)
+            check_label(label.label)
                 .map_err(|problem| Error::bad_request(format!("feedback {index}: label {problem}")))?;
-            Ok(feedback)
+            Ok(label)
         })
         .collect()
 }
 
-fn check_label(label: &Value) -> std::result::Result<(), String> {
-    let scalar = |value: &Value| match value {
-        Value::String(text) if text.len() > MAX_LABEL_TEXT_BYTES => Err(format!(
+/// A label's shape, read without building it: a number, string or boolean,
+/// or a list of them, one per row, within the bounds.
+fn check_label(label: &RawValue) -> std::result::Result<(), String> {
+    let mut reader = serde_json::Deserializer::from_str(label.get());
+    serde::Deserializer::deserialize_any(&mut reader, LabelShape).map_err(|err| {
+        err.to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+/// What a label may be, checked as it is read.
+struct LabelShape;
+
+/// One row of a list label.
+struct RowShape;
+
+const EXPECTED: &str = "a number, string or boolean (or a list, one per row)";
+
+fn text_bound<E: serde::de::Error>(text: &str) -> std::result::Result<(), E> {
+    match text.len() > MAX_LABEL_TEXT_BYTES {
+        true => Err(E::custom(format!(
             "is a text of {} bytes: a class name is at most {MAX_LABEL_TEXT_BYTES}",
             text.len()
-        )),
-        Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(()),
-        _ => Err("rows must be numbers, strings or booleans".to_string()),
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// The scalars a label, or one of its rows, may be.
+macro_rules! scalars {
+    () => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<(), E> {
+            text_bound(text)
+        }
     };
-    match label {
-        Value::Number(_) | Value::String(_) | Value::Bool(_) => scalar(label),
-        Value::Array(rows) if rows.is_empty() => Err("is an empty list".into()),
-        Value::Array(rows) if rows.len() > MAX_LABEL_ROWS => {
-            Err(format!("has {} rows: at most {MAX_LABEL_ROWS}", rows.len()))
+}
+
+impl<'de> serde::de::Visitor<'de> for LabelShape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(EXPECTED)
+    }
+
+    scalars!();
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        Err(E::custom(format!("is null: expected {EXPECTED}")))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> std::result::Result<(), A::Error> {
+        Err(serde::de::Error::custom(format!(
+            "is an object: expected {EXPECTED}"
+        )))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut rows: A) -> std::result::Result<(), A::Error> {
+        let mut count = 0usize;
+        while rows.next_element_seed(RowShape)?.is_some() {
+            count += 1;
+            if count > MAX_LABEL_ROWS {
+                return Err(serde::de::Error::custom(format!(
+                    "has more than {MAX_LABEL_ROWS} rows: at most {MAX_LABEL_ROWS}"
+                )));
+            }
         }
-        Value::Array(rows) => rows.iter().try_for_each(scalar),
-        Value::Null => Err("is null: expected a number, string or boolean (or a list, one per row)".into()),
-        Value::Object(_) => {
-            Err("is an object: expected a number, string or boolean (or a list, one per row)".into())
+        match count {
+            0 => Err(serde::de::Error::custom("is an empty list")),
+            _ => Ok(()),
         }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowShape {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, row: D) -> std::result::Result<(), D::Error> {
+        row.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowShape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rows that are numbers, strings or booleans")
+    }
+
+    scalars!();
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        Err(E::custom("rows must be numbers, strings or booleans"))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> std::result::Result<(), A::Error> {
+        Err(serde::de::Error::custom(
+            "rows must be numbers, strings or booleans",
+        ))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> std::result::Result<(), A::Error> {
+        Err(serde::de::Error::custom(
+            "rows must be numbers, strings or booleans",
+        ))
     }
 }
 
@@ -236,8 +366,18 @@ mod tests {
         let one = parse(br#"{"request_id": "a", "label": 1}"#).unwrap();
         assert_eq!(one.len(), 1);
         let many =
-            parse(br#"[{"request_id": "a", "label": true}, {"request_id": "b", "label": [1, 0]}]"#).unwrap();
-        assert_eq!(many[1].label, json!([1, 0]));
+            parse(br#"[{"request_id": "a", "label": true}, {"request_id": "b\u0041", "label": [1, 0]}]"#)
+                .unwrap();
+        assert_eq!(many[1].label.get(), "[1, 0]");
+        assert_eq!(many[1].request_id, "bA");
+        // Written as the registry reads them: the labels as they came.
+        let lines = segment("m", &many, SystemTime::UNIX_EPOCH);
+        let text = String::from_utf8(lines).unwrap();
+        assert_eq!(
+            text,
+            "{\"time\":\"1970-01-01T00:00:00.000Z\",\"request_id\":\"a\",\"model\":\"m\",\"label\":true}\n\
+             {\"time\":\"1970-01-01T00:00:00.000Z\",\"request_id\":\"bA\",\"model\":\"m\",\"label\":[1, 0]}\n"
+        );
     }
 
     #[test]

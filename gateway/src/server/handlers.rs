@@ -299,13 +299,21 @@ pub async fn feedback(
         &mut admitted,
     )
     .await?;
-    // Decompressing and parsing up to the body limit is CPU work: off the reactor,
-    // like inference's.
-    let labels =
-        tokio::task::spawn_blocking(move || crate::feedback::parse(&body::decode(raw, encoding, limit)?))
-            .await
-            .map_err(|err| Error::Internal(format!("feedback parsing task failed: {err}")))??;
-    log.write(&model, &labels).await?;
-    ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model).increment(labels.len() as u64);
-    Ok(Json(json!({ "accepted": labels.len() })))
+    // Decompressing, checking and writing out up to the body limit is CPU
+    // work: off the reactor, like inference's.
+    let at = std::time::SystemTime::now();
+    let segment_model = model.clone();
+    let (lines, accepted) = tokio::task::spawn_blocking(move || {
+        let bytes = body::decode(raw, encoding, limit)?;
+        let labels = crate::feedback::parse(&bytes)?;
+        Ok::<_, Error>((
+            crate::feedback::segment(&segment_model, &labels, at),
+            labels.len(),
+        ))
+    })
+    .await
+    .map_err(|err| Error::Internal(format!("feedback parsing task failed: {err}")))??;
+    log.write(&model, lines, at).await?;
+    ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model).increment(accepted as u64);
+    Ok(Json(json!({ "accepted": accepted })))
 }
