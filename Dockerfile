@@ -20,7 +20,7 @@ COPY . .
 # Cache mounts keep crates and compiled dependencies between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p sluice-gateway --bin sluice \
+    cargo build --release --locked -p sluice --bin sluice \
  && install -D -m 0755 target/release/sluice /out/sluice
 
 FROM python:3.11-slim-${DEBIAN} AS onnxruntime

@@ -8,7 +8,7 @@
 #   bash benches/ab.sh /tmp/sluice-1b69dc5 target/release/sluice credit_risk 6
 #
 # Build the older one from a worktree (`git worktree add /tmp/old REV`,
-# `cargo build --release -p sluice-gateway` there) and copy its binary
+# `cargo build --release -p sluice` there) and copy its binary
 # aside. Needs wrk (Debian's package) and taskset.
 set -euo pipefail
 before=$1 after=$2 model=${3:-credit_risk} rounds=${4:-6}

@@ -18,7 +18,7 @@ connections="${2:-32}"
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 
-cargo build --release -q -p sluice-gateway --bin sluice -p sluice-loadtest --bin sluice-loadtest \
+cargo build --release -q -p sluice --bin sluice -p sluice-loadtest --bin sluice-loadtest \
   -p sluice-benches --bin fixed_body --bin floor
 venv=target/peers-venv
 if [ ! -x "$venv/bin/uvicorn" ]; then

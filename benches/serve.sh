@@ -3,7 +3,7 @@
 # registers N copies of the credit model in staging, and defines `measure
 # LABEL`, one closed-model load test on core 1 printed as a table row.
 # Expects $seconds and $connections; sets $sluice, $url and $port.
-cargo build --release -q -p sluice-gateway --bin sluice -p sluice-loadtest --bin sluice-loadtest
+cargo build --release -q -p sluice --bin sluice -p sluice-loadtest --bin sluice-loadtest
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 admin=$(free_port)

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
-cargo build --release -q -p sluice-gateway --bin sluice -p sluice-loadtest --bin sluice-loadtest
+cargo build --release -q -p sluice --bin sluice -p sluice-loadtest --bin sluice-loadtest
 work="$(mktemp -d)"
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT

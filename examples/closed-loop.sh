@@ -23,7 +23,7 @@ print("" if value is None else json.dumps(value))' "$1" 2>/dev/null || true; }
 
 python3 -c "import sklearn, skl2onnx, onnx" 2>/dev/null || {
     echo "the retrain needs: python3 -m pip install -r models/requirements.txt" >&2; exit 1; }
-cargo build --release -q -p sluice-gateway --bin sluice
+cargo build --release -q -p sluice --bin sluice
 SLUICE=target/release/sluice
 ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}
 export ORT_DYLIB_PATH

@@ -4,7 +4,7 @@
 # stays quiet on traffic that must not page (`promtool test rules`, cases in
 # sluice-rules.test.yml). Installs promtool from Debian's `prometheus`
 # package when it is missing. That the rules and the dashboard use only
-# metrics Sluice exports is tests/tests/monitoring.rs (cargo test).
+# metrics Sluice exports is tests/tests/e2e/monitoring.rs (cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/../deploy/monitoring"
 if ! command -v promtool >/dev/null; then

@@ -2,7 +2,7 @@
 # Runs every fuzz target under fuzz/ for a bounded time with libFuzzer
 # (`cargo fuzz`), from the committed corpus. A crash fails the run and
 # leaves its input in fuzz/artifacts/TARGET/: fix it, then move the input to
-# fuzz/regressions/TARGET/ so `tests/tests/fuzz_regressions.rs` keeps it.
+# fuzz/regressions/TARGET/ so `tests/tests/e2e/fuzz_regressions.rs` keeps it.
 #
 #   scripts/fuzz.sh                 # 60 s per target, the release profile
 #   SECONDS_PER_TARGET=300 scripts/fuzz.sh onnx_tract

@@ -37,7 +37,7 @@ descriptors stay under the limit.
 
 Not in CI (it runs for minutes). Release builds first:
 
-    cargo build --release -p sluice-gateway -p sluice-loadtest
+    cargo build --release -p sluice -p sluice-loadtest
     python3 scripts/overload.py --minutes 3
     python3 scripts/overload.py --minutes 0 --flood-minutes 2   # the floods alone
 

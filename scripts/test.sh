@@ -27,10 +27,11 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${SLUICE_TES
     echo "SKIPPED the registry suites on PostgreSQL: apt-get install postgresql" >&2
     exit 0
 fi
-# Every suite that starts a registry (TestRegistry), on PostgreSQL; a
+# Every suite of the end-to-end binary that starts a registry
+# (TestRegistry), on PostgreSQL: its tests are those under `suite::`. A
 # suite's modules live in a directory of its name.
-mapfile -t suites < <(grep -l TestRegistry tests/tests/*.rs tests/tests/*/*.rs \
-    | sed -E 's|^tests/tests/([^/.]+).*|\1|' | sort -u)
+mapfile -t suites < <(grep -l TestRegistry tests/tests/e2e/*.rs tests/tests/e2e/*/*.rs \
+    | sed -E 's|^tests/tests/e2e/([^/.]+).*|\1|' | sort -u)
 echo "The registry suites on PostgreSQL: ${suites[*]}" >&2
 # `--workspace`, as above: the same features, so nothing is built again.
-SLUICE_TEST_METADATA=postgres cargo test --workspace $(printf -- '--test %s ' "${suites[@]}")
+SLUICE_TEST_METADATA=postgres cargo test --workspace --test e2e -- $(printf -- '%s:: ' "${suites[@]}")

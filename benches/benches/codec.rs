@@ -6,8 +6,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use sluice_gateway::model::{Signature, TensorSpec};
 use sluice_gateway::protocol::request;
+use sluice_gateway::signature::{Signature, TensorSpec};
 use sluice_gateway::tensor::DataType;
 
 const FLOATS: usize = 784;

@@ -45,9 +45,8 @@ fn inference(c: &mut Criterion) {
     for name in ["credit_risk", "digits"] {
         let artifact = example_model(name);
         for (label, choice) in [("tract", BackendChoice::Tract), ("ort", BackendChoice::Ort)] {
-            let model: Arc<LoadedModel> = engines
-                .load_model(name, 1, &artifact, choice, None)
-                .expect("loading");
+            let model: Arc<LoadedModel> =
+                LoadedModel::load(&engines, name, 1, &artifact, choice, None).expect("loading");
             for batch in [1, 32] {
                 let inputs = batch_of_zeros(&model, batch);
                 group.bench_function(format!("{name}/{label}/b{batch}"), |b| {

@@ -6,21 +6,22 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
 use sluice_gateway::drift::DriftCounter;
+use sluice_gateway::model::LoadedModel;
 use sluice_gateway::tensor::{Tensor, TensorData};
 use sluice_registry_client::profile::ReferenceProfile;
 use sluice_tests::{example_model, repo_root};
 
 fn drift_accounting(c: &mut Criterion) {
     let engines = Engines::new(&EngineOptions::default());
-    let model = engines
-        .load_model(
-            "credit_risk",
-            1,
-            &example_model("credit_risk"),
-            BackendChoice::Tract,
-            None,
-        )
-        .unwrap();
+    let model = LoadedModel::load(
+        &engines,
+        "credit_risk",
+        1,
+        &example_model("credit_risk"),
+        BackendChoice::Tract,
+        None,
+    )
+    .unwrap();
     let profile: ReferenceProfile = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("models/repository/credit_risk/1/profile.json")).unwrap(),
     )

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
+use sluice_gateway::model::LoadedModel;
 use sluice_gateway::routing::{Route, Routes, RoutingTable, ShadowRoute};
 use sluice_tests::example_model;
 
@@ -16,9 +17,15 @@ fn table(weights: &[(u64, u32)], sticky: bool, shadow_rate_opt: Option<f64>) -> 
     let engines = Engines::new(&EngineOptions::default());
     let artifact = example_model("credit_risk");
     let load = |version| {
-        engines
-            .load_model("credit_risk", version, &artifact, BackendChoice::Tract, None)
-            .unwrap()
+        LoadedModel::load(
+            &engines,
+            "credit_risk",
+            version,
+            &artifact,
+            BackendChoice::Tract,
+            None,
+        )
+        .unwrap()
     };
     let versions: BTreeMap<u64, _> = weights
         .iter()

@@ -1,5 +1,5 @@
 //! What the registry does with a JSON body before its store sees it, for
-//! the fuzz target `registry_api` and `tests/tests/fuzz_regressions.rs`:
+//! the fuzz target `registry_api` and `tests/tests/e2e/fuzz_regressions.rs`:
 //! the first byte picks the body (trigger policy, rollout, deployment,
 //! contract, suite, and the bodies serde alone checks), the rest is it.
 //! Any bytes are a value or an error, never a panic.

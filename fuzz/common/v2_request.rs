@@ -3,7 +3,7 @@
 //! become a body and a binary header length. Included by path from both
 //! (`fuzz/` is its own workspace, without the test crate).
 
-use sluice_gateway::model::{Signature, TensorSpec};
+use sluice_gateway::signature::{Signature, TensorSpec};
 use sluice_gateway::tensor::DataType;
 
 fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
+use sluice_gateway::model::LoadedModel;
 
 static ENGINES: LazyLock<Engines> = LazyLock::new(|| {
     // libFuzzer's hook aborts at any panic, even one the loader contains
@@ -22,5 +23,5 @@ static ENGINES: LazyLock<Engines> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ENGINES.load_model("fuzz", 1, data, BackendChoice::Tract, None);
+    let _ = LoadedModel::load(&ENGINES, "fuzz", 1, data, BackendChoice::Tract, None);
 });

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sluice_gateway::model::Signature;
+use sluice_gateway::signature::Signature;
 use sluice_gateway::protocol::request::decode;
 
 #[path = "../common/v2_request.rs"]

@@ -28,7 +28,7 @@ use sluice_registry_client::types::Batching;
 
 use crate::backend::Session;
 use crate::error::{Error, Result};
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::Tensor;
 
 /// Called once with a request's outputs (its own rows) or its error.
@@ -203,10 +203,10 @@ fn check_batchable(signature: &Signature) -> std::result::Result<(), String> {
         return Err(format!(
             "'{}' has shape {} with no dynamic first dimension to batch along",
             spec.name,
-            crate::model::format_shape(&spec.shape)
+            crate::signature::format_shape(&spec.shape)
         ));
     }
-    let symbol_of = |spec: &crate::model::TensorSpec| spec.dim_symbols.first().cloned().flatten();
+    let symbol_of = |spec: &crate::signature::TensorSpec| spec.dim_symbols.first().cloned().flatten();
     let first = signature.inputs.first().and_then(symbol_of);
     match signature.inputs.iter().find(|spec| symbol_of(spec) != first) {
         Some(spec) => Err(format!(

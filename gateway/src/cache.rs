@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use sluice_registry::artifacts::sha256_hex;
-use sluice_registry::store::versions::is_sha256;
+use sluice_common::secrets::is_sha256;
+pub use sluice_common::secrets::sha256_hex;
 use sluice_registry_client::types::Deployments;
 
 const DEPLOYMENTS_FILE: &str = "deployments.json";

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sluice_registry_client::contract::{Comparison, DataContract, FeatureContract, Linear, Rule, column_of};
 
 use crate::error::Error;
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::Tensor;
 
 /// At most this many violations are spelled out in a 422 or a log line.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_registry_client::profile::{ColumnProfile, ReferenceProfile, bin_of, output_columns};
 
-use crate::model::{Signature, TensorSpec};
+use crate::signature::{Signature, TensorSpec};
 use crate::tensor::{Tensor, TensorData};
 
 /// How a column's values map to its slots.
@@ -260,7 +260,7 @@ fn columns_of(spec: &TensorSpec) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TensorSpec;
+    use crate::signature::TensorSpec;
     use crate::tensor::DataType;
 
     fn numeric(edges: Vec<f64>, shares: Vec<f64>) -> ColumnProfile {

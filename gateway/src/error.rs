@@ -7,6 +7,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sluice_registry_client::limits::{bound_message, quote};
 
+/// nginx's code for a request the client closed before the answer: what
+/// the statistics and the guard record for it (no one reads the answer).
+pub const CLIENT_CLOSED: u16 = 499;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sluice_registry::objects::{Location, Traffic};
+use sluice_common::objects::{Location, Traffic};
 use sluice_registry_client::limits::check_request_id;
 
 use crate::error::{Error, Result};

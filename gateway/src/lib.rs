@@ -34,24 +34,24 @@
 //! whole table in one store: [`reconcile`] follows a registry's deployments
 //! (artifacts verified and kept in the [`cache`], so a gateway starts and
 //! serves while the registry is down), [`repository`] polls a model
-//! directory. [`embedded`] runs the registry in this process, the default.
+//! directory.
 //!
-//! [`config`] turns flags and `SLUICE_*` variables into a typed config;
-//! [`cli`] is the registry's command line (`sluice models|versions|...`);
-//! [`demo`] registers the example models; [`tensor`] is the typed tensor both
-//! codecs and engines share.
+//! [`config`] is the typed, validated configuration (the `sluice` crate
+//! builds it from flags); [`tensor`] is the typed tensor both codecs and
+//! engines share. This crate is the data plane alone: it links neither the
+//! registry nor its databases nor a command-line parser (CI checks it with
+//! `cargo tree`).
 
 pub mod backend;
 pub mod batcher;
 pub mod cache;
-pub mod cli;
+pub mod comparison;
 pub mod compute;
 pub mod config;
 pub mod contract;
-pub mod demo;
 pub mod drift;
-pub mod embedded;
 pub mod error;
+pub mod fast_rollback;
 pub mod feedback;
 pub mod guard;
 pub mod metrics;
@@ -59,10 +59,14 @@ pub mod model;
 pub mod predlog;
 pub mod protocol;
 pub mod reconcile;
+pub mod report;
 pub mod repository;
 pub mod routing;
+pub mod runwatch;
 pub mod server;
 pub mod shadow;
+pub mod signature;
+pub mod slicer;
 pub mod slots;
 pub mod stats;
 pub mod tensor;

@@ -31,9 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use sluice_registry::objects::{Location, Traffic};
-
-use sluice_registry_client::slices::SliceSpec;
+use sluice_common::objects::{Location, Traffic};
 
 use crate::model::LoadedModel;
 use crate::tensor::{Tensor, TensorData};
@@ -318,7 +316,7 @@ impl Writer {
 
 /// Tensors by name: a `[N]` or `[N, 1]` tensor as a list of N values, a
 /// wider one as a list of rows.
-fn named(specs: &[crate::model::TensorSpec], tensors: &[Tensor]) -> Value {
+fn named(specs: &[crate::signature::TensorSpec], tensors: &[Tensor]) -> Value {
     let mut object = serde_json::Map::new();
     for (spec, tensor) in specs.iter().zip(tensors) {
         object.insert(spec.name.clone(), by_row(tensor));
@@ -356,28 +354,6 @@ fn values(data: &TensorData) -> Vec<Value> {
         TensorData::F16(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F32(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F64(v) => v.iter().map(|&x| float(x)).collect(),
-    }
-}
-
-/// Reads the card's slice feature from a request's inputs.
-pub struct Slicer {
-    pub spec: SliceSpec,
-    place: crate::contract::Place,
-}
-
-impl Slicer {
-    /// `None` when the feature is not an input column of this signature.
-    pub fn new(spec: &SliceSpec, signature: &crate::model::Signature) -> Option<Slicer> {
-        Some(Slicer {
-            spec: spec.clone(),
-            place: crate::contract::place_of(&spec.feature, signature)?,
-        })
-    }
-
-    /// Each row's value of the feature.
-    pub fn values(&self, inputs: &[Tensor]) -> Vec<f64> {
-        let rows = inputs.first().map_or(0, Tensor::rows);
-        (0..rows).map(|row| self.place.value(inputs, row)).collect()
     }
 }
 

@@ -26,11 +26,11 @@ use crate::backend::{BackendChoice, Engines};
 use crate::cache::{ArtifactCache, Cached, sha256_hex};
 use crate::contract::ContractChecker;
 use crate::drift::DriftCounter;
-use crate::guard::Guarded;
+use crate::fast_rollback::Guarded;
 use crate::model::LoadedModel;
-use crate::predlog::Slicer;
 use crate::repository::Health;
 use crate::routing::{RolloutRoles, Route, Routes, RoutingTable, ShadowRoute};
+use crate::slicer::Slicer;
 
 /// How long one long-poll waits for a change.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -166,7 +166,7 @@ impl Follower {
         // between this apply's start and its publish is not undone.
         let guarded = self.guarded.clone();
         self.routes
-            .publish_with(move |_current| crate::guard::apply_guards(table, &guarded));
+            .publish_with(move |_current| crate::fast_rollback::apply_guards(table, &guarded));
         metrics::gauge!(crate::metrics::DEPLOYMENTS_REVISION).set(deployments.revision as f64);
         if all_serving && !self.health.is_ready() && !self.health.is_stopping() {
             tracing::info!(revision = deployments.revision, "every deployment serves: ready");
@@ -204,7 +204,8 @@ impl Follower {
         let loaded = tokio::task::spawn_blocking(move || {
             // An engine that panics on a malformed graph fails this version alone.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engines.load_model(
+                LoadedModel::load(
+                    &engines,
                     &model_name,
                     version,
                     &bytes,

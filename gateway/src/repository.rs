@@ -199,7 +199,14 @@ impl Reconciler {
             .map_err(|err| Error::Load(format!("cannot read {}: {err}", path.display())))
             .and_then(|artifact| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    engines.load_model(name, *version, &artifact, *backend, batching_opt.as_ref())
+                    LoadedModel::load(
+                        engines,
+                        name,
+                        *version,
+                        &artifact,
+                        *backend,
+                        batching_opt.as_ref(),
+                    )
                 }))
                 .unwrap_or_else(|_| Err(Error::Load("the engine panicked while loading it".into())))
             });

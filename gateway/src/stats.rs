@@ -1,20 +1,16 @@
-//! Per-version statistics in windows of a few seconds, reported to the
-//! registry, where windows from every replica add up (the rollout controller
-//! judges canaries on them).
+//! Per-version statistics in windows of a few seconds, which
+//! `crate::report` sends to the registry, where windows from every replica
+//! add up (the rollout controller judges canaries on them).
 //!
 //! The request path only increments atomics of the version it picked; the
 //! reporter swaps them to zero once per window, so windows never overlap.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sluice_registry_client::RegistryClient;
-use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, StatsReport, VersionWindow, now_ms};
-use tokio::sync::watch;
+use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, VersionWindow, now_ms};
 
-use crate::routing::Routes;
-use crate::shadow::Comparison;
+use crate::comparison::Comparison;
 
 /// The counters of one version since the last report.
 pub struct VersionStats {
@@ -124,7 +120,7 @@ impl VersionStats {
 /// being full) and 504 (the client's own `timeout` expired before the run),
 /// or a client hanging up (a canary that hangs must not look healthy).
 pub fn version_failed(code: u16) -> bool {
-    code == crate::server::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503 && code != 504)
+    code == crate::error::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503 && code != 504)
 }
 
 fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
@@ -133,61 +129,13 @@ fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
     });
 }
 
-/// Reports every live version's window to the registry every `interval`,
-/// until `shutdown`. A window the registry does not take is dropped: these
-/// are rates for judging canaries, not a ledger.
-pub async fn report(
-    client: RegistryClient,
-    routes: Arc<Routes>,
-    gateway: String,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|stopped| *stopped) => return,
-        }
-        let table = routes.snapshot();
-        let mut versions = Vec::new();
-        for (name, route) in &table.routes {
-            let shadow = route.shadow.iter().map(|shadow| &shadow.model);
-            for model in route.versions.values().chain(shadow) {
-                let mut window = model.stats.take(name, model.version);
-                if let Some(drift) = model.drift.get() {
-                    (window.features, window.outputs) = drift.take();
-                }
-                if let Some(contract) = model.contract.get() {
-                    (window.contract_rows, window.contract_violations) = contract.take();
-                }
-                // Not `requests > 0`: a window can hold only the drift rows
-                // of a request whose answer is counted in the next one, and
-                // dropping it would lose those rows for good.
-                if !window.is_empty() {
-                    versions.push(window);
-                }
-            }
-        }
-        if versions.is_empty() {
-            continue;
-        }
-        let report = StatsReport {
-            gateway: gateway.clone(),
-            versions,
-        };
-        if let Err(err) = client.report_stats(&report).await {
-            tracing::debug!(error = %err, "cannot report statistics to the registry; dropping this window");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn only_the_versions_own_failures_count() {
-        for code in [500, 502, crate::server::CLIENT_CLOSED] {
+        for code in [500, 502, crate::error::CLIENT_CLOSED] {
             assert!(version_failed(code), "{code}");
         }
         // A full gateway (503) and the client's own expired timeout (504) are not the version's fault.
@@ -205,8 +153,8 @@ mod tests {
         stats.record(500, version_failed(500), Duration::from_secs(20));
         stats.record(503, version_failed(503), Duration::from_micros(50));
         stats.record(
-            crate::server::CLIENT_CLOSED,
-            version_failed(crate::server::CLIENT_CLOSED),
+            crate::error::CLIENT_CLOSED,
+            version_failed(crate::error::CLIENT_CLOSED),
             Duration::from_micros(50),
         );
         let window = stats.take("m", 3);

@@ -1,7 +1,8 @@
 //! Artifact bytes in an object store, content-addressed by sha256
 //! (`sha256/{hex}.onnx`): a local directory by default, an S3-compatible
-//! bucket with `--store` ([`crate::objects`]), through the same code.
+//! bucket with `--store` ([`sluice_common::objects`]), through the same code.
 
+use sluice_common::secrets::sha256_hex;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,10 +10,9 @@ use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::objects::{Location, Traffic};
+use sluice_common::objects::{Location, Traffic};
 use sluice_registry_client::limits::quote;
 
 #[derive(Clone)]
@@ -156,9 +156,4 @@ impl ArtifactStore {
         let found = store.get(&location).await.map_err(|_| unreadable())?;
         found.bytes().await.map_err(|_| unreadable())
     }
-}
-
-/// Lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::auth::hex(&Sha256::digest(bytes))
 }

@@ -15,11 +15,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sluice_common::files;
+use sluice_common::secrets::{generate_token, hash_token};
 
 use crate::error::Error;
 
@@ -185,7 +185,7 @@ impl Tokens {
         let admin_path = data_dir.join(ADMIN_TOKEN_FILE);
         // An admin.token without tokens.toml holds a token nothing accepts.
         let _ = std::fs::remove_file(&admin_path);
-        write_private(&admin_path, &format!("{token}\n"))?;
+        files::create_new(&admin_path, &format!("{token}\n"))?;
         let file = TokensFile {
             tokens: vec![TokenEntry {
                 actor: "admin".into(),
@@ -194,7 +194,7 @@ impl Tokens {
             }],
         };
         let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
-        write_private(&path, &text)?;
+        files::create_new(&path, &text)?;
         Ok((Tokens::load(&path)?, Some(admin_path)))
     }
 
@@ -223,43 +223,6 @@ impl Tokens {
     }
 }
 
-/// 32 random bytes, hex: `sluice_` + 64 digits.
-pub fn generate_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|err| format!("no randomness for a token: {err}"))?;
-    Ok(format!("sluice_{}", hex(&bytes)))
-}
-
-pub fn hash_token(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        text.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    text
-}
-
-/// Creates `path` readable and writable by its owner only.
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))
-}
-
 /// Appends a new token for `actor` to a tokens file (created if missing) and
 /// returns the token, the only time it is seen in clear.
 pub fn add_token(path: &Path, actor: &str, role: Role) -> Result<String, String> {
@@ -276,19 +239,8 @@ pub fn add_token(path: &Path, actor: &str, role: Role) -> Result<String, String>
     });
     let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
     // A running registry reads its tokens at start-up: restart it to add one.
-    replace_private(path, &text)?;
+    files::replace(path, &text)?;
     Ok(token)
-}
-
-/// Replaces `path` with `contents`, readable by its owner only: written
-/// aside and renamed, so the file is never seen half written.
-pub fn replace_private(path: &Path, contents: &str) -> Result<(), String> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let _ = std::fs::remove_file(&partial);
-    write_private(&partial, contents)?;
-    std::fs::rename(&partial, path).map_err(|err| format!("cannot replace {}: {err}", path.display()))
 }
 
 #[cfg(test)]

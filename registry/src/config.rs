@@ -8,11 +8,11 @@ use clap::Args;
 
 use crate::actions::Actions;
 use crate::auth::{Caller, Tokens};
-use crate::listen::ConnectionLimits;
-use crate::listen::connections::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_BYTES};
-use crate::objects::Location;
 use crate::policy::Policy;
-use crate::tls::TlsFiles;
+use sluice_common::listen::ConnectionLimits;
+use sluice_common::listen::connections::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_BYTES};
+use sluice_common::objects::{Location, LogDirs};
+use sluice_common::tls::TlsFiles;
 
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
@@ -215,14 +215,6 @@ impl TlsArgs {
             reload_interval: std::time::Duration::from_millis(self.tls_reload_ms),
         })
     }
-}
-
-/// Where predictions and feedback live: written by gateways, read by the
-/// registry. Directories, or prefixes of `--store`'s bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogDirs {
-    pub predictions: Location,
-    pub feedback: Location,
 }
 
 /// The monitor's settings: feedback join, drift gauges, triggers.

@@ -40,8 +40,9 @@ use sluice_registry_client::feedback::{Performance, Task, Unmatched};
 use sluice_registry_client::slices::{MAX_CATEGORIES, OTHER_SLICES, SliceMetrics, SliceReport};
 
 use crate::config::MonitorConfig;
-use crate::objects::Traffic;
 use crate::stats::now_ms;
+use sluice_common::layout;
+use sluice_common::objects::Traffic;
 use sluice_registry_client::limits::MAX_REQUEST_ID_BYTES;
 
 /// Score histogram bins for AUC.
@@ -440,9 +441,8 @@ impl Joiner {
             for directory in listing.common_prefixes {
                 let old_day = directory
                     .filename()
-                    .and_then(|name| name.strip_prefix("date="))
-                    .and_then(|date| parse_ms(&format!("{date}T00:00:00Z")))
-                    .is_some_and(|day| day + 24 * 3600 * 1000 < oldest_ms);
+                    .and_then(layout::date_directory_end_ms)
+                    .is_some_and(|end| end < oldest_ms);
                 if !old_day {
                     prefixes.push(Some(directory));
                 }
@@ -451,7 +451,7 @@ impl Joiner {
                 let path = object.location.to_string();
                 // An hour that ended before the horizon holds nothing to join.
                 if !path.ends_with(".jsonl")
-                    || partition_ms(&path).is_some_and(|start| start + 3600 * 1000 < oldest_ms)
+                    || layout::hour_start_ms(&path).is_some_and(|start| start + 3600 * 1000 < oldest_ms)
                 {
                     continue;
                 }
@@ -464,7 +464,7 @@ impl Joiner {
         seen.retain(|path| current.contains(path));
         fresh.retain(|location| !seen.contains(location.as_ref()));
         // Oldest hour first, so that predictions are let go in the order they came.
-        fresh.sort_by_cached_key(|location| (partition_ms(location.as_ref()), location.to_string()));
+        fresh.sort_by_cached_key(|location| (layout::hour_start_ms(location.as_ref()), location.to_string()));
         Ok(fresh)
     }
 
@@ -785,13 +785,6 @@ fn parse_ms(stamp: &str) -> Option<u64> {
     Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
-/// The start of a segment's `date=…/hour=…` partition.
-fn partition_ms(path: &str) -> Option<u64> {
-    let date = path.split('/').find_map(|part| part.strip_prefix("date="))?;
-    let hour = path.split('/').find_map(|part| part.strip_prefix("hour="))?;
-    parse_ms(&format!("{date}T{hour}:00:00Z"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -842,9 +835,9 @@ mod tests {
     fn test_config(name: &str, max_pending: usize) -> (std::path::PathBuf, MonitorConfig) {
         let root = std::env::temp_dir().join(format!("sluice-{name}-{}-{}", std::process::id(), now_ms()));
         let config = MonitorConfig {
-            logs: crate::config::LogDirs {
-                predictions: crate::objects::Location::Dir(root.join("predictions")),
-                feedback: crate::objects::Location::Dir(root.join("feedback")),
+            logs: sluice_common::objects::LogDirs {
+                predictions: sluice_common::objects::Location::Dir(root.join("predictions")),
+                feedback: sluice_common::objects::Location::Dir(root.join("feedback")),
             },
             tick: std::time::Duration::from_secs(1),
             horizon_ms: 3600 * 1000,
@@ -1038,9 +1031,5 @@ mod tests {
         assert_eq!(canonical(&json!(true)), canonical(&json!(1)));
         assert_eq!(canonical(&json!(1.0)), Some("1".into()));
         assert_eq!(canonical(&json!("good")), Some("good".into()));
-        assert_eq!(
-            partition_ms("model=m/version=1/date=1970-01-01/hour=01/a.jsonl"),
-            Some(3_600_000)
-        );
     }
 }

@@ -10,7 +10,7 @@
 //!   transitions and aliases, deployments under a registry-wide revision,
 //!   the event log;
 //! - [`artifacts`] keeps the ONNX files in an object store, content-addressed
-//!   by sha256, in a directory or a bucket ([`objects`]); an [`Inspector`]
+//!   by sha256, in a directory or a bucket (`sluice_common::objects`); an [`Inspector`]
 //!   (the gateway's engines) reads a signature by loading each new artifact,
 //!   so nothing unloadable becomes a version;
 //! - [`policy`] says which approvals and gates each stage needs and which
@@ -32,9 +32,7 @@
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either
-//! way. [`listen`] is the accept loop both the registry and the gateway
-//! serve with (a header read timeout, a graceful drain), and [`tls`] their
-//! HTTPS (certificate reload, mutual TLS for the admin API).
+//! way, on `sluice_common::listen`'s accept loop and `sluice_common::tls`.
 
 pub mod actions;
 pub mod api;
@@ -45,26 +43,24 @@ pub mod cron;
 pub mod drift;
 pub mod error;
 pub mod feedback;
-pub mod files;
-pub mod listen;
 pub mod monitor;
-pub mod objects;
 pub mod policy;
 pub mod quality;
 pub mod rollout;
+pub mod state;
 pub mod stats;
 pub mod store;
-pub mod tls;
 pub mod trigger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sluice_common::{files, listen, objects, tls};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{LogDirs, MonitorConfig, RegistryArgs, RegistryConfig};
+pub use config::{MonitorConfig, RegistryArgs, RegistryConfig};
 pub use error::{Error, Result};
 use sluice_registry_client::types::Signature;
 
@@ -150,7 +146,7 @@ impl Registry {
         let artifacts = artifacts::ArtifactStore::open(&artifacts_at, config.import_root_opt.as_deref())?;
         artifacts.check(&artifacts_at).await?;
         let (shutdown, stop) = watch::channel(false);
-        let state = api::AppState::new(
+        let state = state::AppState::new(
             store,
             revision,
             artifacts,

@@ -16,9 +16,9 @@ use sluice_registry_client::feedback::Performance;
 use sluice_registry_client::profile::{DriftReport, DriftThresholds, ReferenceProfile};
 use sluice_registry_client::trigger::{RunStatus, TriggerAction, TriggerPolicy, TriggerRule};
 
-use crate::api::AppState;
 use crate::cron::Cron;
 use crate::error::Result;
+use crate::state::AppState;
 use crate::stats::now_ms;
 use crate::store::{deployments, triggers};
 use crate::trigger::{self, Dispatcher, Fired, Firing};
@@ -39,7 +39,6 @@ pub const REALIZED: &str = "sluice_feedback_realized";
 pub const JOINED: &str = "sluice_feedback_joined_rows";
 pub const UNMATCHED: &str = "sluice_feedback_unmatched";
 pub const SLICE_GAP: &str = "sluice_slice_gap";
-pub const SUITE_RUNS: &str = "sluice_suite_runs_total";
 
 /// What one tick needs from the store, read at once.
 struct Snapshot {
@@ -439,7 +438,7 @@ impl Monitor {
                 .blocking(move |store, _| store.write(|tx| trigger::start_canary(tx, &governance, run.id)))
                 .await;
             match started {
-                Ok(Some(decided)) => self.state.announce(&decided),
+                Ok(Some(decided)) => decided.announce(&self.state),
                 Ok(None) => {}
                 // A store failure is tried again at the next tick; a refusal
                 // (another rollout is on, the version cannot take traffic) is kept.
@@ -617,7 +616,7 @@ pub fn describe() {
         "Largest difference of a realized metric between slices of the card's slice feature, over the labels the join keeps (what slice gates judge)"
     );
     metrics::describe_counter!(
-        SUITE_RUNS,
+        crate::quality::SUITE_RUNS,
         "Behavioural suite runs, by model and outcome (passed, failed)"
     );
     metrics::describe_counter!(trigger::FIRED, "Training trigger runs fired, by reason");

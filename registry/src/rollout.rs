@@ -19,9 +19,9 @@ use sluice_registry_client::rollout::{
 };
 use sluice_registry_client::types::{Deployment, SetDeployment, Stage, TrafficSpec, TrafficTarget};
 
-use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+use crate::state::AppState;
 use crate::stats::{Stats, now_ms};
 use crate::store::events::{self, Change};
 use crate::store::{deployments, now, rollouts, versions};
@@ -58,6 +58,35 @@ pub struct Decided {
     pub revision_opt: Option<u64>,
     /// The rollout just ended (promoted, rolled back, aborted): call its webhook.
     pub finished: bool,
+}
+
+impl Decided {
+    /// After a rollout decision committed: tells watchers, logs it, and calls
+    /// the rollout's webhook when it just ended (best effort, off the caller).
+    pub fn announce(&self, state: &AppState) {
+        if let Some(revision) = self.revision_opt {
+            state.revision.publish(revision);
+        }
+        let rollout = &self.rollout;
+        tracing::info!(model = %rollout.model, canary = rollout.canary, status = ?rollout.status, weight = rollout.canary_weight, "rollout decision");
+        let Some(url) = rollout.policy.webhook.clone().filter(|_| self.finished) else {
+            return;
+        };
+        // Checked when the rollout started, and again now: the operator
+        // may have taken the host off the list since.
+        if let Err(refused) = state.actions.check_url(&url) {
+            tracing::warn!(model = %rollout.model, %refused, "rollout webhook not called");
+            return;
+        }
+        let request = state.webhooks.post(&url).json(rollout);
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => tracing::warn!(%url, status = %response.status(), "rollout webhook refused"),
+                Err(err) => tracing::warn!(%url, error = %err, "rollout webhook failed"),
+            }
+        });
+    }
 }
 
 /// What refuses a rollout before its canary is looked at: a malformed
@@ -661,7 +690,7 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
                 .blocking(move |store, policy| store.write(|tx| evaluate(tx, policy, &stats, &model)))
                 .await;
             match outcome {
-                Ok(Some(decided)) => state.announce(&decided),
+                Ok(Some(decided)) => decided.announce(&state),
                 Ok(None) => {}
                 Err(err) => tracing::error!(error = %err, "rollout controller failed to judge an interval"),
             }

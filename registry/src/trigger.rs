@@ -23,10 +23,10 @@ use sluice_registry_client::trigger::{
 };
 
 use crate::actions::{Actions, Invocation};
-use crate::api::AppState;
 use crate::cron::Cron;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+use crate::state::AppState;
 use crate::stats::now_ms;
 use crate::store::events::{self, Change};
 use crate::store::{now, triggers, versions};
@@ -690,13 +690,13 @@ impl LocalCommand {
             timeout,
         } = &self.0;
         let dir: PathBuf = state.data_dir.join("triggers");
-        crate::files::create_dir_all(&dir)
+        sluice_common::files::create_dir_all(&dir)
             .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
         let context = dir.join(format!("{}.json", payload.trigger_id));
         let log_path = dir.join(format!("{}.log", payload.trigger_id));
-        crate::files::write(&context, &serde_json::to_vec_pretty(payload).unwrap_or_default())
+        sluice_common::files::write(&context, &serde_json::to_vec_pretty(payload).unwrap_or_default())
             .map_err(|err| format!("cannot write {}: {err}", context.display()))?;
-        let log = crate::files::create(&log_path)
+        let log = sluice_common::files::create(&log_path)
             .map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|err| err.to_string())?;
         let mut command = tokio::process::Command::new(program);

@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sluice::embedded::EngineInspector;
+use sluice_common::objects::LogDirs;
 use sluice_gateway::backend::EngineOptions;
-use sluice_gateway::embedded::EngineInspector;
 use sluice_registry::auth::{Role, add_token};
 use sluice_registry::policy::Policy;
-use sluice_registry::{LogDirs, Registry, RegistryConfig};
+use sluice_registry::{Registry, RegistryConfig};
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
 use sluice_registry_client::types::*;

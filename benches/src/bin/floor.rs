@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
+use sluice_gateway::model::LoadedModel;
 use sluice_gateway::protocol::{request, response};
 use sluice_gateway::tensor::Tensor;
 
@@ -57,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in MODELS {
         let artifact = std::fs::read(root.join("repository").join(name).join("1/model.onnx"))?;
         let body = std::fs::read(root.join("requests").join(format!("{name}.json")))?;
-        let model = engines.load_model(name, 1, &artifact, choice, None)?;
+        let model = LoadedModel::load(&engines, name, 1, &artifact, choice, None)?;
         let decoded = request::decode(&body, None, &model.signature)?;
         let samples = if name == "cnn" { 2_000 } else { 20_000 };
         let inputs = decoded.inputs;

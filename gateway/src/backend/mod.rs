@@ -1,30 +1,23 @@
 //! Inference engines behind one trait: tract (pure Rust, always built) and
 //! ONNX Runtime through `ort` (loaded at run time from `libonnxruntime`).
 //!
-//! [`load_model`] picks the engine for a model: `auto` prefers ONNX Runtime
-//! when its library loads, else tract; a model tract cannot build falls back
-//! to ONNX Runtime, and the reason is logged. Every model is warmed with a run
-//! on zeros before it is handed out.
+//! [`Engines::load_session`] picks the engine for a model: `auto` prefers
+//! ONNX Runtime when its library loads, else tract; a model tract cannot
+//! build falls back to ONNX Runtime, and the reason is logged. A served
+//! version is built on the session by `crate::model::LoadedModel::load`.
 
 pub mod onnx;
 pub mod ort;
 pub mod tract;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_registry_client::types::Batching;
 
-use crate::batcher::Batcher;
 use crate::error::{Error, Result};
-use crate::model::{LoadedModel, Signature};
+use crate::signature::Signature;
 use crate::tensor::Tensor;
-use crate::watchdog::{RunWatch, WatchedSession};
-
-/// Warm runs timed after the first, to decide whether a model runs inline.
-const WARM_RUNS: usize = 5;
 
 /// Which engine a model asks for in its `config.toml` (`backend = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -136,68 +129,16 @@ impl Engines {
         }
     }
 
-    /// Parses, loads and warms one model version, with a batch queue when
-    /// `batching_opt` asks and the model has a batch dimension (else it is
-    /// served unbatched, and the reason logged). Runs for milliseconds to
-    /// seconds: call it off the request path.
-    pub fn load_model(
-        &self,
-        name: &str,
-        version: u64,
-        artifact: &[u8],
-        choice: BackendChoice,
-        batching_opt: Option<&Batching>,
-    ) -> Result<Arc<LoadedModel>> {
-        let started = Instant::now();
-        let signature = onnx::read_signature(artifact)?;
-        let (kind, session) = self.load_session(name, version, artifact, &signature, choice)?;
-        // The batcher and the model share one watched session: every run,
-        // batched or not, is seen by the watchdog.
-        let watch = Arc::new(RunWatch::default());
-        let session: Arc<dyn Session> = Arc::new(WatchedSession::new(session, watch.clone()));
-        let label = version.to_string();
-        let batcher_opt = batching_opt.and_then(|batching| {
-            Batcher::start(name, &label, session.clone(), batching)
-                .inspect_err(|reason| {
-                    tracing::warn!(model = name, version, %reason, "batching asked for but not possible: serving unbatched");
-                })
-                .ok()
-        });
-        let zeros = signature.zero_inputs();
-        contained(|| session.run(zeros.clone()))
-            .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
-        // A batched model always queues; another runs inline when its
-        // fastest of a few warm runs beats the hand-off it would save.
-        let warm = (0..WARM_RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                let _ = session.run(zeros.clone());
-                started.elapsed()
-            })
-            .min()
-            .unwrap_or(Duration::MAX);
-        let runs_inline = batcher_opt.is_none() && warm < self.inline_below;
-        let model = LoadedModel::new_with(name, version, kind, session, watch, batcher_opt, runs_inline);
-        let elapsed = started.elapsed();
-        metrics::histogram!(crate::metrics::MODEL_LOAD_DURATION, "model" => name.to_string(), "backend" => kind.name())
-            .record(elapsed.as_secs_f64());
-        tracing::info!(
-            model = name,
-            version,
-            backend = kind.name(),
-            elapsed_ms = elapsed.as_millis() as u64,
-            warm_run_us = warm.as_micros() as u64,
-            runs_inline,
-            batched = model.batcher_opt.is_some(),
-            "model loaded and warmed"
-        );
-        Ok(model)
+    /// A model whose warm runs take less than this runs on the thread that
+    /// read its request (`--inline-below-us`).
+    pub fn inline_below(&self) -> Duration {
+        self.inline_below
     }
 
     /// Tries the engines in the order `choice` prefers: `auto` is ONNX Runtime
     /// then tract, `tract` is tract then ONNX Runtime (for the ML ops tract
     /// lacks), `ort` is ONNX Runtime alone. Each refusal is logged.
-    fn load_session(
+    pub fn load_session(
         &self,
         name: &str,
         version: u64,
@@ -237,7 +178,7 @@ impl Engines {
 /// Runs engine code that may panic on a hostile graph (tract indexes maps
 /// by the names in the file; `fuzz/` found one): a panic becomes an error
 /// of this one load, never of the process or of the caller's task.
-fn contained<T>(engine_call: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn contained<T>(engine_call: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(engine_call))
         .unwrap_or_else(|_| Err(Error::Load("the engine panicked on this model".into())))
 }
@@ -248,11 +189,7 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_onnx_are_refused_with_a_reason() {
-        let engines = Engines::new(&EngineOptions::default());
-        let err = engines
-            .load_model("m", 1, b"not an onnx file", BackendChoice::Auto, None)
-            .unwrap_err()
-            .to_string();
+        let err = onnx::read_signature(b"not an onnx file").unwrap_err().to_string();
         assert!(err.contains("not a valid ONNX model"), "{err}");
     }
 }

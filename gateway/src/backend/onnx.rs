@@ -7,7 +7,7 @@ use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::Framework;
 
 use crate::error::{Error, Result};
-use crate::model::{Signature, TensorSpec};
+use crate::signature::{Signature, TensorSpec};
 use crate::tensor::DataType;
 
 /// The symbol of an unnamed leading dim: skl2onnx leaves the batch unnamed,

@@ -18,7 +18,7 @@ use ort::value::{DynValue, Tensor as OrtTensor};
 
 use super::{Backend, Session};
 use crate::error::{Error, Result};
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::{DataType, Tensor, TensorData};
 
 /// ONNX Runtime allows one environment per process, and the library can be

@@ -7,7 +7,7 @@ use tract_onnx::prelude::*;
 
 use super::{Backend, Session, onnx};
 use crate::error::{Error, Result};
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::{DataType, Tensor as SluiceTensor, TensorData};
 
 pub struct TractBackend;

@@ -1,12 +1,12 @@
 //! The batcher against a small engine that doubles its input and records
 //! each run's rows, so the tests see how requests were grouped. Real models
-//! batched over HTTP are in `tests/tests/batching.rs`.
+//! batched over HTTP are in `tests/tests/e2e/batching.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use super::*;
-use crate::model::TensorSpec;
+use crate::signature::TensorSpec;
 use crate::tensor::{DataType, TensorData};
 
 struct Doubler {

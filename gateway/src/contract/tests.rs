@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::TensorSpec;
+use crate::signature::TensorSpec;
 use crate::tensor::{DataType, TensorData};
 
 fn spec(name: &str, shape: Vec<i64>) -> TensorSpec {

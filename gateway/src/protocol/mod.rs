@@ -12,7 +12,8 @@ pub mod response;
 
 use serde::Serialize;
 
-use crate::model::{LoadedModel, TensorSpec};
+use crate::model::LoadedModel;
+use crate::signature::TensorSpec;
 
 /// The header that splits a body into a JSON part and binary tensors.
 pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use super::json;
 use crate::error::{Error, Result};
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::{DataType, Tensor, TensorData};
 use sluice_registry_client::limits::quote;
 

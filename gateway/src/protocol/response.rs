@@ -157,7 +157,7 @@ pub fn encode(
 mod tests {
     use super::*;
     use crate::backend::{BackendKind, Session};
-    use crate::model::{Signature, TensorSpec};
+    use crate::signature::{Signature, TensorSpec};
 
     struct Outputs(Signature);
 

@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::backend::{BackendKind, Session};
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::tensor::Tensor;
 
 struct NoSession(Signature);

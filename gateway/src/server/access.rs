@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
-use sluice_registry::auth::{generate_token, hash_token};
+use sluice_common::secrets::{generate_token, hash_token};
 
 use crate::error::Error;
 use crate::metrics;
@@ -266,7 +266,7 @@ pub fn add_token(
     let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
     // Refuse what the gateway would refuse at start.
     PredictAccess::parse(&text)?;
-    sluice_registry::auth::replace_private(path, &text)?;
+    sluice_common::files::replace(path, &text)?;
     Ok(token)
 }
 

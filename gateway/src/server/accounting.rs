@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::AppState;
-use crate::guard::Trip;
+use crate::error::CLIENT_CLOSED;
+use crate::fast_rollback::Trip;
 use crate::model::LoadedModel;
-
-/// nginx's code for a request the client closed before the answer.
-pub const CLIENT_CLOSED: u16 = 499;
 
 pub struct Accounting<'a> {
     state: &'a AppState,

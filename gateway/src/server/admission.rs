@@ -18,7 +18,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 
 use super::AppState;
-use super::body;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::slots::{Held, Slots};
@@ -112,7 +111,25 @@ pub async fn refuse(refused: Error, headers: &HeaderMap, body: Body) -> Error {
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !expects_continue {
-        body::discard(body, DISCARD_BYTES, DISCARD_TIME).await;
+        discard(body, DISCARD_BYTES, DISCARD_TIME).await;
     }
     refused
+}
+
+/// Reads and discards a body the server will not use (a refused request),
+/// up to `limit` bytes and `timeout`, so that the client can read the
+/// answer instead of a broken pipe. Nothing is kept: memory stays flat.
+async fn discard(body: Body, limit: usize, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len());
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }

@@ -101,24 +101,6 @@ async fn collect_within(
     })
 }
 
-/// Reads and discards a body the server will not use (a refused request),
-/// up to `limit` bytes and `timeout`, so that the client can read the
-/// answer instead of a broken pipe. Nothing is kept: memory stays flat.
-pub async fn discard(body: Body, limit: usize, timeout: std::time::Duration) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let drain = async {
-        let mut seen = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |data| data.len());
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(timeout, drain).await;
-}
-
 /// Decompresses a body; CPU work, so it runs on a compute thread.
 pub fn decode(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes> {
     let reader: Box<dyn Read> = match encoding {

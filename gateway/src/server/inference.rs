@@ -261,7 +261,7 @@ pub(super) async fn run(
         // more of that. (Requests that arrived meanwhile still run inline:
         // the watchdog judges hangs, not inline runs.)
         if let Ok(Step::Answered(_, computed)) = &step
-            && *computed > crate::watchdog::INLINE_LIMIT
+            && *computed > crate::runwatch::INLINE_LIMIT
         {
             model.stop_inline();
         }

@@ -14,8 +14,6 @@ mod body;
 pub mod handlers;
 mod inference;
 
-pub use accounting::CLIENT_CLOSED;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,15 +28,16 @@ use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
 use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
+use crate::fast_rollback::{Guarded, Trip};
 use crate::feedback::FeedbackLog;
-use crate::guard::{GuardLimits, Guarded, Trip};
+use crate::guard::GuardLimits;
 use crate::predlog::PredictionLog;
 use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
 use crate::shadow::Shadows;
 use crate::slots::Slots;
-use sluice_registry::tls::Tls;
+use sluice_common::tls::Tls;
 
 /// What every handler shares. Nothing here is locked on the request path.
 pub struct AppState {
@@ -117,7 +116,7 @@ impl Server {
             Some(path) => access::PredictAccess::load(path).map_err(Error::Internal)?,
             None => access::PredictAccess::default(),
         };
-        sluice_registry::tls::describe();
+        sluice_common::tls::describe();
         let health = Arc::new(Health::default());
         let engines = Arc::new(crate::backend::Engines::new(&config.engines));
         let (trips, trips_rx) = mpsc::channel(64);
@@ -210,7 +209,7 @@ impl Server {
                     guarded.clone(),
                 );
                 tokio::spawn(crate::reconcile::follow(follower, shutdown_rx.clone()));
-                tokio::spawn(crate::stats::report(
+                tokio::spawn(crate::report::report(
                     client.clone(),
                     routes.clone(),
                     gateway_id.clone(),
@@ -227,7 +226,7 @@ impl Server {
         if let Some(hung_after) = config.limits.hung_run_after_opt {
             crate::watchdog::spawn(routes.clone(), hung_after, shutdown_rx.clone());
         }
-        tokio::spawn(crate::guard::run(
+        tokio::spawn(crate::fast_rollback::run(
             trips_rx,
             routes.clone(),
             guarded,
@@ -235,7 +234,7 @@ impl Server {
             gateway_id,
         ));
         let app = router(state);
-        let task = tokio::spawn(sluice_registry::listen::serve(
+        let task = tokio::spawn(sluice_common::listen::serve(
             listener,
             "predict",
             app,

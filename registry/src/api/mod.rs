@@ -1,4 +1,4 @@
-//! `/api/v1`: routes, the shared state, and extractors that turn every
+//! `/api/v1`: routes, and extractors that turn every
 //! malformed request into `{"error": ...}` with a 4xx.
 //!
 //! Handlers authenticate first (the [`Caller`] extractor), then run their
@@ -21,158 +21,14 @@ use axum::http::request::Parts;
 use axum::http::{Method, Uri, header};
 use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 
-use crate::Inspector;
-use crate::artifacts::ArtifactStore;
-use crate::auth::{Caller, Role, Tokens};
+use crate::auth::{Caller, Role};
 use crate::error::{Error, Result};
-use crate::policy::Policy;
-use crate::rollout::Decided;
-use crate::stats::Stats;
-use crate::store::Store;
+use crate::state::AppState;
 use sluice_registry_client::limits::quote;
 
 /// Largest JSON body (documents such as drift profiles included).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
-
-pub struct AppState {
-    pub store: Store,
-    pub artifacts: ArtifactStore,
-    pub tokens: Tokens,
-    pub policy: Arc<Policy>,
-    pub inspector: Arc<dyn Inspector>,
-    pub max_artifact_bytes: usize,
-    pub upload_idle_timeout: std::time::Duration,
-    /// The registry-wide deployments revision, for long-polling watchers.
-    pub revision: Arc<RevisionFeed>,
-    /// Turns true at shutdown, so long-polls answer at once.
-    pub stopping: watch::Receiver<bool>,
-    /// What gateways report about each version, for rollouts.
-    pub stats: Arc<Stats>,
-    /// Ground truth joined with predictions, for realized performance.
-    pub joiner: Arc<crate::feedback::Joiner>,
-    /// Where trigger commands keep their context and output.
-    pub data_dir: std::path::PathBuf,
-    /// What policies may make the registry run and call.
-    pub actions: Arc<crate::actions::Actions>,
-    pub(crate) webhooks: reqwest::Client,
-}
-
-impl AppState {
-    /// The state of a registry configured by `config` (its policy, limits,
-    /// data directory and logs), over `store` at deployments `revision`.
-    pub fn new(
-        store: Store,
-        revision: u64,
-        artifacts: ArtifactStore,
-        tokens: Tokens,
-        inspector: Arc<dyn Inspector>,
-        stopping: watch::Receiver<bool>,
-        config: &crate::config::RegistryConfig,
-    ) -> Result<AppState> {
-        let joiner = crate::feedback::Joiner::open(&config.monitor)
-            .map_err(|err| Error::Internal(format!("cannot open the prediction and feedback logs: {err}")))?;
-        Ok(AppState {
-            store,
-            artifacts,
-            tokens,
-            policy: Arc::new(config.policy.clone()),
-            inspector,
-            max_artifact_bytes: config.max_artifact_bytes,
-            upload_idle_timeout: config.upload_idle_timeout,
-            revision: Arc::new(RevisionFeed(watch::channel(revision).0)),
-            stopping,
-            stats: Arc::new(Stats::default()),
-            joiner: Arc::new(joiner),
-            data_dir: config.data_dir.clone(),
-            actions: Arc::new(config.actions.clone()),
-            webhooks: webhook_client()?,
-        })
-    }
-
-    /// After a rollout decision committed: tells watchers, logs it, and calls
-    /// the rollout's webhook when it just ended (best effort, off the caller).
-    pub fn announce(&self, decided: &Decided) {
-        if let Some(revision) = decided.revision_opt {
-            self.revision.publish(revision);
-        }
-        let rollout = &decided.rollout;
-        tracing::info!(model = %rollout.model, canary = rollout.canary, status = ?rollout.status, weight = rollout.canary_weight, "rollout decision");
-        let Some(url) = rollout.policy.webhook.clone().filter(|_| decided.finished) else {
-            return;
-        };
-        // Checked when the rollout started, and again now: the operator
-        // may have taken the host off the list since.
-        if let Err(refused) = self.actions.check_url(&url) {
-            tracing::warn!(model = %rollout.model, %refused, "rollout webhook not called");
-            return;
-        }
-        let request = self.webhooks.post(&url).json(rollout);
-        tokio::spawn(async move {
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => tracing::warn!(%url, status = %response.status(), "rollout webhook refused"),
-                Err(err) => tracing::warn!(%url, error = %err, "rollout webhook failed"),
-            }
-        });
-    }
-
-    /// Runs store work on a blocking thread.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Store, &Policy) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let store = self.store.clone();
-        let policy = self.policy.clone();
-        tokio::task::spawn_blocking(move || work(&store, &policy))
-            .await
-            .map_err(|err| Error::Internal(format!("store task failed: {err}")))?
-    }
-}
-
-/// The deployments revision as watchers see it.
-pub struct RevisionFeed(watch::Sender<u64>);
-
-impl RevisionFeed {
-    /// Tells watchers about a committed revision. Called on the thread that
-    /// committed it, right after the commit, so that a handler dropped while
-    /// awaiting (a client that hung up) cannot leave watchers behind the
-    /// database. Never moves backwards when two writes finish out of order.
-    pub fn publish(&self, revision: u64) {
-        self.0.send_if_modified(|current| {
-            let newer = revision > *current;
-            if newer {
-                *current = revision;
-            }
-            newer
-        });
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
-
-/// The client that delivers trigger and rollout webhooks. It follows no
-/// redirect: the allowed host would otherwise send it anywhere. `https://`
-/// hooks need the system's CA bundle; a host without one (a distroless
-/// image) still starts, delivers `http://` hooks, and says why the others fail.
-fn webhook_client() -> Result<reqwest::Client> {
-    let timeout = std::time::Duration::from_secs(5);
-    let builder = || {
-        reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-    };
-    builder()
-        .build()
-        .or_else(|err| {
-            tracing::warn!(error = %err, "no system CA certificates: https:// webhooks will fail");
-            builder().tls_certs_only([]).build()
-        })
-        .map_err(|err| Error::Internal(format!("webhook client: {err}")))
-}
 
 pub fn router(state: Arc<AppState>) -> Router {
     use deployments::*;

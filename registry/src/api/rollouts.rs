@@ -54,7 +54,7 @@ pub async fn start_rollout(
             Ok(decided)
         })
         .await?;
-    state.announce(&decided);
+    decided.announce(&state);
     Ok((StatusCode::CREATED, Json(decided.rollout)))
 }
 
@@ -95,7 +95,7 @@ pub async fn rollout_action(
             Ok(decided)
         })
         .await?;
-    state.announce(&decided);
+    decided.announce(&state);
     Ok(Json(decided.rollout))
 }
 
@@ -156,7 +156,7 @@ pub async fn report_guard(
         })
         .await?;
     if let Some(decided) = decided_opt {
-        state.announce(&decided);
+        decided.announce(&state);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,10 +20,10 @@ use sluice_registry_client::types::{
 };
 
 use super::{AppState, Body, PathParams};
-use crate::artifacts::sha256_hex;
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::store::{models, versions};
+use sluice_common::secrets::sha256_hex;
 
 pub async fn list_models(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Vec<Model>>> {
     caller.require(Permission::Read)?;
@@ -174,7 +174,7 @@ pub async fn download_artifact(
     PathParams(sha256): PathParams<String>,
 ) -> Result<Response> {
     caller.require(Permission::Read)?;
-    if !versions::is_sha256(&sha256) {
+    if !sluice_common::secrets::is_sha256(&sha256) {
         return Err(Error::bad_request(format!(
             "'{sha256}' is not a sha256: expected 64 lowercase hex digits"
         )));
@@ -198,7 +198,7 @@ pub async fn create_version(
     versions::check_lineage(&body.lineage)?;
     let (sha256, source_uri_opt) = match body.artifact {
         ArtifactSource::Sha256(sha256) => {
-            if !versions::is_sha256(&sha256) {
+            if !sluice_common::secrets::is_sha256(&sha256) {
                 return Err(Error::bad_request(format!(
                     "artifact sha256 '{sha256}' is not 64 lowercase hex digits"
                 )));

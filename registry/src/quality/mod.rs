@@ -7,6 +7,9 @@
 //!   and checks a stage's or a rollout's quality gates, refusing with what
 //!   failed.
 
+/// Suite runs by model and verdict (the monitor describes it with the others).
+pub const SUITE_RUNS: &str = "sluice_suite_runs_total";
+
 pub mod suite;
 
 use std::sync::Arc;
@@ -15,8 +18,8 @@ use sluice_registry_client::slices::SliceReport;
 use sluice_registry_client::suite::SuiteReport;
 use sluice_registry_client::types::{Stage, Version};
 
-use crate::api::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::stats::now_ms;
 use crate::store::suites;
 
@@ -49,7 +52,7 @@ pub async fn run_suite(
         .blocking(move |store, _| store.write(|tx| suites::record_report(tx, &kept)))
         .await?;
     metrics::counter!(
-        crate::monitor::SUITE_RUNS,
+        SUITE_RUNS,
         "model" => report.model.clone(),
         "outcome" => if report.passed { "passed" } else { "failed" }
     )

@@ -38,7 +38,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::tls::{CertificateCheck, Verifying};
+use sluice_common::tls::{CertificateCheck, Verifying};
 
 /// The URL parameters libpq knows and the driver does not.
 const TAKEN: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
@@ -187,7 +187,7 @@ fn client_config(
     root_opt: Option<&str>,
     client_auth_opt: Option<(&Path, &Path)>,
 ) -> Result<ClientConfig, String> {
-    let provider = crate::tls::provider();
+    let provider = sluice_common::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS protocol versions: {err}"))?;
@@ -252,7 +252,7 @@ fn roots(root_opt: Option<&str>) -> Result<RootCertStore, String> {
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    crate::tls::certificates(path, &pem)
+    sluice_common::tls::certificates(path, &pem)
 }
 
 /// Checks the server's certificate as far as the mode asks (the

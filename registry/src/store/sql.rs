@@ -15,6 +15,8 @@ use std::ops::Deref;
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
+use crate::error::Error;
+
 /// A parameter or a column, in the types both databases store.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -515,6 +517,64 @@ impl ToSql for Value {
     }
 
     to_sql_checked!();
+}
+
+/// The crate's error for a failed statement: transient PostgreSQL failures
+/// (the change was not made, retry) apart from bugs; `crate::error` maps it
+/// to a status.
+impl From<SqlError> for Error {
+    fn from(err: SqlError) -> Error {
+        match err {
+            SqlError::Sqlite(err) => err.into(),
+            SqlError::Postgres(err) => from_postgres(err),
+            SqlError::Nul => Error::bad_request(err.to_string()),
+            other => Error::Internal(format!("metadata store: {other}")),
+        }
+    }
+}
+
+/// PostgreSQL down, restarting, out of connections, or a transaction it
+/// aborted to break a deadlock: the transaction rolled back whole, and the
+/// same request can succeed in a moment. Anything else is a bug.
+fn from_postgres(err: postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    let transient = match err.code() {
+        // No SQLSTATE: the connection (closed, refused, timed out), or a
+        // bug of ours (a conversion, a parameter count).
+        None => {
+            err.is_closed()
+                || std::error::Error::source(&err).is_some_and(|source| source.is::<std::io::Error>())
+        }
+        Some(code) => {
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::QUERY_CANCELED,
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::DISK_FULL,
+            ]
+            .contains(code)
+                || code.code().starts_with("08")
+        }
+    };
+    let text = describe(&err);
+    if transient {
+        // The whole story (the server's message, a host name) for the
+        // operator's log; the client, whoever it is, gets its kind.
+        tracing::warn!(error = %text, "the metadata database is unavailable");
+        let kind = err
+            .code()
+            .map_or_else(|| err.to_string(), |code| format!("SQLSTATE {}", code.code()));
+        Error::Unavailable(format!(
+            "the metadata database is unavailable ({kind}): the change was not made, retry"
+        ))
+    } else {
+        Error::Internal(format!("metadata store: {text}"))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::policy::Policy;
 
 fn artifact(byte: u8) -> Artifact {
     Artifact {
-        sha256: crate::auth::hex(&[byte; 32]),
+        sha256: sluice_common::secrets::hex(&[byte; 32]),
         size: 10,
         signature: Signature::default(),
     }

@@ -3,6 +3,7 @@
 //! documents attached to a version.
 
 use super::sql::{Connection, Dialect, OptionalExtension, Row, Transaction, params};
+use sluice_common::secrets::is_sha256;
 use sluice_registry_client::types::{Artifact, Document, Lineage, Stage, Version};
 
 use super::events::{self, Change};
@@ -151,13 +152,6 @@ pub fn check_lineage(lineage: &Lineage) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-pub fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A version with its aliases, comma-separated in name order.

@@ -1,0 +1,60 @@
+//! The statistics reporter: every live version's window
+//! (`crate::stats::VersionStats`, with its drift and contract counts) sent
+//! to the registry every interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_registry_client::RegistryClient;
+use sluice_registry_client::rollout::StatsReport;
+use tokio::sync::watch;
+
+use crate::routing::Routes;
+
+/// Reports every live version's window to the registry every `interval`,
+/// until `shutdown`. A window the registry does not take is dropped: these
+/// are rates for judging canaries, not a ledger.
+pub async fn report(
+    client: RegistryClient,
+    routes: Arc<Routes>,
+    gateway: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+        let table = routes.snapshot();
+        let mut versions = Vec::new();
+        for (name, route) in &table.routes {
+            let shadow = route.shadow.iter().map(|shadow| &shadow.model);
+            for model in route.versions.values().chain(shadow) {
+                let mut window = model.stats.take(name, model.version);
+                if let Some(drift) = model.drift.get() {
+                    (window.features, window.outputs) = drift.take();
+                }
+                if let Some(contract) = model.contract.get() {
+                    (window.contract_rows, window.contract_violations) = contract.take();
+                }
+                // Not `requests > 0`: a window can hold only the drift rows
+                // of a request whose answer is counted in the next one, and
+                // dropping it would lose those rows for good.
+                if !window.is_empty() {
+                    versions.push(window);
+                }
+            }
+        }
+        if versions.is_empty() {
+            continue;
+        }
+        let report = StatsReport {
+            gateway: gateway.clone(),
+            versions,
+        };
+        if let Err(err) = client.report_stats(&report).await {
+            tracing::debug!(error = %err, "cannot report statistics to the registry; dropping this window");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The real `sluice` binary, driven as a process the way users and
+//! orchestrators drive it: the CLI against a standalone registry, `serve
+//! --demo`, S3 storage, several gateways on PostgreSQL, floods. One test
+//! binary (one link); run a suite with `cargo test -p sluice --test process
+//! -- demo::`.
+
+mod cli;
+mod common;
+mod demo;
+mod s3;
+mod scale_out;
