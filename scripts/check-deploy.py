@@ -1,33 +1,31 @@
 #!/usr/bin/env python3
 """Render every Kubernetes overlay under deploy/k8s/overlays and validate it.
 
-    python3 scripts/check-deploy.py            # what CI runs
-    python3 scripts/check-deploy.py --print prod   # the rendered overlay, as YAML
+    python3 scripts/check-deploy.py              # what CI runs
+    kubectl kustomize deploy/k8s/overlays/prod   # what it checks, as YAML
 
+Each overlay is rendered by kustomize itself (`kubectl kustomize`, which
+bundles it), so what is checked is what `kubectl apply -k` would send.
 Each rendered resource is validated against the Kubernetes API schemas
 (`kubernetes-validate`, strict: unknown fields are errors) for
 `--kubernetes-version`; then the resources are checked against each other
-(selectors select, ports and claims exist, the shutdown fits the grace
-period) and against what Sluice reads (probe paths, variable names).
+(selectors select, ports, claims and ConfigMaps exist, the shutdown fits
+the grace period) and against what Sluice reads (probe paths, variable
+names).
 
-`kubectl kustomize` (Go) cannot be installed from the registries this
-project's machines reach, so the overlays are rendered here by a small
-renderer of the kustomize features they use: `resources`, `namespace`,
-`images`, `labels` (metadata only) and strategic-merge `patches` by file
-(maps merged, lists merged on kustomize's keys for containers, env,
-volumes, volume mounts, ports and spread constraints; no `$patch`
-directives). Any other kustomization field is refused. Render with
-kustomize itself to deploy.
-
-Needs PyYAML and kubernetes-validate (`pip install -r deploy/requirements.txt`).
+Needs kubectl with kustomize v5 or later (kubectl 1.27 on;
+https://kubernetes.io/docs/tasks/tools/), PyYAML and kubernetes-validate
+(`pip install -r deploy/requirements.txt`).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
 
 import kubernetes_validate
@@ -35,90 +33,73 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy/k8s"
-SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "labels", "patches"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass"}
+# The overlays use kustomize fields (`labels`) that older kustomize
+# versions lack; v5 is what kubectl has bundled since 1.27.
+MIN_KUSTOMIZE_MAJOR = 5
 # Secrets an operator creates (deploy/README.md says how); never in git.
 EXTERNAL_SECRETS = {"sluice-gateway-token", "sluice-postgres", "sluice-s3", "sluice-tokens"}
-SLUICE_FLAGS_SOURCES = [ROOT / "gateway/src/config.rs", ROOT / "registry/src/config.rs"]
+# Workspace crates that are tools beside Sluice: their variables are not
+# ones a Sluice container reads.
+NOT_SLUICE_CRATES = {"loadtest", "benches", "tests"}
 
 
-def load_yaml_docs(path: pathlib.Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+class RenderError(Exception):
+    pass
 
 
-def key(doc: dict) -> tuple[str, str]:
-    return doc["kind"], doc["metadata"]["name"]
+def find_kubectl() -> str:
+    """kubectl's path; exits if it is missing or its kustomize too old, so
+    that CI fails rather than checking nothing."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise SystemExit("check-deploy: kubectl not found on PATH. Install kubectl (1.27 or later, for "
+                         "kustomize v5: https://kubernetes.io/docs/tasks/tools/); it renders the overlays.")
+    result = subprocess.run([kubectl, "version", "--client", "-o", "json"],
+                            capture_output=True, text=True, timeout=60)
+    try:
+        version = json.loads(result.stdout)["kustomizeVersion"]
+        major = int(re.match(r"v?(\d+)\.", version).group(1))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SystemExit(f"check-deploy: cannot read kustomize's version from `{kubectl} version --client`: "
+                         f"{(result.stdout + result.stderr).strip()[:500]}") from None
+    if major < MIN_KUSTOMIZE_MAJOR:
+        raise SystemExit(f"check-deploy: {kubectl} bundles kustomize {version}; install kubectl 1.27 or "
+                         f"later (kustomize v{MIN_KUSTOMIZE_MAJOR}) to render the overlays.")
+    return kubectl
 
 
-# The strategic-merge key of each list field the manifests use (Kubernetes'
-# patchMergeKey); lists of other fields are replaced, as kustomize does.
-MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "env": "name", "volumes": "name",
-    "volumeMounts": "mountPath", "ports": "containerPort", "topologySpreadConstraints": "topologyKey",
-}
+def render(kubectl: str, directory: pathlib.Path) -> list[dict]:
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        # kubectl logs its error through klog; the line's header says nothing.
+        message = re.sub(r"^[EWI]\d{4} [\d:.]+\s+\d+ \S+\] ", "", result.stderr.strip(), flags=re.M)
+        raise RenderError(f"`kubectl kustomize {directory.relative_to(ROOT)}` failed: {message}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def merge(base, patch, field=None):
-    """Strategic merge as kustomize does it for these kinds: maps merge,
-    lists merge on their field's key, other lists are replaced."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        if any(name.startswith("$") for name in patch):
-            raise SystemExit(f"patch directives are not implemented: {sorted(patch)}")
-        merged = dict(base)
-        for name, value in patch.items():
-            merged[name] = merge(base[name], value, name) if name in base else copy.deepcopy(value)
-        return merged
-    merge_key = MERGE_KEYS.get(field)
-    if merge_key and isinstance(base, list) and isinstance(patch, list):
-        merged = [copy.deepcopy(item) for item in base]
-        for item in patch:
-            index = next((i for i, existing in enumerate(merged) if existing.get(merge_key) == item[merge_key]), None)
-            if index is None:
-                merged.append(copy.deepcopy(item))
-            else:
-                merged[index] = merge(merged[index], item)
-        return merged
-    return copy.deepcopy(patch)
-
-
-def render(directory: pathlib.Path) -> list[dict]:
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unknown = set(kustomization) - SUPPORTED
-    if unknown:
-        raise SystemExit(f"{directory}: kustomization fields this renderer does not implement: {sorted(unknown)}")
-    docs: list[dict] = []
-    for entry in kustomization.get("resources", []):
-        path = (directory / entry).resolve()
-        docs.extend(render(path) if path.is_dir() else load_yaml_docs(path))
-    for patch_entry in kustomization.get("patches", []):
-        if set(patch_entry) != {"path"}:
-            raise SystemExit(f"{directory}: only `patches: - path: FILE` is implemented, got {patch_entry}")
-        for patch in load_yaml_docs(directory / patch_entry["path"]):
-            matches = [i for i, doc in enumerate(docs) if key(doc) == key(patch)]
-            if len(matches) != 1:
-                raise SystemExit(f"{directory}: patch {key(patch)} matches {len(matches)} resources")
-            docs[matches[0]] = merge(docs[matches[0]], patch)
-    for label in kustomization.get("labels", []):
-        if label.get("includeSelectors") or label.get("includeTemplates"):
-            raise SystemExit(f"{directory}: labels into selectors or templates are not implemented")
-        for doc in docs:
-            doc["metadata"].setdefault("labels", {}).update(label["pairs"])
-    for image in kustomization.get("images", []):
-        for doc in docs:
-            for container in containers(doc):
-                name, _, tag = container["image"].partition(":")
-                if name == image["name"]:
-                    container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag or 'latest')}"
-    if "namespace" in kustomization:
-        for doc in docs:
-            if doc["kind"] not in CLUSTER_SCOPED:
-                doc["metadata"]["namespace"] = kustomization["namespace"]
-    return docs
+def sluice_variables() -> set[str]:
+    """The SLUICE_* variable of every flag (clap's `env = "..."`), found
+    wherever in the workspace the flag is defined, so that moving flags
+    between crates does not break this check."""
+    names: set[str] = set()
+    for path in ROOT.glob("*/src/**/*.rs"):
+        if path.relative_to(ROOT).parts[0] not in NOT_SLUICE_CRATES:
+            names.update(re.findall(r'\benv\s*=\s*"(SLUICE_\w+)"', path.read_text()))
+    return names
 
 
 def containers(doc: dict) -> list[dict]:
     spec = doc.get("spec", {}).get("template", {}).get("spec", {})
     return spec.get("containers", []) + spec.get("initContainers", [])
+
+
+def pinned(image: str) -> bool:
+    # Untagged is :latest to Kubernetes, and kustomize adds no tag an
+    # overlay does not give; a colon before the last slash is a port.
+    if "@" in image:
+        return True
+    _, colon, tag = image.rpartition("/")[2].partition(":")
+    return bool(colon) and tag != "latest"
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -142,7 +123,7 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
     claims = {doc["metadata"]["name"] for doc in by_kind.get("PersistentVolumeClaim", [])}
     config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in by_kind.get("ConfigMap", [])}
     stores: dict[str, str] = {}
-    flags = "".join(path.read_text() for path in SLUICE_FLAGS_SOURCES)
+    variables = sluice_variables()
     for deployment in deployments:
         name = f"{overlay}: Deployment/{deployment['metadata']['name']}"
         template = deployment["spec"]["template"]
@@ -156,6 +137,9 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
             secret = volume.get("secret", {}).get("secretName")
             if secret and secret not in EXTERNAL_SECRETS:
                 problems.append(f"{name}: volume {volume['name']} mounts secret {secret}, neither defined nor documented")
+            config_map = volume.get("configMap", {})
+            if config_map and not config_map.get("optional") and config_map.get("name") not in config_maps:
+                problems.append(f"{name}: volume {volume['name']} mounts ConfigMap {config_map.get('name')}, which is not defined")
         for container in pod["containers"]:
             ports = {port["name"] for port in container.get("ports", [])}
             for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -165,8 +149,8 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
             env = {item["name"]: item for item in container.get("env", [])}
             for variable, item in env.items():
                 # Defined by some command; which command reads it is for the
-                # reader of config.rs (a registry ignores SLUICE_LISTEN).
-                if variable.startswith("SLUICE_") and f'"{variable}"' not in flags:
+                # reader of the flags (a registry ignores SLUICE_LISTEN).
+                if variable.startswith("SLUICE_") and variable not in variables:
                     problems.append(f"{name}: {variable} is not a variable Sluice defines")
                 secret = item.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
                 if secret and secret not in EXTERNAL_SECRETS:
@@ -180,6 +164,9 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
                 secret = source.get("secretRef", {}).get("name")
                 if secret and secret not in EXTERNAL_SECRETS:
                     problems.append(f"{name}: envFrom secret {secret} is neither defined nor documented")
+                config_ref = source.get("configMapRef", {})
+                if config_ref and not config_ref.get("optional") and config_ref.get("name") not in config_maps:
+                    problems.append(f"{name}: envFrom ConfigMap {config_ref.get('name')} is not defined")
             if container.get("args", [])[:1] == ["serve"]:
                 ready = container.get("readinessProbe", {}).get("httpGet", {}).get("path")
                 if ready != "/v2/health/ready":
@@ -225,23 +212,26 @@ def check(docs: list[dict], overlay: str, version: str) -> list[str]:
         for endpoint in monitor["spec"]["endpoints"]:
             if endpoint["port"] not in ports:
                 problems.append(f"{overlay}: ServiceMonitor/{monitor['metadata']['name']} scrapes port {endpoint['port']}, on no selected Service")
-    if re.search(r":latest$", " ".join(c["image"] for d in deployments for c in containers(d))):
-        problems.append(f"{overlay}: an image is not pinned to a tag")
+    for image in sorted({c["image"] for d in deployments for c in containers(d)}):
+        if not pinned(image):
+            problems.append(f"{overlay}: image {image} is not pinned to a tag or digest")
     return problems
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubernetes-version", default="1.30")
-    parser.add_argument("--print", metavar="OVERLAY", help="print the rendered overlay and exit")
     args = parser.parse_args()
+    kubectl = find_kubectl()
     overlays = sorted(path.name for path in (K8S / "overlays").iterdir() if path.is_dir())
-    if args.print:
-        print(yaml.safe_dump_all(render(K8S / "overlays" / args.print), sort_keys=False))
-        return 0
     problems: list[str] = []
     for overlay in overlays:
-        docs = render(K8S / "overlays" / overlay)
+        try:
+            docs = render(kubectl, K8S / "overlays" / overlay)
+        except RenderError as err:
+            problems.append(f"{overlay}: {err}")
+            print(f"{overlay}: not rendered, 1 problem")
+            continue
         found = check(docs, overlay, args.kubernetes_version)
         problems.extend(found)
         kinds = sorted({doc["kind"] for doc in docs})

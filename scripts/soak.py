@@ -6,10 +6,11 @@ sampled every interval for memory, file descriptors, latency and errors.
     python3 scripts/soak.py                          # 30 minutes, 300 req/s
     python3 scripts/soak.py --minutes 3 --interval-s 30 --out /tmp/soak-short
 
-It needs only the release binaries (`cargo build --release -p sluice-gateway
---bin sluice -p sluice-loadtest --bin sluice-loadtest`) and Python 3.11 with
-its standard library. It is not part of CI: it takes half an hour by default,
-and its judgement is about trends that a test suite's seconds cannot show.
+It needs the release binaries (`cargo build --release -p sluice
+--bin sluice -p sluice-loadtest --bin sluice-loadtest`), Python 3.11 and, for
+the plot, matplotlib (`python3 -m pip install -r scripts/requirements-soak.txt`).
+It is not part of CI: it takes half an hour by default, and its judgement is
+about trends that a test suite's seconds cannot show.
 
 What happens:
 
@@ -74,7 +75,15 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape
+
+try:
+    import matplotlib
+except ImportError:
+    # Before the run, not after half an hour of it.
+    sys.exit("soak.py plots with matplotlib: python3 -m pip install -r scripts/requirements-soak.txt")
+matplotlib.use("Agg")  # files only: no display is needed, or wanted
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CREDIT_ONNX = ROOT / "models/repository/credit_risk/1/model.onnx"
@@ -746,7 +755,7 @@ class Soak:
             "verdict": verdict,
         }
         (self.out / "soak.json").write_text(json.dumps(document, indent=2) + "\n")
-        (self.out / "soak.svg").write_text(svg_plot(self.rows, self.events, self.args))
+        write_plot(self.out / "soak.svg", self.rows, self.events, self.args)
 
         def first_last_max(key: str) -> str:
             values = [row[key] for row in self.rows if row[key] is not None]
@@ -804,121 +813,100 @@ class Soak:
 
 # ---- the plot ------------------------------------------------------------------
 
+# (panel title, [(legend label, row key or (model, key), colour, line style)])
+PANELS = [
+    ("RSS (MiB)", [("gateway", "gateway_rss_mib", "#1f77b4", "-"), ("registry", "registry_rss_mib", "#ff7f0e", "--")]),
+    ("open file descriptors", [("gateway", "gateway_fds", "#1f77b4", "-"), ("registry", "registry_fds", "#ff7f0e", "--")]),
+    ("p99 service latency (ms)", [("credit_risk", ("credit_risk", "p99_ms"), "#2ca02c", "-"),
+                                  ("digits", ("digits", "p99_ms"), "#9467bd", "--")]),
+]
+SHORT_DASHES = (0, (3, 3))
+# Event kind: (colour, line style, key text); other kinds are anomalies.
+MARKERS = {
+    "swap": ("#1f77b4", SHORT_DASHES, "S hot swap"),
+    "rollout-start": ("#2ca02c", "-", "R rollout start"),
+    "rollout-end": ("#2ca02c", SHORT_DASHES, "P rollout end"),
+    "registry-restart": ("#d62728", "-", "X registry restart"),
+    "anomaly": ("#000000", (0, (1, 2)), "! anomaly"),
+}
 
-def nice_ceiling(value: float) -> tuple[float, float]:
-    """An axis top at or above `value` and a tick step, on 1-2-5 steps, about five ticks."""
-    if value <= 0 or math.isnan(value):
-        return 1.0, 0.2
-    raw = value / 5
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 2.5, 5, 10):
-        step = factor * magnitude
-        if step >= raw:
-            break
-    return step * math.ceil(value / step - 1e-9), step
+
+def series_points(rows: list[dict], key) -> tuple[list[float], list[float]]:
+    """Minutes and values of one series, skipping samples it lacks (a
+    registry down while it restarts, a model with no successful request)."""
+    points = []
+    for row in rows:
+        value = row["models"].get(key[0], {}).get(key[1]) if isinstance(key, tuple) else row.get(key)
+        if value is not None:
+            points.append((row["minute"], value))
+    return [x for x, _ in points], [y for _, y in points]
 
 
-def svg_plot(rows: list[dict], events: list[Event], args: argparse.Namespace) -> str:
-    width, left, right = 960, 70, 170
-    panel_h, gap, top = 170, 50, 84
-    plot_w = width - left - right
-    panels = [
-        ("RSS (MiB)", [("gateway", "gateway_rss_mib", "#1f77b4", ""), ("registry", "registry_rss_mib", "#ff7f0e", "6,3")]),
-        ("open file descriptors", [("gateway", "gateway_fds", "#1f77b4", ""), ("registry", "registry_fds", "#ff7f0e", "6,3")]),
-        ("p99 service latency (ms)", [("credit_risk", ("credit_risk", "p99_ms"), "#2ca02c", ""),
-                                      ("digits", ("digits", "p99_ms"), "#9467bd", "6,3")]),
-    ]
-    height = top + len(panels) * (panel_h + gap)
+def plot_panel(axes, rows: list[dict], title: str, series: list) -> None:
+    axes.set_title(title, loc="left", fontweight="bold", fontsize=12)
+    top = 0.0
+    for label, key, colour, style in series:
+        xs, ys = series_points(rows, key)
+        axes.plot(xs, ys, color=colour, linestyle=style, linewidth=2, marker="o", markersize=4, label=label)
+        top = max([top, *ys])
+    # From zero, so that growth reads as a share of the whole.
+    axes.set_ylim(0, top * 1.05 if top > 0 else 1.0)
+    axes.grid(color="#eeeeee")
+    axes.set_axisbelow(True)
+
+
+def mark_events(axes, events: list[Event], x_top: float, lettered: bool) -> None:
+    for event in events:
+        colour, style, _ = MARKERS.get(event.kind, MARKERS["anomaly"])
+        axes.axvline(event.t / 60, color=colour, linestyle=style, linewidth=1)
+    if lettered:
+        letter_events(axes, events, x_top)
+
+
+def letter_events(axes, events: list[Event], x_top: float) -> None:
+    """Each event's letter above the panel's title. Events seconds apart (a
+    rollout's end and the swap it held back) get theirs on separate rows."""
+    near = x_top / 80  # about a letter's width
+    taken: dict[int, list[float]] = {}
+    for event in events:
+        colour = MARKERS.get(event.kind, MARKERS["anomaly"])[0]
+        x = event.t / 60
+        row = next(r for r in range(len(events) + 1) if all(abs(x - other) > near for other in taken.get(r, [])))
+        taken.setdefault(row, []).append(x)
+        axes.text(x, 1.22 + 0.1 * min(row, 3), event.label(), transform=axes.get_xaxis_transform(),
+                  color=colour, fontweight="bold", ha="center", va="bottom")
+
+
+def event_key(events: list[Event]) -> list[Line2D]:
+    """Legend entries for the kinds of event that happened, in MARKERS' order."""
+    kinds = [kind for kind in MARKERS if any(event.kind == kind for event in events)]
+    return [Line2D([], [], color=MARKERS[kind][0], linestyle=MARKERS[kind][1], label=MARKERS[kind][2]) for kind in kinds]
+
+
+def write_plot(path: pathlib.Path, rows: list[dict], events: list[Event], args: argparse.Namespace) -> None:
+    """RSS, descriptors and p99 against minutes, one panel each, events marked."""
+    figure = Figure(figsize=(10, 7.75))  # 960 by 744 CSS pixels, as the plot has been
+    figure.subplots_adjust(left=0.08, right=0.80, top=0.85, bottom=0.08, hspace=0.6)
+    figure.suptitle(f"Sluice soak: {args.minutes:g} min at {args.rate:g} req/s, sampled every {args.interval_s:g} s",
+                    x=0.08, ha="left", fontsize=14, fontweight="bold")
     # The axis ends where the run did (the last chunk ends a little past
     # --minutes), not at the next round number, which could add a quarter.
     x_top = max([args.minutes] + [row["minute"] for row in rows])
-    _, x_step = nice_ceiling(x_top)
-
-    def x_of(minute: float) -> float:
-        return left + plot_w * minute / x_top
-
-    def value(row: dict, key) -> float | None:
-        if isinstance(key, tuple):
-            return row["models"].get(key[0], {}).get(key[1])
-        return row.get(key)
-
-    def fmt(number: float) -> str:
-        return f"{number:g}" if abs(number) >= 0.01 or number == 0 else f"{number:.3g}"
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="24" font-size="16" font-weight="bold">'
-        f'{escape(f"Sluice soak: {args.minutes:g} min at {args.rate:g} req/s, sampled every {args.interval_s:g} s")}</text>',
-    ]
-    markers = {
-        "swap": ("#1f77b4", "3,3", "S hot swap"),
-        "rollout-start": ("#2ca02c", "", "R rollout start"),
-        "rollout-end": ("#2ca02c", "3,3", "P rollout end"),
-        "registry-restart": ("#d62728", "", "X registry restart"),
-        "anomaly": ("#000000", "1,2", "! anomaly"),
-    }
-    label_rows: dict[int, list[float]] = {}
-    for index, (title, series) in enumerate(panels):
-        y0 = top + index * (panel_h + gap)
-        values = [v for _, key, _, _ in series for row in rows if (v := value(row, key)) is not None]
-        y_top, y_step = nice_ceiling(max(values, default=1.0) * 1.05)
-
-        def y_of(v: float, y0=y0, y_top=y_top) -> float:
-            return y0 + panel_h - panel_h * v / y_top
-
-        out.append(f'<text x="{left}" y="{y0 - 8}" font-weight="bold">{escape(title)}</text>')
-        out.append(f'<rect x="{left}" y="{y0}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#888"/>')
-        ticks = int(round(y_top / y_step))
-        for tick in range(ticks + 1):
-            v = tick * y_step
-            y = y_of(v)
-            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
-            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt(v)}</text>')
-        for tick in range(int(x_top / x_step + 1e-9) + 1):
-            minute = tick * x_step
-            x = x_of(minute)
-            out.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + panel_h}" stroke="#eee"/>')
-            out.append(f'<text x="{x:.1f}" y="{y0 + panel_h + 15}" text-anchor="middle">{fmt(minute)}</text>')
-        for event in events:
-            color, dash, _ = markers.get(event.kind, markers["anomaly"])
-            x = x_of(event.t / 60)
-            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            out.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + panel_h}" stroke="{color}"{dash_attr}/>')
-            if index == 0:
-                # Events seconds apart (a rollout's end and the swap it held
-                # back) get their letters on separate rows.
-                row = next(r for r in range(len(events) + 1) if all(abs(x - px) > 9 for px in label_rows.get(r, [])))
-                label_rows.setdefault(row, []).append(x)
-                out.append(f'<text x="{x:.1f}" y="{y0 - 22 - 11 * min(row, 3)}" text-anchor="middle" fill="{color}" '
-                           f'font-weight="bold">{escape(event.label())}</text>')
-        for legend, (label, key, color, dash) in enumerate(series):
-            points = [(x_of(row["minute"]), y_of(v)) for row in rows if (v := value(row, key)) is not None]
-            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            if len(points) > 1:
-                path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-                out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}/>')
-            for x, y in points:
-                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>')
-            ly = y0 + 16 + legend * 18
-            lx = left + plot_w + 14
-            out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" '
-                       f'stroke-width="2"{dash_attr}/>')
-            out.append(f'<text x="{lx + 30}" y="{ly}">{escape(label)}</text>')
-    y_axis = top + len(panels) * (panel_h + gap) - gap + 32
-    out.append(f'<text x="{left + plot_w / 2}" y="{y_axis}" text-anchor="middle">minutes since the load started</text>')
-    # The event key sits under the first panel's series key.
-    kinds = [kind for kind in markers if any(event.kind == kind for event in events)]
-    for index, kind in enumerate(kinds):
-        color, dash, text = markers[kind]
-        ly = top + 16 + (len(panels[0][1]) + 1 + index) * 18
-        lx = left + plot_w + 14
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}"{dash_attr}/>')
-        out.append(f'<text x="{lx + 30}" y="{ly}" fill="{color}">{escape(text)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    panels = figure.subplots(len(PANELS), 1, sharex=True)
+    for index, (axes, (title, series)) in enumerate(zip(panels, PANELS)):
+        plot_panel(axes, rows, title, series)
+        mark_events(axes, events, x_top, lettered=index == 0)
+        axes.set_xlim(0, x_top)
+        axes.tick_params(labelbottom=True)  # minutes under every panel, not only the last
+        handles = axes.get_legend_handles_labels()[0]
+        # The event key sits under the first panel's series key.
+        if index == 0:
+            handles += event_key(events)
+        axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    panels[-1].set_xlabel("minutes since the load started")
+    # Text stays text (smaller, searchable), and no date: the same run gives the same file.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sluice-soak"}):
+        figure.savefig(path, format="svg", metadata={"Date": None})
 
 
 def main() -> int:
