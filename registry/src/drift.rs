@@ -15,6 +15,7 @@ use sluice_registry_client::profile::{
     ColumnProfile, ContractSummary, DriftReport, DriftThresholds, FeatureDrift, ReferenceProfile,
 };
 use sluice_registry_client::rollout::VersionWindow;
+use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 /// What replaces a zero share in PSI, where a log of zero would be infinite.
 pub const EPSILON: f64 = 1e-4;
@@ -92,82 +93,14 @@ pub fn chi_square(reference: &[f64], counts: &[u64]) -> (f64, usize, f64) {
     (statistic, freedom, chi_square_survival(statistic, freedom as f64))
 }
 
-/// P(X > x) for X chi-square with `k` degrees of freedom: the regularized
-/// upper incomplete gamma Q(k/2, x/2).
+/// P(X > x) for X chi-square with `k` degrees of freedom (statrs: the
+/// regularized upper incomplete gamma Q(k/2, x/2)).
 fn chi_square_survival(x: f64, k: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
-    upper_gamma_regularized(k / 2.0, x / 2.0)
-}
-
-/// Q(a, x), by its series below a + 1 and its continued fraction above
-/// (Numerical Recipes, `gammq`).
-fn upper_gamma_regularized(a: f64, x: f64) -> f64 {
-    let log_gamma_a = ln_gamma(a);
-    if x < a + 1.0 {
-        let (mut term, mut sum, mut n) = (1.0 / a, 1.0 / a, a);
-        for _ in 0..1000 {
-            n += 1.0;
-            term *= x / n;
-            sum += term;
-            if term.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        let lower = sum * (-x + a * x.ln() - log_gamma_a).exp();
-        return (1.0 - lower).clamp(0.0, 1.0);
-    }
-    let tiny = 1e-300;
-    let mut b = x + 1.0 - a;
-    let mut c = 1.0 / tiny;
-    let mut d = 1.0 / b;
-    let mut h = d;
-    for i in 1..1000 {
-        let an = -(i as f64) * (i as f64 - a);
-        b += 2.0;
-        d = an * d + b;
-        if d.abs() < tiny {
-            d = tiny;
-        }
-        c = b + an / c;
-        if c.abs() < tiny {
-            c = tiny;
-        }
-        d = 1.0 / d;
-        let delta = d * c;
-        h *= delta;
-        if (delta - 1.0).abs() < 1e-16 {
-            break;
-        }
-    }
-    ((-x + a * x.ln() - log_gamma_a).exp() * h).clamp(0.0, 1.0)
-}
-
-/// ln Γ(x), Lanczos (g = 7, n = 9), accurate to about 1e-15 for x > 0.
-fn ln_gamma(x: f64) -> f64 {
-    const COEFFICIENTS: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x) Γ(1 - x) = π / sin(πx).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut sum = COEFFICIENTS[0];
-    for (index, coefficient) in COEFFICIENTS.iter().enumerate().skip(1) {
-        sum += coefficient / (x + index as f64);
-    }
-    let t = x + 7.5;
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+    // `k` is a count of bins less one, at least 1: always a valid distribution.
+    ChiSquared::new(k).map_or(f64::NAN, |distribution| distribution.sf(x))
 }
 
 /// One numeric feature's drift from its reference shares (over the
