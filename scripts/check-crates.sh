@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 
 # crate: what must not be in its tree. The gateway is the data plane: no
 # control plane, no database client, no command-line parser. The registry
-# reaches engines only through its `Inspector` trait. `common` and
+# reaches engines only through its `Inspector` trait, and its flags are
+# the binary's (sluice/src/command). `common` and
 # `registry-client` sit under both planes and depend on nothing of ours.
 declare -A forbidden=(
     [sluice-gateway]="sluice sluice-registry rusqlite postgres tokio-postgres libsqlite3-sys clap"
-    [sluice-registry]="sluice sluice-gateway tract-onnx ort"
+    [sluice-registry]="sluice sluice-gateway tract-onnx ort clap"
     [sluice-common]="sluice sluice-gateway sluice-registry sluice-registry-client"
     [sluice-registry-client]="sluice sluice-gateway sluice-registry sluice-common"
 )

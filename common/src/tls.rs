@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+/// How often certificate files are read again.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The files a TLS listener is configured from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -3,16 +3,16 @@
 //! The `sluice` binary builds it from flags; embedders and tests start from
 //! [`ServeConfig::for_repository`] or [`ServeConfig::for_registry`].
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_common::listen::ConnectionLimits;
+use sluice_common::listen::{ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
 use sluice_common::objects::{Location, LogDirs};
 use sluice_common::tls::TlsFiles;
 use sluice_registry_client::RegistryClient;
 
-use crate::backend::EngineOptions;
+use crate::backend::{EngineOptions, available_cores};
 use crate::guard::GuardLimits;
 use crate::predlog::SegmentLimits;
 
@@ -28,11 +28,45 @@ pub enum Source {
     },
 }
 
-/// A validated server configuration.
+/// A validated server configuration: where it learns what to serve, and
+/// everything else.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
     pub source: Source,
+    pub settings: ServeSettings,
+}
+
+impl ServeConfig {
+    /// Defaults for a repository, as tests and embedders start from.
+    pub fn for_repository(model_repository: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            source: Source::Repository(model_repository.into()),
+            settings: ServeSettings::default(),
+        }
+    }
+
+    /// Defaults for following a registry; the prediction log goes beside the cache.
+    pub fn for_registry(client: RegistryClient, cache_dir: impl Into<PathBuf>) -> ServeConfig {
+        let cache_dir = cache_dir.into();
+        let settings = ServeSettings {
+            logs_opt: Some(LogDirs {
+                predictions: Location::Dir(cache_dir.join("predictions")),
+                feedback: Location::Dir(cache_dir.join("feedback")),
+            }),
+            ..ServeSettings::default()
+        };
+        ServeConfig {
+            source: Source::Registry { client, cache_dir },
+            settings,
+        }
+    }
+}
+
+/// How the gateway serves, whatever its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    /// How often a model repository is scanned.
     pub poll_interval: Duration,
     pub max_request_bytes: usize,
     pub compute_threads: usize,
@@ -53,98 +87,28 @@ pub struct ServeConfig {
     pub predict_tokens_opt: Option<PathBuf>,
 }
 
-impl ServeConfig {
-    /// Defaults for a repository, as tests and embedders start from.
-    pub fn for_repository(model_repository: impl Into<PathBuf>) -> ServeConfig {
-        ServeConfig::with_source(Source::Repository(model_repository.into()))
-    }
-
-    /// Defaults for following a registry; the prediction log goes beside the cache.
-    pub fn for_registry(client: RegistryClient, cache_dir: impl Into<PathBuf>) -> ServeConfig {
-        let cache_dir = cache_dir.into();
-        let mut config = ServeConfig::with_source(Source::Registry {
-            client,
-            cache_dir: cache_dir.clone(),
-        });
-        config.logs_opt = Some(LogDirs {
-            predictions: Location::Dir(cache_dir.join("predictions")),
-            feedback: Location::Dir(cache_dir.join("feedback")),
-        });
-        config
-    }
-
-    fn with_source(source: Source) -> ServeConfig {
+impl Default for ServeSettings {
+    /// What `sluice serve` does without flags (a test in the `sluice` crate
+    /// parses it and compares), logs aside: they go where the source says.
+    fn default() -> ServeSettings {
         let cores = available_cores();
-        ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            source,
-            poll_interval: Duration::from_secs(2),
+        ServeSettings {
+            listen: DEFAULT_LISTEN,
+            poll_interval: DEFAULT_POLL_INTERVAL,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             compute_threads: cores,
-            compute_queue: 1024,
-            limits: ServerLimits::for_pool(cores, 1024),
-            shadow_threads: 1,
-            shadow_queue: 256,
-            stats_interval: Duration::from_secs(5),
+            compute_queue: DEFAULT_COMPUTE_QUEUE,
+            limits: ServerLimits::for_pool(cores, DEFAULT_COMPUTE_QUEUE),
+            shadow_threads: DEFAULT_SHADOW_THREADS,
+            shadow_queue: DEFAULT_SHADOW_QUEUE,
+            stats_interval: DEFAULT_STATS_INTERVAL,
             guard_limits: GuardLimits::default(),
             logs_opt: None,
-            prediction_log_queue: 10_000,
+            prediction_log_queue: DEFAULT_PREDICTION_LOG_QUEUE,
             segment_limits: SegmentLimits::default(),
-            engines: EngineOptions {
-                ort_library_opt: None,
-                ort_sessions: cores,
-                ort_intra_threads: 1,
-                inline_below: std::time::Duration::from_micros(EngineOptions::DEFAULT_INLINE_BELOW_US),
-            },
+            engines: EngineOptions::default(),
             tls_opt: None,
             predict_tokens_opt: None,
-        }
-    }
-}
-
-/// Everything of a [`ServeConfig`] but its source.
-#[derive(Debug, Clone)]
-pub struct ServeSettings {
-    pub listen: SocketAddr,
-    pub poll_interval: Duration,
-    pub max_request_bytes: usize,
-    pub compute_threads: usize,
-    pub compute_queue: usize,
-    pub limits: ServerLimits,
-    pub shadow_threads: usize,
-    pub shadow_queue: usize,
-    pub stats_interval: Duration,
-    pub guard_limits: GuardLimits,
-    pub logs_opt: Option<LogDirs>,
-    pub prediction_log_queue: usize,
-    pub segment_limits: SegmentLimits,
-    pub engines: EngineOptions,
-    /// HTTPS for the predict API; `None`: plain HTTP.
-    pub tls_opt: Option<TlsFiles>,
-    /// Predict tokens (`server::access`); `None`: every model is open.
-    pub predict_tokens_opt: Option<PathBuf>,
-}
-
-impl ServeSettings {
-    pub fn with_source(self, source: Source) -> ServeConfig {
-        ServeConfig {
-            listen: self.listen,
-            source,
-            poll_interval: self.poll_interval,
-            max_request_bytes: self.max_request_bytes,
-            compute_threads: self.compute_threads,
-            compute_queue: self.compute_queue,
-            limits: self.limits,
-            shadow_threads: self.shadow_threads,
-            shadow_queue: self.shadow_queue,
-            stats_interval: self.stats_interval,
-            guard_limits: self.guard_limits,
-            logs_opt: self.logs_opt,
-            prediction_log_queue: self.prediction_log_queue,
-            segment_limits: self.segment_limits,
-            engines: self.engines,
-            tls_opt: self.tls_opt,
-            predict_tokens_opt: self.predict_tokens_opt,
         }
     }
 }
@@ -188,15 +152,37 @@ impl ServerLimits {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_feedback_bytes: DEFAULT_MAX_FEEDBACK_BYTES,
             feedback_bytes_per_hour: DEFAULT_FEEDBACK_BYTES_PER_HOUR,
-            request_timeout_opt: Some(Duration::from_secs(30)),
-            hung_run_after_opt: Some(Duration::from_secs(30)),
+            request_timeout_opt: Some(DEFAULT_REQUEST_TIMEOUT),
+            hung_run_after_opt: Some(DEFAULT_REQUEST_TIMEOUT),
             connections: ConnectionLimits::default(),
-            body_read_timeout: Duration::from_secs(30),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::from_secs(20),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
+
+/// Address of the predict API.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+
+/// How often a model repository is scanned for changes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Inference requests that may wait for a compute thread.
+pub const DEFAULT_COMPUTE_QUEUE: usize = 1024;
+
+/// Threads that run mirrored requests on shadow versions, and their queue.
+pub const DEFAULT_SHADOW_THREADS: usize = 1;
+pub const DEFAULT_SHADOW_QUEUE: usize = 256;
+
+/// How often per-version statistics go to the registry.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Predictions that may wait for the log's writer.
+pub const DEFAULT_PREDICTION_LOG_QUEUE: usize = 10_000;
+
+/// A request's deadline when it sets none; also when a run counts as hung.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest request body, after decompression.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -243,8 +229,4 @@ pub fn memory_limit() -> u64 {
         .map_or(8 << 30, |kib| kib * 1024);
     // An unlimited cgroup v1 reads as a huge number: the machine bounds it.
     cgroup.map_or(machine, |limit| limit.min(machine))
-}
-
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }

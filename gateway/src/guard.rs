@@ -14,12 +14,17 @@ pub struct GuardLimits {
     pub errors: usize,
 }
 
+/// The last answers a canary's guard watches (`--guard-window`).
+pub const DEFAULT_GUARD_WINDOW: usize = 20;
+
+/// Failures among them that stop routing to it (`--guard-errors`): half.
+pub const DEFAULT_GUARD_ERRORS: usize = 10;
+
 impl Default for GuardLimits {
-    /// Half of at least 20.
     fn default() -> Self {
         GuardLimits {
-            window: 20,
-            errors: 10,
+            window: DEFAULT_GUARD_WINDOW,
+            errors: DEFAULT_GUARD_ERRORS,
         }
     }
 }

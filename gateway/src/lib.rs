@@ -1,46 +1,39 @@
 //! Sluice's data plane: an Open Inference Protocol (KServe V2) server that runs
 //! ONNX models in-process and hot-swaps versions without failing a request.
 //!
-//! How a request flows:
+//! Modules point one way, bottom up (`scripts/check-layers.py` holds it):
 //!
-//! - [`server`] routes `POST /v2/models/{m}/infer` (axum on hyper), does the
-//!   one [`routing`] table load that picks an `Arc<LoadedModel>` by weight or
-//!   sticky key (and, for a sample, a shadow version), admits the request
-//!   against the gateway's and the model's [`slots`] and the memory budget,
-//!   and reads the body under a size limit;
-//! - the CPU work goes to the bounded [`compute`] pool (a model faster than
-//!   the hand-off runs inline, on the thread that read the request):
-//!   [`protocol`] decodes JSON or binary tensors and checks them against
-//!   the [`model`] signature, the [`backend`] (tract or ONNX Runtime) runs
-//!   them, alone or, for a version
-//!   configured to batch, joined with other requests by its [`batcher`], and
-//!   the response is encoded (`server::inference` is this path);
-//!   a sampled request is then queued for [`shadow`], which reruns it on the
-//!   shadow version and compares the answers, and, where a deployment asks,
-//!   for [`predlog`], the prediction log; both off the response path;
-//! - [`contract`] checks its inputs against the version's data contract,
-//!   where the deployment asks (counting violations, or answering 422);
-//! - [`drift`] counts its features in the reference profile's bins;
-//! - [`feedback`] takes ground-truth labels for answered predictions
-//!   (`POST /v2/models/{m}/feedback`) and stores them for the registry to join;
-//! - [`metrics`] counts it, [`stats`] adds it to the version's window for the
-//!   registry's rollouts, [`guard`] stops routing to a canary that fails too
-//!   often; [`watchdog`] marks a version whose run hangs unhealthy (its
-//!   requests refused) and has the engine stop the run where it can;
-//!   [`error`] is the one place errors become statuses.
+//! 1. foundations: [`error`] (the one place errors become statuses),
+//!    [`metrics`], [`tensor`] (the typed tensor codecs and engines share),
+//!    [`signature`] (what a model takes and gives, and the checks a request
+//!    passes against it), [`slots`] (counts held against a bound);
+//! 2. engines: [`backend`] (tract, ONNX Runtime) turns an artifact into a
+//!    session;
+//! 3. what one served version owns: its [`batcher`], its [`runwatch`] (runs
+//!    in flight, for the watchdog), its [`stats`] window, its [`guard`]
+//!    record, its [`contract`] checker, its [`drift`] counter, its shadow
+//!    [`comparison`] counters, its [`slicer`]; and [`model`], the
+//!    `LoadedModel` that holds them, loaded and warmed by `LoadedModel::load`;
+//! 4. what is served: the [`routing`] table (one `ArcSwap` load picks a
+//!    version by weight or sticky key, and a shadow), and the [`protocol`]
+//!    codecs (JSON and binary tensors);
+//! 5. loops and sources, off the request path: the statistics [`report`]er,
+//!    [`fast_rollback`] (a tripped guard takes its canary out at once),
+//!    the [`watchdog`] (a hung run marks its version unhealthy), [`shadow`]
+//!    workers, the [`predlog`] writer, [`feedback`] storage, the bounded
+//!    [`compute`] pool; [`reconcile`] follows a registry's deployments
+//!    (artifacts verified and kept in the [`cache`], so a gateway serves
+//!    while the registry is down), [`repository`] polls a model directory;
+//!    [`config`] is the validated configuration they start from;
+//! 6. [`server`]: the routes, admission (the gateway's and the model's
+//!    slots, the memory budget), bodies under a size limit, and the
+//!    inference path (`server::inference`: decode, run inline or on the
+//!    pool or in a batch, encode; then shadow and prediction log, both off
+//!    the response path).
 //!
-//! Off the request path, what to serve comes from one of two sources, each
-//! loading and warming new versions through [`backend`] and swapping the
-//! whole table in one store: [`reconcile`] follows a registry's deployments
-//! (artifacts verified and kept in the [`cache`], so a gateway starts and
-//! serves while the registry is down), [`repository`] polls a model
-//! directory.
-//!
-//! [`config`] is the typed, validated configuration (the `sluice` crate
-//! builds it from flags); [`tensor`] is the typed tensor both codecs and
-//! engines share. This crate is the data plane alone: it links neither the
-//! registry nor its databases nor a command-line parser (CI checks it with
-//! `cargo tree`).
+//! This crate is the data plane alone: it links neither the registry nor
+//! its databases nor a command-line parser (`scripts/check-crates.sh`); the
+//! `sluice` crate builds its configuration from flags.
 
 pub mod backend;
 pub mod batcher;

@@ -73,17 +73,23 @@ pub struct PredictionRecord {
 }
 
 /// Segment limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentLimits {
     pub max_bytes: usize,
     pub max_age: Duration,
 }
 
+/// A segment is written once it holds this many bytes (`--segment-max-bytes`)...
+pub const DEFAULT_SEGMENT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// ... or once it is this old (`--segment-max-age-ms`).
+pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(60);
+
 impl Default for SegmentLimits {
     fn default() -> Self {
         SegmentLimits {
-            max_bytes: 8 * 1024 * 1024,
-            max_age: Duration::from_secs(60),
+            max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            max_age: DEFAULT_SEGMENT_MAX_AGE,
         }
     }
 }

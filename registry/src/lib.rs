@@ -1,34 +1,31 @@
-//! Sluice's control plane: the model registry.
+//! Sluice's control plane: the model registry, one source of truth for
+//! models, their versions and lineage, their governance, and the traffic
+//! each endpoint should get.
 //!
-//! One source of truth for models, their versions and lineage, their
-//! governance, and the traffic each endpoint should get:
+//! Modules point one way, bottom up (`scripts/check-layers.py` holds it):
 //!
-//! - [`api`] serves `/api/v1` (axum): bearer-token [`auth`], one JSON error
-//!   shape from [`error`], and the long-poll watch gateways follow;
-//! - [`store`] keeps the metadata in SQLite or PostgreSQL, one transaction
-//!   per change with its audit event: models, versions and documents, stage
-//!   transitions and aliases, deployments under a registry-wide revision,
-//!   the event log;
-//! - [`artifacts`] keeps the ONNX files in an object store, content-addressed
-//!   by sha256, in a directory or a bucket (`sluice_common::objects`); an [`Inspector`]
-//!   (the gateway's engines) reads a signature by loading each new artifact,
-//!   so nothing unloadable becomes a version;
-//! - [`policy`] says which approvals and gates each stage needs and which
-//!   stages may take traffic; [`config`] turns flags into a config;
-//! - [`quality`] runs behavioural suites with the gateway's engine, reports
-//!   realized performance per slice, and checks the quality gates of a
-//!   stage transition or a rollout start;
-//! - [`rollout`] runs progressive rollouts on the windows gateways report to
-//!   [`stats`], and rolls back what a gateway's local guard stopped;
-//! - [`drift`] holds the drift statistics (PSI, Jensen-Shannon, KS,
-//!   chi-square) measured against a version's reference profile;
-//! - [`feedback`] joins ground-truth labels with the prediction log into
-//!   realized accuracy, AUC or MAE;
-//! - [`trigger`] fires training runs (once per window, within a cooldown and
-//!   a concurrency cap) and delivers them by webhook or local command, with
-//!   [`cron`] for scheduled rules; [`actions`] is what the operator lets
-//!   policies run and call (commands, webhook hosts, header variables); [`monitor`] is the loop that drives the
-//!   join, the drift and performance gauges, and the trigger rules.
+//! 1. foundations: [`error`] (one error type, one place it becomes a
+//!    status), [`policy`] (the approvals and gates each stage needs),
+//!    [`auth`] (hashed bearer tokens and roles), [`actions`] (what the
+//!    operator lets policies run and call), [`cron`];
+//! 2. [`store`]: the metadata in SQLite or PostgreSQL, one transaction per
+//!    change with its audit event; [`config`], the validated configuration
+//!    and the one source of each default;
+//! 3. what the loops and the API share data with: [`artifacts`] (ONNX files
+//!    content-addressed in a directory or a bucket; an [`Inspector`], the
+//!    gateway's engines, reads each new one's signature), [`stats`] (the
+//!    windows gateways report), [`drift`] (PSI, Jensen-Shannon, KS,
+//!    chi-square against a reference profile), [`feedback`] (labels joined
+//!    with the prediction log into realized accuracy, AUC or MAE);
+//! 4. [`state`]: what the API's handlers and the loops share;
+//! 5. the domain's decisions: [`quality`] (behavioural suites, slices, the
+//!    gates of a transition or a rollout), [`rollout`] (progressive
+//!    rollouts judged on the reported windows, and the rollback of what a
+//!    gateway's guard stopped), [`trigger`] (training runs, by webhook or a
+//!    named command);
+//! 6. [`monitor`]: the loop that drives the join, the drift and performance
+//!    gauges and the trigger rules;
+//! 7. [`api`]: `/api/v1` (axum), the long-poll watch gateways follow.
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either
@@ -60,7 +57,7 @@ use sluice_common::{files, listen, objects, tls};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{MonitorConfig, RegistryArgs, RegistryConfig};
+pub use config::{MonitorConfig, RegistryConfig};
 pub use error::{Error, Result};
 use sluice_registry_client::types::Signature;
 

@@ -14,7 +14,7 @@ use sluice_registry_client::types;
 use tokio::net::TcpListener;
 
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
-use sluice_gateway::config::{ServeSettings, Source};
+use sluice_gateway::config::{ServeConfig, ServeSettings, Source};
 use sluice_gateway::error::{Error, Result};
 use sluice_gateway::model::LoadedModel;
 use sluice_gateway::server::Server;
@@ -161,7 +161,10 @@ impl Embedded {
             tracing::info!("demo models registered and deployed");
         }
         let client = client_for(gateway_token);
-        let config = settings.with_source(Source::Registry { client, cache_dir });
+        let config = ServeConfig {
+            source: Source::Registry { client, cache_dir },
+            settings,
+        };
         let gateway = Server::start(config, listener).await?;
         Ok(Embedded {
             registry,

@@ -14,3 +14,4 @@ pub mod cli;
 pub mod command;
 pub mod demo;
 pub mod embedded;
+pub mod reference;

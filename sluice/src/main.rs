@@ -12,7 +12,7 @@ use sluice::command::{
 };
 use sluice::embedded::{Embedded, EngineInspector};
 use sluice_gateway::Server;
-use sluice_gateway::config::Source;
+use sluice_gateway::config::{ServeConfig, Source};
 use sluice_registry::Registry;
 use sluice_registry_client::RegistryClient;
 use tracing_subscriber::EnvFilter;
@@ -97,7 +97,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", settings.listen))?;
     match mode {
         ServeMode::Repository(dir) => {
-            let server = Server::start(settings.with_source(Source::Repository(dir)), listener).await?;
+            let server = Server::start(
+                ServeConfig {
+                    source: Source::Repository(dir),
+                    settings,
+                },
+                listener,
+            )
+            .await?;
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
             server.shutdown().await?;
@@ -105,7 +112,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ServeMode::Remote { url, token_opt, tls } => {
             let client = RegistryClient::with_tls(&url, token_opt, &tls)?;
             let server = Server::start(
-                settings.with_source(Source::Registry { client, cache_dir }),
+                ServeConfig {
+                    source: Source::Registry { client, cache_dir },
+                    settings,
+                },
                 listener,
             )
             .await?;

@@ -229,7 +229,7 @@ impl TestGateway {
         let client = RegistryClient::new(&registry.url(), Some(registry.token("gw")));
         let mut config = ServeConfig::for_registry(client, cache_dir);
         // As in `sluice serve`: the registry joins what its gateways log.
-        config.logs_opt = Some(registry.logs());
+        config.settings.logs_opt = Some(registry.logs());
         let gateway = TestGateway::launch_config(config, options).await;
         gateway.wait_ready().await;
         gateway
@@ -275,19 +275,19 @@ impl TestGateway {
     }
 
     async fn launch_config(mut config: ServeConfig, options: Options) -> TestGateway {
-        config.poll_interval = options.poll_interval;
-        config.max_request_bytes = options.max_request_bytes;
-        config.compute_queue = options.compute_queue;
-        config.compute_threads = options.compute_threads;
-        config.limits = options
+        config.settings.poll_interval = options.poll_interval;
+        config.settings.max_request_bytes = options.max_request_bytes;
+        config.settings.compute_queue = options.compute_queue;
+        config.settings.compute_threads = options.compute_threads;
+        config.settings.limits = options
             .limits_opt
             .unwrap_or_else(|| ServerLimits::for_pool(options.compute_threads, options.compute_queue));
-        config.stats_interval = options.stats_interval;
-        config.guard_limits = options.guard;
-        config.segment_limits.max_age = options.segment_max_age;
-        config.engines.ort_library_opt = options.with_ort.then(ort_library);
-        config.predict_tokens_opt = options.predict_tokens_opt;
-        config.engines.inline_below = options.inline_below;
+        config.settings.stats_interval = options.stats_interval;
+        config.settings.guard_limits = options.guard;
+        config.settings.segment_limits.max_age = options.segment_max_age;
+        config.settings.engines.ort_library_opt = options.with_ort.then(ort_library);
+        config.settings.predict_tokens_opt = options.predict_tokens_opt;
+        config.settings.engines.inline_below = options.inline_below;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");

@@ -43,6 +43,14 @@ use stream::Guarded;
 
 use crate::tls::Tls;
 
+/// How long in-flight requests may finish at shutdown once the listener is
+/// closed, on both listeners: inside Kubernetes' 30 s grace period.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a client may take to send a request body (the registry: an
+/// upload may go this long without a byte).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` until `stop` turns true; then closes the
 /// listener (new connections are refused), lets every open connection
 /// finish its request in flight, and returns once all have closed. With

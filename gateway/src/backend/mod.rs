@@ -73,7 +73,7 @@ pub trait Session: Send + Sync {
 }
 
 /// Engine settings fixed at start-up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineOptions {
     /// `libonnxruntime.so`; ONNX Runtime is unavailable without it.
     pub ort_library_opt: Option<PathBuf>,
@@ -83,23 +83,33 @@ pub struct EngineOptions {
     /// ONNX Runtime intra-op threads per session.
     pub ort_intra_threads: usize,
     /// A model whose warm-up run is faster than this runs on the request's
-    /// own thread (see [`LoadedModel::runs_inline`]); zero: never.
+    /// own thread (see `crate::model::LoadedModel::runs_inline`); zero: never.
     pub inline_below: Duration,
 }
 
 impl EngineOptions {
+    /// benches/RESULTS.md has the measurement behind it.
     pub const DEFAULT_INLINE_BELOW_US: u64 = 20;
+    /// One thread per session: concurrency comes from sessions.
+    pub const DEFAULT_ORT_INTRA_THREADS: usize = 1;
 }
 
 impl Default for EngineOptions {
+    /// A session per core, as many as the compute threads by default.
     fn default() -> Self {
         EngineOptions {
             ort_library_opt: None,
-            ort_sessions: 2,
-            ort_intra_threads: 1,
+            ort_sessions: available_cores(),
+            ort_intra_threads: EngineOptions::DEFAULT_ORT_INTRA_THREADS,
             inline_below: Duration::from_micros(EngineOptions::DEFAULT_INLINE_BELOW_US),
         }
     }
+}
+
+/// The cores this process may use: the default of compute threads and of
+/// ONNX Runtime sessions per model.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The engines this process can use, built once at start-up.

@@ -94,6 +94,7 @@ pub struct Server {
     predictions_opt: Option<Arc<PredictionLog>>,
     limits: crate::config::ServerLimits,
     admission: Arc<Slots>,
+    body_budget: Arc<Slots>,
 }
 
 impl Server {
@@ -101,6 +102,10 @@ impl Server {
     /// not ready); the repository poller or the registry follower loads
     /// models and flips readiness.
     pub async fn start(config: ServeConfig, listener: TcpListener) -> Result<Server> {
+        let ServeConfig {
+            source,
+            settings: config,
+        } = config;
         let addr = listener
             .local_addr()
             .map_err(|err| Error::Internal(format!("listener has no address: {err}")))?;
@@ -166,6 +171,7 @@ impl Server {
             None => None,
         };
         let admission = Slots::new(config.limits.max_in_flight.max(1));
+        let body_budget = Slots::new(config.limits.max_body_bytes_in_flight);
         let state = Arc::new(AppState {
             routes: routes.clone(),
             health: health.clone(),
@@ -178,12 +184,12 @@ impl Server {
             metrics: crate::metrics::handle(),
             max_request_bytes: config.max_request_bytes,
             admission: admission.clone(),
-            body_budget: Slots::new(config.limits.max_body_bytes_in_flight),
+            body_budget: body_budget.clone(),
             limits: config.limits,
             access,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let source_label = match &config.source {
+        let source_label = match &source {
             Source::Repository(dir) => {
                 let reconciler = Reconciler::new(dir.clone(), engines, routes.clone(), health.clone());
                 tokio::spawn(crate::repository::watch(
@@ -219,7 +225,7 @@ impl Server {
                 format!("registry {}", client.base_url())
             }
         };
-        let client_opt = match &config.source {
+        let client_opt = match &source {
             Source::Registry { client, .. } => Some(client.clone()),
             Source::Repository(_) => None,
         };
@@ -252,12 +258,19 @@ impl Server {
             predictions_opt,
             limits: config.limits,
             admission,
+            body_budget,
         })
     }
 
     /// Inference and feedback requests being served now (admission slots taken).
     pub fn admitted(&self) -> usize {
         self.admission.held()
+    }
+
+    /// Bytes of request bodies, decoded tensors and answers held now
+    /// against `--max-body-bytes-in-flight`.
+    pub fn body_bytes_held(&self) -> usize {
+        self.body_budget.held()
     }
 
     /// Turns readiness off and waits the shutdown delay (still serving),

@@ -54,9 +54,9 @@ async fn the_gateway_serves_https_and_reloads_its_certificate() {
     let served = first_ca.issue(pki.path(), "gateway", &["localhost", "127.0.0.1"]);
     let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
     let mut config = ServeConfig::for_repository(repository.path());
-    config.poll_interval = Duration::from_millis(50);
-    config.engines.ort_library_opt = Some(ort_library());
-    config.tls_opt = Some(TlsFiles {
+    config.settings.poll_interval = Duration::from_millis(50);
+    config.settings.engines.ort_library_opt = Some(ort_library());
+    config.settings.tls_opt = Some(TlsFiles {
         cert: served.cert.clone(),
         key: served.key.clone(),
         client_ca_opt: None,
@@ -460,9 +460,9 @@ async fn every_registry_write_refuses_a_viewer_and_an_anonymous_caller() {
 async fn tls_gateway(dir: &Path, repository: &TestRepository, header_read: Duration) -> Server {
     let served = TestCa::new("ops").issue(dir, "gateway", &["localhost"]);
     let mut config = ServeConfig::for_repository(repository.path());
-    config.engines.ort_library_opt = Some(ort_library());
-    config.limits.connections.header_read_timeout = header_read;
-    config.tls_opt = Some(TlsFiles {
+    config.settings.engines.ort_library_opt = Some(ort_library());
+    config.settings.limits.connections.header_read_timeout = header_read;
+    config.settings.tls_opt = Some(TlsFiles {
         cert: served.cert,
         key: served.key,
         client_ca_opt: None,

@@ -289,23 +289,24 @@ async fn bodies_in_flight_hold_a_memory_budget() {
         .await
         .unwrap();
     holder.write_all(&vec![b' '; 200 * 1024]).await.unwrap();
-    // 75 KiB more does not fit, declared or sent in chunks (once the
-    // server has read the holder's bytes).
+    // Once the server has read the holder's bytes...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.server.body_bytes_held() < 200 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "the holder's bytes never counted: {} held",
+            gateway.server.body_bytes_held()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...75 KiB more does not fit, declared or sent in chunks.
     let request = serde_json::to_vec(&digits_request(300)).unwrap();
     assert!(request.len() > 60 * 1024, "{}", request.len());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let declared = gateway
-            .post_raw("/v2/models/digits/infer", &[], request.clone())
-            .await;
-        let (code, body) = read_json(declared).await;
-        if code == 503 {
-            break body;
-        }
-        assert_eq!(code, 200);
-        assert!(Instant::now() < deadline, "the holder's bytes never counted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let declared = gateway
+        .post_raw("/v2/models/digits/infer", &[], request.clone())
+        .await;
+    let (code, body) = read_json(declared).await;
+    assert_eq!(code, 503, "{body}");
     assert!(error_message(&body).contains("memory budget"), "{body}");
     let mut chunked =
         b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

@@ -1,268 +1,33 @@
-//! Command line and environment: every flag has a `SLUICE_*` variable, and is
-//! validated once, at start-up, into the gateway's typed
-//! [`ServeSettings`] and the registry's config.
+//! `sluice serve`: the predict API's flags, and the three modes (a model
+//! repository, a remote registry, the registry embedded in this process).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use sluice_gateway::backend::EngineOptions;
+use clap::Args;
+use sluice_common::listen::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
+use sluice_gateway::backend::available_cores;
 use sluice_gateway::config::{
-    DEFAULT_FEEDBACK_BYTES_PER_HOUR, DEFAULT_MAX_FEEDBACK_BYTES, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_MAX_RESPONSE_BYTES, ServeSettings, ServerLimits, available_cores, default_body_budget,
-    default_per_model, memory_limit,
+    DEFAULT_COMPUTE_QUEUE, DEFAULT_FEEDBACK_BYTES_PER_HOUR, DEFAULT_LISTEN, DEFAULT_MAX_FEEDBACK_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_POLL_INTERVAL,
+    DEFAULT_PREDICTION_LOG_QUEUE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHADOW_QUEUE, DEFAULT_SHADOW_THREADS,
+    DEFAULT_STATS_INTERVAL, ServeSettings, ServerLimits, default_body_budget, default_per_model,
+    memory_limit,
 };
-use sluice_gateway::guard::GuardLimits;
-use sluice_gateway::predlog::SegmentLimits;
-use sluice_registry::auth::Role;
-use sluice_registry::{RegistryArgs, RegistryConfig};
+use sluice_gateway::guard::{DEFAULT_GUARD_ERRORS, DEFAULT_GUARD_WINDOW, GuardLimits};
+use sluice_gateway::predlog::{DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES, SegmentLimits};
+use sluice_registry::RegistryConfig;
+use sluice_registry::config::DEFAULT_ADMIN_LISTEN;
 use sluice_registry_client::ClientTls;
 
-use crate::cli::{
-    AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand,
-    ProfileCommand, QualityCommand, RolloutCommand, StageCommand, SuiteCommand, TrafficCommand,
-    TriggersCommand, VersionsCommand,
-};
-
-/// Sluice: a model serving gateway for ONNX models, speaking the Open
-/// Inference Protocol (KServe V2).
-#[derive(Debug, Parser)]
-#[command(name = "sluice", version)]
-pub struct Cli {
-    /// Log format.
-    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
-
-    /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `sluice_gateway=debug`).
-    #[arg(long, env = "SLUICE_LOG", default_value = "info", global = true)]
-    pub log: String,
-
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve models over the Open Inference Protocol. With neither
-    /// --registry nor --model-repository, runs the registry in the same
-    /// process on --admin-listen and serves what it deploys.
-    Serve(Box<ServeArgs>),
-    /// Run the model registry alone (the control plane of several gateways).
-    Registry(RegistryServeArgs),
-    /// Create, list and show models.
-    Models {
-        #[command(subcommand)]
-        command: ModelsCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Push, list and show versions.
-    Versions {
-        #[command(subcommand)]
-        command: VersionsCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Request, approve and reject stage transitions.
-    Stage {
-        #[command(subcommand)]
-        command: StageCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Move and list aliases (champion, challenger).
-    Alias {
-        #[command(subcommand)]
-        command: AliasCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Set and show the traffic of an endpoint.
-    Traffic {
-        #[command(subcommand)]
-        command: TrafficCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Start, steer and watch progressive rollouts (canary steps judged each interval).
-    Rollout {
-        #[command(subcommand)]
-        command: RolloutCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Build and store reference profiles (the training data's distribution), for drift.
-    Profile {
-        #[command(subcommand)]
-        command: ProfileCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Show how a model's live traffic drifted from its training data.
-    Drift {
-        #[command(subcommand)]
-        command: DriftCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Data contracts: what a version's inputs may hold, derived from its profile.
-    Contract {
-        #[command(subcommand)]
-        command: ContractCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Show how a model's predictions fared against the labels sent back.
-    Performance {
-        #[command(subcommand)]
-        command: PerformanceCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Behavioural test suites: golden, invariance, directional and minimum-functionality cases, run on versions.
-    Suite {
-        #[command(subcommand)]
-        command: SuiteCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Model quality: realized performance per slice, the gaps between slices, the latest suite verdict.
-    Quality {
-        #[command(subcommand)]
-        command: QualityCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Training triggers: policies (drift, performance, schedule), firing, history.
-    Triggers {
-        #[command(subcommand)]
-        command: TriggersCommand,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Read the registry's audit log.
-    Events {
-        #[command(flatten)]
-        args: EventsArgs,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Add a bearer token to a tokens file; prints the token, the only time it is shown.
-    Tokens(TokensArgs),
-    /// Add a predict token (for inference clients) to a predict tokens file;
-    /// prints the token, the only time it is shown.
-    PredictToken(PredictTokenArgs),
-}
-
-/// The engines, shared by `serve` and `registry` (which loads each upload to read its signature).
-#[derive(Debug, Args)]
-pub struct EngineArgs {
-    /// The ONNX Runtime library (libonnxruntime.so, 1.31 or newer). Falls back to
-    /// ORT_DYLIB_PATH; without either, models run on tract.
-    #[arg(long, env = "SLUICE_ORT_LIBRARY", value_name = "FILE")]
-    pub ort_library: Option<PathBuf>,
-
-    /// ONNX Runtime sessions per model, so concurrent requests do not wait on one [default: compute threads].
-    #[arg(long, env = "SLUICE_ORT_SESSIONS")]
-    pub ort_sessions: Option<usize>,
-
-    /// ONNX Runtime intra-op threads per session.
-    #[arg(long, env = "SLUICE_ORT_INTRA_THREADS", default_value_t = 1)]
-    pub ort_intra_threads: usize,
-
-    /// Run a model on the request's own thread, skipping the hand-off to a compute thread, when
-    /// its warm-up run takes less than this many microseconds and the request body is small
-    /// (benches/RESULTS.md has the measurement behind the default); 0 sends every model to the pool.
-    #[arg(long, env = "SLUICE_INLINE_BELOW_US", default_value_t = EngineOptions::DEFAULT_INLINE_BELOW_US)]
-    pub inline_below_us: u64,
-}
-
-impl EngineArgs {
-    pub fn into_options(
-        self,
-        compute_threads: usize,
-        ort_dylib_path_opt: Option<PathBuf>,
-    ) -> Result<EngineOptions, String> {
-        let ort_sessions = self.ort_sessions.unwrap_or(compute_threads);
-        if ort_sessions == 0 || self.ort_intra_threads == 0 {
-            return Err("--ort-sessions and --ort-intra-threads must be positive".into());
-        }
-        Ok(EngineOptions {
-            ort_library_opt: self.ort_library.or(ort_dylib_path_opt),
-            ort_sessions,
-            ort_intra_threads: self.ort_intra_threads,
-            inline_below: std::time::Duration::from_micros(self.inline_below_us),
-        })
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct RegistryServeArgs {
-    /// Address of the registry API. Every call needs a bearer token, whatever the address.
-    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
-    pub listen: SocketAddr,
-
-    #[command(flatten)]
-    pub registry: RegistryArgs,
-
-    #[command(flatten)]
-    pub engines: EngineArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct PredictTokenArgs {
-    /// The predict tokens file to add to (created if missing); give it to `sluice serve --predict-tokens-file`.
-    #[arg(long, env = "SLUICE_PREDICT_TOKENS_FILE", value_name = "FILE")]
-    pub predict_tokens_file: PathBuf,
-
-    /// Who the token is for (a service name): in metrics and error messages.
-    #[arg(long)]
-    pub name: String,
-
-    /// A model the token may call, or `*` for every model; repeat for several.
-    #[arg(long = "model", value_name = "MODEL", required = true)]
-    pub models: Vec<String>,
-
-    /// Sustained requests per second the token may make; unlimited without it.
-    #[arg(long)]
-    pub rate_per_s: Option<f64>,
-
-    /// Requests the token may make at once, above the rate [default: one second's worth].
-    #[arg(long, requires = "rate_per_s")]
-    pub burst: Option<u32>,
-}
-
-#[derive(Debug, Args)]
-pub struct TokensArgs {
-    /// The tokens file to add to (created if missing); give it to the registry with --tokens-file.
-    #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
-    pub tokens_file: PathBuf,
-
-    /// Who the token speaks for; recorded as the actor of every change made with it.
-    #[arg(long)]
-    pub actor: String,
-
-    /// viewer, deployer, approver, gateway or admin.
-    #[arg(long, value_parser = parse_role)]
-    pub role: Role,
-}
-
-fn parse_role(text: &str) -> Result<Role, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver, gateway or admin"))
-}
+use super::engines::EngineArgs;
+use super::registry::RegistryArgs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address of the predict API.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "SLUICE_LISTEN", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Serve a Triton-style model repository: DIR/{model}/{version}/model.onnx,
@@ -319,7 +84,7 @@ pub struct ServeArgs {
     pub predict_tokens_file: Option<PathBuf>,
 
     /// Address of the embedded registry's API.
-    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value_t = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
 
     /// Where downloaded artifacts and the last served deployments are cached [default: DATA_DIR/cache].
@@ -330,7 +95,7 @@ pub struct ServeArgs {
     pub registry_args: RegistryArgs,
 
     /// How often the model repository is scanned for new, changed or removed versions, in milliseconds.
-    #[arg(long, env = "SLUICE_REPOSITORY_POLL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(long, env = "SLUICE_REPOSITORY_POLL_MS", default_value_t = DEFAULT_POLL_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(10..))]
     pub repository_poll_ms: u64,
 
     /// Largest request body accepted, in bytes, after decompression; larger ones get 413.
@@ -342,7 +107,7 @@ pub struct ServeArgs {
     pub compute_threads: Option<usize>,
 
     /// Inference requests that may wait for a thread; beyond it requests get 503 with Retry-After.
-    #[arg(long, env = "SLUICE_COMPUTE_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "SLUICE_COMPUTE_QUEUE", default_value_t = DEFAULT_COMPUTE_QUEUE)]
     pub compute_queue: usize,
 
     /// Inference requests admitted at once, from reading the body to the answer; beyond it a request gets 503 with
@@ -377,7 +142,7 @@ pub struct ServeArgs {
 
     /// A request's deadline when it gives no `timeout` parameter, and the most any request waits, in milliseconds:
     /// past it the answer is 504, and a request that had not started is not run (0: no limit).
-    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT.as_millis() as u64)]
     pub request_timeout_ms: u64,
 
     /// A run still going after this many milliseconds is hung: its version is marked unhealthy (not ready, its
@@ -387,7 +152,7 @@ pub struct ServeArgs {
     pub hung_run_ms: Option<u64>,
 
     /// How long a client may take to send a request's body, in milliseconds; past it the answer is 408.
-    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT_MS", default_value_t = DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout_ms: u64,
 
     /// On SIGTERM, how long readiness reports 503 before the listener closes, in milliseconds, so that load
@@ -398,39 +163,39 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight requests may take to finish once the listener is closed, in milliseconds;
     /// connections still open then are cut. Keep the shutdown delay plus this under the orchestrator's grace period
     /// (Kubernetes: 30 s by default).
-    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_MS", default_value_t = 20_000)]
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_MS", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_millis() as u64)]
     pub drain_timeout_ms: u64,
 
     /// Threads that run mirrored requests on shadow versions.
-    #[arg(long, env = "SLUICE_SHADOW_THREADS", default_value_t = 1)]
+    #[arg(long, env = "SLUICE_SHADOW_THREADS", default_value_t = DEFAULT_SHADOW_THREADS)]
     pub shadow_threads: usize,
 
     /// Mirrored requests that may wait for a shadow thread; beyond it they are dropped and counted.
-    #[arg(long, env = "SLUICE_SHADOW_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "SLUICE_SHADOW_QUEUE", default_value_t = DEFAULT_SHADOW_QUEUE)]
     pub shadow_queue: usize,
 
     /// How often per-version statistics are reported to the registry, in milliseconds.
-    #[arg(long, env = "SLUICE_STATS_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(long, env = "SLUICE_STATS_INTERVAL_MS", default_value_t = DEFAULT_STATS_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(10..))]
     pub stats_interval_ms: u64,
 
     /// Local guard: a canary's last requests that are watched (0 turns the guard off).
-    #[arg(long, env = "SLUICE_GUARD_WINDOW", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    #[arg(long, env = "SLUICE_GUARD_WINDOW", default_value_t = DEFAULT_GUARD_WINDOW as u64, value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub guard_window: u64,
 
     /// Local guard: server errors among those that stop routing to the canary.
-    #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = 10)]
+    #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = DEFAULT_GUARD_ERRORS as u64)]
     pub guard_errors: u64,
 
     /// Predictions that may wait for the log's writer; beyond it they are dropped and counted.
-    #[arg(long, env = "SLUICE_PREDICTION_LOG_QUEUE", default_value_t = 10_000)]
+    #[arg(long, env = "SLUICE_PREDICTION_LOG_QUEUE", default_value_t = DEFAULT_PREDICTION_LOG_QUEUE)]
     pub prediction_log_queue: usize,
 
     /// A prediction log segment is written once it holds this many bytes.
-    #[arg(long, env = "SLUICE_SEGMENT_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "SLUICE_SEGMENT_MAX_BYTES", default_value_t = DEFAULT_SEGMENT_MAX_BYTES)]
     pub segment_max_bytes: usize,
 
     /// ... or once it is this old, in milliseconds.
-    #[arg(long, env = "SLUICE_SEGMENT_MAX_AGE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(long, env = "SLUICE_SEGMENT_MAX_AGE_MS", default_value_t = DEFAULT_SEGMENT_MAX_AGE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(10..))]
     pub segment_max_age_ms: u64,
 
     #[command(flatten)]
@@ -574,11 +339,56 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::{Cli, Command};
+    use clap::Parser;
 
     #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// One source for each default: with no flag, `sluice serve` is the
+    /// gateway's `ServeSettings::default()` and, embedded, the registry's
+    /// `RegistryConfig::new` under the default data directory.
+    #[test]
+    fn no_flags_are_the_libraries_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed serve");
+        };
+        let (mode, cache_dir, settings) = args.into_parts(None).unwrap();
+        let data_dir = PathBuf::from(sluice_registry::config::DEFAULT_DATA_DIR);
+        assert_eq!(
+            ServeSettings {
+                logs_opt: None,
+                ..settings.clone()
+            },
+            ServeSettings::default()
+        );
+        // The embedded registry's logs: where the gateway writes them.
+        assert_eq!(
+            settings.logs_opt,
+            Some(sluice_common::objects::LogDirs {
+                predictions: sluice_common::objects::Location::Dir(data_dir.join("predictions")),
+                feedback: sluice_common::objects::Location::Dir(data_dir.join("feedback")),
+            })
+        );
+        assert_eq!(cache_dir, data_dir.join("cache"));
+        let ServeMode::Embedded {
+            registry,
+            admin_listen,
+            demo,
+        } = mode
+        else {
+            panic!("no flag is the embedded mode");
+        };
+        assert_eq!((admin_listen, demo), (DEFAULT_ADMIN_LISTEN, false));
+        // Debug, not PartialEq: the policy and actions types have no equality.
+        assert_eq!(
+            format!("{registry:?}"),
+            format!("{:?}", RegistryConfig::new(&data_dir))
+        );
     }
 
     fn serve_mode(args: &[&str]) -> Result<ServeMode, String> {

@@ -1,0 +1,50 @@
+//! `sluice tokens` and `sluice predict-token`: add a token to a tokens file
+//! and print it, the only time it is shown.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use sluice_registry::auth::Role;
+
+#[derive(Debug, Args)]
+pub struct PredictTokenArgs {
+    /// The predict tokens file to add to (created if missing); give it to `sluice serve --predict-tokens-file`.
+    #[arg(long, env = "SLUICE_PREDICT_TOKENS_FILE", value_name = "FILE")]
+    pub predict_tokens_file: PathBuf,
+
+    /// Who the token is for (a service name): in metrics and error messages.
+    #[arg(long)]
+    pub name: String,
+
+    /// A model the token may call, or `*` for every model; repeat for several.
+    #[arg(long = "model", value_name = "MODEL", required = true)]
+    pub models: Vec<String>,
+
+    /// Sustained requests per second the token may make; unlimited without it.
+    #[arg(long)]
+    pub rate_per_s: Option<f64>,
+
+    /// Requests the token may make at once, above the rate [default: one second's worth].
+    #[arg(long, requires = "rate_per_s")]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// The tokens file to add to (created if missing); give it to the registry with --tokens-file.
+    #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: PathBuf,
+
+    /// Who the token speaks for; recorded as the actor of every change made with it.
+    #[arg(long)]
+    pub actor: String,
+
+    /// viewer, deployer, approver, gateway or admin.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Role,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver, gateway or admin"))
+}
