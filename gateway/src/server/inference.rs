@@ -114,19 +114,15 @@ pub(super) async fn run(
 ) -> Result<Response> {
     let encoding = Encoding::from_headers(headers)?;
     let header_length_opt = header_length(headers)?;
-    let limit = state.max_request_bytes;
     let raw = body::collect(
         body,
         headers,
-        limit,
+        state.max_request_bytes,
         state.limits.body_read_timeout,
         &mut admitted,
     )
     .await?;
     let default_timeout_opt = state.limits.request_timeout_opt;
-    let max_response_bytes = state.limits.max_response_bytes;
-    let abandoned = Arc::new(AtomicBool::new(false));
-    let job_abandoned = abandoned.clone();
     if let Some(timeout) = default_timeout_opt
         && started.elapsed() >= timeout
     {
@@ -136,21 +132,99 @@ pub(super) async fn run(
             timeout.as_millis()
         )));
     }
-    let job_model = model.clone();
-    let shadows = state.shadows.clone();
+    let abandoned = Arc::new(AtomicBool::new(false));
     // A model faster than the hand-off runs right here when the body is
     // small and plain: its whole request costs a few microseconds.
     let inline = model.runs_inline() && raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
+    let decoding = Decoding {
+        raw,
+        encoding,
+        limit: state.max_request_bytes,
+        header_length_opt,
+        model: model.clone(),
+        shadows: state.shadows.clone(),
+        sides,
+        admitted,
+        started,
+        default_timeout_opt,
+        abandoned: abandoned.clone(),
+        max_response_bytes: state.limits.max_response_bytes,
+    };
     // Otherwise decompression, decoding, the run and encoding are CPU work
     // for a compute thread (or a batch executor), never for the reactor.
     let work = move || -> Result<Step> {
-        let mut admitted = admitted;
+        let (answering, inputs, deadline_opt) = decoding.decode()?;
+        start(answering, inputs, deadline_opt, inline)
+    };
+    // The server's timeout also bounds every wait below: a hung engine or a
+    // long queue answers 504, and the work finds nobody waiting.
+    let give_up_opt = default_timeout_opt.map(|timeout| started + timeout);
+    let (step, pool_queued) = if inline {
+        // A panicking engine fails this request alone, as on the pool.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
+        // An input that makes this model slow held the reactor thread: no
+        // more of that. (Requests that arrived meanwhile still run inline:
+        // the watchdog judges hangs, not inline runs.)
+        if let Ok(Step::Answered(_, computed)) = &step
+            && *computed > crate::runwatch::INLINE_LIMIT
+        {
+            model.stop_inline();
+        }
+        (step, Duration::ZERO)
+    } else {
+        let (step, timing) = within(give_up_opt, "compute", &abandoned, state.compute.run(work)).await?;
+        (step, timing.queued)
+    };
+    let (answered, queued, computed) =
+        finish(state, model, step?, pool_queued, give_up_opt, &abandoned).await?;
+    model.metrics.queue_duration.record(queued.as_secs_f64());
+    let answered = answered?;
+    model.metrics.compute_duration.record(computed.as_secs_f64());
+    Ok(into_response(answered))
+}
+
+/// A request whose body was read, moved onto the thread that decodes it.
+struct Decoding {
+    raw: axum::body::Bytes,
+    encoding: Encoding,
+    limit: usize,
+    header_length_opt: Option<usize>,
+    model: Arc<LoadedModel>,
+    shadows: Arc<Shadows>,
+    sides: SideEffects,
+    admitted: Admitted,
+    started: Instant,
+    default_timeout_opt: Option<Duration>,
+    abandoned: Arc<AtomicBool>,
+    max_response_bytes: usize,
+}
+
+impl Decoding {
+    /// Decompressed, decoded and checked (memory, id, deadline, contract),
+    /// its features counted for drift: the request ready to run, with its
+    /// inputs and its deadline.
+    fn decode(self) -> Result<(Answering, Vec<Tensor>, Option<Instant>)> {
+        let Decoding {
+            raw,
+            encoding,
+            limit,
+            header_length_opt,
+            model,
+            shadows,
+            sides,
+            mut admitted,
+            started,
+            default_timeout_opt,
+            abandoned,
+            max_response_bytes,
+        } = self;
         let raw_length = raw.len();
         let bytes = body::decode(raw, encoding, limit)?;
         // What the body became is held too: decompressed, decoded, and
         // copied for the log and the mirrors.
         admitted.cover(raw_length.max(bytes.len()))?;
-        let decoded = request::decode(&bytes, header_length_opt, &job_model.signature)?;
+        let decoded = request::decode(&bytes, header_length_opt, &model.signature)?;
         let copies = 1
             + usize::from(sides.mirrors.any())
             + usize::from(
@@ -183,7 +257,7 @@ pub(super) async fn run(
             )));
         }
         if let Some(mode) = sides.contract_opt
-            && let Some(contract) = job_model.contract.get()
+            && let Some(contract) = model.contract.get()
         {
             let violations = contract.check(&decoded.inputs);
             if !violations.is_empty() {
@@ -194,7 +268,7 @@ pub(super) async fn run(
             }
         }
         if sides.count_drift
-            && let Some(drift) = job_model.drift.get()
+            && let Some(drift) = model.drift.get()
         {
             drift.count(&decoded.inputs);
         }
@@ -205,72 +279,77 @@ pub(super) async fn run(
                 .as_ref()
                 .filter(|logging| logging.with_inputs)
                 .map(|_| decoded.inputs.clone()),
-            slice_values: match (&sides.logging_opt, job_model.slicer.get()) {
+            slice_values: match (&sides.logging_opt, model.slicer.get()) {
                 (Some(_), Some(slicer)) => slicer.values(&decoded.inputs),
                 _ => Vec::new(),
             },
-            model: job_model.clone(),
+            model,
             shadows,
             sides,
             id_opt: decoded.id,
             requested: decoded.outputs,
-            abandoned: job_abandoned,
+            abandoned,
             max_response_bytes,
             admitted,
         };
-        let Some(batcher) = &job_model.batcher_opt else {
-            let compute_started = Instant::now();
-            let outputs = if !inline {
-                job_model.run(decoded.inputs)?
-            } else {
-                // On the reactor only what cannot wait: a request of a few
-                // rows, on an engine with a free session. Else the pool runs it.
-                let rows = decoded.inputs.first().map_or(0, Tensor::rows);
-                if rows > INLINE_MAX_ROWS {
-                    return Ok(Step::Deferred(answering, decoded.inputs));
-                }
-                match job_model.try_run(decoded.inputs) {
-                    Ok(outputs) => outputs?,
-                    Err(inputs) => return Ok(Step::Deferred(answering, inputs)),
-                }
-            };
-            let computed = compute_started.elapsed();
-            return Ok(Step::Answered(answering.finish(outputs)?, computed));
-        };
-        let (reply, answer) = oneshot::channel();
-        let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
-            // The requester has gone (hung up, or answered 504): the run was
-            // not served, so nothing of it is logged or mirrored.
-            if reply.is_closed() {
-                return;
+        Ok((answering, decoded.inputs, deadline_opt))
+    }
+}
+
+/// Runs a decoded request on this thread, or queues it for its version's
+/// batcher. `inline` (on the reactor) runs only what cannot wait: a
+/// request of a few rows on an engine with a free session; else the
+/// request is deferred to the pool.
+fn start(
+    answering: Answering,
+    inputs: Vec<Tensor>,
+    deadline_opt: Option<Instant>,
+    inline: bool,
+) -> Result<Step> {
+    let model = answering.model.clone();
+    let Some(batcher) = &model.batcher_opt else {
+        let compute_started = Instant::now();
+        let outputs = if !inline {
+            model.run(inputs)?
+        } else {
+            let rows = inputs.first().map_or(0, Tensor::rows);
+            if rows > INLINE_MAX_ROWS {
+                return Ok(Step::Deferred(answering, inputs));
             }
-            let answered = result.and_then(|outputs| answering.finish(outputs));
-            let _ = reply.send((answered, timing));
-        });
-        batcher.submit(Pending::new(decoded.inputs, deadline_opt, done))?;
-        Ok(Step::Queued(answer))
+            match model.try_run(inputs) {
+                Ok(outputs) => outputs?,
+                Err(inputs) => return Ok(Step::Deferred(answering, inputs)),
+            }
+        };
+        let computed = compute_started.elapsed();
+        return Ok(Step::Answered(answering.finish(outputs)?, computed));
     };
-    // The server's timeout also bounds every wait below: a hung engine or a
-    // long queue answers 504, and the work finds nobody waiting.
-    let give_up_opt = default_timeout_opt.map(|timeout| started + timeout);
-    let (step, pool_queued) = if inline {
-        // A panicking engine fails this request alone, as on the pool.
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .unwrap_or_else(|_| Err(Error::Inference("the engine panicked".into())));
-        // An input that makes this model slow held the reactor thread: no
-        // more of that. (Requests that arrived meanwhile still run inline:
-        // the watchdog judges hangs, not inline runs.)
-        if let Ok(Step::Answered(_, computed)) = &step
-            && *computed > crate::runwatch::INLINE_LIMIT
-        {
-            model.stop_inline();
+    let (reply, answer) = oneshot::channel();
+    let done = Box::new(move |result: Result<Vec<Tensor>>, timing: BatchTiming| {
+        // The requester has gone (hung up, or answered 504): the run was
+        // not served, so nothing of it is logged or mirrored.
+        if reply.is_closed() {
+            return;
         }
-        (step, Duration::ZERO)
-    } else {
-        let (step, timing) = within(give_up_opt, "compute", &abandoned, state.compute.run(work)).await?;
-        (step, timing.queued)
-    };
-    let (answered, queued, computed) = match step? {
+        let answered = result.and_then(|outputs| answering.finish(outputs));
+        let _ = reply.send((answered, timing));
+    });
+    batcher.submit(Pending::new(inputs, deadline_opt, done))?;
+    Ok(Step::Queued(answer))
+}
+
+/// Waits for what `start` left to do (a deferred run on the pool, or the
+/// batch), each wait bounded by the server's timeout: the answer, and how
+/// long the request queued and computed.
+async fn finish(
+    state: &AppState,
+    model: &Arc<LoadedModel>,
+    step: Step,
+    pool_queued: Duration,
+    give_up_opt: Option<Instant>,
+    abandoned: &Arc<AtomicBool>,
+) -> Result<(Result<Answered>, Duration, Duration)> {
+    Ok(match step {
         Step::Answered(answered, computed) => (Ok(answered), pool_queued, computed),
         Step::Deferred(answering, inputs) => {
             let model = model.clone();
@@ -280,7 +359,7 @@ pub(super) async fn run(
                 let computed = compute_started.elapsed();
                 Ok((answering.finish(outputs)?, computed))
             });
-            let (outcome, timing) = within(give_up_opt, "compute", &abandoned, run).await?;
+            let (outcome, timing) = within(give_up_opt, "compute", abandoned, run).await?;
             let (answered, computed) = outcome?;
             (Ok(answered), timing.queued, computed)
         }
@@ -290,14 +369,10 @@ pub(super) async fn run(
                     .await
                     .map_err(|_| Error::Internal("a batch executor dropped a request".into()))
             };
-            let (answered, batch) = within(give_up_opt, "batch", &abandoned, answer).await?;
+            let (answered, batch) = within(give_up_opt, "batch", abandoned, answer).await?;
             (answered, pool_queued + batch.queued, batch.computed)
         }
-    };
-    model.metrics.queue_duration.record(queued.as_secs_f64());
-    let answered = answered?;
-    model.metrics.compute_duration.record(computed.as_secs_f64());
-    Ok(into_response(answered))
+    })
 }
 
 /// Bytes the values of `tensors` take.

@@ -8,7 +8,7 @@ use sluice_registry_client::contract::{CONTRACT_DOCUMENT, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::commands::to_json;
+use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ContractCommand {

@@ -2,20 +2,30 @@
 //! `alias`, `traffic`, `rollout`, `profile`, `drift`, `performance`,
 //! `triggers`, `contract`, `events`): a thin client of the registry's `/api/v1`.
 //!
-//! `args` holds their flags, `commands` makes the calls and renders the
-//! answers, `table` lays text out. This file picks the token, runs one
-//! command, writes its output and turns its failure into an exit code that
-//! scripts can branch on ([`ExitReason`]).
+//! A file per topic holds its subcommands' flags, makes the calls and
+//! renders the answers: `models`, `versions`, `governance` (stage and
+//! alias), `traffic`, `rollout`, `profile` (and drift), `contract`,
+//! `quality` (and suites), `triggers` (and performance), `events`. `args`
+//! is what they share (the client flags, argument parsers), `table` lays
+//! text out. This file picks the token, runs one command, writes its output
+//! and turns its failure into an exit code that scripts can branch on
+//! ([`ExitReason`]).
 
 mod args;
-mod commands;
 mod contract;
+mod events;
+mod governance;
+mod models;
 mod outputs;
 mod profile;
 mod quality;
 mod rollout;
 mod table;
+#[cfg(test)]
+mod tests;
+mod traffic;
 mod triggers;
+mod versions;
 
 use std::io::{ErrorKind, Write};
 use std::path::Path;
@@ -23,12 +33,17 @@ use std::process::ExitCode;
 
 use sluice_registry_client::{ClientError, RegistryClient};
 
-pub use args::*;
+pub use args::ClientArgs;
 pub use contract::ContractCommand;
+pub use events::EventsArgs;
+pub use governance::{AliasCommand, StageCommand};
+pub use models::ModelsCommand;
 pub use profile::{DriftCommand, ProfileCommand};
 pub use quality::{QualityCommand, SuiteCommand};
 pub use rollout::RolloutCommand;
+pub use traffic::TrafficCommand;
 pub use triggers::{PerformanceCommand, TriggersCommand};
+pub use versions::VersionsCommand;
 
 /// The file the registry writes its bootstrap admin token to under its data
 /// directory (the registry's `auth::ADMIN_TOKEN_FILE`).
@@ -139,11 +154,11 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         };
     }
     let result = match command {
-        ClientCommand::Models(models) => commands::run_models(&client, models, json).await,
-        ClientCommand::Versions(versions) => commands::run_versions(&client, versions, json).await,
-        ClientCommand::Stage(stage) => commands::run_stage(&client, stage, json).await,
-        ClientCommand::Alias(alias) => commands::run_alias(&client, alias, json).await,
-        ClientCommand::Traffic(traffic) => commands::run_traffic(&client, traffic, json).await,
+        ClientCommand::Models(models) => models::run_models(&client, models, json).await,
+        ClientCommand::Versions(versions) => versions::run_versions(&client, versions, json).await,
+        ClientCommand::Stage(stage) => governance::run_stage(&client, stage, json).await,
+        ClientCommand::Alias(alias) => governance::run_alias(&client, alias, json).await,
+        ClientCommand::Traffic(traffic) => traffic::run_traffic(&client, traffic, json).await,
         ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
         ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
         ClientCommand::Contract(command) => contract::run_contract(&client, command).await,
@@ -152,7 +167,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Quality(command) => quality::run_quality(&client, command, json).await,
         ClientCommand::Suite(_) => unreachable!("suite commands ran above"),
         ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,
-        ClientCommand::Events(events) => commands::run_events(&client, events, json).await,
+        ClientCommand::Events(events) => events::run_events(&client, events, json).await,
     };
     match result {
         Ok(text) => write_stdout(&text),
@@ -229,79 +244,4 @@ fn report_failure(error: &ClientError, registry_url: &str) -> ExitCode {
         ClientError::Api { .. } | ClientError::Io(_) => {}
     }
     ExitCode::from(ExitReason::for_error(error))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn api_error(status: u16) -> ClientError {
-        ClientError::Api {
-            status,
-            message: "refused".into(),
-        }
-    }
-
-    #[test]
-    fn errors_map_to_documented_exit_codes() {
-        let cases = [
-            (api_error(400), 1),
-            (api_error(422), 1),
-            (api_error(413), 1),
-            (api_error(500), 5),
-            (api_error(503), 5),
-            (ClientError::Io("cannot read model.onnx".into()), 1),
-            (api_error(404), 3),
-            (api_error(409), 4),
-            (
-                ClientError::Unreachable {
-                    url: "http://127.0.0.1:8081".into(),
-                    message: "connection refused".into(),
-                },
-                5,
-            ),
-            (ClientError::Decode("expected value".into()), 5),
-            (api_error(401), 6),
-            (api_error(403), 6),
-        ];
-        for (error, code) in cases {
-            assert_eq!(ExitReason::for_error(&error).code(), code, "{error}");
-        }
-    }
-
-    #[test]
-    fn token_comes_from_the_flag_then_the_data_dir_for_local_registries_only() {
-        let data_dir = std::env::temp_dir().join(format!("sluice-cli-token-{}", std::process::id()));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let local = "http://127.0.0.1:8081";
-        assert_eq!(resolve_token(None, &data_dir, local), None);
-        std::fs::write(data_dir.join(ADMIN_TOKEN_FILE), "secret-admin\n").unwrap();
-        assert_eq!(
-            resolve_token(None, &data_dir, local).as_deref(),
-            Some("secret-admin")
-        );
-        assert_eq!(
-            resolve_token(None, &data_dir, "http://localhost:8081/").as_deref(),
-            Some("secret-admin")
-        );
-        assert_eq!(
-            resolve_token(None, &data_dir, "http://[::1]:8081").as_deref(),
-            Some("secret-admin")
-        );
-        assert_eq!(
-            resolve_token(None, &data_dir, "https://registry.example:8081"),
-            None
-        );
-        assert_eq!(resolve_token(None, &data_dir, "http://10.0.0.7:8081"), None);
-        assert_eq!(
-            resolve_token(Some(" given "), &data_dir, local).as_deref(),
-            Some("given")
-        );
-        assert_eq!(
-            resolve_token(Some(""), &data_dir, local).as_deref(),
-            Some("secret-admin")
-        );
-        std::fs::remove_dir_all(&data_dir).unwrap();
-        assert_eq!(resolve_token(None, &data_dir, local), None);
-    }
 }

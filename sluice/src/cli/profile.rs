@@ -11,7 +11,7 @@ use clap::Subcommand;
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile, profile_table};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::commands::to_json;
+use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ProfileCommand {

@@ -14,8 +14,8 @@ use sluice_registry_client::suite::{Suite, SuiteReport};
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::ExitReason;
-use super::commands::to_json;
 use super::table::Table;
+use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SuiteCommand {

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use sluice_registry_client::rollout::{Rollout, RolloutPolicy, StartRollout};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::commands::to_json;
 use super::table::Table;
+use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutCommand {

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
+use serde::Serialize;
+use sluice_registry_client::ClientError;
+
 /// Between two columns.
 const GAP: &str = "  ";
 
@@ -147,6 +150,17 @@ fn one_line(text: &str) -> String {
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, ClientError> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|err| ClientError::Decode(format!("re-encoding the answer as JSON: {err}")))?;
+    text.push('\n');
+    Ok(text)
+}
+
+pub(super) fn version_or_dash(version_opt: Option<u64>) -> String {
+    version_opt.map_or_else(|| "-".to_string(), |version| version.to_string())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use sluice_registry_client::trigger::{FireTrigger, TriggerPolicy, TriggerRule, TriggerRun};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::commands::to_json;
+use super::table::to_json;
 use super::table::{Table, key_values, or_dash, truncate};
 
 #[derive(Debug, Clone, Subcommand)]

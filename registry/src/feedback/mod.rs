@@ -26,169 +26,27 @@
 //! [`MAX_CATEGORIES`] slices (the rest count as one), so that slices cost
 //! a few megabytes per version at most.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+mod memory;
+mod scoring;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use memory::{JoinState, Logged, SLICE_BUCKET_MS, Waiting, hash, intern};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use scoring::{Bucket, Predicted, auc, predicted_rows, ratio, score_rows};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use sluice_common::layout;
+use sluice_common::objects::Traffic;
 use sluice_registry_client::feedback::{Performance, Task, Unmatched};
-use sluice_registry_client::slices::{MAX_CATEGORIES, OTHER_SLICES, SliceMetrics, SliceReport};
+use sluice_registry_client::limits::MAX_REQUEST_ID_BYTES;
+use sluice_registry_client::slices::{SliceMetrics, SliceReport};
 
 use crate::config::MonitorConfig;
 use crate::stats::now_ms;
-use sluice_common::layout;
-use sluice_common::objects::Traffic;
-use sluice_registry_client::limits::MAX_REQUEST_ID_BYTES;
-
-/// Score histogram bins for AUC.
-const SCORE_BINS: usize = 100;
-
-/// The resolution of per-slice buckets.
-const SLICE_BUCKET_MS: u64 = 3600 * 1000;
-
-/// One hour (since the epoch) of a version's joined rows, per slice.
-type SliceHour = (u64, BTreeMap<Arc<str>, Bucket>);
-
-/// What a logged prediction answered, per row.
-#[derive(Debug, Clone, PartialEq)]
-enum Predicted {
-    /// A class (canonical text: `1`, `0.5`, `cat`), with the positive
-    /// class's score when the model gave two-class probabilities.
-    Class {
-        class: String,
-        score_opt: Option<f64>,
-    },
-    Value(f64),
-}
-
-struct Logged {
-    model: String,
-    version: u64,
-    at_ms: u64,
-    rows: Vec<Predicted>,
-    /// Each row's slice, when the gateway named them (interned per version).
-    slices: Vec<Arc<str>>,
-}
-
-/// One bucket (a minute by default) of joined rows of one version.
-#[derive(Debug, Clone, Default)]
-struct Bucket {
-    /// Its start, in buckets since the epoch.
-    slot: u64,
-    joined: u64,
-    classified: u64,
-    correct: u64,
-    regressed: u64,
-    abs_error: f64,
-    /// Scores of rows labelled 1 and 0, in hundredths.
-    positives: Vec<u64>,
-    negatives: Vec<u64>,
-    /// Rows of a two-class classifier (classes 0 and 1) by label, and
-    /// those it got wrong.
-    labelled_positive: u64,
-    labelled_negative: u64,
-    false_positive: u64,
-    false_negative: u64,
-}
-
-impl Bucket {
-    fn merge(&mut self, other: &Bucket) {
-        self.joined += other.joined;
-        self.classified += other.classified;
-        self.correct += other.correct;
-        self.regressed += other.regressed;
-        self.abs_error += other.abs_error;
-        self.labelled_positive += other.labelled_positive;
-        self.labelled_negative += other.labelled_negative;
-        self.false_positive += other.false_positive;
-        self.false_negative += other.false_negative;
-        for (mine, theirs) in [
-            (&mut self.positives, &other.positives),
-            (&mut self.negatives, &other.negatives),
-        ] {
-            if mine.is_empty() {
-                mine.resize(theirs.len(), 0);
-            }
-            for (count, more) in mine.iter_mut().zip(theirs) {
-                *count += more;
-            }
-        }
-    }
-
-    fn accuracy(&self) -> Option<f64> {
-        ratio(self.correct, self.classified)
-    }
-
-    fn mae(&self) -> Option<f64> {
-        (self.regressed > 0).then(|| self.abs_error / self.regressed as f64)
-    }
-}
-
-fn ratio(part: u64, whole: u64) -> Option<f64> {
-    (whole > 0).then(|| part as f64 / whole as f64)
-}
-
-/// A set of hashes that forgets its oldest beyond a capacity.
-#[derive(Default)]
-struct Remembered {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
-}
-
-impl Remembered {
-    fn insert(&mut self, hash: u64, capacity: usize) {
-        if self.set.insert(hash) {
-            self.order.push_back(hash);
-        }
-        while self.order.len() > capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
-}
-
-struct Waiting {
-    model: String,
-    request_id: String,
-    /// As the gateway wrote it: read into values only when its prediction
-    /// is found (a label of 65,536 rows is 2 MB as values, 130 KB as text).
-    label: Box<RawValue>,
-    at_ms: u64,
-}
-
-impl Waiting {
-    /// What it holds in memory, in bytes.
-    fn size(&self) -> usize {
-        64 + self.model.len() + self.request_id.len() + self.label.get().len()
-    }
-}
-
-#[derive(Default)]
-struct JoinState {
-    /// Segments read, by store (`predictions`, `feedback`).
-    seen: HashMap<&'static str, HashSet<String>>,
-    index: HashMap<String, Logged>,
-    /// Request ids in the order they were logged, for letting go.
-    order: VecDeque<(u64, String)>,
-    expired: Remembered,
-    labelled: Remembered,
-    /// Oldest first, with what they hold.
-    waiting: VecDeque<Waiting>,
-    waiting_bytes: usize,
-    buckets: HashMap<(String, u64), VecDeque<Bucket>>,
-    unmatched: HashMap<String, Unmatched>,
-    tasks: HashMap<(String, u64), Task>,
-    /// Per version, hourly buckets of joined rows per slice.
-    slice_buckets: HashMap<(String, u64), VecDeque<SliceHour>>,
-    /// The slices seen per version, up to [`MAX_CATEGORIES`].
-    slice_names: HashMap<(String, u64), HashSet<Arc<str>>>,
-}
 
 pub struct Joiner {
     predictions: Arc<dyn ObjectStore>,
@@ -613,155 +471,6 @@ impl Joiner {
     }
 }
 
-/// The shared copy of a version's slice name; past [`MAX_CATEGORIES`]
-/// names, [`OTHER_SLICES`]: a continuous feature declared by mistake must
-/// not grow the join without bound.
-fn intern(names: &mut HashSet<Arc<str>>, slice: &str) -> Arc<str> {
-    if let Some(known) = names.get(slice) {
-        return known.clone();
-    }
-    if names.len() >= MAX_CATEGORIES {
-        let other = names
-            .get(OTHER_SLICES)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(OTHER_SLICES));
-        names.insert(other.clone());
-        return other;
-    }
-    let name: Arc<str> = Arc::from(slice);
-    names.insert(name.clone());
-    name
-}
-
-/// Adds each (prediction, label) row to `bucket`; false when a label does
-/// not fit the prediction's kind.
-fn score_rows(bucket: &mut Bucket, rows: &[Predicted], labels: &[&Value]) -> bool {
-    for (row, label) in rows.iter().zip(labels) {
-        match row {
-            Predicted::Class { class, score_opt } => {
-                let Some(truth) = canonical(label) else {
-                    return false;
-                };
-                bucket.classified += 1;
-                bucket.correct += u64::from(truth == *class);
-                match (truth.as_str(), class.as_str()) {
-                    ("1", "1") => bucket.labelled_positive += 1,
-                    ("1", "0") => {
-                        bucket.labelled_positive += 1;
-                        bucket.false_negative += 1;
-                    }
-                    ("0", "0") => bucket.labelled_negative += 1,
-                    ("0", "1") => {
-                        bucket.labelled_negative += 1;
-                        bucket.false_positive += 1;
-                    }
-                    _ => {}
-                }
-                if let Some(score) = score_opt {
-                    let histogram = match truth.as_str() {
-                        "1" => &mut bucket.positives,
-                        "0" => &mut bucket.negatives,
-                        _ => continue,
-                    };
-                    if histogram.is_empty() {
-                        histogram.resize(SCORE_BINS, 0);
-                    }
-                    let bin = ((score * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1);
-                    histogram[bin] += 1;
-                }
-            }
-            Predicted::Value(value) => {
-                let Some(truth) = label.as_f64() else {
-                    return false;
-                };
-                bucket.regressed += 1;
-                bucket.abs_error += (truth - value).abs();
-            }
-        }
-    }
-    bucket.joined += rows.len() as u64;
-    true
-}
-
-/// AUC from binned scores: the probability that a positive outscores a
-/// negative, ties (same hundredth) counted half.
-fn auc(positives: &[u64], negatives: &[u64]) -> Option<f64> {
-    let total_positive: u64 = positives.iter().sum();
-    let total_negative: u64 = negatives.iter().sum();
-    if total_positive == 0 || total_negative == 0 {
-        return None;
-    }
-    let mut below = 0u64;
-    let mut wins = 0f64;
-    for (positive, negative) in positives.iter().zip(negatives) {
-        wins += *positive as f64 * (below as f64 + *negative as f64 / 2.0);
-        below += negative;
-    }
-    Some(wins / (total_positive as f64 * total_negative as f64))
-}
-
-/// What each row of a logged prediction answered: a class output (integers,
-/// strings or booleans) makes it a classifier, with a two-wide probability
-/// output as the positive class's score; otherwise the first numeric output
-/// is a regression value.
-fn predicted_rows(outputs: &serde_json::Map<String, Value>) -> Vec<Predicted> {
-    let lists: Vec<&Vec<Value>> = outputs.values().filter_map(Value::as_array).collect();
-    let class_opt = lists
-        .iter()
-        .find(|values| !values.is_empty() && values.iter().all(is_class));
-    if let Some(classes) = class_opt {
-        let scores_opt = lists.iter().find(|values| {
-            values.len() == classes.len()
-                && values
-                    .iter()
-                    .all(|row| row.as_array().is_some_and(|pair| pair.len() == 2))
-        });
-        return classes
-            .iter()
-            .enumerate()
-            .map(|(index, value)| Predicted::Class {
-                class: canonical(value).unwrap_or_default(),
-                score_opt: scores_opt.and_then(|scores| scores[index].get(1).and_then(Value::as_f64)),
-            })
-            .collect();
-    }
-    let scalar = |value: &Value| match value {
-        Value::Array(one) if one.len() == 1 => one[0].as_f64(),
-        other => other.as_f64(),
-    };
-    lists
-        .iter()
-        .find(|values| !values.is_empty() && values.iter().all(|value| scalar(value).is_some()))
-        .map(|values| {
-            values
-                .iter()
-                .map(|value| Predicted::Value(scalar(value).unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn is_class(value: &Value) -> bool {
-    value.is_i64() || value.is_u64() || value.is_string() || value.is_boolean()
-}
-
-/// A class as text, so that `1`, `1.0` and `true` are the same class.
-fn canonical(value: &Value) -> Option<String> {
-    match value {
-        Value::Bool(flag) => Some(if *flag { "1" } else { "0" }.to_string()),
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => {
-            let float = number.as_f64()?;
-            Some(if float.fract() == 0.0 && float.abs() < 1e15 {
-                format!("{}", float as i64)
-            } else {
-                format!("{float}")
-            })
-        }
-        _ => None,
-    }
-}
-
 /// A segment's bytes; `None` (logged) when it cannot be read, so that one
 /// bad file does not stop the join (it is tried again at the next scan).
 async fn read(store: &dyn ObjectStore, location: &StorePath) -> Option<bytes::Bytes> {
@@ -774,12 +483,6 @@ async fn read(store: &dyn ObjectStore, location: &StorePath) -> Option<bytes::By
         .ok()
 }
 
-fn hash(id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    id.hash(&mut hasher);
-    hasher.finish()
-}
-
 fn parse_ms(stamp: &str) -> Option<u64> {
     let at = humantime::parse_rfc3339(stamp).ok()?;
     Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
@@ -790,48 +493,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn a_classifier_with_probabilities() {
-        let outputs = json!({"label": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]]});
-        let rows = predicted_rows(outputs.as_object().unwrap());
-        assert_eq!(
-            rows,
-            vec![
-                Predicted::Class {
-                    class: "1".into(),
-                    score_opt: Some(0.8)
-                },
-                Predicted::Class {
-                    class: "0".into(),
-                    score_opt: Some(0.1)
-                },
-            ]
-        );
-        let outputs = json!({"price": [[3.5], [1.0]]});
-        assert_eq!(
-            predicted_rows(outputs.as_object().unwrap()),
-            vec![Predicted::Value(3.5), Predicted::Value(1.0)]
-        );
-    }
-
-    #[test]
-    fn auc_counts_ties_as_half() {
-        // Perfect separation, all ties, and a known mix.
-        let bins = |hits: &[(usize, u64)]| {
-            let mut histogram = vec![0; SCORE_BINS];
-            for (bin, count) in hits {
-                histogram[*bin] = *count;
-            }
-            histogram
-        };
-        assert_eq!(auc(&bins(&[(90, 5)]), &bins(&[(10, 5)])), Some(1.0));
-        assert_eq!(auc(&bins(&[(50, 3)]), &bins(&[(50, 3)])), Some(0.5));
-        // Positives at 0.2 and 0.8, negatives at 0.5: one of two pairs won each.
-        assert_eq!(auc(&bins(&[(20, 1), (80, 1)]), &bins(&[(50, 1)])), Some(0.5));
-        assert_eq!(auc(&bins(&[(80, 1)]), &[]), None);
-    }
-
-    /// A fresh directory for the logs, an hour's horizon, no grace, minute buckets.
     fn test_config(name: &str, max_pending: usize) -> (std::path::PathBuf, MonitorConfig) {
         let root = std::env::temp_dir().join(format!("sluice-{name}-{}-{}", std::process::id(), now_ms()));
         let config = MonitorConfig {
@@ -1024,12 +685,5 @@ mod tests {
             "no gap for a metric the fixture has none of"
         );
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn labels_compare_as_classes() {
-        assert_eq!(canonical(&json!(true)), canonical(&json!(1)));
-        assert_eq!(canonical(&json!(1.0)), Some("1".into()));
-        assert_eq!(canonical(&json!("good")), Some("good".into()));
     }
 }

@@ -1,0 +1,269 @@
+//! `sluice traffic`: set and show an endpoint's traffic (weights, shadow,
+//! stickiness, batching, logging, contract mode).
+
+use clap::{Args, Subcommand};
+use sluice_registry_client::contract::ContractMode;
+use sluice_registry_client::types::*;
+use sluice_registry_client::types::{Shadow, TrafficTarget};
+use sluice_registry_client::{ClientError, RegistryClient};
+
+use super::table::to_json;
+use super::table::{Table, short_hash};
+use super::versions::TABLE_HASH_DIGITS;
+
+// Parsed once per command line: the size of `Set` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Subcommand)]
+pub enum TrafficCommand {
+    /// Set how a model's traffic is split between versions (the weights add up to 100).
+    ///
+    /// This replaces the whole deployment: a shadow, sticky header or rollout policy not given again
+    /// is cleared.
+    Set {
+        /// Name of the model.
+        model: String,
+
+        /// Versions and their percent of traffic, VERSION=WEIGHT (`3=90 4=10`).
+        #[arg(value_name = "VERSION=WEIGHT", required = true, value_parser = parse_target)]
+        targets: Vec<TrafficTarget>,
+
+        /// Mirror a sample of requests to a version whose answers are compared, never returned,
+        /// VERSION:RATE (`5:0.2` for 20%).
+        #[arg(long, value_name = "VERSION:RATE", value_parser = parse_shadow)]
+        shadow: Option<Shadow>,
+
+        /// Header whose value pins a caller to one version (`x-user-id`).
+        #[arg(long, value_name = "HEADER")]
+        sticky_header: Option<String>,
+
+        /// Log every prediction (request id, outputs) to the prediction log, and this fraction of
+        /// them with their inputs (0 to 1).
+        #[arg(long, value_name = "RATE")]
+        log_sample_rate: Option<f64>,
+
+        #[command(flatten)]
+        batching: BatchingArgs,
+
+        /// Check each version's data contract: `observe` counts violations, `reject` answers 422.
+        #[arg(long, value_name = "MODE")]
+        contract: Option<ContractMode>,
+
+        /// Only if the deployment is at this revision now (0: only if it does not exist yet);
+        /// refused with exit code 4 otherwise.
+        #[arg(long, value_name = "REVISION")]
+        if_revision: Option<u64>,
+
+        /// Why, for the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+
+    /// Show how a model's traffic is split.
+    Show {
+        /// Name of the model.
+        model: String,
+    },
+}
+
+/// Dynamic batching of a deployment's requests (Triton's `dynamic_batching`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BatchingArgs {
+    /// Batch requests, up to this many rows per run; the other batching flags need it.
+    #[arg(long, value_name = "ROWS")]
+    pub max_batch_size: Option<usize>,
+
+    /// How long a batch's first request waits for others, in microseconds [default: 0].
+    #[arg(long, value_name = "MICROSECONDS", requires = "max_batch_size")]
+    pub max_queue_delay_us: Option<u64>,
+
+    /// Batch sizes run at once without waiting out the delay (`8,16`).
+    #[arg(long, value_name = "ROWS", value_delimiter = ',', requires = "max_batch_size")]
+    pub preferred_batch_sizes: Vec<usize>,
+
+    /// Requests waiting at most before 503 [default: 1024].
+    #[arg(long, value_name = "REQUESTS", requires = "max_batch_size")]
+    pub max_queue_size: Option<usize>,
+
+    /// Batches that may run at once [default: 2].
+    #[arg(long, value_name = "N", requires = "max_batch_size")]
+    pub batch_instances: Option<usize>,
+}
+
+impl BatchingArgs {
+    /// `None` without `--max-batch-size`.
+    pub fn into_batching(self) -> Option<sluice_registry_client::types::Batching> {
+        let mut batching = sluice_registry_client::types::Batching::with_max_batch_size(self.max_batch_size?);
+        batching.max_queue_delay_us = self.max_queue_delay_us.unwrap_or(0);
+        batching.preferred_batch_sizes = self.preferred_batch_sizes;
+        if let Some(size) = self.max_queue_size {
+            batching.max_queue_size = size;
+        }
+        if let Some(instances) = self.batch_instances {
+            batching.instances = instances;
+        }
+        Some(batching)
+    }
+}
+
+/// `VERSION=WEIGHT`, the weight a percent.
+pub(super) fn parse_target(text: &str) -> Result<TrafficTarget, String> {
+    let expected = || format!("expected VERSION=WEIGHT such as 3=90, got '{text}'");
+    let (version_text, weight_text) = text.split_once('=').ok_or_else(expected)?;
+    let version = version_text.trim().parse::<u64>().map_err(|_| expected())?;
+    let weight = weight_text.trim().parse::<u32>().map_err(|_| expected())?;
+    if weight > 100 {
+        return Err(format!(
+            "weight of version {version} is a percent, 0 to 100, got {weight}"
+        ));
+    }
+    Ok(TrafficTarget { version, weight })
+}
+
+/// `VERSION:RATE`, the rate a fraction in (0, 1].
+pub(super) fn parse_shadow(text: &str) -> Result<Shadow, String> {
+    let expected = || format!("expected VERSION:RATE such as 5:0.2, got '{text}'");
+    let (version_text, rate_text) = text.split_once(':').ok_or_else(expected)?;
+    let version = version_text.trim().parse::<u64>().map_err(|_| expected())?;
+    let sample_rate = rate_text.trim().parse::<f64>().map_err(|_| expected())?;
+    // Both comparisons are false for NaN, so NaN is refused too.
+    let in_range = (0.0..=1.0).contains(&sample_rate);
+    if !in_range {
+        return Err(format!(
+            "shadow sample rate is a fraction from 0 (paused) to 1 (0.2 for 20%), got '{rate_text}'"
+        ));
+    }
+    Ok(Shadow { version, sample_rate })
+}
+
+pub async fn run_traffic(
+    client: &RegistryClient,
+    command: TrafficCommand,
+    json: bool,
+) -> Result<String, ClientError> {
+    match command {
+        TrafficCommand::Set {
+            model,
+            targets,
+            shadow,
+            sticky_header,
+            log_sample_rate,
+            batching,
+            contract,
+            if_revision,
+            reason,
+        } => {
+            let spec = TrafficSpec {
+                targets,
+                shadow,
+                sticky_header,
+                rollout: None,
+                log_sample_rate,
+                batching: batching.into_batching(),
+                contract,
+            };
+            let body = SetDeployment {
+                if_revision,
+                reason,
+                ..SetDeployment::new(spec)
+            };
+            let deployment = client.set_deployment(&model, &body).await?;
+            if json {
+                return to_json(&deployment);
+            }
+            Ok(deployment_line(&deployment))
+        }
+        TrafficCommand::Show { model } => {
+            let deployment = client.get_deployment(&model).await?;
+            if json {
+                return to_json(&deployment);
+            }
+            Ok(deployment_report(&deployment))
+        }
+    }
+}
+
+/// `credit_risk at revision 7: 3=90 4=10, shadow 5:0.2, sticky header x-user-id`.
+pub(super) fn deployment_line(deployment: &Deployment) -> String {
+    let spec = &deployment.spec;
+    let targets: Vec<String> = spec
+        .targets
+        .iter()
+        .map(|target| format!("{}={}", target.version, target.weight))
+        .collect();
+    let mut line = format!(
+        "{} at revision {}: {}",
+        deployment.model,
+        deployment.revision,
+        targets.join(" ")
+    );
+    if let Some(shadow) = &spec.shadow {
+        line.push_str(&format!(", shadow {}:{}", shadow.version, shadow.sample_rate));
+    }
+    if let Some(header) = &spec.sticky_header {
+        line.push_str(&format!(", sticky header {header}"));
+    }
+    line.push('\n');
+    line
+}
+
+pub(super) fn deployment_report(deployment: &Deployment) -> String {
+    let spec = &deployment.spec;
+    let mut text = format!(
+        "{}  revision {}  updated by {} at {}\n",
+        deployment.model, deployment.revision, deployment.updated_by, deployment.updated_at
+    );
+    let mut table = Table::new(&["VERSION", "WEIGHT", "SHA256"]);
+    for target in &spec.targets {
+        let hash = deployment
+            .versions
+            .iter()
+            .find(|deployed| deployed.version == target.version)
+            .map_or("-", |deployed| short_hash(&deployed.sha256, TABLE_HASH_DIGITS));
+        table.push(vec![
+            target.version.to_string(),
+            format!("{}%", target.weight),
+            hash.to_string(),
+        ]);
+    }
+    text.push_str(&table.render());
+    if let Some(shadow) = &spec.shadow {
+        text.push_str(&format!(
+            "shadow: version {} ({} sampled)\n",
+            shadow.version,
+            percent(shadow.sample_rate)
+        ));
+    }
+    if let Some(header) = &spec.sticky_header {
+        text.push_str(&format!("sticky header: {header}\n"));
+    }
+    if let Some(rollout) = &spec.rollout {
+        text.push_str(&format!("rollout: {rollout}\n"));
+    }
+    if let Some(mode) = spec.contract {
+        text.push_str(&format!("data contract: {mode}\n"));
+    }
+    if let Some(batching) = &spec.batching {
+        text.push_str(&format!(
+            "batching: up to {} rows, {} µs delay, queue {}, {} instance(s){}\n",
+            batching.max_batch_size,
+            batching.max_queue_delay_us,
+            batching.max_queue_size,
+            batching.instances,
+            match batching.preferred_batch_sizes.as_slice() {
+                [] => String::new(),
+                sizes => format!(
+                    ", preferred {}",
+                    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+                ),
+            }
+        ));
+    }
+    text
+}
+
+/// `0.2` as `20%`, `0.125` as `12.5%`: two decimals at most, none when whole.
+pub(super) fn percent(fraction: f64) -> String {
+    let fixed = format!("{:.2}", fraction * 100.0);
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}%")
+}
