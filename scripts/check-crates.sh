@@ -22,11 +22,11 @@ declare -A forbidden=(
 
 status=0
 for crate in "${!forbidden[@]}"; do
-    tree=$(cargo tree --quiet --offline -p "$crate" -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u)
+    tree=$(cargo tree --quiet -p "$crate" -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u)
     for name in ${forbidden[$crate]}; do
         if grep -qx -- "$name" <<<"$tree"; then
             # Say through which crate it comes, so the fix is obvious.
-            path=$(cargo tree --quiet --offline -p "$crate" -e normal -i "$name" --prefix indent 2>/dev/null | head -20)
+            path=$(cargo tree --quiet -p "$crate" -e normal -i "$name" --prefix indent 2>/dev/null | head -20)
             echo "check-crates: $crate depends on $name, which the crate map forbids:" >&2
             echo "$path" >&2
             status=1
