@@ -99,9 +99,13 @@ async fn a_shutdown_under_load_fails_no_request_in_flight() {
     let health = server.health.clone();
     let shutdown_started = Instant::now();
     let stopping = tokio::spawn(server.shutdown());
-    // During the shutdown delay the gateway is not ready, and still serves.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!health.is_ready());
+    // During the shutdown delay the gateway is not ready, and still serves
+    // (the shutdown task is looked for, not assumed, to have started).
+    let deadline = Instant::now() + Duration::from_millis(600);
+    while health.is_ready() {
+        assert!(Instant::now() < deadline, "readiness never went off");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let ready = client
         .get(format!("{base}/v2/health/ready"))
         .send()

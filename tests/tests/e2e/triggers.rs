@@ -216,13 +216,21 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
     // The first window may straddle the shift; the last is all shifted.
     assert!(age_psi(&windows[0]) >= 0.2, "{}", windows[0]);
     assert!(age_psi(&windows[1]) > 1.0, "{}", windows[1]);
-    // ...and more drifted windows within the cooldown fire nothing more.
+    // ...and more drifted windows within the cooldown fire nothing more:
+    // traffic goes on until a drifted pair of windows was judged and
+    // skipped (two windows past the fire, each judged on a monitor tick).
     traffic(&gateway, 40.0, Duration::from_millis(4500)).await;
+    let skipped = format!(r#"sluice_trigger_skipped_total{{model="{MODEL}",why="cooldown"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gateway.metrics().await.contains(&skipped) {
+        assert!(
+            Instant::now() < deadline,
+            "no drifted window was skipped for the cooldown"
+        );
+        traffic(&gateway, 40.0, Duration::from_millis(500)).await;
+    }
     let all = runs(&registry).await;
     assert_eq!(all.len(), 1, "{all:?}");
-    assert!(gateway.metrics().await.contains(&format!(
-        r#"sluice_trigger_skipped_total{{model="{MODEL}",why="cooldown"}}"#
-    )));
 
     // The monitor's gauges say the same (over its 10-minute window). The
     // recorder is the process's: the other tests here, running alongside,
