@@ -30,7 +30,9 @@ async fn health_endpoints_answer_json_bodies() {
 async fn not_ready_until_every_model_has_loaded() {
     // A model whose only version cannot load keeps the server unready
     // (strict readiness, as Triton's default), while liveness holds.
-    let repository = two_models().with_model("broken", 1, b"not an onnx file");
+    // Each test's broken model has a name of its own: load failures are
+    // counted by model in the process's metrics, which every suite shares.
+    let repository = two_models().with_model("broken_at_start", 1, b"not an onnx file");
     let options = Options {
         with_ort: false,
         poll_interval: Duration::from_millis(20),
@@ -39,7 +41,7 @@ async fn not_ready_until_every_model_has_loaded() {
     let gateway = TestGateway::launch(&repository, options).await;
     // Wait until the good models serve and the broken one has been tried,
     // then give the poller a few more passes to change its mind.
-    gateway.wait_load_failures("broken", 1.0).await;
+    gateway.wait_load_failures("broken_at_start", 1.0).await;
     gateway.wait_versions("credit_risk", &[1]).await;
     gateway.wait_versions("digits", &[1, 2]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -57,8 +59,8 @@ async fn not_ready_until_every_model_has_loaded() {
 async fn readiness_survives_a_broken_model_added_later() {
     let repository = two_models();
     let gateway = TestGateway::start(&repository).await;
-    repository.add_version("broken", 1, b"not an onnx file");
-    gateway.wait_load_failures("broken", 1.0).await;
+    repository.add_version("broken_later", 1, b"not an onnx file");
+    gateway.wait_load_failures("broken_later", 1.0).await;
     assert_eq!(
         gateway.get("/v2/health/ready").await,
         (200, json!({ "ready": true }))

@@ -138,10 +138,14 @@ async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
     let serving = gateway.serving(MODEL);
     let infer = format!("/v2/models/{MODEL}/infer");
 
+    // Load failures are counted by model in the process's metrics, which
+    // every suite shares: this test counts from what it found.
+    let failures_before = gateway.load_failures(MODEL).await;
+
     // The serving version's file is overwritten with garbage: the loaded
     // model keeps serving, untouched.
     repository.add_version(MODEL, 1, b"truncated");
-    gateway.wait_load_failures(MODEL, 1.0).await;
+    gateway.wait_load_failures(MODEL, failures_before + 1.0).await;
     let still = gateway.serving(MODEL);
     assert!(Arc::ptr_eq(&serving, &still), "the working version was replaced");
     let (status, body) = gateway.post_json(&infer, &request).await;
@@ -149,7 +153,7 @@ async fn a_version_that_fails_to_load_never_replaces_a_working_one() {
 
     // A broken new version does not take over from it either.
     repository.add_version(MODEL, 2, b"this is not an onnx model");
-    gateway.wait_load_failures(MODEL, 2.0).await;
+    gateway.wait_load_failures(MODEL, failures_before + 2.0).await;
     gateway.wait_versions(MODEL, &[1]).await;
     let (status, body) = gateway.post_json(&infer, &request).await;
     assert_eq!((status, body["model_version"].as_str()), (200, Some("1")));
