@@ -54,7 +54,7 @@ LAYERS = {
         ["api"],
     ],
     "common/src": [
-        ["files", "layout", "objects", "secrets", "tls"],
+        ["clock", "files", "layout", "objects", "secrets", "tls"],
         ["listen"],
     ],
     "registry-client/src": None,  # only the circle check

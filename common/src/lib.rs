@@ -1,6 +1,7 @@
 //! Plumbing both planes use, and no domain type: what the gateway and the
 //! registry would otherwise take from each other.
 //!
+//! - [`clock`]: the wall clock control loops read, a test's to move.
 //! - [`listen`]: the accept loop of both listeners (timeouts, bounds on
 //!   connections and request heads, drain at shutdown).
 //! - [`tls`]: rustls configs, reloaded from disk while serving; mutual TLS.
@@ -13,6 +14,7 @@
 //!
 //! Modules point one way: `listen` uses `tls`; the rest stand alone.
 
+pub mod clock;
 pub mod files;
 pub mod layout;
 pub mod listen;

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sluice_common::clock::Clock;
 use sluice_common::listen::{ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
 use sluice_common::objects::{Location, LogDirs};
 use sluice_common::tls::TlsFiles;
@@ -85,6 +86,9 @@ pub struct ServeSettings {
     pub tls_opt: Option<TlsFiles>,
     /// Predict tokens (`server::access`); `None`: every model is open.
     pub predict_tokens_opt: Option<PathBuf>,
+    /// What statistics windows, prediction and label timestamps read as
+    /// now: the system's, or a test's manual clock (`sluice_common::clock`).
+    pub clock: Clock,
 }
 
 impl Default for ServeSettings {
@@ -109,6 +113,7 @@ impl Default for ServeSettings {
             engines: EngineOptions::default(),
             tls_opt: None,
             predict_tokens_opt: None,
+            clock: Clock::System,
         }
     }
 }

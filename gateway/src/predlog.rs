@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
+use sluice_common::clock::Clock;
 use sluice_common::objects::{Location, Traffic};
 
 use crate::model::LoadedModel;
@@ -102,17 +103,21 @@ enum Message {
 
 /// The request path's handle on the log.
 pub struct PredictionLog {
+    /// What a record's `at` reads (the registry's join reads the same).
+    clock: Clock,
     sender: Sender<Message>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl PredictionLog {
-    /// A log writing under `dir` (created if missing) as `replica`.
+    /// A log writing under `dir` (created if missing) as `replica`, its
+    /// records stamped by `clock`.
     pub fn start(
         location: &Location,
         replica: &str,
         queue: usize,
         limits: SegmentLimits,
+        clock: Clock,
     ) -> std::io::Result<PredictionLog> {
         let store = location.open(Traffic::Logs)?;
         let (sender, receiver) = crossbeam_channel::bounded(queue.max(1));
@@ -121,12 +126,18 @@ impl PredictionLog {
             .name("sluice-predlog".into())
             .spawn(move || Writer::new(store, replica, limits).run(receiver))?;
         Ok(PredictionLog {
+            clock,
             sender,
             writer: std::sync::Mutex::new(Some(writer)),
         })
     }
 
     /// Hands a record to the writer, or drops and counts it when it is behind.
+    /// When a prediction answered now is stamped as answered.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     pub fn submit(&self, record: PredictionRecord) {
         let model = record.model.name.clone();
         match self.sender.try_send(Message::Record(Box::new(record))) {

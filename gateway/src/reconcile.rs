@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderName;
+use sluice_common::clock::Clock;
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
@@ -70,6 +71,8 @@ pub struct Follower {
     /// Canaries this gateway's guard stopped: kept at weight 0 here until
     /// the registry's deployment says the same.
     guarded: Guarded,
+    /// When a loaded version's first statistics window begins.
+    clock: Clock,
 }
 
 impl Follower {
@@ -80,8 +83,10 @@ impl Follower {
         routes: Arc<Routes>,
         health: Arc<Health>,
         guarded: Guarded,
+        clock: Clock,
     ) -> Follower {
         Follower {
+            clock,
             client,
             cache: Arc::new(cache),
             engines,
@@ -219,6 +224,9 @@ impl Follower {
         .map_err(|err| Failure::Transient(format!("load task failed: {err}")))?;
         match loaded {
             Ok(model) => {
+                // Its counts begin now: an interval that began before
+                // cannot take them, one that begins after takes them all.
+                model.stats.begin(self.clock.now_ms());
                 self.attach_profile(&model).await;
                 if let Some(spec) = &deployed.slice {
                     match Slicer::new(spec, &model.signature) {

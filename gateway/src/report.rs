@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_common::clock::Clock;
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::rollout::StatsReport;
 use tokio::sync::watch;
@@ -12,26 +13,31 @@ use tokio::sync::watch;
 use crate::routing::Routes;
 
 /// Reports every live version's window to the registry every `interval`,
-/// until `shutdown`. A window the registry does not take is dropped: these
-/// are rates for judging canaries, not a ledger.
+/// until `shutdown`; windows begin and end by `clock`. A window the
+/// registry does not take is dropped: these are rates for judging
+/// canaries, not a ledger.
 pub async fn report(
     client: RegistryClient,
     routes: Arc<Routes>,
     gateway: String,
     interval: Duration,
+    clock: Clock,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut last_take_ms = clock.now_ms();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stopped| *stopped) => return,
         }
+        let ended_ms = clock.now_ms();
+        let previous_ms = std::mem::replace(&mut last_take_ms, ended_ms);
         let table = routes.snapshot();
         let mut versions = Vec::new();
         for (name, route) in &table.routes {
             let shadow = route.shadow.iter().map(|shadow| &shadow.model);
             for model in route.versions.values().chain(shadow) {
-                let mut window = model.stats.take(name, model.version);
+                let mut window = model.stats.take(name, model.version, ended_ms, previous_ms);
                 if let Some(drift) = model.drift.get() {
                     (window.features, window.outputs) = drift.take();
                 }

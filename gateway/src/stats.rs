@@ -4,17 +4,19 @@
 //!
 //! The request path only increments atomics of the version it picked; the
 //! reporter swaps them to zero once per window, so windows never overlap.
+//! Windows begin and end by the reporter's clock: a version's first when
+//! it is loaded (`begin`), each next one when the last was taken.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, VersionWindow, now_ms};
+use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, ShadowWindow, VersionWindow};
 
 use crate::comparison::Comparison;
 
 /// The counters of one version since the last report.
 pub struct VersionStats {
-    /// When the current window began (Unix milliseconds).
+    /// When the current window began (Unix milliseconds); 0 until `begin`.
     window_started_ms: AtomicU64,
     requests: AtomicU64,
     client_errors: AtomicU64,
@@ -34,7 +36,7 @@ pub struct VersionStats {
 impl Default for VersionStats {
     fn default() -> Self {
         VersionStats {
-            window_started_ms: AtomicU64::new(now_ms()),
+            window_started_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
@@ -84,15 +86,28 @@ impl VersionStats {
         update_f64(&self.shadow_max_abs_diff, |max| max.max(comparison.max_abs_diff));
     }
 
-    /// The counts since the last take, zeroed as they are read.
-    pub fn take(&self, model: &str, version: u64) -> VersionWindow {
+    /// The first window begins at `at_ms` (Unix milliseconds), when the
+    /// version was loaded.
+    pub fn begin(&self, at_ms: u64) {
+        self.window_started_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// The counts since the last take, zeroed as they are read, as the
+    /// window that ends at `ended_ms`. A version nobody began counts from
+    /// `fallback_started_ms` (the reporter's previous take): no later than
+    /// its first count, so no interval that began after takes a count
+    /// from before.
+    pub fn take(&self, model: &str, version: u64, ended_ms: u64, fallback_started_ms: u64) -> VersionWindow {
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
         let take_f64 = |counter: &AtomicU64| f64::from_bits(counter.swap(0f64.to_bits(), Ordering::Relaxed));
-        let ended_ms = now_ms();
+        let started_ms = match self.window_started_ms.swap(ended_ms, Ordering::Relaxed) {
+            0 => fallback_started_ms,
+            started => started,
+        };
         VersionWindow {
             model: model.to_string(),
             version,
-            started_ms: self.window_started_ms.swap(ended_ms, Ordering::Relaxed),
+            started_ms,
             ended_ms,
             requests: take(&self.requests),
             client_errors: take(&self.client_errors),
@@ -157,7 +172,7 @@ mod tests {
             version_failed(crate::error::CLIENT_CLOSED),
             Duration::from_micros(50),
         );
-        let window = stats.take("m", 3);
+        let window = stats.take("m", 3, 20, 10);
         // 503 is the gateway being full; a client hanging up counts against the version.
         assert_eq!(
             (window.requests, window.client_errors, window.server_errors),
@@ -171,8 +186,18 @@ mod tests {
             1,
             "20 s is above every bound"
         );
-        assert!(window.started_ms <= window.ended_ms);
-        assert_eq!(stats.take("m", 3).requests, 0, "taking resets");
+        assert_eq!(
+            (window.started_ms, window.ended_ms),
+            (10, 20),
+            "never begun: from the last take"
+        );
+        let next = stats.take("m", 3, 30, 20);
+        assert_eq!(next.requests, 0, "taking resets");
+        assert_eq!(
+            (next.started_ms, next.ended_ms),
+            (20, 30),
+            "the next window begins where it ended"
+        );
     }
 
     #[test]
@@ -189,7 +214,7 @@ mod tests {
         stats.record_shadow(Some(&comparison));
         stats.record_shadow(Some(&comparison));
         stats.record_shadow(None);
-        let shadow = stats.take("m", 1).shadow;
+        let shadow = stats.take("m", 1, 2, 1).shadow;
         assert_eq!(
             (shadow.requests, shadow.errors, shadow.rows, shadow.agreements),
             (3, 1, 8, 6)

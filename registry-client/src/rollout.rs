@@ -11,13 +11,6 @@ pub const LATENCY_BUCKETS_MS: [f64; 28] = [
     150.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0,
 ];
 
-/// Now, in Unix milliseconds: what windows and rollout intervals are stamped with.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 /// Counts of one version over one window of one gateway; windows add up.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionWindow {

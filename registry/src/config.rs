@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sluice_common::clock::Clock;
 use sluice_common::listen::{ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
 use sluice_common::objects::{Location, LogDirs};
 use sluice_common::tls::TlsFiles;
@@ -104,6 +105,9 @@ pub struct RegistryConfig {
     pub upload_idle_timeout: std::time::Duration,
     /// HTTPS for the admin API; `None`: plain HTTP.
     pub tls_opt: Option<TlsFiles>,
+    /// What rollout intervals, statistics, trigger windows and the feedback
+    /// join read as now: the system's, or a test's manual clock.
+    pub clock: Clock,
 }
 
 impl RegistryConfig {
@@ -138,6 +142,7 @@ impl RegistryConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             tls_opt: None,
+            clock: Clock::System,
         }
     }
 

@@ -19,7 +19,6 @@ use sluice_registry_client::trigger::{RunStatus, TriggerAction, TriggerPolicy, T
 use crate::cron::Cron;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::stats::now_ms;
 use crate::store::{deployments, triggers};
 use crate::trigger::{self, Dispatcher, Fired, Firing};
 
@@ -150,7 +149,7 @@ impl Monitor {
             tracing::warn!(error = %err, "cannot read the prediction or feedback log");
         }
         let snapshot = self.state.blocking(|store, _| store.read(read_snapshot)).await?;
-        let now = now_ms();
+        let now = self.state.clock.now_ms();
         for (model, version, profile_opt) in &snapshot.served {
             if let Some(profile) = profile_opt {
                 let window = self
@@ -351,6 +350,7 @@ impl Monitor {
         key: String,
     ) {
         let model_name = model.to_string();
+        let now = self.state.clock.now_ms();
         let outcome = self
             .state
             .blocking(move |store, _| {
@@ -364,6 +364,7 @@ impl Monitor {
                             evidence,
                             window,
                             idempotency_key: key,
+                            now_ms: now,
                         },
                     )
                 })
@@ -400,11 +401,12 @@ impl Monitor {
     /// Delivers fired runs, expires stale ones, starts due canaries.
     async fn dispatch_and_settle(&self) -> Result<()> {
         let governance = self.state.policy.clone();
+        let now = self.state.clock.now_ms();
         let (pending, candidates) = self
             .state
-            .blocking(|store, _| {
+            .blocking(move |store, _| {
                 store.write(|tx| {
-                    trigger::expire(tx)?;
+                    trigger::expire(tx, now)?;
                     let mut pending = Vec::new();
                     for run in triggers::with_status(tx, &[RunStatus::Dispatching])? {
                         if let Some(policy) = triggers::find_policy(tx, &run.model)? {
@@ -435,7 +437,9 @@ impl Monitor {
             let governance = governance.clone();
             let started = self
                 .state
-                .blocking(move |store, _| store.write(|tx| trigger::start_canary(tx, &governance, run.id)))
+                .blocking(move |store, _| {
+                    store.write(|tx| trigger::start_canary(tx, &governance, run.id, now))
+                })
                 .await;
             match started {
                 Ok(Some(decided)) => decided.announce(&self.state),

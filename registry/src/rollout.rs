@@ -22,7 +22,7 @@ use sluice_registry_client::types::{Deployment, SetDeployment, Stage, TrafficSpe
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::state::AppState;
-use crate::stats::{Stats, now_ms};
+use crate::stats::Stats;
 use crate::store::events::{self, Change};
 use crate::store::{deployments, now, rollouts, versions};
 
@@ -110,13 +110,14 @@ pub fn check_start(
 }
 
 /// Starts a rollout of `body.canary` against the version that takes all of
-/// the model's traffic now.
+/// the model's traffic now; its first interval begins at `now_ms`.
 pub fn start(
     transaction: &Transaction<'_>,
     policy: &Policy,
     actor: &str,
     model: &str,
     body: &StartRollout,
+    now_ms: u64,
 ) -> Result<Decided> {
     check_start(transaction, model, body)?;
     let steps = body.policy.steps().map_err(Error::bad_request)?;
@@ -153,7 +154,7 @@ pub fn start(
         started_by: actor.to_string(),
         started_at: at.clone(),
         updated_at: at,
-        interval_started_ms: now_ms(),
+        interval_started_ms: now_ms,
         started_revision: 0,
         deployment_revision: 0,
     };
@@ -176,12 +177,13 @@ pub fn start(
     })
 }
 
-/// Judges the interval that just ended, and acts on the verdict.
+/// Judges the interval that ended by `now_ms`, and acts on the verdict.
 pub fn evaluate(
     transaction: &Transaction<'_>,
     policy: &Policy,
     stats: &Stats,
     model: &str,
+    now_ms: u64,
 ) -> Result<Option<Decided>> {
     let Some(mut rollout) = rollouts::find(transaction, model)? else {
         return Ok(None);
@@ -190,7 +192,7 @@ pub fn evaluate(
         return Ok(None);
     }
     // The due list was read in another transaction: check again.
-    if now_ms().saturating_sub(rollout.interval_started_ms) < rollout.policy.interval_ms {
+    if now_ms.saturating_sub(rollout.interval_started_ms) < rollout.policy.interval_ms {
         return Ok(None);
     }
     let deployment_opt = deployments::find(transaction, model)?;
@@ -212,7 +214,7 @@ pub fn evaluate(
     let canary = stats.since(model, rollout.canary, since);
     let stable = stats.since(model, rollout.stable, since);
     let result = judge(&rollout, &canary, &stable);
-    rollout.interval_started_ms = now_ms();
+    rollout.interval_started_ms = now_ms;
     let verdict = result.verdict.clone();
     let reasons = result.reasons.clone();
     rollout.intervals.push(result);
@@ -360,13 +362,15 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
     result
 }
 
-/// Pause, resume, promote or abort, by hand.
+/// Pause, resume, promote or abort, by hand; a resumed rollout's interval
+/// begins at `now_ms`.
 pub fn act(
     transaction: &Transaction<'_>,
     policy: &Policy,
     actor: &str,
     model: &str,
     action: &str,
+    now_ms: u64,
 ) -> Result<Decided> {
     let mut rollout = rollouts::find(transaction, model)?
         .ok_or_else(|| Error::not_found(format!("model '{model}' has no rollout")))?;
@@ -385,7 +389,7 @@ pub fn act(
         "pause" => rollout.status = RolloutStatus::Paused,
         "resume" => {
             rollout.status = RolloutStatus::Progressing;
-            rollout.interval_started_ms = now_ms();
+            rollout.interval_started_ms = now_ms;
         }
         "promote" => {
             revision_opt = Some(promote(transaction, policy, actor, &deployment, &mut rollout)?);
@@ -663,9 +667,9 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
             _ = tokio::time::sleep(tick) => {}
             _ = stopping.wait_for(|stopped| *stopped) => return,
         }
+        let now = state.clock.now_ms();
         let due = state
-            .blocking(|store, _| {
-                let now = now_ms();
+            .blocking(move |store, _| {
                 let active = store.read(rollouts::active)?;
                 Ok(active
                     .into_iter()
@@ -687,7 +691,7 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
         for model in due {
             let stats = state.stats.clone();
             let outcome = state
-                .blocking(move |store, policy| store.write(|tx| evaluate(tx, policy, &stats, &model)))
+                .blocking(move |store, policy| store.write(|tx| evaluate(tx, policy, &stats, &model, now)))
                 .await;
             match outcome {
                 Ok(Some(decided)) => decided.announce(&state),

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use sluice_common::clock::Clock;
 use tokio::sync::watch;
 
 use crate::Inspector;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// What policies may make the registry run and call.
     pub actions: Arc<crate::actions::Actions>,
     pub(crate) webhooks: reqwest::Client,
+    /// Now, for every loop and window (`RegistryConfig::clock`).
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -50,7 +53,7 @@ impl AppState {
         stopping: watch::Receiver<bool>,
         config: &crate::config::RegistryConfig,
     ) -> Result<AppState> {
-        let joiner = crate::feedback::Joiner::open(&config.monitor)
+        let joiner = crate::feedback::Joiner::open(&config.monitor, config.clock.clone())
             .map_err(|err| Error::Internal(format!("cannot open the prediction and feedback logs: {err}")))?;
         Ok(AppState {
             store,
@@ -67,6 +70,7 @@ impl AppState {
             data_dir: config.data_dir.clone(),
             actions: Arc::new(config.actions.clone()),
             webhooks: webhook_client()?,
+            clock: config.clock.clone(),
         })
     }
 

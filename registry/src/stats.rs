@@ -10,7 +10,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-pub use sluice_registry_client::rollout::now_ms;
 use sluice_registry_client::rollout::{StatsReport, VersionWindow};
 
 /// How long windows are kept, in milliseconds: longer than any interval
@@ -27,8 +26,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn record(&self, report: StatsReport) {
-        let now = now_ms();
+    /// Keeps `report`'s windows, stamped `now` (Unix milliseconds).
+    pub fn record(&self, report: StatsReport, now: u64) {
         let mut windows = self
             .windows
             .lock()

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_common::clock::Clock;
 use sluice_gateway::config::ServerLimits;
 use sluice_gateway::guard::GuardLimits;
 use sluice_gateway::model::LoadedModel;
@@ -179,6 +180,9 @@ pub struct Options {
     pub predict_tokens_opt: Option<PathBuf>,
     /// `--inline-below-us`: a model whose warm run beats it runs on the reactor.
     pub inline_below: Duration,
+    /// What statistics windows and log timestamps read: a test's manual
+    /// clock (the registry's too), or the system's.
+    pub clock: Clock,
 }
 
 impl Default for Options {
@@ -195,6 +199,7 @@ impl Default for Options {
             limits_opt: None,
             predict_tokens_opt: None,
             inline_below: sluice_gateway::backend::EngineOptions::default().inline_below,
+            clock: Clock::System,
         }
     }
 }
@@ -288,6 +293,7 @@ impl TestGateway {
         config.settings.engines.ort_library_opt = options.with_ort.then(ort_library);
         config.settings.predict_tokens_opt = options.predict_tokens_opt;
         config.settings.engines.inline_below = options.inline_below;
+        config.settings.clock = options.clock;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");

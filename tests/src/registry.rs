@@ -61,6 +61,9 @@ pub struct RegistryOptions {
     /// variables), read with this process's environment. Unset: nothing
     /// is allowed, as a registry started without the flag.
     pub actions: Option<String>,
+    /// A test's clock (`ManualClock::clock`), shared with its gateways;
+    /// unset: the system's.
+    pub clock: Option<sluice_common::clock::Clock>,
 }
 
 pub struct TestRegistry {
@@ -117,6 +120,9 @@ impl TestRegistry {
             config.max_artifact_bytes = limit;
         }
         config.import_root_opt = self.options.import_root.clone();
+        if let Some(clock) = &self.options.clock {
+            config.clock = clock.clone();
+        }
         if let Some(tick) = self.options.rollout_tick {
             config.rollout_tick = tick;
         }

@@ -301,7 +301,7 @@ pub async fn feedback(
     .await?;
     // Decompressing, checking and writing out up to the body limit is CPU
     // work: off the reactor, like inference's.
-    let at = std::time::SystemTime::now();
+    let at = state.clock.now();
     let segment_model = model.clone();
     let (lines, accepted) = tokio::task::spawn_blocking(move || {
         let bytes = body::decode(raw, encoding, limit)?;

@@ -455,7 +455,7 @@ impl Answering {
                 None => outputs_opt.take().unwrap_or_default(),
             };
             logging.log.submit(PredictionRecord {
-                at: std::time::SystemTime::now(),
+                at: logging.log.now(),
                 request_id,
                 model: model.clone(),
                 route: logging.route,

@@ -37,6 +37,7 @@ use crate::repository::{Health, Reconciler};
 use crate::routing::Routes;
 use crate::shadow::Shadows;
 use crate::slots::Slots;
+use sluice_common::clock::Clock;
 use sluice_common::tls::Tls;
 
 /// What every handler shares. Nothing here is locked on the request path.
@@ -62,6 +63,8 @@ pub struct AppState {
     pub limits: crate::config::ServerLimits,
     /// Predict tokens and their rate limits; empty: every model is open.
     pub access: access::PredictAccess,
+    /// What labels are stamped with (`ServeSettings::clock`).
+    pub clock: Clock,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -147,6 +150,7 @@ impl Server {
                     &log_id,
                     config.prediction_log_queue,
                     config.segment_limits,
+                    config.clock.clone(),
                 )
                 .map_err(|err| {
                     Error::Internal(format!(
@@ -187,6 +191,7 @@ impl Server {
             body_budget: body_budget.clone(),
             limits: config.limits,
             access,
+            clock: config.clock.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let source_label = match &source {
@@ -213,6 +218,7 @@ impl Server {
                     routes.clone(),
                     health.clone(),
                     guarded.clone(),
+                    config.clock.clone(),
                 );
                 tokio::spawn(crate::reconcile::follow(follower, shutdown_rx.clone()));
                 tokio::spawn(crate::report::report(
@@ -220,6 +226,7 @@ impl Server {
                     routes.clone(),
                     gateway_id.clone(),
                     config.stats_interval,
+                    config.clock.clone(),
                     shutdown_rx.clone(),
                 ));
                 format!("registry {}", client.base_url())

@@ -11,7 +11,6 @@ use sluice_registry_client::profile::{DriftReport, DriftThresholds};
 use super::{AppState, PathParams, Query};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
-use crate::stats::now_ms;
 use crate::store::{deployments, versions};
 
 #[derive(Debug, Deserialize)]
@@ -75,7 +74,7 @@ pub async fn model_drift(
             })
         })
         .await?;
-    let since = now_ms().saturating_sub(window_ms);
+    let since = state.clock.now_ms().saturating_sub(window_ms);
     let window = state.stats.since(&version.model, version.version, since);
     Ok(Json(crate::drift::report(
         &version.model,

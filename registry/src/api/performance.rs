@@ -11,7 +11,6 @@ use sluice_registry_client::feedback::{Comparison, Performance};
 use super::{AppState, PathParams, Query};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
-use crate::stats::now_ms;
 use crate::store::versions;
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +44,7 @@ pub async fn model_performance(
             })
         })
         .await?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let mut performance = state.joiner.performance(
         &version.model,
         version.version,

@@ -14,7 +14,6 @@ use super::{AppState, Body, PathParams, Query};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::rollout;
-use crate::stats::now_ms;
 use crate::store::{models, rollouts, versions};
 
 pub async fn start_rollout(
@@ -45,9 +44,10 @@ pub async fn start_rollout(
         gates.check(&state, &version, &caller.actor).await?;
     }
     let feed = state.revision.clone();
+    let now = state.clock.now_ms();
     let decided = state
         .blocking(move |store, policy| {
-            let decided = store.write(|tx| rollout::start(tx, policy, &caller.actor, &model, &body))?;
+            let decided = store.write(|tx| rollout::start(tx, policy, &caller.actor, &model, &body, now))?;
             if let Some(revision) = decided.revision_opt {
                 feed.publish(revision);
             }
@@ -83,11 +83,12 @@ pub async fn rollout_action(
 ) -> Result<Json<Rollout>> {
     caller.require(Permission::Deploy)?;
     let feed = state.revision.clone();
+    let now = state.clock.now_ms();
     let decided = state
         .blocking(move |store, policy| {
             let decided = store.write(|tx| {
                 models::get(tx, &model)?;
-                rollout::act(tx, policy, &caller.actor, &model, &action)
+                rollout::act(tx, policy, &caller.actor, &model, &action, now)
             })?;
             if let Some(revision) = decided.revision_opt {
                 feed.publish(revision);
@@ -113,7 +114,7 @@ pub async fn report_stats(
             sluice_registry_client::rollout::LATENCY_BUCKETS_MS.len() + 1
         )));
     }
-    state.stats.record(report);
+    state.stats.record(report, state.clock.now_ms());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -132,7 +133,7 @@ pub async fn model_stats(
 ) -> Result<Json<Vec<VersionWindow>>> {
     caller.require(Permission::Read)?;
     let window = Duration::from_millis(query.window_ms.unwrap_or(60_000));
-    let since = now_ms().saturating_sub(window.as_millis() as u64);
+    let since = state.clock.now_ms().saturating_sub(window.as_millis() as u64);
     Ok(Json(state.stats.model_since(&model, since)))
 }
 

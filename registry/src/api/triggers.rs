@@ -12,7 +12,6 @@ use sluice_registry_client::trigger::{CompleteRun, FireTrigger, RunStatus, Trigg
 use super::{AppState, Body, PathParams, Query};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
-use crate::stats::now_ms;
 use crate::store::events::{self, Change};
 use crate::store::{models, triggers};
 use crate::trigger::{self, Fired, Firing};
@@ -127,11 +126,11 @@ pub async fn fire_trigger(
     {
         return Err(Error::bad_request("idempotency_key is empty"));
     }
+    let now = state.clock.now_ms();
     let fired = state
         .blocking(move |store, _| {
             store.write(|tx| {
                 models::get(tx, &model)?;
-                let now = now_ms();
                 let key = body
                     .idempotency_key
                     .clone()
@@ -146,6 +145,7 @@ pub async fn fire_trigger(
                         evidence: serde_json::json!({ "note": body.note, "by": caller.actor }),
                         window: (now, now),
                         idempotency_key: key,
+                        now_ms: now,
                     },
                 )
             })

@@ -46,9 +46,10 @@ use sluice_registry_client::limits::MAX_REQUEST_ID_BYTES;
 use sluice_registry_client::slices::{SliceMetrics, SliceReport};
 
 use crate::config::MonitorConfig;
-use crate::stats::now_ms;
+use sluice_common::clock::Clock;
 
 pub struct Joiner {
+    clock: Clock,
     predictions: Arc<dyn ObjectStore>,
     feedback: Arc<dyn ObjectStore>,
     horizon_ms: u64,
@@ -80,8 +81,10 @@ struct FeedbackLine {
 }
 
 impl Joiner {
-    pub fn open(config: &MonitorConfig) -> std::io::Result<Joiner> {
+    /// Joins the logs `config` names; `clock` says how old a line is.
+    pub fn open(config: &MonitorConfig, clock: Clock) -> std::io::Result<Joiner> {
         Ok(Joiner {
+            clock,
             predictions: config.logs.predictions.open(Traffic::Logs)?,
             feedback: config.logs.feedback.open(Traffic::Logs)?,
             horizon_ms: config.horizon_ms,
@@ -95,7 +98,7 @@ impl Joiner {
 
     /// Reads the segments written since the last scan and joins what it can.
     pub async fn scan(&self) -> Result<(), object_store::Error> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let oldest = now.saturating_sub(self.horizon_ms);
         // One segment in memory at a time, each remembered once it is read.
         for location in self
@@ -494,7 +497,11 @@ mod tests {
     use serde_json::json;
 
     fn test_config(name: &str, max_pending: usize) -> (std::path::PathBuf, MonitorConfig) {
-        let root = std::env::temp_dir().join(format!("sluice-{name}-{}-{}", std::process::id(), now_ms()));
+        let root = std::env::temp_dir().join(format!(
+            "sluice-{name}-{}-{}",
+            std::process::id(),
+            Clock::System.now_ms()
+        ));
         let config = MonitorConfig {
             logs: sluice_common::objects::LogDirs {
                 predictions: sluice_common::objects::Location::Dir(root.join("predictions")),
@@ -517,7 +524,7 @@ mod tests {
         let (root, mut config) = test_config("waiting", 100);
         config.grace_ms = 3600 * 1000;
         config.max_waiting_bytes = 64 * 1024;
-        let joiner = Joiner::open(&config).unwrap();
+        let joiner = Joiner::open(&config, Clock::System).unwrap();
         let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let dir = config.logs.feedback.dir().unwrap().join(format!(
             "model=m/date={}/hour={}",
@@ -548,12 +555,12 @@ mod tests {
     #[tokio::test]
     async fn unmatched_labels_are_told_apart() {
         let (root, config) = test_config("join", 2);
-        let joiner = Joiner::open(&config).unwrap();
+        let joiner = Joiner::open(&config, Clock::System).unwrap();
         let stamp = |ms: u64| {
             humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
                 .to_string()
         };
-        let now = now_ms();
+        let now = Clock::System.now_ms();
         let partition = |dir: &std::path::Path| {
             let at = stamp(now);
             let path = dir.join(format!(
@@ -623,7 +630,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fixtures/slices.json");
         let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let (root, config) = test_config("slices", 1_000_000);
-        let joiner = Joiner::open(&config).unwrap();
+        let joiner = Joiner::open(&config, Clock::System).unwrap();
         // The fixture's times are placeholders: the join looks at the last hour.
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let write = |dir: &std::path::Path, lines: &Value| {

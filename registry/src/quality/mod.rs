@@ -20,7 +20,6 @@ use sluice_registry_client::types::{Stage, Version};
 
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::stats::now_ms;
 use crate::store::suites;
 
 /// Failures spelled out in a gate's refusal; the stored report has them all.
@@ -63,7 +62,7 @@ pub async fn run_suite(
 /// The version's realized performance per slice of its card's slice
 /// feature, over the labels joined in the last `window_ms`.
 pub fn slice_report(state: &AppState, version: &Version, window_ms: u64) -> SliceReport {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let mut report = state
         .joiner
         .slices(

@@ -27,11 +27,13 @@ pub fn canary_candidates(connection: &crate::store::sql::Connection<'_>) -> Resu
 }
 
 /// Starts the canary of the version run `id` registered, once that version
-/// has reached a stage that may take traffic (`None` until then).
+/// has reached a stage that may take traffic (`None` until then); its
+/// first interval begins at `now_ms`.
 pub fn start_canary(
     transaction: &Transaction<'_>,
     governance: &Policy,
     id: u64,
+    now_ms: u64,
 ) -> Result<Option<crate::rollout::Decided>> {
     let before = triggers::get(transaction, id)?;
     let (Some(version), Some(policy)) = (
@@ -48,7 +50,7 @@ pub fn start_canary(
         canary: version,
         policy,
     };
-    let decided = crate::rollout::start(transaction, governance, "trigger", &before.model, &body)?;
+    let decided = crate::rollout::start(transaction, governance, "trigger", &before.model, &body, now_ms)?;
     let mut run = before.clone();
     run.rollout = Some(format!(
         "canary of version {version} started at weight {}",

@@ -6,7 +6,6 @@ use serde_json::Value;
 use sluice_registry_client::trigger::{RunStatus, TriggerRun};
 
 use crate::error::{Error, Result};
-use crate::stats::now_ms;
 use crate::store::events::{self, Change};
 use crate::store::sql::Transaction;
 use crate::store::{now, triggers};
@@ -31,6 +30,8 @@ pub struct Firing<'a> {
     pub evidence: Value,
     pub window: (u64, u64),
     pub idempotency_key: String,
+    /// When it fires (Unix milliseconds): what the cooldown counts from.
+    pub now_ms: u64,
 }
 
 /// Fires a run, in one transaction with its event: once per key, and
@@ -43,6 +44,7 @@ pub fn fire(transaction: &Transaction<'_>, firing: Firing<'_>) -> Result<Fired> 
         evidence,
         window,
         idempotency_key,
+        now_ms: now_at,
     } = firing;
     if let Some(existing) = triggers::find_by_key(transaction, &idempotency_key)? {
         return Ok(Fired::Existing(existing));
@@ -52,7 +54,6 @@ pub fn fire(transaction: &Transaction<'_>, firing: Firing<'_>) -> Result<Fired> 
             "'{model}' has no trigger policy: set one with `sluice triggers set {model} FILE`"
         ))
     })?;
-    let now_at = now_ms();
     if reason != "manual"
         && let Some(last) = triggers::last_automatic(transaction, model)?
         && now_at.saturating_sub(last.created_ms) < policy.cooldown_ms
@@ -163,9 +164,9 @@ pub fn settle(
     Ok(run)
 }
 
-/// Runs that outlived their policy's `run_timeout_ms` stop counting.
-pub fn expire(transaction: &Transaction<'_>) -> Result<Vec<TriggerRun>> {
-    let now = now_ms();
+/// Runs that outlived their policy's `run_timeout_ms` by `now` (Unix
+/// milliseconds) stop counting.
+pub fn expire(transaction: &Transaction<'_>, now: u64) -> Result<Vec<TriggerRun>> {
     let mut expired = Vec::new();
     for run in triggers::with_status(transaction, &[RunStatus::Running, RunStatus::Dispatching])? {
         let Some(policy) = triggers::find_policy(transaction, &run.model)? else {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use sluice_common::clock::Clock;
 use sluice_common::listen::connections::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_BYTES};
 use sluice_common::listen::{ConnectionLimits, DEFAULT_DRAIN_TIMEOUT};
 use sluice_common::objects::{Location, LogDirs};
@@ -313,6 +314,7 @@ impl RegistryArgs {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             tls_opt: self.tls.files(true),
+            clock: Clock::System,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use sluice_common::clock::Clock;
 use sluice_common::listen::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
 use sluice_gateway::backend::available_cores;
 use sluice_gateway::config::{
@@ -331,6 +332,7 @@ impl ServeArgs {
             engines,
             tls_opt,
             predict_tokens_opt: self.predict_tokens_file,
+            clock: Clock::System,
         };
         Ok((mode, cache_dir, settings))
     }

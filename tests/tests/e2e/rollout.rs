@@ -1,14 +1,18 @@
-//! Progressive rollouts end to end, in scaled time (intervals of a few
-//! hundred milliseconds): a bad canary is rolled back by the registry, a good
-//! one promoted through every step, a quiet interval decides nothing, and a
-//! gateway's local guard stops a failing canary by itself, registry or not.
+//! Progressive rollouts end to end, on a manual clock the registry and the
+//! gateway share: each interval's traffic is sent and counted, then the
+//! clock moves past the interval, so every verdict is the one its traffic
+//! deserves however busy the machine. A bad canary is rolled back by the
+//! registry, a good one promoted through every step, a quiet interval
+//! decides nothing, and a gateway's local guard stops a failing canary by
+//! itself, registry or not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use sluice_common::clock::ManualClock;
 use sluice_gateway::guard::GuardLimits;
-use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
+use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout, VersionWindow};
 use sluice_registry_client::types::{SetDeployment, Stage, TrafficSpec};
 use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, credit_applicants, example_model};
 
@@ -107,11 +111,25 @@ fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) ->
     }
 }
 
+/// An interval, on the test's clock: minutes of it pass the moment its
+/// traffic is in, however slow the machine.
+const INTERVAL: Duration = Duration::from_secs(60);
+
 /// A registry with a fast controller, the stable version 1 taking all
-/// traffic, `canary` registered as version 2 in staging, and a gateway.
-async fn setup(canary: &str, guard: GuardLimits) -> (TestRegistry, Arc<TestGateway>, tempfile::TempDir) {
+/// traffic, `canary` registered as version 2 in staging, and a gateway; the
+/// registry and the gateway read one manual clock.
+struct Rig {
+    registry: TestRegistry,
+    gateway: Arc<TestGateway>,
+    hand: ManualClock,
+    _cache: tempfile::TempDir,
+}
+
+async fn setup(canary: &str, guard: GuardLimits) -> Rig {
+    let hand = ManualClock::default();
     let registry = TestRegistry::start_with(RegistryOptions {
         rollout_tick: Some(Duration::from_millis(20)),
+        clock: Some(hand.clock()),
         ..Default::default()
     })
     .await;
@@ -121,69 +139,158 @@ async fn setup(canary: &str, guard: GuardLimits) -> (TestRegistry, Arc<TestGatew
     let cache = tempfile::tempdir().unwrap();
     let options = Options {
         guard,
+        clock: hand.clock(),
         ..Options::default()
     };
     let gateway = Arc::new(TestGateway::follow(&registry, cache.path(), options).await);
     gateway.wait_versions(MODEL, &[1]).await;
-    (registry, gateway, cache)
+    Rig {
+        registry,
+        gateway,
+        hand,
+        _cache: cache,
+    }
+}
+
+impl Rig {
+    /// Sends applicants in rounds of 20 until the registry's count for the
+    /// interval now open (the windows begun at or after the clock's now,
+    /// what the controller will judge) satisfies `enough`, given the
+    /// canary's and the stable version's. Traffic the gateway counted in a
+    /// window begun before is not the interval's, and is simply not counted.
+    async fn fill(&self, enough: impl Fn(&VersionWindow, &VersionWindow) -> bool) -> Answers {
+        let requests = applicant_requests();
+        let url = self.gateway.url(&format!("/v2/models/{MODEL}/infer"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut answers = Vec::new();
+        loop {
+            for body in requests.iter().skip(answers.len() % requests.len()).take(20) {
+                let response = self
+                    .gateway
+                    .client
+                    .post(&url)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let version = response
+                    .headers()
+                    .get("x-model-version")
+                    .map(|value| value.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                answers.push((version, response.status().as_u16()));
+            }
+            // The gateway reports every 50 ms: wait for this round's windows.
+            let round = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < round {
+                let windows = self
+                    .registry
+                    .client("vic")
+                    .stats(MODEL, Duration::ZERO)
+                    .await
+                    .unwrap();
+                let of = |version: u64| {
+                    windows
+                        .iter()
+                        .find(|window| window.version == version)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                if enough(&of(2), &of(1)) {
+                    return answers;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(Instant::now() < deadline, "the interval never filled");
+        }
+    }
+
+    /// Ends the interval now open: the clock moves past it, and the
+    /// controller judges it at its next tick.
+    async fn end_interval(&self) -> Rollout {
+        let before = self.registry.client("vic").get_rollout(MODEL).await.unwrap();
+        self.hand.advance(INTERVAL);
+        wait_rollout(&self.registry, Duration::from_secs(20), |rollout| {
+            rollout.intervals.len() > before.intervals.len() || !rollout.status.is_active()
+        })
+        .await
+    }
+
+    /// Waits until the gateway gives the canary `weight`.
+    async fn wait_canary_weight(&self, weight: u32) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let route = self.gateway.server.routes.snapshot().routes[MODEL].clone();
+            let canary: u32 = route
+                .targets
+                .iter()
+                .filter(|target| target.model.version == 2)
+                .map(|target| target.weight)
+                .sum();
+            if canary == weight {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never gave the canary {weight}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 const NO_GUARD: GuardLimits = GuardLimits { window: 0, errors: 1 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never_fails() {
-    let (registry, gateway, _cache) = setup("credit_risk_faulty", NO_GUARD).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
-    let interval_ms = 400;
+async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_stable_never_fails() {
+    let rig = setup("credit_risk_faulty", NO_GUARD).await;
     let threshold = 2;
     let body = StartRollout {
         canary: 2,
         // 40 canary requests an interval: enough that the faulty canary
-        // cannot pass one by chance (a pass would advance it to 50%).
-        policy: policy(&[20, 50], interval_ms, 40, threshold),
+        // (it fails 28% of applicants) cannot pass one by chance.
+        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, threshold),
     };
-    let started = Instant::now();
-    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
-    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
-        rollout.status == RolloutStatus::RolledBack
-    })
-    .await;
-    let took = started.elapsed();
-    gateway.wait_versions(MODEL, &[1, 2]).await;
-    // Let the gateway converge, then check the stable version still answers everything.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let answers = collect(&stop, workers).await;
-
-    // Two failed intervals of 400 ms, plus the reporting and the tick; and
-    // as many inconclusive ones as a loaded machine made (too few canary
-    // requests to judge): rolled back at the first `threshold` judged.
-    let judged: Vec<&str> = rollout
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(20).await;
+    let mut answers = Vec::new();
+    let mut rollout = None;
+    for interval in 1..=threshold {
+        answers.extend(rig.fill(|canary, _| canary.requests >= 40).await);
+        let judged = rig.end_interval().await;
+        assert_eq!(judged.intervals.len(), interval as usize, "{judged:#?}");
+        rollout = Some(judged);
+    }
+    let rollout = rollout.unwrap();
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    let verdicts: Vec<&str> = rollout
         .intervals
         .iter()
         .map(|interval| interval.verdict.as_str())
-        .filter(|verdict| *verdict != "inconclusive")
         .collect();
-    assert_eq!(judged, vec!["failed"; usize::try_from(threshold).unwrap()]);
-    let intervals = u64::try_from(rollout.intervals.len()).unwrap();
-    let bound = Duration::from_millis(interval_ms * (intervals + 1)) + Duration::from_secs(1);
-    assert!(took <= bound, "rolled back after {took:?}, more than {bound:?}");
+    assert_eq!(verdicts, vec!["failed"; threshold as usize]);
     assert_eq!(rollout.failed_intervals, threshold);
     assert!(
         rollout
             .intervals
             .iter()
-            .all(|interval| interval.canary_weight == 20),
-        "it never advanced"
+            .all(|interval| interval.canary_weight == 20
+                && interval.reasons[0].contains("above max_error_rate")),
+        "it never advanced: {rollout:#?}"
     );
-    let failed = rollout
-        .intervals
-        .iter()
-        .filter(|interval| interval.verdict == "failed");
+    // Rolled back, the stable version answers everything.
+    rig.wait_canary_weight(0).await;
+    let after = rig.fill(|_, stable| stable.requests >= 40).await;
     assert!(
-        failed
-            .clone()
-            .all(|interval| interval.reasons[0].contains("above max_error_rate"))
+        after
+            .iter()
+            .all(|(version, status)| version == "1" && *status == 200),
+        "{after:?}"
     );
     let stable_failures = answers
         .iter()
@@ -196,6 +303,7 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
         .count();
     assert!(canary_failures > 0, "the canary's defect never showed");
 
+    let registry = &rig.registry;
     let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
     let weights = deployment.spec.weights();
     assert_eq!(weights, vec![(1, 100), (2, 0)]);
@@ -236,40 +344,52 @@ async fn a_bad_canary_is_rolled_back_within_threshold_intervals_and_stable_never
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_canary_is_promoted_through_every_step() {
-    let (registry, gateway, _cache) = setup("credit_risk_scaled", GuardLimits::default()).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
+    let rig = setup("credit_risk_scaled", GuardLimits::default()).await;
     let body = StartRollout {
         canary: 2,
-        policy: policy(&[10, 30, 60], 300, 10, 1),
+        policy: policy(&[10, 30, 60], INTERVAL.as_millis() as u64, 10, 1),
     };
-    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
-    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
-        rollout.status == RolloutStatus::Promoted
-    })
-    .await;
-    gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    let mut answers = Vec::new();
+    for weight in [10, 30, 60] {
+        rig.wait_canary_weight(weight).await;
+        answers.extend(rig.fill(|canary, _| canary.requests >= 10).await);
+        let judged = rig.end_interval().await;
+        assert_eq!(judged.intervals.last().unwrap().verdict, "passed", "{judged:#?}");
+    }
+    let rollout = rig.registry.client("vic").get_rollout(MODEL).await.unwrap();
+    assert_eq!(rollout.status, RolloutStatus::Promoted, "{rollout:#?}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.serving(MODEL).version != 2 {
+    while rig.gateway.serving(MODEL).version != 2 {
         assert!(
             Instant::now() < deadline,
             "the gateway never made the canary primary"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let answers = collect(&stop, workers).await;
 
     let passed: Vec<u32> = rollout
         .intervals
         .iter()
-        .filter(|interval| interval.verdict == "passed")
-        .map(|interval| interval.canary_weight)
+        .map(|interval| {
+            assert_eq!(interval.verdict, "passed");
+            interval.canary_weight
+        })
         .collect();
-    assert_eq!(passed, vec![10, 30, 60], "one passed interval per step");
+    assert_eq!(
+        passed,
+        vec![10, 30, 60],
+        "one passed interval per step, none else"
+    );
     assert_eq!(rollout.canary_weight, 100);
-    let version = registry.client("vic").get_version(MODEL, "2").await.unwrap();
+    let version = rig.registry.client("vic").get_version(MODEL, "2").await.unwrap();
     assert_eq!(version.stage, Stage::Production);
-    let deployment = registry.client("vic").get_deployment(MODEL).await.unwrap();
+    let deployment = rig.registry.client("vic").get_deployment(MODEL).await.unwrap();
     let weights = deployment.spec.weights();
     assert_eq!(
         weights,
@@ -285,41 +405,47 @@ async fn a_good_canary_is_promoted_through_every_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_intervals_neither_promote_nor_roll_back() {
-    let (registry, gateway, _cache) = setup("credit_risk_faulty", NO_GUARD).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    // About 20 requests per interval, against a minimum of 1000.
-    let workers = traffic(&gateway, 1, Duration::from_millis(10), &stop);
+    let rig = setup("credit_risk_faulty", NO_GUARD).await;
     let body = StartRollout {
         canary: 2,
-        policy: policy(&[20, 50], 200, 1000, 1),
+        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1),
     };
-    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
-    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
-        rollout.intervals.len() >= 4
-    })
-    .await;
-    collect(&stop, workers).await;
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(20).await;
+    // Some traffic, far below the minimum of 1000, in each of four intervals.
+    for _ in 0..4 {
+        rig.fill(|canary, _| canary.requests >= 1).await;
+        rig.end_interval().await;
+    }
+    let rollout = rig.registry.client("vic").get_rollout(MODEL).await.unwrap();
     assert_eq!(rollout.status, RolloutStatus::Progressing);
     assert_eq!(
         (rollout.step, rollout.canary_weight, rollout.failed_intervals),
         (0, 20, 0)
     );
-    assert!(
-        rollout
-            .intervals
-            .iter()
-            .all(|interval| interval.verdict == "inconclusive")
-    );
+    let verdicts: Vec<&str> = rollout
+        .intervals
+        .iter()
+        .map(|interval| interval.verdict.as_str())
+        .collect();
+    assert_eq!(verdicts, vec!["inconclusive"; 4]);
     assert!(rollout.intervals[0].reasons[0].contains("fewer than min_requests 1000"));
 
     // By hand: abort gives the stable version everything back.
-    let aborted = registry
+    let aborted = rig
+        .registry
         .client("dora")
         .rollout_action(MODEL, "abort")
         .await
         .unwrap();
     assert_eq!(aborted.status, RolloutStatus::Aborted);
-    let refused = registry
+    let refused = rig
+        .registry
         .client("dora")
         .rollout_action(MODEL, "resume")
         .await
@@ -334,7 +460,12 @@ async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
         window: 20,
         errors: 4,
     };
-    let (mut registry, gateway, _cache) = setup("credit_risk_faulty", limits).await;
+    let Rig {
+        mut registry,
+        gateway,
+        _cache,
+        ..
+    } = setup("credit_risk_faulty", limits).await;
     let body = SetDeployment::new(TrafficSpec::weighted(&[(1, 60), (2, 40)]));
     registry
         .client("dora")
@@ -396,7 +527,12 @@ async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
-    let (registry, gateway, _cache) = setup("credit_risk_scaled", GuardLimits::default()).await;
+    let Rig {
+        registry,
+        gateway,
+        _cache,
+        ..
+    } = setup("credit_risk_scaled", GuardLimits::default()).await;
     let mut swaps = gateway.server.routes.subscribe();
     let mut delays = Vec::new();
     for (stable, canary) in [(90, 10), (50, 50), (100, 0), (80, 20), (100, 0)] {
@@ -435,27 +571,33 @@ async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() {
-    let (registry, gateway, _cache) = setup("credit_risk_inverted", GuardLimits::default()).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = traffic(&gateway, 4, Duration::ZERO, &stop);
+    let rig = setup("credit_risk_inverted", GuardLimits::default()).await;
     // From 50% on the canary weighs as much as the stable version or more:
     // which one is the canary is the rollout's word, not the weights'.
-    let mut checks = policy(&[50, 80], 300, 20, 1);
+    let mut checks = policy(&[50, 80], INTERVAL.as_millis() as u64, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
     let body = StartRollout {
         canary: 2,
         policy: checks,
     };
-    registry.client("dora").start_rollout(MODEL, &body).await.unwrap();
-    let rollout = wait_rollout(&registry, Duration::from_secs(20), |rollout| {
-        rollout.status == RolloutStatus::RolledBack
-    })
-    .await;
-    let answers = collect(&stop, workers).await;
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(50).await;
+    let answers = rig
+        .fill(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
+        .await;
+    let rollout = rig.end_interval().await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
     // It never failed a request: only comparing its answers with the
     // stable version's showed it wrong.
     assert!(answers.iter().all(|(_, status)| *status == 200));
-    let judged = rollout.intervals.last().unwrap();
+    let [judged] = &rollout.intervals[..] else {
+        panic!("one interval judged: {rollout:#?}");
+    };
     assert_eq!(judged.shadow_disagreement, Some(1.0), "{judged:?}");
     assert!(
         judged.reasons[0].contains("shadow disagreement 100.00%"),
