@@ -179,6 +179,22 @@ pub struct TriggerState {
     pub active_runs: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<TriggerRun>,
+    /// Where each windowed rule stands (drift, performance, contract), as
+    /// the monitor last judged it: why a rule has not fired yet. Kept in
+    /// memory: empty until the monitor's first window after a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<RuleProgress>,
+}
+
+/// One windowed rule's streak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleProgress {
+    /// The rule's place in the policy's `rules`, from 0.
+    pub rule: usize,
+    /// The end of the last window judged (Unix milliseconds).
+    pub last_window_end_ms: u64,
+    /// Bad windows in a row so far, of the rule's `windows`.
+    pub bad_in_a_row: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_registry_client::feedback::Performance;
 use sluice_registry_client::profile::{DriftReport, DriftThresholds, ReferenceProfile};
-use sluice_registry_client::trigger::{RunStatus, TriggerAction, TriggerPolicy, TriggerRule};
+use sluice_registry_client::trigger::{RuleProgress, RunStatus, TriggerAction, TriggerPolicy, TriggerRule};
 
 use crate::cron::Cron;
 use crate::error::Result;
@@ -210,9 +210,9 @@ impl Monitor {
                     } => {
                         let thresholds = thresholds.unwrap_or_default();
                         let profile_opt = profiles.get(&(model.clone(), base));
-                        let verdict = |start: u64, _end: u64| {
+                        let verdict = |start: u64, end: u64| {
                             let profile = profile_opt?;
-                            let window = state.stats.since(&model, base, start);
+                            let window = state.stats.between(&model, base, start, end);
                             let report =
                                 crate::drift::report(&model, base, *window_ms, profile, &window, thresholds);
                             report.dataset_drift.then(|| drift_evidence(&report, start))
@@ -269,7 +269,7 @@ impl Monitor {
                         min_rows,
                     } => {
                         let verdict = |start: u64, end: u64| {
-                            let window = state.stats.since(&model, base, start);
+                            let window = state.stats.between(&model, base, start, end);
                             let (check, rate) = window.worst_contract_check()?;
                             (window.contract_rows >= *min_rows && rate > *max_rate).then(|| {
                                 json!({"start_ms": start, "end_ms": end, "check": check, "rate": rate,
@@ -292,7 +292,28 @@ impl Monitor {
                 }
             }
         }
+        self.publish_progress();
         self.dispatch_and_settle().await
+    }
+
+    /// Tells the API where every streak stands.
+    fn publish_progress(&self) {
+        let mut progress: HashMap<String, Vec<RuleProgress>> = HashMap::new();
+        for ((model, rule), streak) in &self.streaks {
+            progress.entry(model.clone()).or_default().push(RuleProgress {
+                rule: *rule,
+                last_window_end_ms: streak.last_window_end,
+                bad_in_a_row: streak.bad.len() as u32,
+            });
+        }
+        for rules in progress.values_mut() {
+            rules.sort_by_key(|rule| rule.rule);
+        }
+        *self
+            .state
+            .trigger_progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = progress;
     }
 
     /// Judges the window that ended at the last boundary of `window_ms`, once;

@@ -3,9 +3,11 @@
 //! statistics gateways report, the feedback joiner, the deployments
 //! revision watchers follow, and the webhook client.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sluice_common::clock::Clock;
+use sluice_registry_client::trigger::RuleProgress;
 use tokio::sync::watch;
 
 use crate::Inspector;
@@ -39,6 +41,9 @@ pub struct AppState {
     pub(crate) webhooks: reqwest::Client,
     /// Now, for every loop and window (`RegistryConfig::clock`).
     pub clock: Clock,
+    /// Each model's windowed trigger rules, where the monitor left them
+    /// (written once a tick, read by `GET /api/v1/triggers`).
+    pub trigger_progress: Mutex<HashMap<String, Vec<RuleProgress>>>,
 }
 
 impl AppState {
@@ -71,6 +76,7 @@ impl AppState {
             actions: Arc::new(config.actions.clone()),
             webhooks: webhook_client()?,
             clock: config.clock.clone(),
+            trigger_progress: Mutex::default(),
         })
     }
 

@@ -49,6 +49,13 @@ impl Stats {
     /// straddles it holds earlier traffic, perhaps at another weight), or,
     /// from a gateway that does not say, those that arrived after it.
     pub fn since(&self, model: &str, version: u64, since_ms: u64) -> VersionWindow {
+        self.between(model, version, since_ms, u64::MAX)
+    }
+
+    /// What the windows that began in `[start_ms, end_ms)` counted (or,
+    /// from a gateway that does not say, arrived in `(start_ms, end_ms]`):
+    /// a trigger's window judged late is still only its own traffic.
+    pub fn between(&self, model: &str, version: u64, start_ms: u64, end_ms: u64) -> VersionWindow {
         let windows = self
             .windows
             .lock()
@@ -60,8 +67,8 @@ impl Stats {
         };
         if let Some(queue) = windows.get(&(model.to_string(), version)) {
             let counts = |(arrived, window): &&(u64, VersionWindow)| match window.started_ms {
-                0 => *arrived > since_ms,
-                started => started >= since_ms,
+                0 => *arrived > start_ms && *arrived <= end_ms,
+                started => started >= start_ms && started < end_ms,
             };
             for (_, window) in queue.iter().filter(counts) {
                 total.merge(window);
@@ -89,5 +96,44 @@ impl Stats {
             .map(|version| self.since(model, version, since_ms))
             .filter(|window| !window.is_empty())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(version: u64, (started_ms, ended_ms): (u64, u64), requests: u64) -> StatsReport {
+        StatsReport {
+            gateway: "g".into(),
+            versions: vec![VersionWindow {
+                model: "m".into(),
+                version,
+                started_ms,
+                ended_ms,
+                requests,
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// A window belongs to the span it began in: one straddling a span's
+    /// start is earlier traffic, one begun after its end is later traffic.
+    #[test]
+    fn windows_count_in_the_span_they_began_in() {
+        let stats = Stats::default();
+        stats.record(report(1, (900, 1100), 1), 1100);
+        stats.record(report(1, (1100, 1500), 10), 1500);
+        stats.record(report(1, (1500, 2100), 100), 2100);
+        stats.record(report(1, (2100, 2500), 1000), 2500);
+        stats.record(report(2, (1100, 1500), 7), 1500);
+        assert_eq!(stats.between("m", 1, 1000, 2000).requests, 110);
+        assert_eq!(stats.since("m", 1, 1000).requests, 1110);
+        assert_eq!(stats.between("m", 1, 2000, 3000).requests, 1000);
+        assert_eq!(stats.between("m", 2, 1000, 2000).requests, 7);
+        // A gateway that does not say when it began: by arrival.
+        stats.record(report(3, (0, 0), 5), 1800);
+        assert_eq!(stats.between("m", 3, 1000, 2000).requests, 5);
+        assert_eq!(stats.between("m", 3, 2000, 3000).requests, 0);
     }
 }

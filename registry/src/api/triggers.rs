@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use sluice_registry_client::trigger::{CompleteRun, FireTrigger, RunStatus, TriggerRun, TriggerState};
+use sluice_registry_client::trigger::{
+    CompleteRun, FireTrigger, RuleProgress, RunStatus, TriggerRun, TriggerState,
+};
 
 use super::{AppState, Body, PathParams, Query};
 use crate::auth::{Caller, Permission};
@@ -21,10 +23,11 @@ pub async fn list_trigger_policies(
     caller: Caller,
 ) -> Result<Json<Vec<TriggerState>>> {
     caller.require(Permission::Read)?;
-    state
-        .blocking(|store, _| store.read(triggers::states))
-        .await
-        .map(Json)
+    let mut states = state.blocking(|store, _| store.read(triggers::states)).await?;
+    for policy in &mut states {
+        policy.progress = progress(&state, &policy.model);
+    }
+    Ok(Json(states))
 }
 
 pub async fn get_trigger_policy(
@@ -33,10 +36,20 @@ pub async fn get_trigger_policy(
     PathParams(model): PathParams<String>,
 ) -> Result<Json<TriggerState>> {
     caller.require(Permission::Read)?;
-    state
+    let mut policy = state
         .blocking(move |store, _| store.read(|connection| policy_state(connection, &model)))
-        .await
-        .map(Json)
+        .await?;
+    policy.progress = progress(&state, &policy.model);
+    Ok(Json(policy))
+}
+
+/// Where the monitor left `model`'s windowed rules.
+fn progress(state: &AppState, model: &str) -> Vec<RuleProgress> {
+    let progress = state
+        .trigger_progress
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    progress.get(model).cloned().unwrap_or_default()
 }
 
 fn policy_state(connection: &crate::store::sql::Connection<'_>, model: &str) -> Result<TriggerState> {

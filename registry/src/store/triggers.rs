@@ -73,6 +73,7 @@ pub fn states(connection: &Connection<'_>) -> Result<Vec<TriggerState>> {
             policy: from_json(&policy)?,
             updated_at,
             updated_by,
+            progress: Vec::new(),
         });
     }
     Ok(states)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Subcommand;
-use sluice_registry_client::trigger::{FireTrigger, TriggerPolicy, TriggerRule, TriggerRun};
+use sluice_registry_client::trigger::{FireTrigger, RuleProgress, TriggerPolicy, TriggerRule, TriggerRun};
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::table::to_json;
@@ -59,7 +59,7 @@ pub async fn run_triggers(
             for state in &states {
                 table.push(vec![
                     state.model.clone(),
-                    describe_rules(&state.policy),
+                    describe_rules(&state.policy, &state.progress),
                     describe_action(&state.policy),
                     format!("{} s", state.policy.cooldown_ms / 1000),
                     format!("{}/{}", state.active_runs, state.policy.max_concurrent),
@@ -85,7 +85,7 @@ pub async fn run_triggers(
             Ok(format!(
                 "trigger policy of '{}' set: {}; action {}\n",
                 state.model,
-                describe_rules(&state.policy),
+                describe_rules(&state.policy, &[]),
                 describe_action(&state.policy)
             ))
         }
@@ -178,33 +178,47 @@ pub async fn run_triggers(
     }
 }
 
-fn describe_rules(policy: &TriggerPolicy) -> String {
+/// Each rule, with its streak when the monitor has judged a window of it
+/// (`drift 2x60 s, 1 bad`).
+fn describe_rules(policy: &TriggerPolicy, progress: &[RuleProgress]) -> String {
     if policy.rules.is_empty() {
         return "manual only".into();
     }
+    let streak = |index: usize| {
+        progress
+            .iter()
+            .find(|progress| progress.rule == index)
+            .map_or_else(String::new, |progress| format!(", {} bad", progress.bad_in_a_row))
+    };
     policy
         .rules
         .iter()
-        .map(|rule| match rule {
+        .enumerate()
+        .map(|(index, rule)| match rule {
             TriggerRule::Drift {
                 window_ms, windows, ..
-            } => format!("drift {windows}x{} s", window_ms / 1000),
+            } => format!("drift {windows}x{} s{}", window_ms / 1000, streak(index)),
             TriggerRule::Performance {
                 metric,
                 threshold,
                 window_ms,
                 windows,
                 ..
-            } => format!("{metric} vs {threshold} {windows}x{} s", window_ms / 1000),
+            } => format!(
+                "{metric} vs {threshold} {windows}x{} s{}",
+                window_ms / 1000,
+                streak(index)
+            ),
             TriggerRule::Contract {
                 max_rate,
                 window_ms,
                 windows,
                 ..
             } => format!(
-                "contract violations over {}% {windows}x{} s",
+                "contract violations over {}% {windows}x{} s{}",
                 max_rate * 100.0,
-                window_ms / 1000
+                window_ms / 1000,
+                streak(index)
             ),
             TriggerRule::Schedule { cron } => format!("cron '{cron}'"),
         })

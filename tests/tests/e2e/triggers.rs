@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use sluice_common::clock::ManualClock;
 use sluice_registry_client::ClientError;
 use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::profile::{DriftThresholds, PROFILE_DOCUMENT};
@@ -110,6 +111,104 @@ async fn monitored_registry_allowing(actions: &str) -> TestRegistry {
     .await
 }
 
+/// A monitored registry and a gateway following it, on one manual clock:
+/// each window's traffic is sent and counted, then the clock moves past
+/// the window, so what the monitor judges is exactly that traffic.
+struct Windowed {
+    registry: TestRegistry,
+    gateway: TestGateway,
+    hand: ManualClock,
+    window: Duration,
+    _cache: tempfile::TempDir,
+}
+
+impl Windowed {
+    /// `prepare` runs on the registry before the gateway starts.
+    async fn start(window: Duration, prepare: impl AsyncFnOnce(&TestRegistry)) -> Windowed {
+        let hand = ManualClock::default();
+        let registry = TestRegistry::start_with(RegistryOptions {
+            monitor_tick: Some(Duration::from_millis(20)),
+            actions: Some(ACTIONS.to_string()),
+            clock: Some(hand.clock()),
+            ..Default::default()
+        })
+        .await;
+        prepare(&registry).await;
+        let cache = tempfile::tempdir().unwrap();
+        let options = Options {
+            clock: hand.clock(),
+            ..Options::default()
+        };
+        let gateway = TestGateway::follow(&registry, cache.path(), options).await;
+        gateway.wait_versions(MODEL, &[1]).await;
+        Windowed {
+            registry,
+            gateway,
+            hand,
+            window,
+            _cache: cache,
+        }
+    }
+
+    /// The end of the last window the monitor judged of the policy's first
+    /// rule, once it has judged one.
+    async fn judged_until(&self, after: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let state = self.registry.client("vic").trigger_policy(MODEL).await.unwrap();
+            if let Some(progress) = state.progress.iter().find(|progress| progress.rule == 0)
+                && progress.last_window_end_ms > after
+            {
+                return progress.last_window_end_ms;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the monitor never judged a window: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Bad windows in a row of the policy's first rule.
+    async fn streak(&self) -> u32 {
+        let state = self.registry.client("vic").trigger_policy(MODEL).await.unwrap();
+        state.progress[0].bad_in_a_row
+    }
+
+    /// One window of applicants with ages shifted by `age_shift`: sent
+    /// until the registry counts `rows` of them in the window now open,
+    /// then judged. Returns the judged window's end.
+    async fn window(&self, age_shift: f64, rows: u64, judged: u64) -> u64 {
+        let bodies = credit_applicants(1000, age_shift);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut sent = 0;
+        loop {
+            for body in bodies.iter().skip(sent % bodies.len()).take(25) {
+                let (status, answer) = self
+                    .gateway
+                    .post_json(&format!("/v2/models/{MODEL}/infer"), body)
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+                sent += 1;
+            }
+            // What the gateway reported so far (every 50 ms): a round or
+            // two more than needed is sent, never less.
+            let windows = self
+                .registry
+                .client("vic")
+                .stats(MODEL, Duration::ZERO)
+                .await
+                .unwrap();
+            if windows.iter().map(|window| window.requests).sum::<u64>() >= rows {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the window never filled");
+        }
+        self.hand.advance(self.window);
+        self.judged_until(judged).await
+    }
+}
+
 /// Version 1 of the credit model, with its reference profile, taking all traffic.
 async fn release_with_profile(registry: &TestRegistry) {
     let version = registry.register(MODEL, &example_model("credit_risk"), &[]).await;
@@ -121,21 +220,6 @@ async fn release_with_profile(registry: &TestRegistry) {
         .unwrap();
     registry.approve_staging(MODEL, version.version).await;
     registry.deploy(MODEL, &[(1, 100)]).await;
-}
-
-/// Sends applicants (ages shifted by `age_shift`) for `duration`.
-async fn traffic(gateway: &TestGateway, age_shift: f64, duration: Duration) {
-    let bodies = credit_applicants(1000, age_shift);
-    let until = Instant::now() + duration;
-    for body in bodies.iter().cycle() {
-        if Instant::now() >= until {
-            break;
-        }
-        let (status, answer) = gateway
-            .post_json(&format!("/v2/models/{MODEL}/infer"), body)
-            .await;
-        assert_eq!(status, 200, "{answer}");
-    }
 }
 
 async fn runs(registry: &TestRegistry) -> Vec<TriggerRun> {
@@ -163,16 +247,14 @@ async fn wait_for_run(registry: &TestRegistry, done: impl Fn(&TriggerRun) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
-    let registry = monitored_registry().await;
-    release_with_profile(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
-    gateway.wait_versions(MODEL, &[1]).await;
+    let window = Duration::from_secs(60);
+    let rig = Windowed::start(window, async |registry| release_with_profile(registry).await).await;
+    let (registry, gateway) = (&rig.registry, &rig.gateway);
     // Two 503s, then delivered.
     let hook = receiver(vec![503, 503, 200]).await;
     let thresholds = DriftThresholds {
         min_rows: 100,
-        // A second's traffic is a few hundred rows: JS distance has noise of
+        // A window here is a few hundred rows: JS distance has noise of
         // about 0.1 at that size, a 40-year shift is far beyond it.
         js_drift: 0.3,
         // Only ages move: one feature of eight is the dataset here.
@@ -180,29 +262,36 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
         ..Default::default()
     };
     let rule = TriggerRule::Drift {
-        window_ms: 2000,
+        window_ms: window.as_millis() as u64,
         windows: 2,
         thresholds: Some(thresholds),
     };
-    set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
+    set_rules(registry, vec![rule], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap();
+    // The monitor's first look judges the window that ended before the
+    // policy was set (nothing in it): from there each window is the test's.
+    let mut judged = rig.judged_until(0).await;
 
     // Traffic like the training data: two whole windows, nothing fires.
-    traffic(&gateway, 0.0, Duration::from_millis(4500)).await;
-    assert!(runs(&registry).await.is_empty(), "{:?}", runs(&registry).await);
-
-    // Forty years older: two drifted windows in a row fire one run...
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while runs(&registry).await.is_empty() {
-        assert!(Instant::now() < deadline, "shifted traffic never fired a run");
-        traffic(&gateway, 40.0, Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        judged = rig.window(0.0, 300, judged).await;
     }
-    let run = wait_for_run(&registry, |run| run.status == RunStatus::Running).await;
+    assert!(runs(registry).await.is_empty(), "{:?}", runs(registry).await);
+
+    // Forty years older: the first drifted window fires nothing, the second
+    // in a row fires one run.
+    judged = rig.window(40.0, 300, judged).await;
+    assert!(runs(registry).await.is_empty(), "{:?}", runs(registry).await);
+    judged = rig.window(40.0, 300, judged).await;
+    let run = wait_for_run(registry, |run| run.status == RunStatus::Running).await;
     assert_eq!(run.reason, "drift");
     assert_eq!(run.base_version, 1);
     assert_eq!(run.attempts, 3, "{run:?}");
-    assert_eq!(run.window_end_ms - run.window_start_ms, 4000);
+    assert_eq!(
+        (run.window_start_ms, run.window_end_ms),
+        (judged - 120_000, judged)
+    );
     let windows = run.evidence["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 2, "{}", run.evidence);
     let age_psi = |window: &Value| {
@@ -213,23 +302,22 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
             .unwrap();
         age["psi"].as_f64().unwrap()
     };
-    // The first window may straddle the shift; the last is all shifted.
-    assert!(age_psi(&windows[0]) >= 0.2, "{}", windows[0]);
+    // Both windows are all shifted traffic.
+    assert!(age_psi(&windows[0]) > 1.0, "{}", windows[0]);
     assert!(age_psi(&windows[1]) > 1.0, "{}", windows[1]);
-    // ...and more drifted windows within the cooldown fire nothing more:
-    // traffic goes on until a drifted pair of windows was judged and
-    // skipped (two windows past the fire, each judged on a monitor tick).
-    traffic(&gateway, 40.0, Duration::from_millis(4500)).await;
-    let skipped = format!(r#"sluice_trigger_skipped_total{{model="{MODEL}",why="cooldown"}}"#);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !gateway.metrics().await.contains(&skipped) {
-        assert!(
-            Instant::now() < deadline,
-            "no drifted window was skipped for the cooldown"
-        );
-        traffic(&gateway, 40.0, Duration::from_millis(500)).await;
+    // ...and the next drifted pair, within the cooldown, fires nothing
+    // more: its streak makes two, is let go, and no run comes of it.
+    for bad in [1, 0] {
+        judged = rig.window(40.0, 300, judged).await;
+        assert_eq!(rig.streak().await, bad);
     }
-    let all = runs(&registry).await;
+    let skipped = format!(r#"sluice_trigger_skipped_total{{model="{MODEL}",why="cooldown"}}"#);
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.contains(&skipped),
+        "no drifted pair was skipped for the cooldown:\n{metrics}"
+    );
+    let all = runs(registry).await;
     assert_eq!(all.len(), 1, "{all:?}");
 
     // The monitor's gauges say the same (over its 10-minute window). The
@@ -274,55 +362,77 @@ async fn shifted_traffic_fires_one_run_and_the_cooldown_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_labels_fire_a_performance_run() {
+    let hand = ManualClock::default();
     let registry = TestRegistry::start_with(RegistryOptions {
-        monitor_tick: Some(Duration::from_millis(100)),
+        monitor_tick: Some(Duration::from_millis(20)),
         feedback_grace_ms: Some(1000),
         feedback_bucket_ms: Some(1000),
         actions: Some(ACTIONS.to_string()),
+        clock: Some(hand.clock()),
         ..Default::default()
     })
     .await;
     release_with_profile(&registry).await;
     registry.deploy_logged(MODEL, &[(1, 100)], 0.0).await;
     let cache = tempfile::tempdir().unwrap();
-    let gateway = TestGateway::follow_logging(&registry, cache.path(), MODEL, &[1]).await;
+    let options = Options {
+        segment_max_age: Duration::from_millis(100),
+        clock: hand.clock(),
+        ..Options::default()
+    };
+    let gateway = TestGateway::follow(&registry, cache.path(), options).await;
+    gateway.wait_versions(MODEL, &[1]).await;
     let hook = receiver(vec![200]).await;
+    let window = Duration::from_secs(60);
     let rule = TriggerRule::Performance {
         metric: "accuracy".into(),
         threshold: 0.8,
-        window_ms: 2000,
+        window_ms: window.as_millis() as u64,
         windows: 1,
         min_labels: 20,
     };
     set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap();
-    // Every label the opposite of the prediction, until a window is judged.
-    let bodies = credit_applicants(400, 0.0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut sent = 0;
-    while runs(&registry).await.is_empty() {
-        assert!(Instant::now() < deadline, "wrong labels never fired a run");
-        let mut labels = Vec::new();
-        for body in &bodies[sent % 400..sent % 400 + 40] {
-            let id = format!("wrong-{sent}");
-            sent += 1;
-            let answer = gateway.predict_as(MODEL, &id, body).await;
-            let label = answer["outputs"][0]["data"][0].as_i64().unwrap();
-            labels.push(json!({"request_id": id, "label": 1 - label}));
-        }
-        let (status, reply) = gateway
-            .post_json(&format!("/v2/models/{MODEL}/feedback"), &Value::Array(labels))
-            .await;
-        assert_eq!(status, 200, "{reply}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every label the opposite of the prediction.
+    let mut labels = Vec::new();
+    for (sent, body) in credit_applicants(40, 0.0).iter().enumerate() {
+        let id = format!("wrong-{sent}");
+        let answer = gateway.predict_as(MODEL, &id, body).await;
+        let label = answer["outputs"][0]["data"][0].as_i64().unwrap();
+        labels.push(json!({"request_id": id, "label": 1 - label}));
     }
+    let (status, reply) = gateway
+        .post_json(&format!("/v2/models/{MODEL}/feedback"), &Value::Array(labels))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // Joined once the gateway's segment is written and the monitor scans it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let performance = registry
+            .client("vic")
+            .performance(MODEL, None, window)
+            .await
+            .unwrap();
+        if performance.joined >= 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the labels never joined: {performance:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(runs(&registry).await.is_empty(), "judged before its window ended");
+    // The window ends, and its late labels' grace with it: judged.
+    hand.advance(window + Duration::from_secs(1));
+    wait_for_run(&registry, |_| true).await;
     let run = runs(&registry).await.remove(0);
     assert_eq!(run.reason, "performance");
     let window = &run.evidence["windows"][0];
     assert_eq!(window["metric"], "accuracy");
     assert_eq!(window["realized"], 0.0);
-    assert!(window["joined"].as_u64().unwrap() >= 20, "{window}");
+    assert_eq!(window["joined"], 40, "{window}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,24 +652,25 @@ approve = {{ flag = "--approve", type = "switch" }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_contract_broken_too_often_fires_a_contract_run() {
-    let registry = monitored_registry().await;
-    release_with_profile(&registry).await;
     let contract = json!({ "features": { "age": { "min": 18, "max": 100 } } });
-    registry
-        .deploy_checked(MODEL, &contract, ContractMode::Observe)
-        .await;
-    let hook = receiver(vec![200]).await;
-    let cache = tempfile::tempdir().unwrap();
-    let gateway = TestGateway::follow(&registry, cache.path(), Options::default()).await;
-    gateway.wait_versions(MODEL, &[1]).await;
+    let window = Duration::from_secs(60);
+    let rig = Windowed::start(window, async |registry| {
+        release_with_profile(registry).await;
+        registry
+            .deploy_checked(MODEL, &contract, ContractMode::Observe)
+            .await;
+    })
+    .await;
+    let (registry, gateway) = (&rig.registry, &rig.gateway);
     gateway.wait_contract(MODEL).await;
+    let hook = receiver(vec![200]).await;
     let impossible = TriggerRule::Contract {
         max_rate: 2.0,
         window_ms: 1000,
         windows: 1,
         min_rows: 10,
     };
-    let refused = set_rules(&registry, vec![impossible], &hook.url, WebhookFormat::Sluice)
+    let refused = set_rules(registry, vec![impossible], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap_err();
     assert!(
@@ -570,31 +681,34 @@ async fn a_data_contract_broken_too_often_fires_a_contract_run() {
     );
     let rule = TriggerRule::Contract {
         max_rate: 0.5,
-        window_ms: 1000,
+        window_ms: window.as_millis() as u64,
         windows: 2,
         min_rows: 10,
     };
-    set_rules(&registry, vec![rule], &hook.url, WebhookFormat::Sluice)
+    set_rules(registry, vec![rule], &hook.url, WebhookFormat::Sluice)
         .await
         .unwrap();
+    let mut judged = rig.judged_until(0).await;
 
     // Applicants as trained on keep the contract: nothing fires.
-    traffic(&gateway, 0.0, Duration::from_millis(2500)).await;
-    assert!(runs(&registry).await.is_empty(), "{:?}", runs(&registry).await);
+    for _ in 0..2 {
+        judged = rig.window(0.0, 50, judged).await;
+    }
+    assert!(runs(registry).await.is_empty(), "{:?}", runs(registry).await);
 
     // Sixty years younger, every age breaks its minimum: two windows fire one run.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while runs(&registry).await.is_empty() {
-        assert!(Instant::now() < deadline, "broken contracts never fired a run");
-        traffic(&gateway, -60.0, Duration::from_millis(500)).await;
-    }
-    let run = runs(&registry).await.remove(0);
+    judged = rig.window(-60.0, 50, judged).await;
+    assert_eq!(rig.streak().await, 1);
+    assert!(runs(registry).await.is_empty(), "{:?}", runs(registry).await);
+    judged = rig.window(-60.0, 50, judged).await;
+    let run = runs(registry).await.remove(0);
     assert_eq!(run.reason, "contract");
+    assert_eq!(run.window_end_ms, judged);
     let windows = run.evidence["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 2, "{}", run.evidence);
     for window in windows {
         assert_eq!(window["check"], "age:min", "{window}");
-        assert!(window["rate"].as_f64().unwrap() > 0.5, "{window}");
+        assert_eq!(window["rate"].as_f64().unwrap(), 1.0, "{window}");
     }
-    gateway.server.shutdown().await.unwrap();
+    rig.gateway.server.shutdown().await.unwrap();
 }
