@@ -16,6 +16,12 @@ are the original's.
 from the original: its class scores and labels are swapped, as a retraining
 with an inverted target encoding would leave them. Only a comparison with the
 stable version's answers catches it.
+
+`models/test/credit_risk_refusing/1/model.onnx` is refused by its engine for
+the same 28%: its scores are multiplied by an element gathered at index
+`floor(age / 60)` from a one-element table, an index ONNX Runtime rejects as
+out of range (`INVALID_ARGUMENT`, which callers see as a 400). Its warm-up on
+zeros passes; every answer it gives is the original's.
 """
 
 from __future__ import annotations
@@ -91,6 +97,35 @@ def faulty() -> None:
     print(f"wrote {path.relative_to(ROOT.parent)}")
 
 
+def refusing() -> None:
+    model = load_with_raw_outputs()
+    graph = model.graph
+    constants = {
+        "sixty": np.array(60.0, dtype=np.float32),
+        "one_element": np.array([1.0], dtype=np.float32),
+    }
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    graph.node.extend(
+        [
+            helper.make_node("Div", ["age", "sixty"], ["age_over_sixty"]),
+            helper.make_node("Floor", ["age_over_sixty"], ["age_bucket_float"]),
+            helper.make_node("Cast", ["age_bucket_float"], ["age_bucket"], to=TensorProto.INT64),
+            helper.make_node("ReduceMax", ["age_bucket"], ["oldest_bucket"], keepdims=0),
+            # In range (index 0) under sixty; out of range, refused, from sixty on.
+            helper.make_node("Gather", ["one_element", "oldest_bucket"], ["factor"], axis=0),
+            helper.make_node("Mul", ["probabilities_raw", "factor"], ["probabilities"]),
+            helper.make_node("Identity", ["label_raw"], ["label"]),
+        ]
+    )
+    graph.name = "credit_risk_refusing"
+    onnx.checker.check_model(model)
+    path = ROOT / "test/credit_risk_refusing/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
 if __name__ == "__main__":
     faulty()
     inverted()
+    refusing()

@@ -87,6 +87,13 @@ pub enum Error {
     /// The engine failed on input that passed validation: our fault, not the client's.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The engine refused, as invalid, input that passed the gateway's
+    /// validation (ONNX Runtime's `INVALID_ARGUMENT`: an index out of range,
+    /// a shape computed from values). Answered 400, as Triton does; counted
+    /// as the version's `engine_refused` in its statistics, where a rollout
+    /// judges the canary's refusals beyond the stable version's.
+    #[error("the model rejected the input: {0}")]
+    EngineRefused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -98,7 +105,7 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::EngineRefused(_) => StatusCode::BAD_REQUEST,
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound(_) => {
                 StatusCode::NOT_FOUND
             }

@@ -22,6 +22,7 @@ pub const BATCH_REJECTED: &str = "sluice_batch_rejected_total";
 pub const DEADLINE_EXCEEDED: &str = "sluice_deadline_exceeded_total";
 pub const HUNG_RUNS: &str = "sluice_hung_runs_total";
 pub const UNHEALTHY_REFUSED: &str = "sluice_unhealthy_refused_total";
+pub const ENGINE_REFUSED: &str = "sluice_engine_refused_total";
 pub const RUNS_STOPPED: &str = "sluice_runs_stopped_total";
 pub const CONTRACT_VIOLATIONS: &str = "sluice_contract_violations_total";
 pub const CONTRACT_ROWS: &str = "sluice_contract_rows_total";
@@ -124,6 +125,10 @@ fn describe() {
         "Time an inference ran in its engine"
     );
     metrics::describe_gauge!(IN_FLIGHT, "Inference requests being served");
+    metrics::describe_counter!(
+        ENGINE_REFUSED,
+        "Inference requests the engine refused as invalid after the gateway's validation passed them (answered 400), by model and version"
+    );
     metrics::describe_counter!(
         COMPUTE_REJECTED,
         "Inference requests refused because the compute queue was full"
@@ -255,6 +260,8 @@ pub struct ModelMetrics {
     pub request_duration: Histogram,
     pub queue_duration: Histogram,
     pub compute_duration: Histogram,
+    /// Requests its engine refused (`Error::EngineRefused`).
+    pub engine_refused: Counter,
     /// Counters for the codes an inference commonly answers; others are
     /// looked up when they happen.
     common_codes: [(u16, Counter); 8],
@@ -275,6 +282,7 @@ impl ModelMetrics {
             request_duration: metrics::histogram!(REQUEST_DURATION, &labels),
             queue_duration: metrics::histogram!(QUEUE_DURATION, &labels),
             compute_duration: metrics::histogram!(COMPUTE_DURATION, &labels),
+            engine_refused: metrics::counter!(ENGINE_REFUSED, &labels),
             // 422 and 504 are contract refusals and expired deadlines: frequent when they come.
             common_codes: [
                 code(200),

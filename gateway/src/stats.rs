@@ -21,6 +21,7 @@ pub struct VersionStats {
     requests: AtomicU64,
     client_errors: AtomicU64,
     server_errors: AtomicU64,
+    engine_refused: AtomicU64,
     /// One per bound of `LATENCY_BUCKETS_MS`, plus one above the last.
     latency: Box<[AtomicU64]>,
     shadow_requests: AtomicU64,
@@ -40,6 +41,7 @@ impl Default for VersionStats {
             requests: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
+            engine_refused: AtomicU64::new(0),
             latency: (0..=LATENCY_BUCKETS_MS.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -55,15 +57,17 @@ impl Default for VersionStats {
 }
 
 impl VersionStats {
-    /// One answered request: its status code and how long it took.
-    /// One answer with `code`; `failed` when it counts against the version
-    /// (see [`version_failed`]; a hung version's refusals count too).
-    pub fn record(&self, code: u16, failed: bool, elapsed: Duration) {
+    /// One answer, as it counts for the version, and how long it took.
+    pub fn record(&self, outcome: Outcome, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.server_errors.fetch_add(1, Ordering::Relaxed);
-        } else if (400..=499).contains(&code) {
-            self.client_errors.fetch_add(1, Ordering::Relaxed);
+        let class = match outcome {
+            Outcome::Answered => None,
+            Outcome::ClientError => Some(&self.client_errors),
+            Outcome::EngineRefused => Some(&self.engine_refused),
+            Outcome::Failed => Some(&self.server_errors),
+        };
+        if let Some(counter) = class {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         let millis = elapsed.as_secs_f64() * 1000.0;
         let bucket = LATENCY_BUCKETS_MS.partition_point(|&bound| bound < millis);
@@ -112,6 +116,7 @@ impl VersionStats {
             requests: take(&self.requests),
             client_errors: take(&self.client_errors),
             server_errors: take(&self.server_errors),
+            engine_refused: take(&self.engine_refused),
             latency_buckets: self.latency.iter().map(take).collect(),
             shadow: ShadowWindow {
                 requests: take(&self.shadow_requests),
@@ -130,12 +135,37 @@ impl VersionStats {
     }
 }
 
-/// Whether an answer counts against the version that gave it, for rollout
-/// checks and the local guard alike: a 5xx but 503 (that is the gateway
-/// being full) and 504 (the client's own `timeout` expired before the run),
-/// or a client hanging up (a canary that hangs must not look healthy).
-pub fn version_failed(code: u16) -> bool {
-    code == crate::error::CLIENT_CLOSED || ((500..=599).contains(&code) && code != 503 && code != 504)
+/// How one answer counts for the version that gave it, in its statistics
+/// and its local guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered, or refused for something that is nobody's fault here (a
+    /// full gateway).
+    Answered,
+    /// A 4xx the gateway gave: the client's mistake.
+    ClientError,
+    /// The engine refused input the gateway's validation passed (answered
+    /// 400): the caller's problem if the stable version refuses it too, the
+    /// version's if only it does. Rollouts judge the difference.
+    EngineRefused,
+    /// The version's own failure: a 5xx but 503 (the gateway being full)
+    /// and 504 (the client's own `timeout` expired before the run), a
+    /// client hanging up (a canary that hangs must not look healthy), or a
+    /// refusal for a hung run.
+    Failed,
+}
+
+impl Outcome {
+    /// What an answer with `code` counts as, the engine's refusals aside.
+    pub fn of(code: u16) -> Outcome {
+        match code {
+            crate::error::CLIENT_CLOSED => Outcome::Failed,
+            503 | 504 => Outcome::Answered,
+            500..=599 => Outcome::Failed,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::Answered,
+        }
+    }
 }
 
 fn update_f64(cell: &AtomicU64, update: impl Fn(f64) -> f64) {
@@ -151,32 +181,41 @@ mod tests {
     #[test]
     fn only_the_versions_own_failures_count() {
         for code in [500, 502, crate::error::CLIENT_CLOSED] {
-            assert!(version_failed(code), "{code}");
+            assert_eq!(Outcome::of(code), Outcome::Failed, "{code}");
         }
         // A full gateway (503) and the client's own expired timeout (504) are not the version's fault.
-        for code in [200, 400, 404, 422, 503, 504] {
-            assert!(!version_failed(code), "{code}");
+        for code in [200, 503, 504] {
+            assert_eq!(Outcome::of(code), Outcome::Answered, "{code}");
+        }
+        for code in [400, 404, 422] {
+            assert_eq!(Outcome::of(code), Outcome::ClientError, "{code}");
         }
     }
 
     #[test]
     fn windows_count_codes_and_latency_and_reset_when_taken() {
         let stats = VersionStats::default();
-        stats.record(200, version_failed(200), Duration::from_micros(400));
-        stats.record(200, version_failed(200), Duration::from_millis(40));
-        stats.record(400, version_failed(400), Duration::from_micros(90));
-        stats.record(500, version_failed(500), Duration::from_secs(20));
-        stats.record(503, version_failed(503), Duration::from_micros(50));
+        stats.record(Outcome::of(200), Duration::from_micros(400));
+        stats.record(Outcome::of(200), Duration::from_millis(40));
+        stats.record(Outcome::of(400), Duration::from_micros(90));
+        stats.record(Outcome::of(500), Duration::from_secs(20));
+        stats.record(Outcome::of(503), Duration::from_micros(50));
+        stats.record(Outcome::EngineRefused, Duration::from_micros(50));
         stats.record(
-            crate::error::CLIENT_CLOSED,
-            version_failed(crate::error::CLIENT_CLOSED),
+            Outcome::of(crate::error::CLIENT_CLOSED),
             Duration::from_micros(50),
         );
         let window = stats.take("m", 3, 20, 10);
-        // 503 is the gateway being full; a client hanging up counts against the version.
+        // 503 is the gateway being full; a client hanging up counts against
+        // the version; the engine's refusal is a class of its own.
         assert_eq!(
-            (window.requests, window.client_errors, window.server_errors),
-            (6, 1, 2)
+            (
+                window.requests,
+                window.client_errors,
+                window.server_errors,
+                window.engine_refused
+            ),
+            (7, 1, 2, 1)
         );
         assert_eq!(window.latency_buckets.len(), LATENCY_BUCKETS_MS.len() + 1);
         assert_eq!(window.latency_buckets[1], 1, "90 µs is in the 0.1 ms bucket");

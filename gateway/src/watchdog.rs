@@ -6,7 +6,7 @@
 //! unhealthy: its readiness turns false and its requests are refused at once
 //! with 503 and `Retry-After`, so they neither pile up behind it nor take
 //! the compute threads every other model needs, and they count against the
-//! version (`Accounting::finish_version_fault`), so a hung canary fails its
+//! version (`Accounting::finish` with `Outcome::Failed`), so a hung canary fails its
 //! guard and its rollout checks. The engine is asked to stop the run: ONNX Runtime terminates
 //! it at its next node; tract has no way to stop a run, so its thread stays
 //! busy until the run ends. The version is healthy again once no run of it

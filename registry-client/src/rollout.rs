@@ -29,6 +29,11 @@ pub struct VersionWindow {
     /// own expired `timeout`, is not the version's fault): what error-rate
     /// checks and the guard count.
     pub server_errors: u64,
+    /// Requests the engine refused as invalid after the gateway's own
+    /// validation passed them (answered 400). Not in `client_errors`: a
+    /// rollout fails a canary that refuses more than the stable version.
+    #[serde(default)]
+    pub engine_refused: u64,
     /// One count per [`LATENCY_BUCKETS_MS`] bound, plus one above the last.
     pub latency_buckets: Vec<u64>,
     /// Requests mirrored to this version as a shadow, and how it compared.
@@ -100,6 +105,7 @@ impl VersionWindow {
         self.requests == 0
             && self.client_errors == 0
             && self.server_errors == 0
+            && self.engine_refused == 0
             && self.latency_buckets.iter().all(|&count| count == 0)
             && shadow.requests == 0
             && shadow.errors == 0
@@ -128,6 +134,7 @@ impl VersionWindow {
         self.requests = self.requests.saturating_add(other.requests);
         self.client_errors = self.client_errors.saturating_add(other.client_errors);
         self.server_errors = self.server_errors.saturating_add(other.server_errors);
+        self.engine_refused = self.engine_refused.saturating_add(other.engine_refused);
         if self.latency_buckets.len() < other.latency_buckets.len() {
             self.latency_buckets.resize(other.latency_buckets.len(), 0);
         }
@@ -154,6 +161,11 @@ impl VersionWindow {
     /// 5xx answers (503 and 504 aside) per request; `None` without requests.
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
+    }
+
+    /// The engine's refusals per request; `None` without requests.
+    pub fn engine_refused_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.engine_refused as f64 / self.requests as f64)
     }
 
     /// The latency under which `quantile` of requests answered, interpolated
@@ -234,7 +246,9 @@ pub struct RolloutPolicy {
     /// Canary requests an interval needs to be judged; fewer is inconclusive.
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
-    /// Largest share of 5xx answers.
+    /// Largest excess of the canary's share of failures over the stable
+    /// version's in the same interval, for each class: 5xx answers, and
+    /// the engine's refusals of input the gateway passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +362,16 @@ pub struct IntervalResult {
     pub canary_weight: u32,
     pub canary_requests: u64,
     pub error_rate: Option<f64>,
+    /// The stable version's, in the same interval: the canary is judged on
+    /// its excess over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_error_rate: Option<f64>,
+    /// Share of the canary's requests its engine refused, and the stable
+    /// version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_refused_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_engine_refused_rate: Option<f64>,
     pub p99_ms: Option<f64>,
     pub stable_p99_ms: Option<f64>,
     pub shadow_disagreement: Option<f64>,

@@ -288,6 +288,9 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
         canary_weight: rollout.canary_weight,
         canary_requests: canary.requests,
         error_rate: canary.error_rate(),
+        stable_error_rate: stable.error_rate(),
+        engine_refused_rate: canary.engine_refused_rate(),
+        stable_engine_refused_rate: stable.engine_refused_rate(),
         p99_ms: canary.latency_quantile_ms(0.99),
         stable_p99_ms: stable.latency_quantile_ms(0.99),
         shadow_disagreement: canary.shadow_disagreement(),
@@ -306,14 +309,30 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
     // comparisons were all dropped has not shown it agrees.
     let mut fail = |reason: String| result.reasons.push(reason);
     let exceeds = |value: f64, limit: f64| value.is_nan() || value > limit;
-    if let (Some(limit), Some(rate)) = (policy.max_error_rate, canary.error_rate())
-        && exceeds(rate, limit)
-    {
-        fail(format!(
-            "error rate {:.2}% above max_error_rate {:.2}%",
-            rate * 100.0,
-            limit * 100.0
-        ));
+    // Each class of failure on its excess over the stable version's in the
+    // same interval: inputs both refuse are the callers', not the canary's.
+    if let Some(limit) = policy.max_error_rate {
+        let classes = [
+            ("error rate", canary.error_rate(), stable.error_rate()),
+            (
+                "engine refusal rate",
+                canary.engine_refused_rate(),
+                stable.engine_refused_rate(),
+            ),
+        ];
+        for (class, canary_rate, stable_rate) in classes {
+            let Some(rate) = canary_rate else { continue };
+            let stable_rate = stable_rate.unwrap_or(0.0);
+            if exceeds(rate - stable_rate, limit) {
+                fail(format!(
+                    "{class} {:.2}% is {:.2} points above the stable version's {:.2}%, more than max_error_rate {:.2}%",
+                    rate * 100.0,
+                    (rate - stable_rate) * 100.0,
+                    stable_rate * 100.0,
+                    limit * 100.0
+                ));
+            }
+        }
     }
     let p99_opt = canary.latency_quantile_ms(0.99);
     if let (Some(limit), Some(p99)) = (policy.max_p99_ms, p99_opt)

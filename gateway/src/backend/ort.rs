@@ -158,10 +158,9 @@ impl OrtPool {
                     ))
                 }
                 // ONNX Runtime judged the input itself invalid (an index out of
-                // range, say): the client's mistake, as Triton reports it.
-                ort::ErrorCode::InvalidArgument => {
-                    Error::bad_request(format!("the model rejected the input: {err}"))
-                }
+                // range, say): a 400, as Triton reports it, that a rollout
+                // weighs against what the stable version refuses.
+                ort::ErrorCode::InvalidArgument => Error::EngineRefused(err.to_string()),
                 _ => Error::Inference(err.to_string()),
             })?;
         self.signature

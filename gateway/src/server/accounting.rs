@@ -13,6 +13,7 @@ use super::AppState;
 use crate::error::CLIENT_CLOSED;
 use crate::fast_rollback::Trip;
 use crate::model::LoadedModel;
+use crate::stats::Outcome;
 
 pub struct Accounting<'a> {
     state: &'a AppState,
@@ -41,32 +42,30 @@ impl<'a> Accounting<'a> {
         }
     }
 
-    /// The request was answered with `code`.
-    pub fn finish(mut self, code: u16) {
-        self.record(code, crate::stats::version_failed(code));
+    /// The request was answered with `code`, which counts for the version
+    /// as `outcome` (a refusal for a hung run counts against the version
+    /// whatever its code, so a hung canary fails its guard and its checks;
+    /// an engine's refusal is a 400 of its own class).
+    pub fn finish(mut self, code: u16, outcome: Outcome) {
+        self.record(code, outcome);
         self.done = true;
     }
 
-    /// The request was refused with `code` for the version's own fault (a
-    /// hung run): it counts against the version whatever the code, so a
-    /// hung canary fails its guard and its rollout checks.
-    pub fn finish_version_fault(mut self, code: u16) {
-        self.record(code, true);
-        self.done = true;
-    }
-
-    fn record(&self, code: u16, failed: bool) {
+    fn record(&self, code: u16, outcome: Outcome) {
         let elapsed = self.started.elapsed();
         let model = &self.model;
         model.metrics.count(code);
+        if outcome == Outcome::EngineRefused {
+            model.metrics.engine_refused.increment(1);
+        }
         model.metrics.request_duration.record(elapsed.as_secs_f64());
         // Pinned requests are tests and debugging: not the traffic a rollout judges.
         if self.pinned {
             return;
         }
-        model.stats.record(code, failed, elapsed);
+        model.stats.record(outcome, elapsed);
         let limits = self.state.guard_limits;
-        if self.canary && model.guard.record(failed, limits) {
+        if self.canary && model.guard.record(outcome == Outcome::Failed, limits) {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),
@@ -81,7 +80,7 @@ impl<'a> Accounting<'a> {
 impl Drop for Accounting<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.record(CLIENT_CLOSED, true);
+            self.record(CLIENT_CLOSED, Outcome::Failed);
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::metrics;
 use crate::predlog::RouteKind;
 use crate::protocol::{self, ModelMetadata, ServerMetadata};
 use crate::routing::Picked;
+use crate::stats::Outcome;
 use sluice_registry_client::limits::check_request_id;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
@@ -223,7 +224,7 @@ async fn infer_and_count(
             HeaderName::from_static(MODEL_VERSION_HEADER),
             HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
         );
-        accounting.finish_version_fault(response.status().as_u16());
+        accounting.finish(response.status().as_u16(), Outcome::Failed);
         return response;
     }
     let mirrors = Mirrors {
@@ -247,6 +248,7 @@ async fn infer_and_count(
             inference::run(state, &model, sides, headers, body, admitted, started).await
         }
     };
+    let refused = matches!(run, Err(Error::EngineRefused(_)));
     let mut response = match run {
         Ok(response) => response,
         Err(Error::BodyBudget) => admission::rejected(model_name, "bytes", Error::BodyBudget).into_response(),
@@ -257,7 +259,12 @@ async fn infer_and_count(
         HeaderName::from_static(MODEL_VERSION_HEADER),
         HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
     );
-    accounting.finish(response.status().as_u16());
+    let code = response.status().as_u16();
+    let outcome = match refused {
+        true => Outcome::EngineRefused,
+        false => Outcome::of(code),
+    };
+    accounting.finish(code, outcome);
     response
 }
 

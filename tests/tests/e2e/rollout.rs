@@ -126,6 +126,11 @@ struct Rig {
 }
 
 async fn setup(canary: &str, guard: GuardLimits) -> Rig {
+    setup_pair(MODEL, canary, guard).await
+}
+
+/// As `setup`, with the example model `stable` as version 1.
+async fn setup_pair(stable: &str, canary: &str, guard: GuardLimits) -> Rig {
     let hand = ManualClock::default();
     let registry = TestRegistry::start_with(RegistryOptions {
         rollout_tick: Some(Duration::from_millis(20)),
@@ -133,7 +138,7 @@ async fn setup(canary: &str, guard: GuardLimits) -> Rig {
         ..Default::default()
     })
     .await;
-    registry.release(MODEL, &example_model(MODEL)).await;
+    registry.release(MODEL, &example_model(stable)).await;
     let second = registry.register(MODEL, &example_model(canary), &[]).await;
     registry.approve_staging(MODEL, second.version).await;
     let cache = tempfile::tempdir().unwrap();
@@ -159,7 +164,15 @@ impl Rig {
     /// canary's and the stable version's. Traffic the gateway counted in a
     /// window begun before is not the interval's, and is simply not counted.
     async fn fill(&self, enough: impl Fn(&VersionWindow, &VersionWindow) -> bool) -> Answers {
-        let requests = applicant_requests();
+        self.fill_with(&applicant_requests(), enough).await
+    }
+
+    /// `fill`, sending `requests` in turn.
+    async fn fill_with(
+        &self,
+        requests: &[Vec<u8>],
+        enough: impl Fn(&VersionWindow, &VersionWindow) -> bool,
+    ) -> Answers {
         let url = self.gateway.url(&format!("/v2/models/{MODEL}/infer"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut answers = Vec::new();
@@ -277,7 +290,8 @@ async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_sta
             .intervals
             .iter()
             .all(|interval| interval.canary_weight == 20
-                && interval.reasons[0].contains("above max_error_rate")),
+                && interval.reasons[0].starts_with("error rate")
+                && interval.reasons[0].contains("more than max_error_rate")),
         "it never advanced: {rollout:#?}"
     );
     // Rolled back, the stable version answers everything.
@@ -337,6 +351,90 @@ async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_sta
                 && line.contains("event=\"rollback\"")),
         "{metrics}"
     );
+}
+
+/// The canary's engine refuses a quarter of real inputs (ONNX Runtime's
+/// `INVALID_ARGUMENT`, after a clean warm-up). Callers get 400s, as from
+/// Triton, yet the refusals are the canary's: the stable version takes the
+/// same inputs. Rolled back at the first interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
+    let rig = setup("credit_risk_refusing", NO_GUARD).await;
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1),
+    };
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(20).await;
+    let answers = rig.fill(|canary, _| canary.requests >= 40).await;
+    let rollout = rig.end_interval().await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    let [judged] = &rollout.intervals[..] else {
+        panic!("one interval judged: {rollout:#?}");
+    };
+    assert!(judged.reasons[0].starts_with("engine refusal rate"), "{judged:?}");
+    assert!(judged.engine_refused_rate.unwrap() > 0.1, "{judged:?}");
+    assert_eq!(judged.stable_engine_refused_rate, Some(0.0), "{judged:?}");
+    assert_eq!(judged.error_rate, Some(0.0), "{judged:?}");
+    // The callers saw 400s from the canary alone, and the engine's words.
+    assert!(
+        answers
+            .iter()
+            .any(|(version, status)| version == "2" && *status == 400)
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(version, status)| version == "2" || *status == 200)
+    );
+    let metrics = sluice_gateway::metrics::handle().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("sluice_engine_refused_total{")
+                && line.contains(&format!("model=\"{MODEL}\""))
+                && line.contains("version=\"2\"")),
+        "{metrics}"
+    );
+}
+
+/// Inputs both versions' engines refuse are the callers' problem: a canary
+/// that refuses no more than the stable version is not rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_both_versions_refuse_roll_nothing_back() {
+    let rig = setup_pair("credit_risk_refusing", "credit_risk_refusing", NO_GUARD).await;
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1),
+    };
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(20).await;
+    // Sixty years older: every applicant is refused, by either version.
+    let refused: Vec<Vec<u8>> = credit_applicants(200, 60.0)
+        .iter()
+        .map(|body| serde_json::to_vec(body).unwrap())
+        .collect();
+    let answers = rig.fill_with(&refused, |canary, _| canary.requests >= 40).await;
+    assert!(answers.iter().all(|(_, status)| *status == 400), "{answers:?}");
+    let rollout = rig.end_interval().await;
+    let [judged] = &rollout.intervals[..] else {
+        panic!("one interval judged: {rollout:#?}");
+    };
+    assert_eq!(judged.engine_refused_rate, Some(1.0), "{judged:?}");
+    assert_eq!(judged.stable_engine_refused_rate, Some(1.0), "{judged:?}");
+    assert_eq!(judged.verdict, "passed", "{judged:?}");
+    assert_eq!(rollout.status, RolloutStatus::Progressing);
+    assert_eq!(rollout.canary_weight, 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
