@@ -57,6 +57,7 @@ pub async fn report(
         }
         let report = StatsReport {
             gateway: gateway.clone(),
+            interval_ms: interval.as_millis() as u64,
             versions,
         };
         if let Err(err) = client.report_stats(&report).await {

@@ -211,6 +211,10 @@ impl VersionWindow {
 pub struct StatsReport {
     /// Which replica sent it (host and process), for diagnostics.
     pub gateway: String,
+    /// How often it reports (`--stats-interval-ms`): a rollout interval
+    /// shorter than two of these could hold no whole window. 0: not said.
+    #[serde(default)]
+    pub interval_ms: u64,
     pub versions: Vec<VersionWindow>,
 }
 
@@ -266,9 +270,17 @@ pub struct RolloutPolicy {
     /// Failed intervals that roll the canary back.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
-    /// Called with the rollout (POST, JSON) when it is rolled back or promoted.
+    /// Called with the rollout (POST, JSON) when it is rolled back or
+    /// promoted, and when it stalls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// Inconclusive intervals in a row after which the rollout has stalled:
+    /// a `rollout.inconclusive` event and metric, and the webhook, once.
+    #[serde(default = "default_max_inconclusive")]
+    pub max_inconclusive: u32,
+    /// A stalled rollout rolls back instead of holding its weights.
+    #[serde(default)]
+    pub rollback_when_inconclusive: bool,
 }
 
 fn default_min_requests() -> u64 {
@@ -277,6 +289,10 @@ fn default_min_requests() -> u64 {
 
 fn default_threshold() -> u32 {
     3
+}
+
+fn default_max_inconclusive() -> u32 {
+    10
 }
 
 impl RolloutPolicy {
@@ -404,6 +420,9 @@ pub struct Rollout {
     /// The deployment's revision after this rollout's last change: another
     /// revision means someone else changed the traffic.
     pub deployment_revision: u64,
+    /// Inconclusive intervals since the last judged one.
+    #[serde(default)]
+    pub inconclusive_in_a_row: u32,
 }
 
 /// `POST /api/v1/rollouts/{model}`.
@@ -432,6 +451,8 @@ mod tests {
             max_contract_violation_rate: None,
             threshold: 1,
             webhook: None,
+            max_inconclusive: 10,
+            rollback_when_inconclusive: false,
         }
     }
 

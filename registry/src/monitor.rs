@@ -456,10 +456,11 @@ impl Monitor {
                 continue;
             }
             let governance = governance.clone();
+            let at = crate::rollout::StartAt::of(&self.state);
             let started = self
                 .state
                 .blocking(move |store, _| {
-                    store.write(|tx| trigger::start_canary(tx, &governance, run.id, now))
+                    store.write(|tx| trigger::start_canary(tx, &governance, run.id, at))
                 })
                 .await;
             match started {

@@ -58,6 +58,9 @@ pub struct Decided {
     pub revision_opt: Option<u64>,
     /// The rollout just ended (promoted, rolled back, aborted): call its webhook.
     pub finished: bool,
+    /// It just stalled (`max_inconclusive` in a row) and holds: call its
+    /// webhook too.
+    pub stalled: bool,
 }
 
 impl Decided {
@@ -69,7 +72,12 @@ impl Decided {
         }
         let rollout = &self.rollout;
         tracing::info!(model = %rollout.model, canary = rollout.canary, status = ?rollout.status, weight = rollout.canary_weight, "rollout decision");
-        let Some(url) = rollout.policy.webhook.clone().filter(|_| self.finished) else {
+        let Some(url) = rollout
+            .policy
+            .webhook
+            .clone()
+            .filter(|_| self.finished || self.stalled)
+        else {
             return;
         };
         // Checked when the rollout started, and again now: the operator
@@ -89,14 +97,46 @@ impl Decided {
     }
 }
 
+/// What a rollout's start reads beside the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StartAt {
+    /// When its first interval begins (Unix milliseconds).
+    pub now_ms: u64,
+    /// The longest statistics interval of the gateways reporting now
+    /// (`Stats::longest_report_interval`).
+    pub gateway_interval_ms: Option<u64>,
+}
+
+impl StartAt {
+    pub fn of(state: &AppState) -> StartAt {
+        StartAt {
+            now_ms: state.clock.now_ms(),
+            gateway_interval_ms: state.stats.longest_report_interval(),
+        }
+    }
+}
+
 /// What refuses a rollout before its canary is looked at: a malformed
-/// policy, or a rollout of the model still on.
+/// policy, an interval the gateways' statistics cannot fill, or a rollout
+/// of the model still on.
 pub fn check_start(
     connection: &crate::store::sql::Connection<'_>,
     model: &str,
     body: &StartRollout,
+    at: StartAt,
 ) -> Result<()> {
     body.policy.steps().map_err(Error::bad_request)?;
+    // An interval shorter than two of the gateways' windows may hold no
+    // whole one, and be inconclusive however much traffic the canary takes.
+    if let Some(window_ms) = at.gateway_interval_ms
+        && body.policy.interval_ms < 2 * window_ms
+    {
+        return Err(Error::bad_request(format!(
+            "interval_ms {} is shorter than two of the gateways' statistics windows ({window_ms} ms, their --stats-interval-ms): its intervals could hold no whole window and never be judged; use interval_ms {} or more, or report more often",
+            body.policy.interval_ms,
+            2 * window_ms
+        )));
+    }
     if let Some(current) = rollouts::find(connection, model)?
         && current.status.is_active()
     {
@@ -110,16 +150,16 @@ pub fn check_start(
 }
 
 /// Starts a rollout of `body.canary` against the version that takes all of
-/// the model's traffic now; its first interval begins at `now_ms`.
+/// the model's traffic now; its first interval begins at `at.now_ms`.
 pub fn start(
     transaction: &Transaction<'_>,
     policy: &Policy,
     actor: &str,
     model: &str,
     body: &StartRollout,
-    now_ms: u64,
+    at: StartAt,
 ) -> Result<Decided> {
-    check_start(transaction, model, body)?;
+    check_start(transaction, model, body, at)?;
     let steps = body.policy.steps().map_err(Error::bad_request)?;
     let deployment = deployments::find(transaction, model)?.ok_or_else(|| {
         Error::conflict(format!(
@@ -140,7 +180,7 @@ pub fn start(
         )));
     }
     versions::get(transaction, model, body.canary)?;
-    let at = now();
+    let stamp = now();
     let mut rollout = Rollout {
         model: model.to_string(),
         canary: body.canary,
@@ -152,11 +192,12 @@ pub fn start(
         failed_intervals: 0,
         intervals: Vec::new(),
         started_by: actor.to_string(),
-        started_at: at.clone(),
-        updated_at: at,
-        interval_started_ms: now_ms,
+        started_at: stamp.clone(),
+        updated_at: stamp,
+        interval_started_ms: at.now_ms,
         started_revision: 0,
         deployment_revision: 0,
+        inconclusive_in_a_row: 0,
     };
     let revision = set_weights(
         transaction,
@@ -174,6 +215,7 @@ pub fn start(
         rollout,
         revision_opt: Some(revision),
         finished: false,
+        stalled: false,
     })
 }
 
@@ -208,11 +250,14 @@ pub fn evaluate(
             rollout,
             revision_opt: None,
             finished: true,
+            stalled: false,
         }));
     };
+    // The windows that ended in this interval; one ending as it ends (a
+    // gateway's take at the same millisecond) is the next interval's.
     let since = rollout.interval_started_ms;
-    let canary = stats.since(model, rollout.canary, since);
-    let stable = stats.since(model, rollout.stable, since);
+    let canary = stats.between(model, rollout.canary, since, now_ms);
+    let stable = stats.between(model, rollout.stable, since, now_ms);
     let result = judge(&rollout, &canary, &stable);
     rollout.interval_started_ms = now_ms;
     let verdict = result.verdict.clone();
@@ -227,6 +272,11 @@ pub fn evaluate(
     let steps = rollout.policy.steps().map_err(Error::Internal)?;
     let mut revision_opt = None;
     let mut finished = false;
+    let mut stalled = false;
+    rollout.inconclusive_in_a_row = match verdict.as_str() {
+        "inconclusive" => rollout.inconclusive_in_a_row.saturating_add(1),
+        _ => 0,
+    };
     match verdict.as_str() {
         "passed" if rollout.step + 1 >= steps.len() => {
             revision_opt = Some(promote(transaction, policy, ACTOR, &deployment, &mut rollout)?);
@@ -263,6 +313,29 @@ pub fn evaluate(
                 finished = true;
             }
         }
+        // Said once, when the count is reached: a rollout nobody can judge
+        // must not sit at its canary weight unnoticed.
+        "inconclusive" if rollout.inconclusive_in_a_row == rollout.policy.max_inconclusive => {
+            let why = vec![format!(
+                "{} intervals in a row inconclusive (max_inconclusive), the last: {}",
+                rollout.inconclusive_in_a_row,
+                reasons.join("; ")
+            )];
+            if rollout.policy.rollback_when_inconclusive {
+                revision_opt = Some(roll_back(
+                    transaction,
+                    policy,
+                    ACTOR,
+                    &deployment,
+                    &mut rollout,
+                    &why,
+                )?);
+                finished = true;
+            } else {
+                stalled = true;
+                record(transaction, ACTOR, "rollout.inconclusive", &rollout, Some(&why))?;
+            }
+        }
         _ => {}
     }
     rollout.updated_at = now();
@@ -277,6 +350,7 @@ pub fn evaluate(
         rollout,
         revision_opt,
         finished,
+        stalled,
     }))
 }
 
@@ -297,6 +371,33 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
         verdict: "passed".into(),
         reasons: Vec::new(),
     };
+    // Too few requests to judge, unless the canary's failures alone already
+    // break the limit at min_requests: had every missing request
+    // succeeded, it would still fail. A canary that fails what little it
+    // gets is failed, not left inconclusive.
+    if canary.requests < policy.min_requests
+        && let Some(limit) = policy.max_error_rate
+    {
+        let classes = [
+            ("failed", canary.server_errors, stable.error_rate()),
+            (
+                "refused by its engine",
+                canary.engine_refused,
+                stable.engine_refused_rate(),
+            ),
+        ];
+        for (class, count, stable_rate) in classes {
+            let allowed = (stable_rate.unwrap_or(0.0) + limit) * policy.min_requests as f64;
+            if count > 0 && count as f64 > allowed {
+                result.verdict = "failed".into();
+                result.reasons.push(format!(
+                    "{count} of {} canary requests {class}: above max_error_rate even had the rest of min_requests {} succeeded",
+                    canary.requests, policy.min_requests
+                ));
+                return result;
+            }
+        }
+    }
     if canary.requests < policy.min_requests {
         result.verdict = "inconclusive".into();
         result.reasons.push(format!(
@@ -442,6 +543,7 @@ pub fn act(
         rollout,
         revision_opt,
         finished,
+        stalled: false,
     })
 }
 
@@ -475,6 +577,7 @@ pub fn guard(
             rollout,
             revision_opt: Some(revision),
             finished: true,
+            stalled: false,
         }));
     }
     // No rollout: take the version's weight and give it to the heaviest other target.
@@ -745,6 +848,8 @@ mod tests {
                 max_contract_violation_rate,
                 threshold: 1,
                 webhook: None,
+                max_inconclusive: 10,
+                rollback_when_inconclusive: false,
             },
             status: RolloutStatus::Progressing,
             step: 0,
@@ -757,6 +862,7 @@ mod tests {
             interval_started_ms: 0,
             started_revision: 1,
             deployment_revision: 1,
+            inconclusive_in_a_row: 0,
         }
     }
 
@@ -800,5 +906,91 @@ mod tests {
         // Not configured: violations do not matter.
         let ignored = judge(&rollout(None), &window(100, &[("age:min", 90)]), &window(0, &[]));
         assert_eq!(ignored.verdict, "passed");
+    }
+}
+
+#[cfg(test)]
+mod judging {
+    use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, RolloutPolicy, RolloutStatus};
+
+    use super::*;
+
+    fn rollout(min_requests: u64) -> Rollout {
+        let policy: RolloutPolicy = serde_json::from_value(serde_json::json!({
+            "step_weights": [20, 50],
+            "interval_ms": 60000,
+            "min_requests": min_requests,
+            "max_error_rate": 0.05,
+        }))
+        .unwrap();
+        Rollout {
+            model: "credit".into(),
+            canary: 2,
+            stable: 1,
+            policy,
+            status: RolloutStatus::Progressing,
+            step: 0,
+            canary_weight: 20,
+            failed_intervals: 0,
+            intervals: Vec::new(),
+            started_by: "dora".into(),
+            started_at: String::new(),
+            updated_at: String::new(),
+            interval_started_ms: 0,
+            started_revision: 1,
+            deployment_revision: 1,
+            inconclusive_in_a_row: 0,
+        }
+    }
+
+    fn window(requests: u64, server_errors: u64, engine_refused: u64) -> VersionWindow {
+        VersionWindow {
+            requests,
+            server_errors,
+            engine_refused,
+            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            ..VersionWindow::default()
+        }
+    }
+
+    /// Each class of failure is weighed on the canary's excess over the
+    /// stable version's rate.
+    #[test]
+    fn failures_count_in_excess_of_the_stable_versions() {
+        let judged = rollout(100);
+        let both_refuse = judge(&judged, &window(200, 0, 60), &window(800, 0, 240));
+        assert_eq!(both_refuse.verdict, "passed", "{:?}", both_refuse.reasons);
+        let canary_refuses = judge(&judged, &window(200, 0, 60), &window(800, 0, 0));
+        assert_eq!(canary_refuses.verdict, "failed");
+        assert!(
+            canary_refuses.reasons[0].starts_with("engine refusal rate 30.00% is 30.00 points above"),
+            "{:?}",
+            canary_refuses.reasons
+        );
+        let canary_fails = judge(&judged, &window(200, 20, 0), &window(800, 8, 0));
+        assert_eq!(canary_fails.verdict, "failed");
+        assert!(canary_fails.reasons[0].starts_with("error rate 10.00% is 9.00 points above"));
+    }
+
+    /// Under min_requests an interval is inconclusive, unless the canary's
+    /// failures alone already break the limit at min_requests.
+    #[test]
+    fn a_canary_failing_what_little_it_gets_fails() {
+        let judged = rollout(100);
+        let quiet = judge(&judged, &window(20, 5, 0), &window(80, 0, 0));
+        assert_eq!(
+            quiet.verdict, "inconclusive",
+            "5 failures of 100 would still pass"
+        );
+        let failing = judge(&judged, &window(20, 6, 0), &window(80, 0, 0));
+        assert_eq!(failing.verdict, "failed");
+        assert!(
+            failing.reasons[0].starts_with("6 of 20 canary requests failed"),
+            "{:?}",
+            failing.reasons
+        );
+        let refusing = judge(&judged, &window(20, 0, 20), &window(80, 0, 0));
+        assert_eq!(refusing.verdict, "failed");
+        assert!(refusing.reasons[0].contains("refused by its engine"));
     }
 }

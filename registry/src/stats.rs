@@ -2,10 +2,12 @@
 //! for the rollout controller and `GET /api/v1/stats`.
 //!
 //! Each report is stamped when it arrives; a question is "what did every
-//! gateway report about this version since then", answered by adding the
-//! windows up (their latency buckets are the same everywhere). Nothing here
-//! is persisted: after a restart the first interval of a rollout is simply
-//! inconclusive.
+//! gateway count about this version over this span", answered by adding up
+//! the windows that ended in it (their latency buckets are the same
+//! everywhere). A window belongs to the span it ended in, so every window
+//! counts once, in one span, and none is lost at a span's edge. Nothing
+//! here is persisted: after a restart the first interval of a rollout is
+//! simply inconclusive.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,11 +25,21 @@ type Stamped = VecDeque<(u64, VersionWindow)>;
 #[derive(Default)]
 pub struct Stats {
     windows: Mutex<HashMap<(String, u64), Stamped>>,
+    /// Each gateway's reporting interval and when it last reported.
+    reporters: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl Stats {
     /// Keeps `report`'s windows, stamped `now` (Unix milliseconds).
     pub fn record(&self, report: StatsReport, now: u64) {
+        {
+            let mut reporters = self
+                .reporters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            reporters.insert(report.gateway.clone(), (report.interval_ms, now));
+            reporters.retain(|_, (_, at)| now.saturating_sub(*at) <= RETENTION_MS);
+        }
         let mut windows = self
             .windows
             .lock()
@@ -44,17 +56,30 @@ impl Stats {
         }
     }
 
-    /// Everything reported about one version after `since_ms`, added up: the
-    /// windows the gateways began counting at or after it (a window that
-    /// straddles it holds earlier traffic, perhaps at another weight), or,
-    /// from a gateway that does not say, those that arrived after it.
+    /// The longest reporting interval of the gateways heard from in the
+    /// last half hour, in milliseconds; `None` when none said.
+    pub fn longest_report_interval(&self) -> Option<u64> {
+        let reporters = self
+            .reporters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        reporters
+            .values()
+            .map(|(interval, _)| *interval)
+            .filter(|&interval| interval > 0)
+            .max()
+    }
+
+    /// What one version's windows that ended at or after `since_ms`
+    /// counted, added up.
     pub fn since(&self, model: &str, version: u64, since_ms: u64) -> VersionWindow {
         self.between(model, version, since_ms, u64::MAX)
     }
 
-    /// What the windows that began in `[start_ms, end_ms)` counted (or,
-    /// from a gateway that does not say, arrived in `(start_ms, end_ms]`):
-    /// a trigger's window judged late is still only its own traffic.
+    /// What the windows that ended in `[start_ms, end_ms)` counted (or,
+    /// from a gateway that does not say, arrived in it): a span judged
+    /// late is still only its own traffic, and a window that ends as one
+    /// span ends belongs to the next.
     pub fn between(&self, model: &str, version: u64, start_ms: u64, end_ms: u64) -> VersionWindow {
         let windows = self
             .windows
@@ -67,8 +92,8 @@ impl Stats {
         };
         if let Some(queue) = windows.get(&(model.to_string(), version)) {
             let counts = |(arrived, window): &&(u64, VersionWindow)| match window.started_ms {
-                0 => *arrived > start_ms && *arrived <= end_ms,
-                started => started >= start_ms && started < end_ms,
+                0 => (start_ms..end_ms).contains(arrived),
+                _ => (start_ms..end_ms).contains(&window.ended_ms),
             };
             for (_, window) in queue.iter().filter(counts) {
                 total.merge(window);
@@ -106,6 +131,7 @@ mod tests {
     fn report(version: u64, (started_ms, ended_ms): (u64, u64), requests: u64) -> StatsReport {
         StatsReport {
             gateway: "g".into(),
+            interval_ms: 500,
             versions: vec![VersionWindow {
                 model: "m".into(),
                 version,
@@ -117,23 +143,41 @@ mod tests {
         }
     }
 
-    /// A window belongs to the span it began in: one straddling a span's
-    /// start is earlier traffic, one begun after its end is later traffic.
+    /// A window belongs to the span it ended in: each counts once, and one
+    /// straddling two spans is not lost.
     #[test]
-    fn windows_count_in_the_span_they_began_in() {
+    fn windows_count_in_the_span_they_ended_in() {
         let stats = Stats::default();
         stats.record(report(1, (900, 1100), 1), 1100);
         stats.record(report(1, (1100, 1500), 10), 1500);
         stats.record(report(1, (1500, 2100), 100), 2100);
         stats.record(report(1, (2100, 2500), 1000), 2500);
         stats.record(report(2, (1100, 1500), 7), 1500);
-        assert_eq!(stats.between("m", 1, 1000, 2000).requests, 110);
-        assert_eq!(stats.since("m", 1, 1000).requests, 1110);
-        assert_eq!(stats.between("m", 1, 2000, 3000).requests, 1000);
+        assert_eq!(stats.between("m", 1, 1000, 2000).requests, 11);
+        assert_eq!(stats.between("m", 1, 2000, 3000).requests, 1100);
+        assert_eq!(stats.since("m", 1, 1000).requests, 1111);
+        // One that ends as a span ends is the next span's.
+        assert_eq!(stats.between("m", 1, 1000, 1500).requests, 1);
+        assert_eq!(stats.between("m", 1, 1500, 2000).requests, 10);
         assert_eq!(stats.between("m", 2, 1000, 2000).requests, 7);
         // A gateway that does not say when it began: by arrival.
         stats.record(report(3, (0, 0), 5), 1800);
         assert_eq!(stats.between("m", 3, 1000, 2000).requests, 5);
         assert_eq!(stats.between("m", 3, 2000, 3000).requests, 0);
+    }
+
+    #[test]
+    fn the_longest_reporting_interval_of_recent_gateways() {
+        let stats = Stats::default();
+        assert_eq!(stats.longest_report_interval(), None);
+        let mut slow = report(1, (0, 5000), 1);
+        slow.gateway = "slow".into();
+        slow.interval_ms = 5000;
+        stats.record(slow, 5000);
+        stats.record(report(1, (0, 500), 1), 6000);
+        assert_eq!(stats.longest_report_interval(), Some(5000));
+        // Half an hour later, the slow one has not been heard from again.
+        stats.record(report(1, (0, 500), 1), 5000 + RETENTION_MS + 1);
+        assert_eq!(stats.longest_report_interval(), Some(500));
     }
 }

@@ -33,10 +33,11 @@ pub async fn start_rollout(
     if gates.require_suite {
         // The cheap refusals before the suite, which loads the model.
         let (model, check) = (model.clone(), body.clone());
+        let at = rollout::StartAt::of(&state);
         let version = state
             .blocking(move |store, _| {
                 store.read(|connection| {
-                    rollout::check_start(connection, &model, &check)?;
+                    rollout::check_start(connection, &model, &check, at)?;
                     versions::get(connection, &model, check.canary)
                 })
             })
@@ -44,10 +45,10 @@ pub async fn start_rollout(
         gates.check(&state, &version, &caller.actor).await?;
     }
     let feed = state.revision.clone();
-    let now = state.clock.now_ms();
+    let at = rollout::StartAt::of(&state);
     let decided = state
         .blocking(move |store, policy| {
-            let decided = store.write(|tx| rollout::start(tx, policy, &caller.actor, &model, &body, now))?;
+            let decided = store.write(|tx| rollout::start(tx, policy, &caller.actor, &model, &body, at))?;
             if let Some(revision) = decided.revision_opt {
                 feed.publish(revision);
             }

@@ -27,13 +27,12 @@ pub fn canary_candidates(connection: &crate::store::sql::Connection<'_>) -> Resu
 }
 
 /// Starts the canary of the version run `id` registered, once that version
-/// has reached a stage that may take traffic (`None` until then); its
-/// first interval begins at `now_ms`.
+/// has reached a stage that may take traffic (`None` until then).
 pub fn start_canary(
     transaction: &Transaction<'_>,
     governance: &Policy,
     id: u64,
-    now_ms: u64,
+    at: crate::rollout::StartAt,
 ) -> Result<Option<crate::rollout::Decided>> {
     let before = triggers::get(transaction, id)?;
     let (Some(version), Some(policy)) = (
@@ -50,7 +49,7 @@ pub fn start_canary(
         canary: version,
         policy,
     };
-    let decided = crate::rollout::start(transaction, governance, "trigger", &before.model, &body, now_ms)?;
+    let decided = crate::rollout::start(transaction, governance, "trigger", &before.model, &body, at)?;
     let mut run = before.clone();
     run.rollout = Some(format!(
         "canary of version {version} started at weight {}",

@@ -57,6 +57,8 @@ fn default_policy() -> RolloutPolicy {
         max_contract_violation_rate: None,
         threshold: 3,
         webhook: None,
+        max_inconclusive: 10,
+        rollback_when_inconclusive: false,
     }
 }
 

@@ -108,6 +108,8 @@ fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) ->
         max_contract_violation_rate: None,
         threshold,
         webhook: None,
+        max_inconclusive: 10,
+        rollback_when_inconclusive: false,
     }
 }
 
@@ -209,10 +211,32 @@ impl Rig {
                     .unwrap_or_default()
             };
             if enough(&of(2), &of(1)) {
-                return answers;
+                break;
             }
             assert!(Instant::now() < deadline, "the interval never filled");
         }
+        // Everything sent is counted before the interval ends: a request
+        // counted after would land in the next one.
+        let sent = answers.len() as u64;
+        while self.counted().await < sent {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never reported all {sent} requests"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        answers
+    }
+
+    /// Requests of every version the registry counts in the interval open now.
+    async fn counted(&self) -> u64 {
+        let windows = self
+            .registry
+            .client("vic")
+            .stats(MODEL, Duration::ZERO)
+            .await
+            .unwrap();
+        windows.iter().map(|window| window.requests).sum()
     }
 
     /// Ends the interval now open: the clock moves past it, and the
@@ -501,9 +525,11 @@ async fn a_good_canary_is_promoted_through_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_intervals_neither_promote_nor_roll_back() {
     let rig = setup("credit_risk_faulty", NO_GUARD).await;
+    let mut quiet = policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1);
+    quiet.max_inconclusive = 3;
     let body = StartRollout {
         canary: 2,
-        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1),
+        policy: quiet,
     };
     rig.registry
         .client("dora")
@@ -530,6 +556,23 @@ async fn quiet_intervals_neither_promote_nor_roll_back() {
         .collect();
     assert_eq!(verdicts, vec!["inconclusive"; 4]);
     assert!(rollout.intervals[0].reasons[0].contains("fewer than min_requests 1000"));
+    assert_eq!(rollout.inconclusive_in_a_row, 4);
+    // The third in a row stalled it, said once; it holds its weights.
+    let events = rig.registry.client("vic").events(0, 1000).await.unwrap();
+    let stalled: Vec<_> = events
+        .iter()
+        .filter(|event| event.action == "rollout.inconclusive")
+        .collect();
+    assert_eq!(stalled.len(), 1, "{events:#?}");
+    assert!(
+        stalled[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("3 intervals in a row inconclusive"),
+        "{:?}",
+        stalled[0]
+    );
 
     // By hand: abort gives the stable version everything back.
     let aborted = rig
@@ -546,6 +589,82 @@ async fn quiet_intervals_neither_promote_nor_roll_back() {
         .await
         .unwrap_err();
     assert_eq!(refused.status(), Some(409));
+}
+
+/// A rollout nobody can judge rolls back when its policy says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_inconclusive_too_long_rolls_back_when_asked() {
+    let rig = setup("credit_risk_scaled", GuardLimits::default()).await;
+    let mut quiet = policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1);
+    quiet.max_inconclusive = 2;
+    quiet.rollback_when_inconclusive = true;
+    let body = StartRollout {
+        canary: 2,
+        policy: quiet,
+    };
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(20).await;
+    rig.fill(|canary, _| canary.requests >= 1).await;
+    let first = rig.end_interval().await;
+    assert_eq!(first.status, RolloutStatus::Progressing);
+    rig.fill(|canary, _| canary.requests >= 1).await;
+    let rollout = rig.end_interval().await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    let note = rig
+        .registry
+        .client("vic")
+        .get_document(MODEL, "2", "rollback")
+        .await
+        .unwrap();
+    assert!(
+        note.body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("2 intervals in a row inconclusive (max_inconclusive), the last: "),
+        "{}",
+        note.body
+    );
+    rig.wait_canary_weight(0).await;
+}
+
+/// An interval shorter than two of the gateways' statistics windows could
+/// hold none of them: refused at the start, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_the_gateways_statistics_cannot_fill_is_refused() {
+    let rig = setup("credit_risk_scaled", GuardLimits::default()).await;
+    // The gateway reports (every 50 ms here) once it has counted something.
+    rig.fill(|_, stable| stable.requests >= 1).await;
+    let body = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], 60, 10, 1),
+    };
+    let refused = rig
+        .registry
+        .client("dora")
+        .start_rollout(MODEL, &body)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400));
+    assert!(
+        refused.to_string().contains(
+            "interval_ms 60 is shorter than two of the gateways' statistics windows (50 ms, their --stats-interval-ms)"
+        ),
+        "{refused}"
+    );
+    let fits = StartRollout {
+        canary: 2,
+        policy: policy(&[20, 50], 100, 10, 1),
+    };
+    rig.registry
+        .client("dora")
+        .start_rollout(MODEL, &fits)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

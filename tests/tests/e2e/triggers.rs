@@ -204,6 +204,24 @@ impl Windowed {
             }
             assert!(Instant::now() < deadline, "the window never filled");
         }
+        // Everything sent is counted before the window ends: a request
+        // counted after would land in the next one.
+        loop {
+            let windows = self
+                .registry
+                .client("vic")
+                .stats(MODEL, Duration::ZERO)
+                .await
+                .unwrap();
+            if windows.iter().map(|window| window.requests).sum::<u64>() >= sent as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never reported all {sent} requests"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.hand.advance(self.window);
         self.judged_until(judged).await
     }
@@ -607,6 +625,8 @@ approve = {{ flag = "--approve", type = "switch" }}
         max_contract_violation_rate: None,
         threshold: 1,
         webhook: None,
+        max_inconclusive: 10,
+        rollback_when_inconclusive: false,
     });
     dora.set_trigger_policy(MODEL, &with_canary).await.unwrap();
     let fired = dora.fire_trigger(MODEL, &FireTrigger::default()).await.unwrap();
