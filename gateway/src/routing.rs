@@ -288,6 +288,9 @@ pub struct Picked {
     /// The stable version to compare this canary answer with, during a
     /// rollout that checks disagreement.
     pub compare_with_opt: Option<Arc<LoadedModel>>,
+    /// A canary's stable version, whose engine refusals its guard weighs
+    /// its own against.
+    pub stable_opt: Option<Arc<LoadedModel>>,
     /// Check the version's data contract, and what to do when it is broken.
     pub contract_opt: Option<ContractMode>,
     /// The model's share of the admission slots.
@@ -351,18 +354,21 @@ impl RoutingTable {
                 canary: false,
                 pinned: true,
                 compare_with_opt: None,
+                stable_opt: None,
                 log_opt: route.sample_log(),
                 contract_opt: route.contract_mode,
                 slots,
             });
         }
         let index = route.pick_index(headers);
+        let canary = route.is_canary(index);
         Ok(Picked {
             model: route.targets[index].model.clone(),
             shadow_opt: route.sample_shadow().cloned(),
-            canary: route.is_canary(index),
+            canary,
             pinned: false,
             compare_with_opt: route.comparison_for(index).cloned(),
+            stable_opt: canary.then(|| route.primary().clone()),
             log_opt: route.sample_log(),
             contract_opt: route.contract_mode,
             slots,

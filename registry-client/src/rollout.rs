@@ -228,7 +228,8 @@ pub struct GuardReport {
     #[serde(default)]
     pub revision: u64,
     pub version: u64,
-    /// Server errors among the last `window` requests when it tripped.
+    /// Failures among the last `window` requests when it tripped: server
+    /// errors, or engine refusals beyond the stable version's.
     pub errors: u64,
     pub window: u64,
 }

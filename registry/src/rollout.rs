@@ -556,7 +556,7 @@ pub fn guard(
     report: &GuardReport,
 ) -> Result<Option<Decided>> {
     let reasons = [format!(
-        "the local guard of gateway {} saw {} server errors in the last {} requests",
+        "the local guard of gateway {} saw {} failures (server errors, or engine refusals beyond the stable version's) in the last {} requests",
         report.gateway, report.errors, report.window
     )];
     let Some(deployment) = deployments::find(transaction, model)? else {

@@ -18,7 +18,8 @@ use crate::stats::Outcome;
 pub struct Accounting<'a> {
     state: &'a AppState,
     model: Arc<LoadedModel>,
-    canary: bool,
+    /// Picked as a canary, with its stable version: the guard watches it.
+    canary_of_opt: Option<Arc<LoadedModel>>,
     pinned: bool,
     started: Instant,
     done: bool,
@@ -28,14 +29,14 @@ impl<'a> Accounting<'a> {
     pub fn new(
         state: &'a AppState,
         model: Arc<LoadedModel>,
-        canary: bool,
+        canary_of_opt: Option<Arc<LoadedModel>>,
         pinned: bool,
         started: Instant,
     ) -> Self {
         Accounting {
             state,
             model,
-            canary,
+            canary_of_opt,
             pinned,
             started,
             done: false,
@@ -65,7 +66,16 @@ impl<'a> Accounting<'a> {
         }
         model.stats.record(outcome, elapsed);
         let limits = self.state.guard_limits;
-        if self.canary && model.guard.record(outcome == Outcome::Failed, limits) {
+        let refused = outcome == Outcome::EngineRefused;
+        let Some(stable) = &self.canary_of_opt else {
+            model.guard.note_refusal(refused, limits);
+            return;
+        };
+        let stable_refused = stable.guard.refused_share(limits);
+        if model
+            .guard
+            .record(outcome == Outcome::Failed, refused, stable_refused, limits)
+        {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),

@@ -198,6 +198,7 @@ async fn infer_and_count(
         canary,
         pinned,
         compare_with_opt,
+        stable_opt,
         log_opt,
         contract_opt,
         slots,
@@ -210,7 +211,8 @@ async fn infer_and_count(
         Err(refused) => return unrouted(refused, started),
     };
     let _in_flight = InFlight::enter();
-    let accounting = Accounting::new(state, model.clone(), canary, pinned, started);
+    let canary_of_opt = stable_opt.filter(|_| canary);
+    let accounting = Accounting::new(state, model.clone(), canary_of_opt, pinned, started);
     if model.watch.is_hung() {
         // Refused at once rather than queued behind the hung run, and
         // counted against the version: a hung canary fails its checks.

@@ -735,6 +735,74 @@ async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
     }
 }
 
+/// A 60/40 split of `stable` and `canary` under a guard of 4 failures in
+/// 20, the registry stopped: the gateway is on its own.
+async fn guarded_split(stable: &str, canary: &str) -> (Rig, Arc<TestGateway>) {
+    let limits = GuardLimits {
+        window: 20,
+        errors: 4,
+    };
+    let mut rig = setup_pair(stable, canary, limits).await;
+    let body = SetDeployment::new(TrafficSpec::weighted(&[(1, 60), (2, 40)]));
+    rig.registry
+        .client("dora")
+        .set_deployment(MODEL, &body)
+        .await
+        .unwrap();
+    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.wait_canary_weight(40).await;
+    rig.registry.stop().await;
+    let gateway = rig.gateway.clone();
+    (rig, gateway)
+}
+
+/// Sends `bodies` one at a time; what each version answered.
+async fn send_all(gateway: &TestGateway, bodies: &[Vec<u8>]) -> Answers {
+    let url = gateway.url(&format!("/v2/models/{MODEL}/infer"));
+    let mut answers = Vec::new();
+    for body in bodies {
+        let response = gateway.client.post(&url).body(body.clone()).send().await.unwrap();
+        let version = response.headers()["x-model-version"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        answers.push((version, response.status().as_u16()));
+    }
+    answers
+}
+
+/// The local guard counts engine refusals as it counts 5xx, beyond what
+/// the stable version refuses: a refusing canary is stopped with the
+/// registry down, and inputs both refuse stop nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_guard_stops_a_canary_its_engine_refuses() {
+    let (rig, gateway) = guarded_split(MODEL, "credit_risk_refusing").await;
+    let answers = send_all(&gateway, &applicant_requests()).await;
+    let route = gateway.server.routes.snapshot().routes[MODEL].clone();
+    assert!(
+        route.targets.iter().all(|target| target.model.version == 1),
+        "the guard never tripped"
+    );
+    // Stopped once its window of 20 is full and holds 4 refusals (the
+    // stable version refused nothing), plus what came while the table swapped.
+    let refused = answers
+        .iter()
+        .filter(|(version, status)| version == "2" && *status == 400)
+        .count();
+    assert!((4..=30).contains(&refused), "{refused} refusals: {answers:?}");
+    drop(rig);
+
+    let (rig, gateway) = guarded_split("credit_risk_refusing", "credit_risk_refusing").await;
+    let refused_by_both: Vec<Vec<u8>> = credit_applicants(200, 60.0)
+        .iter()
+        .map(|body| serde_json::to_vec(body).unwrap())
+        .collect();
+    let answers = send_all(&gateway, &refused_by_both).await;
+    assert!(answers.iter().all(|(_, status)| *status == 400));
+    assert!(answers.iter().filter(|(version, _)| version == "2").count() >= 20);
+    rig.wait_canary_weight(40).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
     let Rig {
