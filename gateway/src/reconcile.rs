@@ -224,8 +224,7 @@ impl Follower {
         .map_err(|err| Failure::Transient(format!("load task failed: {err}")))?;
         match loaded {
             Ok(model) => {
-                // Its counts begin now: an interval that began before
-                // cannot take them, one that begins after takes them all.
+                // Its first statistics window begins now, as it reports it.
                 model.stats.begin(self.clock.now_ms());
                 self.attach_profile(&model).await;
                 if let Some(spec) = &deployed.slice {

@@ -17,7 +17,8 @@ pub struct VersionWindow {
     pub model: String,
     pub version: u64,
     /// When the gateway began and ended counting this window (Unix
-    /// milliseconds), so that a rollout interval takes only its own windows.
+    /// milliseconds): a rollout interval or trigger window takes the
+    /// windows that ended in it.
     #[serde(default)]
     pub started_ms: u64,
     #[serde(default)]

@@ -20,6 +20,7 @@ use sluice_registry::policy::Policy;
 use sluice_registry::{Registry, RegistryConfig};
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode};
+use sluice_registry_client::rollout::VersionWindow;
 use sluice_registry_client::types::*;
 use tempfile::TempDir;
 
@@ -216,6 +217,24 @@ impl TestRegistry {
     }
 
     /// A client acting as `actor`.
+    /// `model`'s versions as the registry counts them in a span beginning
+    /// now (on its clock): the windows gateways ended from now on.
+    pub async fn windows_from_now(&self, model: &str) -> Vec<VersionWindow> {
+        self.client("vic")
+            .stats(model, std::time::Duration::ZERO)
+            .await
+            .expect("reading the registry's statistics")
+    }
+
+    /// Requests of every version of `model` in those windows.
+    pub async fn requests_from_now(&self, model: &str) -> u64 {
+        self.windows_from_now(model)
+            .await
+            .iter()
+            .map(|window| window.requests)
+            .sum()
+    }
+
     pub fn client(&self, actor: &str) -> RegistryClient {
         RegistryClient::new(&self.url(), Some(self.token(actor)))
     }

@@ -197,12 +197,7 @@ impl Rig {
             }
             // What the gateway reported so far (every 50 ms): a round or
             // two more than needed is sent, never less.
-            let windows = self
-                .registry
-                .client("vic")
-                .stats(MODEL, Duration::ZERO)
-                .await
-                .unwrap();
+            let windows = self.registry.windows_from_now(MODEL).await;
             let of = |version: u64| {
                 windows
                     .iter()
@@ -218,7 +213,7 @@ impl Rig {
         // Everything sent is counted before the interval ends: a request
         // counted after would land in the next one.
         let sent = answers.len() as u64;
-        while self.counted().await < sent {
+        while self.registry.requests_from_now(MODEL).await < sent {
             assert!(
                 Instant::now() < deadline,
                 "the gateway never reported all {sent} requests"
@@ -226,17 +221,6 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         answers
-    }
-
-    /// Requests of every version the registry counts in the interval open now.
-    async fn counted(&self) -> u64 {
-        let windows = self
-            .registry
-            .client("vic")
-            .stats(MODEL, Duration::ZERO)
-            .await
-            .unwrap();
-        windows.iter().map(|window| window.requests).sum()
     }
 
     /// Ends the interval now open: the clock moves past it, and the
@@ -248,6 +232,19 @@ impl Rig {
             rollout.intervals.len() > before.intervals.len() || !rollout.status.is_active()
         })
         .await
+    }
+
+    /// Starts a rollout of version 2 under `policy`, and waits until the
+    /// gateway gives it its first step's `weight`.
+    async fn start(&self, policy: RolloutPolicy, weight: u32) {
+        let body = StartRollout { canary: 2, policy };
+        self.registry
+            .client("dora")
+            .start_rollout(MODEL, &body)
+            .await
+            .unwrap();
+        self.gateway.wait_versions(MODEL, &[1, 2]).await;
+        self.wait_canary_weight(weight).await;
     }
 
     /// Waits until the gateway gives the canary `weight`.
@@ -279,19 +276,10 @@ const NO_GUARD: GuardLimits = GuardLimits { window: 0, errors: 1 };
 async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_stable_never_fails() {
     let rig = setup("credit_risk_faulty", NO_GUARD).await;
     let threshold = 2;
-    let body = StartRollout {
-        canary: 2,
-        // 40 canary requests an interval: enough that the faulty canary
-        // (it fails 28% of applicants) cannot pass one by chance.
-        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, threshold),
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(20).await;
+    // 40 canary requests an interval: enough that the faulty canary
+    // (it fails 28% of applicants) cannot pass one by chance.
+    rig.start(policy(&[20, 50], INTERVAL.as_millis() as u64, 40, threshold), 20)
+        .await;
     let mut answers = Vec::new();
     let mut rollout = None;
     for interval in 1..=threshold {
@@ -384,17 +372,8 @@ async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
     let rig = setup("credit_risk_refusing", NO_GUARD).await;
-    let body = StartRollout {
-        canary: 2,
-        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1),
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(20).await;
+    rig.start(policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1), 20)
+        .await;
     let answers = rig.fill(|canary, _| canary.requests >= 40).await;
     let rollout = rig.end_interval().await;
     assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
@@ -432,17 +411,8 @@ async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_both_versions_refuse_roll_nothing_back() {
     let rig = setup_pair("credit_risk_refusing", "credit_risk_refusing", NO_GUARD).await;
-    let body = StartRollout {
-        canary: 2,
-        policy: policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1),
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(20).await;
+    rig.start(policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1), 20)
+        .await;
     // Sixty years older: every applicant is refused, by either version.
     let refused: Vec<Vec<u8>> = credit_applicants(200, 60.0)
         .iter()
@@ -464,16 +434,8 @@ async fn inputs_both_versions_refuse_roll_nothing_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_canary_is_promoted_through_every_step() {
     let rig = setup("credit_risk_scaled", GuardLimits::default()).await;
-    let body = StartRollout {
-        canary: 2,
-        policy: policy(&[10, 30, 60], INTERVAL.as_millis() as u64, 10, 1),
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
+    rig.start(policy(&[10, 30, 60], INTERVAL.as_millis() as u64, 10, 1), 10)
+        .await;
     let mut answers = Vec::new();
     for weight in [10, 30, 60] {
         rig.wait_canary_weight(weight).await;
@@ -527,17 +489,7 @@ async fn quiet_intervals_neither_promote_nor_roll_back() {
     let rig = setup("credit_risk_faulty", NO_GUARD).await;
     let mut quiet = policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1);
     quiet.max_inconclusive = 3;
-    let body = StartRollout {
-        canary: 2,
-        policy: quiet,
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(20).await;
+    rig.start(quiet, 20).await;
     // Some traffic, far below the minimum of 1000, in each of four intervals.
     for _ in 0..4 {
         rig.fill(|canary, _| canary.requests >= 1).await;
@@ -598,17 +550,7 @@ async fn a_rollout_inconclusive_too_long_rolls_back_when_asked() {
     let mut quiet = policy(&[20, 50], INTERVAL.as_millis() as u64, 1000, 1);
     quiet.max_inconclusive = 2;
     quiet.rollback_when_inconclusive = true;
-    let body = StartRollout {
-        canary: 2,
-        policy: quiet,
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(20).await;
+    rig.start(quiet, 20).await;
     rig.fill(|canary, _| canary.requests >= 1).await;
     let first = rig.end_interval().await;
     assert_eq!(first.status, RolloutStatus::Progressing);
@@ -854,17 +796,7 @@ async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() 
     // which one is the canary is the rollout's word, not the weights'.
     let mut checks = policy(&[50, 80], INTERVAL.as_millis() as u64, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
-    let body = StartRollout {
-        canary: 2,
-        policy: checks,
-    };
-    rig.registry
-        .client("dora")
-        .start_rollout(MODEL, &body)
-        .await
-        .unwrap();
-    rig.gateway.wait_versions(MODEL, &[1, 2]).await;
-    rig.wait_canary_weight(50).await;
+    rig.start(checks, 50).await;
     let answers = rig
         .fill(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
         .await;

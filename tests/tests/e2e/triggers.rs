@@ -193,13 +193,7 @@ impl Windowed {
             }
             // What the gateway reported so far (every 50 ms): a round or
             // two more than needed is sent, never less.
-            let windows = self
-                .registry
-                .client("vic")
-                .stats(MODEL, Duration::ZERO)
-                .await
-                .unwrap();
-            if windows.iter().map(|window| window.requests).sum::<u64>() >= rows {
+            if self.registry.requests_from_now(MODEL).await >= rows {
                 break;
             }
             assert!(Instant::now() < deadline, "the window never filled");
@@ -207,13 +201,7 @@ impl Windowed {
         // Everything sent is counted before the window ends: a request
         // counted after would land in the next one.
         loop {
-            let windows = self
-                .registry
-                .client("vic")
-                .stats(MODEL, Duration::ZERO)
-                .await
-                .unwrap();
-            if windows.iter().map(|window| window.requests).sum::<u64>() >= sent as u64 {
+            if self.registry.requests_from_now(MODEL).await >= sent as u64 {
                 break;
             }
             assert!(
