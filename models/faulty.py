@@ -22,6 +22,11 @@ the same 28%: its scores are multiplied by an element gathered at index
 `floor(age / 60)` from a one-element table, an index ONNX Runtime rejects as
 out of range (`INVALID_ARGUMENT`, which callers see as a 400). Its warm-up on
 zeros passes; every answer it gives is the original's.
+
+`models/test/credit_risk_nan/1/model.onnx` answers every request, but its
+class scores are NaN for the same 28% (the square root of
+`-floor(age / 60)` is added to them: -0 under sixty, NaN from sixty on). Its
+labels, and every score under sixty, are the original's.
 """
 
 from __future__ import annotations
@@ -125,7 +130,31 @@ def refusing() -> None:
     print(f"wrote {path.relative_to(ROOT.parent)}")
 
 
+def nan_scores() -> None:
+    model = load_with_raw_outputs()
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array(60.0, dtype=np.float32), "sixty"))
+    graph.node.extend(
+        [
+            helper.make_node("Div", ["age", "sixty"], ["age_over_sixty"]),
+            helper.make_node("Floor", ["age_over_sixty"], ["age_bucket"]),
+            helper.make_node("Neg", ["age_bucket"], ["minus_bucket"]),
+            # sqrt(-0) is -0 (adds nothing); sqrt(-1) is NaN.
+            helper.make_node("Sqrt", ["minus_bucket"], ["nan_from_sixty"]),
+            helper.make_node("Add", ["probabilities_raw", "nan_from_sixty"], ["probabilities"]),
+            helper.make_node("Identity", ["label_raw"], ["label"]),
+        ]
+    )
+    graph.name = "credit_risk_nan"
+    onnx.checker.check_model(model)
+    path = ROOT / "test/credit_risk_nan/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
 if __name__ == "__main__":
     faulty()
     inverted()
     refusing()
+    nan_scores()

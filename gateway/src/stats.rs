@@ -22,6 +22,9 @@ pub struct VersionStats {
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     engine_refused: AtomicU64,
+    /// Rows answered, and those with a NaN or an infinity in an output.
+    output_rows: AtomicU64,
+    nonfinite_rows: AtomicU64,
     /// One per bound of `LATENCY_BUCKETS_MS`, plus one above the last.
     latency: Box<[AtomicU64]>,
     shadow_requests: AtomicU64,
@@ -42,6 +45,8 @@ impl Default for VersionStats {
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             engine_refused: AtomicU64::new(0),
+            output_rows: AtomicU64::new(0),
+            nonfinite_rows: AtomicU64::new(0),
             latency: (0..=LATENCY_BUCKETS_MS.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -61,7 +66,8 @@ impl VersionStats {
     pub fn record(&self, outcome: Outcome, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let class = match outcome {
-            Outcome::Answered => None,
+            // Its rows are counted apart (`record_rows`).
+            Outcome::Answered | Outcome::NonFinite => None,
             Outcome::ClientError => Some(&self.client_errors),
             Outcome::EngineRefused => Some(&self.engine_refused),
             Outcome::Failed => Some(&self.server_errors),
@@ -72,6 +78,14 @@ impl VersionStats {
         let millis = elapsed.as_secs_f64() * 1000.0;
         let bucket = LATENCY_BUCKETS_MS.partition_point(|&bound| bound < millis);
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One answer's rows, and how many held a NaN or an infinity.
+    pub fn record_rows(&self, rows: u64, nonfinite: u64) {
+        self.output_rows.fetch_add(rows, Ordering::Relaxed);
+        if nonfinite > 0 {
+            self.nonfinite_rows.fetch_add(nonfinite, Ordering::Relaxed);
+        }
     }
 
     /// One mirrored request this version ran as a shadow: its comparison, or
@@ -117,6 +131,8 @@ impl VersionStats {
             client_errors: take(&self.client_errors),
             server_errors: take(&self.server_errors),
             engine_refused: take(&self.engine_refused),
+            output_rows: take(&self.output_rows),
+            nonfinite_rows: take(&self.nonfinite_rows),
             latency_buckets: self.latency.iter().map(take).collect(),
             shadow: ShadowWindow {
                 requests: take(&self.shadow_requests),
@@ -148,6 +164,9 @@ pub enum Outcome {
     /// 400): the caller's problem if the stable version refuses it too, the
     /// version's if only it does. Rollouts judge the difference.
     EngineRefused,
+    /// Answered, with a NaN or an infinity in an output: the version's
+    /// failure for its guard (its rows are counted apart for rollouts).
+    NonFinite,
     /// The version's own failure: a 5xx but 503 (the gateway being full)
     /// and 504 (the client's own `timeout` expired before the run), a
     /// client hanging up (a canary that hangs must not look healthy), or a

@@ -263,6 +263,30 @@ impl Tensor {
         self.shape.first().copied().unwrap_or(0)
     }
 
+    /// Marks in `bad` (one flag per row) each row holding a NaN or an
+    /// infinity; nothing for a tensor of integers or of other rows. One
+    /// pass over the values, and none more when all are finite.
+    pub fn mark_nonfinite_rows(&self, bad: &mut Vec<bool>, rows: usize) {
+        fn mark<T: Copy>(values: &[T], finite: impl Fn(T) -> bool, bad: &mut Vec<bool>, rows: usize) {
+            if rows == 0 || !values.len().is_multiple_of(rows) || values.iter().all(|&value| finite(value)) {
+                return;
+            }
+            bad.resize(rows, false);
+            let per_row = values.len() / rows;
+            for (row, chunk) in values.chunks(per_row.max(1)).enumerate().take(rows) {
+                if chunk.iter().any(|&value| !finite(value)) {
+                    bad[row] = true;
+                }
+            }
+        }
+        match &self.data {
+            TensorData::F16(values) => mark(values, |value: f16| value.is_finite(), bad, rows),
+            TensorData::F32(values) => mark(values, f32::is_finite, bad, rows),
+            TensorData::F64(values) => mark(values, f64::is_finite, bad, rows),
+            _ => {}
+        }
+    }
+
     /// Joins tensors of one datatype and equal inner dims along the first
     /// dimension: the batcher's input. `None` when they do not fit together.
     pub fn concat_rows(parts: &[&Tensor]) -> Option<Tensor> {
@@ -352,6 +376,32 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_with_a_nan_or_an_infinity_are_marked_in_any_float_output() {
+        let scores = Tensor {
+            shape: vec![3, 2],
+            data: TensorData::F32(vec![0.1, 0.9, f32::NAN, 0.5, 0.3, 0.7]),
+        };
+        let other = Tensor {
+            shape: vec![3],
+            data: TensorData::F64(vec![1.0, 2.0, f64::NEG_INFINITY]),
+        };
+        let labels = Tensor {
+            shape: vec![3],
+            data: TensorData::I64(vec![1, 0, 1]),
+        };
+        let mut bad = Vec::new();
+        labels.mark_nonfinite_rows(&mut bad, 3);
+        assert!(
+            bad.is_empty(),
+            "integers are never marked, and all-finite costs no flags"
+        );
+        scores.mark_nonfinite_rows(&mut bad, 3);
+        assert_eq!(bad, [false, true, false]);
+        other.mark_nonfinite_rows(&mut bad, 3);
+        assert_eq!(bad, [false, true, true]);
+    }
 
     #[test]
     fn le_bytes_round_trip_for_every_datatype() {

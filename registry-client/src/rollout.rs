@@ -35,6 +35,12 @@ pub struct VersionWindow {
     /// rollout fails a canary that refuses more than the stable version.
     #[serde(default)]
     pub engine_refused: u64,
+    /// Rows answered (the outputs' first dimension), and those holding a
+    /// NaN or an infinity in any floating-point output.
+    #[serde(default)]
+    pub output_rows: u64,
+    #[serde(default)]
+    pub nonfinite_rows: u64,
     /// One count per [`LATENCY_BUCKETS_MS`] bound, plus one above the last.
     pub latency_buckets: Vec<u64>,
     /// Requests mirrored to this version as a shadow, and how it compared.
@@ -107,6 +113,8 @@ impl VersionWindow {
             && self.client_errors == 0
             && self.server_errors == 0
             && self.engine_refused == 0
+            && self.output_rows == 0
+            && self.nonfinite_rows == 0
             && self.latency_buckets.iter().all(|&count| count == 0)
             && shadow.requests == 0
             && shadow.errors == 0
@@ -136,6 +144,8 @@ impl VersionWindow {
         self.client_errors = self.client_errors.saturating_add(other.client_errors);
         self.server_errors = self.server_errors.saturating_add(other.server_errors);
         self.engine_refused = self.engine_refused.saturating_add(other.engine_refused);
+        self.output_rows = self.output_rows.saturating_add(other.output_rows);
+        self.nonfinite_rows = self.nonfinite_rows.saturating_add(other.nonfinite_rows);
         if self.latency_buckets.len() < other.latency_buckets.len() {
             self.latency_buckets.resize(other.latency_buckets.len(), 0);
         }
@@ -162,6 +172,11 @@ impl VersionWindow {
     /// 5xx answers (503 and 504 aside) per request; `None` without requests.
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.server_errors as f64 / self.requests as f64)
+    }
+
+    /// Share of answered rows with a NaN or an infinity; `None` without rows.
+    pub fn nonfinite_rate(&self) -> Option<f64> {
+        (self.output_rows > 0).then(|| self.nonfinite_rows as f64 / self.output_rows as f64)
     }
 
     /// The engine's refusals per request; `None` without requests.
@@ -262,6 +277,10 @@ pub struct RolloutPolicy {
     /// Largest canary p99 over the stable version's p99.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_p99_ratio: Option<f64>,
+    /// Largest excess of the canary's share of answered rows holding a NaN
+    /// or an infinity over the stable version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_nan_rate: Option<f64>,
     /// Largest share of rows where the canary, shadowing, disagreed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shadow_disagreement: Option<f64>,
@@ -390,6 +409,12 @@ pub struct IntervalResult {
     pub engine_refused_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_engine_refused_rate: Option<f64>,
+    /// Share of the canary's answered rows holding a NaN or an infinity,
+    /// and the stable version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonfinite_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_nonfinite_rate: Option<f64>,
     pub p99_ms: Option<f64>,
     pub stable_p99_ms: Option<f64>,
     pub shadow_disagreement: Option<f64>,
@@ -450,6 +475,7 @@ mod tests {
             max_p99_ms: None,
             max_p99_ratio: None,
             max_shadow_disagreement: None,
+            max_nan_rate: None,
             max_contract_violation_rate: None,
             threshold: 1,
             webhook: None,

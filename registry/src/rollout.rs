@@ -365,6 +365,8 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
         stable_error_rate: stable.error_rate(),
         engine_refused_rate: canary.engine_refused_rate(),
         stable_engine_refused_rate: stable.engine_refused_rate(),
+        nonfinite_rate: canary.nonfinite_rate(),
+        stable_nonfinite_rate: stable.nonfinite_rate(),
         p99_ms: canary.latency_quantile_ms(0.99),
         stable_p99_ms: stable.latency_quantile_ms(0.99),
         shadow_disagreement: canary.shadow_disagreement(),
@@ -433,6 +435,23 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
                     limit * 100.0
                 ));
             }
+        }
+    }
+    if let Some(limit) = policy.max_nan_rate {
+        match canary.nonfinite_rate() {
+            Some(rate) => {
+                let stable_rate = stable.nonfinite_rate().unwrap_or(0.0);
+                if exceeds(rate - stable_rate, limit) {
+                    fail(format!(
+                        "{:.2}% of the canary's rows hold a NaN or an infinity, {:.2} points above the stable version's {:.2}%, more than max_nan_rate {:.2}%",
+                        rate * 100.0,
+                        (rate - stable_rate) * 100.0,
+                        stable_rate * 100.0,
+                        limit * 100.0
+                    ));
+                }
+            }
+            None => fail("no answered row of the canary to look for NaN or infinity in".into()),
         }
     }
     let p99_opt = canary.latency_quantile_ms(0.99);
@@ -845,6 +864,7 @@ mod tests {
                 max_p99_ms: None,
                 max_p99_ratio: None,
                 max_shadow_disagreement: None,
+                max_nan_rate: None,
                 max_contract_violation_rate,
                 threshold: 1,
                 webhook: None,
@@ -970,6 +990,28 @@ mod judging {
         let canary_fails = judge(&judged, &window(200, 20, 0), &window(800, 8, 0));
         assert_eq!(canary_fails.verdict, "failed");
         assert!(canary_fails.reasons[0].starts_with("error rate 10.00% is 9.00 points above"));
+    }
+
+    /// NaN or infinite rows are weighed against the stable version's share.
+    #[test]
+    fn nonfinite_rows_fail_the_canary_beyond_the_stable_versions() {
+        let mut judged = rollout(100);
+        judged.policy.max_nan_rate = Some(0.01);
+        let rows = |total: u64, nonfinite: u64| VersionWindow {
+            output_rows: total,
+            nonfinite_rows: nonfinite,
+            ..window(total, 0, 0)
+        };
+        let fine = judge(&judged, &rows(200, 2), &rows(800, 8));
+        assert_eq!(fine.verdict, "passed", "{:?}", fine.reasons);
+        let nan = judge(&judged, &rows(200, 56), &rows(800, 0));
+        assert_eq!(nan.verdict, "failed");
+        assert!(nan.reasons[0].starts_with("28.00% of the canary's rows hold a NaN or an infinity"));
+        let unanswered = judge(&judged, &window(200, 0, 0), &rows(800, 0));
+        assert_eq!(
+            unanswered.verdict, "failed",
+            "a configured check without data fails"
+        );
     }
 
     /// Under min_requests an interval is inconclusive, unless the canary's

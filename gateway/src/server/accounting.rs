@@ -72,10 +72,12 @@ impl<'a> Accounting<'a> {
             return;
         };
         let stable_refused = stable.guard.refused_share(limits);
-        if model
-            .guard
-            .record(outcome == Outcome::Failed, refused, stable_refused, limits)
-        {
+        if model.guard.record(
+            matches!(outcome, Outcome::Failed | Outcome::NonFinite),
+            refused,
+            stable_refused,
+            limits,
+        ) {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),

@@ -262,9 +262,16 @@ async fn infer_and_count(
         HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
     );
     let code = response.status().as_u16();
-    let outcome = match refused {
-        true => Outcome::EngineRefused,
-        false => Outcome::of(code),
+    let outcome = if refused {
+        Outcome::EngineRefused
+    } else if response
+        .extensions()
+        .get::<inference::NonFiniteOutputs>()
+        .is_some()
+    {
+        Outcome::NonFinite
+    } else {
+        Outcome::of(code)
     };
     accounting.finish(code, outcome);
     response

@@ -92,7 +92,14 @@ struct Answered {
     encoded: Encoded,
     request_id_opt: Option<String>,
     admitted: Admitted,
+    /// An output row held a NaN or an infinity.
+    nonfinite: bool,
 }
+
+/// On a response whose outputs held a NaN or an infinity: the handler
+/// counts the answer against its version's guard.
+#[derive(Debug, Clone, Copy)]
+pub struct NonFiniteOutputs;
 
 /// After decoding: answered already (run on this thread), waiting in the
 /// batch queue, or decoded inline but to be run on the pool. A refusal
@@ -430,17 +437,26 @@ impl Answering {
             admitted,
         } = self;
         let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
+        let rows = outputs.first().map_or(0, Tensor::rows);
+        let mut nonfinite_rows = Vec::new();
+        for output in &outputs {
+            output.mark_nonfinite_rows(&mut nonfinite_rows, rows);
+        }
+        let nonfinite = nonfinite_rows.iter().filter(|&&bad| bad).count();
         if abandoned.load(Ordering::Acquire) {
             return Ok(Answered {
                 encoded,
                 request_id_opt: None,
                 admitted,
+                nonfinite: nonfinite > 0,
             });
         }
-        if sides.count_drift
-            && let Some(drift) = model.drift.get()
-        {
-            drift.count_outputs(&outputs);
+        // Pinned requests are not the traffic a rollout judges.
+        if sides.count_drift {
+            model.stats.record_rows(rows as u64, nonfinite as u64);
+            if let Some(drift) = model.drift.get() {
+                drift.count_outputs(&outputs);
+            }
         }
         // The log and the mirrors share the outputs, copied only when both want them.
         let mut outputs_opt = Some(outputs);
@@ -472,6 +488,7 @@ impl Answering {
             encoded,
             request_id_opt,
             admitted,
+            nonfinite: nonfinite > 0,
         })
     }
 }
@@ -481,8 +498,12 @@ fn into_response(answered: Answered) -> Response {
         encoded,
         request_id_opt,
         admitted,
+        nonfinite,
     } = answered;
     let mut response = Response::new(Body::new(body::HeldBody::new(encoded.body, admitted)));
+    if nonfinite {
+        response.extensions_mut().insert(NonFiniteOutputs);
+    }
     let response_headers = response.headers_mut();
     if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);

@@ -26,8 +26,9 @@ pub enum RolloutCommand {
         version: u64,
 
         /// Rollout policy (TOML): step_weights or step_weight + max_weight, interval_ms,
-        /// min_requests, max_error_rate, max_p99_ms, max_p99_ratio, max_shadow_disagreement,
-        /// max_contract_violation_rate, threshold, webhook.
+        /// min_requests, max_error_rate, max_nan_rate, max_p99_ms, max_p99_ratio,
+        /// max_shadow_disagreement, max_contract_violation_rate, threshold, max_inconclusive,
+        /// rollback_when_inconclusive, webhook.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
@@ -54,6 +55,7 @@ fn default_policy() -> RolloutPolicy {
         max_p99_ms: None,
         max_p99_ratio: Some(1.5),
         max_shadow_disagreement: None,
+        max_nan_rate: None,
         max_contract_violation_rate: None,
         threshold: 3,
         webhook: None,

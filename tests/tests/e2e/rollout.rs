@@ -105,6 +105,7 @@ fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) ->
         max_p99_ms: None,
         max_p99_ratio: None,
         max_shadow_disagreement: None,
+        max_nan_rate: None,
         max_contract_violation_rate: None,
         threshold,
         webhook: None,
@@ -675,6 +676,39 @@ async fn the_local_guard_stops_a_failing_canary_without_the_registry() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The canary answers every request, with NaN scores for a quarter of
+/// real inputs: callers see only 200s, yet it is rolled back at its first
+/// interval, and the local guard stops it with the registry down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_answering_nan_is_rolled_back_and_stopped_by_the_guard() {
+    let rig = setup("credit_risk_nan", NO_GUARD).await;
+    let mut checked = policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1);
+    checked.max_nan_rate = Some(0.01);
+    rig.start(checked, 20).await;
+    let answers = rig.fill(|canary, _| canary.requests >= 40).await;
+    assert!(answers.iter().all(|(_, status)| *status == 200), "{answers:?}");
+    let rollout = rig.end_interval().await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    let [judged] = &rollout.intervals[..] else {
+        panic!("one interval judged: {rollout:#?}");
+    };
+    assert!(
+        judged.reasons[0].contains("of the canary's rows hold a NaN or an infinity"),
+        "{judged:?}"
+    );
+    assert!(judged.nonfinite_rate.unwrap() > 0.1, "{judged:?}");
+    assert_eq!(judged.stable_nonfinite_rate, Some(0.0), "{judged:?}");
+    drop(rig);
+
+    let (_rig, gateway) = guarded_split(MODEL, "credit_risk_nan").await;
+    send_all(&gateway, &applicant_requests()).await;
+    let route = gateway.server.routes.snapshot().routes[MODEL].clone();
+    assert!(
+        route.targets.iter().all(|target| target.model.version == 1),
+        "the guard never tripped"
+    );
 }
 
 /// A 60/40 split of `stable` and `canary` under a guard of 4 failures in

@@ -610,6 +610,7 @@ approve = {{ flag = "--approve", type = "switch" }}
         max_p99_ms: None,
         max_p99_ratio: None,
         max_shadow_disagreement: None,
+        max_nan_rate: None,
         max_contract_violation_rate: None,
         threshold: 1,
         webhook: None,
