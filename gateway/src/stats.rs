@@ -22,6 +22,7 @@ pub struct VersionStats {
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     engine_refused: AtomicU64,
+    timeouts: AtomicU64,
     /// Rows answered, and those with a NaN or an infinity in an output.
     output_rows: AtomicU64,
     nonfinite_rows: AtomicU64,
@@ -45,6 +46,7 @@ impl Default for VersionStats {
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             engine_refused: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
             output_rows: AtomicU64::new(0),
             nonfinite_rows: AtomicU64::new(0),
             latency: (0..=LATENCY_BUCKETS_MS.len())
@@ -70,6 +72,7 @@ impl VersionStats {
             Outcome::Answered | Outcome::NonFinite => None,
             Outcome::ClientError => Some(&self.client_errors),
             Outcome::EngineRefused => Some(&self.engine_refused),
+            Outcome::TimedOut => Some(&self.timeouts),
             Outcome::Failed => Some(&self.server_errors),
         };
         if let Some(counter) = class {
@@ -131,6 +134,7 @@ impl VersionStats {
             client_errors: take(&self.client_errors),
             server_errors: take(&self.server_errors),
             engine_refused: take(&self.engine_refused),
+            timeouts: take(&self.timeouts),
             output_rows: take(&self.output_rows),
             nonfinite_rows: take(&self.nonfinite_rows),
             latency_buckets: self.latency.iter().map(take).collect(),
@@ -167,8 +171,11 @@ pub enum Outcome {
     /// Answered, with a NaN or an infinity in an output: the version's
     /// failure for its guard (its rows are counted apart for rollouts).
     NonFinite,
+    /// 504: the caller's `timeout` passed before the answer. A slow version
+    /// makes more of them than the stable one; rollouts judge the excess.
+    TimedOut,
     /// The version's own failure: a 5xx but 503 (the gateway being full)
-    /// and 504 (the client's own `timeout` expired before the run), a
+    /// and 504 (`TimedOut`), a
     /// client hanging up (a canary that hangs must not look healthy), or a
     /// refusal for a hung run.
     Failed,
@@ -179,7 +186,8 @@ impl Outcome {
     pub fn of(code: u16) -> Outcome {
         match code {
             crate::error::CLIENT_CLOSED => Outcome::Failed,
-            503 | 504 => Outcome::Answered,
+            503 => Outcome::Answered,
+            504 => Outcome::TimedOut,
             500..=599 => Outcome::Failed,
             400..=499 => Outcome::ClientError,
             _ => Outcome::Answered,
@@ -202,10 +210,12 @@ mod tests {
         for code in [500, 502, crate::error::CLIENT_CLOSED] {
             assert_eq!(Outcome::of(code), Outcome::Failed, "{code}");
         }
-        // A full gateway (503) and the client's own expired timeout (504) are not the version's fault.
-        for code in [200, 503, 504] {
+        // A full gateway (503) is not the version's fault; an expired
+        // timeout (504) is a class of its own.
+        for code in [200, 503] {
             assert_eq!(Outcome::of(code), Outcome::Answered, "{code}");
         }
+        assert_eq!(Outcome::of(504), Outcome::TimedOut);
         for code in [400, 404, 422] {
             assert_eq!(Outcome::of(code), Outcome::ClientError, "{code}");
         }

@@ -35,6 +35,9 @@ pub struct VersionWindow {
     /// rollout fails a canary that refuses more than the stable version.
     #[serde(default)]
     pub engine_refused: u64,
+    /// 504s: the caller's `timeout` passed before the answer.
+    #[serde(default)]
+    pub timeouts: u64,
     /// Rows answered (the outputs' first dimension), and those holding a
     /// NaN or an infinity in any floating-point output.
     #[serde(default)]
@@ -113,6 +116,7 @@ impl VersionWindow {
             && self.client_errors == 0
             && self.server_errors == 0
             && self.engine_refused == 0
+            && self.timeouts == 0
             && self.output_rows == 0
             && self.nonfinite_rows == 0
             && self.latency_buckets.iter().all(|&count| count == 0)
@@ -144,6 +148,7 @@ impl VersionWindow {
         self.client_errors = self.client_errors.saturating_add(other.client_errors);
         self.server_errors = self.server_errors.saturating_add(other.server_errors);
         self.engine_refused = self.engine_refused.saturating_add(other.engine_refused);
+        self.timeouts = self.timeouts.saturating_add(other.timeouts);
         self.output_rows = self.output_rows.saturating_add(other.output_rows);
         self.nonfinite_rows = self.nonfinite_rows.saturating_add(other.nonfinite_rows);
         if self.latency_buckets.len() < other.latency_buckets.len() {
@@ -177,6 +182,11 @@ impl VersionWindow {
     /// Share of answered rows with a NaN or an infinity; `None` without rows.
     pub fn nonfinite_rate(&self) -> Option<f64> {
         (self.output_rows > 0).then(|| self.nonfinite_rows as f64 / self.output_rows as f64)
+    }
+
+    /// 504s per request; `None` without requests.
+    pub fn timeout_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.timeouts as f64 / self.requests as f64)
     }
 
     /// The engine's refusals per request; `None` without requests.
@@ -268,8 +278,8 @@ pub struct RolloutPolicy {
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
     /// Largest excess of the canary's share of failures over the stable
-    /// version's in the same interval, for each class: 5xx answers, and
-    /// the engine's refusals of input the gateway passed.
+    /// version's in the same interval, for each class: 5xx answers, the
+    /// engine's refusals of input the gateway passed, and timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,6 +287,11 @@ pub struct RolloutPolicy {
     /// Largest canary p99 over the stable version's p99.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_p99_ratio: Option<f64>,
+    /// How much slower than the stable version's a canary's p99 must also
+    /// be, in milliseconds, to break `max_p99_ratio`: 0.2 ms against 0.1 ms
+    /// is noise, not a 2x regression.
+    #[serde(default = "default_p99_floor_ms")]
+    pub p99_floor_ms: f64,
     /// Largest excess of the canary's share of answered rows holding a NaN
     /// or an infinity over the stable version's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +329,10 @@ fn default_threshold() -> u32 {
 
 fn default_max_inconclusive() -> u32 {
     10
+}
+
+fn default_p99_floor_ms() -> f64 {
+    1.0
 }
 
 impl RolloutPolicy {
@@ -474,6 +493,7 @@ mod tests {
             max_error_rate: None,
             max_p99_ms: None,
             max_p99_ratio: None,
+            p99_floor_ms: 1.0,
             max_shadow_disagreement: None,
             max_nan_rate: None,
             max_contract_violation_rate: None,

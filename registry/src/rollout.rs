@@ -387,6 +387,7 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
                 canary.engine_refused,
                 stable.engine_refused_rate(),
             ),
+            ("timed out", canary.timeouts, stable.timeout_rate()),
         ];
         for (class, count, stable_rate) in classes {
             let allowed = (stable_rate.unwrap_or(0.0) + limit) * policy.min_requests as f64;
@@ -422,6 +423,7 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
                 canary.engine_refused_rate(),
                 stable.engine_refused_rate(),
             ),
+            ("timeout rate", canary.timeout_rate(), stable.timeout_rate()),
         ];
         for (class, canary_rate, stable_rate) in classes {
             let Some(rate) = canary_rate else { continue };
@@ -461,11 +463,17 @@ fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> I
         fail(format!("p99 {p99:.3} ms above max_p99_ms {limit}"));
     }
     if let Some(limit) = policy.max_p99_ratio {
+        let floor = policy.p99_floor_ms;
         match (p99_opt, stable.latency_quantile_ms(0.99)) {
-            (Some(p99), Some(stable_p99)) if exceeds(p99 / stable_p99, limit) => fail(format!(
-                "p99 {p99:.3} ms is {:.2}x the stable version's {stable_p99:.3} ms, above max_p99_ratio {limit}",
-                p99 / stable_p99
-            )),
+            (Some(p99), Some(stable_p99))
+                if exceeds(p99 / stable_p99, limit) && exceeds(p99 - stable_p99, floor) =>
+            {
+                fail(format!(
+                    "p99 {p99:.3} ms is {:.2}x the stable version's {stable_p99:.3} ms, above max_p99_ratio {limit}, and {:.3} ms slower, more than p99_floor_ms {floor}",
+                    p99 / stable_p99,
+                    p99 - stable_p99
+                ))
+            }
             (Some(_), Some(_)) => {}
             _ => fail("no stable-version latency to compare the canary's p99 with".into()),
         }
@@ -863,6 +871,7 @@ mod tests {
                 max_error_rate: None,
                 max_p99_ms: None,
                 max_p99_ratio: None,
+                p99_floor_ms: 1.0,
                 max_shadow_disagreement: None,
                 max_nan_rate: None,
                 max_contract_violation_rate,
@@ -990,6 +999,43 @@ mod judging {
         let canary_fails = judge(&judged, &window(200, 20, 0), &window(800, 8, 0));
         assert_eq!(canary_fails.verdict, "failed");
         assert!(canary_fails.reasons[0].starts_with("error rate 10.00% is 9.00 points above"));
+        // A slow canary: the callers' timeouts expire on it, not on the stable version.
+        let timing_out = |requests: u64, timeouts: u64| VersionWindow {
+            timeouts,
+            ..window(requests, 0, 0)
+        };
+        let slow = judge(&judged, &timing_out(200, 30), &timing_out(800, 8));
+        assert_eq!(slow.verdict, "failed");
+        assert!(
+            slow.reasons[0].starts_with("timeout rate 15.00% is 14.00 points above"),
+            "{:?}",
+            slow.reasons
+        );
+        let tight = judge(&judged, &timing_out(200, 30), &timing_out(800, 120));
+        assert_eq!(tight.verdict, "passed", "a deadline both miss is the caller's");
+    }
+
+    /// A latency regression must be large in absolute terms too.
+    #[test]
+    fn a_p99_ratio_needs_the_floor_too() {
+        let mut judged = rollout(100);
+        judged.policy.max_p99_ratio = Some(1.5);
+        let answered_in = |bucket: usize| {
+            let mut answered = window(200, 0, 0);
+            answered.latency_buckets[bucket] = 200;
+            answered
+        };
+        // 0.2 ms against 0.1 ms: twice as slow, a tenth of a millisecond.
+        let noise = judge(&judged, &answered_in(2), &answered_in(1));
+        assert_eq!(noise.verdict, "passed", "{:?}", noise.reasons);
+        // 5 ms against 2 ms: 2.5 times, 3 ms slower.
+        let slower = judge(&judged, &answered_in(10), &answered_in(8));
+        assert_eq!(slower.verdict, "failed");
+        assert!(
+            slower.reasons[0].contains("more than p99_floor_ms 1"),
+            "{:?}",
+            slower.reasons
+        );
     }
 
     /// NaN or infinite rows are weighed against the stable version's share.

@@ -54,6 +54,7 @@ fn default_policy() -> RolloutPolicy {
         max_error_rate: Some(0.01),
         max_p99_ms: None,
         max_p99_ratio: Some(1.5),
+        p99_floor_ms: 1.0,
         max_shadow_disagreement: None,
         max_nan_rate: None,
         max_contract_violation_rate: None,

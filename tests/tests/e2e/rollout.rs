@@ -104,6 +104,7 @@ fn policy(steps: &[u32], interval_ms: u64, min_requests: u64, threshold: u32) ->
         max_error_rate: Some(0.05),
         max_p99_ms: None,
         max_p99_ratio: None,
+        p99_floor_ms: 1.0,
         max_shadow_disagreement: None,
         max_nan_rate: None,
         max_contract_violation_rate: None,

@@ -609,6 +609,7 @@ approve = {{ flag = "--approve", type = "switch" }}
         max_error_rate: Some(0.01),
         max_p99_ms: None,
         max_p99_ratio: None,
+        p99_floor_ms: 1.0,
         max_shadow_disagreement: None,
         max_nan_rate: None,
         max_contract_violation_rate: None,
