@@ -96,7 +96,17 @@ fn model_readiness(state: &AppState, model: &str, version_opt: Option<&str>) -> 
 }
 
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    // Served, or shadowing: a shadow's comparisons are its series.
+    let table = state.routes.snapshot();
+    let mut live = std::collections::HashSet::new();
+    for (name, route) in &table.routes {
+        let shadow = route.shadow.iter().map(|shadow| &shadow.model);
+        for model in route.versions.values().chain(shadow) {
+            live.insert((name.clone(), model.version_label.clone()));
+        }
+    }
+    let text = metrics::render_live(&state.metrics.render(), &live);
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -143,3 +143,58 @@ fn the_name_scanner_finds_names_in_promql() {
     assert_eq!(family("sluice_batch_size_bucket"), "sluice_batch_size");
     assert_eq!(family("sluice_requests_total"), "sluice_requests_total");
 }
+
+/// A retired version's series leave `/metrics`: after five hot swaps the
+/// model's series are those of one version, as many as after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retired_versions_leave_the_metrics_page() {
+    const RETIRED: &str = "credit_retired";
+    let registry = TestRegistry::start().await;
+    registry.release(RETIRED, &example_model(MODEL)).await;
+    let cache = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::follow(&registry, cache.path(), sluice_tests::Options::default()).await;
+    let applicant = &credit_applicants(1, 0.0)[0];
+    let served = async |version: u64| {
+        gateway.wait_versions(RETIRED, &[version]).await;
+        let (status, answer) = gateway
+            .post_json(&format!("/v2/models/{RETIRED}/infer"), applicant)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let metrics = gateway.metrics().await;
+        let series: Vec<String> = metrics
+            .lines()
+            .filter(|line| !line.starts_with('#') && line.contains(&format!("model=\"{RETIRED}\"")))
+            .map(str::to_string)
+            .collect();
+        series
+    };
+    let after_one = served(1).await;
+    assert!(!after_one.is_empty());
+    for version in 2..=6 {
+        let registered = registry.register(RETIRED, &example_model(MODEL), &[]).await;
+        assert_eq!(registered.version, version);
+        registry.approve_staging(RETIRED, version).await;
+        registry.deploy(RETIRED, &[(version, 100)]).await;
+        served(version).await;
+    }
+    let after_six = served(6).await;
+    // The same series, of version 6 instead of 1 (values aside).
+    let names = |series: &[String], version: &str| -> BTreeSet<String> {
+        series
+            .iter()
+            .map(|line| {
+                line.rsplit_once(' ')
+                    .unwrap()
+                    .0
+                    .replace(&format!("version=\"{version}\""), "version=V")
+            })
+            .collect()
+    };
+    assert_eq!(names(&after_six, "6"), names(&after_one, "1"));
+    assert!(
+        after_six
+            .iter()
+            .all(|line| !line.contains("version=") || line.contains("version=\"6\"")),
+        "{after_six:#?}"
+    );
+}
