@@ -27,6 +27,11 @@ zeros passes; every answer it gives is the original's.
 class scores are NaN for the same 28% (the square root of
 `-floor(age / 60)` is added to them: -0 under sixty, NaN from sixty on). Its
 labels, and every score under sixty, are the original's.
+
+`models/test/credit_risk_constant/1/model.onnx` gives every applicant the
+same answer, class 1 with certainty, as a model trained on a broken label
+column would: it never fails, and disagrees with the original on the 92%
+of applicants the original puts in class 0.
 """
 
 from __future__ import annotations
@@ -153,8 +158,36 @@ def nan_scores() -> None:
     print(f"wrote {path.relative_to(ROOT.parent)}")
 
 
+def constant() -> None:
+    model = load_with_raw_outputs()
+    graph = model.graph
+    constants = {
+        "zero_float": np.array(0.0, dtype=np.float32),
+        "certain_default": np.array([0.0, 1.0], dtype=np.float32),
+        "zero_int": np.array(0, dtype=np.int64),
+        "one_int": np.array(1, dtype=np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    graph.node.extend(
+        [
+            # The original's shapes, with every value replaced.
+            helper.make_node("Mul", ["probabilities_raw", "zero_float"], ["no_scores"]),
+            helper.make_node("Add", ["no_scores", "certain_default"], ["probabilities"]),
+            helper.make_node("Mul", ["label_raw", "zero_int"], ["no_labels"]),
+            helper.make_node("Add", ["no_labels", "one_int"], ["label"]),
+        ]
+    )
+    graph.name = "credit_risk_constant"
+    onnx.checker.check_model(model)
+    path = ROOT / "test/credit_risk_constant/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
 if __name__ == "__main__":
     faulty()
     inverted()
     refusing()
     nan_scores()
+    constant()

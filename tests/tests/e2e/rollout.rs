@@ -849,3 +849,26 @@ async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() 
         "{judged:?}"
     );
 }
+
+/// The canary gives everyone the same answer, as a model trained on a
+/// broken label column would: it never fails, and the comparison with the
+/// stable version's answers rolls it back at its first interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_with_one_answer_for_everyone_is_rolled_back_on_disagreement() {
+    let rig = setup("credit_risk_constant", GuardLimits::default()).await;
+    let mut checks = policy(&[20, 50], INTERVAL.as_millis() as u64, 20, 1);
+    checks.max_shadow_disagreement = Some(0.1);
+    rig.start(checks, 20).await;
+    let answers = rig
+        .fill(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
+        .await;
+    assert!(answers.iter().all(|(_, status)| *status == 200));
+    let rollout = rig.end_interval().await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    let [judged] = &rollout.intervals[..] else {
+        panic!("one interval judged: {rollout:#?}");
+    };
+    // The stable version puts 8% of applicants in class 1.
+    assert!(judged.shadow_disagreement.unwrap() > 0.5, "{judged:?}");
+    assert_eq!(judged.error_rate, Some(0.0), "{judged:?}");
+}
