@@ -45,6 +45,16 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = pathlib.Path(__file__).resolve().parent
 
 
+def save(model: onnx.ModelProto, name: str) -> None:
+    """Checks `model` and writes it as version 1 of `name` under models/test."""
+    model.graph.name = name
+    onnx.checker.check_model(model)
+    path = ROOT / f"test/{name}/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    print(f"wrote {path.relative_to(ROOT.parent)}")
+
+
 def load_with_raw_outputs() -> onnx.ModelProto:
     """The credit model with its outputs renamed *_raw, for nodes to be added after."""
     model = onnx.load(ROOT / "repository/credit_risk/1/model.onnx")
@@ -68,12 +78,7 @@ def inverted() -> None:
             helper.make_node("Sub", ["one", "label_raw"], ["label"]),
         ]
     )
-    graph.name = "credit_risk_inverted"
-    onnx.checker.check_model(model)
-    path = ROOT / "test/credit_risk_inverted/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    print(f"wrote {path.relative_to(ROOT.parent)}")
+    save(model, "credit_risk_inverted")
 
 
 def faulty() -> None:
@@ -100,11 +105,7 @@ def faulty() -> None:
             helper.make_node("Reshape", ["probabilities_raw", "score_shape"], ["probabilities"]),
         ]
     )
-    graph.name = "credit_risk_faulty"
-    onnx.checker.check_model(model)
-    path = ROOT / "test/credit_risk_faulty/1/model.onnx"
-    onnx.save(model, path)
-    print(f"wrote {path.relative_to(ROOT.parent)}")
+    save(model, "credit_risk_faulty")
 
 
 def refusing() -> None:
@@ -127,12 +128,7 @@ def refusing() -> None:
             helper.make_node("Identity", ["label_raw"], ["label"]),
         ]
     )
-    graph.name = "credit_risk_refusing"
-    onnx.checker.check_model(model)
-    path = ROOT / "test/credit_risk_refusing/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    print(f"wrote {path.relative_to(ROOT.parent)}")
+    save(model, "credit_risk_refusing")
 
 
 def nan_scores() -> None:
@@ -150,12 +146,7 @@ def nan_scores() -> None:
             helper.make_node("Identity", ["label_raw"], ["label"]),
         ]
     )
-    graph.name = "credit_risk_nan"
-    onnx.checker.check_model(model)
-    path = ROOT / "test/credit_risk_nan/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    print(f"wrote {path.relative_to(ROOT.parent)}")
+    save(model, "credit_risk_nan")
 
 
 def constant() -> None:
@@ -177,12 +168,7 @@ def constant() -> None:
             helper.make_node("Add", ["no_labels", "one_int"], ["label"]),
         ]
     )
-    graph.name = "credit_risk_constant"
-    onnx.checker.check_model(model)
-    path = ROOT / "test/credit_risk_constant/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    print(f"wrote {path.relative_to(ROOT.parent)}")
+    save(model, "credit_risk_constant")
 
 
 if __name__ == "__main__":
