@@ -55,6 +55,11 @@ def save(model: onnx.ModelProto, name: str) -> None:
     print(f"wrote {path.relative_to(ROOT.parent)}")
 
 
+def add_constants(graph: onnx.GraphProto, constants: dict) -> None:
+    """Adds each array of `constants` to `graph` as an initializer of its name."""
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+
+
 def load_with_raw_outputs() -> onnx.ModelProto:
     """The credit model with its outputs renamed *_raw, for nodes to be added after."""
     model = onnx.load(ROOT / "repository/credit_risk/1/model.onnx")
@@ -92,7 +97,7 @@ def faulty() -> None:
         "axis_zero": np.array([0], dtype=np.int64),
         "any_rows": np.array([-1], dtype=np.int64),
     }
-    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    add_constants(graph, constants)
     graph.node.extend(
         [
             helper.make_node("Div", ["age", "sixty"], ["age_over_sixty"]),
@@ -115,7 +120,7 @@ def refusing() -> None:
         "sixty": np.array(60.0, dtype=np.float32),
         "one_element": np.array([1.0], dtype=np.float32),
     }
-    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    add_constants(graph, constants)
     graph.node.extend(
         [
             helper.make_node("Div", ["age", "sixty"], ["age_over_sixty"]),
@@ -158,7 +163,7 @@ def constant() -> None:
         "zero_int": np.array(0, dtype=np.int64),
         "one_int": np.array(1, dtype=np.int64),
     }
-    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    add_constants(graph, constants)
     graph.node.extend(
         [
             # The original's shapes, with every value replaced.

@@ -936,43 +936,16 @@ mod tests {
         let ignored = judge(&rollout(None), &window(100, &[("age:min", 90)]), &window(0, &[]));
         assert_eq!(ignored.verdict, "passed");
     }
-}
 
-#[cfg(test)]
-mod judging {
-    use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, RolloutPolicy, RolloutStatus};
-
-    use super::*;
-
-    fn rollout(min_requests: u64) -> Rollout {
-        let policy: RolloutPolicy = serde_json::from_value(serde_json::json!({
-            "step_weights": [20, 50],
-            "interval_ms": 60000,
-            "min_requests": min_requests,
-            "max_error_rate": 0.05,
-        }))
-        .unwrap();
-        Rollout {
-            model: "credit".into(),
-            canary: 2,
-            stable: 1,
-            policy,
-            status: RolloutStatus::Progressing,
-            step: 0,
-            canary_weight: 20,
-            failed_intervals: 0,
-            intervals: Vec::new(),
-            started_by: "dora".into(),
-            started_at: String::new(),
-            updated_at: String::new(),
-            interval_started_ms: 0,
-            started_revision: 1,
-            deployment_revision: 1,
-            inconclusive_in_a_row: 0,
-        }
+    /// A rollout judged on `max_error_rate` 5%, at `min_requests`.
+    fn rated(min_requests: u64) -> Rollout {
+        let mut rated = rollout(None);
+        rated.policy.min_requests = min_requests;
+        rated.policy.max_error_rate = Some(0.05);
+        rated
     }
 
-    fn window(requests: u64, server_errors: u64, engine_refused: u64) -> VersionWindow {
+    fn answers(requests: u64, server_errors: u64, engine_refused: u64) -> VersionWindow {
         VersionWindow {
             requests,
             server_errors,
@@ -986,23 +959,23 @@ mod judging {
     /// stable version's rate.
     #[test]
     fn failures_count_in_excess_of_the_stable_versions() {
-        let judged = rollout(100);
-        let both_refuse = judge(&judged, &window(200, 0, 60), &window(800, 0, 240));
+        let judged = rated(100);
+        let both_refuse = judge(&judged, &answers(200, 0, 60), &answers(800, 0, 240));
         assert_eq!(both_refuse.verdict, "passed", "{:?}", both_refuse.reasons);
-        let canary_refuses = judge(&judged, &window(200, 0, 60), &window(800, 0, 0));
+        let canary_refuses = judge(&judged, &answers(200, 0, 60), &answers(800, 0, 0));
         assert_eq!(canary_refuses.verdict, "failed");
         assert!(
             canary_refuses.reasons[0].starts_with("engine refusal rate 30.00% is 30.00 points above"),
             "{:?}",
             canary_refuses.reasons
         );
-        let canary_fails = judge(&judged, &window(200, 20, 0), &window(800, 8, 0));
+        let canary_fails = judge(&judged, &answers(200, 20, 0), &answers(800, 8, 0));
         assert_eq!(canary_fails.verdict, "failed");
         assert!(canary_fails.reasons[0].starts_with("error rate 10.00% is 9.00 points above"));
         // A slow canary: the callers' timeouts expire on it, not on the stable version.
         let timing_out = |requests: u64, timeouts: u64| VersionWindow {
             timeouts,
-            ..window(requests, 0, 0)
+            ..answers(requests, 0, 0)
         };
         let slow = judge(&judged, &timing_out(200, 30), &timing_out(800, 8));
         assert_eq!(slow.verdict, "failed");
@@ -1018,10 +991,10 @@ mod judging {
     /// A latency regression must be large in absolute terms too.
     #[test]
     fn a_p99_ratio_needs_the_floor_too() {
-        let mut judged = rollout(100);
+        let mut judged = rated(100);
         judged.policy.max_p99_ratio = Some(1.5);
         let answered_in = |bucket: usize| {
-            let mut answered = window(200, 0, 0);
+            let mut answered = answers(200, 0, 0);
             answered.latency_buckets[bucket] = 200;
             answered
         };
@@ -1041,19 +1014,19 @@ mod judging {
     /// NaN or infinite rows are weighed against the stable version's share.
     #[test]
     fn nonfinite_rows_fail_the_canary_beyond_the_stable_versions() {
-        let mut judged = rollout(100);
+        let mut judged = rated(100);
         judged.policy.max_nan_rate = Some(0.01);
         let rows = |total: u64, nonfinite: u64| VersionWindow {
             output_rows: total,
             nonfinite_rows: nonfinite,
-            ..window(total, 0, 0)
+            ..answers(total, 0, 0)
         };
         let fine = judge(&judged, &rows(200, 2), &rows(800, 8));
         assert_eq!(fine.verdict, "passed", "{:?}", fine.reasons);
         let nan = judge(&judged, &rows(200, 56), &rows(800, 0));
         assert_eq!(nan.verdict, "failed");
         assert!(nan.reasons[0].starts_with("28.00% of the canary's rows hold a NaN or an infinity"));
-        let unanswered = judge(&judged, &window(200, 0, 0), &rows(800, 0));
+        let unanswered = judge(&judged, &answers(200, 0, 0), &rows(800, 0));
         assert_eq!(
             unanswered.verdict, "failed",
             "a configured check without data fails"
@@ -1064,20 +1037,20 @@ mod judging {
     /// failures alone already break the limit at min_requests.
     #[test]
     fn a_canary_failing_what_little_it_gets_fails() {
-        let judged = rollout(100);
-        let quiet = judge(&judged, &window(20, 5, 0), &window(80, 0, 0));
+        let judged = rated(100);
+        let quiet = judge(&judged, &answers(20, 5, 0), &answers(80, 0, 0));
         assert_eq!(
             quiet.verdict, "inconclusive",
             "5 failures of 100 would still pass"
         );
-        let failing = judge(&judged, &window(20, 6, 0), &window(80, 0, 0));
+        let failing = judge(&judged, &answers(20, 6, 0), &answers(80, 0, 0));
         assert_eq!(failing.verdict, "failed");
         assert!(
             failing.reasons[0].starts_with("6 of 20 canary requests failed"),
             "{:?}",
             failing.reasons
         );
-        let refusing = judge(&judged, &window(20, 0, 20), &window(80, 0, 0));
+        let refusing = judge(&judged, &answers(20, 0, 20), &answers(80, 0, 0));
         assert_eq!(refusing.verdict, "failed");
         assert!(refusing.reasons[0].contains("refused by its engine"));
     }

@@ -272,6 +272,18 @@ impl Rig {
     }
 }
 
+/// Asserts the process's metrics hold a series `name` of this model with
+/// the label `label` (`key="value"`).
+fn assert_series(name: &str, label: &str) {
+    let metrics = sluice_gateway::metrics::handle().render();
+    assert!(
+        metrics.lines().any(|line| line.starts_with(&format!("{name}{{"))
+            && line.contains(&format!("model=\"{MODEL}\""))
+            && line.contains(label)),
+        "no {name} with {label}:\n{metrics}"
+    );
+}
+
 const NO_GUARD: GuardLimits = GuardLimits { window: 0, errors: 1 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,15 +368,7 @@ async fn a_bad_canary_is_rolled_back_at_its_threshold_th_failed_interval_and_sta
             .contains("error rate")
     );
     // What the SluiceRolloutRolledBack alert reads (deploy/monitoring/).
-    let metrics = sluice_gateway::metrics::handle().render();
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line.starts_with("sluice_rollout_events_total{")
-                && line.contains(&format!("model=\"{MODEL}\""))
-                && line.contains("event=\"rollback\"")),
-        "{metrics}"
-    );
+    assert_series("sluice_rollout_events_total", "event=\"rollback\"");
 }
 
 /// The canary's engine refuses a quarter of real inputs (ONNX Runtime's
@@ -397,15 +401,7 @@ async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
             .iter()
             .all(|(version, status)| version == "2" || *status == 200)
     );
-    let metrics = sluice_gateway::metrics::handle().render();
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line.starts_with("sluice_engine_refused_total{")
-                && line.contains(&format!("model=\"{MODEL}\""))
-                && line.contains("version=\"2\"")),
-        "{metrics}"
-    );
+    assert_series("sluice_engine_refused_total", "version=\"2\"");
 }
 
 /// Inputs both versions' engines refuse are the callers' problem: a canary
