@@ -441,6 +441,10 @@ pub struct IntervalResult {
     pub verdict: String,
     /// Why it failed or was inconclusive.
     pub reasons: Vec<String>,
+    /// Failed before its end: the sequential tests found the evidence
+    /// against the canary conclusive, and it was rolled back at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conclusive: bool,
 }
 
 /// A rollout as the registry runs it.
@@ -469,6 +473,52 @@ pub struct Rollout {
     /// Inconclusive intervals since the last judged one.
     #[serde(default)]
     pub inconclusive_in_a_row: u32,
+    /// What the sequential tests have seen of the canary so far.
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+/// The state of a rollout's sequential tests (the registry's
+/// `rollout/evidence.rs` says how they work): one per class of bad answer
+/// the policy asks about, fed every statistics window as it arrives, so a
+/// clearly bad canary is rolled back before its interval ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Windows that reached the registry before this (Unix milliseconds,
+    /// the registry's clock) are in.
+    pub until_ms: u64,
+    pub classes: Vec<ClassEvidence>,
+    /// The stable version's latency buckets over the rollout: where
+    /// "slow" begins for the canary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stable_latency: Vec<u64>,
+}
+
+/// One sequential test: bad events (5xx, refusals, NaN rows, slow
+/// requests, disagreeing rows) among trials, the canary's and the stable
+/// version's, since the rollout started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassEvidence {
+    /// `error rate`, `engine refusal rate`, `timeout rate`, `non-finite
+    /// rows`, `slow requests` or `shadow disagreement`.
+    pub class: String,
+    pub canary_events: f64,
+    pub canary_trials: f64,
+    pub stable_events: f64,
+    pub stable_trials: f64,
+    /// The stable version's counts of the last half minute or so (older
+    /// windows fade): its rate now, to compare each window with.
+    #[serde(default)]
+    pub recent_stable_events: f64,
+    #[serde(default)]
+    pub recent_stable_trials: f64,
+    /// Log-likelihood ratio of each alternative (the canary worse than
+    /// the stable version by the policy's limit, twice it, four times...)
+    /// against the canary being as good, reset at 0 (a CUSUM).
+    pub log_ratios: Vec<f64>,
+    /// The largest log-likelihood ratio over the boundary: 1 or more rolls
+    /// the canary back.
+    pub score: f64,
 }
 
 /// `POST /api/v1/rollouts/{model}`.

@@ -5,18 +5,26 @@
 //! it (100% weight, stage production, the old version kept at weight 0 for a
 //! fast way back).
 //!
+//! Rates (errors, refusals, timeouts, NaN rows, slow requests,
+//! disagreement) are judged by sequential tests (`evidence`) fed every
+//! statistics window as it arrives: a canary they find bad is rolled back
+//! at once, before its interval ends; `judge` holds the rest of the
+//! judgement, free of the store.
+//!
 //! Every decision is one transaction: the rollout's state, the deployment's
 //! new weights (bumping the revision gateways watch) and the audit event.
-//! The controller loop (`run`) only finds rollouts whose interval is over.
+//! The controller loop (`run`) finds rollouts whose interval is over or to
+//! which new statistics arrived.
+
+pub mod evidence;
+pub mod judge;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::sql::Transaction;
 use serde_json::json;
-use sluice_registry_client::rollout::{
-    GuardReport, IntervalResult, Rollout, RolloutStatus, StartRollout, VersionWindow,
-};
+use sluice_registry_client::rollout::{GuardReport, Rollout, RolloutStatus, StartRollout};
 use sluice_registry_client::types::{Deployment, SetDeployment, Stage, TrafficSpec, TrafficTarget};
 
 use crate::error::{Error, Result};
@@ -47,9 +55,6 @@ pub fn describe() {
 
 /// The actor of the controller's own changes in the audit log.
 pub const ACTOR: &str = "rollout";
-
-/// Intervals a rollout keeps in its record.
-const MAX_INTERVALS_KEPT: usize = 100;
 
 /// What a decision changed, for the caller to announce after the commit.
 pub struct Decided {
@@ -160,7 +165,6 @@ pub fn start(
     at: StartAt,
 ) -> Result<Decided> {
     check_start(transaction, model, body, at)?;
-    let steps = body.policy.steps().map_err(Error::bad_request)?;
     let deployment = deployments::find(transaction, model)?.ok_or_else(|| {
         Error::conflict(format!(
             "model '{model}' has no deployment: a rollout starts from one"
@@ -180,25 +184,8 @@ pub fn start(
         )));
     }
     versions::get(transaction, model, body.canary)?;
-    let stamp = now();
-    let mut rollout = Rollout {
-        model: model.to_string(),
-        canary: body.canary,
-        stable,
-        policy: body.policy.clone(),
-        status: RolloutStatus::Progressing,
-        step: 0,
-        canary_weight: steps[0],
-        failed_intervals: 0,
-        intervals: Vec::new(),
-        started_by: actor.to_string(),
-        started_at: stamp.clone(),
-        updated_at: stamp,
-        interval_started_ms: at.now_ms,
-        started_revision: 0,
-        deployment_revision: 0,
-        inconclusive_in_a_row: 0,
-    };
+    let mut rollout = judge::begin(model, body.canary, stable, body.policy.clone(), actor, at.now_ms)
+        .map_err(Error::bad_request)?;
     let revision = set_weights(
         transaction,
         policy,
@@ -219,7 +206,10 @@ pub fn start(
     })
 }
 
-/// Judges the interval that ended by `now_ms`, and acts on the verdict.
+/// Feeds the statistics that arrived since the last look to the rollout's
+/// sequential tests, judges its interval when it is over by `now_ms` (or
+/// at once, when the evidence against the canary is conclusive), and acts
+/// on the verdict.
 pub fn evaluate(
     transaction: &Transaction<'_>,
     policy: &Policy,
@@ -234,7 +224,11 @@ pub fn evaluate(
         return Ok(None);
     }
     // The due list was read in another transaction: check again.
-    if now_ms.saturating_sub(rollout.interval_started_ms) < rollout.policy.interval_ms {
+    let due = now_ms.saturating_sub(rollout.interval_started_ms) >= rollout.policy.interval_ms;
+    let seen = rollout.evidence.until_ms;
+    let arrived_canary = stats.arrived_between(model, rollout.canary, seen, now_ms);
+    let arrived_stable = stats.arrived_between(model, rollout.stable, seen, now_ms);
+    if !due && arrived_canary.is_empty() && arrived_stable.is_empty() {
         return Ok(None);
     }
     let deployment_opt = deployments::find(transaction, model)?;
@@ -253,38 +247,26 @@ pub fn evaluate(
             stalled: false,
         }));
     };
+    let conclusive = judge::watch(&mut rollout, &arrived_canary, &arrived_stable, now_ms);
+    if !due && conclusive.is_none() {
+        rollouts::put(transaction, &rollout)?;
+        return Ok(None);
+    }
     // The windows that ended in this interval; one ending as it ends (a
     // gateway's take at the same millisecond) is the next interval's.
     let since = rollout.interval_started_ms;
     let canary = stats.between(model, rollout.canary, since, now_ms);
     let stable = stats.between(model, rollout.stable, since, now_ms);
-    let result = judge(&rollout, &canary, &stable);
-    rollout.interval_started_ms = now_ms;
+    let result = judge::interval(&rollout, &canary, &stable, conclusive);
     let verdict = result.verdict.clone();
     let reasons = result.reasons.clone();
-    rollout.intervals.push(result);
-    // The latest intervals tell the story; a rollout left inconclusive for
-    // days must not grow without bound.
-    if rollout.intervals.len() > MAX_INTERVALS_KEPT {
-        let excess = rollout.intervals.len() - MAX_INTERVALS_KEPT;
-        rollout.intervals.drain(..excess);
-    }
     let steps = rollout.policy.steps().map_err(Error::Internal)?;
     let mut revision_opt = None;
     let mut finished = false;
     let mut stalled = false;
-    rollout.inconclusive_in_a_row = match verdict.as_str() {
-        "inconclusive" => rollout.inconclusive_in_a_row.saturating_add(1),
-        _ => 0,
-    };
-    match verdict.as_str() {
-        "passed" if rollout.step + 1 >= steps.len() => {
-            revision_opt = Some(promote(transaction, policy, ACTOR, &deployment, &mut rollout)?);
-            finished = true;
-        }
-        "passed" => {
-            rollout.step += 1;
-            rollout.canary_weight = steps[rollout.step];
+    match judge::conclude(&mut rollout, &steps, result, now_ms) {
+        judge::Next::Hold => {}
+        judge::Next::Advance => {
             let reason = format!(
                 "rollout step {}: canary at {}%",
                 rollout.step + 1,
@@ -299,44 +281,25 @@ pub fn evaluate(
                 &reason,
             )?);
         }
-        "failed" => {
-            rollout.failed_intervals += 1;
-            if rollout.failed_intervals >= rollout.policy.threshold {
-                revision_opt = Some(roll_back(
-                    transaction,
-                    policy,
-                    ACTOR,
-                    &deployment,
-                    &mut rollout,
-                    &reasons,
-                )?);
-                finished = true;
-            }
+        judge::Next::Promote => {
+            revision_opt = Some(promote(transaction, policy, ACTOR, &deployment, &mut rollout)?);
+            finished = true;
         }
-        // Said once, when the count is reached: a rollout nobody can judge
-        // must not sit at its canary weight unnoticed.
-        "inconclusive" if rollout.inconclusive_in_a_row == rollout.policy.max_inconclusive => {
-            let why = vec![format!(
-                "{} intervals in a row inconclusive (max_inconclusive), the last: {}",
-                rollout.inconclusive_in_a_row,
-                reasons.join("; ")
-            )];
-            if rollout.policy.rollback_when_inconclusive {
-                revision_opt = Some(roll_back(
-                    transaction,
-                    policy,
-                    ACTOR,
-                    &deployment,
-                    &mut rollout,
-                    &why,
-                )?);
-                finished = true;
-            } else {
-                stalled = true;
-                record(transaction, ACTOR, "rollout.inconclusive", &rollout, Some(&why))?;
-            }
+        judge::Next::RollBack(why) => {
+            revision_opt = Some(roll_back(
+                transaction,
+                policy,
+                ACTOR,
+                &deployment,
+                &mut rollout,
+                &why,
+            )?);
+            finished = true;
         }
-        _ => {}
+        judge::Next::Stall(why) => {
+            stalled = true;
+            record(transaction, ACTOR, "rollout.inconclusive", &rollout, Some(&why))?;
+        }
     }
     rollout.updated_at = now();
     rollouts::put(transaction, &rollout)?;
@@ -352,161 +315,6 @@ pub fn evaluate(
         finished,
         stalled,
     }))
-}
-
-/// The checks of one interval, Flagger's way.
-fn judge(rollout: &Rollout, canary: &VersionWindow, stable: &VersionWindow) -> IntervalResult {
-    let policy = &rollout.policy;
-    let mut result = IntervalResult {
-        ended_at: now(),
-        canary_weight: rollout.canary_weight,
-        canary_requests: canary.requests,
-        error_rate: canary.error_rate(),
-        stable_error_rate: stable.error_rate(),
-        engine_refused_rate: canary.engine_refused_rate(),
-        stable_engine_refused_rate: stable.engine_refused_rate(),
-        nonfinite_rate: canary.nonfinite_rate(),
-        stable_nonfinite_rate: stable.nonfinite_rate(),
-        p99_ms: canary.latency_quantile_ms(0.99),
-        stable_p99_ms: stable.latency_quantile_ms(0.99),
-        shadow_disagreement: canary.shadow_disagreement(),
-        verdict: "passed".into(),
-        reasons: Vec::new(),
-    };
-    // Too few requests to judge, unless the canary's failures alone already
-    // break the limit at min_requests: had every missing request
-    // succeeded, it would still fail. A canary that fails what little it
-    // gets is failed, not left inconclusive.
-    if canary.requests < policy.min_requests
-        && let Some(limit) = policy.max_error_rate
-    {
-        let classes = [
-            ("failed", canary.server_errors, stable.error_rate()),
-            (
-                "refused by its engine",
-                canary.engine_refused,
-                stable.engine_refused_rate(),
-            ),
-            ("timed out", canary.timeouts, stable.timeout_rate()),
-        ];
-        for (class, count, stable_rate) in classes {
-            let allowed = (stable_rate.unwrap_or(0.0) + limit) * policy.min_requests as f64;
-            if count > 0 && count as f64 > allowed {
-                result.verdict = "failed".into();
-                result.reasons.push(format!(
-                    "{count} of {} canary requests {class}: above max_error_rate even had the rest of min_requests {} succeeded",
-                    canary.requests, policy.min_requests
-                ));
-                return result;
-            }
-        }
-    }
-    if canary.requests < policy.min_requests {
-        result.verdict = "inconclusive".into();
-        result.reasons.push(format!(
-            "{} canary requests, fewer than min_requests {}",
-            canary.requests, policy.min_requests
-        ));
-        return result;
-    }
-    // A configured check without data fails, as in Flagger: a canary whose
-    // comparisons were all dropped has not shown it agrees.
-    let mut fail = |reason: String| result.reasons.push(reason);
-    let exceeds = |value: f64, limit: f64| value.is_nan() || value > limit;
-    // Each class of failure on its excess over the stable version's in the
-    // same interval: inputs both refuse are the callers', not the canary's.
-    if let Some(limit) = policy.max_error_rate {
-        let classes = [
-            ("error rate", canary.error_rate(), stable.error_rate()),
-            (
-                "engine refusal rate",
-                canary.engine_refused_rate(),
-                stable.engine_refused_rate(),
-            ),
-            ("timeout rate", canary.timeout_rate(), stable.timeout_rate()),
-        ];
-        for (class, canary_rate, stable_rate) in classes {
-            let Some(rate) = canary_rate else { continue };
-            let stable_rate = stable_rate.unwrap_or(0.0);
-            if exceeds(rate - stable_rate, limit) {
-                fail(format!(
-                    "{class} {:.2}% is {:.2} points above the stable version's {:.2}%, more than max_error_rate {:.2}%",
-                    rate * 100.0,
-                    (rate - stable_rate) * 100.0,
-                    stable_rate * 100.0,
-                    limit * 100.0
-                ));
-            }
-        }
-    }
-    if let Some(limit) = policy.max_nan_rate {
-        match canary.nonfinite_rate() {
-            Some(rate) => {
-                let stable_rate = stable.nonfinite_rate().unwrap_or(0.0);
-                if exceeds(rate - stable_rate, limit) {
-                    fail(format!(
-                        "{:.2}% of the canary's rows hold a NaN or an infinity, {:.2} points above the stable version's {:.2}%, more than max_nan_rate {:.2}%",
-                        rate * 100.0,
-                        (rate - stable_rate) * 100.0,
-                        stable_rate * 100.0,
-                        limit * 100.0
-                    ));
-                }
-            }
-            None => fail("no answered row of the canary to look for NaN or infinity in".into()),
-        }
-    }
-    let p99_opt = canary.latency_quantile_ms(0.99);
-    if let (Some(limit), Some(p99)) = (policy.max_p99_ms, p99_opt)
-        && exceeds(p99, limit)
-    {
-        fail(format!("p99 {p99:.3} ms above max_p99_ms {limit}"));
-    }
-    if let Some(limit) = policy.max_p99_ratio {
-        let floor = policy.p99_floor_ms;
-        match (p99_opt, stable.latency_quantile_ms(0.99)) {
-            (Some(p99), Some(stable_p99))
-                if exceeds(p99 / stable_p99, limit) && exceeds(p99 - stable_p99, floor) =>
-            {
-                fail(format!(
-                    "p99 {p99:.3} ms is {:.2}x the stable version's {stable_p99:.3} ms, above max_p99_ratio {limit}, and {:.3} ms slower, more than p99_floor_ms {floor}",
-                    p99 / stable_p99,
-                    p99 - stable_p99
-                ))
-            }
-            (Some(_), Some(_)) => {}
-            _ => fail("no stable-version latency to compare the canary's p99 with".into()),
-        }
-    }
-    if let Some(limit) = policy.max_shadow_disagreement {
-        match canary.shadow_disagreement() {
-            Some(disagreement) if exceeds(disagreement, limit) => fail(format!(
-                "shadow disagreement {:.2}% above max_shadow_disagreement {:.2}%",
-                disagreement * 100.0,
-                limit * 100.0
-            )),
-            Some(_) => {}
-            None => fail("no comparison of the canary's answers with the stable version's".into()),
-        }
-    }
-    if let Some(limit) = policy.max_contract_violation_rate {
-        match canary.worst_contract_check() {
-            Some((check, rate)) if exceeds(rate, limit) => fail(format!(
-                "{:.2}% of the canary's rows break its data contract's '{check}', above max_contract_violation_rate {:.2}%",
-                rate * 100.0,
-                limit * 100.0
-            )),
-            Some(_) => {}
-            None => fail(
-                "no row of the canary was checked against a data contract (does the version carry one, and does the deployment check it?)"
-                    .into(),
-            ),
-        }
-    }
-    if !result.reasons.is_empty() {
-        result.verdict = "failed".into();
-    }
-    result
 }
 
 /// Pause, resume, promote or abort, by hand; a resumed rollout's interval
@@ -808,8 +616,9 @@ fn describe_targets(targets: &[TrafficTarget]) -> String {
     parts.join(" ")
 }
 
-/// The controller: every `tick`, judges each progressing rollout whose
-/// interval is over. Runs until the registry stops.
+/// The controller: every `tick`, feeds each progressing rollout the
+/// statistics that arrived, and judges those whose interval is over. Runs
+/// until the registry stops.
 pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -817,6 +626,7 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
             _ = stopping.wait_for(|stopped| *stopped) => return,
         }
         let now = state.clock.now_ms();
+        let stats = state.stats.clone();
         let due = state
             .blocking(move |store, _| {
                 let active = store.read(rollouts::active)?;
@@ -824,7 +634,8 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
                     .into_iter()
                     .filter(|rollout| {
                         rollout.status == RolloutStatus::Progressing
-                            && now.saturating_sub(rollout.interval_started_ms) >= rollout.policy.interval_ms
+                            && (now.saturating_sub(rollout.interval_started_ms) >= rollout.policy.interval_ms
+                                || stats.arrived_after(&rollout.model, rollout.evidence.until_ms))
                     })
                     .map(|rollout| rollout.model)
                     .collect::<Vec<_>>())
@@ -848,210 +659,5 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
                 Err(err) => tracing::error!(error = %err, "rollout controller failed to judge an interval"),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sluice_registry_client::rollout::{LATENCY_BUCKETS_MS, RolloutPolicy, RolloutStatus};
-
-    use super::*;
-
-    fn rollout(max_contract_violation_rate: Option<f64>) -> Rollout {
-        Rollout {
-            model: "credit".into(),
-            canary: 2,
-            stable: 1,
-            policy: RolloutPolicy {
-                step_weights: vec![50],
-                step_weight: None,
-                max_weight: None,
-                interval_ms: 1000,
-                min_requests: 10,
-                max_error_rate: None,
-                max_p99_ms: None,
-                max_p99_ratio: None,
-                p99_floor_ms: 1.0,
-                max_shadow_disagreement: None,
-                max_nan_rate: None,
-                max_contract_violation_rate,
-                threshold: 1,
-                webhook: None,
-                max_inconclusive: 10,
-                rollback_when_inconclusive: false,
-            },
-            status: RolloutStatus::Progressing,
-            step: 0,
-            canary_weight: 50,
-            failed_intervals: 0,
-            intervals: Vec::new(),
-            started_by: "dora".into(),
-            started_at: String::new(),
-            updated_at: String::new(),
-            interval_started_ms: 0,
-            started_revision: 1,
-            deployment_revision: 1,
-            inconclusive_in_a_row: 0,
-        }
-    }
-
-    fn window(contract_rows: u64, violations: &[(&str, u64)]) -> VersionWindow {
-        VersionWindow {
-            requests: 100,
-            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
-            contract_rows,
-            contract_violations: violations
-                .iter()
-                .map(|(check, count)| (check.to_string(), *count))
-                .collect(),
-            ..VersionWindow::default()
-        }
-    }
-
-    #[test]
-    fn a_canary_breaking_its_contract_too_often_fails_the_interval() {
-        let checked = rollout(Some(0.05));
-        let fine = judge(
-            &checked,
-            &window(100, &[("age:min", 5), ("income:max", 2)]),
-            &window(0, &[]),
-        );
-        assert_eq!(fine.verdict, "passed", "{:?}", fine.reasons);
-        let failed = judge(
-            &checked,
-            &window(100, &[("age:min", 6), ("income:max", 2)]),
-            &window(0, &[]),
-        );
-        assert_eq!(failed.verdict, "failed");
-        assert!(
-            failed.reasons[0].contains("6.00% of the canary's rows break its data contract's 'age:min'"),
-            "{:?}",
-            failed.reasons
-        );
-        // Configured, but nothing was checked: the check fails, as other checks without data do.
-        let unchecked = judge(&checked, &window(0, &[]), &window(0, &[]));
-        assert_eq!(unchecked.verdict, "failed");
-        assert!(unchecked.reasons[0].contains("no row of the canary was checked"));
-        // Not configured: violations do not matter.
-        let ignored = judge(&rollout(None), &window(100, &[("age:min", 90)]), &window(0, &[]));
-        assert_eq!(ignored.verdict, "passed");
-    }
-
-    /// A rollout judged on `max_error_rate` 5%, at `min_requests`.
-    fn rated(min_requests: u64) -> Rollout {
-        let mut rated = rollout(None);
-        rated.policy.min_requests = min_requests;
-        rated.policy.max_error_rate = Some(0.05);
-        rated
-    }
-
-    fn answers(requests: u64, server_errors: u64, engine_refused: u64) -> VersionWindow {
-        VersionWindow {
-            requests,
-            server_errors,
-            engine_refused,
-            latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1],
-            ..VersionWindow::default()
-        }
-    }
-
-    /// Each class of failure is weighed on the canary's excess over the
-    /// stable version's rate.
-    #[test]
-    fn failures_count_in_excess_of_the_stable_versions() {
-        let judged = rated(100);
-        let both_refuse = judge(&judged, &answers(200, 0, 60), &answers(800, 0, 240));
-        assert_eq!(both_refuse.verdict, "passed", "{:?}", both_refuse.reasons);
-        let canary_refuses = judge(&judged, &answers(200, 0, 60), &answers(800, 0, 0));
-        assert_eq!(canary_refuses.verdict, "failed");
-        assert!(
-            canary_refuses.reasons[0].starts_with("engine refusal rate 30.00% is 30.00 points above"),
-            "{:?}",
-            canary_refuses.reasons
-        );
-        let canary_fails = judge(&judged, &answers(200, 20, 0), &answers(800, 8, 0));
-        assert_eq!(canary_fails.verdict, "failed");
-        assert!(canary_fails.reasons[0].starts_with("error rate 10.00% is 9.00 points above"));
-        // A slow canary: the callers' timeouts expire on it, not on the stable version.
-        let timing_out = |requests: u64, timeouts: u64| VersionWindow {
-            timeouts,
-            ..answers(requests, 0, 0)
-        };
-        let slow = judge(&judged, &timing_out(200, 30), &timing_out(800, 8));
-        assert_eq!(slow.verdict, "failed");
-        assert!(
-            slow.reasons[0].starts_with("timeout rate 15.00% is 14.00 points above"),
-            "{:?}",
-            slow.reasons
-        );
-        let tight = judge(&judged, &timing_out(200, 30), &timing_out(800, 120));
-        assert_eq!(tight.verdict, "passed", "a deadline both miss is the caller's");
-    }
-
-    /// A latency regression must be large in absolute terms too.
-    #[test]
-    fn a_p99_ratio_needs_the_floor_too() {
-        let mut judged = rated(100);
-        judged.policy.max_p99_ratio = Some(1.5);
-        let answered_in = |bucket: usize| {
-            let mut answered = answers(200, 0, 0);
-            answered.latency_buckets[bucket] = 200;
-            answered
-        };
-        // 0.2 ms against 0.1 ms: twice as slow, a tenth of a millisecond.
-        let noise = judge(&judged, &answered_in(2), &answered_in(1));
-        assert_eq!(noise.verdict, "passed", "{:?}", noise.reasons);
-        // 5 ms against 2 ms: 2.5 times, 3 ms slower.
-        let slower = judge(&judged, &answered_in(10), &answered_in(8));
-        assert_eq!(slower.verdict, "failed");
-        assert!(
-            slower.reasons[0].contains("more than p99_floor_ms 1"),
-            "{:?}",
-            slower.reasons
-        );
-    }
-
-    /// NaN or infinite rows are weighed against the stable version's share.
-    #[test]
-    fn nonfinite_rows_fail_the_canary_beyond_the_stable_versions() {
-        let mut judged = rated(100);
-        judged.policy.max_nan_rate = Some(0.01);
-        let rows = |total: u64, nonfinite: u64| VersionWindow {
-            output_rows: total,
-            nonfinite_rows: nonfinite,
-            ..answers(total, 0, 0)
-        };
-        let fine = judge(&judged, &rows(200, 2), &rows(800, 8));
-        assert_eq!(fine.verdict, "passed", "{:?}", fine.reasons);
-        let nan = judge(&judged, &rows(200, 56), &rows(800, 0));
-        assert_eq!(nan.verdict, "failed");
-        assert!(nan.reasons[0].starts_with("28.00% of the canary's rows hold a NaN or an infinity"));
-        let unanswered = judge(&judged, &answers(200, 0, 0), &rows(800, 0));
-        assert_eq!(
-            unanswered.verdict, "failed",
-            "a configured check without data fails"
-        );
-    }
-
-    /// Under min_requests an interval is inconclusive, unless the canary's
-    /// failures alone already break the limit at min_requests.
-    #[test]
-    fn a_canary_failing_what_little_it_gets_fails() {
-        let judged = rated(100);
-        let quiet = judge(&judged, &answers(20, 5, 0), &answers(80, 0, 0));
-        assert_eq!(
-            quiet.verdict, "inconclusive",
-            "5 failures of 100 would still pass"
-        );
-        let failing = judge(&judged, &answers(20, 6, 0), &answers(80, 0, 0));
-        assert_eq!(failing.verdict, "failed");
-        assert!(
-            failing.reasons[0].starts_with("6 of 20 canary requests failed"),
-            "{:?}",
-            failing.reasons
-        );
-        let refusing = judge(&judged, &answers(20, 0, 20), &answers(80, 0, 0));
-        assert_eq!(refusing.verdict, "failed");
-        assert!(refusing.reasons[0].contains("refused by its engine"));
     }
 }

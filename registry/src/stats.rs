@@ -81,6 +81,26 @@ impl Stats {
     /// late is still only its own traffic, and a window that ends as one
     /// span ends belongs to the next.
     pub fn between(&self, model: &str, version: u64, start_ms: u64, end_ms: u64) -> VersionWindow {
+        self.add_up(model, version, |arrived, window| match window.started_ms {
+            0 => (start_ms..end_ms).contains(&arrived),
+            _ => (start_ms..end_ms).contains(&window.ended_ms),
+        })
+    }
+
+    /// What the windows that reached the registry in `[start_ms, end_ms)`
+    /// counted: each window once, whenever it was counted, for tests that
+    /// take every window as it comes.
+    pub fn arrived_between(&self, model: &str, version: u64, start_ms: u64, end_ms: u64) -> VersionWindow {
+        self.add_up(model, version, |arrived, _| (start_ms..end_ms).contains(&arrived))
+    }
+
+    /// One version's windows that `counts` (given when each arrived), added up.
+    fn add_up(
+        &self,
+        model: &str,
+        version: u64,
+        counts: impl Fn(u64, &VersionWindow) -> bool,
+    ) -> VersionWindow {
         let windows = self
             .windows
             .lock()
@@ -91,15 +111,23 @@ impl Stats {
             ..Default::default()
         };
         if let Some(queue) = windows.get(&(model.to_string(), version)) {
-            let counts = |(arrived, window): &&(u64, VersionWindow)| match window.started_ms {
-                0 => (start_ms..end_ms).contains(arrived),
-                _ => (start_ms..end_ms).contains(&window.ended_ms),
-            };
-            for (_, window) in queue.iter().filter(counts) {
+            for (_, window) in queue.iter().filter(|(arrived, window)| counts(*arrived, window)) {
                 total.merge(window);
             }
         }
         total
+    }
+
+    /// Whether any window of `model` arrived at or after `since_ms`.
+    pub fn arrived_after(&self, model: &str, since_ms: u64) -> bool {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        windows
+            .iter()
+            .filter(|((name, _), _)| name == model)
+            .any(|(_, queue)| queue.back().is_some_and(|(arrived, _)| *arrived >= since_ms))
     }
 
     /// Every version of `model` reported after `since_ms`, each added up.

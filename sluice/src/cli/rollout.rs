@@ -12,7 +12,8 @@ use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutCommand {
-    /// Start moving a model's traffic to a canary version step by step, judged each interval.
+    /// Start moving a model's traffic to a canary version step by step, judged as statistics arrive
+    /// and at each interval's end.
     ///
     /// Without --policy: steps of 10, 25 and 50%, one a minute, at least 100 canary requests per
     /// interval, at most 1% server errors and a p99 at most 1.5x the stable version's, rolled back
@@ -123,6 +124,16 @@ fn render(rollout: &Rollout) -> String {
         rollout.failed_intervals,
         rollout.policy.threshold
     );
+    // Each sequential test's share of the way to a rollback.
+    if !rollout.evidence.classes.is_empty() {
+        let scores: Vec<String> = rollout
+            .evidence
+            .classes
+            .iter()
+            .map(|class| format!("{} {:.0}%", class.class, class.score * 100.0))
+            .collect();
+        text.push_str(&format!("evidence against the canary: {}\n", scores.join(", ")));
+    }
     if rollout.intervals.is_empty() {
         return text;
     }
