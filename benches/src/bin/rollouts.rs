@@ -13,6 +13,8 @@
 //! cargo run --release -p sluice-benches --bin rollouts [-- SEEDS]
 //! ```
 
+#![allow(clippy::print_stdout, reason = "the tables are this program's output")]
+
 use std::collections::BTreeMap;
 
 use sluice_registry::rollout::judge::{self, Next};
