@@ -84,21 +84,17 @@ struct Trial {
     stable: Option<Counts>,
 }
 
-/// What a window added, when the evidence became conclusive.
-pub struct Conclusive {
-    pub reasons: Vec<String>,
-}
-
 /// Adds one window's (or several, added up) counts of the canary and the
 /// stable version, `elapsed_ms` after the last, to the rollout's evidence;
-/// `Some` when any class's evidence against the canary is now conclusive.
+/// the reasons, when any class's evidence against the canary is now
+/// conclusive.
 pub fn fold(
     evidence: &mut Evidence,
     policy: &RolloutPolicy,
     canary: &VersionWindow,
     stable: &VersionWindow,
     elapsed_ms: u64,
-) -> Option<Conclusive> {
+) -> Option<Vec<String>> {
     let fade = (-(elapsed_ms as f64) / RECENT_MS).exp();
     let mut reasons = Vec::new();
     for trial in trials(evidence, policy, canary, stable) {
@@ -149,7 +145,7 @@ pub fn fold(
             reasons.push(describe(class, trial.limit, factor));
         }
     }
-    (!reasons.is_empty()).then_some(Conclusive { reasons })
+    (!reasons.is_empty()).then_some(reasons)
 }
 
 /// The classes `policy` asks about, with this window's counts.

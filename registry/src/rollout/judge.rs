@@ -84,7 +84,6 @@ pub fn watch(
     let elapsed_ms = until_ms.saturating_sub(rollout.evidence.until_ms);
     rollout.evidence.until_ms = until_ms;
     evidence::fold(&mut rollout.evidence, &rollout.policy, canary, stable, elapsed_ms)
-        .map(|found| found.reasons)
 }
 
 /// The interval's checks on the windows that ended in it. `conclusive`: the
