@@ -28,6 +28,12 @@ class scores are NaN for the same 28% (the square root of
 `-floor(age / 60)` is added to them: -0 under sixty, NaN from sixty on). Its
 labels, and every score under sixty, are the original's.
 
+`models/test/credit_risk_slow/1/model.onnx` answers exactly as the original,
+slowly: before its scores it multiplies a 384 by 384 matrix built from the
+request's ages through sixteen matrix products (a model grown too big for its
+latency budget), about 20 ms more a request on one core, where the original
+takes a tenth of a millisecond. Its warm-up passes; it never fails.
+
 `models/test/credit_risk_constant/1/model.onnx` gives every applicant the
 same answer, class 1 with certainty, as a model trained on a broken label
 column would: it never fails, and disagrees with the original on the 92%
@@ -176,9 +182,41 @@ def constant() -> None:
     save(model, "credit_risk_constant")
 
 
+def slow(size: int = 384, products: int = 16) -> None:
+    model = load_with_raw_outputs()
+    graph = model.graph
+    constants = {
+        "square": np.array([size, size], dtype=np.int64),
+        "small": np.array(1e-6, dtype=np.float32),
+        "zero_float": np.array(0.0, dtype=np.float32),
+    }
+    add_constants(graph, constants)
+    # Averaging weights keep every product's values where the first were:
+    # no overflow, no subnormals, so the time is the same for any input.
+    average = helper.make_tensor("average", TensorProto.FLOAT, [1], [1.0 / size])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["square"], ["weights"], value=average),
+        # Built from the input, so no engine can fold the work away at load.
+        helper.make_node("ReduceSum", ["age"], ["age_sum"], keepdims=0),
+        helper.make_node("Mul", ["age_sum", "small"], ["seed"]),
+        helper.make_node("Expand", ["seed", "square"], ["work_0"]),
+    ]
+    for step in range(products):
+        nodes.append(helper.make_node("MatMul", [f"work_{step}", "weights"], [f"work_{step + 1}"]))
+    nodes += [
+        helper.make_node("ReduceSum", [f"work_{products}"], ["work_sum"], keepdims=0),
+        helper.make_node("Mul", ["work_sum", "zero_float"], ["nothing"]),
+        helper.make_node("Add", ["probabilities_raw", "nothing"], ["probabilities"]),
+        helper.make_node("Identity", ["label_raw"], ["label"]),
+    ]
+    graph.node.extend(nodes)
+    save(model, "credit_risk_slow")
+
+
 if __name__ == "__main__":
     faulty()
     inverted()
     refusing()
     nan_scores()
     constant()
+    slow()

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use sluice_common::clock::ManualClock;
 use sluice_gateway::guard::GuardLimits;
-use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout, VersionWindow};
+use sluice_registry_client::rollout::{
+    IntervalResult, Rollout, RolloutPolicy, RolloutStatus, StartRollout, VersionWindow,
+};
 use sluice_registry_client::types::{SetDeployment, Stage, TrafficSpec};
 use sluice_tests::{Options, RegistryOptions, TestGateway, TestRegistry, credit_applicants, example_model};
 
@@ -236,6 +238,33 @@ impl Rig {
         .await
     }
 
+    /// Sends traffic until `enough`, then moves the clock one second, well
+    /// inside the interval, and waits for the canary to be rolled back
+    /// there: the sequential tests found the case against it conclusive.
+    /// The rollout, its one judged interval, and what the callers got.
+    async fn rolled_back_early(
+        &self,
+        enough: impl Fn(&VersionWindow, &VersionWindow) -> bool,
+    ) -> (Rollout, IntervalResult, Answers) {
+        let answers = self.fill(enough).await;
+        self.hand.advance(Duration::from_secs(1));
+        let rollout = wait_rollout(&self.registry, Duration::from_secs(20), |rollout| {
+            !rollout.status.is_active()
+        })
+        .await;
+        assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+        let [judged] = &rollout.intervals[..] else {
+            panic!("one interval judged: {rollout:#?}");
+        };
+        assert_eq!(
+            (judged.verdict.as_str(), judged.conclusive),
+            ("failed", true),
+            "{judged:#?}"
+        );
+        let judged = judged.clone();
+        (rollout, judged, answers)
+    }
+
     /// Starts a rollout of version 2 under `policy`, and waits until the
     /// gateway gives it its first step's `weight`.
     async fn start(&self, policy: RolloutPolicy, weight: u32) {
@@ -297,21 +326,8 @@ async fn a_bad_canary_is_rolled_back_before_its_interval_ends_and_stable_never_f
         .await;
     // 100 canary requests: 28 failures expected, and the test is
     // conclusive from about 10 (9 of 50 was not, once).
-    let answers = rig.fill(|canary, _| canary.requests >= 100).await;
-    rig.hand.advance(Duration::from_secs(1));
-    let rollout = wait_rollout(&rig.registry, Duration::from_secs(20), |rollout| {
-        !rollout.status.is_active()
-    })
-    .await;
-    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
-    let [judged] = &rollout.intervals[..] else {
-        panic!("one interval judged: {rollout:#?}");
-    };
-    assert_eq!(
-        (judged.verdict.as_str(), judged.conclusive, judged.canary_weight),
-        ("failed", true, 20),
-        "{judged:#?}"
-    );
+    let (rollout, judged, answers) = rig.rolled_back_early(|canary, _| canary.requests >= 100).await;
+    assert_eq!(judged.canary_weight, 20, "{judged:#?}");
     assert!(
         judged.reasons[0].starts_with("error rate") && judged.reasons[0].contains("is conclusive"),
         "{judged:#?}"
@@ -373,18 +389,13 @@ async fn a_bad_canary_is_rolled_back_before_its_interval_ends_and_stable_never_f
 /// The canary's engine refuses a quarter of real inputs (ONNX Runtime's
 /// `INVALID_ARGUMENT`, after a clean warm-up). Callers get 400s, as from
 /// Triton, yet the refusals are the canary's: the stable version takes the
-/// same inputs. Rolled back at the first interval.
+/// same inputs. Rolled back inside its first interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
     let rig = setup("credit_risk_refusing", NO_GUARD).await;
     rig.start(policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1), 20)
         .await;
-    let answers = rig.fill(|canary, _| canary.requests >= 100).await;
-    let rollout = rig.end_interval().await;
-    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
-    let [judged] = &rollout.intervals[..] else {
-        panic!("one interval judged: {rollout:#?}");
-    };
+    let (_, judged, answers) = rig.rolled_back_early(|canary, _| canary.requests >= 100).await;
     assert!(judged.reasons[0].starts_with("engine refusal rate"), "{judged:?}");
     assert!(judged.engine_refused_rate.unwrap() > 0.1, "{judged:?}");
     assert_eq!(judged.stable_engine_refused_rate, Some(0.0), "{judged:?}");
@@ -683,17 +694,9 @@ async fn a_canary_answering_nan_is_rolled_back_and_stopped_by_the_guard() {
     let mut checked = policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 1);
     checked.max_nan_rate = Some(0.01);
     rig.start(checked, 20).await;
-    let answers = rig.fill(|canary, _| canary.requests >= 100).await;
+    let (_, judged, answers) = rig.rolled_back_early(|canary, _| canary.requests >= 100).await;
     assert!(answers.iter().all(|(_, status)| *status == 200), "{answers:?}");
-    let rollout = rig.end_interval().await;
-    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
-    let [judged] = &rollout.intervals[..] else {
-        panic!("one interval judged: {rollout:#?}");
-    };
-    assert!(
-        judged.reasons[0].starts_with("non-finite rows") && judged.conclusive,
-        "{judged:?}"
-    );
+    assert!(judged.reasons[0].starts_with("non-finite rows"), "{judged:?}");
     assert!(judged.nonfinite_rate.unwrap() > 0.1, "{judged:?}");
     assert_eq!(judged.stable_nonfinite_rate, Some(0.0), "{judged:?}");
     drop(rig);
@@ -827,43 +830,50 @@ async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() 
     let mut checks = policy(&[50, 80], INTERVAL.as_millis() as u64, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
     rig.start(checks, 50).await;
-    let answers = rig
-        .fill(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
+    let (_, judged, answers) = rig
+        .rolled_back_early(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
         .await;
-    let rollout = rig.end_interval().await;
-    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
     // It never failed a request: only comparing its answers with the
     // stable version's showed it wrong.
     assert!(answers.iter().all(|(_, status)| *status == 200));
-    let [judged] = &rollout.intervals[..] else {
-        panic!("one interval judged: {rollout:#?}");
-    };
     assert_eq!(judged.shadow_disagreement, Some(1.0), "{judged:?}");
     assert!(
-        judged.reasons[0].contains("shadow disagreement 100.00%"),
+        judged.reasons[0].starts_with("shadow disagreement 100.00%"),
         "{judged:?}"
     );
 }
 
 /// The canary gives everyone the same answer, as a model trained on a
 /// broken label column would: it never fails, and the comparison with the
-/// stable version's answers rolls it back at its first interval.
+/// stable version's answers rolls it back inside its first interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_with_one_answer_for_everyone_is_rolled_back_on_disagreement() {
     let rig = setup("credit_risk_constant", GuardLimits::default()).await;
     let mut checks = policy(&[20, 50], INTERVAL.as_millis() as u64, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
     rig.start(checks, 20).await;
-    let answers = rig
-        .fill(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
+    let (_, judged, answers) = rig
+        .rolled_back_early(|canary, _| canary.requests >= 20 && canary.shadow.rows >= 20)
         .await;
     assert!(answers.iter().all(|(_, status)| *status == 200));
-    let rollout = rig.end_interval().await;
-    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
-    let [judged] = &rollout.intervals[..] else {
-        panic!("one interval judged: {rollout:#?}");
-    };
     // The stable version puts 8% of applicants in class 1.
     assert!(judged.shadow_disagreement.unwrap() > 0.5, "{judged:?}");
+    assert_eq!(judged.error_rate, Some(0.0), "{judged:?}");
+}
+
+/// The slow canary answers exactly as the stable version, some 20 ms late
+/// (sixteen 384 by 384 matrix products before its scores): no failure, no
+/// disagreement, only its latency against the stable version's shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_canary_is_rolled_back_on_its_latency() {
+    let rig = setup("credit_risk_slow", NO_GUARD).await;
+    let mut timed = policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 2);
+    timed.max_p99_ratio = Some(2.0);
+    rig.start(timed, 20).await;
+    let (_, judged, answers) = rig.rolled_back_early(|canary, _| canary.requests >= 40).await;
+    assert!(answers.iter().all(|(_, status)| *status == 200), "{answers:?}");
+    assert!(judged.reasons[0].starts_with("slow requests"), "{judged:#?}");
+    let (p99, stable_p99) = (judged.p99_ms.unwrap(), judged.stable_p99_ms.unwrap());
+    assert!(p99 > 2.0 * stable_p99 && p99 > stable_p99 + 1.0, "{judged:#?}");
     assert_eq!(judged.error_rate, Some(0.0), "{judged:?}");
 }
