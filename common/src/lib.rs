@@ -11,10 +11,12 @@
 //!   (`model=…/version=…/date=…/hour=…`), built and parsed in one place.
 //! - [`files`]: owner-only files and directories.
 //! - [`secrets`]: tokens, their hashes, sha256 digests.
+//! - [`exposition`]: `/metrics` text without retired versions' series.
 //!
 //! Modules point one way: `listen` uses `tls`; the rest stand alone.
 
 pub mod clock;
+pub mod exposition;
 pub mod files;
 pub mod layout;
 pub mod listen;

@@ -96,16 +96,26 @@ impl Registry {
         listener: TcpListener,
         inspector: Arc<dyn Inspector>,
     ) -> Result<Registry> {
-        Registry::start_with_routes(config, listener, inspector, axum::Router::new()).await
+        Registry::serve(config, listener, inspector, None).await
     }
 
-    /// [`Registry::start`], also serving `extra` routes (the standalone
-    /// registry's `/metrics`, rendered by the process's recorder).
-    pub async fn start_with_routes(
+    /// [`Registry::start`], also serving `/metrics` (the standalone
+    /// registry's): what `render` says, the process's recorder, less the
+    /// series of versions no deployment holds.
+    pub async fn start_with_metrics(
         config: RegistryConfig,
         listener: TcpListener,
         inspector: Arc<dyn Inspector>,
-        extra: axum::Router,
+        render: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Result<Registry> {
+        Registry::serve(config, listener, inspector, Some(Arc::new(render))).await
+    }
+
+    async fn serve(
+        config: RegistryConfig,
+        listener: TcpListener,
+        inspector: Arc<dyn Inspector>,
+        render_opt: Option<api::metrics::Render>,
     ) -> Result<Registry> {
         let addr = listener
             .local_addr()
@@ -168,7 +178,10 @@ impl Registry {
             format!("{scheme}://{local}"),
             stop.clone(),
         ));
-        let app = extra.merge(api::router(state));
+        let mut app = api::router(state.clone());
+        if let Some(render) = render_opt {
+            app = app.merge(api::metrics::router(state, render));
+        }
         let task = tokio::spawn(listen::serve(
             listener,
             "admin",

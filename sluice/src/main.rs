@@ -156,13 +156,9 @@ async fn registry(args: RegistryServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     // Drift, feedback and trigger metrics, for Prometheus to scrape as it does gateways.
     let metrics = sluice_gateway::metrics::handle();
-    let extra = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(metrics.render())),
-    );
+    let inspector = Arc::new(EngineInspector::new(&engines));
     let registry =
-        Registry::start_with_routes(config, listener, Arc::new(EngineInspector::new(&engines)), extra)
-            .await?;
+        Registry::start_with_metrics(config, listener, inspector, move || metrics.render()).await?;
     shutdown_signal().await;
     tracing::info!("shutting down the registry");
     registry.shutdown().await?;

@@ -162,9 +162,13 @@ impl TestRegistry {
             ort_intra_threads: 1,
             ..EngineOptions::default()
         };
-        let registry = Registry::start(self.config(), listener, Arc::new(EngineInspector::new(&engines)))
-            .await
-            .map_err(|err| err.to_string())?;
+        // `/metrics` as `sluice registry` serves it, from the process's recorder.
+        let metrics = sluice_gateway::metrics::handle();
+        let inspector = Arc::new(EngineInspector::new(&engines));
+        let registry =
+            Registry::start_with_metrics(self.config(), listener, inspector, move || metrics.render())
+                .await
+                .map_err(|err| err.to_string())?;
         self.running = Some(registry);
         Ok(())
     }

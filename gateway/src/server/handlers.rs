@@ -105,7 +105,7 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
             live.insert((name.clone(), model.version_label.clone()));
         }
     }
-    let text = metrics::render_live(&state.metrics.render(), &live);
+    let text = sluice_common::exposition::render_live(&state.metrics.render(), &live);
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

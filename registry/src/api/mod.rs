@@ -7,6 +7,7 @@
 mod deployments;
 mod drift;
 mod governance;
+pub mod metrics;
 mod performance;
 mod quality;
 mod rollouts;

@@ -551,3 +551,48 @@ async fn a_restarted_registry_has_everything() {
     let artifact = vic.download_artifact(&version.sha256).await.unwrap();
     assert_eq!(artifact, example_model("credit_risk"));
 }
+
+/// The standalone registry's `/metrics` carries the monitor's gauges of
+/// deployed versions only: a version no deployment holds, never deployed
+/// or retired since, is left out, however long the process keeps it.
+#[tokio::test]
+async fn the_registrys_metrics_leave_out_versions_no_deployment_holds() {
+    // Its own model: the recorder is the process's, shared by every test.
+    const MODEL: &str = "metrics_retired";
+    let registry = TestRegistry::start().await;
+    let first = registry.release(MODEL, &example_model("credit_risk")).await;
+    let staged = registry.register(MODEL, &example_model("credit_risk"), &[]).await;
+    let series = |version: u64| {
+        format!(r#"sluice_drift_psi{{model="{MODEL}",version="{version}",column="feature",feature="age"}}"#)
+    };
+    let scrape = || async {
+        let response = reqwest::get(format!("{}/metrics", registry.url())).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
+    };
+    for version in [first.version, staged.version] {
+        metrics::gauge!("sluice_drift_psi", "model" => MODEL, "version" => version.to_string(), "column" => "feature", "feature" => "age")
+            .set(0.3);
+    }
+    let text = scrape().await;
+    assert!(text.contains(&series(first.version)), "{text}");
+    assert!(!text.contains(&series(staged.version)), "never deployed: {text}");
+    assert!(
+        sluice_gateway::metrics::handle()
+            .render()
+            .contains(&series(staged.version))
+    );
+    // A new release takes all the traffic: the first version is retired.
+    let third = registry.release(MODEL, &example_model("credit_risk")).await;
+    metrics::gauge!("sluice_drift_psi", "model" => MODEL, "version" => third.version.to_string(), "column" => "feature", "feature" => "age")
+        .set(0.1);
+    let text = scrape().await;
+    assert!(!text.contains(&series(first.version)), "retired: {text}");
+    assert!(text.contains(&series(third.version)), "{text}");
+}
