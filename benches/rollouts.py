@@ -54,15 +54,7 @@ def load(soak: Soak, seed: int, seconds: float) -> list[subprocess.Popen]:
     """Open-model load to both models for `seconds`, seeded."""
     processes = []
     for model, share, connections, body in LOADS:
-        command = [
-            soak.args.loadtest, f"{soak.gateway_url}/v2/models/{model}/infer",
-            "--body", str(body),
-            "--rate", f"{soak.args.rate * share:g}",
-            "--duration", f"{int(seconds * 1000)}ms",
-            "--connections", str(connections),
-            "--threads", "1", "--spin", "0",
-            "--seed", str(seed),
-        ]
+        command = soak.loadtest_command(model, share, connections, body, seconds, seed)
         processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=soak.env))
     return processes
 

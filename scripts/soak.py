@@ -407,6 +407,23 @@ class Soak:
             except Exception as err:  # a broken chunk must not end the soak silently
                 self.note_anomaly(f"load chunk {index} failed: {err}")
 
+    def loadtest_command(
+        self, model: str, share: float, connections: int, body: pathlib.Path, seconds: float, seed: int
+    ) -> list[str]:
+        """sluice-loadtest's open-model load on `model`: its `share` of --rate for `seconds`."""
+        return [
+            self.args.loadtest, f"{self.gateway_url}/v2/models/{model}/infer",
+            "--body", str(body),
+            "--rate", f"{self.args.rate * share:g}",
+            "--duration", f"{int(seconds * 1000)}ms",
+            "--connections", str(connections),
+            # One event loop each and no spinning: the gateway needs the
+            # cores more than the schedule needs microseconds (send lag
+            # is reported separately from service time anyway).
+            "--threads", "1", "--spin", "0",
+            "--seed", str(seed),
+        ]
+
     def run_chunk(self, index: int) -> dict | None:
         length = min(self.args.interval_s, self.duration_s - index * self.args.interval_s)
         started = self.elapsed()
@@ -414,18 +431,8 @@ class Soak:
         for model, share, connections, body in LOADS:
             report = self.chunks_dir / f"{index:03d}-{model}.json"
             stderr = self.chunks_dir / f"{index:03d}-{model}.stderr"
-            command = [
-                self.args.loadtest, f"{self.gateway_url}/v2/models/{model}/infer",
-                "--body", str(body),
-                "--rate", f"{self.args.rate * share:g}",
-                "--duration", f"{int(length * 1000)}ms",
-                "--connections", str(connections),
-                # One event loop each and no spinning: the gateway needs the
-                # cores more than the schedule needs microseconds (send lag
-                # is reported separately from service time anyway).
-                "--threads", "1", "--spin", "0",
+            command = self.loadtest_command(model, share, connections, body, length, index + 1) + [
                 "--split-by-header", "x-model-version",
-                "--seed", str(index + 1),
                 "--json",
             ]
             with open(report, "wb") as out, open(stderr, "wb") as err:
