@@ -38,6 +38,8 @@ pub async fn report(
             let shadow = route.shadow.iter().map(|shadow| &shadow.model);
             for model in route.versions.values().chain(shadow) {
                 let mut window = model.stats.take(name, model.version, ended_ms, previous_ms);
+                // Its canaries' guards compare their answers with this.
+                model.guard.note_p99(window.latency_quantile_ms(0.99));
                 if let Some(drift) = model.drift.get() {
                     (window.features, window.outputs) = drift.take();
                 }

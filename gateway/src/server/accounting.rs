@@ -68,16 +68,15 @@ impl<'a> Accounting<'a> {
         let limits = self.state.guard_limits;
         let refused = outcome == Outcome::EngineRefused;
         let Some(stable) = &self.canary_of_opt else {
-            model.guard.note_refusal(refused, limits);
+            model.guard.note(refused, elapsed, limits);
             return;
         };
-        let stable_refused = stable.guard.refused_share(limits);
-        if model.guard.record(
-            matches!(outcome, Outcome::Failed | Outcome::NonFinite),
+        let answer = crate::guard::Answer {
+            failed: matches!(outcome, Outcome::Failed | Outcome::NonFinite),
             refused,
-            stable_refused,
-            limits,
-        ) {
+            elapsed,
+        };
+        if model.guard.record(answer, stable.guard.baseline(limits), limits) {
             // Off the request path: the guard task swaps the table.
             let _ = self.state.trips.try_send(Trip {
                 model: model.name.clone(),

@@ -877,3 +877,24 @@ async fn a_slow_canary_is_rolled_back_on_its_latency() {
     assert!(p99 > 2.0 * stable_p99 && p99 > stable_p99 + 1.0, "{judged:#?}");
     assert_eq!(judged.error_rate, Some(0.0), "{judged:?}");
 }
+
+/// The local guard stops the slow canary too, with the registry down: its
+/// answers are past twice the stable version's p99 (from the stable
+/// version's last statistics window on this gateway) and a millisecond
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_guard_stops_a_slow_canary() {
+    let (_rig, gateway) = guarded_split(MODEL, "credit_risk_slow").await;
+    // Until the reporter has taken a window of the stable version's
+    // answers, nothing is slow: a few first.
+    let first = send_all(&gateway, &applicant_requests()[..20]).await;
+    assert!(first.iter().all(|(_, status)| *status == 200));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answers = send_all(&gateway, &applicant_requests()).await;
+    assert!(answers.iter().all(|(_, status)| *status == 200));
+    let route = gateway.server.routes.snapshot().routes[MODEL].clone();
+    assert!(
+        route.targets.iter().all(|target| target.model.version == 1),
+        "the guard never tripped"
+    );
+}
