@@ -16,20 +16,13 @@ use sluice_registry_client::RegistryClient;
 use sluice_registry_client::rollout::GuardReport;
 use tokio::sync::mpsc;
 
+use crate::guard::Trip;
 use crate::routing::{Route, Routes, RoutingTable};
 
 /// Versions this gateway stopped, with the deployments revision it served
 /// when each tripped: kept at weight 0 until a newer revision arrives (the
 /// registry's answer, or someone else's decision) or they take no traffic.
 pub type Guarded = Arc<Mutex<HashMap<(String, u64), u64>>>;
-
-/// A tripped guard, from the request path to the guard task.
-pub struct Trip {
-    pub model: String,
-    pub version: u64,
-    pub errors: u64,
-    pub window: u64,
-}
 
 /// The weights with each `guarded` version's share given to the heaviest
 /// target that is not guarded (the stable version).

@@ -6,8 +6,10 @@
 //! [`SLOW_RATIO`] times the stable version's p99 and [`SLOW_FLOOR_MS`]
 //! beyond it (the p99 of its last statistics window, set by the reporter
 //! off the request path; the stable version's own answers are held to the
-//! same line, so a load spike slowing both trips nothing). What a trip
-//! does is `crate::fast_rollback`'s.
+//! same line, so a load spike slowing both trips nothing); and, during a
+//! rollout that checks disagreement, too many of its answers compared with
+//! the stable version's disagreeing (`crate::shadow` records those, off the
+//! request path). What a trip does is `crate::fast_rollback`'s.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,6 +56,9 @@ pub struct Guard {
     failures: Ring,
     refusals: Ring,
     slow: Ring,
+    /// Comparisons with the stable version's answers (during a rollout that
+    /// checks disagreement): which disagreed.
+    disagreements: Ring,
     /// Microseconds; 0 before any window was taken.
     p99_us: AtomicU64,
     tripped: AtomicBool,
@@ -65,10 +70,20 @@ impl Default for Guard {
             failures: Ring::default(),
             refusals: Ring::default(),
             slow: Ring::default(),
+            disagreements: Ring::default(),
             p99_us: AtomicU64::new(0),
             tripped: AtomicBool::new(false),
         }
     }
+}
+
+/// A tripped guard, from the request path (or a comparison) to the guard
+/// task, `crate::fast_rollback`.
+pub struct Trip {
+    pub model: String,
+    pub version: u64,
+    pub errors: u64,
+    pub window: u64,
 }
 
 /// One canary answer as its guard weighs it.
@@ -113,6 +128,21 @@ impl Guard {
         full && bad && !self.tripped.swap(true, Ordering::Relaxed)
     }
 
+    /// Records one comparison of a canary's answer with the stable
+    /// version's (off the request path); true for the one call that trips
+    /// the guard: `limits.errors` disagreeing among its last `limits.window`
+    /// comparisons.
+    pub fn record_comparison(&self, disagreed: bool, limits: GuardLimits) -> bool {
+        if limits.window == 0 {
+            return false;
+        }
+        let window = limits.window.min(MAX_WINDOW);
+        let (seen, disagreements) = self.disagreements.push(disagreed, window);
+        seen >= window as u64
+            && disagreements >= limits.errors as i64
+            && !self.tripped.swap(true, Ordering::Relaxed)
+    }
+
     /// What a canary of this version is compared with.
     pub fn baseline(&self, limits: GuardLimits) -> Baseline {
         let window = limits.window.clamp(1, MAX_WINDOW);
@@ -150,6 +180,7 @@ impl Guard {
         self.failures.reset();
         self.refusals.reset();
         self.slow.reset();
+        self.disagreements.reset();
         self.tripped.store(false, Ordering::Relaxed);
     }
 }
@@ -232,6 +263,16 @@ mod tests {
             refused,
             ..Answer::default()
         }
+    }
+
+    /// Comparisons trip it once half of the last twenty disagree.
+    #[test]
+    fn disagreeing_comparisons_trip_it() {
+        let limits = GuardLimits::default();
+        let guard = Guard::default();
+        assert!(!(0..100).any(|index| guard.record_comparison(index % 4 == 0, limits)));
+        let trips = (0..40).filter(|_| guard.record_comparison(true, limits)).count();
+        assert_eq!(trips, 1);
     }
 
     /// Slow is twice the stable version's p99 and a millisecond beyond it.

@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::mpsc;
 
 use crate::comparison::compare;
+use crate::guard::{GuardLimits, Trip};
 use crate::model::LoadedModel;
 use crate::tensor::Tensor;
 
@@ -33,16 +35,25 @@ pub struct Shadows {
     jobs_opt: Option<Sender<ShadowJob>>,
 }
 
+/// Where a canary's comparisons go when its guard trips on them.
+#[derive(Clone)]
+pub struct Guarding {
+    pub limits: GuardLimits,
+    pub trips: mpsc::Sender<Trip>,
+}
+
 impl Shadows {
-    pub fn new(threads: usize, queue_capacity: usize) -> Shadows {
+    pub fn new(threads: usize, queue_capacity: usize, guarding: Guarding) -> Shadows {
         let (sender, receiver) = crossbeam_channel::bounded::<ShadowJob>(queue_capacity.max(1));
         for index in 0..threads.max(1) {
             let receiver = receiver.clone();
+            let guarding = guarding.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-shadow-{index}"))
                 .spawn(move || {
                     while let Ok(job) = receiver.recv() {
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job)));
+                        let _ =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job, &guarding)));
                     }
                 })
                 .expect("spawning a shadow thread");
@@ -70,13 +81,26 @@ impl Drop for Shadows {
     }
 }
 
-fn run(job: ShadowJob) {
+fn run(job: ShadowJob, guarding: &Guarding) {
     let metrics = job.judged.shadow_metrics();
     match job.shadow.run(job.inputs) {
         Ok(outputs) => {
             let comparison = compare(&job.primary_outputs, &outputs);
             metrics.record(&comparison);
             job.judged.stats.record_shadow(Some(&comparison));
+            // A canary compared with the stable version: its guard weighs
+            // the comparison as it weighs failures.
+            let canary = &job.judged;
+            let disagreed = comparison.agreements < comparison.rows;
+            if Arc::ptr_eq(canary, &job.primary) && canary.guard.record_comparison(disagreed, guarding.limits)
+            {
+                let _ = guarding.trips.try_send(Trip {
+                    model: canary.name.clone(),
+                    version: canary.version,
+                    errors: guarding.limits.errors as u64,
+                    window: guarding.limits.window as u64,
+                });
+            }
         }
         Err(err) => {
             metrics.errors.increment(1);

@@ -391,7 +391,7 @@ pub fn guard(
     report: &GuardReport,
 ) -> Result<Option<Decided>> {
     let reasons = [format!(
-        "the local guard of gateway {} saw {} failures (server errors, engine refusals beyond the stable version's, or answers slower than twice its p99 and a millisecond more) in the last {} requests",
+        "the local guard of gateway {} saw {} failures (server errors, engine refusals beyond the stable version's, answers slower than twice its p99 and a millisecond more, or answers disagreeing with it) in the last {} requests",
         report.gateway, report.errors, report.window
     )];
     let Some(deployment) = deployments::find(transaction, model)? else {

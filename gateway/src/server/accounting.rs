@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::AppState;
 use crate::error::CLIENT_CLOSED;
-use crate::fast_rollback::Trip;
+use crate::guard::Trip;
 use crate::model::LoadedModel;
 use crate::stats::Outcome;
 

@@ -28,9 +28,10 @@ use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
 use crate::config::{ServeConfig, Source};
 use crate::error::{Error, Result};
-use crate::fast_rollback::{Guarded, Trip};
+use crate::fast_rollback::Guarded;
 use crate::feedback::FeedbackLog;
 use crate::guard::GuardLimits;
+use crate::guard::Trip;
 use crate::predlog::PredictionLog;
 use crate::reconcile::Follower;
 use crate::repository::{Health, Reconciler};
@@ -180,7 +181,14 @@ impl Server {
             routes: routes.clone(),
             health: health.clone(),
             compute: ComputePool::new(config.compute_threads, config.compute_queue),
-            shadows: Arc::new(Shadows::new(config.shadow_threads, config.shadow_queue)),
+            shadows: Arc::new(Shadows::new(
+                config.shadow_threads,
+                config.shadow_queue,
+                crate::shadow::Guarding {
+                    limits: config.guard_limits,
+                    trips: trips.clone(),
+                },
+            )),
             guard_limits: config.guard_limits,
             predictions_opt: predictions_opt.clone(),
             feedback_opt,

@@ -183,7 +183,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_GUARD_WINDOW", default_value_t = DEFAULT_GUARD_WINDOW as u64, value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub guard_window: u64,
 
-    /// Local guard: server errors, engine refusals beyond the stable version's, or slow answers (past twice its p99 and 1 ms more) among those that stop routing to the canary.
+    /// Local guard: server errors, engine refusals beyond the stable version's, slow answers (past twice its p99 and 1 ms more), or disagreeing comparisons, among those that stop routing to the canary.
     #[arg(long, env = "SLUICE_GUARD_ERRORS", default_value_t = DEFAULT_GUARD_ERRORS as u64)]
     pub guard_errors: u64,
 

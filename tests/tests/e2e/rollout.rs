@@ -824,7 +824,9 @@ async fn a_traffic_change_reaches_the_gateway_within_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() {
-    let rig = setup("credit_risk_inverted", GuardLimits::default()).await;
+    // The registry's judgement, the guard aside (it stops this canary too:
+    // `the_local_guard_stops_a_canary_that_disagrees`).
+    let rig = setup("credit_risk_inverted", NO_GUARD).await;
     // From 50% on the canary weighs as much as the stable version or more:
     // which one is the canary is the rollout's word, not the weights'.
     let mut checks = policy(&[50, 80], INTERVAL.as_millis() as u64, 20, 1);
@@ -848,7 +850,9 @@ async fn a_canary_that_answers_far_from_stable_is_rolled_back_on_disagreement() 
 /// stable version's answers rolls it back inside its first interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_with_one_answer_for_everyone_is_rolled_back_on_disagreement() {
-    let rig = setup("credit_risk_constant", GuardLimits::default()).await;
+    // The registry's judgement, the guard aside (it stops this canary too:
+    // `the_local_guard_stops_a_canary_that_disagrees`).
+    let rig = setup("credit_risk_constant", NO_GUARD).await;
     let mut checks = policy(&[20, 50], INTERVAL.as_millis() as u64, 20, 1);
     checks.max_shadow_disagreement = Some(0.1);
     rig.start(checks, 20).await;
@@ -897,4 +901,32 @@ async fn the_local_guard_stops_a_slow_canary() {
         route.targets.iter().all(|target| target.model.version == 1),
         "the guard never tripped"
     );
+}
+
+/// During a rollout that checks disagreement, the local guard weighs each
+/// comparison of the canary's answer with the stable version's as it weighs
+/// failures: the inverted canary, which never fails, is stopped with the
+/// registry down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_guard_stops_a_canary_that_disagrees() {
+    let limits = GuardLimits {
+        window: 20,
+        errors: 4,
+    };
+    let mut rig = setup("credit_risk_inverted", limits).await;
+    let mut checks = policy(&[50, 80], INTERVAL.as_millis() as u64, 20, 1);
+    checks.max_shadow_disagreement = Some(0.1);
+    rig.start(checks, 50).await;
+    rig.registry.stop().await;
+    let gateway = rig.gateway.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answers = send_all(&gateway, &applicant_requests()[..20]).await;
+        assert!(answers.iter().all(|(_, status)| *status == 200));
+        let route = gateway.server.routes.snapshot().routes[MODEL].clone();
+        if route.targets.iter().all(|target| target.model.version == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the guard never tripped");
+    }
 }
