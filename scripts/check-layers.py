@@ -31,7 +31,7 @@ LAYERS = {
         # engines
         ["backend"],
         # what one served version owns, and the version itself
-        ["batcher", "runwatch", "stats", "guard", "contract", "drift", "comparison", "slicer"],
+        ["batcher", "runwatch", "stats", "guard", "contract", "drift", "comparison", "slicer", "warmup"],
         ["model"],
         # what is served: the table of routes; the codecs of a version's tensors
         ["routing", "protocol"],

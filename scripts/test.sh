@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need from PyPI (the ONNX Runtime
-# library; moto, an S3-compatible server for `--store s3://`) and runs the
-# whole workspace's tests, ort tests included; then the registry's suites
+# library; moto, an S3-compatible server for `--store s3://`; the corpus's
+# Python side) and runs the whole workspace's tests, ort tests included; then
+# the public model corpus (tests/corpus/run.py); then the registry's suites
 # again with the registry on PostgreSQL. The PostgreSQL tests start their
 # own servers from Debian's postgresql package: without it they are skipped
 # here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1, fails instead.
@@ -11,14 +12,19 @@ cd "$root"
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 echo "ONNX Runtime: $ORT_DYLIB_PATH" >&2
-# Without it (a Python that refuses pip installs) the S3 test says it is
-# skipped; CI requires it (SLUICE_REQUIRE_S3=1).
+# Without them (a Python that refuses pip installs) the S3 test says it is
+# skipped and the corpus fails; CI requires the S3 test (SLUICE_REQUIRE_S3=1).
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt \
-    || echo "could not install moto (scripts/requirements-test.txt): the S3 test will be skipped" >&2
+    || echo "could not install scripts/requirements-test.txt: the S3 test will be skipped" >&2
 cargo test --workspace --all-targets "$@"
 if [ $# -gt 0 ]; then
     exit 0
 fi
+# The public model corpus (tests/corpus/manifest.toml), downloaded once into
+# ~/.cache/sluice/corpus, served by the binary the tests just built.
+started=$SECONDS
+python3 tests/corpus/run.py
+echo "the corpus took $((SECONDS - started)) s" >&2
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${SLUICE_TEST_PG_BIN:-}" ]; then
     if [ "${SLUICE_REQUIRE_POSTGRES:-}" = 1 ]; then
         echo "PostgreSQL's server is required (apt-get install postgresql)" >&2

@@ -69,6 +69,8 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// How often a model repository is scanned.
     pub poll_interval: Duration,
+    /// Ready only once every repository model serves (see `repository::Health`).
+    pub strict_readiness: bool,
     pub max_request_bytes: usize,
     pub compute_threads: usize,
     pub compute_queue: usize,
@@ -99,6 +101,7 @@ impl Default for ServeSettings {
         ServeSettings {
             listen: DEFAULT_LISTEN,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            strict_readiness: true,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             compute_threads: cores,
             compute_queue: DEFAULT_COMPUTE_QUEUE,

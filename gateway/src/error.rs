@@ -78,6 +78,10 @@ pub enum Error {
     /// deployment: the message names each violation.
     #[error("{0}")]
     ContractViolated(String),
+    /// The model is in the repository, but no version of it loaded: the
+    /// message holds the load error.
+    #[error("model '{}' has no version that loaded: {reason}", quote(.model))]
+    ModelUnavailable { model: String, reason: String },
     /// A store the request needs is failing; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -118,6 +122,7 @@ impl Error {
             | Error::ModelBusy { .. }
             | Error::BodyBudget
             | Error::Unavailable(_)
+            | Error::ModelUnavailable { .. }
             | Error::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,

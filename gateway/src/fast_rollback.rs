@@ -105,7 +105,9 @@ fn lock(guarded: &Guarded) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u
 }
 
 fn copy(table: &RoutingTable) -> RoutingTable {
-    RoutingTable::new(table.routes.clone(), table.revision)
+    let mut copy = RoutingTable::new(table.routes.clone(), table.revision);
+    copy.load_failures = table.load_failures.clone();
+    copy
 }
 
 /// `table` with every guarded version's traffic given to its stable

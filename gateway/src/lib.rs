@@ -12,7 +12,8 @@
 //! 3. what one served version owns: its [`batcher`], its [`runwatch`] (runs
 //!    in flight, for the watchdog), its [`stats`] window, its [`guard`]
 //!    record, its [`contract`] checker, its [`drift`] counter, its shadow
-//!    [`comparison`] counters, its [`slicer`]; and [`model`], the
+//!    [`comparison`] counters, its [`slicer`], its [`warmup`] (configured
+//!    requests, or synthetic inputs searched for); and [`model`], the
 //!    `LoadedModel` that holds them, loaded and warmed by `LoadedModel::load`;
 //! 4. what is served: the [`routing`] table (one `ArcSwap` load picks a
 //!    version by weight or sticky key, and a shadow), and the [`protocol`]
@@ -63,6 +64,7 @@ pub mod slicer;
 pub mod slots;
 pub mod stats;
 pub mod tensor;
+pub mod warmup;
 pub mod watchdog;
 
 pub use config::ServeConfig;

@@ -28,6 +28,8 @@ pub const CONTRACT_VIOLATIONS: &str = "sluice_contract_violations_total";
 pub const CONTRACT_ROWS: &str = "sluice_contract_rows_total";
 pub const MODEL_LOAD_DURATION: &str = "sluice_model_load_duration_seconds";
 pub const MODEL_LOAD_FAILURES: &str = "sluice_model_load_failures_total";
+pub const MODEL_WARM: &str = "sluice_model_warm";
+pub const MODEL_READY: &str = "sluice_model_ready";
 pub const MODEL_VERSIONS_LIVE: &str = "sluice_model_versions_live";
 pub const SHADOW_REQUESTS: &str = "sluice_shadow_requests_total";
 pub const SHADOW_ERRORS: &str = "sluice_shadow_errors_total";
@@ -178,6 +180,14 @@ fn describe() {
     );
     metrics::describe_counter!(MODEL_LOAD_FAILURES, "Model versions that failed to load");
     metrics::describe_gauge!(MODEL_VERSIONS_LIVE, "Versions of each model serving traffic");
+    metrics::describe_gauge!(
+        MODEL_WARM,
+        "1 when a loaded version ran its warm-up, 0 when it serves cold (no synthetic input ran)"
+    );
+    metrics::describe_gauge!(
+        MODEL_READY,
+        "1 when a repository model serves a version, 0 when none loaded (its load error is in its metadata)"
+    );
     metrics::describe_counter!(
         SHADOW_REQUESTS,
         "Requests mirrored to a shadow version and compared"

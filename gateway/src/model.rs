@@ -1,7 +1,8 @@
 //! A loaded model version: its session and everything one served version
 //! owns (its batch queue, its runs in flight, its statistics window, its
 //! guard's record, its contract, drift counter and slicer, its shadow
-//! comparison counters), and how a version is loaded and warmed.
+//! comparison counters), and how a version is loaded (warmed by
+//! [`crate::warmup`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use sluice_registry_client::types::Batching;
 
-use crate::backend::{BackendChoice, BackendKind, Engines, Session, contained, onnx};
+use sluice_registry_client::warmup::Warmup;
+
+use crate::backend::{BackendChoice, BackendKind, Engines, Session, onnx};
 use crate::batcher::Batcher;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runwatch::{RunWatch, WatchedSession};
 use crate::signature::Signature;
 use crate::tensor::Tensor;
+use crate::warmup::Warmth;
 
 /// Warm runs timed after the first, to decide whether a model runs inline.
 const WARM_RUNS: usize = 5;
@@ -38,6 +42,8 @@ pub struct LoadedModel {
     runs_inline: AtomicBool,
     /// Its runs in flight, for the watchdog (shared with `session`).
     pub watch: Arc<RunWatch>,
+    /// How its warm-up went, for its metadata and metrics.
+    pub warmth: Warmth,
     pub metrics: crate::metrics::ModelMetrics,
     /// Counts since the last report to the registry.
     pub stats: crate::stats::VersionStats,
@@ -59,11 +65,15 @@ impl LoadedModel {
     pub fn new(name: &str, version: u64, backend: BackendKind, session: Box<dyn Session>) -> Arc<Self> {
         let watch = Arc::new(RunWatch::default());
         let session = Arc::new(WatchedSession::new(session, watch.clone()));
-        LoadedModel::new_with(name, version, backend, session, watch, None, false)
+        let warmth = Warmth::Cold {
+            reason: "built without a warm-up".into(),
+        };
+        LoadedModel::new_with(name, version, backend, session, watch, None, false, warmth)
     }
 
     /// `session` must report its runs to `watch` (a
     /// [`WatchedSession`] on it).
+    #[allow(clippy::too_many_arguments)]
     pub fn new_with(
         name: &str,
         version: u64,
@@ -72,8 +82,11 @@ impl LoadedModel {
         watch: Arc<RunWatch>,
         batcher_opt: Option<Batcher>,
         runs_inline: bool,
+        warmth: Warmth,
     ) -> Arc<Self> {
         let version_label = version.to_string();
+        metrics::gauge!(crate::metrics::MODEL_WARM, "model" => name.to_string(), "version" => version_label.clone())
+            .set(f64::from(u8::from(warmth.is_warm())));
         Arc::new(LoadedModel {
             name: name.to_string(),
             version,
@@ -85,6 +98,7 @@ impl LoadedModel {
             batcher_opt,
             runs_inline: AtomicBool::new(runs_inline),
             watch,
+            warmth,
             shadow_metrics: std::sync::OnceLock::new(),
             stats: crate::stats::VersionStats::default(),
             guard: crate::guard::Guard::default(),
@@ -94,10 +108,8 @@ impl LoadedModel {
         })
     }
 
-    /// Parses, loads and warms one model version, with a batch queue when
-    /// `batching_opt` asks and the model has a batch dimension (else it is
-    /// served unbatched, and the reason logged). Runs for milliseconds to
-    /// seconds: call it off the request path.
+    /// Parses, loads and warms one model version with the synthetic
+    /// warm-up (see [`LoadedModel::load_warmed`]).
     pub fn load(
         engines: &Engines,
         name: &str,
@@ -106,6 +118,31 @@ impl LoadedModel {
         choice: BackendChoice,
         batching_opt: Option<&Batching>,
     ) -> Result<Arc<LoadedModel>> {
+        LoadedModel::load_warmed(
+            engines,
+            name,
+            version,
+            artifact,
+            choice,
+            batching_opt,
+            &Warmup::default(),
+        )
+    }
+
+    /// Parses, loads and warms one model version, with a batch queue when
+    /// `batching_opt` asks and the model has a batch dimension (else it is
+    /// served unbatched, and the reason logged). `warmup` says how it is
+    /// warmed ([`crate::warmup`]). Runs for milliseconds to seconds: call
+    /// it off the request path.
+    pub fn load_warmed(
+        engines: &Engines,
+        name: &str,
+        version: u64,
+        artifact: &[u8],
+        choice: BackendChoice,
+        batching_opt: Option<&Batching>,
+        warmup: &Warmup,
+    ) -> Result<Arc<LoadedModel>> {
         let started = Instant::now();
         let signature = onnx::read_signature(artifact)?;
         let (kind, session) = engines.load_session(name, version, artifact, &signature, choice)?;
@@ -113,6 +150,10 @@ impl LoadedModel {
         // batched or not, is seen by the watchdog.
         let watch = Arc::new(RunWatch::default());
         let session: Arc<dyn Session> = Arc::new(WatchedSession::new(session, watch.clone()));
+        let (warmth, warm_inputs_opt) = crate::warmup::warm(session.as_ref(), warmup)?;
+        if let Warmth::Cold { reason } = &warmth {
+            tracing::warn!(model = name, version, %reason, "the model serves without a warm-up: its first requests pay for it");
+        }
         let label = version.to_string();
         let batcher_opt = batching_opt.and_then(|batching| {
             Batcher::start(name, &label, session.clone(), batching)
@@ -121,21 +162,31 @@ impl LoadedModel {
                 })
                 .ok()
         });
-        let zeros = signature.zero_inputs();
-        contained(|| session.run(zeros.clone()))
-            .map_err(|err| Error::Load(format!("warm-up run on zeros failed: {err}")))?;
         // A batched model always queues; another runs inline when its
-        // fastest of a few warm runs beats the hand-off it would save.
-        let warm = (0..WARM_RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                let _ = session.run(zeros.clone());
-                started.elapsed()
+        // fastest of a few warm runs beats the hand-off it would save. A
+        // cold model has no run to time: it runs on the compute pool.
+        let warm = warm_inputs_opt
+            .and_then(|inputs| {
+                (0..WARM_RUNS)
+                    .map(|_| {
+                        let started = Instant::now();
+                        let _ = session.run(inputs.clone());
+                        started.elapsed()
+                    })
+                    .min()
             })
-            .min()
             .unwrap_or(Duration::MAX);
         let runs_inline = batcher_opt.is_none() && warm < engines.inline_below();
-        let model = LoadedModel::new_with(name, version, kind, session, watch, batcher_opt, runs_inline);
+        let model = LoadedModel::new_with(
+            name,
+            version,
+            kind,
+            session,
+            watch,
+            batcher_opt,
+            runs_inline,
+            warmth,
+        );
         let elapsed = started.elapsed();
         metrics::histogram!(crate::metrics::MODEL_LOAD_DURATION, "model" => name.to_string(), "backend" => kind.name())
             .record(elapsed.as_secs_f64());
@@ -147,7 +198,8 @@ impl LoadedModel {
             warm_run_us = warm.as_micros() as u64,
             runs_inline,
             batched = model.batcher_opt.is_some(),
-            "model loaded and warmed"
+            warmed = model.warmth.is_warm(),
+            "model loaded"
         );
         Ok(model)
     }

@@ -20,7 +20,8 @@ use sluice_common::clock::Clock;
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::contract::{CONTRACT_DOCUMENT, ContractMode, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
-use sluice_registry_client::types::{Batching, DeployedVersion, Deployment, Deployments};
+use sluice_registry_client::types::{Batching, DeployedVersion, Deployment, Deployments, TrafficSpec};
+use sluice_registry_client::warmup::Warmup;
 use tokio::sync::watch;
 
 use crate::backend::{BackendChoice, Engines};
@@ -38,9 +39,26 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A version, by endpoint, number, artifact and batching: a change of
-/// batching loads the version again with its new queue, swapped in whole.
-type Key = (String, u64, String, Option<Batching>);
+/// A version, by endpoint, number, artifact, batching and warm-up (as JSON):
+/// a change of batching loads the version again with its new queue, swapped
+/// in whole; a change of warm-up runs it again on a fresh load.
+type Key = (String, u64, String, Option<Batching>, String);
+
+/// The key of `deployed` under `spec`.
+fn key_of(model: &str, deployed: &DeployedVersion, spec: &TrafficSpec) -> Key {
+    let warmup = spec
+        .warmup
+        .as_ref()
+        .map(|warmup| serde_json::to_string(warmup).unwrap_or_default())
+        .unwrap_or_default();
+    (
+        model.to_string(),
+        deployed.version,
+        deployed.sha256.clone(),
+        spec.batching.clone(),
+        warmup,
+    )
+}
 
 /// How far an apply got.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +85,9 @@ pub struct Follower {
     routes: Arc<Routes>,
     health: Arc<Health>,
     loaded: HashMap<Key, Arc<LoadedModel>>,
-    failed: HashSet<Key>,
+    /// Versions that failed to load, with why: not loaded again until the
+    /// deployment changes, and shown in the repository index.
+    failed: HashMap<Key, String>,
     /// Canaries this gateway's guard stopped: kept at weight 0 here until
     /// the registry's deployment says the same.
     guarded: Guarded,
@@ -93,7 +113,7 @@ impl Follower {
             routes,
             health,
             loaded: HashMap::new(),
-            failed: HashSet::new(),
+            failed: HashMap::new(),
             guarded,
         }
     }
@@ -111,18 +131,13 @@ impl Follower {
         for deployment in &deployments.deployments {
             let mut loaded = BTreeMap::new();
             for deployed in &deployment.versions {
-                let batching_opt = deployment.spec.batching.as_ref();
-                match self.ensure(&deployment.model, deployed, batching_opt).await {
+                let key = key_of(&deployment.model, deployed, &deployment.spec);
+                match self.ensure(&key, deployed, deployment.spec.warmup.as_ref()).await {
                     Ok(model) => {
                         if let Some(mode) = deployment.spec.contract {
                             self.ensure_contract(&model, mode).await;
                         }
-                        keep.insert((
-                            deployment.model.clone(),
-                            deployed.version,
-                            deployed.sha256.clone(),
-                            batching_opt.cloned(),
-                        ));
+                        keep.insert(key);
                         loaded.insert(deployed.version, model);
                     }
                     Err(Failure::Transient(reason)) => {
@@ -132,6 +147,9 @@ impl Follower {
                     }
                     Err(Failure::Permanent(reason)) => {
                         tracing::error!(model = %deployment.model, version = deployed.version, %reason, "deployed version failed to load");
+                        table
+                            .load_failures
+                            .insert((deployment.model.clone(), deployed.version), reason);
                         applied.complete = false;
                     }
                 }
@@ -184,38 +202,33 @@ impl Follower {
     /// cache, or downloaded, then loaded and warmed.
     async fn ensure(
         &mut self,
-        name: &str,
+        key: &Key,
         deployed: &DeployedVersion,
-        batching_opt: Option<&Batching>,
+        warmup_opt: Option<&Warmup>,
     ) -> Result<Arc<LoadedModel>, Failure> {
-        let key: Key = (
-            name.to_string(),
-            deployed.version,
-            deployed.sha256.clone(),
-            batching_opt.cloned(),
-        );
-        if let Some(model) = self.loaded.get(&key) {
+        let name = key.0.as_str();
+        if let Some(model) = self.loaded.get(key) {
             return Ok(model.clone());
         }
-        if self.failed.contains(&key) {
-            return Err(Failure::Permanent(
-                "failed before; retried at the next deployment change".into(),
-            ));
+        if let Some(reason) = self.failed.get(key) {
+            return Err(Failure::Permanent(reason.clone()));
         }
         let bytes = self.artifact(&deployed.sha256).await?;
         let engines = self.engines.clone();
         let (model_name, version) = (name.to_string(), deployed.version);
-        let batching = batching_opt.cloned();
+        let batching = key.3.clone();
+        let warmup = warmup_opt.cloned().unwrap_or_default();
         let loaded = tokio::task::spawn_blocking(move || {
             // An engine that panics on a malformed graph fails this version alone.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                LoadedModel::load(
+                LoadedModel::load_warmed(
                     &engines,
                     &model_name,
                     version,
                     &bytes,
                     BackendChoice::Auto,
                     batching.as_ref(),
+                    &warmup,
                 )
             }))
             .unwrap_or_else(|_| Err(crate::Error::Load("the engine panicked while loading it".into())))
@@ -237,13 +250,13 @@ impl Follower {
                         }
                     }
                 }
-                self.loaded.insert(key, model.clone());
+                self.loaded.insert(key.clone(), model.clone());
                 Ok(model)
             }
             Err(err) => {
                 metrics::counter!(crate::metrics::MODEL_LOAD_FAILURES, "model" => name.to_string())
                     .increment(1);
-                self.failed.insert(key);
+                self.failed.insert(key.clone(), err.to_string());
                 Err(Failure::Permanent(err.to_string()))
             }
         }

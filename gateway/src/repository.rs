@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use sluice_registry_client::types::Batching;
+use sluice_registry_client::warmup::Warmup;
 
 use crate::backend::{BackendChoice, Engines};
 use crate::error::Error;
@@ -25,7 +26,7 @@ pub const MODEL_FILE: &str = "model.onnx";
 pub const CONFIG_FILE: &str = "config.toml";
 
 /// `DIR/{model}/config.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     #[serde(default)]
@@ -35,6 +36,10 @@ pub struct ModelConfig {
     /// Dynamic batching (Triton's `dynamic_batching`); absent: off.
     #[serde(default)]
     pub batching: Option<Batching>,
+    /// Warm-up requests (Triton's `model_warmup`), or a strict synthetic
+    /// warm-up; absent: a synthetic one that lets a cold model serve.
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
 }
 
 /// Which of the versions on disk are served (TF Serving's and Triton's policies).
@@ -61,9 +66,16 @@ impl VersionPolicy {
     }
 }
 
-/// Size and modification time of the file, the engine and the batching
-/// asked for: a version whose file or config changes is loaded again.
-type Fingerprint = (u64, Option<SystemTime>, BackendChoice, Option<Batching>);
+/// Size and modification time of the file, the engine, the batching and
+/// the warm-up asked for: a version whose file or config changes is loaded
+/// again.
+type Fingerprint = (
+    u64,
+    Option<SystemTime>,
+    BackendChoice,
+    Option<Batching>,
+    Option<Warmup>,
+);
 
 #[derive(Debug)]
 struct ScannedModel {
@@ -75,9 +87,12 @@ struct ScannedModel {
 type Key = (String, u64);
 
 /// Readiness: set once a pass has every model in the repository serving a
-/// version. It stays set: a broken model added later is reported (log and
-/// metric) but does not take a serving replica out of its load balancer.
-/// Shutting down clears it for good, so that balancers stop sending first.
+/// version (`--strict-readiness`, the default), or once the first pass is
+/// done, whatever loaded (`--strict-readiness=false`, Triton's flag: each
+/// model's own readiness then says which serve). It stays set: a broken
+/// model added later is reported (log and metric) but does not take a
+/// serving replica out of its load balancer. Shutting down clears it for
+/// good, so that balancers stop sending first.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
@@ -109,8 +124,11 @@ pub struct Reconciler {
     routes: Arc<Routes>,
     health: Arc<Health>,
     loaded: HashMap<Key, (Fingerprint, Arc<LoadedModel>)>,
-    /// Versions that failed, by fingerprint, so a broken file is reported once.
-    failed: HashMap<Key, Fingerprint>,
+    /// Versions that failed, by fingerprint, so a broken file is reported
+    /// once, with the error the repository index and metadata show.
+    failed: HashMap<Key, (Fingerprint, String)>,
+    /// Ready only once every model serves (see [`Health`]).
+    strict_readiness: bool,
 }
 
 impl Reconciler {
@@ -122,7 +140,14 @@ impl Reconciler {
             health,
             loaded: HashMap::new(),
             failed: HashMap::new(),
+            strict_readiness: true,
         }
+    }
+
+    /// `false`: ready once the first pass is done, whatever loaded.
+    pub fn with_strict_readiness(mut self, strict: bool) -> Reconciler {
+        self.strict_readiness = strict;
+        self
     }
 
     /// One scan, load and swap. Blocking: run it on a blocking thread.
@@ -157,7 +182,13 @@ impl Reconciler {
             for version in config.version_policy.select(&on_disk) {
                 let (path, size, modified) = &model.versions[&version];
                 let key = (name.clone(), version);
-                let fingerprint = (*size, *modified, config.backend, config.batching.clone());
+                let fingerprint = (
+                    *size,
+                    *modified,
+                    config.backend,
+                    config.batching.clone(),
+                    config.warmup.clone(),
+                );
                 complete &= self.ensure_loaded(&key, path, fingerprint);
                 desired.insert(key);
             }
@@ -170,11 +201,21 @@ impl Reconciler {
         self.loaded.retain(|key, _| desired.contains(key));
         self.failed.retain(|key, _| desired.contains(key));
         self.publish();
-        let all_serving = scanned
-            .keys()
-            .all(|name| self.loaded.keys().any(|(model, _)| model == name));
-        if all_serving && !self.health.is_ready() && !self.health.is_stopping() {
-            tracing::info!("every model serves a version: ready");
+        let mut all_serving = true;
+        for name in scanned.keys() {
+            let serving = self.loaded.keys().any(|(model, _)| model == name);
+            metrics::gauge!(crate::metrics::MODEL_READY, "model" => name.clone())
+                .set(f64::from(u8::from(serving)));
+            all_serving &= serving;
+        }
+        let ready = all_serving || !self.strict_readiness;
+        if ready && !self.health.is_ready() && !self.health.is_stopping() {
+            match all_serving {
+                true => tracing::info!("every model serves a version: ready"),
+                false => tracing::warn!(
+                    "ready without every model (--strict-readiness=false): see the repository index for why some did not load"
+                ),
+            }
             self.health.set_ready(true);
         }
     }
@@ -187,10 +228,16 @@ impl Reconciler {
             return true;
         }
         let serving = current_opt.is_some();
-        if self.failed.get(key) == Some(&fingerprint) {
+        if self
+            .failed
+            .get(key)
+            .is_some_and(|(failed, _)| failed == &fingerprint)
+        {
             return serving;
         }
-        let (_, _, backend, batching_opt) = &fingerprint;
+        let (_, _, backend, batching_opt, warmup_opt) = &fingerprint;
+        let no_warmup = Warmup::default();
+        let warmup = warmup_opt.as_ref().unwrap_or(&no_warmup);
         let (name, version) = key;
         let engines = &self.engines;
         // An engine that panics on a malformed graph fails this version
@@ -199,13 +246,14 @@ impl Reconciler {
             .map_err(|err| Error::Load(format!("cannot read {}: {err}", path.display())))
             .and_then(|artifact| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    LoadedModel::load(
+                    LoadedModel::load_warmed(
                         engines,
                         name,
                         *version,
                         &artifact,
                         *backend,
                         batching_opt.as_ref(),
+                        warmup,
                     )
                 }))
                 .unwrap_or_else(|_| Err(Error::Load("the engine panicked while loading it".into())))
@@ -225,7 +273,7 @@ impl Reconciler {
                     keeps_serving = serving,
                     "model version failed to load"
                 );
-                self.failed.insert(key.clone(), fingerprint);
+                self.failed.insert(key.clone(), (fingerprint, err.to_string()));
                 serving
             }
         }
@@ -238,6 +286,11 @@ impl Reconciler {
             by_model.entry(name).or_default().insert(*version, model.clone());
         }
         let mut table = RoutingTable::default();
+        table.load_failures = self
+            .failed
+            .iter()
+            .map(|(key, (_, error))| (key.clone(), error.clone()))
+            .collect();
         for (name, versions) in by_model {
             if let Some(route) = Route::new(versions) {
                 table.routes.insert(name.to_string(), Arc::new(route));

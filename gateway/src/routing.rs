@@ -302,6 +302,9 @@ pub struct RoutingTable {
     pub routes: HashMap<String, Arc<Route>>,
     /// The registry's deployments revision this table serves (0 for a repository).
     pub revision: u64,
+    /// Versions that failed to load, with the engine's error: listed in the
+    /// repository index, and what a model with no version loaded answers.
+    pub load_failures: BTreeMap<(String, u64), String>,
     /// Each model's share of the admission slots, the same semaphore from
     /// one table to the next ([`Routes::store`] carries them over).
     slots: HashMap<String, Arc<Slots>>,
@@ -314,14 +317,28 @@ impl RoutingTable {
         RoutingTable {
             routes,
             revision,
+            load_failures: BTreeMap::new(),
             slots: HashMap::new(),
         }
     }
 
+    /// `model`'s route; a model that failed to load is unavailable, with
+    /// its load error, rather than unknown.
     fn route(&self, model: &str) -> Result<&Arc<Route>> {
-        self.routes
-            .get(model)
-            .ok_or_else(|| Error::ModelNotFound(model.to_string()))
+        self.routes.get(model).ok_or_else(|| {
+            match self
+                .load_failures
+                .iter()
+                .rev()
+                .find(|((name, _), _)| name == model)
+            {
+                Some(((_, version), error)) => Error::ModelUnavailable {
+                    model: model.to_string(),
+                    reason: format!("version {version}: {error}"),
+                },
+                None => Error::ModelNotFound(model.to_string()),
+            }
+        })
     }
 
     fn pinned<'a>(&self, route: &'a Route, model: &str, version: &str) -> Result<&'a Arc<LoadedModel>> {
@@ -486,6 +503,7 @@ impl Routes {
         let current = self.snapshot();
         let table = build(&current);
         let unchanged = current.revision == table.revision
+            && current.load_failures == table.load_failures
             && current.routes.len() == table.routes.len()
             && table
                 .routes

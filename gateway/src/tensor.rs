@@ -176,6 +176,30 @@ impl TensorData {
         }
     }
 
+    /// `values` cast to `datatype` as `as` casts do (saturating, truncating
+    /// toward zero; non-zero is true): warm-up inputs written in a config.
+    pub fn from_f64s(datatype: DataType, values: &[f64]) -> TensorData {
+        macro_rules! cast {
+            ($variant:ident, $kind:ty) => {
+                TensorData::$variant(values.iter().map(|&value| value as $kind).collect())
+            };
+        }
+        match datatype {
+            DataType::Bool => TensorData::Bool(values.iter().map(|&value| value != 0.0).collect()),
+            DataType::U8 => cast!(U8, u8),
+            DataType::U16 => cast!(U16, u16),
+            DataType::U32 => cast!(U32, u32),
+            DataType::U64 => cast!(U64, u64),
+            DataType::I8 => cast!(I8, i8),
+            DataType::I16 => cast!(I16, i16),
+            DataType::I32 => cast!(I32, i32),
+            DataType::I64 => cast!(I64, i64),
+            DataType::F16 => TensorData::F16(values.iter().map(|&value| f16::from_f64(value)).collect()),
+            DataType::F32 => cast!(F32, f32),
+            DataType::F64 => TensorData::F64(values.to_vec()),
+        }
+    }
+
     /// Little-endian bytes, as the binary tensor extension carries them.
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
         out.reserve(self.len() * self.datatype().size_of());

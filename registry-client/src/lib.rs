@@ -22,6 +22,7 @@
 //! - [`trigger`] holds training triggers: per-model policies (drift,
 //!   performance, data-contract violations, schedule), their actions
 //!   (webhook, command) and runs.
+//! - [`warmup`] holds the requests a version runs before it takes traffic;
 //! - [`limits`] holds the bounds both planes keep (a request id's length)
 //!   and how error messages quote client input;
 //! - [`error`] is the client's error: a refusal from the registry keeps its
@@ -39,6 +40,7 @@ pub mod slices;
 pub mod suite;
 pub mod trigger;
 pub mod types;
+pub mod warmup;
 
 pub use client::{ClientTls, RegistryClient};
 pub use error::ClientError;

@@ -346,6 +346,9 @@ pub struct TrafficSpec {
     /// Check each version's data contract: count violations, or refuse them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<ContractMode>,
+    /// How each version of this endpoint is warmed before it takes traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<crate::warmup::Warmup>,
 }
 
 /// Dynamic batching, with Triton's knobs: requests queued for a version are
@@ -456,6 +459,7 @@ impl TrafficSpec {
             log_sample_rate: None,
             batching: None,
             contract: None,
+            warmup: None,
         }
     }
 }
@@ -478,6 +482,8 @@ pub struct SetDeployment {
     pub batching: Option<Batching>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<ContractMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<crate::warmup::Warmup>,
     /// Refuse with 409 unless the deployment is at this revision now
     /// (`0`: unless it does not exist yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,6 +502,7 @@ impl SetDeployment {
             log_sample_rate: spec.log_sample_rate,
             batching: spec.batching,
             contract: spec.contract,
+            warmup: spec.warmup,
             if_revision: None,
             reason: None,
         }
@@ -510,6 +517,7 @@ impl SetDeployment {
             log_sample_rate: self.log_sample_rate,
             batching: self.batching.clone(),
             contract: self.contract,
+            warmup: self.warmup.clone(),
         }
     }
 }

@@ -183,6 +183,8 @@ pub struct Options {
     /// What statistics windows and log timestamps read: a test's manual
     /// clock (the registry's too), or the system's.
     pub clock: Clock,
+    /// `--strict-readiness`: ready only once every repository model serves.
+    pub strict_readiness: bool,
 }
 
 impl Default for Options {
@@ -200,6 +202,7 @@ impl Default for Options {
             predict_tokens_opt: None,
             inline_below: sluice_gateway::backend::EngineOptions::default().inline_below,
             clock: Clock::System,
+            strict_readiness: true,
         }
     }
 }
@@ -294,6 +297,7 @@ impl TestGateway {
         config.settings.predict_tokens_opt = options.predict_tokens_opt;
         config.settings.engines.inline_below = options.inline_below;
         config.settings.clock = options.clock;
+        config.settings.strict_readiness = options.strict_readiness;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::signature::{Signature, TensorSpec};
 use crate::tensor::DataType;
 
-/// The symbol of an unnamed leading dim: skl2onnx leaves the batch unnamed,
-/// and every input's batch must agree.
+/// The symbol of an unnamed leading dim where every input has a dynamic
+/// one: skl2onnx leaves the batch unnamed, and every input's batch must agree.
 pub const BATCH_SYMBOL: &str = "N";
 
 /// Decodes the protobuf; a file that is not ONNX fails here with a clear error.
@@ -37,21 +37,52 @@ pub fn signature_of(proto: &pb::ModelProto) -> Result<Signature> {
         .as_ref()
         .ok_or_else(|| Error::Load("model has no graph".into()))?;
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs = graph
+    let mut inputs = graph
         .input
         .iter()
         .filter(|info| !initializers.contains(info.name.as_str()))
         .map(|info| tensor_spec(info, "input"))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = graph
+    let mut outputs = graph
         .output
         .iter()
         .map(|info| tensor_spec(info, "output"))
         .collect::<Result<Vec<_>>>()?;
+    // The leading dim is the shared batch only where every input has a
+    // dynamic one: beside a scalar or a state with its batch on axis 1, an
+    // unnamed leading dim is the input's own.
+    let shared_batch = inputs
+        .iter()
+        .all(|spec| spec.shape.first().is_some_and(|&dim| dim < 0));
+    if shared_batch {
+        for spec in inputs.iter_mut().chain(outputs.iter_mut()) {
+            if let Some(symbol @ None) = spec.dim_symbols.first_mut()
+                && spec.shape[0] < 0
+            {
+                *symbol = Some(BATCH_SYMBOL.to_string());
+            }
+        }
+    }
     if inputs.is_empty() {
         return Err(Error::Load("model has no inputs".into()));
     }
     Ok(Signature { inputs, outputs })
+}
+
+/// Whether a `dim_param` names a dim that ties inputs together, rather
+/// than an exporter's placeholder for "unknown": Paddle2ONNX writes `?` for
+/// every unknown dim, ONNX's shape inference `unk__N`, others leave it
+/// empty or write an expression (`floor(height/2 - 1/2)`). ONNX Runtime
+/// ties none of them together at run time, and neither does Sluice.
+pub fn is_real_name(param: &str) -> bool {
+    let mut chars = param.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|first| first.is_alphabetic() || first == '_');
+    let placeholder = param
+        .strip_prefix("unk__")
+        .is_some_and(|number| !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()));
+    starts_well && !placeholder && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
@@ -83,11 +114,8 @@ fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
         .collect();
     let dim_symbols = dims
         .iter()
-        .enumerate()
-        .map(|(axis, dim)| match &dim.value {
-            Some(dimension::Value::DimValue(value)) if *value >= 0 => None,
-            Some(dimension::Value::DimParam(param)) if !param.is_empty() => Some(param.clone()),
-            _ if axis == 0 => Some(BATCH_SYMBOL.to_string()),
+        .map(|dim| match &dim.value {
+            Some(dimension::Value::DimParam(param)) if is_real_name(param) => Some(param.clone()),
             _ => None,
         })
         .collect();
@@ -97,4 +125,27 @@ fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
         shape,
         dim_symbols,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporters_placeholders_are_not_names() {
+        for real in ["batch", "N", "batch_size", "height", "_t0", "séquence"] {
+            assert!(is_real_name(real), "{real}");
+        }
+        for placeholder in [
+            "",
+            "?",
+            "unk__12",
+            "-1",
+            "floor(height/2 - 1/2)",
+            "batch size",
+            "2*N",
+        ] {
+            assert!(!is_real_name(placeholder), "{placeholder}");
+        }
+    }
 }

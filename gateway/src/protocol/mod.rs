@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::model::LoadedModel;
 use crate::signature::TensorSpec;
+use crate::warmup::Warmth;
 
 /// The header that splits a body into a JSON part and binary tensors.
 pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
@@ -35,6 +36,17 @@ pub struct ModelMetadata<'a> {
     pub platform: &'static str,
     pub inputs: Vec<TensorMetadata<'a>>,
     pub outputs: Vec<TensorMetadata<'a>>,
+    /// What V2's document has no place for: the engine, and whether the
+    /// version ran its warm-up (and with what, or why not).
+    pub parameters: ModelParameters<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ModelParameters<'a> {
+    pub backend: &'static str,
+    pub warm: bool,
+    /// The warm-up's inputs when warm; why none ran when cold.
+    pub warmup: &'a str,
 }
 
 #[derive(Serialize)]
@@ -58,6 +70,14 @@ impl<'a> ModelMetadata<'a> {
             platform: "onnx",
             inputs: model.signature.inputs.iter().map(describe).collect(),
             outputs: model.signature.outputs.iter().map(describe).collect(),
+            parameters: ModelParameters {
+                backend: model.backend.name(),
+                warm: model.warmth.is_warm(),
+                warmup: match &model.warmth {
+                    Warmth::Warm { inputs } => inputs,
+                    Warmth::Cold { reason } => reason,
+                },
+            },
         }
     }
 }

@@ -69,6 +69,56 @@ fn metadata(state: &AppState, model: &str, version_opt: Option<&str>) -> Result<
     Ok(Json(ModelMetadata::of(loaded, versions)).into_response())
 }
 
+/// Triton's repository index: every version loaded (`READY`) or failed
+/// (`UNAVAILABLE`, with the load error as `reason`). A body
+/// `{"ready": true}` lists the ready ones alone.
+pub async fn repository_index(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    #[derive(serde::Deserialize)]
+    struct IndexRequest {
+        #[serde(default)]
+        ready: bool,
+    }
+    let ready_only = match body.is_empty() {
+        true => false,
+        false => {
+            serde_json::from_slice::<IndexRequest>(&body)
+                .map_err(|err| {
+                    Error::bad_request(format!("expected {{\"ready\": true|false}} or no body: {err}"))
+                })?
+                .ready
+        }
+    };
+    let table = state.routes.load();
+    let mut index: Vec<(String, u64, serde_json::Value)> = Vec::new();
+    for (name, route) in &table.routes {
+        for model in route.versions.values() {
+            index.push((
+                name.clone(),
+                model.version,
+                json!({ "name": name, "version": model.version_label, "state": "READY" }),
+            ));
+        }
+    }
+    if !ready_only {
+        for ((name, version), reason) in &table.load_failures {
+            let serving = table
+                .routes
+                .get(name)
+                .is_some_and(|route| route.versions.contains_key(version));
+            if !serving {
+                let entry = json!({ "name": name, "version": version.to_string(), "state": "UNAVAILABLE", "reason": reason });
+                index.push((name.clone(), *version, entry));
+            }
+        }
+    }
+    index.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let entries: Vec<serde_json::Value> = index.into_iter().map(|(_, _, entry)| entry).collect();
+    Ok(Json(entries).into_response())
+}
+
 pub async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Result<Response> {
     model_readiness(&state, &model, None)
 }

@@ -81,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
         .route("/v2/models/{model}/feedback", post(feedback))
+        .route("/v2/repository/index", post(repository_index))
         .route("/metrics", get(prometheus))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -204,7 +205,8 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let source_label = match &source {
             Source::Repository(dir) => {
-                let reconciler = Reconciler::new(dir.clone(), engines, routes.clone(), health.clone());
+                let reconciler = Reconciler::new(dir.clone(), engines, routes.clone(), health.clone())
+                    .with_strict_readiness(config.strict_readiness);
                 tokio::spawn(crate::repository::watch(
                     reconciler,
                     config.poll_interval,

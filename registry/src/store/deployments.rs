@@ -160,6 +160,9 @@ fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &
     if let Some(batching) = &spec.batching {
         batching.validate().map_err(Error::bad_request)?;
     }
+    if let Some(warmup) = &spec.warmup {
+        warmup.validate().map_err(Error::bad_request)?;
+    }
     if let Some(rate) = spec.log_sample_rate
         && !(0.0..=1.0).contains(&rate)
     {

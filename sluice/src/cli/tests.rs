@@ -262,6 +262,7 @@ fn deployment() -> Deployment {
             log_sample_rate: None,
             batching: None,
             contract: None,
+            warmup: None,
         },
         versions: vec![DeployedVersion {
             version: 3,

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::types::*;
 use sluice_registry_client::types::{Shadow, TrafficTarget};
+use sluice_registry_client::warmup::Warmup;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::table::to_json;
@@ -47,6 +48,12 @@ pub enum TrafficCommand {
         /// Check each version's data contract: `observe` counts violations, `reject` answers 422.
         #[arg(long, value_name = "MODE")]
         contract: Option<ContractMode>,
+
+        /// Warm each version with these requests before it takes traffic: a JSON file
+        /// (`{"requests": [{"inputs": [{"name": "x", "shape": [1, 4], "fill": "random"}]}]}`;
+        /// `"strict": true` fails a load whose synthetic warm-up finds no input the model runs).
+        #[arg(long, value_name = "FILE", value_parser = parse_warmup)]
+        warmup: Option<Warmup>,
 
         /// Only if the deployment is at this revision now (0: only if it does not exist yet);
         /// refused with exit code 4 otherwise.
@@ -149,6 +156,7 @@ pub async fn run_traffic(
             log_sample_rate,
             batching,
             contract,
+            warmup,
             if_revision,
             reason,
         } => {
@@ -160,6 +168,7 @@ pub async fn run_traffic(
                 log_sample_rate,
                 batching: batching.into_batching(),
                 contract,
+                warmup,
             };
             let body = SetDeployment {
                 if_revision,
@@ -242,6 +251,13 @@ pub(super) fn deployment_report(deployment: &Deployment) -> String {
     if let Some(mode) = spec.contract {
         text.push_str(&format!("data contract: {mode}\n"));
     }
+    if let Some(warmup) = &spec.warmup {
+        text.push_str(&format!(
+            "warm-up: {} request(s){}\n",
+            warmup.requests.len(),
+            if warmup.strict { ", strict" } else { "" }
+        ));
+    }
     if let Some(batching) = &spec.batching {
         text.push_str(&format!(
             "batching: up to {} rows, {} µs delay, queue {}, {} instance(s){}\n",
@@ -266,4 +282,13 @@ pub(super) fn percent(fraction: f64) -> String {
     let fixed = format!("{:.2}", fraction * 100.0);
     let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
     format!("{trimmed}%")
+}
+
+/// `--warmup FILE`: the JSON file of a deployment's warm-up, checked here so
+/// that a mistake is named before anything is sent.
+fn parse_warmup(path: &str) -> Result<Warmup, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))?;
+    let warmup: Warmup = serde_json::from_str(&text).map_err(|err| format!("{path}: {err}"))?;
+    warmup.validate().map_err(|err| format!("{path}: {err}"))?;
+    Ok(warmup)
 }

@@ -99,6 +99,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_REPOSITORY_POLL_MS", default_value_t = DEFAULT_POLL_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(10..))]
     pub repository_poll_ms: u64,
 
+    /// Ready only once every model in the repository serves a version (Triton's `--strict-readiness`);
+    /// `false`: ready once the first scan is done, with each model's own readiness, and the load error
+    /// of one that did not load, at `/v2/models/{m}/ready` and `POST /v2/repository/index`.
+    #[arg(long, env = "SLUICE_STRICT_READINESS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub strict_readiness: bool,
+
     /// Largest request body accepted, in bytes, after decompression; larger ones get 413.
     #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -312,6 +318,7 @@ impl ServeArgs {
         let settings = ServeSettings {
             listen: self.listen,
             poll_interval: Duration::from_millis(self.repository_poll_ms),
+            strict_readiness: self.strict_readiness,
             max_request_bytes: self.max_request_bytes,
             compute_threads,
             compute_queue: self.compute_queue.max(1),

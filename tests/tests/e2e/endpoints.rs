@@ -92,7 +92,8 @@ async fn model_metadata_lists_versions_and_signature() {
             "outputs": [
                 { "name": "label", "datatype": "INT64", "shape": [-1] },
                 { "name": "probabilities", "datatype": "FP32", "shape": [-1, 10] }
-            ]
+            ],
+            "parameters": { "backend": "ort", "warm": true, "warmup": "zeros, batch 1, other dynamic dims 1" }
         })
     );
     let (status, pinned) = gateway.get("/v2/models/digits/versions/1").await;

@@ -7,6 +7,7 @@
 //! The suites share the process: metrics they read are the process's, so
 //! they check their own model's series or a lower bound, never a total.
 
+mod awkward;
 mod bad_input;
 mod batching;
 mod binary;
