@@ -17,6 +17,9 @@ smallest that fails the way a public model failed in Sluice before:
 - `models/test/reshape_by_three/1/model.onnx`: `x [N, T]` reshaped to rows of
   3: no synthetic input runs it (its sizes are powers of two), a `[1, 3]`
   or `[1, 6]` request does.
+- `models/test/color_codes/1/model.onnx`: a string input `color [N]` encoded
+  by ONNX-ML's `LabelEncoder` to an INT64 `code [N]` (unknown: -1) and to a
+  string `family [N]` (unknown: "other"), as a text pipeline's lookup step.
 """
 
 from __future__ import annotations
@@ -117,8 +120,37 @@ def reshape_by_three() -> None:
     save(helper.make_graph(nodes, "reshape_by_three", [x], [rows], [shape]), "reshape_by_three")
 
 
+def color_codes() -> None:
+    color = helper.make_tensor_value_info("color", TensorProto.STRING, ["N"])
+    code = helper.make_tensor_value_info("code", TensorProto.INT64, ["N"])
+    family = helper.make_tensor_value_info("family", TensorProto.STRING, ["N"])
+    colors = ["red", "green", "blue", "crimson"]
+    nodes = [
+        helper.make_node(
+            "LabelEncoder", ["color"], ["code"], domain="ai.onnx.ml",
+            keys_strings=colors, values_int64s=[0, 1, 2, 3], default_int64=-1,
+        ),
+        helper.make_node(
+            "LabelEncoder", ["color"], ["family"], domain="ai.onnx.ml",
+            keys_strings=colors, values_strings=["warm", "cool", "cool", "warm"], default_string="other",
+        ),
+    ]
+    graph = helper.make_graph(nodes, "color_codes", [color], [code, family])
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("ai.onnx.ml", 2)],
+        producer_name="sluice models/awkward.py",
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    path = ROOT / "test/color_codes/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
 if __name__ == "__main__":
     detector_like()
     vad_like()
     paddle_like()
     reshape_by_three()
+    color_codes()

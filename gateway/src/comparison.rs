@@ -55,9 +55,17 @@ pub fn compare(primary: &[Tensor], shadow: &[Tensor]) -> Comparison {
             comparison.agreements += u64::from(argmax(row_a) == argmax(row_b));
         }
     } else if let Some((a, b)) = labels {
-        let (left, right) = (as_f64(&a.data), as_f64(&b.data));
-        comparison.rows += left.len() as u64;
-        comparison.agreements += left.iter().zip(&right).filter(|(x, y)| x == y).count() as u64;
+        comparison.rows += a.data.len() as u64;
+        comparison.agreements += match (&a.data, &b.data) {
+            // String class labels agree when their bytes do.
+            (TensorData::Bytes(left), TensorData::Bytes(right)) => {
+                left.iter().zip(right).filter(|(x, y)| x == y).count() as u64
+            }
+            _ => {
+                let (left, right) = (as_f64(&a.data), as_f64(&b.data));
+                left.iter().zip(&right).filter(|(x, y)| x == y).count() as u64
+            }
+        };
     }
     comparison
 }
@@ -80,6 +88,8 @@ fn as_f64(data: &TensorData) -> Vec<f64> {
         TensorData::F16(v) => v.iter().map(|&x| f64::from(x)).collect(),
         TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
         TensorData::F64(v) => v.clone(),
+        // Strings have no difference to measure, only equality (labels above).
+        TensorData::Bytes(_) => Vec::new(),
     }
 }
 
@@ -143,6 +153,20 @@ mod tests {
             shape: shape.to_vec(),
             data,
         }
+    }
+
+    #[test]
+    fn string_labels_agree_when_their_bytes_do() {
+        let labels = |words: &[&str]| Tensor {
+            shape: vec![words.len()],
+            data: TensorData::Bytes(words.iter().map(|word| word.as_bytes().to_vec()).collect()),
+        };
+        let comparison = compare(
+            &[labels(&["cat", "dog", "cat"])],
+            &[labels(&["cat", "cat", "cat"])],
+        );
+        assert_eq!((comparison.rows, comparison.agreements), (3, 2));
+        assert_eq!(comparison.values, 0, "no numeric difference between strings");
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub(crate) struct Place {
 }
 
 impl Place {
+    /// Its text on `row`, when the input is `BYTES`.
+    fn text<'a>(&self, inputs: &'a [Tensor], row: usize) -> Option<&'a [u8]> {
+        inputs
+            .get(self.input)
+            .and_then(|tensor| tensor.bytes_at(row * self.width + self.column))
+    }
+
     pub(crate) fn value(&self, inputs: &[Tensor], row: usize) -> f64 {
         inputs
             .get(self.input)
@@ -277,6 +284,23 @@ impl FeatureCheck {
             self.pending[check].fetch_add(1, Ordering::Release);
             violations.add(|| format!("row {row}: {}", text()));
         };
+        // A string feature (BYTES): missing when empty, else one of its
+        // categories by its very text; a minimum or maximum says nothing of it.
+        if let Some(text) = self.place.text(inputs, row) {
+            if text.is_empty() {
+                if !self.contract.nullable {
+                    broke(MISSING, &|| format!("{name} is missing (empty) and may not be"));
+                }
+            } else if let Some(categories) = &self.contract.categories
+                && !categories.iter().any(|category| category.as_bytes() == text)
+            {
+                let shown = sluice_registry_client::limits::quote(&String::from_utf8_lossy(text)).to_string();
+                broke(CATEGORY, &|| {
+                    format!("{name} = '{shown}' is not one of its categories")
+                });
+            }
+            return;
+        }
         if value.is_nan() {
             if !self.contract.nullable {
                 broke(MISSING, &|| format!("{name} is missing (NaN) and may not be"));

@@ -23,11 +23,14 @@ use crate::tensor::{Tensor, TensorData};
 enum Bins {
     /// `edges.len() - 1` bins, then underflow, overflow, missing.
     Numeric { edges: Vec<f64> },
-    /// The categories, then other, missing. A category is matched by the
-    /// number its text reads as (`3`, `3.0` and `03` alike), to FP32
-    /// precision; no text is made per value. One that is no number (`red`)
-    /// matches nothing a tensor holds.
-    Categorical { numbers: Vec<Option<f64>> },
+    /// The categories, then other, missing. A number is matched to the
+    /// category whose text reads as it (`3`, `3.0` and `03` alike), to FP32
+    /// precision; no text is made per value. A `BYTES` value is matched to
+    /// the category of its very text (`red`), the empty string is missing.
+    Categorical {
+        numbers: Vec<Option<f64>>,
+        texts: Vec<String>,
+    },
 }
 
 impl Bins {
@@ -42,6 +45,7 @@ impl Bins {
                     .iter()
                     .map(|category| category.trim().parse::<f64>().ok())
                     .collect(),
+                texts: categories.clone(),
             }),
         }
     }
@@ -49,7 +53,7 @@ impl Bins {
     fn slots(&self) -> usize {
         match self {
             Bins::Numeric { edges } => edges.len() - 1 + 3,
-            Bins::Categorical { numbers } => numbers.len() + 2,
+            Bins::Categorical { numbers, .. } => numbers.len() + 2,
         }
     }
 
@@ -67,7 +71,7 @@ impl Bins {
                     }
                 }
             }
-            Bins::Categorical { numbers } => {
+            Bins::Categorical { numbers, .. } => {
                 if value.is_nan() {
                     return numbers.len() + 1;
                 }
@@ -80,6 +84,22 @@ impl Bins {
                     })
                     .unwrap_or(numbers.len())
             }
+        }
+    }
+}
+
+impl Bins {
+    /// The slot of a string value: its category, else other; the empty
+    /// string is missing. A numeric column has no slot for text: other
+    /// than its bins, it counts as missing.
+    fn text_slot(&self, value: &[u8]) -> usize {
+        match self {
+            Bins::Numeric { edges } => edges.len() - 1 + 2,
+            Bins::Categorical { texts, .. } if value.is_empty() => texts.len() + 1,
+            Bins::Categorical { texts, .. } => texts
+                .iter()
+                .position(|text| text.as_bytes() == value)
+                .unwrap_or(texts.len()),
         }
     }
 }
@@ -125,6 +145,9 @@ impl Column {
                 .skip(skip)
                 .step_by(step)
                 .for_each(|&v| add(f64::from(u8::from(v)))),
+            TensorData::Bytes(values) => values.iter().skip(skip).step_by(step).for_each(|v| {
+                self.counts[self.bins.text_slot(v)].fetch_add(1, Ordering::Relaxed);
+            }),
             _ => {}
         }
     }
@@ -307,6 +330,35 @@ mod tests {
             dim_symbols: vec![None; shape.len()],
             shape,
         }
+    }
+
+    #[test]
+    fn strings_fall_in_their_categories_other_and_missing() {
+        let profile = profile(
+            vec![
+                ("color", categorical(&["red", "blue"], vec![0.5, 0.5])),
+                ("age", numeric(vec![20.0, 40.0], vec![1.0])),
+            ],
+            vec![],
+        );
+        let signature = Signature {
+            inputs: vec![
+                spec("color", DataType::Bytes, vec![-1]),
+                spec("age", DataType::Bytes, vec![-1]),
+            ],
+            outputs: vec![],
+        };
+        let counter = DriftCounter::new(&profile, &signature).unwrap();
+        let words = |words: &[&str]| Tensor {
+            shape: vec![words.len()],
+            data: TensorData::Bytes(words.iter().map(|word| word.as_bytes().to_vec()).collect()),
+        };
+        counter.count(&[words(&["red", "red", "teal", "", "blue"]), words(&["30"])]);
+        let (features, _) = counter.take();
+        // red, blue, other, missing.
+        assert_eq!(features["color"], vec![2, 1, 1, 1]);
+        // Text in a numeric column: missing, never a bin.
+        assert_eq!(features["age"], vec![0, 0, 0, 1]);
     }
 
     #[test]

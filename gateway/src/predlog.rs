@@ -371,6 +371,10 @@ fn values(data: &TensorData) -> Vec<Value> {
         TensorData::F16(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F32(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
         TensorData::F64(v) => v.iter().map(|&x| float(x)).collect(),
+        TensorData::Bytes(v) => v
+            .iter()
+            .map(|x| Value::String(String::from_utf8_lossy(x).into_owned()))
+            .collect(),
     }
 }
 

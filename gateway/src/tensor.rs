@@ -3,7 +3,7 @@
 
 use half::f16;
 
-/// The Open Inference Protocol datatypes Sluice serves (all but `BYTES`).
+/// The Open Inference Protocol datatypes, `BYTES` (ONNX's strings) included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataType {
     Bool,
@@ -18,10 +18,12 @@ pub enum DataType {
     F16,
     F32,
     F64,
+    /// Strings of bytes: ONNX's `string` tensors (UTF-8 on both engines).
+    Bytes,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 12] = [
+    pub const ALL: [DataType; 13] = [
         DataType::Bool,
         DataType::U8,
         DataType::U16,
@@ -34,6 +36,7 @@ impl DataType {
         DataType::F16,
         DataType::F32,
         DataType::F64,
+        DataType::Bytes,
     ];
 
     /// The name on the wire, as in `"datatype": "FP32"`.
@@ -51,6 +54,7 @@ impl DataType {
             DataType::F16 => "FP16",
             DataType::F32 => "FP32",
             DataType::F64 => "FP64",
+            DataType::Bytes => "BYTES",
         }
     }
 
@@ -58,10 +62,13 @@ impl DataType {
         DataType::ALL.into_iter().find(|dt| dt.wire_name() == name)
     }
 
-    /// Bytes per element in the binary tensor extension (BOOL is one byte).
+    /// Bytes per element in the binary tensor extension (BOOL is one byte;
+    /// a `BYTES` element takes its 4-byte length and then its bytes, so 4
+    /// is its least: see [`TensorData::wire_size`]).
     pub fn size_of(self) -> usize {
         match self {
             DataType::Bool | DataType::U8 | DataType::I8 => 1,
+            DataType::Bytes => 4,
             DataType::U16 | DataType::I16 | DataType::F16 => 2,
             DataType::U32 | DataType::I32 | DataType::F32 => 4,
             DataType::U64 | DataType::I64 | DataType::F64 => 8,
@@ -83,6 +90,7 @@ impl DataType {
             11 => DataType::F64,
             12 => DataType::U32,
             13 => DataType::U64,
+            8 => DataType::Bytes,
             _ => return None,
         })
     }
@@ -109,13 +117,16 @@ pub enum TensorData {
     F16(Vec<f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    Bytes(Vec<Vec<u8>>),
 }
 
-/// Runs `$body` with `$v` bound to the inner `Vec` of any [`TensorData`] variant.
+/// Runs `$body` with `$v` bound to the inner `Vec` of any numeric
+/// [`TensorData`] variant, and `$bytes` with `$b` bound to a `BYTES` one's.
 #[macro_export]
 macro_rules! with_tensor_data {
-    ($data:expr, $v:ident => $body:expr) => {
+    ($data:expr, $v:ident => $body:expr, $b:ident => $bytes:expr) => {
         match $data {
+            $crate::tensor::TensorData::Bytes($b) => $bytes,
             $crate::tensor::TensorData::Bool($v) => $body,
             $crate::tensor::TensorData::U8($v) => $body,
             $crate::tensor::TensorData::U16($v) => $body,
@@ -147,11 +158,24 @@ impl TensorData {
             TensorData::F16(_) => DataType::F16,
             TensorData::F32(_) => DataType::F32,
             TensorData::F64(_) => DataType::F64,
+            TensorData::Bytes(_) => DataType::Bytes,
         }
     }
 
     pub fn len(&self) -> usize {
-        with_tensor_data!(self, v => v.len())
+        with_tensor_data!(self, v => v.len(), b => b.len())
+    }
+
+    /// Bytes this data takes in the binary tensor extension (and, near
+    /// enough, in memory).
+    pub fn wire_size(&self) -> usize {
+        match self {
+            TensorData::Bytes(values) => values
+                .iter()
+                .map(|value| 4usize.saturating_add(value.len()))
+                .sum(),
+            other => other.len().saturating_mul(other.datatype().size_of()),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,6 +197,7 @@ impl TensorData {
             DataType::F16 => TensorData::F16(vec![f16::ZERO; len]),
             DataType::F32 => TensorData::F32(vec![0.0; len]),
             DataType::F64 => TensorData::F64(vec![0.0; len]),
+            DataType::Bytes => TensorData::Bytes(vec![Vec::new(); len]),
         }
     }
 
@@ -197,12 +222,18 @@ impl TensorData {
             DataType::F16 => TensorData::F16(values.iter().map(|&value| f16::from_f64(value)).collect()),
             DataType::F32 => cast!(F32, f32),
             DataType::F64 => TensorData::F64(values.to_vec()),
+            DataType::Bytes => TensorData::Bytes(
+                values
+                    .iter()
+                    .map(|value| value.to_string().into_bytes())
+                    .collect(),
+            ),
         }
     }
 
     /// Little-endian bytes, as the binary tensor extension carries them.
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len() * self.datatype().size_of());
+        out.reserve(self.wire_size());
         match self {
             TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
             TensorData::U8(v) => out.extend_from_slice(v),
@@ -216,11 +247,49 @@ impl TensorData {
             TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            // As tritonclient writes them: each a 4-byte length, then its bytes.
+            TensorData::Bytes(v) => v.iter().for_each(|x| {
+                out.extend_from_slice(&(x.len() as u32).to_le_bytes());
+                out.extend_from_slice(x);
+            }),
         }
     }
 
+    /// Reads `count` `BYTES` elements, each a 4-byte little-endian length and
+    /// its bytes, that must fill `bytes` exactly.
+    pub fn bytes_from_wire(bytes: &[u8], count: usize) -> Result<TensorData, String> {
+        let mut rest = bytes;
+        let mut values = Vec::with_capacity(count.min(bytes.len() / 4));
+        for index in 0..count {
+            let Some((length, tail)) = rest.split_first_chunk::<4>() else {
+                return Err(format!(
+                    "element {index} of {count}: its 4-byte length is cut off ({} bytes left)",
+                    rest.len()
+                ));
+            };
+            let length = u32::from_le_bytes(*length) as usize;
+            if length > tail.len() {
+                return Err(format!(
+                    "element {index} of {count} is {length} bytes long but only {} remain",
+                    tail.len()
+                ));
+            }
+            let (value, tail) = tail.split_at(length);
+            values.push(value.to_vec());
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "{} bytes follow the last of its {count} elements",
+                rest.len()
+            ));
+        }
+        Ok(TensorData::Bytes(values))
+    }
+
     /// Decodes little-endian bytes; the caller has checked that the length is
-    /// a whole number of elements.
+    /// a whole number of elements. `BYTES` goes through
+    /// [`TensorData::bytes_from_wire`], which can fail.
     pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> TensorData {
         fn decode<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
             bytes
@@ -241,6 +310,19 @@ impl TensorData {
             DataType::F16 => TensorData::F16(decode(bytes, f16::from_le_bytes)),
             DataType::F32 => TensorData::F32(decode(bytes, f32::from_le_bytes)),
             DataType::F64 => TensorData::F64(decode(bytes, f64::from_le_bytes)),
+            DataType::Bytes => {
+                // Every whole element there is; the request decoder checks
+                // the count and the tail with `bytes_from_wire` first.
+                let mut values = Vec::new();
+                let mut rest = bytes;
+                while let Some((length, tail)) = rest.split_first_chunk::<4>()
+                    && let Some((value, tail)) = tail.split_at_checked(u32::from_le_bytes(*length) as usize)
+                {
+                    values.push(value.to_vec());
+                    rest = tail;
+                }
+                TensorData::Bytes(values)
+            }
         }
     }
 }
@@ -279,7 +361,17 @@ impl Tensor {
             TensorData::F16(v) => f64::from(*v.get(index)?),
             TensorData::F32(v) => f64::from(*v.get(index)?),
             TensorData::F64(v) => *v.get(index)?,
+            TensorData::Bytes(_) => return None,
         })
+    }
+
+    /// Element `index` of a `BYTES` tensor; `None` for any other datatype
+    /// or past the end.
+    pub fn bytes_at(&self, index: usize) -> Option<&[u8]> {
+        match &self.data {
+            TensorData::Bytes(values) => values.get(index).map(Vec::as_slice),
+            _ => None,
+        }
     }
 
     /// Size of the first (batch) dimension; 0 for a scalar.
@@ -348,6 +440,7 @@ impl Tensor {
             DataType::F16 => join!(F16),
             DataType::F32 => join!(F32),
             DataType::F64 => join!(F64),
+            DataType::Bytes => join!(Bytes),
         };
         let mut shape = first.shape.clone();
         shape[0] = rows;
@@ -393,6 +486,7 @@ impl Tensor {
             TensorData::F16(v) => cut!(v, F16),
             TensorData::F32(v) => cut!(v, F32),
             TensorData::F64(v) => cut!(v, F64),
+            TensorData::Bytes(v) => cut!(v, Bytes),
         })
     }
 }
@@ -434,12 +528,32 @@ mod tests {
             let mut bytes = Vec::new();
             zeros.write_le_bytes(&mut bytes);
             assert_eq!(bytes.len(), 3 * datatype.size_of());
+            assert_eq!(bytes.len(), zeros.wire_size());
             assert_eq!(TensorData::from_le_bytes(datatype, &bytes), zeros);
         }
         let values = TensorData::I32(vec![-1, 7, i32::MAX]);
         let mut bytes = Vec::new();
         values.write_le_bytes(&mut bytes);
         assert_eq!(TensorData::from_le_bytes(DataType::I32, &bytes), values);
+    }
+
+    #[test]
+    fn bytes_read_as_tritonclient_writes_them() {
+        let words = TensorData::Bytes(vec![b"cat".to_vec(), Vec::new(), "été".as_bytes().to_vec()]);
+        let mut wire = Vec::new();
+        words.write_le_bytes(&mut wire);
+        assert_eq!(&wire[..7], &[3, 0, 0, 0, b'c', b'a', b't']);
+        assert_eq!(wire.len(), words.wire_size());
+        assert_eq!(TensorData::bytes_from_wire(&wire, 3), Ok(words));
+        let cut = TensorData::bytes_from_wire(&wire[..wire.len() - 1], 3).unwrap_err();
+        assert!(
+            cut.contains("element 2 of 3 is 5 bytes long but only 4 remain"),
+            "{cut}"
+        );
+        let extra = TensorData::bytes_from_wire(&wire, 2).unwrap_err();
+        assert!(extra.contains("follow the last of its 2 elements"), "{extra}");
+        let short = TensorData::bytes_from_wire(&[1, 0], 1).unwrap_err();
+        assert!(short.contains("length is cut off"), "{short}");
     }
 
     #[test]
@@ -474,6 +588,6 @@ mod tests {
         for datatype in DataType::ALL {
             assert_eq!(DataType::from_wire_name(datatype.wire_name()), Some(datatype));
         }
-        assert_eq!(DataType::from_wire_name("BYTES"), None);
+        assert_eq!(DataType::from_wire_name("STRING"), None);
     }
 }

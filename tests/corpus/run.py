@@ -51,6 +51,7 @@ DATATYPES = {
     "tensor(int32)": ("INT32", np.int32),
     "tensor(bool)": ("BOOL", np.bool_),
     "tensor(uint8)": ("UINT8", np.uint8),
+    "tensor(string)": ("BYTES", np.object_),
 }
 
 
@@ -123,6 +124,9 @@ def values(spec: dict, dtype: type, rng: np.random.Generator) -> np.ndarray:
     if "uniform" in spec:
         low, high = spec["uniform"]
         return rng.uniform(low, high, size=shape).astype(dtype)
+    if "text" in spec:
+        choices = np.array(spec["text"], dtype=np.object_)
+        return choices[rng.integers(0, len(choices), size=shape)]
     if "integers" in spec:
         low, high = spec["integers"]
         return rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
@@ -139,7 +143,10 @@ def infer_json(url: str, model: str, feeds: dict[str, np.ndarray], types: dict[s
     status, answer = http("POST", f"{url}/v2/models/{model}/infer", json.dumps(body).encode())
     if status != 200:
         raise RuntimeError(f"JSON infer answered {status}: {answer}")
-    return {out["name"]: np.array(out["data"]).reshape(out["shape"]) for out in answer["outputs"]}
+    return {
+        out["name"]: np.array(out["data"], dtype=np.object_ if out["datatype"] == "BYTES" else None).reshape(out["shape"])
+        for out in answer["outputs"]
+    }
 
 
 def infer_triton(url: str, model: str, feeds: dict[str, np.ndarray], types: dict[str, str], outputs: list[str]):
@@ -159,6 +166,11 @@ def max_difference(actual: np.ndarray, expected: np.ndarray) -> float:
         return float("inf")
     if expected.size == 0:
         return 0.0
+    if expected.dtype == np.object_:
+        # Strings: equal or not. tritonclient gives bytes, JSON gives text.
+        text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+        same = all(text(a) == text(e) for a, e in zip(actual.ravel(), expected.ravel()))
+        return 0.0 if same else float("inf")
     scale = np.maximum(np.abs(expected.astype(np.float64)), 1.0)
     return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)) / scale))
 

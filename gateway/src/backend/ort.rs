@@ -215,8 +215,17 @@ impl Session for OrtPool {
 
 fn to_ort(tensor: Tensor) -> Result<DynValue> {
     let shape: Vec<i64> = tensor.shape.iter().map(|&dim| dim as i64).collect();
-    let value =
-        crate::with_tensor_data!(tensor.data, v => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()));
+    let value = crate::with_tensor_data!(tensor.data, v => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()), b => {
+        // ONNX Runtime copies each element as a C string: one NUL byte would
+        // cut it short, silently.
+        if let Some(index) = b.iter().position(|value| value.contains(&0)) {
+            return Err(Error::bad_request(format!(
+                "BYTES element {index} holds a NUL byte, which ONNX Runtime's strings cannot carry"
+            )));
+        }
+        let texts = b.iter().map(|value| super::tract::utf8(value)).collect::<Result<Vec<String>>>()?;
+        OrtTensor::from_string_array((shape, texts.as_slice())).map(|t| t.into_dyn())
+    });
     value.map_err(|err| Error::Internal(format!("building an onnx runtime tensor: {err}")))
 }
 
@@ -256,5 +265,17 @@ fn from_ort(value: &DynValue, expected: DataType) -> Result<Tensor> {
         DataType::F16 => read!(F16),
         DataType::F32 => read!(F32),
         DataType::F64 => read!(F64),
+        DataType::Bytes => {
+            let (shape, texts) = value
+                .try_extract_strings()
+                .map_err(|err| Error::Inference(format!("onnx runtime output is not {expected}: {err}")))?;
+            Tensor {
+                shape: shape
+                    .iter()
+                    .map(|&dim| usize::try_from(dim).unwrap_or(0))
+                    .collect(),
+                data: TensorData::Bytes(texts.into_iter().map(String::into_bytes).collect()),
+            }
+        }
     })
 }

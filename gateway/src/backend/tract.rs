@@ -99,15 +99,30 @@ fn datum_type(datatype: DataType) -> DatumType {
         DataType::F16 => DatumType::F16,
         DataType::F32 => DatumType::F32,
         DataType::F64 => DatumType::F64,
+        DataType::Bytes => DatumType::String,
     }
 }
 
 fn to_tract(tensor: &SluiceTensor) -> Result<TValue> {
     let shape = &tensor.shape;
-    let built = crate::with_tensor_data!(&tensor.data, v => Tensor::from_shape(shape, v));
+    let built = crate::with_tensor_data!(&tensor.data, v => Tensor::from_shape(shape, v), b => {
+        let texts = b.iter().map(|value| utf8(value)).collect::<Result<Vec<String>>>()?;
+        tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(shape), texts)
+            .map(|array| array.into_tensor())
+            .map_err(TractError::from)
+    });
     built
         .map(TValue::from)
         .map_err(|err| Error::Internal(format!("building a tract tensor: {err:#}")))
+}
+
+/// A `BYTES` element as an engine's string: UTF-8, or the client's mistake.
+pub(super) fn utf8(value: &[u8]) -> Result<String> {
+    String::from_utf8(value.to_vec()).map_err(|err| {
+        Error::bad_request(format!(
+            "a BYTES element for a string tensor must be UTF-8 text: {err}"
+        ))
+    })
 }
 
 fn from_tract(value: &TValue, expected: DataType) -> Result<SluiceTensor> {
@@ -135,6 +150,13 @@ fn from_tract(value: &TValue, expected: DataType) -> Result<SluiceTensor> {
         DataType::F16 => TensorData::F16(view.as_slice::<f16>().map_err(fail)?.to_vec()),
         DataType::F32 => TensorData::F32(view.as_slice::<f32>().map_err(fail)?.to_vec()),
         DataType::F64 => TensorData::F64(view.as_slice::<f64>().map_err(fail)?.to_vec()),
+        DataType::Bytes => TensorData::Bytes(
+            view.as_slice::<String>()
+                .map_err(fail)?
+                .iter()
+                .map(|text| text.as_bytes().to_vec())
+                .collect(),
+        ),
     };
     Ok(SluiceTensor { shape, data })
 }

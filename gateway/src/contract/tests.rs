@@ -184,3 +184,45 @@ fn a_clean_request_breaks_nothing_and_a_long_list_is_cut() {
     assert_eq!(violations.shown.len(), SHOWN_VIOLATIONS);
     assert!(violations.into_error().to_string().ends_with("; and 3 more"));
 }
+
+#[test]
+fn string_features_are_checked_by_their_text() {
+    let signature = Signature {
+        inputs: vec![TensorSpec {
+            name: "color".into(),
+            datatype: DataType::Bytes,
+            shape: vec![-1],
+            dim_symbols: vec![Some("N".into())],
+        }],
+        outputs: vec![],
+    };
+    let contract = DataContract {
+        features: BTreeMap::from([(
+            "color".into(),
+            FeatureContract {
+                min: None,
+                max: None,
+                categories: Some(vec!["red".into(), "blue".into()]),
+                nullable: false,
+            },
+        )]),
+        rules: vec![],
+    };
+    let checker = ContractChecker::new(&contract, &signature, "strings", "1");
+    let words = Tensor {
+        shape: vec![3],
+        data: TensorData::Bytes(vec![b"red".to_vec(), b"teal".to_vec(), Vec::new()]),
+    };
+    let violations = checker.check(&[words]);
+    assert_eq!(violations.count, 2, "{:?}", violations.shown);
+    assert!(
+        violations.shown[0].contains("row 1: color = 'teal' is not one of its categories"),
+        "{:?}",
+        violations.shown
+    );
+    assert!(
+        violations.shown[1].contains("row 2: color is missing (empty)"),
+        "{:?}",
+        violations.shown
+    );
+}

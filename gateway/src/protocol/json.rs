@@ -35,6 +35,7 @@ pub fn parse_data(raw: &RawValue, datatype: DataType, count: usize, input: &str)
             DataType::F16 => TensorData::F16(parse_elements(raw, capacity, count)?),
             DataType::F32 => TensorData::F32(parse_elements(raw, capacity, count)?),
             DataType::F64 => TensorData::F64(parse_elements(raw, capacity, count)?),
+            DataType::Bytes => TensorData::Bytes(parse_strings(raw, count)?),
         })
     })();
     let data = parsed.map_err(|message| Error::bad_request(format!("input '{input}': {message}")))?;
@@ -48,6 +49,42 @@ pub fn parse_data(raw: &RawValue, datatype: DataType, count: usize, input: &str)
 }
 
 type Parsed<T> = std::result::Result<T, String>;
+
+/// `BYTES` in JSON: strings (UTF-8), in arrays nested as the shape or flat.
+/// Off the numeric fast path: text models are not parse-bound.
+fn parse_strings(raw: &RawValue, count: usize) -> Parsed<Vec<Vec<u8>>> {
+    fn walk(value: serde_json::Value, depth: usize, count: usize, out: &mut Vec<Vec<u8>>) -> Parsed<()> {
+        match value {
+            serde_json::Value::String(text) if out.len() < count => {
+                out.push(text.into_bytes());
+                Ok(())
+            }
+            // More than the shape holds: counted, not kept.
+            serde_json::Value::String(_) => {
+                out.push(Vec::new());
+                Ok(())
+            }
+            serde_json::Value::Array(items) if depth < MAX_DATA_DEPTH => items
+                .into_iter()
+                .try_for_each(|item| walk(item, depth + 1, count, out)),
+            serde_json::Value::Array(_) => Err(format!("data is nested deeper than {MAX_DATA_DEPTH} levels")),
+            other => Err(format!("expected a string for BYTES, got {}", kind(&other))),
+        }
+    }
+    fn kind(value: &serde_json::Value) -> &'static str {
+        match value {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Object(_) => "an object",
+            _ => "a list",
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|err| err.to_string())?;
+    let mut out = Vec::new();
+    walk(value, 0, count, &mut out)?;
+    Ok(out)
+}
 
 fn parse_elements<T: Element>(raw: &RawValue, capacity: usize, count: usize) -> Parsed<Vec<T>> {
     let mut scanner = Scanner {
@@ -267,6 +304,32 @@ mod tests {
     fn parse(json: &str, datatype: DataType, count: usize) -> Result<TensorData> {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
         parse_data(&raw, datatype, count, "x")
+    }
+
+    #[test]
+    fn strings_parse_flat_or_nested_and_anything_else_is_named() {
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_string()).unwrap();
+        let parsed = parse_data(&raw(r#"[["a", "é"], ["", "d"]]"#), DataType::Bytes, 4, "x").unwrap();
+        assert_eq!(
+            parsed,
+            TensorData::Bytes(vec![
+                b"a".to_vec(),
+                "é".as_bytes().to_vec(),
+                Vec::new(),
+                b"d".to_vec()
+            ])
+        );
+        let err = parse_data(&raw(r#"["a", null]"#), DataType::Bytes, 2, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input 'x': expected a string for BYTES, got null"),
+            "{err}"
+        );
+        let err = parse_data(&raw(r#"["a", "b", "c"]"#), DataType::Bytes, 2, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shape needs 2 elements, data has 3"), "{err}");
     }
 
     #[test]

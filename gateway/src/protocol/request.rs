@@ -117,7 +117,11 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
                 }
                 let (chunk, rest) = take_binary(binary, size, datatype, count, name)?;
                 binary = rest;
-                TensorData::from_le_bytes(datatype, chunk)
+                match datatype {
+                    DataType::Bytes => TensorData::bytes_from_wire(chunk, count)
+                        .map_err(|err| Error::bad_request(format!("input '{name}': BYTES data: {err}")))?,
+                    _ => TensorData::from_le_bytes(datatype, chunk),
+                }
             }
             (None, None) => {
                 return Err(Error::bad_request(format!(
@@ -165,13 +169,22 @@ fn take_binary<'a>(
     count: usize,
     name: &str,
 ) -> Result<(&'a [u8], &'a [u8])> {
+    // A BYTES element is its length and its bytes: at least 4 bytes each,
+    // checked element by element once split off.
     let expected = count.checked_mul(datatype.size_of());
-    if expected != Some(size) {
+    let fits = match datatype {
+        DataType::Bytes => expected.is_some_and(|least| size >= least),
+        _ => expected == Some(size),
+    };
+    if !fits {
         return Err(Error::bad_request(format!(
             "input '{name}': binary_data_size is {size} bytes but {count} {datatype} elements take {}",
             expected.map_or_else(
                 || "more than can be addressed".to_string(),
-                |bytes| format!("{bytes} bytes")
+                |bytes| match datatype {
+                    DataType::Bytes => format!("at least {bytes} bytes (a 4-byte length each)"),
+                    _ => format!("{bytes} bytes"),
+                }
             )
         )));
     }

@@ -59,6 +59,11 @@ impl Serialize for DataWire<'_> {
             TensorData::I64(values) => serializer.collect_seq(values),
             TensorData::F32(values) => serializer.collect_seq(values),
             TensorData::F64(values) => serializer.collect_seq(values),
+            // JSON strings are text: bytes that are not UTF-8 come out with
+            // U+FFFD in their place; ask for binary outputs to get them whole.
+            TensorData::Bytes(values) => {
+                serializer.collect_seq(values.iter().map(|value| String::from_utf8_lossy(value)))
+            }
         }
     }
 }
@@ -76,10 +81,16 @@ pub fn size_bound(
     let per_output = |output: &RequestedOutput| {
         let tensor = &tensors[output.index];
         let values = tensor.data.len();
-        let data = match output.binary {
-            true => values.saturating_mul(tensor.datatype().size_of()),
+        let data = match (output.binary, &tensor.data) {
+            (true, data) => data.wire_size(),
+            // Each byte escaped at its longest (\u00XX, or U+FFFD's three
+            // bytes for an invalid one), its quotes and its comma.
+            (false, TensorData::Bytes(strings)) => strings
+                .iter()
+                .map(|value| value.len().saturating_mul(6).saturating_add(3))
+                .fold(0, usize::saturating_add),
             // The longest text of each type, and its comma.
-            false => values.saturating_mul(longest_json_value(tensor.datatype()) + 1),
+            (false, data) => values.saturating_mul(longest_json_value(data.datatype()) + 1),
         };
         let name = model.signature.outputs[output.index].name.len();
         data.saturating_add(name + 21 * tensor.shape.len() + 128)
@@ -104,6 +115,8 @@ fn longest_json_value(datatype: DataType) -> usize {
         DataType::U64 | DataType::I64 => 20,
         DataType::F16 | DataType::F32 => 15,
         DataType::F64 => 24,
+        // Unused: strings are bounded by their own lengths (above).
+        DataType::Bytes => 0,
     }
 }
 
@@ -184,6 +197,7 @@ mod tests {
             TensorData::Bool(vec![false, true]),
             TensorData::I8(vec![i8::MIN]),
             TensorData::U16(vec![u16::MAX]),
+            TensorData::Bytes(vec![b"\x01\"\\".to_vec(), vec![0xff, 0xfe], Vec::new()]),
         ];
         let tensors: Vec<Tensor> = data
             .into_iter()

@@ -386,7 +386,7 @@ async fn finish(
 fn tensor_bytes(tensors: &[Tensor]) -> usize {
     tensors
         .iter()
-        .map(|tensor| tensor.data.len().saturating_mul(tensor.datatype().size_of()))
+        .map(|tensor| tensor.data.wire_size())
         .fold(0, usize::saturating_add)
 }
 

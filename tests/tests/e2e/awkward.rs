@@ -388,3 +388,133 @@ async fn a_deployment_names_its_warmup_and_the_registry_refuses_one_that_cannot_
     assert!(err.contains("holds 64 values but data has 63"), "{err}");
     gateway.server.shutdown().await.unwrap();
 }
+
+/// `strings` as the binary extension carries BYTES: a 4-byte little-endian
+/// length before each.
+fn bytes_wire(strings: &[&[u8]]) -> Vec<u8> {
+    strings
+        .iter()
+        .flat_map(|s| {
+            (s.len() as u32)
+                .to_le_bytes()
+                .into_iter()
+                .chain(s.iter().copied())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn strings_go_in_and_come_out_as_bytes_in_json_and_in_the_binary_extension() {
+    let name = "color_codes";
+    let repository = served(name, "color_codes", "ort", "[batching]\nmax_batch_size = 8\n");
+    let gateway = TestGateway::start(&repository).await;
+    let meta = metadata(&gateway, name).await;
+    assert_eq!(meta["inputs"][0]["datatype"], "BYTES", "{meta}");
+    assert_eq!(meta["outputs"][1]["datatype"], "BYTES", "{meta}");
+    assert!(
+        gateway.serving(name).batcher_opt.is_some(),
+        "string rows batch too"
+    );
+    let path = format!("/v2/models/{name}/infer");
+
+    let request = json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [3], "data": ["red", "teal", "crimson"]}]});
+    let (status, body) = gateway.post_json(&path, &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["data"], json!([0, -1, 3]));
+    assert_eq!(
+        body["outputs"][1],
+        json!({"name": "family", "datatype": "BYTES", "shape": [3], "data": ["warm", "other", "warm"]})
+    );
+
+    // As tritonclient sends them: binary in, and binary out.
+    let strings: [&[u8]; 2] = [b"blue", "vermilion é".as_bytes()];
+    let tail = bytes_wire(&strings);
+    let header = json!({
+        "inputs": [{"name": "color", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": tail.len()}}],
+        "outputs": [{"name": "family", "parameters": {"binary_data": true}}],
+    });
+    let mut raw = serde_json::to_vec(&header).unwrap();
+    let length = raw.len();
+    raw.extend_from_slice(&tail);
+    let response = gateway
+        .post_raw(
+            &path,
+            &[("inference-header-content-length", length.to_string())],
+            raw,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let header_length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    let answer: Value = serde_json::from_slice(&body[..header_length]).unwrap();
+    let family = &answer["outputs"][0];
+    assert_eq!(family["datatype"], "BYTES");
+    assert_eq!(
+        family["parameters"]["binary_data_size"],
+        json!(body.len() - header_length)
+    );
+    assert_eq!(
+        &body[header_length..],
+        bytes_wire(&[b"cool", b"other"]).as_slice()
+    );
+
+    // Each mistake is the client's, and says what was expected.
+    let cases = [
+        (
+            json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [2], "data": ["red", 7]}]}),
+            "expected a string for BYTES, got a number",
+        ),
+        (
+            json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [2], "data": ["red"]}]}),
+            "shape needs 2 elements, data has 1",
+        ),
+        (
+            json!({"inputs": [{"name": "color", "datatype": "FP32", "shape": [1], "data": [1.0]}]}),
+            "model expects datatype BYTES, got FP32",
+        ),
+        (
+            json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [1], "data": ["re\u{0}d"]}]}),
+            "NUL byte",
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = gateway.post_json(&path, &request).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            error_message(&body).contains(expected),
+            "{body} should say {expected}"
+        );
+    }
+    let binary_cases: [(Vec<u8>, usize, &str); 3] = [
+        (
+            bytes_wire(&[b"red"])[..5].to_vec(),
+            1,
+            "is 3 bytes long but only 1 remain",
+        ),
+        (vec![0xff, 0xfe], 1, "at least 4 bytes"),
+        (bytes_wire(&[&[0xff, 0xfe]]), 1, "must be UTF-8"),
+    ];
+    for (tail, count, expected) in binary_cases {
+        let header = json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [count], "parameters": {"binary_data_size": tail.len()}}]});
+        let mut raw = serde_json::to_vec(&header).unwrap();
+        let length = raw.len();
+        raw.extend_from_slice(&tail);
+        let response = gateway
+            .post_raw(
+                &path,
+                &[("inference-header-content-length", length.to_string())],
+                raw,
+            )
+            .await;
+        let (status, body) = sluice_tests::read_json(response).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            error_message(&body).contains(expected),
+            "{body} should say {expected}"
+        );
+    }
+}
