@@ -17,6 +17,10 @@ smallest that fails the way a public model failed in Sluice before:
 - `models/test/reshape_by_three/1/model.onnx`: `x [N, T]` reshaped to rows of
   3: no synthetic input runs it (its sizes are powers of two), a `[1, 3]`
   or `[1, 6]` request does.
+- `models/test/iris_zipmap/1/model.onnx`: scikit-learn's logistic regression
+  on its bundled iris data, with the species as string labels, converted by
+  `skl2onnx.to_onnx` with its defaults: a string `output_label [N]` and a
+  `ZipMap` `output_probability`, a sequence of maps from species to score.
 - `models/test/color_codes/1/model.onnx`: a string input `color [N]` encoded
   by ONNX-ML's `LabelEncoder` to an INT64 `code [N]` (unknown: -1) and to a
   string `family [N]` (unknown: "other"), as a text pipeline's lookup step.
@@ -148,9 +152,28 @@ def color_codes() -> None:
     onnx.save(model, path)
 
 
+def iris_zipmap() -> None:
+    # Imported here: the other graphs need only onnx.
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    species = np.array(iris.target_names)[iris.target]
+    features = iris.data.astype(np.float32)
+    classifier = LogisticRegression(max_iter=500).fit(features, species)
+    model = to_onnx(classifier, features[:1], target_opset={"": 18, "ai.onnx.ml": 3})
+    model.graph.name = "iris_zipmap"
+    onnx.checker.check_model(model, full_check=True)
+    path = ROOT / "test/iris_zipmap/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
 if __name__ == "__main__":
     detector_like()
     vad_like()
     paddle_like()
     reshape_by_three()
     color_codes()
+    iris_zipmap()

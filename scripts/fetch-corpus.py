@@ -100,6 +100,10 @@ def main() -> None:
     for entry, target, sha256 in wanted:
         if target.exists() and (sha256 is None or sha256_of(target) == sha256):
             continue
+        if "local" in entry:
+            # Made in this repository (models/): copied, for one layout.
+            shutil.copyfile(ROOT / entry["local"], target)
+            continue
         archive = entry["archive"]
         if archive not in fetched:
             fetched[archive] = download(archive, archives)

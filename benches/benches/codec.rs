@@ -19,6 +19,7 @@ fn signature() -> Signature {
             datatype: DataType::F32,
             shape: vec![-1, FLOATS as i64],
             dim_symbols: vec![Some("N".into()), None],
+            labels: Vec::new(),
         }],
         outputs: vec![],
     }

@@ -15,6 +15,7 @@ fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
             .iter()
             .map(|&dim| (dim < 0).then(|| "N".to_string()))
             .collect(),
+        labels: Vec::new(),
     }
 }
 

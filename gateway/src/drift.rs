@@ -329,6 +329,7 @@ mod tests {
             datatype,
             dim_symbols: vec![None; shape.len()],
             shape,
+            labels: Vec::new(),
         }
     }
 

@@ -144,8 +144,8 @@ impl LoadedModel {
         warmup: &Warmup,
     ) -> Result<Arc<LoadedModel>> {
         let started = Instant::now();
-        let signature = onnx::read_signature(artifact)?;
-        let (kind, session) = engines.load_session(name, version, artifact, &signature, choice)?;
+        let (artifact, signature) = onnx::prepare(artifact)?;
+        let (kind, session) = engines.load_session(name, version, &artifact, &signature, choice)?;
         // The batcher and the model share one watched session: every run,
         // batched or not, is seen by the watchdog.
         let watch = Arc::new(RunWatch::default());

@@ -15,6 +15,9 @@ pub struct TensorSpec {
     /// agree: the ONNX `dim_param` name, or `N` for an unnamed leading dim
     /// (the batch). `None` for fixed and unnamed inner dims.
     pub dim_symbols: Vec<Option<String>>,
+    /// The class of each column of a score output, where the graph names
+    /// them (skl2onnx's `ZipMap`); empty otherwise.
+    pub labels: Vec<String>,
 }
 
 /// What a model takes and gives, read from the ONNX graph.
@@ -149,6 +152,7 @@ mod tests {
             datatype: DataType::F32,
             shape: vec![-1, 4],
             dim_symbols: vec![Some("N".into()), None],
+            labels: Vec::new(),
         }
     }
 

@@ -220,6 +220,7 @@ mod tests {
             datatype: DataType::F32,
             dim_symbols: vec![None; shape.len()],
             shape,
+            labels: Vec::new(),
         }
     }
 

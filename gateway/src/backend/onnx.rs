@@ -1,7 +1,12 @@
 //! Reads a model's signature straight from the ONNX protobuf, so both engines
-//! (and the metadata endpoint) agree on names, datatypes and shapes.
+//! (and the metadata endpoint) agree on names, datatypes and shapes; and
+//! unwraps skl2onnx's `ZipMap` outputs ([`prepare`]) so that every engine
+//! sees tensors.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+
+use prost::Message;
 
 use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::Framework;
@@ -26,7 +31,85 @@ pub fn decode(artifact: &[u8]) -> Result<pb::ModelProto> {
 }
 
 pub fn read_signature(artifact: &[u8]) -> Result<Signature> {
-    signature_of(&decode(artifact)?)
+    Ok(prepare(artifact)?.1)
+}
+
+/// The artifact the engines load and its signature. A graph output that
+/// skl2onnx's `ZipMap` turns into a sequence of maps (its default for every
+/// classifier) is served as the FP32 `[N, K]` tensor ZipMap was given, in
+/// class order, with the class labels on its spec: the `ZipMap` node becomes
+/// an `Identity`, and the graph is encoded again. Any other graph is
+/// loaded as it came.
+pub fn prepare(artifact: &[u8]) -> Result<(Cow<'_, [u8]>, Signature)> {
+    let mut proto = decode(artifact)?;
+    let labels = unwrap_zipmaps(&mut proto)?;
+    if labels.is_empty() {
+        return Ok((Cow::Borrowed(artifact), signature_of(&proto)?));
+    }
+    let mut signature = signature_of(&proto)?;
+    for (name, classes) in labels {
+        if let Some(index) = signature.output_index(&name) {
+            signature.outputs[index].labels = classes;
+        }
+    }
+    Ok((Cow::Owned(proto.encode_to_vec()), signature))
+}
+
+/// Replaces each `ZipMap` that writes a graph output by an `Identity` of its
+/// score tensor, gives the output that tensor's type (FP32 `[N, K]`), and
+/// returns each output's class labels (integer labels as their text).
+fn unwrap_zipmaps(proto: &mut pb::ModelProto) -> Result<Vec<(String, Vec<String>)>> {
+    let Some(graph) = proto.graph.as_mut() else {
+        return Ok(Vec::new());
+    };
+    let mut unwrapped = Vec::new();
+    for node in graph.node.iter_mut().filter(|node| node.op_type == "ZipMap") {
+        let Some(output) = node.output.first().cloned() else {
+            continue;
+        };
+        let Some(graph_output) = graph.output.iter_mut().find(|info| info.name == output) else {
+            continue;
+        };
+        let classes: Vec<String> = node
+            .attribute
+            .iter()
+            .find_map(|attribute| match attribute.name.as_str() {
+                "classlabels_strings" => Some(
+                    attribute
+                        .strings
+                        .iter()
+                        .map(|label| String::from_utf8_lossy(label).into_owned())
+                        .collect(),
+                ),
+                "classlabels_int64s" => Some(attribute.ints.iter().map(i64::to_string).collect()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Load(format!("ZipMap '{output}' names no class labels")))?;
+        node.op_type = "Identity".into();
+        node.domain = String::new();
+        node.attribute.clear();
+        let dims = [None, Some(classes.len() as i64)].map(|size| pb::tensor_shape_proto::Dimension {
+            value: size.map(dimension::Value::DimValue),
+            ..Default::default()
+        });
+        graph_output.r#type = Some(pb::TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto { dim: dims.into() }),
+            })),
+            ..Default::default()
+        });
+        unwrapped.push((output, classes));
+    }
+    // Identity is an operator of the default domain, which an ML-only
+    // graph may not import.
+    if !unwrapped.is_empty() && !proto.opset_import.iter().any(|opset| opset.domain.is_empty()) {
+        proto.opset_import.push(pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        });
+    }
+    Ok(unwrapped)
 }
 
 /// Graph inputs that are not initializers, and graph outputs, with `-1` for
@@ -124,6 +207,7 @@ fn tensor_spec(info: &pb::ValueInfoProto, role: &str) -> Result<TensorSpec> {
         datatype,
         shape,
         dim_symbols,
+        labels: Vec::new(),
     })
 }
 

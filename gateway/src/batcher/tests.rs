@@ -25,6 +25,7 @@ impl Doubler {
             datatype: DataType::F32,
             shape: vec![first_dim, 2],
             dim_symbols: vec![Some("N".into()), None],
+            labels: Vec::new(),
         };
         Arc::new(Doubler {
             signature: Signature {

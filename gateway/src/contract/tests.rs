@@ -16,6 +16,7 @@ fn spec(name: &str, shape: Vec<i64>) -> TensorSpec {
             .chain(std::iter::repeat_n(None, shape.len() - 1))
             .collect(),
         shape,
+        labels: Vec::new(),
     }
 }
 
@@ -193,6 +194,7 @@ fn string_features_are_checked_by_their_text() {
             datatype: DataType::Bytes,
             shape: vec![-1],
             dim_symbols: vec![Some("N".into())],
+            labels: Vec::new(),
         }],
         outputs: vec![],
     };

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use super::json;
 use crate::error::{Error, Result};
-use crate::signature::Signature;
+use crate::signature::{Signature, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 use sluice_registry_client::limits::quote;
 
@@ -59,6 +59,9 @@ pub struct RequestedOutput {
     pub index: usize,
     /// Answer as raw bytes after the JSON header (binary tensor extension).
     pub binary: bool,
+    /// Triton's classification extension (`"classification": k`): the top
+    /// `k` classes of each row as `BYTES` `"score:index[:label]"`.
+    pub classes_opt: Option<usize>,
 }
 
 /// `header_length` is `Inference-Header-Content-Length`: when present the body
@@ -208,6 +211,7 @@ fn requested_outputs(
             .map(|index| RequestedOutput {
                 index,
                 binary: binary_default,
+                classes_opt: None,
             })
             .collect());
     };
@@ -231,16 +235,47 @@ fn requested_outputs(
                 )));
             }
             let parameters = output.parameters.as_ref();
-            if parameters.is_some_and(|p| p.contains_key("classification")) {
-                return Err(Error::bad_request(format!(
-                    "output '{name}': the classification extension is not supported"
-                )));
-            }
+            let classes_opt = classification(parameters, &signature.outputs[index])?;
             let binary = bool_parameter(parameters, "binary_data", &format!("output '{name}'"))?
                 .unwrap_or(binary_default);
-            Ok(RequestedOutput { index, binary })
+            Ok(RequestedOutput {
+                index,
+                binary,
+                classes_opt,
+            })
         })
         .collect()
+}
+
+/// `"classification": k` on an output of scores, `[N, K]` or `[K]`, of a
+/// numeric datatype; `0` asks for no classification, as in Triton.
+fn classification(parameters: Option<&Parameters>, spec: &TensorSpec) -> Result<Option<usize>> {
+    let Some(value) = parameters.and_then(|p| p.get("classification")) else {
+        return Ok(None);
+    };
+    let name = &spec.name;
+    let count = value
+        .as_u64()
+        .and_then(|count| usize::try_from(count).ok())
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "output '{name}': classification must be a count of classes (a whole number), got {value}"
+            ))
+        })?;
+    if count == 0 {
+        return Ok(None);
+    }
+    if spec.datatype == DataType::Bytes
+        || spec.datatype == DataType::Bool
+        || !(1..=2).contains(&spec.shape.len())
+    {
+        return Err(Error::bad_request(format!(
+            "output '{name}' is {} {}: classification takes scores shaped [N, K] or [K]",
+            spec.datatype,
+            crate::signature::format_shape(&spec.shape)
+        )));
+    }
+    Ok(Some(count))
 }
 
 fn binary_data_size(parameters: Option<&Parameters>, name: &str) -> Result<Option<usize>> {

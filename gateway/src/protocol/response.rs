@@ -29,15 +29,26 @@ struct OutputWire<'a> {
     name: &'a str,
     datatype: &'static str,
     shape: &'a [usize],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "OutputParameters::is_empty")]
+    parameters: OutputParameters<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<DataWire<'a>>,
 }
 
-#[derive(Serialize)]
-struct BinaryParameters {
-    binary_data_size: usize,
+#[derive(Serialize, Default)]
+struct OutputParameters<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binary_data_size: Option<usize>,
+    /// The class of each column of a score output (a ZipMap's labels):
+    /// V2's model metadata has no place for them.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    labels: &'a [String],
+}
+
+impl OutputParameters<'_> {
+    fn is_empty(&self) -> bool {
+        self.binary_data_size.is_none() && self.labels.is_empty()
+    }
 }
 
 /// Serializes tensor data as a flat JSON array without an intermediate copy.
@@ -80,6 +91,24 @@ pub fn size_bound(
 ) -> usize {
     let per_output = |output: &RequestedOutput| {
         let tensor = &tensors[output.index];
+        let labels = &model.signature.outputs[output.index].labels;
+        if let Some(count) = output.classes_opt {
+            // "score:index:label" strings: a float, an index, a label
+            // escaped at its longest, quotes and separators.
+            let longest_label = labels.iter().map(String::len).max().unwrap_or(0);
+            let each = 15 + 20 + 6 * longest_label + 8;
+            let rows = tensor
+                .shape
+                .first()
+                .copied()
+                .filter(|_| tensor.shape.len() == 2)
+                .unwrap_or(1);
+            return rows
+                .saturating_mul(count)
+                .saturating_mul(each)
+                .saturating_add(21 * 2 + 256);
+        }
+        let label_text: usize = labels.iter().map(|label| 6 * label.len() + 3).sum();
         let values = tensor.data.len();
         let data = match (output.binary, &tensor.data) {
             (true, data) => data.wire_size(),
@@ -93,7 +122,7 @@ pub fn size_bound(
             (false, data) => values.saturating_mul(longest_json_value(data.datatype()) + 1),
         };
         let name = model.signature.outputs[output.index].name.len();
-        data.saturating_add(name + 21 * tensor.shape.len() + 128)
+        data.saturating_add(name + 21 * tensor.shape.len() + 128 + label_text)
     };
     wanted.iter().map(per_output).fold(
         256 + model.name.len() + model.version_label.len() + 6 * id_opt.map_or(0, str::len),
@@ -128,23 +157,39 @@ pub fn encode(
     tensors: &[Tensor],
 ) -> EncodedResponse {
     let mut binary_tail = Vec::new();
-    let outputs = wanted
+    // Classified outputs are new tensors; the answer borrows from them.
+    let classified: Vec<Option<Tensor>> = wanted
         .iter()
         .map(|output| {
-            let tensor = &tensors[output.index];
+            let labels = &model.signature.outputs[output.index].labels;
+            output
+                .classes_opt
+                .map(|count| classify(&tensors[output.index], count, labels))
+        })
+        .collect();
+    let outputs = wanted
+        .iter()
+        .zip(&classified)
+        .map(|(output, classified_opt)| {
+            let spec = &model.signature.outputs[output.index];
+            let tensor = classified_opt.as_ref().unwrap_or(&tensors[output.index]);
             let mut wire = OutputWire {
-                name: &model.signature.outputs[output.index].name,
+                name: &spec.name,
                 datatype: tensor.datatype().wire_name(),
                 shape: &tensor.shape,
-                parameters: None,
+                parameters: OutputParameters {
+                    binary_data_size: None,
+                    labels: match classified_opt {
+                        Some(_) => &[],
+                        None => &spec.labels,
+                    },
+                },
                 data: None,
             };
             if output.binary {
                 let before = binary_tail.len();
                 tensor.data.write_le_bytes(&mut binary_tail);
-                wire.parameters = Some(BinaryParameters {
-                    binary_data_size: binary_tail.len() - before,
-                });
+                wire.parameters.binary_data_size = Some(binary_tail.len() - before);
             } else {
                 wire.data = Some(DataWire(&tensor.data));
             }
@@ -163,6 +208,46 @@ pub fn encode(
     EncodedResponse {
         body,
         header_length_opt,
+    }
+}
+
+/// Triton's classification extension: the top `count` classes of each row
+/// of `scores` (`[N, K]`, or `[K]` for one row), best first (ties: the lower
+/// index), as `BYTES` `"score:index"`, with `":label"` where the model names
+/// its classes.
+fn classify(scores: &Tensor, count: usize, labels: &[String]) -> Tensor {
+    let classes = scores.shape.last().copied().unwrap_or(0);
+    let rows = match scores.shape.len() {
+        2 => scores.shape[0],
+        _ => 1,
+    };
+    let kept = count.min(classes);
+    let mut texts = Vec::with_capacity(rows * kept);
+    for row in 0..rows {
+        let mut ranked: Vec<(usize, f64)> = (0..classes)
+            .map(|class| (class, scores.f64_at(row * classes + class).unwrap_or(f64::NAN)))
+            .collect();
+        // NaN ranks last: it is no score.
+        ranked.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or_else(|| a.1.is_nan().cmp(&b.1.is_nan()))
+                .then(a.0.cmp(&b.0))
+        });
+        for (class, score) in ranked.into_iter().take(kept) {
+            let text = match labels.get(class) {
+                Some(label) => format!("{score}:{class}:{label}"),
+                None => format!("{score}:{class}"),
+            };
+            texts.push(text.into_bytes());
+        }
+    }
+    let shape = match scores.shape.len() {
+        2 => vec![rows, kept],
+        _ => vec![kept],
+    };
+    Tensor {
+        shape,
+        data: TensorData::Bytes(texts),
     }
 }
 
@@ -214,6 +299,7 @@ mod tests {
                 datatype: tensor.datatype(),
                 shape: vec![-1],
                 dim_symbols: vec![None],
+                labels: Vec::new(),
             })
             .collect();
         let session = Box::new(Outputs(Signature {
@@ -224,7 +310,11 @@ mod tests {
         let id = "\u{1}".repeat(40);
         for binary in [false, true] {
             let wanted: Vec<RequestedOutput> = (0..tensors.len())
-                .map(|index| RequestedOutput { index, binary })
+                .map(|index| RequestedOutput {
+                    index,
+                    binary,
+                    classes_opt: None,
+                })
                 .collect();
             let built = encode(&model, Some(&id), &wanted, &tensors).body.len();
             let bound = size_bound(&model, Some(&id), &wanted, &tensors);

@@ -518,3 +518,78 @@ async fn strings_go_in_and_come_out_as_bytes_in_json_and_in_the_binary_extension
         );
     }
 }
+
+#[tokio::test]
+async fn a_zipmap_classifier_answers_scores_in_class_order_with_its_labels_and_top_classes() {
+    let name = "iris_zipmap";
+    // tract has no LinearClassifier: `auto` serves it on ONNX Runtime.
+    let gateway = TestGateway::start(&served(name, "iris_zipmap", "auto", "")).await;
+    let meta = metadata(&gateway, name).await;
+    assert_eq!(
+        meta["outputs"],
+        json!([
+            {"name": "output_label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "output_probability", "datatype": "FP32", "shape": [-1, 3]},
+        ])
+    );
+    let path = format!("/v2/models/{name}/infer");
+    let flowers = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 4], "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]}]});
+    let (status, body) = gateway.post_json(&path, &flowers).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["data"], json!(["setosa", "virginica"]));
+    let scores = &body["outputs"][1];
+    assert_eq!(scores["shape"], json!([2, 3]));
+    assert_eq!(
+        scores["parameters"]["labels"],
+        json!(["setosa", "versicolor", "virginica"])
+    );
+    // ONNX Runtime's ZipMap maps for these two flowers (models/awkward.py).
+    let expected = [
+        0.981_579_4,
+        0.018_420_55,
+        1.459_569_6e-8,
+        5.639_357_6e-5,
+        0.080_625_88,
+        0.919_317_7,
+    ];
+    assert_close(&floats(&scores["data"]), &expected);
+
+    // Triton's classification extension, as tritonclient asks for it.
+    let mut top = flowers.clone();
+    top["outputs"] = json!([{"name": "output_probability", "parameters": {"classification": 2}}]);
+    let (status, body) = gateway.post_json(&path, &top).await;
+    assert_eq!(status, 200, "{body}");
+    let classes = &body["outputs"][0];
+    assert_eq!(
+        (&classes["datatype"], &classes["shape"]),
+        (&json!("BYTES"), &json!([2, 2]))
+    );
+    let texts: Vec<&str> = classes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        texts[0].starts_with("0.98") && texts[0].ends_with(":0:setosa"),
+        "{texts:?}"
+    );
+    assert!(texts[1].ends_with(":1:versicolor"), "{texts:?}");
+    assert!(
+        texts[2].ends_with(":2:virginica") && texts[3].ends_with(":1:versicolor"),
+        "{texts:?}"
+    );
+
+    let mut wrong = flowers.clone();
+    wrong["outputs"] = json!([{"name": "output_label", "parameters": {"classification": 1}}]);
+    let (status, body) = gateway.post_json(&path, &wrong).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains("classification takes scores shaped [N, K] or [K]"),
+        "{body}"
+    );
+    wrong["outputs"] = json!([{"name": "output_probability", "parameters": {"classification": "two"}}]);
+    let (status, body) = gateway.post_json(&path, &wrong).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_message(&body).contains("a count of classes"), "{body}");
+}
