@@ -21,6 +21,9 @@ smallest that fails the way a public model failed in Sluice before:
   on its bundled iris data, with the species as string labels, converted by
   `skl2onnx.to_onnx` with its defaults: a string `output_label [N]` and a
   `ZipMap` `output_probability`, a sequence of maps from species to score.
+- `models/test/cancer_gbm/1/model.onnx`: a gradient-boosted ensemble (20
+  trees of depth 3) on scikit-learn's bundled breast-cancer data, a binary
+  `TreeEnsembleClassifier` with skl2onnx's defaults (INT64 labels, ZipMap).
 - `models/test/color_codes/1/model.onnx`: a string input `color [N]` encoded
   by ONNX-ML's `LabelEncoder` to an INT64 `code [N]` (unknown: -1) and to a
   string `family [N]` (unknown: "other"), as a text pipeline's lookup step.
@@ -170,6 +173,22 @@ def iris_zipmap() -> None:
     onnx.save(model, path)
 
 
+def cancer_gbm() -> None:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    data = load_breast_cancer()
+    features = data.data.astype(np.float32)
+    classifier = GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0).fit(features, data.target)
+    model = to_onnx(classifier, features[:1], target_opset={"": 18, "ai.onnx.ml": 3})
+    model.graph.name = "cancer_gbm"
+    onnx.checker.check_model(model, full_check=True)
+    path = ROOT / "test/cancer_gbm/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
 if __name__ == "__main__":
     detector_like()
     vad_like()
@@ -177,3 +196,4 @@ if __name__ == "__main__":
     reshape_by_three()
     color_codes()
     iris_zipmap()
+    cancer_gbm()

@@ -75,7 +75,11 @@ async fn tensor_mistakes_are_400_naming_the_tensor() {
         ),
         (
             pixels(json!([1, 64]), "BYTES", zeros(64)),
-            vec!["'pixels'", "FP32", "unsupported datatype 'BYTES'"],
+            vec!["'pixels'", "expects datatype FP32, got BYTES"],
+        ),
+        (
+            pixels(json!([1, 64]), "STRING", zeros(64)),
+            vec!["'pixels'", "FP32", "unsupported datatype 'STRING'"],
         ),
         (
             pixels(json!([64]), "FP32", zeros(64)),
