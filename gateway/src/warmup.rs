@@ -25,11 +25,12 @@ use crate::tensor::{DataType, Tensor, TensorData};
 
 /// The sizes a synthetic warm-up gives dynamic dims, in the order tried.
 const SIZES: &[usize] = &[1, 2, 8, 32, 64, 128, 256, 512, 1024];
-/// A synthetic input with more elements is not tried (64 MiB of FP32).
-const MAX_SYNTHETIC_ELEMENTS: usize = 1 << 24;
+/// Synthetic inputs with more elements in all are not tried (16 MiB of
+/// FP32): a 3x1024x1024 image fits.
+const MAX_SYNTHETIC_ELEMENTS: usize = 1 << 22;
 /// The search stops trying sizes after this long: a model that fails
 /// slowly at every size serves cold instead of holding its load up.
-const SEARCH_LIMIT: Duration = Duration::from_secs(20);
+const SEARCH_LIMIT: Duration = Duration::from_secs(5);
 
 /// How a version's warm-up went: what it serves with, and what its model
 /// metadata and metrics say.
@@ -105,12 +106,10 @@ fn synthetic(signature: &Signature) -> Vec<(String, Vec<Tensor>)> {
                 .iter()
                 .map(|spec| synthetic_shape(spec, size, batch_at_one))
                 .collect();
-            let too_big = shapes.iter().any(|shape| {
-                shape
-                    .iter()
-                    .try_fold(1usize, |n, &d| n.checked_mul(d))
-                    .is_none_or(|n| n > MAX_SYNTHETIC_ELEMENTS)
+            let elements = shapes.iter().try_fold(0usize, |total, shape| {
+                shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?.checked_add(total)
             });
+            let too_big = elements.is_none_or(|n| n > MAX_SYNTHETIC_ELEMENTS);
             if too_big || seen.contains(&shapes) {
                 continue;
             }
