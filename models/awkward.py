@@ -155,38 +155,38 @@ def color_codes() -> None:
     onnx.save(model, path)
 
 
-def iris_zipmap() -> None:
+def save_classifier(classifier, features: np.ndarray, name: str) -> None:
+    """Converts a fitted scikit-learn classifier with skl2onnx's defaults (a
+    label output and a ZipMap) and writes it as version 1 of `name`."""
     # Imported here: the other graphs need only onnx.
     from skl2onnx import to_onnx
+
+    model = to_onnx(classifier, features[:1], target_opset={"": 18, "ai.onnx.ml": 3})
+    model.graph.name = name
+    onnx.checker.check_model(model, full_check=True)
+    path = ROOT / f"test/{name}/1/model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
+def iris_zipmap() -> None:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     iris = load_iris()
     species = np.array(iris.target_names)[iris.target]
     features = iris.data.astype(np.float32)
-    classifier = LogisticRegression(max_iter=500).fit(features, species)
-    model = to_onnx(classifier, features[:1], target_opset={"": 18, "ai.onnx.ml": 3})
-    model.graph.name = "iris_zipmap"
-    onnx.checker.check_model(model, full_check=True)
-    path = ROOT / "test/iris_zipmap/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
+    save_classifier(LogisticRegression(max_iter=500).fit(features, species), features, "iris_zipmap")
 
 
 def cancer_gbm() -> None:
-    from skl2onnx import to_onnx
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import GradientBoostingClassifier
 
     data = load_breast_cancer()
     features = data.data.astype(np.float32)
-    classifier = GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0).fit(features, data.target)
-    model = to_onnx(classifier, features[:1], target_opset={"": 18, "ai.onnx.ml": 3})
-    model.graph.name = "cancer_gbm"
-    onnx.checker.check_model(model, full_check=True)
-    path = ROOT / "test/cancer_gbm/1/model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
+    classifier = GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0)
+    save_classifier(classifier.fit(features, data.target), features, "cancer_gbm")
 
 
 if __name__ == "__main__":

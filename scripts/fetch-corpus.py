@@ -103,11 +103,11 @@ def main() -> None:
         if "local" in entry:
             # Made in this repository (models/): copied, for one layout.
             shutil.copyfile(ROOT / entry["local"], target)
-            continue
-        archive = entry["archive"]
-        if archive not in fetched:
-            fetched[archive] = download(archive, archives)
-        extract(fetched[archive], entry["path"], target)
+        else:
+            archive = entry["archive"]
+            if archive not in fetched:
+                fetched[archive] = download(archive, archives)
+            extract(fetched[archive], entry["path"], target)
         if sha256 is not None and sha256_of(target) != sha256:
             target.unlink()
             sys.exit(f"fetch-corpus: {entry['name']} does not match the manifest's sha256")

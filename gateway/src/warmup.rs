@@ -107,7 +107,10 @@ fn synthetic(signature: &Signature) -> Vec<(String, Vec<Tensor>)> {
                 .map(|spec| synthetic_shape(spec, size, batch_at_one))
                 .collect();
             let elements = shapes.iter().try_fold(0usize, |total, shape| {
-                shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?.checked_add(total)
+                shape
+                    .iter()
+                    .try_fold(1usize, |n, &d| n.checked_mul(d))?
+                    .checked_add(total)
             });
             let too_big = elements.is_none_or(|n| n > MAX_SYNTHETIC_ELEMENTS);
             if too_big || seen.contains(&shapes) {

@@ -148,16 +148,13 @@ async fn audio_model_answers(backend: &str) {
         {"name": "state", "datatype": "FP32", "shape": [2, batch, 128], "data": state},
         {"name": "sr", "datatype": "INT64", "shape": [], "parameters": {"binary_data_size": 8}},
     ]});
-    let mut raw = serde_json::to_vec(&header).unwrap();
-    let length = raw.len();
-    raw.extend_from_slice(&16000i64.to_le_bytes());
-    let response = gateway
-        .post_raw(
-            &format!("/v2/models/{name}/infer"),
-            &[("inference-header-content-length", length.to_string())],
-            raw,
-        )
-        .await;
+    let response = post_binary(
+        &gateway,
+        &format!("/v2/models/{name}/infer"),
+        &header,
+        &16000i64.to_le_bytes(),
+    )
+    .await;
     let (status, body) = sluice_tests::read_json(response).await;
     assert_eq!(status, 200, "{body}");
     assert_close(&floats(&body["outputs"][0]["data"]), &expected);
@@ -389,6 +386,20 @@ async fn a_deployment_names_its_warmup_and_the_registry_refuses_one_that_cannot_
     gateway.server.shutdown().await.unwrap();
 }
 
+/// Posts `header` as the JSON part and `tail` as the binary tensors after it.
+async fn post_binary(gateway: &TestGateway, path: &str, header: &Value, tail: &[u8]) -> reqwest::Response {
+    let mut raw = serde_json::to_vec(header).unwrap();
+    let length = raw.len();
+    raw.extend_from_slice(tail);
+    gateway
+        .post_raw(
+            path,
+            &[("inference-header-content-length", length.to_string())],
+            raw,
+        )
+        .await
+}
+
 /// `strings` as the binary extension carries BYTES: a 4-byte little-endian
 /// length before each.
 fn bytes_wire(strings: &[&[u8]]) -> Vec<u8> {
@@ -433,16 +444,7 @@ async fn strings_go_in_and_come_out_as_bytes_in_json_and_in_the_binary_extension
         "inputs": [{"name": "color", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": tail.len()}}],
         "outputs": [{"name": "family", "parameters": {"binary_data": true}}],
     });
-    let mut raw = serde_json::to_vec(&header).unwrap();
-    let length = raw.len();
-    raw.extend_from_slice(&tail);
-    let response = gateway
-        .post_raw(
-            &path,
-            &[("inference-header-content-length", length.to_string())],
-            raw,
-        )
-        .await;
+    let response = post_binary(&gateway, &path, &header, &tail).await;
     assert_eq!(response.status(), 200);
     let header_length: usize = response.headers()["inference-header-content-length"]
         .to_str()
@@ -500,16 +502,7 @@ async fn strings_go_in_and_come_out_as_bytes_in_json_and_in_the_binary_extension
     ];
     for (tail, count, expected) in binary_cases {
         let header = json!({"inputs": [{"name": "color", "datatype": "BYTES", "shape": [count], "parameters": {"binary_data_size": tail.len()}}]});
-        let mut raw = serde_json::to_vec(&header).unwrap();
-        let length = raw.len();
-        raw.extend_from_slice(&tail);
-        let response = gateway
-            .post_raw(
-                &path,
-                &[("inference-header-content-length", length.to_string())],
-                raw,
-            )
-            .await;
+        let response = post_binary(&gateway, &path, &header, &tail).await;
         let (status, body) = sluice_tests::read_json(response).await;
         assert_eq!(status, 400, "{body}");
         assert!(
