@@ -27,6 +27,10 @@ smallest that fails the way a public model failed in Sluice before:
 - `models/test/color_codes/1/model.onnx`: a string input `color [N]` encoded
   by ONNX-ML's `LabelEncoder` to an INT64 `code [N]` (unknown: -1) and to a
   string `family [N]` (unknown: "other"), as a text pipeline's lookup step.
+
+The scikit-learn models' bytes are not the same from run to run (the graphs
+are): after writing them again, update their sha256 in
+tests/corpus/manifest.toml.
 """
 
 from __future__ import annotations
