@@ -2,8 +2,8 @@
 # The closed loop on the embedded default, in about a minute and a half:
 # serve, send traffic like the training data, then drifted traffic with its
 # ground truth; watch the drift, the training trigger, the retrain (the
-# trigger's command: models/retrain.py), the new version's canary and its
-# promotion.
+# trigger's command: models/retrain.py), the new version's canary, its
+# entry into production through the policy's approval, and its promotion.
 #
 #   python3 -m pip install -r models/requirements.txt   # the retrain needs scikit-learn
 #   bash examples/closed-loop.sh
@@ -45,8 +45,18 @@ env = { SLUICE_TOKEN_FILE = "$DATA/admin.token", SLUICE_DATA_DIR = "$DATA" }
 approve = { flag = "--approve", type = "switch" }
 min_rows = { flag = "--min-rows", type = "integer", min = 1, max = 100000 }
 TOML
+# Production needs one technical approval here, and the requester may give
+# it: one person runs this story. (The default asks two other people.)
+cat >"$DATA/policy.toml" <<TOML
+[stages.staging]
+approvals = ["technical"]
+requester_may_approve = true
+[stages.production]
+approvals = ["technical"]
+requester_may_approve = true
+TOML
 "$SLUICE" serve --demo --data-dir "$DATA" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
-    --actions-file "$DATA/actions.toml" \
+    --actions-file "$DATA/actions.toml" --policy-file "$DATA/policy.toml" \
     --stats-interval-ms 500 --segment-max-age-ms 1000 --monitor-tick-ms 500 --feedback-bucket-ms 5000 \
     --log warn >"$DATA/serve.log" 2>&1 &
 server=$!
@@ -83,6 +93,13 @@ while kill -0 $traffic 2>/dev/null; do
     rollout=$("$SLUICE" rollout status credit_risk 2>/dev/null | head -n 3 || true)
     if [ -n "$rollout" ] && [ "$rollout" != "$shown_rollout" ]; then
         say "canary:"; echo "$rollout"; shown_rollout=$rollout
+    fi
+    # A rollout moves no stage: its canary waits at its last step until it
+    # enters production through the policy's approvals.
+    if [ "$("$SLUICE" rollout status credit_risk --json 2>/dev/null | field status)" = '"awaiting_promotion"' ]; then
+        say "the canary passed every step; it enters production through the policy's approval:"
+        id=$("$SLUICE" stage request credit_risk 2 production --comment "its canary passed" --json | field id)
+        "$SLUICE" stage approve "$id" --comment "canary and drift look right"
     fi
     if [ "$("$SLUICE" rollout status credit_risk --json 2>/dev/null | field status)" = '"promoted"' ]; then
         sleep 6

@@ -386,7 +386,11 @@ impl RolloutPolicy {
 pub enum RolloutStatus {
     Progressing,
     Paused,
-    /// The canary took all traffic and entered production.
+    /// The canary passed its last step but is not in production: it holds
+    /// its share until it enters production through production's approvals
+    /// and gates (a stage request), then takes all traffic.
+    AwaitingPromotion,
+    /// The canary took all traffic, in production.
     Promoted,
     /// Failed checks reached the threshold (or a gateway's guard tripped).
     RolledBack,
@@ -396,7 +400,10 @@ pub enum RolloutStatus {
 
 impl RolloutStatus {
     pub fn is_active(self) -> bool {
-        matches!(self, RolloutStatus::Progressing | RolloutStatus::Paused)
+        matches!(
+            self,
+            RolloutStatus::Progressing | RolloutStatus::Paused | RolloutStatus::AwaitingPromotion
+        )
     }
 
     /// For people: `rolled back`, not `rolled_back`.
@@ -404,6 +411,7 @@ impl RolloutStatus {
         match self {
             RolloutStatus::Progressing => "progressing",
             RolloutStatus::Paused => "paused",
+            RolloutStatus::AwaitingPromotion => "awaiting promotion to production",
             RolloutStatus::Promoted => "promoted",
             RolloutStatus::RolledBack => "rolled back",
             RolloutStatus::Aborted => "aborted",

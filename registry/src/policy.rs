@@ -11,6 +11,7 @@
 //! approvals = ["technical"]
 //! requester_may_approve = true
 //! require_suite = true
+//! max_weight = 50          # a staging version takes at most half the traffic
 //!
 //! [stages.production]
 //! approvals = ["technical", "business"]
@@ -79,6 +80,12 @@ pub struct StageRule {
     /// per slice (`false_negative_rate_gap <= 0.1`).
     #[serde(default)]
     pub slice_gates: Vec<Gate>,
+    /// The largest share of an endpoint's traffic, in percent, a version
+    /// in this stage may take, on every path that sets weights (traffic
+    /// set, rollout steps, undo); absent: 100. With staging below 100, no
+    /// version serves all traffic before it passes production's rules.
+    #[serde(default)]
+    pub max_weight: Option<u32>,
 }
 
 /// `metric op threshold`, checked against the version's recorded metrics.
@@ -238,9 +245,17 @@ impl Policy {
         Ok(policy)
     }
 
-    /// What serde cannot check: slice gates name a gap of a known metric.
+    /// What serde cannot check: slice gates name a gap of a known metric,
+    /// a stage's max_weight is a percentage.
     pub fn check(&self) -> Result<(), String> {
         for (stage, rule) in &self.stages {
+            if let Some(weight) = rule.max_weight
+                && weight > 100
+            {
+                return Err(format!(
+                    "stages.{stage}.max_weight is {weight}: expected a percentage from 0 to 100"
+                ));
+            }
             for gate in &rule.slice_gates {
                 let known = gate
                     .metric
@@ -278,6 +293,14 @@ impl Policy {
             .iter()
             .filter_map(|gate| gate.failure(lineage))
             .collect()
+    }
+
+    /// The largest weight a version in `stage` may take (`max_weight`).
+    pub fn max_weight(&self, stage: Stage) -> u32 {
+        self.stages
+            .get(&stage)
+            .and_then(|rule| rule.max_weight)
+            .unwrap_or(100)
     }
 
     pub fn is_deployable(&self, stage: Stage) -> bool {

@@ -2,8 +2,11 @@
 //! one step per interval while its checks pass; an interval with too few
 //! canary requests is inconclusive (it neither advances nor counts); enough
 //! failed intervals roll the canary back, and the last step passed promotes
-//! it (100% weight, stage production, the old version kept at weight 0 for a
-//! fast way back).
+//! it: 100% weight, the old version kept at weight 0 for a fast way back.
+//! A rollout never moves a stage. A canary not yet in production holds its
+//! last share, awaiting production, until its stage request passes
+//! production's approvals and gates; then it takes all traffic. No step
+//! exceeds the share its stage may take (the policy's `max_weight`).
 //!
 //! Rates (errors, refusals, timeouts, NaN rows, slow requests,
 //! disagreement) are judged by sequential tests (`evidence`) fed every
@@ -183,7 +186,17 @@ pub fn start(
             "version {stable} already takes all traffic of '{model}'"
         )));
     }
-    versions::get(transaction, model, body.canary)?;
+    let canary = versions::get(transaction, model, body.canary)?;
+    // Every step but the last (all traffic, which waits for production)
+    // must fit the share the canary's stage may take.
+    let most = policy.max_weight(canary.stage);
+    let steps = body.policy.steps().map_err(Error::bad_request)?;
+    if let Some(step) = steps.iter().find(|&&step| step < 100 && step > most) {
+        return Err(Error::refused(format!(
+            "step {step}% is more than version {} in {} may take (its max_weight is {most}%): use steps up to {most}",
+            body.canary, canary.stage
+        )));
+    }
     let mut rollout = judge::begin(model, body.canary, stable, body.policy.clone(), actor, at.now_ms)
         .map_err(Error::bad_request)?;
     let revision = set_weights(
@@ -220,6 +233,9 @@ pub fn evaluate(
     let Some(mut rollout) = rollouts::find(transaction, model)? else {
         return Ok(None);
     };
+    if rollout.status == RolloutStatus::AwaitingPromotion {
+        return finish_awaited_promotion(transaction, policy, rollout);
+    }
     if rollout.status != RolloutStatus::Progressing {
         return Ok(None);
     }
@@ -282,8 +298,8 @@ pub fn evaluate(
             )?);
         }
         judge::Next::Promote => {
-            revision_opt = Some(promote(transaction, policy, ACTOR, &deployment, &mut rollout)?);
-            finished = true;
+            revision_opt = promote(transaction, policy, ACTOR, &deployment, &mut rollout)?;
+            finished = revision_opt.is_some();
         }
         judge::Next::RollBack(why) => {
             revision_opt = Some(roll_back(
@@ -347,8 +363,8 @@ pub fn act(
             rollout.interval_started_ms = now_ms;
         }
         "promote" => {
-            revision_opt = Some(promote(transaction, policy, actor, &deployment, &mut rollout)?);
-            finished = true;
+            revision_opt = promote(transaction, policy, actor, &deployment, &mut rollout)?;
+            finished = revision_opt.is_some();
         }
         "abort" => {
             rollout.status = RolloutStatus::Aborted;
@@ -460,13 +476,36 @@ pub fn guard(
     Ok(None)
 }
 
+/// Gives the canary all traffic if it is in production; otherwise holds it
+/// at its share, awaiting production. A rollout never moves a stage: a
+/// version enters production only through production's approvals and
+/// gates (a stage request), whoever started the rollout. `None` while it
+/// waits.
 fn promote(
     transaction: &Transaction<'_>,
     policy: &Policy,
     actor: &str,
     deployment: &Deployment,
     rollout: &mut Rollout,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
+    let canary = versions::get(transaction, &rollout.model, rollout.canary)?;
+    if canary.stage != Stage::Production {
+        if rollout.status != RolloutStatus::AwaitingPromotion {
+            rollout.status = RolloutStatus::AwaitingPromotion;
+            let reasons = [format!(
+                "version {} is in {}: it holds {}% until it enters production through production's approvals and gates (sluice stage request {} {} production), then takes all traffic",
+                rollout.canary, canary.stage, rollout.canary_weight, rollout.model, rollout.canary
+            )];
+            record(
+                transaction,
+                actor,
+                "rollout.awaiting_promotion",
+                rollout,
+                Some(&reasons),
+            )?;
+        }
+        return Ok(None);
+    }
     rollout.status = RolloutStatus::Promoted;
     rollout.canary_weight = 100;
     let revision = set_weights(
@@ -475,22 +514,47 @@ fn promote(
         actor,
         deployment,
         rollout,
-        "rollout promoted the canary",
+        "rollout promoted the canary, in production",
     )?;
-    let before = versions::get(transaction, &rollout.model, rollout.canary)?;
-    if before.stage != Stage::Production {
-        versions::set_stage(transaction, &rollout.model, rollout.canary, Stage::Production)?;
-        let after = versions::get(transaction, &rollout.model, rollout.canary)?;
-        let change = Change {
-            actor,
-            action: "version.stage",
-            subject: format!("{}/{}", rollout.model, rollout.canary),
-            reason: Some("promoted by its rollout"),
-        };
-        events::append(transaction, change, Some(&before), Some(&after))?;
-    }
     record(transaction, actor, "rollout.promote", rollout, None)?;
-    Ok(revision)
+    Ok(Some(revision))
+}
+
+/// A rollout awaiting production: promoted once its canary is there (its
+/// stage request approved and applied), aborted if the traffic was changed
+/// by hand meanwhile.
+fn finish_awaited_promotion(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    mut rollout: Rollout,
+) -> Result<Option<Decided>> {
+    let canary = versions::get(transaction, &rollout.model, rollout.canary)?;
+    if canary.stage != Stage::Production {
+        return Ok(None);
+    }
+    let deployment_opt = deployments::find(transaction, &rollout.model)?;
+    let Some(deployment) = deployment_opt.filter(|d| d.revision == rollout.deployment_revision) else {
+        rollout.status = RolloutStatus::Aborted;
+        rollout.updated_at = now();
+        rollouts::put(transaction, &rollout)?;
+        let reasons = ["the deployment's traffic was changed by hand".to_string()];
+        record(transaction, ACTOR, "rollout.abort", &rollout, Some(&reasons))?;
+        return Ok(Some(Decided {
+            rollout,
+            revision_opt: None,
+            finished: true,
+            stalled: false,
+        }));
+    };
+    let revision_opt = promote(transaction, policy, ACTOR, &deployment, &mut rollout)?;
+    rollout.updated_at = now();
+    rollouts::put(transaction, &rollout)?;
+    Ok(Some(Decided {
+        rollout,
+        revision_opt,
+        finished: true,
+        stalled: false,
+    }))
 }
 
 fn roll_back(
@@ -633,9 +697,13 @@ pub async fn run(state: Arc<AppState>, tick: Duration, mut stopping: tokio::sync
                 Ok(active
                     .into_iter()
                     .filter(|rollout| {
-                        rollout.status == RolloutStatus::Progressing
-                            && (now.saturating_sub(rollout.interval_started_ms) >= rollout.policy.interval_ms
-                                || stats.arrived_after(&rollout.model, rollout.evidence.until_ms))
+                        // One awaiting production is looked at every tick: its
+                        // canary may have entered production since.
+                        rollout.status == RolloutStatus::AwaitingPromotion
+                            || rollout.status == RolloutStatus::Progressing
+                                && (now.saturating_sub(rollout.interval_started_ms)
+                                    >= rollout.policy.interval_ms
+                                    || stats.arrived_after(&rollout.model, rollout.evidence.until_ms))
                     })
                     .map(|rollout| rollout.model)
                     .collect::<Vec<_>>())

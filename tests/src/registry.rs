@@ -301,6 +301,36 @@ impl TestRegistry {
         assert_eq!(approved.status, TransitionStatus::Applied);
     }
 
+    /// Requests production for `version` (as dora) and approves it under
+    /// the default policy: technical (tom) and business (bea).
+    pub async fn approve_production(&self, model: &str, version: u64) {
+        let request = RequestTransition {
+            to_stage: Stage::Production,
+            comment: "its rollout passed".into(),
+        };
+        let transition = self
+            .client("dora")
+            .request_transition(model, &version.to_string(), &request)
+            .await
+            .expect("requesting production");
+        for (actor, approval) in [("tom", "technical"), ("bea", "business")] {
+            let review = ReviewTransition {
+                approval: Some(approval.into()),
+                comment: "looked at the rollout".into(),
+            };
+            self.client(actor)
+                .review_transition(transition.id, Decision::Approve, &review)
+                .await
+                .expect("approving production");
+        }
+        let applied = self
+            .client("vic")
+            .get_version(model, &version.to_string())
+            .await
+            .unwrap();
+        assert_eq!(applied.stage, Stage::Production);
+    }
+
     /// Sends all traffic of `model` to `version` (as dora).
     pub async fn deploy(&self, model: &str, targets: &[(u64, u32)]) -> Deployment {
         let body = SetDeployment::new(TrafficSpec::weighted(targets));

@@ -129,6 +129,13 @@ fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &
                 policy.deployable_names()
             )));
         }
+        let most = policy.max_weight(version.stage);
+        if target.weight > most {
+            return Err(Error::refused(format!(
+                "version {} of '{model}' is in {}, whose versions may take at most {most}% of the traffic (the policy's max_weight); it asks for {}%",
+                target.version, version.stage, target.weight
+            )));
+        }
     }
     if total != 100 {
         return Err(Error::bad_request(format!(

@@ -211,7 +211,8 @@ async fn two_gateways_one_registry_on_postgres() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(rollout.status, RolloutStatus::Promoted, "{rollout:#?}");
+    // Passed: it awaits production's approvals (a rollout moves no stage).
+    assert_eq!(rollout.status, RolloutStatus::AwaitingPromotion, "{rollout:#?}");
     let judged = &rollout.intervals[0];
     assert_eq!(judged.verdict, "passed", "{judged:?}");
     assert!(

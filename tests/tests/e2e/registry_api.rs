@@ -596,3 +596,112 @@ async fn the_registrys_metrics_leave_out_versions_no_deployment_holds() {
     assert!(!text.contains(&series(first.version)), "retired: {text}");
     assert!(text.contains(&series(third.version)), "{text}");
 }
+
+/// The release engineer's story of issue 24: production needs two
+/// approvals and `auc >= 0.99`, staging takes at most half the traffic. A
+/// deployer's token cannot get past either by a rollout, a manual promote
+/// or a traffic edit.
+#[tokio::test]
+async fn no_rollout_or_traffic_edit_walks_past_productions_approvals_gates_or_a_stages_share() {
+    use sluice_registry_client::rollout::{RolloutStatus, StartRollout};
+    let policy: Policy = toml::from_str(
+        "[stages.staging]\napprovals = [\"technical\"]\nrequester_may_approve = true\nmax_weight = 50\n\
+         [stages.production]\napprovals = [\"technical\", \"business\"]\ngates = [\"auc >= 0.99\"]",
+    )
+    .unwrap();
+    let registry = TestRegistry::start_with(RegistryOptions {
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .await;
+    let model = "credit_risk";
+    let stable = registry
+        .register(model, &example_model("credit_risk"), &[("auc", 0.995)])
+        .await;
+    let canary = registry
+        .register(model, &example_model("credit_risk"), &[("auc", 0.5)])
+        .await;
+    for version in [stable.version, canary.version] {
+        registry.approve_staging(model, version).await;
+    }
+    let dora = registry.client("dora");
+    // Staging may take half: all traffic to a staging version is refused.
+    let refused = dora
+        .set_deployment(
+            model,
+            &SetDeployment::new(TrafficSpec::weighted(&[(stable.version, 100)])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("may take at most 50% of the traffic"),
+        "{refused}"
+    );
+    registry.approve_production(model, stable.version).await;
+    registry.deploy(model, &[(stable.version, 100)]).await;
+
+    let steps = |weights: serde_json::Value| StartRollout {
+        canary: canary.version,
+        policy: serde_json::from_value(
+            serde_json::json!({"step_weights": weights, "interval_ms": 3_600_000}),
+        )
+        .unwrap(),
+    };
+    let refused = dora
+        .start_rollout(model, &steps(serde_json::json!([10, 80])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("step 80% is more than version 2 in staging may take"),
+        "{refused}"
+    );
+
+    dora.start_rollout(model, &steps(serde_json::json!([10, 50])))
+        .await
+        .unwrap();
+    let held = dora.rollout_action(model, "promote").await.unwrap();
+    assert_eq!(held.status, RolloutStatus::AwaitingPromotion, "{held:#?}");
+    let version = dora
+        .get_version(model, &canary.version.to_string())
+        .await
+        .unwrap();
+    assert_eq!(version.stage, Stage::Staging, "a rollout moves no stage");
+    let deployment = dora.get_deployment(model).await.unwrap();
+    assert_eq!(
+        deployment.spec.weights(),
+        vec![(stable.version, 90), (canary.version, 10)]
+    );
+    let events = dora.events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "rollout.awaiting_promotion"),
+        "the audit log says why it waits"
+    );
+    // Production's gate still refuses the version, however it is asked.
+    let to_production = RequestTransition {
+        to_stage: Stage::Production,
+        comment: "its rollout passed".into(),
+    };
+    let refused = dora
+        .request_transition(model, &canary.version.to_string(), &to_production)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("gate 'auc >= 0.99' fails: auc is 0.5"),
+        "{refused}"
+    );
+    let still = dora.get_rollout(model).await.unwrap();
+    assert_eq!(
+        (still.status, still.canary_weight),
+        (RolloutStatus::AwaitingPromotion, 10)
+    );
+}

@@ -451,7 +451,27 @@ async fn a_good_canary_is_promoted_through_every_step() {
         let judged = rig.end_interval().await;
         assert_eq!(judged.intervals.last().unwrap().verdict, "passed", "{judged:#?}");
     }
-    let rollout = rig.registry.client("vic").get_rollout(MODEL).await.unwrap();
+    // Its last step passed, but a rollout moves no stage: the canary holds
+    // its share until production's approvals let it in.
+    let awaiting = rig.registry.client("vic").get_rollout(MODEL).await.unwrap();
+    assert_eq!(awaiting.status, RolloutStatus::AwaitingPromotion, "{awaiting:#?}");
+    assert_eq!(awaiting.canary_weight, 60);
+    let canary = rig.registry.client("vic").get_version(MODEL, "2").await.unwrap();
+    assert_eq!(
+        canary.stage,
+        Stage::Staging,
+        "the rollout did not enter production itself"
+    );
+    rig.registry.approve_production(MODEL, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rollout = loop {
+        let rollout = rig.registry.client("vic").get_rollout(MODEL).await.unwrap();
+        if rollout.status != RolloutStatus::AwaitingPromotion {
+            break rollout;
+        }
+        assert!(Instant::now() < deadline, "never promoted: {rollout:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(rollout.status, RolloutStatus::Promoted, "{rollout:#?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while rig.gateway.serving(MODEL).version != 2 {
