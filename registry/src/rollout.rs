@@ -249,19 +249,7 @@ pub fn evaluate(
     }
     let deployment_opt = deployments::find(transaction, model)?;
     let Some(deployment) = deployment_opt.filter(|d| d.revision == rollout.deployment_revision) else {
-        // Someone changed the traffic (or removed the deployment) since this
-        // rollout's last step: theirs is the last word.
-        rollout.status = RolloutStatus::Aborted;
-        rollout.updated_at = now();
-        rollouts::put(transaction, &rollout)?;
-        let reasons = ["the deployment's traffic was changed by hand".to_string()];
-        record(transaction, ACTOR, "rollout.abort", &rollout, Some(&reasons))?;
-        return Ok(Some(Decided {
-            rollout,
-            revision_opt: None,
-            finished: true,
-            stalled: false,
-        }));
+        return abort_changed_by_hand(transaction, rollout).map(Some);
     };
     let conclusive = judge::watch(&mut rollout, &arrived_canary, &arrived_stable, now_ms);
     if !due && conclusive.is_none() {
@@ -520,6 +508,22 @@ fn promote(
     Ok(Some(revision))
 }
 
+/// Someone changed the traffic (or removed the deployment) since this
+/// rollout's last step: theirs is the last word, and the rollout ends.
+fn abort_changed_by_hand(transaction: &Transaction<'_>, mut rollout: Rollout) -> Result<Decided> {
+    rollout.status = RolloutStatus::Aborted;
+    rollout.updated_at = now();
+    rollouts::put(transaction, &rollout)?;
+    let reasons = ["the deployment's traffic was changed by hand".to_string()];
+    record(transaction, ACTOR, "rollout.abort", &rollout, Some(&reasons))?;
+    Ok(Decided {
+        rollout,
+        revision_opt: None,
+        finished: true,
+        stalled: false,
+    })
+}
+
 /// A rollout awaiting production: promoted once its canary is there (its
 /// stage request approved and applied), aborted if the traffic was changed
 /// by hand meanwhile.
@@ -534,17 +538,7 @@ fn finish_awaited_promotion(
     }
     let deployment_opt = deployments::find(transaction, &rollout.model)?;
     let Some(deployment) = deployment_opt.filter(|d| d.revision == rollout.deployment_revision) else {
-        rollout.status = RolloutStatus::Aborted;
-        rollout.updated_at = now();
-        rollouts::put(transaction, &rollout)?;
-        let reasons = ["the deployment's traffic was changed by hand".to_string()];
-        record(transaction, ACTOR, "rollout.abort", &rollout, Some(&reasons))?;
-        return Ok(Some(Decided {
-            rollout,
-            revision_opt: None,
-            finished: true,
-            stalled: false,
-        }));
+        return abort_changed_by_hand(transaction, rollout).map(Some);
     };
     let revision_opt = promote(transaction, policy, ACTOR, &deployment, &mut rollout)?;
     rollout.updated_at = now();

@@ -597,6 +597,15 @@ async fn the_registrys_metrics_leave_out_versions_no_deployment_holds() {
     assert!(text.contains(&series(third.version)), "{text}");
 }
 
+/// A 422 whose message says `words`.
+fn assert_refused(refused: &sluice_registry_client::error::ClientError, words: &str) {
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    assert!(
+        refused.to_string().contains(words),
+        "{refused} should say {words}"
+    );
+}
+
 /// The release engineer's story of issue 24: production needs two
 /// approvals and `auc >= 0.99`, staging takes at most half the traffic. A
 /// deployer's token cannot get past either by a rollout, a manual promote
@@ -633,13 +642,7 @@ async fn no_rollout_or_traffic_edit_walks_past_productions_approvals_gates_or_a_
         )
         .await
         .unwrap_err();
-    assert_eq!(refused.status(), Some(422), "{refused}");
-    assert!(
-        refused
-            .to_string()
-            .contains("may take at most 50% of the traffic"),
-        "{refused}"
-    );
+    assert_refused(&refused, "may take at most 50% of the traffic");
     registry.approve_production(model, stable.version).await;
     registry.deploy(model, &[(stable.version, 100)]).await;
 
@@ -654,13 +657,7 @@ async fn no_rollout_or_traffic_edit_walks_past_productions_approvals_gates_or_a_
         .start_rollout(model, &steps(serde_json::json!([10, 80])))
         .await
         .unwrap_err();
-    assert_eq!(refused.status(), Some(422), "{refused}");
-    assert!(
-        refused
-            .to_string()
-            .contains("step 80% is more than version 2 in staging may take"),
-        "{refused}"
-    );
+    assert_refused(&refused, "step 80% is more than version 2 in staging may take");
 
     dora.start_rollout(model, &steps(serde_json::json!([10, 50])))
         .await
