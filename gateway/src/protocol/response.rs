@@ -96,7 +96,7 @@ pub fn size_bound(
             // "score:index:label" strings: a float, an index, a label
             // escaped at its longest, quotes and separators.
             let longest_label = labels.iter().map(String::len).max().unwrap_or(0);
-            let each = 15 + 20 + 6 * longest_label + 8;
+            let each = 24 + 20 + 6 * longest_label + 8;
             let rows = tensor
                 .shape
                 .first()
@@ -234,6 +234,12 @@ fn classify(scores: &Tensor, count: usize, labels: &[String]) -> Tensor {
                 .then(a.0.cmp(&b.0))
         });
         for (class, score) in ranked.into_iter().take(kept) {
+            // The shortest text of the output's own precision, with an
+            // exponent where it is long (`1.4595696e-8`): at most 24 characters.
+            let score = match scores.datatype() {
+                DataType::F64 => format!("{score:?}"),
+                _ => format!("{:?}", score as f32),
+            };
             let text = match labels.get(class) {
                 Some(label) => format!("{score}:{class}:{label}"),
                 None => format!("{score}:{class}"),
@@ -320,5 +326,27 @@ mod tests {
             let bound = size_bound(&model, Some(&id), &wanted, &tensors);
             assert!(built <= bound, "built {built} > bound {bound} (binary: {binary})");
         }
+        // Top classes of the float outputs, tiny scores included.
+        let wanted: Vec<RequestedOutput> = [0, 1]
+            .into_iter()
+            .map(|index| RequestedOutput {
+                index,
+                binary: false,
+                classes_opt: Some(3),
+            })
+            .collect();
+        let built = encode(&model, Some(&id), &wanted, &tensors);
+        let bound = size_bound(&model, Some(&id), &wanted, &tensors);
+        assert!(
+            built.body.len() <= bound,
+            "built {} > bound {bound} (classified)",
+            built.body.len()
+        );
+        let text = String::from_utf8(built.body).unwrap();
+        assert!(text.contains("\"3.4028235e38:1\""), "{text}");
+        assert!(
+            text.contains("[\"1e-300:2\",\"-2.2250738585072014e-308:0\",\"-1.7976931348623157e308:1\"]"),
+            "f64 scores in their own precision, best first: {text}"
+        );
     }
 }
