@@ -16,6 +16,10 @@ pub enum ClientError {
     /// A local file could not be read (an artifact to upload).
     #[error("{0}")]
     Io(String),
+    /// Refused here, before the registry was asked: what the command needs
+    /// is not there (a revision to go back to).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl ClientError {

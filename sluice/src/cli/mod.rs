@@ -24,6 +24,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 mod traffic;
+mod traffic_changes;
 mod triggers;
 mod versions;
 
@@ -99,7 +100,7 @@ impl ExitReason {
                 status: 401 | 403, ..
             } => ExitReason::Unauthorized,
             ClientError::Api { status, .. } if *status >= 500 => ExitReason::Unavailable,
-            ClientError::Api { .. } | ClientError::Io(_) => ExitReason::Refused,
+            ClientError::Api { .. } | ClientError::Io(_) | ClientError::Local(_) => ExitReason::Refused,
             ClientError::Unreachable { .. } | ClientError::Decode(_) => ExitReason::Unavailable,
         }
     }
@@ -241,7 +242,7 @@ fn report_failure(error: &ClientError, registry_url: &str) -> ExitCode {
         ClientError::Decode(_) => {
             eprintln!("hint: is {registry_url} the address of a Sluice registry?");
         }
-        ClientError::Api { .. } | ClientError::Io(_) => {}
+        ClientError::Api { .. } | ClientError::Io(_) | ClientError::Local(_) => {}
     }
     ExitCode::from(ExitReason::for_error(error))
 }

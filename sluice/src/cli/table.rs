@@ -163,6 +163,13 @@ pub(super) fn version_or_dash(version_opt: Option<u64>) -> String {
     version_opt.map_or_else(|| "-".to_string(), |version| version.to_string())
 }
 
+/// `0.2` as `20%`, `0.125` as `12.5%`: two decimals at most, none when whole.
+pub fn percent(fraction: f64) -> String {
+    let fixed = format!("{:.2}", fraction * 100.0);
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use crate::command::{Cli, Command};
 
 use super::args::*;
 use super::governance::*;
+use super::table::percent;
 use super::traffic::*;
 use super::versions::*;
 use super::*;
@@ -304,7 +305,7 @@ fn deployments_show_weights_shadow_and_stickiness() {
              3        90%     1a2b3c4d5e6f\n\
              4        10%     -\n\
              shadow: version 5 (20% sampled)\n\
-             sticky header: x-user-id\n"
+             sticky header: x-user-id\nprediction log: off\n"
     );
 }
 

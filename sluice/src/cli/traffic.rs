@@ -1,7 +1,8 @@
 //! `sluice traffic`: set and show an endpoint's traffic (weights, shadow,
-//! stickiness, batching, logging, contract mode).
+//! stickiness, batching, logging, contract mode, warm-up), and read or undo
+//! its changes ([`super::traffic_changes`]).
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use sluice_registry_client::contract::ContractMode;
 use sluice_registry_client::types::*;
 use sluice_registry_client::types::{Shadow, TrafficTarget};
@@ -9,7 +10,8 @@ use sluice_registry_client::warmup::Warmup;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::table::to_json;
-use super::table::{Table, short_hash};
+use super::table::{Table, percent, short_hash};
+use super::traffic_changes::{self, changes, describe};
 use super::versions::TABLE_HASH_DIGITS;
 
 // Parsed once per command line: the size of `Set` costs nothing worth a Box.
@@ -18,8 +20,9 @@ use super::versions::TABLE_HASH_DIGITS;
 pub enum TrafficCommand {
     /// Set how a model's traffic is split between versions (the weights add up to 100).
     ///
-    /// This replaces the whole deployment: a shadow, sticky header or rollout policy not given again
-    /// is cleared.
+    /// Changes what it is given and keeps the rest (`--clear SETTING` removes one; `--replace`
+    /// sets exactly what is given, clearing the rest). Prints what changed; `--dry-run` only prints it.
+    /// Refused with exit code 4 if someone changed the deployment since it was read.
     Set {
         /// Name of the model.
         model: String,
@@ -63,13 +66,72 @@ pub enum TrafficCommand {
         /// Why, for the audit log.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+
+        /// Remove a setting the deployment has (repeatable).
+        #[arg(long, value_name = "SETTING", value_enum)]
+        clear: Vec<Setting>,
+
+        /// Set exactly what is given: every setting not given is cleared.
+        #[arg(long, conflicts_with = "clear")]
+        replace: bool,
+
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 
-    /// Show how a model's traffic is split.
+    /// Show how a model's traffic is split, and every setting of its deployment.
     Show {
         /// Name of the model.
         model: String,
     },
+
+    /// List the changes of a model's traffic, newest first, from the audit log.
+    History {
+        /// Name of the model.
+        model: String,
+
+        /// Changes to list at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+
+    /// Show what changed between two revisions of a model's deployment.
+    Diff {
+        /// Name of the model.
+        model: String,
+
+        /// The earlier revision (`sluice traffic history`).
+        from: u64,
+
+        /// The later revision.
+        to: u64,
+    },
+
+    /// Restore the deployment as it was before its last change, through the same checks as a set.
+    Undo {
+        /// Name of the model.
+        model: String,
+
+        /// Why, for the audit log [default: undo revision N].
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// A deployment setting `traffic set --clear` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Setting {
+    Shadow,
+    StickyHeader,
+    LogSampleRate,
+    Batching,
+    Contract,
+    Warmup,
 }
 
 /// Dynamic batching of a deployment's requests (Triton's `dynamic_batching`).
@@ -159,8 +221,11 @@ pub async fn run_traffic(
             warmup,
             if_revision,
             reason,
+            clear,
+            replace,
+            dry_run,
         } => {
-            let spec = TrafficSpec {
+            let given = TrafficSpec {
                 targets,
                 shadow,
                 sticky_header,
@@ -170,8 +235,27 @@ pub async fn run_traffic(
                 contract,
                 warmup,
             };
+            let current_opt = match client.get_deployment(&model).await {
+                Ok(current) => Some(current),
+                Err(err) if err.is_not_found() => None,
+                Err(err) => return Err(err),
+            };
+            let spec = match (&current_opt, replace) {
+                (Some(current), false) => merged(&current.spec, given, &clear),
+                _ => given,
+            };
+            let before_opt = current_opt.as_ref().map(|current| &current.spec);
+            let changed = changes(before_opt, &spec);
+            if dry_run {
+                return Ok(format!(
+                    "{model}: would change (dry run, nothing sent)\n{}",
+                    describe(&changed)
+                ));
+            }
+            // What was read is what is changed: a write in between is a 409.
+            let read_revision = current_opt.as_ref().map_or(0, |current| current.revision);
             let body = SetDeployment {
-                if_revision,
+                if_revision: if_revision.or(Some(read_revision)),
                 reason,
                 ..SetDeployment::new(spec)
             };
@@ -179,7 +263,97 @@ pub async fn run_traffic(
             if json {
                 return to_json(&deployment);
             }
-            Ok(deployment_line(&deployment))
+            Ok(format!("{}{}", deployment_line(&deployment), describe(&changed)))
+        }
+        TrafficCommand::History { model, limit } => {
+            let history = traffic_changes::history(client, &model).await?;
+            if json {
+                let events: Vec<&Event> = history
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|change| &change.event)
+                    .collect();
+                return to_json(&events);
+            }
+            let mut text = String::new();
+            for change in history.iter().rev().take(limit) {
+                let headline = match change.revision() {
+                    Some(revision) => format!("revision {revision}"),
+                    None => "removed".to_string(),
+                };
+                text.push_str(&format!(
+                    "{headline}  {}  by {}  {}\n",
+                    change.event.at,
+                    change.event.actor,
+                    change.event.reason.as_deref().unwrap_or("-")
+                ));
+                if let Some(after) = &change.after_opt {
+                    let before = change.before_opt.as_ref().map(|before| &before.spec);
+                    text.push_str(&describe(&changes(before, &after.spec)));
+                }
+            }
+            if text.is_empty() {
+                text = format!("no changes of '{model}' in the audit log\n");
+            }
+            Ok(text)
+        }
+        TrafficCommand::Diff { model, from, to } => {
+            let history = traffic_changes::history(client, &model).await?;
+            let before = traffic_changes::at_revision(&history, &model, from)?;
+            let after = traffic_changes::at_revision(&history, &model, to)?;
+            Ok(format!(
+                "{model}: revision {from} → {to}\n{}",
+                describe(&changes(Some(before), after))
+            ))
+        }
+        TrafficCommand::Undo {
+            model,
+            reason,
+            dry_run,
+        } => {
+            let current = client.get_deployment(&model).await?;
+            let history = traffic_changes::history(client, &model).await?;
+            let last = history
+                .iter()
+                .rev()
+                .find(|change| change.revision() == Some(current.revision))
+                .ok_or_else(|| {
+                    ClientError::Local(format!(
+                        "revision {} of '{model}' is not in the audit log: nothing to go back from",
+                        current.revision
+                    ))
+                })?;
+            let Some(before) = &last.before_opt else {
+                return Err(ClientError::Local(format!(
+                    "revision {} created the deployment of '{model}': there is nothing before it to restore",
+                    current.revision
+                )));
+            };
+            // A rollout marker is the controller's: restoring one would
+            // name a rollout that is no longer running.
+            let spec = TrafficSpec {
+                rollout: None,
+                ..before.spec.clone()
+            };
+            let changed = changes(Some(&current.spec), &spec);
+            if dry_run {
+                return Ok(format!(
+                    "{model}: undoing revision {} would change (dry run, nothing sent)\n{}",
+                    current.revision,
+                    describe(&changed)
+                ));
+            }
+            let body = SetDeployment {
+                if_revision: Some(current.revision),
+                reason: Some(reason.unwrap_or_else(|| format!("undo revision {}", current.revision))),
+                ..SetDeployment::new(spec)
+            };
+            let deployment = client.set_deployment(&model, &body).await?;
+            if json {
+                return to_json(&deployment);
+            }
+            Ok(format!("{}{}", deployment_line(&deployment), describe(&changed)))
         }
         TrafficCommand::Show { model } => {
             let deployment = client.get_deployment(&model).await?;
@@ -248,6 +422,13 @@ pub(super) fn deployment_report(deployment: &Deployment) -> String {
     if let Some(rollout) = &spec.rollout {
         text.push_str(&format!("rollout: {rollout}\n"));
     }
+    match spec.log_sample_rate {
+        Some(rate) => text.push_str(&format!(
+            "prediction log: every prediction, {} with inputs\n",
+            percent(rate)
+        )),
+        None => text.push_str("prediction log: off\n"),
+    }
     if let Some(mode) = spec.contract {
         text.push_str(&format!("data contract: {mode}\n"));
     }
@@ -277,11 +458,39 @@ pub(super) fn deployment_report(deployment: &Deployment) -> String {
     text
 }
 
-/// `0.2` as `20%`, `0.125` as `12.5%`: two decimals at most, none when whole.
-pub(super) fn percent(fraction: f64) -> String {
-    let fixed = format!("{:.2}", fraction * 100.0);
-    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
-    format!("{trimmed}%")
+/// `current` with what `given` sets: its targets always, each other
+/// setting where given; the settings in `clear` removed. A rollout marker is
+/// the controller's: a change by hand ends the rollout, so it goes.
+fn merged(current: &TrafficSpec, given: TrafficSpec, clear: &[Setting]) -> TrafficSpec {
+    let cleared = |setting: Setting| clear.contains(&setting);
+    TrafficSpec {
+        targets: given.targets,
+        shadow: given
+            .shadow
+            .or(current.shadow)
+            .filter(|_| !cleared(Setting::Shadow)),
+        sticky_header: given
+            .sticky_header
+            .or_else(|| current.sticky_header.clone())
+            .filter(|_| !cleared(Setting::StickyHeader)),
+        rollout: None,
+        log_sample_rate: given
+            .log_sample_rate
+            .or(current.log_sample_rate)
+            .filter(|_| !cleared(Setting::LogSampleRate)),
+        batching: given
+            .batching
+            .or_else(|| current.batching.clone())
+            .filter(|_| !cleared(Setting::Batching)),
+        contract: given
+            .contract
+            .or(current.contract)
+            .filter(|_| !cleared(Setting::Contract)),
+        warmup: given
+            .warmup
+            .or_else(|| current.warmup.clone())
+            .filter(|_| !cleared(Setting::Warmup)),
+    }
 }
 
 /// `--warmup FILE`: the JSON file of a deployment's warm-up, checked here so

@@ -352,6 +352,76 @@ fn a_release_through_the_cli_with_its_exit_codes() {
     );
     expect_output(&shown, "data contract: reject");
 
+    // A change keeps what it is not told again, and says what it changed.
+    let logged = [
+        "traffic",
+        "set",
+        "credit_risk",
+        "1=100",
+        "--log-sample-rate",
+        "0.5",
+        "--reason",
+        "log half",
+    ];
+    expect_output(
+        &registry.run("dora", &logged),
+        "log sample rate: none (no prediction log) → 50% of predictions with inputs",
+    );
+    let shown = registry.run("vic", &["traffic", "show", "credit_risk"]);
+    expect_output(&shown, "data contract: reject");
+    expect_output(&shown, "x-user-id");
+    expect_output(&shown, "prediction log: every prediction, 50% with inputs");
+    let revision = |registry: &Registry| {
+        let shown = registry.run("vic", &["traffic", "show", "credit_risk", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap()["revision"]
+            .as_u64()
+            .unwrap()
+    };
+    let logged_revision = revision(&registry);
+    let dry = [
+        "traffic",
+        "set",
+        "credit_risk",
+        "1=100",
+        "--clear",
+        "contract",
+        "--dry-run",
+    ];
+    expect_output(&registry.run("dora", &dry), "data contract: reject → none");
+    assert_eq!(revision(&registry), logged_revision, "a dry run changes nothing");
+    let clear = ["traffic", "set", "credit_risk", "1=100", "--clear", "contract"];
+    expect_output(&registry.run("dora", &clear), "data contract: reject → none");
+    let cleared_revision = revision(&registry);
+    let diff = [
+        "traffic",
+        "diff",
+        "credit_risk",
+        &logged_revision.to_string(),
+        &cleared_revision.to_string(),
+    ];
+    expect_output(&registry.run("vic", &diff), "data contract: reject → none");
+    let history = registry.run("vic", &["traffic", "history", "credit_risk"]);
+    expect_output(&history, &format!("revision {logged_revision}"));
+    expect_output(&history, "by dora  log half");
+    // Undo goes back one revision, through the same checks, and says so.
+    expect_output(
+        &registry.run("dora", &["traffic", "undo", "credit_risk"]),
+        "data contract: none → reject",
+    );
+    let shown = registry.run("vic", &["traffic", "show", "credit_risk"]);
+    expect_output(&shown, "data contract: reject");
+    expect_output(
+        &registry.run("vic", &["events"]),
+        &format!("undo revision {cleared_revision}"),
+    );
+    expect_error(
+        &registry.run("vic", &["traffic", "undo", "credit_risk"]),
+        6,
+        "which may only read",
+    );
+    let unknown = ["traffic", "diff", "credit_risk", "1", "999"];
+    expect_error(&registry.run("vic", &unknown), 1, "has no revision 999");
+
     expect_code(
         &registry.run("dora", &["alias", "set", "credit_risk", "champion", "1"]),
         0,
