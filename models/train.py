@@ -185,7 +185,8 @@ def export_digits(rng: np.random.Generator) -> None:
     train_x, train_y = x[:1500], y[:1500]
     mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=SEED % (2**31))
     mlp.fit(train_x, train_y)
-    header = ",".join([f"px{i}" for i in range(64)] + ["digit"])
+    # Named as the model's input columns are, so drift and contracts find them.
+    header = ",".join([f"pixels[{i}]" for i in range(64)] + ["digit"])
     rows = np.concatenate([train_x, train_y[:, None].astype(np.float32)], axis=1)
     write(ROOT / "data/digits_train.csv", header + "\n" + "\n".join(",".join(f"{v:g}" for v in r) for r in rows) + "\n")
 

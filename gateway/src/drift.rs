@@ -8,8 +8,9 @@
 //! and missing (NaN); categorical ones into its categories plus other and
 //! missing, a value falling in the category whose text reads as that number.
 //! Memory is bounded whatever the traffic: a fixed set of counters per
-//! column. Inputs count when shaped `[N]` or `[N, 1]`; outputs per column
-//! (`probabilities[1]` of a `[N, 2]` output), as the profile names them.
+//! column. Inputs and outputs count per column, as the profile names them:
+//! `age` of an `[N]` or `[N, 1]` input, `pixels[3]` of an `[N, 64]` one,
+//! `probabilities[1]` of an `[N, 2]` output.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,16 +175,19 @@ impl DriftCounter {
     /// Counters for the columns of `profile` the model has; `None` when
     /// there is none.
     pub fn new(profile: &ReferenceProfile, signature: &Signature) -> Option<DriftCounter> {
-        let features: Vec<Column> = profile
-            .features
-            .iter()
-            .filter_map(|(name, column)| {
-                let input = signature.input_index(name)?;
-                let width = columns_of(&signature.inputs[input])?;
-                (width == 1).then_some(())?;
-                new_column(name, input, 0, 1, column)
-            })
-            .collect();
+        // An input's columns are named as an output's: `age` for `[N]` or
+        // `[N, 1]`, `pixels[3]` for column 3 of `[N, 64]`.
+        let mut features = Vec::new();
+        for (index, spec) in signature.inputs.iter().enumerate() {
+            let Some(width) = columns_of(spec) else {
+                continue;
+            };
+            for (column, name) in output_columns(&spec.name, width).iter().enumerate() {
+                if let Some(profiled) = profile.features.get(name) {
+                    features.extend(new_column(name, index, column, width, profiled));
+                }
+            }
+        }
         let mut outputs = Vec::new();
         for (index, spec) in signature.outputs.iter().enumerate() {
             let Some(width) = columns_of(spec) else {
@@ -331,6 +335,32 @@ mod tests {
             shape,
             labels: Vec::new(),
         }
+    }
+
+    #[test]
+    fn each_column_of_a_wide_input_counts_under_its_own_name() {
+        let profile = profile(
+            vec![
+                ("pixels[0]", numeric(vec![0.0, 8.0, 16.0], vec![0.5, 0.5])),
+                ("pixels[2]", numeric(vec![0.0, 8.0, 16.0], vec![0.5, 0.5])),
+                ("px1", numeric(vec![0.0, 16.0], vec![1.0])),
+            ],
+            vec![],
+        );
+        let signature = Signature {
+            inputs: vec![spec("pixels", DataType::F32, vec![-1, 3])],
+            outputs: vec![],
+        };
+        let counter = DriftCounter::new(&profile, &signature).unwrap();
+        assert_eq!(counter.unmatched(), ["px1"], "a name the model has no column of");
+        counter.count(&[Tensor {
+            shape: vec![2, 3],
+            data: TensorData::F32(vec![1.0, 99.0, 9.0, 2.0, 99.0, 10.0]),
+        }]);
+        let (features, _) = counter.take();
+        // Two bins, then underflow, overflow, missing.
+        assert_eq!(features["pixels[0]"], vec![2, 0, 0, 0, 0]);
+        assert_eq!(features["pixels[2]"], vec![0, 2, 0, 0, 0]);
     }
 
     #[test]

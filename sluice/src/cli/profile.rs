@@ -256,11 +256,16 @@ fn drift_table(first: &str, columns: &[sluice_registry_client::profile::FeatureD
             (None, Some(statistic), Some(p)) => format!("{statistic:.1} ({p:.3})"),
             _ => "-".to_string(),
         };
+        // No rows, no distance: a number there would read as drift.
+        let measured = |value: f64| match column.rows {
+            0 => "-".to_string(),
+            _ => format!("{value:.4}"),
+        };
         table.push(vec![
             column.name.clone(),
             column.rows.to_string(),
-            format!("{:.4}", column.psi),
-            format!("{:.4}", column.js_distance),
+            measured(column.psi),
+            measured(column.js_distance),
             test,
             column.status.clone(),
         ]);
