@@ -175,30 +175,8 @@ impl DriftCounter {
     /// Counters for the columns of `profile` the model has; `None` when
     /// there is none.
     pub fn new(profile: &ReferenceProfile, signature: &Signature) -> Option<DriftCounter> {
-        // An input's columns are named as an output's: `age` for `[N]` or
-        // `[N, 1]`, `pixels[3]` for column 3 of `[N, 64]`.
-        let mut features = Vec::new();
-        for (index, spec) in signature.inputs.iter().enumerate() {
-            let Some(width) = columns_of(spec) else {
-                continue;
-            };
-            for (column, name) in output_columns(&spec.name, width).iter().enumerate() {
-                if let Some(profiled) = profile.features.get(name) {
-                    features.extend(new_column(name, index, column, width, profiled));
-                }
-            }
-        }
-        let mut outputs = Vec::new();
-        for (index, spec) in signature.outputs.iter().enumerate() {
-            let Some(width) = columns_of(spec) else {
-                continue;
-            };
-            for (column, name) in output_columns(&spec.name, width).iter().enumerate() {
-                if let Some(profiled) = profile.outputs.get(name) {
-                    outputs.extend(new_column(name, index, column, width, profiled));
-                }
-            }
-        }
+        let features = profiled_columns(&signature.inputs, &profile.features);
+        let outputs = profiled_columns(&signature.outputs, &profile.outputs);
         let counted: std::collections::BTreeSet<&str> = features
             .iter()
             .chain(&outputs)
@@ -254,6 +232,24 @@ impl DriftCounter {
         };
         (taken(&self.features), taken(&self.outputs))
     }
+}
+
+/// A counter for each column of `specs` that `profiled` names. Inputs'
+/// columns are named as outputs' are: `age` for `[N]` or `[N, 1]`,
+/// `pixels[3]` for column 3 of `[N, 64]`.
+fn profiled_columns(specs: &[TensorSpec], profiled: &BTreeMap<String, ColumnProfile>) -> Vec<Column> {
+    let mut columns = Vec::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let Some(width) = columns_of(spec) else {
+            continue;
+        };
+        for (column, name) in output_columns(&spec.name, width).iter().enumerate() {
+            if let Some(profile) = profiled.get(name) {
+                columns.extend(new_column(name, index, column, width, profile));
+            }
+        }
+    }
+    columns
 }
 
 fn new_column(
