@@ -180,11 +180,12 @@ async fn max_rate_under_a_threshold_doubles_then_bisects() {
         "p99<1s".into(),
         "--start-rate".into(),
         "200".into(),
-        // Long enough (300 sends a probe) that the few sends a busy 2-core
+        // Long enough (600 sends a probe) that the few sends a busy 2-core
         // CI machine starts late stay under the 1% a probe tolerates: at
-        // 300 ms and 600 ms one or two late sends failed the first probe.
+        // 300 ms and 600 ms one or two late sends failed the first probe,
+        // and at 1500 ms (300 sends) four did once.
         "--duration".into(),
-        "1500ms".into(),
+        "3000ms".into(),
         "--connections".into(),
         "8".into(),
         "--threads".into(),
