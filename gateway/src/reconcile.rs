@@ -469,7 +469,7 @@ pub async fn follow(mut follower: Follower, mut shutdown: watch::Receiver<bool>)
                 if !registry_down {
                     match err.status() {
                         Some(401 | 403) => {
-                            tracing::error!(registry = follower.client.base_url(), error = %err, "the registry refuses this gateway's token: serving the last good routing table")
+                            tracing::error!(registry = follower.client.base_url(), error = %err, "the registry refuses this gateway's token (`sluice serve --token` or SLUICE_SERVE_TOKEN, of role gateway): serving the last good routing table")
                         }
                         Some(_) => {
                             tracing::warn!(registry = follower.client.base_url(), error = %err, "the registry failed: serving the last good routing table")

@@ -553,6 +553,21 @@ impl RegistryClient {
         .await
     }
 
+    // ---- tokens ----
+
+    pub async fn create_token(&self, body: &CreateToken) -> Result<CreatedToken, ClientError> {
+        self.send_json(Method::POST, "/api/v1/tokens", body).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get_json("/api/v1/tokens").await
+    }
+
+    pub async fn revoke_token(&self, id: u64) -> Result<TokenInfo, ClientError> {
+        let request = self.request(Method::POST, &format!("/api/v1/tokens/{id}/revoke"));
+        decode(self.send(request).await?).await
+    }
+
     // ---- events ----
 
     /// Events with an id above `since`, oldest first, at most `limit`.

@@ -577,6 +577,43 @@ pub struct Identity {
     pub role: String,
 }
 
+/// A bearer token of the registry API as `GET /api/v1/tokens` lists it:
+/// who it speaks for and its life, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: u64,
+    pub actor: String,
+    pub role: String,
+    /// `api`: made with `POST /api/v1/tokens`; `file`: read from the tokens
+    /// file at start.
+    pub source: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub actor: String,
+    /// viewer, deployer, approver, gateway or admin.
+    pub role: String,
+    /// Seconds until it stops working; without it, until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the token is seen in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
 /// `{"error": "..."}`, the body of every refusal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

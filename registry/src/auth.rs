@@ -1,6 +1,9 @@
 //! Bearer tokens and roles.
 //!
-//! Tokens live in a TOML file as sha256 hashes, never in clear:
+//! Tokens live in the metadata store as sha256 hashes, never in clear
+//! (`store::tokens`): an admin makes, lists and revokes them live through
+//! `/api/v1/tokens`, each with an optional expiry. A TOML file bootstraps
+//! them, read at every start (`--tokens-file`):
 //!
 //! ```toml
 //! [[tokens]]
@@ -16,10 +19,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sluice_common::files;
 use sluice_common::secrets::{generate_token, hash_token};
+use sluice_registry_client::types::TokenInfo;
 
 use crate::error::Error;
 
@@ -42,6 +47,24 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Deployer,
+        Role::Approver,
+        Role::Gateway,
+        Role::Admin,
+    ];
+
+    /// A role by its name; the error lists the names.
+    pub fn parse(text: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown role '{text}': expected viewer, deployer, approver, gateway or admin")
+            })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -70,6 +93,8 @@ pub enum Permission {
     Review,
     /// Traffic statistics and guard trips from gateways.
     Report,
+    /// Tokens: who may call at all.
+    ManageTokens,
 }
 
 impl Permission {
@@ -85,6 +110,7 @@ impl Permission {
             Permission::Register | Permission::Deploy => &[Role::Deployer, Role::Admin],
             Permission::Review => &[Role::Approver, Role::Admin],
             Permission::Report => &[Role::Gateway, Role::Admin],
+            Permission::ManageTokens => &[Role::Admin],
         }
     }
 
@@ -95,6 +121,7 @@ impl Permission {
             Permission::Deploy => "change traffic or aliases",
             Permission::Review => "approve or reject transitions",
             Permission::Report => "report gateway statistics",
+            Permission::ManageTokens => "create, list or revoke tokens",
         }
     }
 }
@@ -123,25 +150,29 @@ impl Caller {
     }
 }
 
+/// One token of a tokens file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenEntry {
-    actor: String,
-    role: Role,
-    sha256: String,
+pub struct FileToken {
+    pub actor: String,
+    pub role: Role,
+    pub sha256: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokensFile {
     #[serde(default)]
-    tokens: Vec<TokenEntry>,
+    tokens: Vec<FileToken>,
 }
 
-/// Known tokens, by the hash of the token.
+/// The tokens a registry starts with: its tokens file's, which it brings
+/// into the store (`store::tokens::import`), and the ones known to this
+/// process only (the embedded gateway's), which never reach the store.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    by_hash: HashMap<String, Caller>,
+    file: Vec<FileToken>,
+    process: HashMap<String, Caller>,
 }
 
 /// Where the registry keeps its tokens when it is given no tokens file.
@@ -154,7 +185,7 @@ impl Tokens {
         let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
         let file: TokensFile = toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
         let mut tokens = Tokens::default();
-        for entry in file.tokens {
+        for mut entry in file.tokens {
             if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!(
                     "{}: token of {} has sha256 '{}': expected 64 hex digits",
@@ -163,13 +194,8 @@ impl Tokens {
                     entry.sha256
                 ));
             }
-            tokens.by_hash.insert(
-                entry.sha256.to_ascii_lowercase(),
-                Caller {
-                    actor: entry.actor,
-                    role: entry.role,
-                },
-            );
+            entry.sha256.make_ascii_lowercase();
+            tokens.file.push(entry);
         }
         Ok(tokens)
     }
@@ -187,7 +213,7 @@ impl Tokens {
         let _ = std::fs::remove_file(&admin_path);
         files::create_new(&admin_path, &format!("{token}\n"))?;
         let file = TokensFile {
-            tokens: vec![TokenEntry {
+            tokens: vec![FileToken {
                 actor: "admin".into(),
                 role: Role::Admin,
                 sha256: hash_token(&token),
@@ -198,29 +224,72 @@ impl Tokens {
         Ok((Tokens::load(&path)?, Some(admin_path)))
     }
 
-    /// Adds a token known only to this process (the embedded gateway's own).
+    /// Adds a token known only to this process (the embedded gateway's).
     pub fn insert(&mut self, token: &str, caller: Caller) {
-        self.by_hash.insert(hash_token(token), caller);
+        self.process.insert(hash_token(token), caller);
     }
 
-    /// The caller behind an `Authorization: Bearer ...` header.
-    pub fn authenticate(&self, header_opt: Option<&str>) -> Result<Caller, Error> {
-        let Some(header) = header_opt else {
-            return Err(Error::Unauthorized(
-                "missing bearer token: send 'Authorization: Bearer TOKEN' (the CLI reads SLUICE_TOKEN)"
-                    .into(),
-            ));
-        };
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(|| Error::Unauthorized("the Authorization header must be 'Bearer TOKEN'".into()))?;
-        self.by_hash
-            .get(&hash_token(token))
-            .cloned()
-            .ok_or_else(|| Error::Unauthorized("unknown token".into()))
+    /// The tokens file's tokens, for the store.
+    pub fn file_tokens(&self) -> &[FileToken] {
+        &self.file
     }
+
+    /// The caller behind a token known only to this process.
+    pub fn process_caller(&self, token: &str) -> Option<Caller> {
+        self.process.get(&hash_token(token)).cloned()
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header.
+pub fn bearer(header_opt: Option<&str>) -> Result<&str, Error> {
+    let Some(header) = header_opt else {
+        return Err(Error::Unauthorized(
+            "missing bearer token: send 'Authorization: Bearer TOKEN' (the CLI reads --token or SLUICE_TOKEN; a gateway, --token or SLUICE_SERVE_TOKEN)"
+                .into(),
+        ));
+    };
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| Error::Unauthorized("the Authorization header must be 'Bearer TOKEN'".into()))
+}
+
+/// Whether a stored token works at `now`: not revoked, not expired.
+pub fn is_live(token: &TokenInfo, now: SystemTime) -> bool {
+    token.revoked_at.is_none() && !expired(token, now)
+}
+
+fn expired(token: &TokenInfo, now: SystemTime) -> bool {
+    // An expiry that does not parse was not written by this registry: it
+    // does not keep a token alive.
+    token
+        .expires_at
+        .as_deref()
+        .is_some_and(|at| humantime::parse_rfc3339(at).map_or(true, |at| at <= now))
+}
+
+/// The caller a stored token speaks for at `now`, or why it no longer does.
+pub fn caller_of(found: Option<TokenInfo>, now: SystemTime) -> Result<Caller, Error> {
+    let token = found.ok_or_else(|| Error::Unauthorized("unknown token".into()))?;
+    if let Some(at) = &token.revoked_at {
+        return Err(Error::Unauthorized(format!(
+            "token {} was revoked at {at}",
+            token.id
+        )));
+    }
+    if expired(&token, now) {
+        return Err(Error::Unauthorized(format!(
+            "token {} expired at {}",
+            token.id,
+            token.expires_at.as_deref().unwrap_or_default()
+        )));
+    }
+    let role = Role::parse(&token.role).map_err(Error::Internal)?;
+    Ok(Caller {
+        actor: token.actor,
+        role,
+    })
 }
 
 /// Appends a new token for `actor` to a tokens file (created if missing) and
@@ -232,13 +301,13 @@ pub fn add_token(path: &Path, actor: &str, role: Role) -> Result<String, String>
         Err(err) => return Err(format!("{}: {err}", path.display())),
     };
     let token = generate_token()?;
-    file.tokens.push(TokenEntry {
+    file.tokens.push(FileToken {
         actor: actor.to_string(),
         role,
         sha256: hash_token(&token),
     });
     let text = toml::to_string(&file).map_err(|err| format!("encoding the tokens file: {err}"))?;
-    // A running registry reads its tokens at start-up: restart it to add one.
+    // A running registry reads the file at start; `sluice tokens create` adds one live.
     files::replace(path, &text)?;
     Ok(token)
 }
@@ -255,10 +324,13 @@ mod tests {
         let (tokens, created) = Tokens::load_or_bootstrap(&dir).unwrap();
         let admin_path = created.expect("first start creates the admin token");
         let token = std::fs::read_to_string(&admin_path).unwrap();
-        let caller = tokens
-            .authenticate(Some(&format!("Bearer {}", token.trim())))
-            .unwrap();
-        assert_eq!(caller.role, Role::Admin);
+        let [admin] = tokens.file_tokens() else {
+            panic!("one token: {:?}", tokens.file_tokens())
+        };
+        assert_eq!(
+            (admin.role, admin.sha256.as_str()),
+            (Role::Admin, hash_token(token.trim()).as_str())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -287,7 +359,52 @@ mod tests {
         };
         assert!(approver.require(Permission::Review).is_ok());
         assert!(approver.require(Permission::Register).is_err());
-        assert!(Tokens::default().authenticate(None).is_err());
-        assert!(Tokens::default().authenticate(Some("Basic abc")).is_err());
+        assert!(bearer(None).is_err());
+        assert!(bearer(Some("Basic abc")).is_err());
+        assert_eq!(bearer(Some("Bearer abc ")).unwrap(), "abc");
+        assert!(approver.require(Permission::ManageTokens).is_err());
+    }
+
+    #[test]
+    fn a_stored_token_works_until_it_expires_or_is_revoked() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let at = |offset_s: i64| {
+            let time = if offset_s >= 0 {
+                now + std::time::Duration::from_secs(offset_s as u64)
+            } else {
+                now - std::time::Duration::from_secs(offset_s.unsigned_abs())
+            };
+            humantime::format_rfc3339_millis(time).to_string()
+        };
+        let token = TokenInfo {
+            id: 7,
+            actor: "dora".into(),
+            role: "deployer".into(),
+            source: "api".into(),
+            created_at: at(-60),
+            created_by: "admin".into(),
+            expires_at: Some(at(60)),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let caller = caller_of(Some(token.clone()), now).unwrap();
+        assert_eq!((caller.actor.as_str(), caller.role), ("dora", Role::Deployer));
+        assert!(is_live(&token, now));
+        let later = now + std::time::Duration::from_secs(61);
+        assert!(!is_live(&token, later));
+        let refusal = caller_of(Some(token.clone()), later).unwrap_err().to_string();
+        assert!(refusal.contains("token 7 expired at"), "{refusal}");
+        let revoked = TokenInfo {
+            revoked_at: Some(at(-1)),
+            ..token
+        };
+        let refusal = caller_of(Some(revoked), now).unwrap_err().to_string();
+        assert!(refusal.contains("token 7 was revoked at"), "{refusal}");
+        assert!(
+            caller_of(None, now)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown token")
+        );
     }
 }

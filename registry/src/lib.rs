@@ -137,9 +137,13 @@ impl Registry {
         let (metadata_opt, default_db) = (config.metadata_opt.clone(), config.data_dir.join("registry.db"));
         let lock_wait = config.metadata_lock_wait;
         let actions = config.actions.clone();
+        let file_tokens = tokens.clone();
         let (store, revision) = tokio::task::spawn_blocking(move || {
             let store = store::Store::connect(metadata_opt.as_deref(), &default_db, lock_wait)?;
             store.write(|tx| trigger::migrate_inline_commands(tx, &actions))?;
+            for revoked in store.write(|tx| store::tokens::import(tx, file_tokens.file_tokens()))? {
+                tracing::warn!("{revoked} was revoked through the API: it stays revoked");
+            }
             let revision = store.read(store::deployments::revision)?;
             Ok::<_, Error>((store, revision))
         })

@@ -9,6 +9,7 @@ use clap::Parser;
 use sluice::cli::{self, ClientCommand};
 use sluice::command::{
     Cli, Command, LogFormat, PredictTokenArgs, RegistryServeArgs, ServeArgs, ServeMode, TokensArgs,
+    TokensCommand,
 };
 use sluice::embedded::{Embedded, EngineInspector};
 use sluice_gateway::Server;
@@ -33,7 +34,10 @@ fn main() -> ExitCode {
     let client_command = match cli.command {
         Command::Serve(args) => Err(runtime.block_on(serve(*args))),
         Command::Registry(args) => Err(runtime.block_on(registry(args))),
-        Command::Tokens(args) => Err(add_token(args)),
+        Command::Tokens { command, client } => match command {
+            TokensCommand::Add(args) => Err(add_token(args)),
+            TokensCommand::Live(command) => Ok((ClientCommand::Tokens(command), client)),
+        },
         Command::PredictToken(args) => Err(add_predict_token(args)),
         Command::Models { command, client } => Ok((ClientCommand::Models(command), client)),
         Command::Versions { command, client } => Ok((ClientCommand::Versions(command), client)),

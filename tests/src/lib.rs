@@ -23,7 +23,7 @@ use sluice_registry_client::RegistryClient;
 pub mod pki;
 pub mod postgres;
 pub mod registry;
-pub use registry::{RegistryOptions, TestRegistry};
+pub use registry::{ACTORS, RegistryOptions, TestRegistry};
 
 pub use tempfile::TempDir;
 

@@ -11,6 +11,7 @@ pub mod metrics;
 mod performance;
 mod quality;
 mod rollouts;
+mod tokens;
 mod triggers;
 mod versions;
 
@@ -23,9 +24,11 @@ use axum::http::{Method, Uri, header};
 use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{self, Caller, Role};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store;
+use sluice_common::secrets::hash_token;
 use sluice_registry_client::limits::quote;
 
 /// Largest JSON body (documents such as drift profiles included).
@@ -75,6 +78,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(get_deployment).put(set_deployment).delete(delete_deployment),
         )
         .route("/api/v1/events", get(list_events))
+        .route(
+            "/api/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke_token))
         .route("/api/v1/rollouts/{model}", get(get_rollout).post(start_rollout))
         .route("/api/v1/rollouts/{model}/{action}", post(rollout_action))
         .route("/api/v1/stats", post(report_stats))
@@ -139,7 +147,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|value| value.to_str().unwrap_or_default());
-        let caller = state.tokens.authenticate(header_opt)?;
+        let token = auth::bearer(header_opt)?;
+        let caller = match state.tokens.process_caller(token) {
+            Some(caller) => caller,
+            None => {
+                // The store, not a copy: a token revoked a moment ago is refused now.
+                let sha256 = hash_token(token);
+                let now = state.clock.now();
+                let found = state
+                    .blocking(move |store, _| {
+                        store.read(|connection| store::tokens::find(connection, &sha256))
+                    })
+                    .await?;
+                auth::caller_of(found, now)?
+            }
+        };
         // Every write also checks its own permission, after its body is
         // read; this refuses a read-only token before any body is, so that
         // no write path can forget a viewer.

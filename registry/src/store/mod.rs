@@ -1,6 +1,6 @@
 //! Metadata in SQLite (WAL, the default) or PostgreSQL (`--metadata
 //! postgres://...`): models, versions, governance, deployments, rollouts,
-//! training triggers, behavioural suites and their reports, and the audit
+//! training triggers, behavioural suites and their reports, tokens, and the audit
 //! log, each in a module of its own, written once against [`sql`]'s surface
 //! that both databases speak. [`pg`] reaches PostgreSQL (over TLS as the
 //! URL's libpq parameters say: [`pg_tls`]) and migrates it with the same
@@ -22,6 +22,7 @@ mod pg_tls;
 pub mod rollouts;
 pub mod sql;
 pub mod suites;
+pub mod tokens;
 pub mod triggers;
 pub mod versions;
 
@@ -39,7 +40,13 @@ use crate::error::{Error, Result};
 
 /// Each step brings the schema from the previous version to its own;
 /// `migrate` runs the ones a file lacks, in order, each in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE models (
@@ -179,6 +186,23 @@ CREATE TABLE suite_reports (
     PRIMARY KEY (model, version, suite_revision),
     FOREIGN KEY (model, version) REFERENCES versions(model, version),
     FOREIGN KEY (model, suite_revision) REFERENCES suites(model, revision)
+);
+";
+
+/// Bearer tokens, by hash: made and revoked live, or read from the tokens
+/// file at start (`source`).
+const SCHEMA_V5: &str = "
+CREATE TABLE tokens (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256     TEXT NOT NULL UNIQUE,
+    actor      TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT,
+    revoked_by TEXT
 );
 ";
 

@@ -201,3 +201,82 @@ fn every_change_is_in_the_audit_log() {
         1
     );
 }
+
+#[test]
+fn the_tokens_file_is_brought_in_at_each_start_and_revocations_hold() {
+    use crate::auth::{FileToken, Role};
+    let store = in_memory();
+    let file_token = |actor: &str, role: Role, byte: u8| FileToken {
+        actor: actor.into(),
+        role,
+        sha256: sluice_common::secrets::hex(&[byte; 32]),
+    };
+    let root = file_token("root", Role::Admin, 1);
+    let ci = file_token("ci", Role::Deployer, 2);
+    store
+        .write(|tx| tokens::import(tx, &[root.clone(), ci.clone()]))
+        .unwrap();
+    // The same file again changes nothing.
+    let warnings = store
+        .write(|tx| tokens::import(tx, &[root.clone(), ci.clone()]))
+        .unwrap();
+    assert!(warnings.is_empty());
+    let listed = store.read(tokens::list).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|token| token.source == tokens::FROM_FILE));
+
+    // A token made live works beside them; the last live admin cannot be revoked.
+    let live = |token: &TokenInfo| token.revoked_at.is_none();
+    let made = store
+        .write(|tx| tokens::create(tx, "root", "dora", Role::Deployer, &"ab".repeat(32), None))
+        .unwrap();
+    let refusal = store
+        .write(|tx| tokens::revoke(tx, "root", listed[0].id, None, live))
+        .unwrap_err()
+        .to_string();
+    assert!(refusal.contains("last live admin token"), "{refusal}");
+    store
+        .write(|tx| tokens::revoke(tx, "root", made.id, None, live))
+        .unwrap();
+    let again = store
+        .write(|tx| tokens::revoke(tx, "root", made.id, None, live))
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("already revoked"), "{again}");
+
+    // Revoked through the API, a file token stays revoked at the next start;
+    // one the file drops is revoked; one it adds is brought in.
+    let ci_id = listed[1].id;
+    store
+        .write(|tx| tokens::revoke(tx, "root", ci_id, None, live))
+        .unwrap();
+    let bea = file_token("bea", Role::Admin, 3);
+    let warnings = store
+        .write(|tx| tokens::import(tx, &[ci.clone(), bea.clone()]))
+        .unwrap();
+    assert_eq!(warnings, vec![format!("token {ci_id} of ci in the tokens file")]);
+    let after = store.read(tokens::list).unwrap();
+    let by_actor = |actor: &str| after.iter().find(|token| token.actor == actor).unwrap();
+    assert_eq!(by_actor("root").revoked_by.as_deref(), Some("tokens file"));
+    assert!(by_actor("ci").revoked_at.is_some());
+    assert!(by_actor("bea").revoked_at.is_none());
+    let actions: Vec<String> = store
+        .read(|c| events::list(c, 0, 100))
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.subject.starts_with("token/"))
+        .map(|event| event.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "token.import",
+            "token.import",
+            "token.create",
+            "token.revoke",
+            "token.revoke",
+            "token.import",
+            "token.revoke"
+        ]
+    );
+}

@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use clap::Args;
 use sluice_registry_client::ClientTls;
 
+/// The help section of the options every command takes, apart from its own.
+pub const GLOBAL_OPTIONS: &str = "Global options";
+
 // Flattened into every registry command. The flags are global so that they
 // may follow the subcommand (`sluice models list --json`), where people type
 // them. No `///` comment on the struct: clap would make it the command's about.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GLOBAL_OPTIONS)]
 pub struct ClientArgs {
     /// Address of the registry.
     #[arg(

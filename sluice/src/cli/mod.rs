@@ -1,11 +1,11 @@
 //! The registry subcommands of `sluice` (`models`, `versions`, `stage`,
 //! `alias`, `traffic`, `rollout`, `profile`, `drift`, `performance`,
-//! `triggers`, `contract`, `events`): a thin client of the registry's `/api/v1`.
+//! `triggers`, `contract`, `events`, `tokens`): a thin client of the registry's `/api/v1`.
 //!
 //! A file per topic holds its subcommands' flags, makes the calls and
 //! renders the answers: `models`, `versions`, `governance` (stage and
 //! alias), `traffic`, `rollout`, `profile` (and drift), `contract`,
-//! `quality` (and suites), `triggers` (and performance), `events`. `args`
+//! `quality` (and suites), `triggers` (and performance), `events`, `tokens`. `args`
 //! is what they share (the client flags, argument parsers), `table` lays
 //! text out. This file picks the token, runs one command, writes its output
 //! and turns its failure into an exit code that scripts can branch on
@@ -23,6 +23,7 @@ mod rollout;
 mod table;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod traffic;
 mod traffic_changes;
 mod triggers;
@@ -34,7 +35,7 @@ use std::process::ExitCode;
 
 use sluice_registry_client::{ClientError, RegistryClient};
 
-pub use args::ClientArgs;
+pub use args::{ClientArgs, GLOBAL_OPTIONS};
 pub use contract::ContractCommand;
 pub use events::EventsArgs;
 pub use governance::{AliasCommand, StageCommand};
@@ -42,6 +43,7 @@ pub use models::ModelsCommand;
 pub use profile::{DriftCommand, ProfileCommand};
 pub use quality::{QualityCommand, SuiteCommand};
 pub use rollout::RolloutCommand;
+pub use tokens::TokensCommand;
 pub use traffic::TrafficCommand;
 pub use triggers::{PerformanceCommand, TriggersCommand};
 pub use versions::VersionsCommand;
@@ -68,6 +70,7 @@ pub enum ClientCommand {
     Quality(QualityCommand),
     Triggers(TriggersCommand),
     Events(EventsArgs),
+    Tokens(TokensCommand),
 }
 
 /// How a registry command ended, as its exit code:
@@ -169,6 +172,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Suite(_) => unreachable!("suite commands ran above"),
         ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,
         ClientCommand::Events(events) => events::run_events(&client, events, json).await,
+        ClientCommand::Tokens(command) => tokens::run_tokens(&client, command, json).await,
     };
     match result {
         Ok(text) => write_stdout(&text),

@@ -21,12 +21,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use engines::EngineArgs;
 pub use registry::RegistryServeArgs;
 pub use serve::{ServeArgs, ServeMode};
-pub use tokens::{PredictTokenArgs, TokensArgs};
+pub use tokens::{PredictTokenArgs, TokensArgs, TokensCommand};
 
 use crate::cli::{
-    AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, ModelsCommand, PerformanceCommand,
-    ProfileCommand, QualityCommand, RolloutCommand, StageCommand, SuiteCommand, TrafficCommand,
-    TriggersCommand, VersionsCommand,
+    AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, GLOBAL_OPTIONS, ModelsCommand,
+    PerformanceCommand, ProfileCommand, QualityCommand, RolloutCommand, StageCommand, SuiteCommand,
+    TrafficCommand, TriggersCommand, VersionsCommand,
 };
 
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
@@ -35,11 +35,11 @@ use crate::cli::{
 #[command(name = "sluice", version)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true, help_heading = GLOBAL_OPTIONS)]
     pub log_format: LogFormat,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `sluice_gateway=debug`).
-    #[arg(long, env = "SLUICE_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "SLUICE_LOG", default_value = "info", global = true, help_heading = GLOBAL_OPTIONS)]
     pub log: String,
 
     #[command(subcommand)]
@@ -158,8 +158,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Add a bearer token to a tokens file; prints the token, the only time it is shown.
-    Tokens(TokensArgs),
+    /// Create, list and revoke the registry's bearer tokens, live; or add one to a tokens file.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Add a predict token (for inference clients) to a predict tokens file;
     /// prints the token, the only time it is shown.
     PredictToken(PredictTokenArgs),

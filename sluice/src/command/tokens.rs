@@ -1,10 +1,22 @@
-//! `sluice tokens` and `sluice predict-token`: add a token to a tokens file
-//! and print it, the only time it is shown.
+//! `sluice tokens` (live through the registry's API, or `add` to a tokens
+//! file before a registry runs) and `sluice predict-token`: each prints a
+//! new token, the only time it is shown.
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use sluice_registry::auth::Role;
+
+use crate::cli;
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    #[command(flatten)]
+    Live(cli::TokensCommand),
+    /// Add a token to a tokens file, which a registry reads at its next start
+    /// (`--tokens-file`): how the first tokens exist before a registry does.
+    Add(TokensArgs),
+}
 
 #[derive(Debug, Args)]
 pub struct PredictTokenArgs {
@@ -45,6 +57,5 @@ pub struct TokensArgs {
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| format!("unknown role '{text}': expected viewer, deployer, approver, gateway or admin"))
+    Role::parse(text)
 }

@@ -1,5 +1,5 @@
 //! The `sluice` command line driven as a process, the way a new user drives
-//! it: tokens made with `sluice tokens`, a standalone `sluice registry`, then
+//! it: tokens made with `sluice tokens add`, a standalone `sluice registry`, then
 //! models, versions, stages, aliases, traffic and events, with the exit codes
 //! and error messages scripts rely on.
 
@@ -40,9 +40,14 @@ impl Registry {
     fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens.toml");
-        for (actor, role) in [("dora", "deployer"), ("tom", "approver"), ("vic", "viewer")] {
+        for (actor, role) in [
+            ("dora", "deployer"),
+            ("tom", "approver"),
+            ("vic", "viewer"),
+            ("ada", "admin"),
+        ] {
             let output = sluice()
-                .args(["tokens", "--actor", actor, "--role", role, "--tokens-file"])
+                .args(["tokens", "add", "--actor", actor, "--role", role, "--tokens-file"])
                 .arg(&tokens)
                 .output()
                 .unwrap();
@@ -89,6 +94,10 @@ impl Registry {
     /// Runs `sluice ARGS` against this registry as `actor`.
     fn run(&self, actor: &str, args: &[&str]) -> Output {
         let token = std::fs::read_to_string(self.dir.path().join(actor)).unwrap();
+        self.run_with_token(&token, args)
+    }
+
+    fn run_with_token(&self, token: &str, args: &[&str]) -> Output {
         sluice()
             .args(args)
             .env("SLUICE_REGISTRY_URL", &self.url)
@@ -668,4 +677,86 @@ fn quality_gates_through_the_cli() {
     expect_output(&quality, "by slice of 'age'");
     expect_output(&quality, "no labelled rows yet");
     expect_output(&quality, "suite revision 1 on version 1 of 'credit_risk': PASSED");
+}
+
+#[test]
+fn tokens_are_made_and_revoked_live_by_an_admin() {
+    let registry = Registry::start();
+    // The tokens file's tokens are in the list; a deployer may not read it.
+    let listed = registry.run("ada", &["tokens", "list"]);
+    expect_output(&listed, "file");
+    assert!(stdout(&listed).contains("dora"), "{}", stdout(&listed));
+    expect_error(
+        &registry.run("dora", &["tokens", "list"]),
+        6,
+        "may not create, list or revoke tokens: needs admin",
+    );
+
+    // A new token works at once, without a restart; it is printed once, alone.
+    let created = registry.run(
+        "ada",
+        &[
+            "tokens",
+            "create",
+            "ci-bot",
+            "--role",
+            "deployer",
+            "--expires",
+            "90d",
+        ],
+    );
+    expect_code(&created, 0);
+    let token = stdout(&created).trim().to_string();
+    assert!(token.starts_with("sluice_") && !token.contains(' '), "{token}");
+    assert!(stderr(&created).contains("shown once"), "{}", stderr(&created));
+    expect_code(
+        &registry.run_with_token(
+            &token,
+            &["models", "create", "churn", "--description", "made by ci"],
+        ),
+        0,
+    );
+    let json = registry.run("ada", &["tokens", "list", "--json"]);
+    expect_code(&json, 0);
+    let tokens: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let bot = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|token| token["actor"] == "ci-bot")
+        .unwrap()
+        .clone();
+    assert_eq!(bot["source"], "api");
+    assert_eq!(bot["created_by"], "ada");
+    assert!(bot["expires_at"].is_string(), "{bot}");
+    assert!(!stdout(&json).contains(&token), "the list never holds a token");
+
+    // Revoked: refused on its next request, and the audit log says who did it.
+    let id = bot["id"].as_u64().unwrap().to_string();
+    expect_output(
+        &registry.run("ada", &["tokens", "revoke", &id]),
+        "refused from now on",
+    );
+    expect_error(
+        &registry.run_with_token(&token, &["models", "list"]),
+        6,
+        "was revoked at",
+    );
+    expect_error(
+        &registry.run("ada", &["tokens", "revoke", &id]),
+        4,
+        "already revoked",
+    );
+    expect_error(
+        &registry.run("ada", &["tokens", "revoke", "999"]),
+        3,
+        "no token 999",
+    );
+    let events = registry.run("ada", &["events", "--limit", "1000"]);
+    expect_output(&events, "token.revoke");
+    expect_error(
+        &registry.run("ada", &["tokens", "create", "x", "--role", "king"]),
+        2,
+        "possible values",
+    );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_registry::policy::Policy;
 use sluice_registry_client::RegistryClient;
 use sluice_registry_client::types::*;
-use sluice_tests::{RegistryOptions, TestRegistry, error_message, example_model, read_json};
+use sluice_tests::{ACTORS, RegistryOptions, TestRegistry, error_message, example_model, read_json};
 
 fn raw_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -438,8 +438,10 @@ async fn the_audit_log_records_every_change_with_its_actor() {
         .iter()
         .map(|event| (event.action.as_str(), event.actor.as_str()))
         .collect();
+    let imported = ACTORS.len();
+    assert_eq!(trail[..imported], [("token.import", "tokens file"); ACTORS.len()]);
     assert_eq!(
-        trail,
+        trail[imported..],
         [
             ("model.create", "dora"),
             ("artifact.store", "dora"),
@@ -450,10 +452,14 @@ async fn the_audit_log_records_every_change_with_its_actor() {
             ("deployment.set", "dora"),
         ]
     );
-    let stage = &events[5];
+    let stage = &events[imported + 5];
     assert_eq!(stage.before.as_ref().unwrap()["stage"], "none");
     assert_eq!(stage.after.as_ref().unwrap()["stage"], "staging");
-    let later = registry.client("vic").events(events[4].id, 100).await.unwrap();
+    let later = registry
+        .client("vic")
+        .events(events[imported + 4].id, 100)
+        .await
+        .unwrap();
     assert_eq!(later.len(), 2);
 }
 
@@ -700,5 +706,62 @@ async fn no_rollout_or_traffic_edit_walks_past_productions_approvals_gates_or_a_
     assert_eq!(
         (still.status, still.canary_weight),
         (RolloutStatus::AwaitingPromotion, 10)
+    );
+}
+
+#[tokio::test]
+async fn tokens_expire_and_are_revoked_live_and_survive_a_restart() {
+    let hand = sluice_common::clock::ManualClock::default();
+    let mut registry = TestRegistry::start_with(RegistryOptions {
+        clock: Some(hand.clock()),
+        ..Default::default()
+    })
+    .await;
+    let admin = registry.client("admin");
+    let body = |role: &str, expires_in_s| CreateToken {
+        actor: "ci-bot".into(),
+        role: role.into(),
+        expires_in_s,
+    };
+    let refused = admin.create_token(&body("king", None)).await.unwrap_err();
+    assert_eq!(refused.status(), Some(400));
+    assert!(
+        refused.to_string().contains("expected viewer, deployer"),
+        "{refused}"
+    );
+    let dora = registry.client("dora");
+    let refused = dora.create_token(&body("admin", None)).await.unwrap_err();
+    assert_eq!(refused.status(), Some(403), "a deployer cannot mint an admin");
+
+    let created = admin.create_token(&body("deployer", Some(60))).await.unwrap();
+    let bot = RegistryClient::new(&registry.url(), Some(created.token.clone()));
+    assert_eq!(bot.whoami().await.unwrap().actor, "ci-bot");
+    hand.advance(Duration::from_secs(61));
+    let expired = bot.whoami().await.unwrap_err();
+    assert_eq!(expired.status(), Some(401));
+    assert!(expired.to_string().contains("expired at"), "{expired}");
+
+    // Revoked, it stays so across a restart; a live one keeps working.
+    let forever = admin.create_token(&body("viewer", None)).await.unwrap();
+    let revoked = admin.create_token(&body("viewer", None)).await.unwrap();
+    admin.revoke_token(revoked.info.id).await.unwrap();
+    registry.restart().await;
+    let again = RegistryClient::new(&registry.url(), Some(forever.token.clone()));
+    assert_eq!(again.whoami().await.unwrap().role, "viewer");
+    let gone = RegistryClient::new(&registry.url(), Some(revoked.token.clone()));
+    assert_eq!(gone.whoami().await.unwrap_err().status(), Some(401));
+    let listed = registry.client("admin").list_tokens().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|token| token.actor == "dora" && token.source == "file")
+    );
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|token| token.actor == "ci-bot" && token.revoked_at.is_none())
+            .count(),
+        2,
+        "the expired one and the one never revoked: {listed:?}"
     );
 }
