@@ -351,6 +351,12 @@ impl RoutingTable {
     }
 
     /// The version metadata describes: the pinned one, or the primary.
+    /// Whether `model`'s deployment logs its predictions, which is what
+    /// feedback joins with.
+    pub fn logs_predictions(&self, model: &str) -> Result<bool> {
+        Ok(self.route(model)?.log_sample_rate.is_some())
+    }
+
     pub fn resolve(&self, model: &str, version_opt: Option<&str>) -> Result<&Arc<LoadedModel>> {
         let route = self.route(model)?;
         match version_opt {

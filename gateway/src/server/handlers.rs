@@ -348,7 +348,8 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> E
 }
 
 /// `POST /v2/models/{m}/feedback`: labels for answered predictions, stored
-/// before the answer (200 `{"accepted": N}`).
+/// before the answer (200 `{"accepted": N, "logged": bool}`, with a
+/// `warning` when this gateway logs none of the model's predictions).
 pub async fn feedback(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
@@ -361,7 +362,7 @@ pub async fn feedback(
         )));
     };
     // Only served models take labels: a typo would otherwise be stored for nothing.
-    state.routes.load().resolve(&model, None)?;
+    let logged = state.routes.load().logs_predictions(&model)?;
     // Label bodies count against the gateway's slots and memory budget, but
     // not the model's share: a flood of labels must not refuse its predictions.
     let (mut admitted, body) = admission::admit(&state, &model, None, &headers, body).await?;
@@ -390,6 +391,17 @@ pub async fn feedback(
     .await
     .map_err(|err| Error::Internal(format!("feedback parsing task failed: {err}")))??;
     log.write(&model, lines, at).await?;
-    ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model).increment(accepted as u64);
-    Ok(Json(json!({ "accepted": accepted })))
+    ::metrics::counter!(metrics::FEEDBACK_LABELS, "model" => model.clone()).increment(accepted as u64);
+    if !logged {
+        // Kept all the same: they may answer predictions logged before
+        // logging was turned off, or by another gateway.
+        return Ok(Json(json!({
+            "accepted": accepted,
+            "logged": false,
+            "warning": format!(
+                "'{model}' logs no predictions here (its deployment has no log_sample_rate): these labels are kept, but join only with predictions logged elsewhere or earlier; `sluice traffic set {model} --log-sample-rate R` turns logging on"
+            ),
+        })));
+    }
+    Ok(Json(json!({ "accepted": accepted, "logged": true })))
 }

@@ -1,6 +1,7 @@
 //! Ground truth end to end: labels posted to a gateway are joined by the
 //! registry with the logged predictions they answer, into realized accuracy
-//! and AUC; unknown, duplicate and malformed labels are counted, not refused.
+//! and AUC; unknown, duplicate and malformed labels are counted, not refused;
+//! labels for a deployment that logs nothing are kept, with a warning.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,8 @@ async fn labels_join_their_predictions_into_realized_metrics() {
         .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["accepted"], 1);
+    assert_eq!(reply["logged"], true, "{reply}");
+    assert!(reply.get("warning").is_none(), "{reply}");
     let mut batch: Vec<Value> = truth[1..]
         .iter()
         .map(|(id, label)| json!({"request_id": id, "label": label}))
@@ -234,5 +237,18 @@ async fn bad_feedback_is_a_4xx_that_says_what_was_expected() {
         std::fs::read_dir(registry.logs().feedback.dir().unwrap())
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(true)
+    );
+    // This deployment logs no predictions: a label is kept, and the answer
+    // says it has nothing here to join with.
+    let (status, reply) = post(json!({"request_id": "a", "label": 1}), MODEL).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        (reply["accepted"].as_u64(), reply["logged"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let warning = reply["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("logs no predictions") && warning.contains("--log-sample-rate"),
+        "{warning}"
     );
 }
