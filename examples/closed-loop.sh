@@ -8,6 +8,10 @@
 #   python3 -m pip install -r models/requirements.txt   # the retrain needs scikit-learn
 #   bash examples/closed-loop.sh
 #
+# It runs the binary SLUICE names, else `sluice` on the PATH (the image's,
+# /usr/local/bin/sluice), else target/release/sluice; only when there is
+# none of them does it build one with cargo.
+#
 # Windows are shortened so the story fits in minutes: statistics every
 # 0.5 s, drift judged on 10-second windows (two drifted in a row fire), a
 # canary step every 5 s. Production would use minutes to hours.
@@ -23,10 +27,26 @@ print("" if value is None else json.dumps(value))' "$1" 2>/dev/null || true; }
 
 python3 -c "import sklearn, skl2onnx, onnx" 2>/dev/null || {
     echo "the retrain needs: python3 -m pip install -r models/requirements.txt" >&2; exit 1; }
-cargo build --release -q -p sluice --bin sluice
-SLUICE=target/release/sluice
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}
-export ORT_DYLIB_PATH
+if [ -z "${SLUICE:-}" ]; then
+    if command -v sluice >/dev/null; then
+        SLUICE=$(command -v sluice)
+    elif [ -x target/release/sluice ]; then
+        SLUICE=target/release/sluice
+    elif command -v cargo >/dev/null; then
+        cargo build --release -q -p sluice --bin sluice
+        SLUICE=target/release/sluice
+    else
+        echo "no sluice binary: set SLUICE=/path/to/sluice, put sluice on the PATH, or install cargo" >&2
+        exit 1
+    fi
+fi
+echo "running $SLUICE" >&2
+# ONNX Runtime: the one the environment names (the image sets
+# SLUICE_ORT_LIBRARY), else the pinned release, downloaded once into the cache.
+if [ -z "${SLUICE_ORT_LIBRARY:-}" ]; then
+    ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}
+    export ORT_DYLIB_PATH
+fi
 
 started=$(date +%s)   # the clock of the story starts after the build
 DATA=$(mktemp -d)

@@ -12,13 +12,15 @@
 //!   is measured from then (coordinated omission corrected, as wrk2 does);
 //! - [`report`] merges the workers' HDR histograms into a text or JSON report,
 //!   [`slo`] judges thresholds for CI, [`sweep`] holds levels until stable and
-//!   finds the knee, [`plot`] draws SVG plots.
+//!   finds the knee, [`plot`] draws SVG plots into the places [`output`]
+//!   checked before the run.
 //!
 //! [`error`] holds the one error type.
 
 pub mod cli;
 pub mod error;
 pub mod http;
+pub mod output;
 pub mod plot;
 pub mod report;
 pub mod runner;

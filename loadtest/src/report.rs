@@ -14,6 +14,9 @@ use crate::stats::Stats;
 
 pub const SCHEMA: &str = "sluice-loadtest/v1";
 
+/// The verdict of a valid run given no `--slo`: nothing to pass or fail.
+pub const NO_THRESHOLDS: &str = "no-thresholds";
+
 /// Above this share of late sends the schedule was not kept.
 const LATE_FRACTION_LIMIT: f64 = 0.01;
 /// Above this CPU use the generator itself was the bottleneck.
@@ -39,6 +42,8 @@ pub struct Report {
     pub slo: Vec<Verdict>,
     /// `pass`, `fail` (a threshold missed) or `invalid` (nothing to judge, or
     /// a generator that could not do its job).
+    /// `pass`, `fail`, `invalid` (the generator could not keep its
+    /// schedule, or nothing was measured), or `no-thresholds`.
     pub verdict: &'static str,
     pub timeline: Vec<SecondReport>,
 }
@@ -192,6 +197,9 @@ impl Report {
             .collect();
         let verdict = if saturated || requests == 0 || slo.iter().any(|v| v.measured.is_none()) {
             "invalid"
+        } else if slo.is_empty() {
+            // Nothing was asked, so nothing passed: a valid run, judged by no one.
+            NO_THRESHOLDS
         } else if slo.iter().all(|v| v.passed) {
             "pass"
         } else {
@@ -344,7 +352,14 @@ impl Report {
                 let _ = writeln!(out, "  {mark}  {} (measured {measured})", verdict.expression);
             }
         }
-        let _ = writeln!(out, "\nverdict: {}", self.verdict);
+        if self.verdict == NO_THRESHOLDS {
+            let _ = writeln!(
+                out,
+                "\nverdict: none: no thresholds were given (--slo), so the run is valid but nothing was judged"
+            );
+        } else {
+            let _ = writeln!(out, "\nverdict: {}", self.verdict);
+        }
         out
     }
 }

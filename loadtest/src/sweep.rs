@@ -196,16 +196,23 @@ pub fn sweep(
             windows,
         });
     }
-    let knee_opt = levels
-        .iter()
-        .filter(|l| l.p99_ms > 0.0 && l.error_rate < 0.5)
-        .max_by(|a, b| (a.throughput / a.p99_ms).total_cmp(&(b.throughput / b.p99_ms)))
-        .map(|l| l.level);
+    let knee_opt = knee(&levels);
     Ok(SweepReport {
         dimension: sweep.dimension,
         levels,
         knee_opt,
     })
+}
+
+/// The stable level of best throughput per unit of p99. Only a stable
+/// level can be the knee: an unstable one's throughput is what it did
+/// before it fell behind, not what it sustains.
+fn knee(levels: &[Level]) -> Option<f64> {
+    levels
+        .iter()
+        .filter(|l| l.stable && l.p99_ms > 0.0 && l.error_rate < 0.5)
+        .max_by(|a, b| (a.throughput / a.p99_ms).total_cmp(&(b.throughput / b.p99_ms)))
+        .map(|l| l.level)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -318,5 +325,26 @@ mod tests {
         ] {
             assert!(Sweep::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_knee_is_a_stable_level() {
+        let level = |level: f64, throughput: f64, p99_ms: f64, stable: bool| Level {
+            level,
+            throughput,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            error_rate: 0.0,
+            stable,
+            windows: 3,
+        };
+        // Level 8's power is the best, but it never settled.
+        let levels = [
+            level(1.0, 1000.0, 1.0, true),
+            level(2.0, 1900.0, 1.5, true),
+            level(8.0, 5000.0, 2.0, false),
+        ];
+        assert_eq!(knee(&levels), Some(2.0));
+        assert_eq!(knee(&levels[2..]), None);
     }
 }

@@ -96,6 +96,11 @@ async fn against_sluice_with_thresholds_and_exit_codes() {
     .await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("open model, latency corrected"), "{stdout}");
+    // No --slo: a valid run that nothing judged says so, and passes.
+    assert!(
+        stdout.contains("verdict: none: no thresholds were given"),
+        "{stdout}"
+    );
     let spectrum = std::fs::read_to_string(&hdr).unwrap();
     assert!(
         spectrum.contains("1/(1-Percentile)") && spectrum.contains("#[Max"),
@@ -105,6 +110,24 @@ async fn against_sluice_with_thresholds_and_exit_codes() {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{plot}");
     }
+
+    // An output that cannot be written is refused before the run, in
+    // much less than its 60 s.
+    let started = std::time::Instant::now();
+    let missing = dir.path().join("no/such/folder/spectrum.hgrm");
+    let mut long_run = args(&url, &["--hdr-out", missing.to_str().unwrap()]);
+    let duration = long_run.iter().position(|arg| arg == "--duration").unwrap();
+    long_run[duration + 1] = "60s".into();
+    let (code, stdout, stderr) = loadtest(long_run).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--hdr-out") && stderr.contains("spectrum.hgrm"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "refused only after the run"
+    );
 
     // Bad usage is a clean error, not a panic.
     let (code, _, stderr) = loadtest(vec![
@@ -154,13 +177,16 @@ async fn a_concurrency_sweep_finds_a_knee() {
         [1.0, 2.0, 4.0]
     );
     assert!(levels.iter().all(|l| l["throughput"].as_f64().unwrap() > 0.0));
-    // The knee is the level of best throughput per millisecond of p99.
+    // The knee is the stable level of best throughput per millisecond of p99.
     let power = |l: &Value| l["throughput"].as_f64().unwrap() / l["p99_ms"].as_f64().unwrap();
     let best = levels
         .iter()
-        .max_by(|a, b| power(a).total_cmp(&power(b)))
-        .unwrap();
-    assert_eq!(report["knee_opt"], best["level"]);
+        .filter(|l| l["stable"] == true)
+        .max_by(|a, b| power(a).total_cmp(&power(b)));
+    assert_eq!(
+        report["knee_opt"],
+        best.map_or(Value::Null, |l| l["level"].clone())
+    );
     assert!(
         std::fs::read_to_string(dir.path().join("sweep.svg"))
             .unwrap()
