@@ -68,7 +68,7 @@ def run_one(soak: Soak, index: int, policy: pathlib.Path) -> dict:
         # let the load settle before the first interval begins.
         time.sleep(1)
         started = time.monotonic()
-        soak.cli("rollout", "start", model, "--version", str(version), "--policy", str(policy))
+        soak.cli("rollout", "start", model, str(version), "--policy", str(policy))
         while True:
             rollout = soak.api("GET", f"/api/v1/rollouts/{model}")
             if rollout["status"] not in ("progressing", "paused"):

@@ -22,7 +22,7 @@ url="http://127.0.0.1:$port/v2/models/credit_risk/infer"
 register_versions() {
   $sluice models create credit_risk >/dev/null
   for version in $(seq "$1"); do
-    $sluice versions push models/repository/credit_risk/1/model.onnx --model credit_risk >/dev/null
+    $sluice versions push credit_risk models/repository/credit_risk/1/model.onnx >/dev/null
     id=$($sluice stage request credit_risk "$version" staging --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
     $sluice stage approve "$id" >/dev/null
   done

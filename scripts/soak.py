@@ -340,7 +340,7 @@ class Soak:
         """Registers the next version of `model` and approves it into staging, a stage that takes traffic."""
         parent = ["--parent-version", str(self.latest_version)] if model == "credit_risk" and self.latest_version else []
         pushed = self.cli(
-            "versions", "push", str(onnx), "--model", model,
+            "versions", "push", model, str(onnx),
             "--metric", "auc=0.81", "--commit", f"soak-{int(time.time())}",
             "--dataset", f"soak://{model}", *parent,
         )
@@ -545,7 +545,7 @@ class Soak:
     def start_rollout(self) -> None:
         version = self.push_staged("credit_risk", CREDIT_ONNX, "soak: canary")
         rollout = self.cli(
-            "rollout", "start", "credit_risk", "--version", str(version), "--policy", str(self.out / "rollout.toml")
+            "rollout", "start", "credit_risk", str(version), "--policy", str(self.out / "rollout.toml")
         )
         self.rollout_active = True
         self.rollout_version = version

@@ -23,7 +23,7 @@ use crate::types::*;
 
 /// How a client reaches an `https://` registry: a private CA to trust, and
 /// a client certificate for a registry that requires one (mutual TLS).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientTls {
     /// PEM CA certificates trusted besides the system's.
     pub ca_opt: Option<PathBuf>,
@@ -123,7 +123,7 @@ impl RegistryClient {
         let http = builder
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|err| ClientError::Io(format!("cannot configure the HTTP client: {err}")))?;
+            .map_err(|err| ClientError::Local(format!("cannot configure the HTTP client: {err}")))?;
         Ok(RegistryClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             token_opt,
@@ -577,6 +577,32 @@ impl RegistryClient {
         let request = self
             .request(Method::GET, "/api/v1/events")
             .query(&[("since", since.as_str()), ("limit", limit.as_str())]);
+        decode(self.send(request).await?).await
+    }
+
+    /// The events `query` selects (`GET /api/v1/events` with its filters).
+    pub async fn query_events(&self, query: &EventQuery) -> Result<Vec<Event>, ClientError> {
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("since", query.since.to_string()),
+            ("limit", query.limit.to_string()),
+            (
+                "order",
+                if query.newest_first { "desc" } else { "asc" }.to_string(),
+            ),
+        ];
+        if let Some(before) = query.before {
+            pairs.push(("before", before.to_string()));
+        }
+        for (key, value_opt) in [
+            ("model", &query.model),
+            ("actor", &query.actor),
+            ("action", &query.action),
+        ] {
+            if let Some(value) = value_opt {
+                pairs.push((key, value.clone()));
+            }
+        }
+        let request = self.request(Method::GET, "/api/v1/events").query(&pairs);
         decode(self.send(request).await?).await
     }
 

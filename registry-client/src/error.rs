@@ -13,7 +13,8 @@ pub enum ClientError {
     /// The registry answered something that is not the expected body.
     #[error("unexpected answer from the registry: {0}")]
     Decode(String),
-    /// A local file could not be read (an artifact to upload).
+    /// A local input file is missing, unreadable or malformed (an artifact
+    /// to upload, a policy, training data): the caller's to fix.
     #[error("{0}")]
     Io(String),
     /// Refused here, before the registry was asked: what the command needs

@@ -570,6 +570,22 @@ pub struct Event {
     pub reason: Option<String>,
 }
 
+/// What `GET /api/v1/events` is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only ids above this.
+    pub since: u64,
+    /// Only ids below this: the cursor of a newest-first page.
+    pub before: Option<u64>,
+    pub limit: u32,
+    /// Only events about this model (its versions, aliases, traffic, transitions).
+    pub model: Option<String>,
+    pub actor: Option<String>,
+    /// An action (`traffic.set`), or a prefix ending in `*` (`rollout.*`).
+    pub action: Option<String>,
+    pub newest_first: bool,
+}
+
 /// `GET /api/v1/whoami`: the caller as the registry sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {

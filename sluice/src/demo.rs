@@ -77,7 +77,7 @@ async fn ensure_suite(client: &RegistryClient, model: &str, suite: &str) -> Resu
         Err(err) => return Err(err),
     }
     let suite: Suite = serde_json::from_str(suite)
-        .map_err(|err| ClientError::Io(format!("the demo suite of '{model}' does not parse: {err}")))?;
+        .map_err(|err| ClientError::Local(format!("the demo suite of '{model}' does not parse: {err}")))?;
     client.put_suite(model, &suite).await.map(drop)
 }
 

@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             TokensCommand::Live(command) => Ok((ClientCommand::Tokens(command), client)),
         },
         Command::PredictToken(args) => Err(add_predict_token(args)),
+        Command::Context { command, client } => Ok((ClientCommand::Context(command), client)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         Command::Models { command, client } => Ok((ClientCommand::Models(command), client)),
         Command::Versions { command, client } => Ok((ClientCommand::Versions(command), client)),
         Command::Stage { command, client } => Ok((ClientCommand::Stage(command), client)),

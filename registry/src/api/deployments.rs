@@ -131,7 +131,15 @@ pub async fn delete_deployment(
 pub struct EventsQuery {
     /// Events with an id above this (a cursor: the last id seen).
     since: Option<u64>,
+    /// Events with an id below this (a newest-first page's cursor).
+    before: Option<u64>,
     limit: Option<u32>,
+    model: Option<String>,
+    actor: Option<String>,
+    /// `traffic.set`, or a prefix: `rollout.*`.
+    action: Option<String>,
+    /// `asc` (the default: oldest first, for following) or `desc`.
+    order: Option<String>,
 }
 
 pub async fn list_events(
@@ -141,9 +149,25 @@ pub async fn list_events(
 ) -> Result<Json<Vec<Event>>> {
     caller.require(Permission::Read)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let since = query.since.unwrap_or(0);
+    let newest_first = match query.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "order '{other}': expected asc (oldest first) or desc (newest first)"
+            )));
+        }
+    };
+    let filter = events::EventFilter {
+        since: query.since.unwrap_or(0),
+        before: query.before.unwrap_or(0),
+        model: query.model,
+        actor: query.actor,
+        action: query.action,
+        newest_first,
+    };
     state
-        .blocking(move |store, _| store.read(|connection| events::list(connection, since, limit)))
+        .blocking(move |store, _| store.read(|connection| events::query(connection, &filter, limit)))
         .await
         .map(Json)
 }

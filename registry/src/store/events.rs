@@ -48,22 +48,88 @@ pub fn append<B: Serialize, A: Serialize>(
 
 /// Events with an id above `since`, oldest first.
 pub fn list(connection: &Connection<'_>, since: u64, limit: u32) -> Result<Vec<Event>> {
-    let mut statement = connection.prepare(
-        "SELECT id, at, actor, action, subject, before, after, reason
-         FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    let filter = EventFilter {
+        since,
+        ..EventFilter::default()
+    };
+    query(connection, &filter, limit)
+}
+
+/// Which events to read, and in what order.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only ids above this.
+    pub since: u64,
+    /// Only ids below this (0: no bound): a newest-first page's cursor.
+    pub before: u64,
+    /// Only events about this model: its own subject (`credit_risk`), one
+    /// under it (`credit_risk/3`), or a transition of one of its versions.
+    pub model: Option<String>,
+    pub actor: Option<String>,
+    /// An action (`traffic.set`), or a prefix ending in `*` (`rollout.*`).
+    pub action: Option<String>,
+    pub newest_first: bool,
+}
+
+/// `text` as a LIKE pattern that matches it literally.
+fn literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The events `filter` selects, at most `limit`.
+pub fn query(connection: &Connection<'_>, filter: &EventFilter, limit: u32) -> Result<Vec<Event>> {
+    let model_under = filter
+        .model
+        .as_deref()
+        .map(|model| format!("{}/%", literal(model)));
+    let transition_of = filter.model.as_deref().map(|model| {
+        format!(
+            "%{}%",
+            literal(&format!("\"model\":{}", serde_json::Value::from(model)))
+        )
+    });
+    let action = filter
+        .action
+        .as_deref()
+        .map(|action| match action.strip_suffix('*') {
+            Some(prefix) => format!("{}%", literal(prefix)),
+            None => literal(action),
+        });
+    let order = if filter.newest_first { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT id, at, actor, action, subject, before, after, reason FROM events
+         WHERE id > ?1 AND (?2 = 0 OR id < ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR subject = ?3 OR subject LIKE ?4 ESCAPE '\\'
+                OR (subject LIKE 'transition/%' AND after LIKE ?5 ESCAPE '\\'))
+           AND (CAST(?6 AS TEXT) IS NULL OR actor = ?6)
+           AND (CAST(?7 AS TEXT) IS NULL OR action LIKE ?7 ESCAPE '\\')
+         ORDER BY id {order} LIMIT ?8"
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(
+        params![
+            to_i64(filter.since)?,
+            to_i64(filter.before)?,
+            filter.model,
+            model_under,
+            transition_of,
+            filter.actor,
+            action,
+            limit
+        ],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+            ))
+        },
     )?;
-    let rows = statement.query_map(params![to_i64(since)?, limit], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, Option<String>>(5)?,
-            row.get::<_, Option<String>>(6)?,
-            row.get::<_, Option<String>>(7)?,
-        ))
-    })?;
     let mut events = Vec::new();
     for row in rows {
         let (id, at, actor, action, subject, before, after, reason) = row?;

@@ -5,8 +5,14 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
-use sluice_registry_client::ClientTls;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use sluice_registry_client::ClientError;
+
+use super::table::to_json;
+
+/// Where the CLI looks for a registry when neither a flag, a variable nor a context says.
+pub const DEFAULT_REGISTRY_URL: &str = "http://127.0.0.1:8081";
 
 /// The help section of the options every command takes, apart from its own.
 pub const GLOBAL_OPTIONS: &str = "Global options";
@@ -17,19 +23,26 @@ pub const GLOBAL_OPTIONS: &str = "Global options";
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = GLOBAL_OPTIONS)]
 pub struct ClientArgs {
-    /// Address of the registry.
+    /// Address of the registry [default: the context's, else http://127.0.0.1:8081].
     #[arg(
         long,
         env = "SLUICE_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081",
         value_name = "URL",
         value_parser = parse_registry_url,
         global = true
     )]
-    pub registry_url: String,
+    pub registry_url: Option<String>,
 
-    /// Bearer token. Without it, the admin token the embedded registry created under --data-dir is used,
-    /// when there is one.
+    /// The context to use for this command instead of the current one (`sluice context list`).
+    #[arg(long, env = "SLUICE_CONTEXT", value_name = "NAME", global = true)]
+    pub context: Option<String>,
+
+    /// The contexts file [default: $XDG_CONFIG_HOME/sluice/config.toml, else ~/.config/sluice/config.toml].
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Bearer token [default: the context's token file; else, for a registry on this machine, the admin
+    /// token the embedded registry created under --data-dir].
     #[arg(
         long,
         env = "SLUICE_TOKEN",
@@ -49,7 +62,18 @@ pub struct ClientArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// Print the registry's JSON instead of a table.
+    /// How to print the answer: table, wide (no cell shortened, more columns), json or yaml.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value_t = Output::Table,
+        value_name = "FORMAT",
+        global = true
+    )]
+    pub output: Output,
+
+    /// Shorthand for `-o json`.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -78,12 +102,42 @@ pub struct ClientArgs {
     pub client_key: Option<PathBuf>,
 }
 
-impl ClientArgs {
-    pub fn tls(&self) -> ClientTls {
-        ClientTls {
-            ca_opt: self.ca_cert.clone(),
-            identity_opt: self.client_cert.clone().zip(self.client_key.clone()),
+/// How a command prints its answer (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+impl Output {
+    /// JSON or YAML: the registry's answer as data, for scripts.
+    pub fn is_machine(self) -> bool {
+        matches!(self, Output::Json | Output::Yaml)
+    }
+
+    pub fn is_wide(self) -> bool {
+        self == Output::Wide
+    }
+
+    /// `value` as YAML under `-o yaml`, else as JSON (a command whose
+    /// answer is a document prints it so under `-o table` too).
+    pub fn render<T: Serialize>(self, value: &T) -> Result<String, ClientError> {
+        let json = to_json(value)?;
+        if self != Output::Yaml {
+            return Ok(json);
         }
+        let data: serde_json::Value =
+            serde_json::from_str(&json).map_err(|err| ClientError::Decode(err.to_string()))?;
+        Ok(super::yaml::to_yaml(&data))
+    }
+}
+
+impl ClientArgs {
+    /// `-o`, or JSON under `--json`.
+    pub fn output(&self) -> Output {
+        if self.json { Output::Json } else { self.output }
     }
 }
 

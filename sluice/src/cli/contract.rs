@@ -8,8 +8,6 @@ use sluice_registry_client::contract::{CONTRACT_DOCUMENT, DataContract};
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::to_json;
-
 #[derive(Debug, Clone, Subcommand)]
 pub enum ContractCommand {
     /// Derive a version's data contract from its reference profile; print it, or store it (--put).
@@ -45,7 +43,11 @@ pub enum ContractCommand {
     },
 }
 
-pub async fn run_contract(client: &RegistryClient, command: ContractCommand) -> Result<String, ClientError> {
+pub async fn run_contract(
+    client: &RegistryClient,
+    command: ContractCommand,
+    output: Output,
+) -> Result<String, ClientError> {
     match command {
         ContractCommand::Derive {
             model,
@@ -74,11 +76,12 @@ pub async fn run_contract(client: &RegistryClient, command: ContractCommand) -> 
                     .put_document(&model, &version, CONTRACT_DOCUMENT, &body)
                     .await?;
             }
-            to_json(&contract)
+            output.render(&contract)
         }
         ContractCommand::Show { model, version } => {
             let document = client.get_document(&model, &version, CONTRACT_DOCUMENT).await?;
-            to_json(&document.body)
+            output.render(&document.body)
         }
     }
 }
+use super::args::Output;

@@ -6,7 +6,7 @@ use sluice_registry_client::types::Stage;
 use sluice_registry_client::types::*;
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::to_json;
+use super::args::Output;
 use super::table::{Table, or_dash};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -96,7 +96,7 @@ pub enum AliasCommand {
 pub async fn run_stage(
     client: &RegistryClient,
     command: StageCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let transition = match command {
         StageCommand::Request {
@@ -131,14 +131,14 @@ pub async fn run_stage(
         }
         StageCommand::List { model, pending } => {
             let transitions = client.list_transitions(model.as_deref(), pending).await?;
-            if json {
-                return to_json(&transitions);
+            if output.is_machine() {
+                return output.render(&transitions);
             }
             return Ok(transitions_table(&transitions));
         }
     };
-    if json {
-        return to_json(&transition);
+    if output.is_machine() {
+        return output.render(&transition);
     }
     Ok(transition_line(&transition))
 }
@@ -146,7 +146,7 @@ pub async fn run_stage(
 pub async fn run_alias(
     client: &RegistryClient,
     command: AliasCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
         AliasCommand::Set {
@@ -167,8 +167,8 @@ pub async fn run_alias(
                 if_version: precondition,
             };
             let stored = client.set_alias(&model, &alias, &body).await?;
-            if json {
-                return to_json(&stored);
+            if output.is_machine() {
+                return output.render(&stored);
             }
             Ok(format!(
                 "{} alias {} → version {}\n",
@@ -177,8 +177,8 @@ pub async fn run_alias(
         }
         AliasCommand::List { model } => {
             let aliases = client.list_aliases(&model).await?;
-            if json {
-                return to_json(&aliases);
+            if output.is_machine() {
+                return output.render(&aliases);
             }
             Ok(aliases_table(&aliases))
         }

@@ -12,6 +12,7 @@
 //! ([`ExitReason`]).
 
 mod args;
+mod context;
 mod contract;
 mod events;
 mod governance;
@@ -28,6 +29,8 @@ mod traffic;
 mod traffic_changes;
 mod triggers;
 mod versions;
+mod watch;
+mod yaml;
 
 use std::io::{ErrorKind, Write};
 use std::path::Path;
@@ -35,7 +38,8 @@ use std::process::ExitCode;
 
 use sluice_registry_client::{ClientError, RegistryClient};
 
-pub use args::{ClientArgs, GLOBAL_OPTIONS};
+pub use args::{ClientArgs, DEFAULT_REGISTRY_URL, GLOBAL_OPTIONS, Output};
+pub use context::ContextCommand;
 pub use contract::ContractCommand;
 pub use events::EventsArgs;
 pub use governance::{AliasCommand, StageCommand};
@@ -71,6 +75,7 @@ pub enum ClientCommand {
     Triggers(TriggersCommand),
     Events(EventsArgs),
     Tokens(TokensCommand),
+    Context(ContextCommand),
 }
 
 /// How a registry command ended, as its exit code:
@@ -78,8 +83,8 @@ pub enum ClientCommand {
 /// | code | meaning |
 /// |------|---------|
 /// | 0 | success |
-/// | 1 | the registry refused the request (400, 413, 422), or a local file could not be read |
-/// | 2 | usage error: a missing or malformed argument (clap exits with it before anything is sent) |
+/// | 1 | the registry refused the request (400, 413, 422), or the command failed here (running a version on local data) |
+/// | 2 | usage error: a missing or malformed argument (clap exits with it before anything is sent), or an input file that is missing, unreadable or malformed |
 /// | 3 | not found (404) |
 /// | 4 | conflict (409): the registry's state refuses it (it already exists, is pending, or changed since you read it); read it again before deciding to retry |
 /// | 5 | the registry is unreachable, failing (5xx), or answered something that is not its API |
@@ -88,6 +93,7 @@ pub enum ClientCommand {
 pub enum ExitReason {
     Success = 0,
     Refused = 1,
+    Usage = 2,
     NotFound = 3,
     Conflict = 4,
     Unavailable = 5,
@@ -103,7 +109,8 @@ impl ExitReason {
                 status: 401 | 403, ..
             } => ExitReason::Unauthorized,
             ClientError::Api { status, .. } if *status >= 500 => ExitReason::Unavailable,
-            ClientError::Api { .. } | ClientError::Io(_) | ClientError::Local(_) => ExitReason::Refused,
+            ClientError::Io(_) => ExitReason::Usage,
+            ClientError::Api { .. } | ClientError::Local(_) => ExitReason::Refused,
             ClientError::Unreachable { .. } | ClientError::Decode(_) => ExitReason::Unavailable,
         }
     }
@@ -123,16 +130,28 @@ impl From<ExitReason> for ExitCode {
 /// prints its answer; failures go to stderr as `error: ...`, with a `hint:`
 /// where the fix is usually the same. See [`ExitReason`] for the exit codes.
 pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
-    let token_opt = resolve_token(
-        client_args.token.as_deref(),
-        &client_args.data_dir,
-        &client_args.registry_url,
-    );
-    let client = match RegistryClient::with_tls(&client_args.registry_url, token_opt, &client_args.tls()) {
-        Ok(client) => client,
-        Err(err) => return report_failure(&err, &client_args.registry_url),
+    let output = client_args.output();
+    // Contexts are local: no registry is reached for them.
+    if let ClientCommand::Context(command) = command {
+        let result =
+            context::config_path(&client_args).and_then(|path| context::run_context(&path, command, output));
+        return match result {
+            Ok(text) => write_stdout(&text),
+            Err(error) => report_failure(&error, DEFAULT_REGISTRY_URL),
+        };
+    }
+    let target = match context::target(&client_args) {
+        Ok(target) => target,
+        Err(err) => return report_failure(&err, DEFAULT_REGISTRY_URL),
     };
-    let json = client_args.json;
+    let token_opt = target
+        .token_opt
+        .clone()
+        .or_else(|| local_admin_token(&client_args.data_dir, &target.registry_url));
+    let client = match RegistryClient::with_tls(&target.registry_url, token_opt, &target.tls) {
+        Ok(client) => client,
+        Err(err) => return report_failure(&err, &target.registry_url),
+    };
     // A suite's verdict is printed either way; a failure sets the exit code.
     let suite_opt = match &command {
         ClientCommand::Suite(suite) => Some(suite.clone()),
@@ -148,7 +167,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         _ => None,
     };
     if let Some(suite) = suite_opt {
-        return match quality::run_suite(&client, suite, json).await {
+        return match quality::run_suite(&client, suite, output).await {
             Ok((text, ExitReason::Success)) => write_stdout(&text),
             Ok((text, reason)) => {
                 let _ = write_stdout(&text);
@@ -158,21 +177,22 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         };
     }
     let result = match command {
-        ClientCommand::Models(models) => models::run_models(&client, models, json).await,
-        ClientCommand::Versions(versions) => versions::run_versions(&client, versions, json).await,
-        ClientCommand::Stage(stage) => governance::run_stage(&client, stage, json).await,
-        ClientCommand::Alias(alias) => governance::run_alias(&client, alias, json).await,
-        ClientCommand::Traffic(traffic) => traffic::run_traffic(&client, traffic, json).await,
-        ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, json).await,
-        ClientCommand::Profile(command) => profile::run_profile(&client, command, json).await,
-        ClientCommand::Contract(command) => contract::run_contract(&client, command).await,
-        ClientCommand::Drift(command) => profile::run_drift(&client, command, json).await,
-        ClientCommand::Performance(command) => triggers::run_performance(&client, command, json).await,
-        ClientCommand::Quality(command) => quality::run_quality(&client, command, json).await,
+        ClientCommand::Models(models) => models::run_models(&client, models, output).await,
+        ClientCommand::Versions(versions) => versions::run_versions(&client, versions, output).await,
+        ClientCommand::Stage(stage) => governance::run_stage(&client, stage, output).await,
+        ClientCommand::Alias(alias) => governance::run_alias(&client, alias, output).await,
+        ClientCommand::Traffic(traffic) => traffic::run_traffic(&client, traffic, output).await,
+        ClientCommand::Rollout(command) => rollout::run_rollout(&client, command, output).await,
+        ClientCommand::Profile(command) => profile::run_profile(&client, command, output).await,
+        ClientCommand::Contract(command) => contract::run_contract(&client, command, output).await,
+        ClientCommand::Drift(command) => profile::run_drift(&client, command, output).await,
+        ClientCommand::Performance(command) => triggers::run_performance(&client, command, output).await,
+        ClientCommand::Quality(command) => quality::run_quality(&client, command, output).await,
         ClientCommand::Suite(_) => unreachable!("suite commands ran above"),
-        ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, json).await,
-        ClientCommand::Events(events) => events::run_events(&client, events, json).await,
-        ClientCommand::Tokens(command) => tokens::run_tokens(&client, command, json).await,
+        ClientCommand::Triggers(command) => triggers::run_triggers(&client, command, output).await,
+        ClientCommand::Events(events) => events::run_events(&client, events, output).await,
+        ClientCommand::Tokens(command) => tokens::run_tokens(&client, command, output).await,
+        ClientCommand::Context(_) => unreachable!("contexts ran above"),
     };
     match result {
         Ok(text) => write_stdout(&text),
@@ -180,15 +200,11 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
     }
 }
 
-/// The token given (flag or `SLUICE_TOKEN`), else the admin token a registry
+/// Without a token given or a context's, the admin token a registry
 /// bootstrapped under `data_dir`: so that `sluice serve` then `sluice models
 /// create` works on one machine with nothing to set up. The local admin
 /// token only ever goes to a registry on this machine (a loopback URL).
-fn resolve_token(token_opt: Option<&str>, data_dir: &Path, url: &str) -> Option<String> {
-    // `SLUICE_TOKEN=` (set but empty) means no token, as it would to a shell user.
-    if let Some(token) = token_opt.map(str::trim).filter(|token| !token.is_empty()) {
-        return Some(token.to_string());
-    }
+fn local_admin_token(data_dir: &Path, url: &str) -> Option<String> {
     if !is_loopback(url) {
         return None;
     }

@@ -5,8 +5,8 @@ use sluice_registry_client::types::*;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::args::*;
+use super::table::version_or_dash;
 use super::table::{Table, key_values, or_dash, pairs, truncate};
-use super::table::{to_json, version_or_dash};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ModelsCommand {
@@ -41,7 +41,7 @@ pub(super) const LIST_DESCRIPTION_CHARS: usize = 48;
 pub async fn run_models(
     client: &RegistryClient,
     command: ModelsCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
         ModelsCommand::Create {
@@ -55,29 +55,30 @@ pub async fn run_models(
                 tags: tags.into_iter().collect(),
             };
             let model = client.create_model(&body).await?;
-            if json {
-                return to_json(&model);
+            if output.is_machine() {
+                return output.render(&model);
             }
             Ok(format!("created model {}\n", model.name))
         }
         ModelsCommand::List => {
             let models = client.list_models().await?;
-            if json {
-                return to_json(&models);
+            if output.is_machine() {
+                return output.render(&models);
             }
-            Ok(models_table(&models))
+            Ok(models_table(&models, output.is_wide()))
         }
         ModelsCommand::Show { name } => {
             let model = client.get_model(&name).await?;
-            if json {
-                return to_json(&model);
+            if output.is_machine() {
+                return output.render(&model);
             }
             Ok(model_listing(&model))
         }
     }
 }
 
-pub(super) fn models_table(models: &[Model]) -> String {
+/// `wide`: descriptions whole.
+pub(super) fn models_table(models: &[Model], wide: bool) -> String {
     if models.is_empty() {
         return "no models yet: `sluice models create NAME` registers one\n".to_string();
     }
@@ -86,7 +87,11 @@ pub(super) fn models_table(models: &[Model]) -> String {
         table.push(vec![
             model.name.clone(),
             version_or_dash(model.latest_version),
-            or_dash(&truncate(&model.description, LIST_DESCRIPTION_CHARS)),
+            or_dash(&if wide {
+                model.description.clone()
+            } else {
+                truncate(&model.description, LIST_DESCRIPTION_CHARS)
+            }),
             pairs(&model.tags),
         ]);
     }

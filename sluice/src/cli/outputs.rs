@@ -37,13 +37,13 @@ pub async fn profile_outputs(
         BackendChoice::Auto,
         None,
     )
-    .map_err(|err| ClientError::Io(format!("cannot run version {} here: {err}", found.version)))?;
+    .map_err(|err| ClientError::Local(format!("cannot run version {} here: {err}", found.version)))?;
     let mut columns: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for batch in rows.chunks(BATCH_ROWS) {
         let inputs = batch_inputs(&loaded, header, batch)?;
         let outputs = loaded.run(inputs).map_err(|err| {
-            ClientError::Io(format!("running version {} on the data: {err}", found.version))
+            ClientError::Local(format!("running version {} on the data: {err}", found.version))
         })?;
         for (spec, tensor) in loaded.signature.outputs.iter().zip(&outputs) {
             collect(spec, tensor, &mut columns, &mut scores);

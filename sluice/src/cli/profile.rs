@@ -11,17 +11,14 @@ use clap::Subcommand;
 use sluice_registry_client::profile::{PROFILE_DOCUMENT, ReferenceProfile, profile_table};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::to_json;
-
 #[derive(Debug, Clone, Subcommand)]
 pub enum ProfileCommand {
     /// Build a version's reference profile from its training data and store it with the version.
     Create {
-        #[arg(long)]
+        /// Name of the model.
         model: String,
 
         /// A version number or alias.
-        #[arg(long)]
         version: String,
 
         /// Training data: CSV with a header row (no quoted commas), or JSON Lines (`.jsonl`)
@@ -51,7 +48,7 @@ pub enum ProfileCommand {
 pub async fn run_profile(
     client: &RegistryClient,
     command: ProfileCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let ProfileCommand::Create {
         model,
@@ -90,8 +87,8 @@ pub async fn run_profile(
     let document = client
         .put_document(&model, &version, PROFILE_DOCUMENT, &body)
         .await?;
-    if json {
-        return to_json(&document);
+    if output.is_machine() {
+        return output.render(&document);
     }
     Ok(summary(&model, document.version, &profile))
 }
@@ -178,10 +175,10 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ClientErro
 pub enum DriftCommand {
     /// Drift of a model's live traffic against its version's reference profile, per feature.
     Show {
+        /// Name of the model.
         model: String,
 
         /// A version number or alias [default: the deployment's heaviest target].
-        #[arg(long)]
         version: Option<String>,
 
         /// The sliding window, in seconds.
@@ -193,7 +190,7 @@ pub enum DriftCommand {
 pub async fn run_drift(
     client: &RegistryClient,
     command: DriftCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let DriftCommand::Show {
         model,
@@ -207,8 +204,8 @@ pub async fn run_drift(
             std::time::Duration::from_secs(window_secs),
         )
         .await?;
-    if json {
-        return to_json(&report);
+    if output.is_machine() {
+        return output.render(&report);
     }
     let mut text = format!(
         "{} version {}, last {} s: {} rows, {:.0}% of judged features drifted{}\n",
@@ -272,3 +269,4 @@ fn drift_table(first: &str, columns: &[sluice_registry_client::profile::FeatureD
     }
     table.render()
 }
+use super::args::Output;

@@ -14,8 +14,8 @@ use sluice_registry_client::suite::{Suite, SuiteReport};
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::ExitReason;
+use super::args::Output;
 use super::table::Table;
-use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SuiteCommand {
@@ -28,12 +28,15 @@ pub enum SuiteCommand {
     },
     /// Show the model's suite: its latest revision, or --revision.
     Show {
+        /// Name of the model.
         model: String,
+        /// The revision to show [default: the latest].
         #[arg(long)]
         revision: Option<u64>,
     },
     /// Run the suite on a version now and print the report; exit 1 when it fails.
     Run {
+        /// Name of the model.
         model: String,
         /// A version number or alias.
         version: String,
@@ -42,7 +45,12 @@ pub enum SuiteCommand {
         revision: Option<u64>,
     },
     /// Print the report of the version's latest suite run; exit 1 when it failed.
-    Report { model: String, version: String },
+    Report {
+        /// Name of the model.
+        model: String,
+        /// A version number or alias.
+        version: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -50,9 +58,9 @@ pub enum QualityCommand {
     /// Realized performance per slice of the card's slice feature, the largest gap per metric, and the version's
     /// latest suite verdict.
     Show {
+        /// Name of the model.
         model: String,
         /// A version number or alias [default: the version serving most traffic].
-        #[arg(long)]
         version: Option<String>,
         /// How far back (`1h`, `30m`) [default: every label the registry keeps joined].
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -64,14 +72,14 @@ pub enum QualityCommand {
 pub async fn run_suite(
     client: &RegistryClient,
     command: SuiteCommand,
-    json: bool,
+    output: Output,
 ) -> Result<(String, ExitReason), ClientError> {
     match command {
         SuiteCommand::Put { model, file } => {
             let suite = read_suite(&file).await?;
             let stored = client.put_suite(&model, &suite).await?;
-            let text = if json {
-                to_json(&stored)?
+            let text = if output.is_machine() {
+                output.render(&stored)?
             } else {
                 let cases = stored.suite.case_count();
                 format!(
@@ -85,22 +93,22 @@ pub async fn run_suite(
         }
         SuiteCommand::Show { model, revision } => {
             let stored = client.get_suite(&model, revision).await?;
-            Ok((to_json(&stored)?, ExitReason::Success))
+            Ok((output.render(&stored)?, ExitReason::Success))
         }
         SuiteCommand::Run {
             model,
             version,
             revision,
-        } => verdict(client.run_suite(&model, &version, revision).await?, json),
+        } => verdict(client.run_suite(&model, &version, revision).await?, output),
         SuiteCommand::Report { model, version } => {
-            verdict(client.suite_report(&model, &version).await?, json)
+            verdict(client.suite_report(&model, &version).await?, output)
         }
     }
 }
 
-fn verdict(report: SuiteReport, json: bool) -> Result<(String, ExitReason), ClientError> {
-    let text = if json {
-        to_json(&report)?
+fn verdict(report: SuiteReport, output: Output) -> Result<(String, ExitReason), ClientError> {
+    let text = if output.is_machine() {
+        output.render(&report)?
     } else {
         report.to_string()
     };
@@ -131,7 +139,7 @@ async fn read_suite(file: &std::path::Path) -> Result<Suite, ClientError> {
 pub async fn run_quality(
     client: &RegistryClient,
     command: QualityCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let QualityCommand::Show {
         model,
@@ -145,8 +153,8 @@ pub async fn run_quality(
         Err(err) if err.is_not_found() => None,
         Err(err) => return Err(err),
     };
-    if json {
-        return to_json(&serde_json::json!({"slices": report, "suite": suite_opt}));
+    if output.is_machine() {
+        return output.render(&serde_json::json!({"slices": report, "suite": suite_opt}));
     }
     Ok(render(&report, suite_opt.as_ref()))
 }

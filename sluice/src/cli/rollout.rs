@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use sluice_registry_client::rollout::{Rollout, RolloutPolicy, StartRollout};
+use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
 use sluice_registry_client::{ClientError, RegistryClient};
 
+use super::args::Output;
 use super::table::Table;
-use super::table::to_json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutCommand {
@@ -23,7 +23,6 @@ pub enum RolloutCommand {
         model: String,
 
         /// The canary: a staging or production version.
-        #[arg(long)]
         version: u64,
 
         /// Rollout policy (TOML): step_weights or step_weight + max_weight, interval_ms,
@@ -34,15 +33,34 @@ pub enum RolloutCommand {
         policy: Option<PathBuf>,
     },
     /// Stop judging intervals; the weights stay where they are.
-    Pause { model: String },
+    Pause {
+        /// Name of the model.
+        model: String,
+    },
     /// Judge intervals again, from now.
-    Resume { model: String },
+    Resume {
+        /// Name of the model.
+        model: String,
+    },
     /// Give the canary all traffic now and move it to production.
-    Promote { model: String },
+    Promote {
+        /// Name of the model.
+        model: String,
+    },
     /// Give the stable version all traffic back.
-    Abort { model: String },
+    Abort {
+        /// Name of the model.
+        model: String,
+    },
     /// The rollout's step, weights and each interval's checks.
-    Status { model: String },
+    Status {
+        /// Name of the model.
+        model: String,
+        /// Print it again each time it changes, until the rollout is settled: promoted (exit 0),
+        /// awaiting production's approvals (exit 0), rolled back or aborted (exit 1).
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
 }
 
 fn default_policy() -> RolloutPolicy {
@@ -69,7 +87,7 @@ fn default_policy() -> RolloutPolicy {
 pub async fn run_rollout(
     client: &RegistryClient,
     command: RolloutCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let rollout = match command {
         RolloutCommand::Start {
@@ -91,12 +109,34 @@ pub async fn run_rollout(
         RolloutCommand::Resume { model } => client.rollout_action(&model, "resume").await?,
         RolloutCommand::Promote { model } => client.rollout_action(&model, "promote").await?,
         RolloutCommand::Abort { model } => client.rollout_action(&model, "abort").await?,
-        RolloutCommand::Status { model } => client.get_rollout(&model).await?,
+        RolloutCommand::Status { model, watch: false } => client.get_rollout(&model).await?,
+        RolloutCommand::Status { model, watch: true } => return watch_rollout(client, &model, output).await,
     };
-    if json {
-        return to_json(&rollout);
+    if output.is_machine() {
+        return output.render(&rollout);
     }
     Ok(render(&rollout))
+}
+
+/// `rollout status --watch`: until the rollout needs nothing more from
+/// time, the way `kubectl rollout status` waits.
+async fn watch_rollout(client: &RegistryClient, model: &str, output: Output) -> Result<String, ClientError> {
+    let poll = || async {
+        let rollout = client.get_rollout(model).await?;
+        let text = if output.is_machine() {
+            output.render(&rollout)?
+        } else {
+            render(&rollout)
+        };
+        let settled = !rollout.status.is_active() || rollout.status == RolloutStatus::AwaitingPromotion;
+        Ok::<_, ClientError>((text, settled.then_some(rollout.status)))
+    };
+    match super::watch::watch(super::watch::WATCH_POLL, poll).await? {
+        Some(status @ (RolloutStatus::RolledBack | RolloutStatus::Aborted)) => Err(ClientError::Local(
+            format!("the rollout of '{model}' ended {}", status.describe()),
+        )),
+        _ => Ok(String::new()),
+    }
 }
 
 fn read_policy(path: &PathBuf) -> Result<RolloutPolicy, ClientError> {

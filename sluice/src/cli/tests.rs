@@ -110,7 +110,7 @@ fn registry_url_needs_a_scheme() {
 
 #[test]
 fn push_takes_lineage_flags_and_client_flags_after_the_subcommand() {
-    let line = "versions push model.onnx --model credit_risk --metric auc=0.91 --param max_depth=6 \
+    let line = "versions push credit_risk model.onnx --metric auc=0.91 --param max_depth=6 \
                     --env python=3.11 --dataset s3://bucket/train.parquet --dataset-sha256 ab12 --json";
     let cli = parse(line).unwrap();
     let Command::Versions {
@@ -132,11 +132,10 @@ fn push_takes_lineage_flags_and_client_flags_after_the_subcommand() {
 #[test]
 fn malformed_arguments_are_usage_errors() {
     let bad_lines = [
-        "versions push model.onnx --model credit_risk --dataset-sha256 ab12",
-        "versions push model.onnx --model credit_risk --metric auc=high",
-        "versions push model.onnx",
+        "versions push credit_risk model.onnx --dataset-sha256 ab12",
+        "versions push credit_risk model.onnx --metric auc=high",
+        "versions push model.onnx --model credit_risk",
         "alias set credit_risk champion 3 --if-version 2 --if-absent",
-        "traffic set credit_risk",
         "traffic set credit_risk 3=abc",
         "traffic set credit_risk 3=100 --shadow 5:2",
         "stage request credit_risk 3 live",
@@ -332,7 +331,8 @@ fn errors_map_to_documented_exit_codes() {
         (api_error(413), 1),
         (api_error(500), 5),
         (api_error(503), 5),
-        (ClientError::Io("cannot read model.onnx".into()), 1),
+        (ClientError::Io("cannot read model.onnx".into()), 2),
+        (ClientError::Local("cannot run version 3 here".into()), 1),
         (api_error(404), 3),
         (api_error(409), 4),
         (
@@ -352,37 +352,116 @@ fn errors_map_to_documented_exit_codes() {
 }
 
 #[test]
-fn token_comes_from_the_flag_then_the_data_dir_for_local_registries_only() {
+fn the_local_admin_token_goes_to_local_registries_only() {
     let data_dir = std::env::temp_dir().join(format!("sluice-cli-token-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir).unwrap();
     let local = "http://127.0.0.1:8081";
-    assert_eq!(resolve_token(None, &data_dir, local), None);
+    assert_eq!(local_admin_token(&data_dir, local), None);
     std::fs::write(data_dir.join(ADMIN_TOKEN_FILE), "secret-admin\n").unwrap();
-    assert_eq!(
-        resolve_token(None, &data_dir, local).as_deref(),
-        Some("secret-admin")
-    );
-    assert_eq!(
-        resolve_token(None, &data_dir, "http://localhost:8081/").as_deref(),
-        Some("secret-admin")
-    );
-    assert_eq!(
-        resolve_token(None, &data_dir, "http://[::1]:8081").as_deref(),
-        Some("secret-admin")
-    );
-    assert_eq!(
-        resolve_token(None, &data_dir, "https://registry.example:8081"),
-        None
-    );
-    assert_eq!(resolve_token(None, &data_dir, "http://10.0.0.7:8081"), None);
-    assert_eq!(
-        resolve_token(Some(" given "), &data_dir, local).as_deref(),
-        Some("given")
-    );
-    assert_eq!(
-        resolve_token(Some(""), &data_dir, local).as_deref(),
-        Some("secret-admin")
-    );
+    for url in [local, "http://localhost:8081/", "http://[::1]:8081"] {
+        assert_eq!(
+            local_admin_token(&data_dir, url).as_deref(),
+            Some("secret-admin"),
+            "{url}"
+        );
+    }
+    for url in ["https://registry.example:8081", "http://10.0.0.7:8081"] {
+        assert_eq!(local_admin_token(&data_dir, url), None, "{url}");
+    }
     std::fs::remove_dir_all(&data_dir).unwrap();
-    assert_eq!(resolve_token(None, &data_dir, local), None);
+    assert_eq!(local_admin_token(&data_dir, local), None);
+}
+
+#[test]
+fn flags_beat_the_context_which_beats_the_defaults() {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-context-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    let token_file = dir.join("prod.token");
+    std::fs::write(&token_file, "prod-token\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "current = \"prod\"\n[contexts.prod]\nregistry_url = \"https://prod.example:8081\"\ntoken_file = {:?}\n\
+             [contexts.dev]\nregistry_url = \"http://127.0.0.1:9081\"\n",
+            token_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let target = |line: &str| {
+        let cli = parse(&format!("models list --config {} {line}", config.display())).unwrap();
+        let Command::Models { client, .. } = cli.command else {
+            panic!("parsed as another command");
+        };
+        context::target(&client)
+    };
+    let prod = target("").unwrap();
+    assert_eq!(
+        (prod.registry_url.as_str(), prod.token_opt.as_deref()),
+        ("https://prod.example:8081", Some("prod-token"))
+    );
+    let dev = target("--context dev").unwrap();
+    assert_eq!(
+        (dev.registry_url.as_str(), dev.token_opt),
+        ("http://127.0.0.1:9081", None)
+    );
+    let flags = target("--registry-url http://10.0.0.7:8081 --token given").unwrap();
+    assert_eq!(
+        (flags.registry_url.as_str(), flags.token_opt.as_deref()),
+        ("http://10.0.0.7:8081", Some("given"))
+    );
+    let missing = target("--context staging").unwrap_err().to_string();
+    assert!(
+        missing.contains("no context 'staging'") && missing.contains("dev, prod"),
+        "{missing}"
+    );
+    // Without a file there are no contexts, and the defaults hold.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(target("").unwrap().registry_url, DEFAULT_REGISTRY_URL);
+}
+
+#[test]
+fn every_command_and_argument_is_described() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} <{}>", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            walk(sub, &path, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&Cli::command(), "sluice", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "without a description:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn output_formats_and_their_shorthand() {
+    let output = |line: &str| {
+        let cli = parse(line).unwrap();
+        let Command::Models { client, .. } = cli.command else {
+            panic!("parsed as another command");
+        };
+        client.output()
+    };
+    assert_eq!(output("models list"), Output::Table);
+    assert_eq!(output("models list -o wide"), Output::Wide);
+    assert_eq!(output("models list -o yaml"), Output::Yaml);
+    assert_eq!(output("models list --json"), Output::Json);
+    assert!(parse("models list -o xml").is_err());
+    let yaml = Output::Yaml
+        .render(&serde_json::json!({"model": "m", "revision": 3}))
+        .unwrap();
+    assert_eq!(yaml, "model: m\nrevision: 3\n");
 }

@@ -8,7 +8,8 @@ use clap::Subcommand;
 use sluice_registry_client::types::{CreateToken, TokenInfo};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::{Table, or_dash, to_json};
+use super::args::Output;
+use super::table::{Table, or_dash};
 
 /// The roles a token may have, as the registry names them.
 pub const ROLES: [&str; 5] = ["viewer", "deployer", "approver", "gateway", "admin"];
@@ -47,7 +48,7 @@ fn parse_expiry(text: &str) -> Result<Duration, String> {
 pub async fn run_tokens(
     client: &RegistryClient,
     command: TokensCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
         TokensCommand::Create { actor, role, expires } => {
@@ -57,8 +58,8 @@ pub async fn run_tokens(
                 expires_in_s: expires.map(|duration| duration.as_secs().max(1)),
             };
             let created = client.create_token(&body).await?;
-            if json {
-                return to_json(&created);
+            if output.is_machine() {
+                return output.render(&created);
             }
             let info = &created.info;
             let until = info
@@ -73,8 +74,8 @@ pub async fn run_tokens(
         }
         TokensCommand::List => {
             let tokens = client.list_tokens().await?;
-            if json {
-                return to_json(&tokens);
+            if output.is_machine() {
+                return output.render(&tokens);
             }
             Ok(render_list(
                 &tokens,
@@ -83,8 +84,8 @@ pub async fn run_tokens(
         }
         TokensCommand::Revoke { id } => {
             let token = client.revoke_token(id).await?;
-            if json {
-                return to_json(&token);
+            if output.is_machine() {
+                return output.render(&token);
             }
             Ok(format!(
                 "revoked token {} of {} ({}): refused from now on\n",

@@ -9,7 +9,7 @@ use sluice_registry_client::types::{Shadow, TrafficTarget};
 use sluice_registry_client::warmup::Warmup;
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::to_json;
+use super::args::Output;
 use super::table::{Table, percent, short_hash};
 use super::traffic_changes::{self, changes, describe};
 use super::versions::TABLE_HASH_DIGITS;
@@ -27,8 +27,9 @@ pub enum TrafficCommand {
         /// Name of the model.
         model: String,
 
-        /// Versions and their percent of traffic, VERSION=WEIGHT (`3=90 4=10`).
-        #[arg(value_name = "VERSION=WEIGHT", required = true, value_parser = parse_target)]
+        /// Versions and their percent of traffic, VERSION=WEIGHT (`3=90 4=10`) [default: the
+        /// current split, when only settings change].
+        #[arg(value_name = "VERSION=WEIGHT", value_parser = parse_target)]
         targets: Vec<TrafficTarget>,
 
         /// Mirror a sample of requests to a version whose answers are compared, never returned,
@@ -84,6 +85,9 @@ pub enum TrafficCommand {
     Show {
         /// Name of the model.
         model: String,
+        /// Print it again each time it changes, until interrupted.
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
 
     /// List the changes of a model's traffic, newest first, from the audit log.
@@ -207,7 +211,7 @@ pub(super) fn parse_shadow(text: &str) -> Result<Shadow, String> {
 pub async fn run_traffic(
     client: &RegistryClient,
     command: TrafficCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
         TrafficCommand::Set {
@@ -242,6 +246,16 @@ pub async fn run_traffic(
             };
             let spec = match (&current_opt, replace) {
                 (Some(current), false) => merged(&current.spec, given, &clear),
+                _ if given.targets.is_empty() => {
+                    return Err(ClientError::Io(format!(
+                        "'{model}' {}: give its split as VERSION=WEIGHT (`1=100`)",
+                        if replace {
+                            "is being replaced"
+                        } else {
+                            "has no deployment yet"
+                        }
+                    )));
+                }
                 _ => given,
             };
             let before_opt = current_opt.as_ref().map(|current| &current.spec);
@@ -260,21 +274,21 @@ pub async fn run_traffic(
                 ..SetDeployment::new(spec)
             };
             let deployment = client.set_deployment(&model, &body).await?;
-            if json {
-                return to_json(&deployment);
+            if output.is_machine() {
+                return output.render(&deployment);
             }
             Ok(format!("{}{}", deployment_line(&deployment), describe(&changed)))
         }
         TrafficCommand::History { model, limit } => {
             let history = traffic_changes::history(client, &model).await?;
-            if json {
+            if output.is_machine() {
                 let events: Vec<&Event> = history
                     .iter()
                     .rev()
                     .take(limit)
                     .map(|change| &change.event)
                     .collect();
-                return to_json(&events);
+                return output.render(&events);
             }
             let mut text = String::new();
             for change in history.iter().rev().take(limit) {
@@ -350,17 +364,26 @@ pub async fn run_traffic(
                 ..SetDeployment::new(spec)
             };
             let deployment = client.set_deployment(&model, &body).await?;
-            if json {
-                return to_json(&deployment);
+            if output.is_machine() {
+                return output.render(&deployment);
             }
             Ok(format!("{}{}", deployment_line(&deployment), describe(&changed)))
         }
-        TrafficCommand::Show { model } => {
-            let deployment = client.get_deployment(&model).await?;
-            if json {
-                return to_json(&deployment);
+        TrafficCommand::Show { model, watch } => {
+            let show = || async {
+                let deployment = client.get_deployment(&model).await?;
+                let text = if output.is_machine() {
+                    output.render(&deployment)?
+                } else {
+                    deployment_report(&deployment)
+                };
+                Ok::<_, ClientError>((text, None::<()>))
+            };
+            if watch {
+                super::watch::watch(super::watch::WATCH_POLL, show).await?;
+                return Ok(String::new());
             }
-            Ok(deployment_report(&deployment))
+            Ok(show().await?.0)
         }
     }
 }
@@ -464,7 +487,11 @@ pub(super) fn deployment_report(deployment: &Deployment) -> String {
 fn merged(current: &TrafficSpec, given: TrafficSpec, clear: &[Setting]) -> TrafficSpec {
     let cleared = |setting: Setting| clear.contains(&setting);
     TrafficSpec {
-        targets: given.targets,
+        targets: if given.targets.is_empty() {
+            current.targets.clone()
+        } else {
+            given.targets
+        },
         shadow: given
             .shadow
             .or(current.shadow)

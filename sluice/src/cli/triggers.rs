@@ -8,7 +8,7 @@ use clap::Subcommand;
 use sluice_registry_client::trigger::{FireTrigger, RuleProgress, TriggerPolicy, TriggerRule, TriggerRun};
 use sluice_registry_client::{ClientError, RegistryClient};
 
-use super::table::to_json;
+use super::args::Output;
 use super::table::{Table, key_values, or_dash, truncate};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -17,14 +17,20 @@ pub enum TriggersCommand {
     List,
     /// Set a model's policy from a JSON file (see registry/API.md).
     Set {
+        /// Name of the model.
         model: String,
+        /// The policy: TOML, or JSON by a .json extension (examples/policies/triggers.toml).
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Remove a model's policy (its runs stay in the history).
-    Delete { model: String },
+    Delete {
+        /// Name of the model.
+        model: String,
+    },
     /// Fire a run by hand (no cooldown; the concurrency cap holds).
     Fire {
+        /// Name of the model.
         model: String,
         /// Why, for the record.
         #[arg(long)]
@@ -37,23 +43,27 @@ pub enum TriggersCommand {
     History {
         /// Only this model's.
         model: Option<String>,
+        /// Most runs to list.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// One run, whole.
-    Show { id: u64 },
+    Show {
+        /// The run's id, as `sluice triggers history` shows it.
+        id: u64,
+    },
 }
 
 pub async fn run_triggers(
     client: &RegistryClient,
     command: TriggersCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
         TriggersCommand::List => {
             let states = client.trigger_policies().await?;
-            if json {
-                return to_json(&states);
+            if output.is_machine() {
+                return output.render(&states);
             }
             let mut table = Table::new(&["MODEL", "RULES", "ACTION", "COOLDOWN", "ACTIVE", "LAST RUN"]);
             for state in &states {
@@ -79,8 +89,8 @@ pub async fn run_triggers(
                 ClientError::Io(format!("{} is not a trigger policy: {err}", file.display()))
             })?;
             let state = client.set_trigger_policy(&model, &policy).await?;
-            if json {
-                return to_json(&state);
+            if output.is_machine() {
+                return output.render(&state);
             }
             Ok(format!(
                 "trigger policy of '{}' set: {}; action {}\n",
@@ -91,7 +101,7 @@ pub async fn run_triggers(
         }
         TriggersCommand::Delete { model } => {
             client.delete_trigger_policy(&model).await?;
-            Ok(if json {
+            Ok(if output.is_machine() {
                 "{}\n".into()
             } else {
                 format!("trigger policy of '{model}' deleted\n")
@@ -111,8 +121,8 @@ pub async fn run_triggers(
                     },
                 )
                 .await?;
-            if json {
-                return to_json(&run);
+            if output.is_machine() {
+                return output.render(&run);
             }
             Ok(format!(
                 "trigger run {} of '{}' is {}\n",
@@ -123,8 +133,8 @@ pub async fn run_triggers(
         }
         TriggersCommand::History { model, limit } => {
             let runs = client.trigger_runs(model.as_deref(), limit).await?;
-            if json {
-                return to_json(&runs);
+            if output.is_machine() {
+                return output.render(&runs);
             }
             let mut table = Table::new(&[
                 "ID", "MODEL", "BASE", "REASON", "STATUS", "FIRED", "RESULT", "EVIDENCE",
@@ -139,15 +149,19 @@ pub async fn run_triggers(
                     run.created_at.clone(),
                     run.result_version
                         .map_or_else(|| "-".to_string(), |version| format!("v{version}")),
-                    truncate(&summarize(run), 60),
+                    if output.is_wide() {
+                        summarize(run)
+                    } else {
+                        truncate(&summarize(run), 60)
+                    },
                 ]);
             }
             Ok(table.render())
         }
         TriggersCommand::Show { id } => {
             let run = client.trigger_run(id).await?;
-            if json {
-                return to_json(&run);
+            if output.is_machine() {
+                return output.render(&run);
             }
             let mut text = key_values(&[
                 ("id", run.id.to_string()),
@@ -284,10 +298,11 @@ fn summarize(run: &TriggerRun) -> String {
 pub enum PerformanceCommand {
     /// Realized accuracy, AUC or MAE from the labels joined in a window, beside the recorded metrics.
     Show {
+        /// Name of the model.
         model: String,
         /// A version number or alias [default: the version serving most traffic].
-        #[arg(long)]
         version: Option<String>,
+        /// How far back the joined labels count, in seconds.
         #[arg(long, default_value_t = 3600)]
         window_secs: u64,
     },
@@ -296,7 +311,7 @@ pub enum PerformanceCommand {
 pub async fn run_performance(
     client: &RegistryClient,
     command: PerformanceCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let PerformanceCommand::Show {
         model,
@@ -306,8 +321,8 @@ pub async fn run_performance(
     let performance = client
         .performance(&model, version.as_deref(), Duration::from_secs(window_secs))
         .await?;
-    if json {
-        return to_json(&performance);
+    if output.is_machine() {
+        return output.render(&performance);
     }
     let unmatched = performance.unmatched;
     let mut text = format!(

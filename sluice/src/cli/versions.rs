@@ -10,8 +10,7 @@ use sluice_registry_client::types::*;
 use sluice_registry_client::{ClientError, RegistryClient};
 
 use super::args::*;
-use super::table::to_json;
-use super::table::{Table, human_size, key_values, or_dash, pairs, short_hash};
+use super::table::{Table, human_size, key_values, or_dash, pairs, short_hash, version_or_dash};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum VersionsCommand {
@@ -51,13 +50,13 @@ pub enum VersionsCommand {
 // The flags of `versions push`; see `VersionsCommand::Push` for its help text.
 #[derive(Debug, Clone, Args)]
 pub struct PushArgs {
+    /// Model to register the version under; it must exist (`sluice models create`).
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+
     /// The ONNX file to upload.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-
-    /// Model to register the version under; it must exist (`sluice models create`).
-    #[arg(long, value_name = "MODEL")]
-    pub model: String,
 
     /// An evaluation metric, NAME=NUMBER (`auc=0.91`), as stage gates check; repeat for several.
     #[arg(long = "metric", value_name = "NAME=NUMBER", value_parser = parse_metric)]
@@ -128,21 +127,21 @@ pub(super) const MESSAGE_HASH_DIGITS: usize = 8;
 pub async fn run_versions(
     client: &RegistryClient,
     command: VersionsCommand,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     match command {
-        VersionsCommand::Push(push) => push_version(client, *push, json).await,
+        VersionsCommand::Push(push) => push_version(client, *push, output).await,
         VersionsCommand::List { model } => {
             let versions = client.list_versions(&model).await?;
-            if json {
-                return to_json(&versions);
+            if output.is_machine() {
+                return output.render(&versions);
             }
-            Ok(versions_table(&versions))
+            Ok(versions_table(&versions, output.is_wide()))
         }
         VersionsCommand::Show { model, version } => {
             let found = client.get_version(&model, &version).await?;
-            if json {
-                return to_json(&found);
+            if output.is_machine() {
+                return output.render(&found);
             }
             Ok(version_listing(&found))
         }
@@ -155,7 +154,7 @@ pub async fn run_versions(
 pub(super) async fn push_version(
     client: &RegistryClient,
     push: PushArgs,
-    json: bool,
+    output: Output,
 ) -> Result<String, ClientError> {
     let PushArgs {
         file,
@@ -208,8 +207,8 @@ pub(super) async fn push_version(
         lineage,
     };
     let version = client.create_version(&model, &body).await?;
-    if json {
-        return to_json(&version);
+    if output.is_machine() {
+        return output.render(&version);
     }
     Ok(format!(
         "registered {} version {} (sha256 {}…, {})\n",
@@ -232,24 +231,48 @@ pub(super) async fn check_is_file(path: &Path) -> Result<(), ClientError> {
     Ok(())
 }
 
-pub(super) fn versions_table(versions: &[Version]) -> String {
+/// `wide`: the whole hash, and the lineage's parent, commit and dataset.
+pub(super) fn versions_table(versions: &[Version], wide: bool) -> String {
     if versions.is_empty() {
-        return "no versions yet: `sluice versions push FILE --model MODEL` registers one\n".to_string();
+        return "no versions yet: `sluice versions push MODEL FILE` registers one\n".to_string();
     }
-    let mut table = Table::new(&[
+    let mut headers = vec![
         "VERSION", "STAGE", "ALIASES", "SHA256", "SIZE", "METRICS", "AUTHOR", "CREATED",
-    ]);
+    ];
+    if wide {
+        headers.extend(["PARENT", "COMMIT", "DATASET"]);
+    }
+    let mut table = Table::new(&headers);
     for version in versions {
-        table.push(vec![
+        let lineage = &version.lineage;
+        let hash = if wide {
+            version.sha256.as_str()
+        } else {
+            short_hash(&version.sha256, TABLE_HASH_DIGITS)
+        };
+        let mut row = vec![
             version.version.to_string(),
             version.stage.to_string(),
             or_dash(&version.aliases.join(",")),
-            short_hash(&version.sha256, TABLE_HASH_DIGITS).to_string(),
+            hash.to_string(),
             human_size(version.size),
-            pairs(&version.lineage.metrics),
+            pairs(&lineage.metrics),
             version.author.clone(),
             version.created_at.clone(),
-        ]);
+        ];
+        if wide {
+            row.extend([
+                version_or_dash(lineage.parent_version),
+                or_dash(lineage.code_commit.as_deref().unwrap_or_default()),
+                or_dash(
+                    lineage
+                        .dataset
+                        .as_ref()
+                        .map_or("", |dataset| dataset.uri.as_str()),
+                ),
+            ]);
+        }
+        table.push(row);
     }
     table.render()
 }

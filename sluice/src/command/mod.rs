@@ -24,9 +24,9 @@ pub use serve::{ServeArgs, ServeMode};
 pub use tokens::{PredictTokenArgs, TokensArgs, TokensCommand};
 
 use crate::cli::{
-    AliasCommand, ClientArgs, ContractCommand, DriftCommand, EventsArgs, GLOBAL_OPTIONS, ModelsCommand,
-    PerformanceCommand, ProfileCommand, QualityCommand, RolloutCommand, StageCommand, SuiteCommand,
-    TrafficCommand, TriggersCommand, VersionsCommand,
+    AliasCommand, ClientArgs, ContextCommand, ContractCommand, DriftCommand, EventsArgs, GLOBAL_OPTIONS,
+    ModelsCommand, PerformanceCommand, ProfileCommand, QualityCommand, RolloutCommand, StageCommand,
+    SuiteCommand, TrafficCommand, TriggersCommand, VersionsCommand,
 };
 
 /// Sluice: a model serving gateway for ONNX models, speaking the Open
@@ -164,6 +164,18 @@ pub enum Command {
         command: TokensCommand,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Named registries with their tokens, as kubectl's contexts: `sluice context use prod`.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a shell completion script: `source <(sluice completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Add a predict token (for inference clients) to a predict tokens file;
     /// prints the token, the only time it is shown.

@@ -16,9 +16,12 @@ fn sluice() -> Command {
         "SLUICE_TOKEN",
         "SLUICE_DATA_DIR",
         "SLUICE_TOKENS_FILE",
+        "SLUICE_CONTEXT",
     ] {
         command.env_remove(variable);
     }
+    // Never the developer's own contexts.
+    command.env("SLUICE_CONFIG", "/nonexistent/sluice/config.toml");
     command
 }
 
@@ -181,10 +184,10 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         4,
         "already exists",
     );
-    let mut push = vec!["versions", "push", model, "--model", "credit_risk"];
+    let mut push = vec!["versions", "push", "credit_risk", model];
     push.extend(lineage);
     expect_output(&registry.run("dora", &push), "credit_risk version 1");
-    let not_onnx = ["versions", "push", "README.md", "--model", "credit_risk"];
+    let not_onnx = ["versions", "push", "credit_risk", "README.md"];
     expect_error(
         &registry.run("dora", &not_onnx),
         1,
@@ -193,9 +196,7 @@ fn a_release_through_the_cli_with_its_exit_codes() {
     let profile = [
         "profile",
         "create",
-        "--model",
         "credit_risk",
-        "--version",
         "1",
         "--data",
         "models/data/credit_risk_train.csv",
@@ -225,17 +226,8 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "{outputs}"
     );
     assert_eq!(outputs["probabilities[1]"]["kind"], "numeric");
-    let missing_data = [
-        "profile",
-        "create",
-        "--model",
-        "credit_risk",
-        "--version",
-        "1",
-        "--data",
-        "nope.csv",
-    ];
-    expect_error(&registry.run("dora", &missing_data), 1, "cannot read nope.csv");
+    let missing_data = ["profile", "create", "credit_risk", "1", "--data", "nope.csv"];
+    expect_error(&registry.run("dora", &missing_data), 2, "cannot read nope.csv");
     // The contract derived from that profile is the committed example's
     // (models/cards.py derives it the same way).
     let derive = [
@@ -267,16 +259,8 @@ fn a_release_through_the_cli_with_its_exit_codes() {
         "--rule",
         "age * income > 3",
     ];
-    expect_error(&registry.run("dora", &not_linear), 1, "rules are linear");
-    let bad_metric = [
-        "versions",
-        "push",
-        model,
-        "--model",
-        "credit_risk",
-        "--metric",
-        "auc",
-    ];
+    expect_error(&registry.run("dora", &not_linear), 2, "rules are linear");
+    let bad_metric = ["versions", "push", "credit_risk", model, "--metric", "auc"];
     expect_error(&registry.run("dora", &bad_metric), 2, "expected NAME=NUMBER");
 
     expect_output(
@@ -457,7 +441,7 @@ fn a_release_through_the_cli_with_its_exit_codes() {
     );
     let status = ["rollout", "status", "credit_risk"];
     expect_error(&registry.run("vic", &status), 3, "has no rollout");
-    let no_canary = ["rollout", "start", "credit_risk", "--version", "2"];
+    let no_canary = ["rollout", "start", "credit_risk", "2"];
     expect_error(&registry.run("dora", &no_canary), 3, "unknown version 2");
     expect_error(
         &registry.run("vic", &["models", "create", "other"]),
@@ -474,6 +458,33 @@ fn a_release_through_the_cli_with_its_exit_codes() {
     ] {
         expect_output(&events, action);
     }
+    // Newest first, filtered by model and action; a transition counts for
+    // its version's model.
+    let json_events = |args: &[&str]| {
+        let mut all = vec!["events", "-o", "json"];
+        all.extend(args);
+        let output = registry.run("vic", &all);
+        expect_code(&output, 0);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap()
+    };
+    let traffic = json_events(&["--model", "credit_risk", "--action", "deployment.*"]);
+    assert!(traffic.len() >= 3, "{traffic:?}");
+    assert!(traffic.iter().all(|event| event["subject"] == "credit_risk"
+        && event["action"].as_str().unwrap().starts_with("deployment.")));
+    let ids: Vec<u64> = traffic
+        .iter()
+        .map(|event| event["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first: {ids:?}"
+    );
+    let transitions = json_events(&["--model", "credit_risk", "--action", "transition.*"]);
+    assert!(!transitions.is_empty());
+    assert!(json_events(&["--model", "credit_ris", "--action", "transition.*"]).is_empty());
+    let by_tom = registry.run("vic", &["events", "--actor", "tom", "-o", "yaml"]);
+    expect_output(&by_tom, "actor: tom");
+    assert!(!stdout(&by_tom).contains("actor: dora"), "{}", stdout(&by_tom));
 }
 
 #[test]
@@ -506,7 +517,7 @@ fn training_triggers_and_performance_through_the_cli() {
     let model = "models/repository/credit_risk/1/model.onnx";
     expect_code(&registry.run("dora", &["models", "create", "credit_risk"]), 0);
     expect_code(
-        &registry.run("dora", &["versions", "push", model, "--model", "credit_risk"]),
+        &registry.run("dora", &["versions", "push", "credit_risk", model]),
         0,
     );
     let requested = registry.run(
@@ -538,7 +549,7 @@ fn training_triggers_and_performance_through_the_cli() {
     let typo = registry.dir.path().join("typo.json");
     std::fs::write(&typo, r#"{"rules": [], "action": {"email": {}}}"#).unwrap();
     let set_typo = ["triggers", "set", "credit_risk", typo.to_str().unwrap()];
-    expect_error(&registry.run("dora", &set_typo), 1, "is not a trigger policy");
+    expect_error(&registry.run("dora", &set_typo), 2, "is not a trigger policy");
     expect_output(
         &registry.run("vic", &["triggers", "list"]),
         "webhook http://127.0.0.1:9/hook",
@@ -594,9 +605,8 @@ fn quality_gates_through_the_cli() {
     let sound = [
         "versions",
         "push",
-        "models/repository/credit_risk/1/model.onnx",
-        "--model",
         "credit_risk",
+        "models/repository/credit_risk/1/model.onnx",
         "--slice-feature",
         "age",
         "--slice-edges",
@@ -616,9 +626,8 @@ fn quality_gates_through_the_cli() {
     let broken = [
         "versions",
         "push",
-        "models/test/credit_risk_inverted/1/model.onnx",
-        "--model",
         "credit_risk",
+        "models/test/credit_risk_inverted/1/model.onnx",
     ];
     expect_output(&registry.run("dora", &broken), "credit_risk version 2");
 
@@ -672,7 +681,7 @@ fn quality_gates_through_the_cli() {
     expect_code(&registry.run("vic", &["suite", "report", "credit_risk", "2"]), 1);
     expect_code(&registry.run("vic", &["suite", "report", "credit_risk", "1"]), 0);
 
-    let quality = registry.run("vic", &["quality", "show", "credit_risk", "--version", "1"]);
+    let quality = registry.run("vic", &["quality", "show", "credit_risk", "1"]);
     expect_code(&quality, 0);
     expect_output(&quality, "by slice of 'age'");
     expect_output(&quality, "no labelled rows yet");
@@ -759,4 +768,152 @@ fn tokens_are_made_and_revoked_live_by_an_admin() {
         2,
         "possible values",
     );
+}
+
+#[test]
+fn contexts_completions_and_watches() {
+    let registry = Registry::start();
+    // A context names the registry and the token file: no flag, no variable.
+    let config = registry.dir.path().join("config/sluice.toml");
+    let in_context = |args: &[&str]| {
+        sluice()
+            .args(args)
+            .env("SLUICE_CONFIG", &config)
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+    };
+    let dora_file = registry.dir.path().join("dora");
+    let set = in_context(&[
+        "context",
+        "set",
+        "local",
+        "--registry-url",
+        &registry.url,
+        "--token-file",
+        dora_file.to_str().unwrap(),
+    ]);
+    expect_output(&set, "context 'local' created");
+    expect_output(&set, "in use");
+    expect_code(
+        &in_context(&[
+            "context",
+            "set",
+            "elsewhere",
+            "--registry-url",
+            "http://127.0.0.1:9",
+        ]),
+        0,
+    );
+    expect_output(&in_context(&["context", "list"]), "* ");
+    expect_code(&in_context(&["models", "create", "credit_risk"]), 0);
+    let whoami = in_context(&["models", "list", "-o", "yaml"]);
+    expect_output(&whoami, "name: credit_risk");
+    // Another context for one command; then the other one in use.
+    expect_error(
+        &in_context(&["models", "list", "--context", "elsewhere"]),
+        5,
+        "127.0.0.1:9",
+    );
+    expect_error(
+        &in_context(&["models", "list", "--context", "nope"]),
+        1,
+        "no context 'nope'",
+    );
+    expect_output(
+        &in_context(&["context", "use", "elsewhere"]),
+        "now using context 'elsewhere'",
+    );
+    expect_code(&in_context(&["models", "list"]), 5);
+    // A flag beats the context.
+    let dora = std::fs::read_to_string(&dora_file).unwrap();
+    expect_code(
+        &in_context(&[
+            "models",
+            "list",
+            "--registry-url",
+            &registry.url,
+            "--token",
+            dora.trim(),
+        ]),
+        0,
+    );
+    expect_output(&in_context(&["context", "delete", "elsewhere"]), "deleted");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "it names where secrets are");
+    }
+
+    // Completions for the shells people use.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = sluice().args(["completion", shell]).output().unwrap();
+        expect_code(&script, 0);
+        assert!(stdout(&script).contains("rollout"), "{shell}");
+    }
+
+    // A rollout watched until it settles: aborted, exit 1.
+    for model in [
+        "models/repository/credit_risk/1/model.onnx",
+        "models/test/credit_risk_constant/1/model.onnx",
+    ] {
+        expect_code(
+            &registry.run("dora", &["versions", "push", "credit_risk", model]),
+            0,
+        );
+    }
+    for version in ["1", "2"] {
+        let requested = registry.run(
+            "dora",
+            &["stage", "request", "credit_risk", version, "staging", "--json"],
+        );
+        let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
+        let id = transition["id"].to_string();
+        expect_code(
+            &registry.run("tom", &["stage", "approve", &id, "--as", "technical"]),
+            0,
+        );
+    }
+    expect_code(
+        &registry.run("dora", &["traffic", "set", "credit_risk", "1=100"]),
+        0,
+    );
+    expect_code(
+        &registry.run("dora", &["rollout", "start", "credit_risk", "2"]),
+        0,
+    );
+    expect_code(&registry.run("dora", &["rollout", "abort", "credit_risk"]), 0);
+    let watched = registry.run("vic", &["rollout", "status", "credit_risk", "--watch"]);
+    expect_error(&watched, 1, "the rollout of 'credit_risk' ended aborted");
+    assert!(stdout(&watched).starts_with("--- "), "{}", stdout(&watched));
+
+    // A traffic watch prints the deployment, then again when it changes.
+    let token = std::fs::read_to_string(registry.dir.path().join("vic")).unwrap();
+    let mut follower = sluice()
+        .args(["traffic", "show", "credit_risk", "--watch"])
+        .env("SLUICE_REGISTRY_URL", &registry.url)
+        .env("SLUICE_TOKEN", token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    let mut next_revision = || loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.strip_prefix("credit_risk  revision ") {
+            return rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    let first = next_revision();
+    expect_code(
+        &registry.run(
+            "dora",
+            &["traffic", "set", "credit_risk", "--log-sample-rate", "0.5"],
+        ),
+        0,
+    );
+    let second = next_revision();
+    assert_ne!(first, second);
+    let _ = follower.kill();
+    let _ = follower.wait();
 }

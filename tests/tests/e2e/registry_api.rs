@@ -461,6 +461,58 @@ async fn the_audit_log_records_every_change_with_its_actor() {
         .await
         .unwrap();
     assert_eq!(later.len(), 2);
+
+    // Filtered by model (a transition counts for its version's model),
+    // actor and action, newest first, a page at a time.
+    let vic = registry.client("vic");
+    let query = |model: Option<&str>, actor: Option<&str>, action: Option<&str>, before| EventQuery {
+        limit: 100,
+        before,
+        model: model.map(String::from),
+        actor: actor.map(String::from),
+        action: action.map(String::from),
+        newest_first: true,
+        ..EventQuery::default()
+    };
+    let actions = |events: Vec<Event>| events.into_iter().map(|event| event.action).collect::<Vec<_>>();
+    let of_model = vic
+        .query_events(&query(Some("credit_risk"), None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(of_model.clone()),
+        [
+            "deployment.set",
+            "version.stage",
+            "transition.approve",
+            "transition.request",
+            "version.create",
+            "model.create"
+        ]
+    );
+    let page = vic
+        .query_events(&query(Some("credit_risk"), None, None, Some(of_model[2].id)))
+        .await
+        .unwrap();
+    assert_eq!(actions(page).len(), 3);
+    // `_` in a name is a letter, not a wildcard.
+    assert!(
+        vic.query_events(&query(Some("credit%risk"), None, None, None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        vic.query_events(&query(Some("credit_ris"), None, None, None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_tom = vic
+        .query_events(&query(None, Some("tom"), Some("transition.*"), None))
+        .await
+        .unwrap();
+    assert_eq!(actions(by_tom), ["transition.approve"]);
 }
 
 #[tokio::test]
