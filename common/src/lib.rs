@@ -10,12 +10,14 @@
 //! - [`layout`]: the prediction-log and feedback partitions
 //!   (`model=…/version=…/date=…/hour=…`), built and parsed in one place.
 //! - [`files`]: owner-only files and directories.
+//! - [`documents`]: policy files, TOML or JSON, read one way.
 //! - [`secrets`]: tokens, their hashes, sha256 digests.
 //! - [`exposition`]: `/metrics` text without retired versions' series.
 //!
 //! Modules point one way: `listen` uses `tls`; the rest stand alone.
 
 pub mod clock;
+pub mod documents;
 pub mod exposition;
 pub mod files;
 pub mod layout;

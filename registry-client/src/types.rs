@@ -163,6 +163,10 @@ pub struct Version {
     pub created_at: String,
     /// Aliases that point at this version.
     pub aliases: Vec<String>,
+    /// Moved out of its stage by the policy's `max_versions` (archived),
+    /// it stays deployable until then: the rollback window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_until: Option<String>,
 }
 
 /// Where a new version's artifact comes from.
@@ -568,6 +572,9 @@ pub struct Event {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub reason: Option<String>,
+    /// The policy rule that allowed the change, where one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// What `GET /api/v1/events` is asked for.

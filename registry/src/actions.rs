@@ -206,15 +206,20 @@ impl Actions {
     /// Reads `path`, taking each variable it names from `env` (the
     /// process's environment, in the binary).
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Actions, String> {
-        let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
-        let mut actions = Actions::parse(&text, env).map_err(|err| format!("{}: {err}", path.display()))?;
+        let file: ActionsFile = sluice_common::documents::read(path)?;
+        let mut actions =
+            Actions::from_file(file, env).map_err(|err| format!("{}: {err}", path.display()))?;
         actions.source_opt = Some(path.to_path_buf());
         Ok(actions)
     }
 
-    /// A file's text, checked.
+    /// A file's text (TOML), checked.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Actions, String> {
         let file: ActionsFile = toml::from_str(text).map_err(|err| err.to_string())?;
+        Actions::from_file(file, env)
+    }
+
+    fn from_file(file: ActionsFile, env: impl Fn(&str) -> Option<String>) -> Result<Actions, String> {
         let webhook_hosts = file
             .webhook_hosts
             .iter()

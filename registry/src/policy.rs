@@ -46,11 +46,27 @@ pub struct Policy {
     /// Labelled rows a slice needs to count towards a slice gap.
     #[serde(default = "default_slice_min_rows")]
     pub slice_min_rows: u64,
+    /// How long a version moved out of a stage by `max_versions` (the
+    /// previous production version, when another enters production) stays
+    /// deployable, so that `traffic undo` and a fast way back work; then it
+    /// is archived for good.
+    #[serde(default = "default_rollback_window_ms")]
+    pub rollback_window_ms: u64,
 }
 
 fn default_slice_min_rows() -> u64 {
     30
 }
+
+/// A day: the next working day's on-call can still go back.
+pub const DEFAULT_ROLLBACK_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+fn default_rollback_window_ms() -> u64 {
+    DEFAULT_ROLLBACK_WINDOW_MS
+}
+
+/// One production version per model unless the policy says more.
+pub const DEFAULT_MAX_PRODUCTION_VERSIONS: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +102,11 @@ pub struct StageRule {
     /// version serves all traffic before it passes production's rules.
     #[serde(default)]
     pub max_weight: Option<u32>,
+    /// The most versions of a model this stage holds at once: a version
+    /// entering it moves the oldest others out (archived, deployable for
+    /// the rollback window). Absent: 1 for production, no bound elsewhere.
+    #[serde(default)]
+    pub max_versions: Option<u32>,
 }
 
 /// `metric op threshold`, checked against the version's recorded metrics.
@@ -224,6 +245,7 @@ impl Default for Policy {
             deployable_stages: default_deployable_stages(),
             rollouts: RolloutRule::default(),
             slice_min_rows: default_slice_min_rows(),
+            rollback_window_ms: DEFAULT_ROLLBACK_WINDOW_MS,
             stages: BTreeMap::from([
                 (Stage::Staging, rule(&["technical"], true)),
                 (Stage::Production, rule(&["technical", "business"], false)),
@@ -233,9 +255,13 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// A policy file, TOML or JSON (`sluice_common::documents`), checked.
     pub fn load(path: &Path) -> Result<Policy, String> {
-        let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
-        Policy::parse(&text).map_err(|err| format!("{}: {err}", path.display()))
+        let policy: Policy = sluice_common::documents::read(path)?;
+        policy
+            .check()
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        Ok(policy)
     }
 
     /// A policy file's text, checked (the fuzz target `policy` feeds it anything).
@@ -254,6 +280,11 @@ impl Policy {
             {
                 return Err(format!(
                     "stages.{stage}.max_weight is {weight}: expected a percentage from 0 to 100"
+                ));
+            }
+            if rule.max_versions == Some(0) {
+                return Err(format!(
+                    "stages.{stage}.max_versions is 0: expected at least 1 (leave it out for no bound)"
                 ));
             }
             for gate in &rule.slice_gates {
@@ -301,6 +332,46 @@ impl Policy {
             .get(&stage)
             .and_then(|rule| rule.max_weight)
             .unwrap_or(100)
+    }
+
+    /// The most versions `stage` holds at once; `None`: no bound.
+    pub fn max_versions(&self, stage: Stage) -> Option<u32> {
+        let rule = self.stages.get(&stage).and_then(|rule| rule.max_versions);
+        match (rule, stage) {
+            (Some(most), _) => Some(most),
+            (None, Stage::Production) => Some(DEFAULT_MAX_PRODUCTION_VERSIONS),
+            (None, _) => None,
+        }
+    }
+
+    /// The rule that lets a version into `stage`, for the audit log:
+    /// `stages.production: approvals technical, business; gates auc >= 0.85`.
+    pub fn describe_rule(&self, stage: Stage) -> String {
+        let rule = self.rule(stage);
+        let mut parts = Vec::new();
+        if !rule.approvals.is_empty() {
+            let four_eyes = if rule.requester_may_approve {
+                ""
+            } else {
+                " (not the requester)"
+            };
+            parts.push(format!("approvals {}{four_eyes}", rule.approvals.join(", ")));
+        }
+        if !rule.gates.is_empty() {
+            let gates: Vec<String> = rule.gates.iter().map(Gate::to_string).collect();
+            parts.push(format!("gates {}", gates.join(", ")));
+        }
+        if !rule.slice_gates.is_empty() {
+            let gates: Vec<String> = rule.slice_gates.iter().map(Gate::to_string).collect();
+            parts.push(format!("slice gates {}", gates.join(", ")));
+        }
+        if rule.require_suite {
+            parts.push("suite passed".into());
+        }
+        if parts.is_empty() {
+            parts.push("nothing required".into());
+        }
+        format!("stages.{stage}: {}", parts.join("; "))
     }
 
     pub fn is_deployable(&self, stage: Stage) -> bool {

@@ -652,6 +652,7 @@ fn record(
         action,
         subject: format!("{}/{}", rollout.model, rollout.canary),
         reason: reason.as_deref(),
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(rollout))?;
     // Counted with its audit event; a transaction that then fails to commit

@@ -80,6 +80,7 @@ pub async fn set_trigger_policy(
                     action: "trigger.policy",
                     subject: model.clone(),
                     reason: None,
+                    rule: None,
                 };
                 events::append(tx, change, before.as_ref(), Some(&policy))?;
                 policy_state(tx, &model)
@@ -114,6 +115,7 @@ pub async fn delete_trigger_policy(
                     action: "trigger.policy.delete",
                     subject: model.clone(),
                     reason: None,
+                    rule: None,
                 };
                 events::append(tx, change, Some(&before), None::<&()>)?;
                 Ok(())

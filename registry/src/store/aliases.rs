@@ -55,6 +55,7 @@ pub fn set(
         action: "alias.set",
         subject: format!("{model}/{alias}"),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, before.as_ref(), Some(&after))?;
     Ok(after)

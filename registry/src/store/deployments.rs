@@ -46,7 +46,7 @@ pub fn set(
     let before = find(transaction, model)?;
     check_revision(model, before.as_ref(), body.if_revision)?;
     let spec = body.spec();
-    check_spec(transaction, policy, model, &spec)?;
+    let rule = check_spec(transaction, policy, model, &spec)?;
     let revision = bump_revision(transaction)?;
     transaction.execute(
         "INSERT INTO deployments (model, revision, spec, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -62,6 +62,7 @@ pub fn set(
         action: "deployment.set",
         subject: model.to_string(),
         reason: body.reason.as_deref(),
+        rule: Some(rule),
     };
     events::append(transaction, change, before.as_ref(), Some(&after))?;
     Ok(after)
@@ -85,6 +86,7 @@ pub fn delete(
         action: "deployment.delete",
         subject: model.to_string(),
         reason: reason_opt,
+        rule: None,
     };
     events::append(transaction, change, Some(&before), None::<&()>)?;
     Ok(())
@@ -103,12 +105,21 @@ fn check_revision(model: &str, current: Option<&Deployment>, if_revision_opt: Op
     Ok(())
 }
 
-fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &TrafficSpec) -> Result<()> {
+/// Checks a spec against the policy; the rules that allowed it, for the
+/// audit log (`deployable_stages staging, production; 3 production up to 100%`).
+fn check_spec(
+    connection: &Connection<'_>,
+    policy: &Policy,
+    model: &str,
+    spec: &TrafficSpec,
+) -> Result<String> {
     if spec.targets.is_empty() {
         return Err(Error::bad_request(
             "targets is empty: expected at least one {version, weight}",
         ));
     }
+    let now = now();
+    let mut allowed = Vec::new();
     let mut seen = BTreeSet::new();
     let mut total: u64 = 0;
     for target in &spec.targets {
@@ -121,14 +132,32 @@ fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &
         total += u64::from(target.weight);
         let version = versions::get(connection, model, target.version)?;
         // Weight 0 too: a target is loaded and may be pinned by path.
-        if !policy.is_deployable(version.stage) {
+        if !versions::may_take_traffic(policy, &version, &now) {
+            let window = match &version.rollback_until {
+                Some(until) => format!(" (its rollback window closed at {until})"),
+                None => String::new(),
+            };
             return Err(Error::refused(format!(
-                "version {} of '{model}' is in stage {}; only {} versions may take traffic",
+                "version {} of '{model}' is in stage {}{window}; only {} versions may take traffic",
                 target.version,
                 version.stage,
                 policy.deployable_names()
             )));
         }
+        allowed.push(match &version.rollback_until {
+            Some(until) if !policy.is_deployable(version.stage) => {
+                format!(
+                    "{} {} until {until} (rollback window)",
+                    target.version, version.stage
+                )
+            }
+            _ => format!(
+                "{} {} up to {}%",
+                target.version,
+                version.stage,
+                policy.max_weight(version.stage)
+            ),
+        });
         let most = policy.max_weight(version.stage);
         if target.weight > most {
             return Err(Error::refused(format!(
@@ -157,7 +186,7 @@ fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &
             )));
         }
         let version = versions::get(connection, model, shadow.version)?;
-        if version.stage == Stage::Archived {
+        if version.stage == Stage::Archived && !versions::may_take_traffic(policy, &version, &now) {
             return Err(Error::refused(format!(
                 "shadow version {} of '{model}' is archived",
                 shadow.version
@@ -193,7 +222,11 @@ fn check_spec(connection: &Connection<'_>, policy: &Policy, model: &str, spec: &
     {
         return Err(Error::bad_request("rollout must be a JSON object"));
     }
-    Ok(())
+    Ok(format!(
+        "deployable_stages {}; {}",
+        policy.deployable_names(),
+        allowed.join(", ")
+    ))
 }
 
 pub fn find(connection: &Connection<'_>, model: &str) -> Result<Option<Deployment>> {

@@ -18,6 +18,9 @@ pub struct Change<'a> {
     /// `credit_risk`, `credit_risk/3`, `transition/7`.
     pub subject: String,
     pub reason: Option<&'a str>,
+    /// The policy rule that allowed it, where one did
+    /// (`stages.production: approvals technical, business`).
+    pub rule: Option<String>,
 }
 
 /// Appends one event; `before` is `None` for a creation.
@@ -30,8 +33,8 @@ pub fn append<B: Serialize, A: Serialize>(
     let before = before.map(serde_json::to_string).transpose()?;
     let after = after.map(serde_json::to_string).transpose()?;
     let id: i64 = transaction.query_row(
-        "INSERT INTO events (at, actor, action, subject, before, after, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        "INSERT INTO events (at, actor, action, subject, before, after, reason, rule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![
             now(),
             change.actor,
@@ -39,7 +42,8 @@ pub fn append<B: Serialize, A: Serialize>(
             change.subject,
             before,
             after,
-            change.reason
+            change.reason,
+            change.rule
         ],
         |row| row.get(0),
     )?;
@@ -97,7 +101,7 @@ pub fn query(connection: &Connection<'_>, filter: &EventFilter, limit: u32) -> R
         });
     let order = if filter.newest_first { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT id, at, actor, action, subject, before, after, reason FROM events
+        "SELECT id, at, actor, action, subject, before, after, reason, rule FROM events
          WHERE id > ?1 AND (?2 = 0 OR id < ?2)
            AND (CAST(?3 AS TEXT) IS NULL OR subject = ?3 OR subject LIKE ?4 ESCAPE '\\'
                 OR (subject LIKE 'transition/%' AND after LIKE ?5 ESCAPE '\\'))
@@ -127,12 +131,13 @@ pub fn query(connection: &Connection<'_>, filter: &EventFilter, limit: u32) -> R
                 row.get::<_, Option<String>>(5)?,
                 row.get::<_, Option<String>>(6)?,
                 row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<String>>(8)?,
             ))
         },
     )?;
     let mut events = Vec::new();
     for row in rows {
-        let (id, at, actor, action, subject, before, after, reason) = row?;
+        let (id, at, actor, action, subject, before, after, reason, rule) = row?;
         events.push(Event {
             id: to_u64(id),
             at,
@@ -142,6 +147,7 @@ pub fn query(connection: &Connection<'_>, filter: &EventFilter, limit: u32) -> R
             before: before.map(|text| serde_json::from_str(&text)).transpose()?,
             after: after.map(|text| serde_json::from_str(&text)).transpose()?,
             reason,
+            rule,
         });
     }
     Ok(events)

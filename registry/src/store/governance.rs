@@ -84,6 +84,7 @@ fn insert_request(
         action: "transition.request",
         subject: format!("transition/{id}"),
         reason: Some(&body.comment),
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(&transition))?;
     // A stage that needs no approval is entered at once.
@@ -146,6 +147,7 @@ pub fn review(
         },
         subject: format!("transition/{id}"),
         reason: Some(&body.comment),
+        rule: None,
     };
     events::append(transaction, change, Some(&before), Some(&after))?;
     if after.status == TransitionStatus::Pending && after.missing_approvals.is_empty() {
@@ -199,14 +201,66 @@ fn apply(
     versions::set_stage(transaction, &version.model, version.version, transition.to_stage)?;
     set_status(transaction, transition.id, TransitionStatus::Applied)?;
     let after = versions::get(transaction, &version.model, version.version)?;
+    let approvers: Vec<String> = transition
+        .reviews
+        .iter()
+        .filter_map(|review| {
+            review
+                .approval
+                .as_ref()
+                .map(|kind| format!("{kind} by {}", review.actor))
+        })
+        .collect();
+    let given = if approvers.is_empty() {
+        String::new()
+    } else {
+        format!(" (given: {})", approvers.join(", "))
+    };
     let change = Change {
         actor,
         action: "version.stage",
         subject: format!("{}/{}", version.model, version.version),
         reason: Some(&transition.comment),
+        rule: Some(format!("{}{given}", policy.describe_rule(transition.to_stage))),
     };
     events::append(transaction, change, Some(&version), Some(&after))?;
+    retire_beyond_max(transaction, policy, actor, &after)?;
     get(transaction, policy, transition.id)
+}
+
+/// When `entered` makes its stage hold more versions than the policy's
+/// `max_versions`, the oldest others leave it: archived, but deployable
+/// for the rollback window, so that traffic can still go back to them.
+fn retire_beyond_max(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    actor: &str,
+    entered: &Version,
+) -> Result<()> {
+    let Some(most) = policy.max_versions(entered.stage) else {
+        return Ok(());
+    };
+    let mut others: Vec<Version> = versions::list(transaction, &entered.model)?
+        .into_iter()
+        .filter(|version| version.stage == entered.stage && version.version != entered.version)
+        .collect();
+    // Newest first: the newest keep their place.
+    others.sort_by_key(|version| std::cmp::Reverse(version.version));
+    let keep = usize::try_from(most).unwrap_or(usize::MAX).saturating_sub(1);
+    let window = std::time::Duration::from_millis(policy.rollback_window_ms);
+    let until = humantime::format_rfc3339_millis(std::time::SystemTime::now() + window).to_string();
+    for version in others.iter().skip(keep) {
+        let reason = format!(
+            "version {} entered {}; deployable for a rollback until {until}",
+            entered.version, entered.stage
+        );
+        let rule = format!(
+            "stages.{}.max_versions = {most}; rollback_window_ms = {}",
+            entered.stage, policy.rollback_window_ms
+        );
+        versions::retire(transaction, actor, version, &until, &reason, rule)?;
+    }
+    Ok(())
 }
 
 /// A version its deployment names may not leave the deployable stages.

@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 ];
 
 const SCHEMA_V1: &str = "
@@ -204,6 +205,13 @@ CREATE TABLE tokens (
     revoked_at TEXT,
     revoked_by TEXT
 );
+";
+
+/// A version moved out of its stage stays deployable until
+/// `rollback_until`; an event names the policy rule that allowed it.
+const SCHEMA_V6: &str = "
+ALTER TABLE versions ADD COLUMN rollback_until TEXT;
+ALTER TABLE events ADD COLUMN rule TEXT;
 ";
 
 /// The metadata database. Cheap to clone: one connection, shared.

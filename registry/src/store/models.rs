@@ -47,6 +47,7 @@ pub fn create(transaction: &Transaction<'_>, actor: &str, body: &CreateModel) ->
         action: "model.create",
         subject: body.name.clone(),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(&model))?;
     Ok(model)
@@ -66,6 +67,7 @@ pub fn update(transaction: &Transaction<'_>, actor: &str, name: &str, body: &Upd
         action: "model.update",
         subject: name.to_string(),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, Some(&before), Some(&after))?;
     Ok(after)

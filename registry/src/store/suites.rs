@@ -34,6 +34,7 @@ pub fn put(transaction: &Transaction<'_>, actor: &str, model: &str, suite: &Suit
         action: "suite.put",
         subject: format!("{model}/suite/{revision}"),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(&stored))?;
     Ok(stored)
@@ -121,6 +122,7 @@ pub fn record_report(transaction: &Transaction<'_>, report: &SuiteReport) -> Res
             report.model, report.version, report.suite_revision
         ),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(&report.headline()))?;
     Ok(())

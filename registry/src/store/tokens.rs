@@ -40,6 +40,7 @@ pub fn create(
         action: "token.create",
         subject: format!("token/{id}"),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&TokenInfo>, Some(&token))?;
     Ok(token)
@@ -122,6 +123,7 @@ fn mark_revoked(
         action: "token.revoke",
         subject: format!("token/{}", before.id),
         reason: reason_opt,
+        rule: None,
     };
     events::append(transaction, change, Some(&before), Some(&after))?;
     Ok(after)
@@ -156,6 +158,7 @@ pub fn import(transaction: &Transaction<'_>, file: &[FileToken]) -> Result<Vec<S
                     action: "token.import",
                     subject: format!("token/{id}"),
                     reason: None,
+                    rule: None,
                 };
                 events::append(transaction, change, None::<&TokenInfo>, Some(&token))?;
             }
@@ -176,6 +179,7 @@ pub fn import(transaction: &Transaction<'_>, file: &[FileToken]) -> Result<Vec<S
                     action: "token.import",
                     subject: format!("token/{}", known.id),
                     reason: Some("the tokens file changed its actor or role"),
+                    rule: None,
                 };
                 events::append(transaction, change, Some(&known), Some(&after))?;
             }

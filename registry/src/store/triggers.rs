@@ -218,6 +218,7 @@ pub fn complete_with_version(
         action: "trigger.succeeded",
         subject: format!("{model}/trigger/{id}"),
         reason: Some("registered a version"),
+        rule: None,
     };
     super::events::append(transaction, change, Some(&before), Some(&run))?;
     Ok(())

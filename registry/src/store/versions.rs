@@ -9,6 +9,7 @@ use sluice_registry_client::types::{Artifact, Document, Lineage, Stage, Version}
 use super::events::{self, Change};
 use super::{from_json, models, now, to_i64, to_json, to_u64};
 use crate::error::{Error, Result};
+use crate::policy::Policy;
 
 /// The artifact stored under `sha256`, if the registry has it.
 pub fn find_artifact(connection: &Connection<'_>, sha256: &str) -> Result<Option<Artifact>> {
@@ -55,6 +56,7 @@ pub fn record_artifact(transaction: &Transaction<'_>, actor: &str, artifact: &Ar
         action: "artifact.store",
         subject: format!("artifact/{}", artifact.sha256),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(artifact))?;
     Ok(())
@@ -122,6 +124,7 @@ pub fn create(
         action: "version.create",
         subject: format!("{model}/{next}"),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, None::<&()>, Some(&version))?;
     Ok(version)
@@ -161,14 +164,16 @@ fn select(connection: &Connection<'_>) -> &'static str {
             "SELECT v.model, v.version, v.stage, v.sha256, a.size, a.signature, v.lineage,
                 v.source_uri, v.author, v.created_at,
                 (SELECT group_concat(alias, ',') FROM (SELECT alias FROM aliases al
-                    WHERE al.model = v.model AND al.version = v.version ORDER BY alias))
+                    WHERE al.model = v.model AND al.version = v.version ORDER BY alias)),
+                v.rollback_until
             FROM versions v JOIN artifacts a ON a.sha256 = v.sha256"
         }
         Dialect::Postgres => {
             "SELECT v.model, v.version, v.stage, v.sha256, a.size, a.signature, v.lineage,
                 v.source_uri, v.author, v.created_at,
                 (SELECT string_agg(alias, ',' ORDER BY alias) FROM aliases al
-                    WHERE al.model = v.model AND al.version = v.version)
+                    WHERE al.model = v.model AND al.version = v.version),
+                v.rollback_until
             FROM versions v JOIN artifacts a ON a.sha256 = v.sha256"
         }
     }
@@ -244,18 +249,58 @@ fn read_row(row: &Row) -> crate::store::sql::SqlResult<Result<Version>> {
             aliases: aliases
                 .map(|list| list.split(',').map(str::to_string).collect())
                 .unwrap_or_default(),
+            rollback_until: row.get(11)?,
         })
     })();
     Ok(version)
 }
 
 /// Sets a version's stage (governance decides whether it may).
+/// Sets a version's stage (governance decides whether it may); a rollback
+/// window it had ends.
 pub fn set_stage(transaction: &Transaction<'_>, model: &str, version: u64, stage: Stage) -> Result<()> {
     transaction.execute(
-        "UPDATE versions SET stage = ?3 WHERE model = ?1 AND version = ?2",
+        "UPDATE versions SET stage = ?3, rollback_until = NULL WHERE model = ?1 AND version = ?2",
         params![model, to_i64(version)?, stage.as_str()],
     )?;
     Ok(())
+}
+
+/// Archives a version moved out of its stage by the policy's
+/// `max_versions`, deployable until `until` (the rollback window).
+pub fn retire(
+    transaction: &Transaction<'_>,
+    actor: &str,
+    version: &Version,
+    until: &str,
+    reason: &str,
+    rule: String,
+) -> Result<Version> {
+    transaction.execute(
+        "UPDATE versions SET stage = ?3, rollback_until = ?4 WHERE model = ?1 AND version = ?2",
+        params![
+            version.model,
+            to_i64(version.version)?,
+            Stage::Archived.as_str(),
+            until
+        ],
+    )?;
+    let after = get(transaction, &version.model, version.version)?;
+    let change = Change {
+        actor,
+        action: "version.retire",
+        subject: format!("{}/{}", version.model, version.version),
+        reason: Some(reason),
+        rule: Some(rule),
+    };
+    events::append(transaction, change, Some(version), Some(&after))?;
+    Ok(after)
+}
+
+/// Whether a version may take traffic at `now` (RFC 3339, as the store
+/// writes times): its stage is deployable, or its rollback window is open.
+pub fn may_take_traffic(policy: &Policy, version: &Version, now: &str) -> bool {
+    policy.is_deployable(version.stage) || version.rollback_until.as_deref().is_some_and(|until| until > now)
 }
 
 /// Attaches (or replaces) a named JSON document on a version.
@@ -289,6 +334,7 @@ pub fn put_document(
         action: "document.put",
         subject: format!("{}/{}/{name}", version.model, version.version),
         reason: None,
+        rule: None,
     };
     events::append(transaction, change, before.as_ref(), Some(&after))?;
     Ok(after)

@@ -97,6 +97,7 @@ pub fn migrate_inline_commands(transaction: &Transaction<'_>, actions: &Actions)
             action: "trigger.policy.migrate",
             subject: model.clone(),
             reason: Some("its inline command is the declared command it now names"),
+            rule: None,
         };
         events::append(
             transaction,

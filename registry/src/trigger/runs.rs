@@ -127,6 +127,7 @@ pub(super) fn record(
         action,
         subject: format!("{}/trigger/{}", run.model, run.id),
         reason: Some(&run.reason),
+        rule: None,
     };
     events::append(transaction, change, before, Some(run))?;
     Ok(())

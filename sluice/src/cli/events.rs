@@ -88,7 +88,7 @@ pub async fn run_events(
     if events.is_empty() {
         return Ok("no events\n".into());
     }
-    let mut text = events_table(&events);
+    let mut text = events_table(&events, output.is_wide());
     // A full page may have a next one; say how to get it.
     if let Some(last) = events.last().filter(|_| events.len() >= args.limit as usize) {
         let cursor = if query.newest_first { "--before" } else { "--since" };
@@ -180,17 +180,26 @@ fn event_line(event: &Event) -> String {
     )
 }
 
-fn events_table(events: &[Event]) -> String {
-    let mut table = Table::new(&["ID", "AT", "ACTOR", "ACTION", "SUBJECT", "REASON"]);
+/// `wide`: also the policy rule that allowed each change.
+fn events_table(events: &[Event], wide: bool) -> String {
+    let mut headers = vec!["ID", "AT", "ACTOR", "ACTION", "SUBJECT", "REASON"];
+    if wide {
+        headers.push("RULE");
+    }
+    let mut table = Table::new(&headers);
     for event in events {
-        table.push(vec![
+        let mut row = vec![
             event.id.to_string(),
             event.at.clone(),
             event.actor.clone(),
             event.action.clone(),
             event.subject.clone(),
             or_dash(event.reason.as_deref().unwrap_or_default()),
-        ]);
+        ];
+        if wide {
+            row.push(or_dash(event.rule.as_deref().unwrap_or_default()));
+        }
+        table.push(row);
     }
     table.render()
 }

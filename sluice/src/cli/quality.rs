@@ -121,14 +121,7 @@ fn verdict(report: SuiteReport, output: Output) -> Result<(String, ExitReason), 
 }
 
 async fn read_suite(file: &std::path::Path) -> Result<Suite, ClientError> {
-    let text = tokio::fs::read_to_string(file)
-        .await
-        .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", file.display())))?;
-    let suite: Suite = if file.extension().is_some_and(|extension| extension == "toml") {
-        toml::from_str(&text).map_err(|err| ClientError::Io(format!("{}: {err}", file.display())))?
-    } else {
-        serde_json::from_str(&text).map_err(|err| ClientError::Io(format!("{}: {err}", file.display())))?
-    };
+    let suite: Suite = sluice_common::documents::read(file).map_err(ClientError::Io)?;
     // The registry checks again; this says it before anything is sent.
     suite
         .validate()

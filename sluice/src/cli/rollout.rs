@@ -1,7 +1,7 @@
 //! `sluice rollout start|pause|resume|promote|abort|status`: progressive
 //! rollouts, which the registry runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use sluice_registry_client::rollout::{Rollout, RolloutPolicy, RolloutStatus, StartRollout};
@@ -25,10 +25,10 @@ pub enum RolloutCommand {
         /// The canary: a staging or production version.
         version: u64,
 
-        /// Rollout policy (TOML): step_weights or step_weight + max_weight, interval_ms,
+        /// Rollout policy, TOML or JSON (step_weights or step_weight + max_weight, interval_ms,
         /// min_requests, max_error_rate, max_nan_rate, max_p99_ms, max_p99_ratio,
         /// max_shadow_disagreement, max_contract_violation_rate, threshold, max_inconclusive,
-        /// rollback_when_inconclusive, webhook.
+        /// rollback_when_inconclusive, webhook) [default: examples/policies/rollout.toml's].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
@@ -63,25 +63,13 @@ pub enum RolloutCommand {
     },
 }
 
-fn default_policy() -> RolloutPolicy {
-    RolloutPolicy {
-        step_weights: vec![10, 25, 50],
-        step_weight: None,
-        max_weight: None,
-        interval_ms: 60_000,
-        min_requests: 100,
-        max_error_rate: Some(0.01),
-        max_p99_ms: None,
-        max_p99_ratio: Some(1.5),
-        p99_floor_ms: 1.0,
-        max_shadow_disagreement: None,
-        max_nan_rate: None,
-        max_contract_violation_rate: None,
-        threshold: 3,
-        webhook: None,
-        max_inconclusive: 10,
-        rollback_when_inconclusive: false,
-    }
+/// The rollout policy without `--policy`: the shipped example's, so the
+/// file people start from is the default itself.
+pub(super) const DEFAULT_POLICY: &str = include_str!("../../../examples/policies/rollout.toml");
+
+pub(super) fn default_policy() -> Result<RolloutPolicy, ClientError> {
+    sluice_common::documents::parse(Path::new("examples/policies/rollout.toml"), DEFAULT_POLICY)
+        .map_err(ClientError::Local)
 }
 
 pub async fn run_rollout(
@@ -97,7 +85,7 @@ pub async fn run_rollout(
         } => {
             let policy = match policy {
                 Some(path) => read_policy(&path)?,
-                None => default_policy(),
+                None => default_policy()?,
             };
             let body = StartRollout {
                 canary: version,
@@ -139,11 +127,8 @@ async fn watch_rollout(client: &RegistryClient, model: &str, output: Output) -> 
     }
 }
 
-fn read_policy(path: &PathBuf) -> Result<RolloutPolicy, ClientError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", path.display())))?;
-    let policy: RolloutPolicy =
-        toml::from_str(&text).map_err(|err| ClientError::Io(format!("{}: {err}", path.display())))?;
+pub(super) fn read_policy(path: &Path) -> Result<RolloutPolicy, ClientError> {
+    let policy: RolloutPolicy = sluice_common::documents::read(path).map_err(ClientError::Io)?;
     policy
         .steps()
         .map_err(|err| ClientError::Io(format!("{}: {err}", path.display())))?;

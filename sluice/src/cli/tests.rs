@@ -465,3 +465,41 @@ fn output_formats_and_their_shorthand() {
         .unwrap();
     assert_eq!(yaml, "model: m\nrevision: 3\n");
 }
+
+/// The example policy files the docs use parse with the readers that take
+/// them, in TOML and in JSON alike.
+#[test]
+fn the_example_policies_parse_as_toml_and_as_json() {
+    use sluice_registry_client::rollout::RolloutPolicy;
+    use sluice_registry_client::trigger::TriggerPolicy;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
+    // The same document as JSON, through the same reader.
+    fn as_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> T {
+        let value: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let json = serde_json::to_string(&value).unwrap();
+        sluice_common::documents::parse(&path.with_extension("json"), &json).unwrap()
+    }
+
+    let rollout = super::rollout::read_policy(&root.join("rollout.toml")).unwrap();
+    assert_eq!(rollout, super::rollout::default_policy().unwrap());
+    assert_eq!(rollout.steps().unwrap(), vec![10, 25, 50]);
+    assert_eq!(as_json::<RolloutPolicy>(&root.join("rollout.toml")), rollout);
+
+    let triggers: TriggerPolicy = sluice_common::documents::read(&root.join("triggers.toml")).unwrap();
+    assert_eq!(triggers.rules.len(), 3);
+    assert_eq!(triggers.rollout.as_ref().unwrap().steps().unwrap(), vec![25, 50]);
+    assert_eq!(as_json::<TriggerPolicy>(&root.join("triggers.toml")), triggers);
+
+    let governance = sluice_registry::policy::Policy::load(&root.join("governance.toml")).unwrap();
+    assert_eq!(governance.max_weight(Stage::Staging), 50);
+    assert_eq!(governance.max_versions(Stage::Production), Some(1));
+    let json_path = std::env::temp_dir().join(format!("sluice-governance-{}.json", std::process::id()));
+    let value: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("governance.toml")).unwrap()).unwrap();
+    std::fs::write(&json_path, serde_json::to_string(&value).unwrap()).unwrap();
+    assert_eq!(
+        sluice_registry::policy::Policy::load(&json_path).unwrap(),
+        governance
+    );
+    std::fs::remove_file(&json_path).unwrap();
+}

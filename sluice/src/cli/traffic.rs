@@ -306,6 +306,9 @@ pub async fn run_traffic(
                     let before = change.before_opt.as_ref().map(|before| &before.spec);
                     text.push_str(&describe(&changes(before, &after.spec)));
                 }
+                if let Some(rule) = &change.event.rule {
+                    text.push_str(&format!("  allowed by: {rule}\n"));
+                }
             }
             if text.is_empty() {
                 text = format!("no changes of '{model}' in the audit log\n");
@@ -520,11 +523,10 @@ fn merged(current: &TrafficSpec, given: TrafficSpec, clear: &[Setting]) -> Traff
     }
 }
 
-/// `--warmup FILE`: the JSON file of a deployment's warm-up, checked here so
+/// `--warmup FILE`: a deployment's warm-up (TOML or JSON), checked here so
 /// that a mistake is named before anything is sent.
 fn parse_warmup(path: &str) -> Result<Warmup, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))?;
-    let warmup: Warmup = serde_json::from_str(&text).map_err(|err| format!("{path}: {err}"))?;
+    let warmup: Warmup = sluice_common::documents::read(std::path::Path::new(path))?;
     warmup.validate().map_err(|err| format!("{path}: {err}"))?;
     Ok(warmup)
 }

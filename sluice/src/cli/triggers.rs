@@ -82,11 +82,10 @@ pub async fn run_triggers(
             Ok(table.render())
         }
         TriggersCommand::Set { model, file } => {
-            let text = tokio::fs::read_to_string(&file)
-                .await
-                .map_err(|err| ClientError::Io(format!("cannot read {}: {err}", file.display())))?;
-            let policy: TriggerPolicy = serde_json::from_str(&text).map_err(|err| {
-                ClientError::Io(format!("{} is not a trigger policy: {err}", file.display()))
+            let policy: TriggerPolicy = sluice_common::documents::read(&file).map_err(|err| {
+                ClientError::Io(format!(
+                    "{err}; a trigger policy is expected (examples/policies/triggers.toml)"
+                ))
             })?;
             let state = client.set_trigger_policy(&model, &policy).await?;
             if output.is_machine() {

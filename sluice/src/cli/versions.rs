@@ -252,7 +252,7 @@ pub(super) fn versions_table(versions: &[Version], wide: bool) -> String {
         };
         let mut row = vec![
             version.version.to_string(),
-            version.stage.to_string(),
+            stage_cell(version),
             or_dash(&version.aliases.join(",")),
             hash.to_string(),
             human_size(version.size),
@@ -277,12 +277,20 @@ pub(super) fn versions_table(versions: &[Version], wide: bool) -> String {
     table.render()
 }
 
+/// The stage, and the rollback window of a version moved out of production.
+fn stage_cell(version: &Version) -> String {
+    match &version.rollback_until {
+        Some(until) => format!("{} (deployable for a rollback until {until})", version.stage),
+        None => version.stage.to_string(),
+    }
+}
+
 pub(super) fn version_listing(version: &Version) -> String {
     let lineage = &version.lineage;
     let mut rows: Vec<(&str, String)> = vec![
         ("model", version.model.clone()),
         ("version", version.version.to_string()),
-        ("stage", version.stage.to_string()),
+        ("stage", stage_cell(version)),
         ("aliases", or_dash(&version.aliases.join(", "))),
         ("sha256", version.sha256.clone()),
         (

@@ -61,14 +61,16 @@ pub struct RegistryArgs {
     #[arg(long, env = "SLUICE_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
 
-    /// Governance policy (TOML): approvals, metric gates, behavioural suites
-    /// and slice gates per stage, the stages that may take traffic, and what
-    /// a rollout needs to start (`deploy/policy.toml`). Default: staging
-    /// needs a technical approval, production a technical and a business one.
+    /// Governance policy (TOML or JSON): approvals, metric gates, behavioural
+    /// suites and slice gates per stage, the stages that may take traffic and
+    /// how much, one production version with a rollback window, and what a
+    /// rollout needs to start (`examples/policies/governance.toml`,
+    /// `deploy/policy.toml`). Default: staging needs a technical approval,
+    /// production a technical and a business one.
     #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
 
-    /// What trigger and rollout policies may make the registry do (TOML):
+    /// What trigger and rollout policies may make the registry do (TOML or JSON):
     /// the commands a training trigger may run, with the parameters a
     /// policy may fill; the hosts webhooks may call; the variables a
     /// webhook header may name. Without it no policy runs a command or

@@ -549,7 +549,11 @@ fn training_triggers_and_performance_through_the_cli() {
     let typo = registry.dir.path().join("typo.json");
     std::fs::write(&typo, r#"{"rules": [], "action": {"email": {}}}"#).unwrap();
     let set_typo = ["triggers", "set", "credit_risk", typo.to_str().unwrap()];
-    expect_error(&registry.run("dora", &set_typo), 2, "is not a trigger policy");
+    expect_error(
+        &registry.run("dora", &set_typo),
+        2,
+        "a trigger policy is expected",
+    );
     expect_output(
         &registry.run("vic", &["triggers", "list"]),
         "webhook http://127.0.0.1:9/hook",

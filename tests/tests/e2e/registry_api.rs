@@ -817,3 +817,137 @@ async fn tokens_expire_and_are_revoked_live_and_survive_a_restart() {
         "the expired one and the one never revoked: {listed:?}"
     );
 }
+
+/// The release engineer's story: version 2 enters production; version 1
+/// leaves it (one production version per model) but stays deployable for
+/// the rollback window, so going back works; a closed window refuses it.
+/// Each change's audit event names the rule that allowed it.
+#[tokio::test]
+async fn a_new_production_version_retires_the_old_one_for_a_rollback_window() {
+    const MODEL: &str = "credit_risk";
+    let policy = |window_ms: u64| {
+        Policy::parse(&format!(
+            "rollback_window_ms = {window_ms}\n\
+             [stages.staging]\napprovals = [\"technical\"]\nrequester_may_approve = true\nmax_weight = 50\n\
+             [stages.production]\napprovals = [\"technical\", \"business\"]\ngates = [\"auc >= 0.8\"]\n"
+        ))
+        .unwrap()
+    };
+    let registry = TestRegistry::start_with(RegistryOptions {
+        policy: Some(policy(3_600_000)),
+        ..Default::default()
+    })
+    .await;
+    let first = registry
+        .register(MODEL, &example_model(MODEL), &[("auc", 0.85)])
+        .await;
+    registry.approve_staging(MODEL, first.version).await;
+    registry.approve_production(MODEL, first.version).await;
+    registry.deploy(MODEL, &[(1, 100)]).await;
+    let second = registry
+        .register(MODEL, &example_model("credit_risk_scaled"), &[("auc", 0.9)])
+        .await;
+    registry.approve_staging(MODEL, second.version).await;
+    // Staging takes at most half.
+    let dora = registry.client("dora");
+    let refused = dora
+        .set_deployment(
+            MODEL,
+            &SetDeployment::new(TrafficSpec::weighted(&[(1, 40), (2, 60)])),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("at most 50%"), "{refused}");
+    registry.deploy(MODEL, &[(1, 50), (2, 50)]).await;
+    registry.approve_production(MODEL, second.version).await;
+
+    let vic = registry.client("vic");
+    let old = vic.get_version(MODEL, "1").await.unwrap();
+    assert_eq!(old.stage, Stage::Archived);
+    let until = old.rollback_until.clone().expect("a rollback window");
+    assert!(until > old.created_at, "{until}");
+    // Still deployable: all traffic back to version 1 is allowed.
+    let back = registry.deploy(MODEL, &[(1, 100)]).await;
+    assert_eq!(back.spec.targets[0].version, 1);
+    registry.deploy(MODEL, &[(2, 100)]).await;
+
+    let events = vic
+        .query_events(&EventQuery {
+            limit: 100,
+            model: Some(MODEL.into()),
+            newest_first: true,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    let retired = events
+        .iter()
+        .find(|event| event.action == "version.retire")
+        .unwrap();
+    assert_eq!(retired.subject, "credit_risk/1");
+    assert_eq!(
+        retired.rule.as_deref(),
+        Some("stages.production.max_versions = 1; rollback_window_ms = 3600000")
+    );
+    let entered = events
+        .iter()
+        .find(|event| {
+            event.action == "version.stage"
+                && event.subject == "credit_risk/2"
+                && event.after.as_ref().unwrap()["stage"] == "production"
+        })
+        .unwrap();
+    let rule = entered.rule.as_deref().unwrap();
+    assert!(
+        rule.starts_with(
+            "stages.production: approvals technical, business (not the requester); gates auc >= 0.8"
+        ) && rule.contains("technical by tom")
+            && rule.contains("business by bea"),
+        "{rule}"
+    );
+    let deployed = events
+        .iter()
+        .find(|event| event.action == "deployment.set")
+        .unwrap();
+    assert!(
+        deployed
+            .rule
+            .as_deref()
+            .unwrap()
+            .contains("2 production up to 100%"),
+        "{deployed:?}"
+    );
+    let back_event = events
+        .iter()
+        .filter(|event| event.action == "deployment.set")
+        .nth(1)
+        .unwrap();
+    assert!(
+        back_event.rule.as_deref().unwrap().contains("1 archived until"),
+        "{back_event:?}"
+    );
+
+    // A closed window: archived for good.
+    let closed = TestRegistry::start_with(RegistryOptions {
+        policy: Some(policy(1)),
+        ..Default::default()
+    })
+    .await;
+    for (number, name) in [(1, MODEL), (2, "credit_risk_scaled")] {
+        closed
+            .register(MODEL, &example_model(name), &[("auc", 0.9)])
+            .await;
+        closed.approve_staging(MODEL, number).await;
+        closed.approve_production(MODEL, number).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let refused = closed
+        .client("dora")
+        .set_deployment(MODEL, &SetDeployment::new(TrafficSpec::weighted(&[(1, 100)])))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("rollback window closed at"),
+        "{refused}"
+    );
+}
