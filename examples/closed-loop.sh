@@ -8,9 +8,9 @@
 #   python3 -m pip install -r models/requirements.txt   # the retrain needs scikit-learn
 #   bash examples/closed-loop.sh
 #
-# It runs the binary SLUICE names, else `sluice` on the PATH (the image's,
-# /usr/local/bin/sluice), else target/release/sluice; only when there is
-# none of them does it build one with cargo.
+# It runs the binary SLUICE names; else, where cargo is, this tree's
+# release build; else `sluice` on the PATH (the image's,
+# /usr/local/bin/sluice) or an earlier target/release/sluice.
 #
 # Windows are shortened so the story fits in minutes: statistics every
 # 0.5 s, drift judged on 10-second windows (two drifted in a row fire), a
@@ -28,12 +28,13 @@ print("" if value is None else json.dumps(value))' "$1" 2>/dev/null || true; }
 python3 -c "import sklearn, skl2onnx, onnx" 2>/dev/null || {
     echo "the retrain needs: python3 -m pip install -r models/requirements.txt" >&2; exit 1; }
 if [ -z "${SLUICE:-}" ]; then
-    if command -v sluice >/dev/null; then
+    if command -v cargo >/dev/null; then
+        # A checkout with cargo: build, so the binary is this tree's, not a stale one.
+        cargo build --release -q -p sluice --bin sluice
+        SLUICE=target/release/sluice
+    elif command -v sluice >/dev/null; then
         SLUICE=$(command -v sluice)
     elif [ -x target/release/sluice ]; then
-        SLUICE=target/release/sluice
-    elif command -v cargo >/dev/null; then
-        cargo build --release -q -p sluice --bin sluice
         SLUICE=target/release/sluice
     else
         echo "no sluice binary: set SLUICE=/path/to/sluice, put sluice on the PATH, or install cargo" >&2
@@ -114,12 +115,16 @@ while kill -0 $traffic 2>/dev/null; do
     if [ -n "$rollout" ] && [ "$rollout" != "$shown_rollout" ]; then
         say "canary:"; echo "$rollout"; shown_rollout=$rollout
     fi
-    # A rollout moves no stage: its canary waits at its last step until it
-    # enters production through the policy's approvals.
+    # A rollout moves no stage: its canary waits at its last step, its
+    # production transition opened, until the policy's approvals let it in.
     if [ "$("$SLUICE" rollout status credit_risk --json 2>/dev/null | field status)" = '"awaiting_promotion"' ]; then
-        say "the canary passed every step; it enters production through the policy's approval:"
-        id=$("$SLUICE" stage request credit_risk 2 production --comment "its canary passed" --json | field id)
-        "$SLUICE" stage approve "$id" --comment "canary and drift look right"
+        id=$("$SLUICE" stage list --model credit_risk --pending --json | python3 -c 'import json, sys
+pending = [t for t in json.load(sys.stdin) if t["to_stage"] == "production"]
+print(pending[0]["id"] if pending else "")')
+        if [ -n "$id" ]; then
+            say "the canary passed every step; the rollout opened transition $id, approved here:"
+            "$SLUICE" stage approve "$id" --comment "canary and drift look right"
+        fi
     fi
     if [ "$("$SLUICE" rollout status credit_risk --json 2>/dev/null | field status)" = '"promoted"' ]; then
         sleep 6

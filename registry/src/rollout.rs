@@ -28,14 +28,16 @@ use std::time::Duration;
 use crate::store::sql::Transaction;
 use serde_json::json;
 use sluice_registry_client::rollout::{GuardReport, Rollout, RolloutStatus, StartRollout};
-use sluice_registry_client::types::{Deployment, SetDeployment, Stage, TrafficSpec, TrafficTarget};
+use sluice_registry_client::types::{
+    Deployment, RequestTransition, SetDeployment, Stage, TrafficSpec, TrafficTarget, TransitionStatus,
+};
 
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::state::AppState;
 use crate::stats::Stats;
 use crate::store::events::{self, Change};
-use crate::store::{deployments, now, rollouts, versions};
+use crate::store::{deployments, governance, now, rollouts, versions};
 
 /// Rollout events by model and kind (start, interval.passed, interval.failed,
 /// promote, rollback, abort, pause, resume), counted as they are recorded:
@@ -465,10 +467,10 @@ pub fn guard(
 }
 
 /// Gives the canary all traffic if it is in production; otherwise holds it
-/// at its share, awaiting production. A rollout never moves a stage: a
+/// at its share, awaiting production, and opens its production transition
+/// for the approvers to act on. A rollout never moves a stage itself: a
 /// version enters production only through production's approvals and
-/// gates (a stage request), whoever started the rollout. `None` while it
-/// waits.
+/// gates, whoever started the rollout. `None` while it waits.
 fn promote(
     transaction: &Transaction<'_>,
     policy: &Policy,
@@ -476,22 +478,25 @@ fn promote(
     deployment: &Deployment,
     rollout: &mut Rollout,
 ) -> Result<Option<u64>> {
-    let canary = versions::get(transaction, &rollout.model, rollout.canary)?;
+    let mut canary = versions::get(transaction, &rollout.model, rollout.canary)?;
+    if canary.stage != Stage::Production && rollout.status != RolloutStatus::AwaitingPromotion {
+        rollout.status = RolloutStatus::AwaitingPromotion;
+        let opened = open_production_transition(transaction, policy, rollout, &canary)?;
+        let reasons = [format!(
+            "version {} is in {}: it holds {}% until it enters production through production's approvals and gates, then takes all traffic; {opened}",
+            rollout.canary, canary.stage, rollout.canary_weight
+        )];
+        record(
+            transaction,
+            actor,
+            "rollout.awaiting_promotion",
+            rollout,
+            Some(&reasons),
+        )?;
+        // A production that needs no approval was entered at once.
+        canary = versions::get(transaction, &rollout.model, rollout.canary)?;
+    }
     if canary.stage != Stage::Production {
-        if rollout.status != RolloutStatus::AwaitingPromotion {
-            rollout.status = RolloutStatus::AwaitingPromotion;
-            let reasons = [format!(
-                "version {} is in {}: it holds {}% until it enters production through production's approvals and gates (sluice stage request {} {} production), then takes all traffic",
-                rollout.canary, canary.stage, rollout.canary_weight, rollout.model, rollout.canary
-            )];
-            record(
-                transaction,
-                actor,
-                "rollout.awaiting_promotion",
-                rollout,
-                Some(&reasons),
-            )?;
-        }
         return Ok(None);
     }
     rollout.status = RolloutStatus::Promoted;
@@ -506,6 +511,48 @@ fn promote(
     )?;
     record(transaction, actor, "rollout.promote", rollout, None)?;
     Ok(Some(revision))
+}
+
+/// Requests production for the canary in the name of whoever started the
+/// rollout, so that approvers find it pending; what happened, for the
+/// audit log. A request the rules refuse (a gate, one pending already) is
+/// said, not failed: the canary then waits for a person's request.
+fn open_production_transition(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    rollout: &Rollout,
+    canary: &sluice_registry_client::types::Version,
+) -> Result<String> {
+    let body = RequestTransition {
+        to_stage: Stage::Production,
+        comment: format!(
+            "its rollout passed every step ({}% against version {})",
+            rollout.canary_weight, rollout.stable
+        ),
+    };
+    let refusal = match governance::check_request(transaction, canary, &body) {
+        Ok(()) => policy.gate_failures(Stage::Production, &canary.lineage),
+        Err(err) => Some(err.to_string()),
+    };
+    if let Some(refusal) = refusal {
+        return Ok(format!(
+            "its production transition was not opened ({refusal}): `sluice stage request {} {} production` once that is fixed",
+            rollout.model, rollout.canary
+        ));
+    }
+    let transition = governance::request(transaction, policy, &rollout.started_by, canary, &body)?;
+    Ok(match transition.status {
+        TransitionStatus::Applied => format!(
+            "transition {} entered production at once (it needs no approval)",
+            transition.id
+        ),
+        _ => format!(
+            "transition {} awaits {} (`sluice stage approve {}`)",
+            transition.id,
+            transition.missing_approvals.join(" and "),
+            transition.id
+        ),
+    })
 }
 
 /// Someone changed the traffic (or removed the deployment) since this

@@ -733,11 +733,16 @@ async fn no_rollout_or_traffic_edit_walks_past_productions_approvals_gates_or_a_
         vec![(stable.version, 90), (canary.version, 10)]
     );
     let events = dora.events(0, 1000).await.unwrap();
+    let awaiting = events
+        .iter()
+        .find(|event| event.action == "rollout.awaiting_promotion")
+        .expect("the audit log says why it waits");
+    let reason = awaiting.reason.as_deref().unwrap();
     assert!(
-        events
-            .iter()
-            .any(|event| event.action == "rollout.awaiting_promotion"),
-        "the audit log says why it waits"
+        reason.contains(
+            "its production transition was not opened (cannot enter production: gate 'auc >= 0.99' fails"
+        ),
+        "{reason}"
     );
     // Production's gate still refuses the version, however it is asked.
     let to_production = RequestTransition {

@@ -462,6 +462,23 @@ async fn a_good_canary_is_promoted_through_every_step() {
         Stage::Staging,
         "the rollout did not enter production itself"
     );
+    // It opened the production transition, in its starter's name, for the
+    // approvers to act on.
+    let pending = rig
+        .registry
+        .client("vic")
+        .list_transitions(Some(MODEL), true)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(
+        (
+            pending[0].version,
+            pending[0].to_stage,
+            pending[0].requested_by.as_str()
+        ),
+        (2, Stage::Production, "dora")
+    );
     rig.registry.approve_production(MODEL, 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let rollout = loop {
