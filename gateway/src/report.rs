@@ -1,13 +1,15 @@
 //! The statistics reporter: every live version's window
 //! (`crate::stats::VersionStats`, with its drift and contract counts) sent
-//! to the registry every interval.
+//! to the registry every interval, with what the gateway serves (its
+//! revision and loaded versions: the registry's fleet view). A report goes
+//! out each interval even without traffic, as the gateway's heartbeat.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::clock::Clock;
 use sluice_registry_client::RegistryClient;
-use sluice_registry_client::rollout::StatsReport;
+use sluice_registry_client::rollout::{GatewayServing, StatsReport};
 use tokio::sync::watch;
 
 use crate::routing::Routes;
@@ -25,6 +27,7 @@ pub async fn report(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_take_ms = clock.now_ms();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -54,13 +57,21 @@ pub async fn report(
                 }
             }
         }
-        if versions.is_empty() {
-            continue;
-        }
+        let serving = GatewayServing {
+            revision: table.revision,
+            models: table
+                .routes
+                .iter()
+                .map(|(name, route)| (name.clone(), route.versions.keys().copied().collect()))
+                .collect(),
+            started_at: started_at.clone(),
+            build: env!("CARGO_PKG_VERSION").to_string(),
+        };
         let report = StatsReport {
             gateway: gateway.clone(),
             interval_ms: interval.as_millis() as u64,
             versions,
+            serving: Some(serving),
         };
         if let Err(err) = client.report_stats(&report).await {
             tracing::debug!(error = %err, "cannot report statistics to the registry; dropping this window");

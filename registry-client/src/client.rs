@@ -348,6 +348,11 @@ impl RegistryClient {
     // ---- traffic feedback and rollouts ----
 
     /// `POST /api/v1/stats`: a gateway's windows.
+    /// Every gateway that reported lately, and the revision they should serve.
+    pub async fn gateways(&self) -> Result<Fleet, ClientError> {
+        self.get_json("/api/v1/gateways").await
+    }
+
     pub async fn report_stats(&self, report: &StatsReport) -> Result<(), ClientError> {
         self.send(self.request(Method::POST, "/api/v1/stats").json(report))
             .await

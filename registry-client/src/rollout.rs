@@ -1,6 +1,8 @@
 //! Wire types of traffic feedback: the per-version statistics gateways
 //! report, and progressive rollouts the registry runs on them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (milliseconds) of the latency buckets every gateway counts
@@ -242,6 +244,23 @@ pub struct StatsReport {
     #[serde(default)]
     pub interval_ms: u64,
     pub versions: Vec<VersionWindow>,
+    /// What the gateway serves now, for the fleet view (`sluice gateways`);
+    /// absent from gateways older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<GatewayServing>,
+}
+
+/// What one gateway serves, as it says in each statistics report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayServing {
+    /// The registry's deployments revision its routing table is built from.
+    pub revision: u64,
+    /// Each model it routes, with the versions it has loaded.
+    pub models: BTreeMap<String, Vec<u64>>,
+    /// When the process started (RFC 3339).
+    pub started_at: String,
+    /// Its build (`sluice --version`).
+    pub build: String,
 }
 
 /// `POST /api/v1/guard/{model}`: a gateway's local guard stopped routing to

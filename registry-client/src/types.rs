@@ -577,6 +577,31 @@ pub struct Event {
     pub rule: Option<String>,
 }
 
+/// `GET /api/v1/gateways`: every gateway that reported lately, and the
+/// revision they should serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fleet {
+    /// The registry's deployments revision now.
+    pub revision: u64,
+    pub gateways: Vec<GatewayState>,
+}
+
+/// One gateway as its last report left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayState {
+    /// Its name (host and process).
+    pub gateway: String,
+    /// What it serves; `None` for a gateway too old to say.
+    pub serving: Option<crate::rollout::GatewayServing>,
+    /// When its last report arrived (RFC 3339), and how long ago.
+    pub last_report_at: String,
+    pub seconds_since_report: f64,
+    pub interval_ms: u64,
+    /// Silent for more than three of its intervals (or 30 s when it did not
+    /// say its interval): down, cut off, or stuck.
+    pub stale: bool,
+}
+
 /// What `GET /api/v1/events` is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {

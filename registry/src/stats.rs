@@ -12,7 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use sluice_registry_client::rollout::{StatsReport, VersionWindow};
+use sluice_registry_client::rollout::{GatewayServing, StatsReport, VersionWindow};
+use sluice_registry_client::types::GatewayState;
 
 /// How long windows are kept, in milliseconds: longer than any interval
 /// worth judging.
@@ -21,12 +22,25 @@ pub const RETENTION_MS: u64 = 30 * 60 * 1000;
 /// A version's windows, each stamped (Unix milliseconds) when it arrived.
 type Stamped = VecDeque<(u64, VersionWindow)>;
 
-/// Windows by (model, version).
+/// The most gateways remembered: a token of role gateway naming a new one
+/// in each report must not grow the registry's memory without bound.
+pub const MAX_GATEWAYS: usize = 4096;
+
+/// A gateway silent this long, when it did not say its interval, is stale.
+const STALE_WITHOUT_INTERVAL_MS: u64 = 30_000;
+
+/// What a gateway's last report said about it.
+struct Reporter {
+    interval_ms: u64,
+    at_ms: u64,
+    serving: Option<GatewayServing>,
+}
+
+/// Windows by (model, version), and the gateways that sent them.
 #[derive(Default)]
 pub struct Stats {
     windows: Mutex<HashMap<(String, u64), Stamped>>,
-    /// Each gateway's reporting interval and when it last reported.
-    reporters: Mutex<HashMap<String, (u64, u64)>>,
+    reporters: Mutex<HashMap<String, Reporter>>,
 }
 
 impl Stats {
@@ -37,8 +51,23 @@ impl Stats {
                 .reporters
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            reporters.insert(report.gateway.clone(), (report.interval_ms, now));
-            reporters.retain(|_, (_, at)| now.saturating_sub(*at) <= RETENTION_MS);
+            let reporter = Reporter {
+                interval_ms: report.interval_ms,
+                at_ms: now,
+                serving: report.serving.clone(),
+            };
+            reporters.insert(report.gateway.clone(), reporter);
+            reporters.retain(|_, reporter| now.saturating_sub(reporter.at_ms) <= RETENTION_MS);
+            if reporters.len() > MAX_GATEWAYS {
+                // The one silent longest goes.
+                let oldest = reporters
+                    .iter()
+                    .min_by_key(|(_, reporter)| reporter.at_ms)
+                    .map(|(name, _)| name.clone());
+                if let Some(name) = oldest {
+                    reporters.remove(&name);
+                }
+            }
         }
         let mut windows = self
             .windows
@@ -65,9 +94,39 @@ impl Stats {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         reporters
             .values()
-            .map(|(interval, _)| *interval)
+            .map(|reporter| reporter.interval_ms)
             .filter(|&interval| interval > 0)
             .max()
+    }
+
+    /// Every gateway heard from in the last half hour, by name, as of
+    /// `now` (Unix milliseconds).
+    pub fn gateways(&self, now: u64) -> Vec<GatewayState> {
+        let reporters = self
+            .reporters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut gateways: Vec<GatewayState> = reporters
+            .iter()
+            .map(|(name, reporter)| {
+                let silent_ms = now.saturating_sub(reporter.at_ms);
+                let stale_after = match reporter.interval_ms {
+                    0 => STALE_WITHOUT_INTERVAL_MS,
+                    interval => interval.saturating_mul(3),
+                };
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(reporter.at_ms);
+                GatewayState {
+                    gateway: name.clone(),
+                    serving: reporter.serving.clone(),
+                    last_report_at: humantime::format_rfc3339_millis(at).to_string(),
+                    seconds_since_report: silent_ms as f64 / 1000.0,
+                    interval_ms: reporter.interval_ms,
+                    stale: silent_ms > stale_after,
+                }
+            })
+            .collect();
+        gateways.sort_by(|a, b| a.gateway.cmp(&b.gateway));
+        gateways
     }
 
     /// What one version's windows that ended at or after `since_ms`
@@ -168,6 +227,7 @@ mod tests {
                 requests,
                 ..Default::default()
             }],
+            serving: None,
         }
     }
 
@@ -207,5 +267,37 @@ mod tests {
         // Half an hour later, the slow one has not been heard from again.
         stats.record(report(1, (0, 500), 1), 5000 + RETENTION_MS + 1);
         assert_eq!(stats.longest_report_interval(), Some(500));
+    }
+
+    #[test]
+    fn the_fleet_is_every_gateway_heard_from_with_what_it_serves() {
+        let stats = Stats::default();
+        let serving = GatewayServing {
+            revision: 7,
+            models: [("m".to_string(), vec![1, 2])].into(),
+            started_at: "2026-12-07T00:00:00Z".into(),
+            build: "0.1.0".into(),
+        };
+        let mut fresh = report(1, (0, 500), 3);
+        fresh.gateway = "b".into();
+        fresh.serving = Some(serving.clone());
+        stats.record(fresh, 10_000);
+        stats.record(report(1, (0, 500), 3), 8_000);
+        let fleet = stats.gateways(10_600);
+        let names: Vec<&str> = fleet.iter().map(|gateway| gateway.gateway.as_str()).collect();
+        assert_eq!(names, ["b", "g"]);
+        assert_eq!(fleet[0].serving.as_ref(), Some(&serving));
+        assert!(!fleet[0].stale, "reported 0.6 s ago, every 0.5 s");
+        assert!(fleet[1].stale, "silent 2.6 s, more than three intervals");
+        assert_eq!(fleet[1].seconds_since_report, 2.6);
+        // Bounded: the one silent longest goes first.
+        for index in 0..MAX_GATEWAYS {
+            let mut flood = report(1, (0, 500), 1);
+            flood.gateway = format!("flood-{index}");
+            stats.record(flood, 20_000 + index as u64);
+        }
+        let fleet = stats.gateways(30_000);
+        assert_eq!(fleet.len(), MAX_GATEWAYS);
+        assert!(fleet.iter().all(|gateway| gateway.gateway != "g"));
     }
 }

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         },
         Command::PredictToken(args) => Err(add_predict_token(args)),
         Command::Context { command, client } => Ok((ClientCommand::Context(command), client)),
+        Command::Gateways { client } => Ok((ClientCommand::Gateways, client)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());

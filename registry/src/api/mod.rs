@@ -6,6 +6,7 @@
 
 mod deployments;
 mod drift;
+mod gateways;
 mod governance;
 pub mod metrics;
 mod performance;
@@ -86,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/rollouts/{model}", get(get_rollout).post(start_rollout))
         .route("/api/v1/rollouts/{model}/{action}", post(rollout_action))
         .route("/api/v1/stats", post(report_stats))
+        .route("/api/v1/gateways", get(gateways::list_gateways))
         .route("/api/v1/stats/{model}", get(model_stats))
         .route("/api/v1/guard/{model}", post(report_guard))
         .route("/api/v1/models/{model}/drift", get(model_drift))

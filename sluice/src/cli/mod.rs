@@ -1,6 +1,6 @@
 //! The registry subcommands of `sluice` (`models`, `versions`, `stage`,
 //! `alias`, `traffic`, `rollout`, `profile`, `drift`, `performance`,
-//! `triggers`, `contract`, `events`, `tokens`): a thin client of the registry's `/api/v1`.
+//! `triggers`, `contract`, `events`, `tokens`, `gateways`, `context`): a thin client of the registry's `/api/v1`.
 //!
 //! A file per topic holds its subcommands' flags, makes the calls and
 //! renders the answers: `models`, `versions`, `governance` (stage and
@@ -15,6 +15,7 @@ mod args;
 mod context;
 mod contract;
 mod events;
+mod gateways;
 mod governance;
 mod models;
 mod outputs;
@@ -76,6 +77,7 @@ pub enum ClientCommand {
     Events(EventsArgs),
     Tokens(TokensCommand),
     Context(ContextCommand),
+    Gateways,
 }
 
 /// How a registry command ended, as its exit code:
@@ -193,6 +195,7 @@ pub async fn run(command: ClientCommand, client_args: ClientArgs) -> ExitCode {
         ClientCommand::Events(events) => events::run_events(&client, events, output).await,
         ClientCommand::Tokens(command) => tokens::run_tokens(&client, command, output).await,
         ClientCommand::Context(_) => unreachable!("contexts ran above"),
+        ClientCommand::Gateways => gateways::run_gateways(&client, output).await,
     };
     match result {
         Ok(text) => write_stdout(&text),

@@ -165,6 +165,11 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The gateways that follow the registry: the revision each serves, its versions, its last report.
+    Gateways {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Named registries with their tokens, as kubectl's contexts: `sluice context use prod`.
     Context {
         #[command(subcommand)]

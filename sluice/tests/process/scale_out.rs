@@ -146,6 +146,37 @@ async fn two_gateways_one_registry_on_postgres() {
     // Each answer so far is a row for drift too.
     let warmup = a.wait_version("1").await.len() + b.wait_version("1").await.len();
 
+    // The fleet, as `sluice gateways` shows it: both, by their host names.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["gateways", "-o", "json", "--registry-url", &registry.url()])
+            .env("SLUICE_TOKEN", registry.token("vic"))
+            .env("SLUICE_CONFIG", "/nonexistent/sluice/config.toml")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let fleet: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let names: Vec<&str> = fleet["gateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|gateway| gateway["serving"]["revision"] == fleet["revision"])
+            .map(|gateway| gateway["gateway"].as_str().unwrap())
+            .collect();
+        if names.iter().any(|name| name.starts_with("gateway-a"))
+            && names.iter().any(|name| name.starts_with("gateway-b"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{fleet}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Drift: 150 applicants 40 years older than in training through each.
     let vic = registry.client("vic");
     let expected = u64::try_from(warmup).unwrap() + 300;

@@ -181,3 +181,56 @@ async fn a_corrupted_cached_artifact_is_detected_and_fetched_again() {
         "the corruption is counted"
     );
 }
+
+/// The fleet view: each following gateway reports the revision it serves
+/// and what it loaded; one that stops reporting turns stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_lists_each_gateway_with_its_revision_and_versions() {
+    let registry = TestRegistry::start().await;
+    let release = registry.release(MODEL, &example_model(MODEL)).await;
+    let (cache_a, cache_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestGateway::follow(&registry, cache_a.path(), Options::default()).await;
+    let b = TestGateway::follow(&registry, cache_b.path(), Options::default()).await;
+    a.wait_versions(MODEL, &[release.version]).await;
+    b.wait_versions(MODEL, &[release.version]).await;
+    let vic = registry.client("vic");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let fleet = loop {
+        let fleet = vic.gateways().await.unwrap();
+        let current = fleet
+            .gateways
+            .iter()
+            .filter(|gateway| {
+                gateway.serving.as_ref().is_some_and(|serving| {
+                    serving.revision == fleet.revision
+                        && serving.models.get(MODEL) == Some(&vec![release.version])
+                })
+            })
+            .count();
+        if current == 2 {
+            break fleet;
+        }
+        assert!(std::time::Instant::now() < deadline, "{fleet:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(fleet.gateways.iter().all(|gateway| !gateway.stale), "{fleet:#?}");
+    let names: Vec<&str> = fleet
+        .gateways
+        .iter()
+        .map(|gateway| gateway.gateway.as_str())
+        .collect();
+    assert_ne!(names[0], names[1], "two gateways, two names");
+
+    // One gone silent is stale after three of its intervals (50 ms here).
+    drop(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let fleet = vic.gateways().await.unwrap();
+        if fleet.gateways.iter().filter(|gateway| gateway.stale).count() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{fleet:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(a);
+}
