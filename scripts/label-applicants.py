@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Send the first N applicants of the credit training data to a gateway,
 each under its own `x-request-id`, then their true outcomes as feedback:
-what the README's "Quality gates" section runs before `sluice quality show`.
+what docs/quality.md ("Quality gates") runs before `sluice quality show`.
 
     python3 scripts/label-applicants.py [N] [GATEWAY_URL]
 

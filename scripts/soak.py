@@ -168,7 +168,7 @@ class Soak:
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.duration_s = args.minutes * 60.0
         self.warmup_s = min(120.0, self.duration_s / 4)
-        # The README's default rollout (steps of 10, 25, 50%, one a minute)
+        # The default rollout, examples/policies/rollout.toml (steps of 10, 25, 50%, one a minute)
         # for a 30-minute run, proportionally shorter for a shorter one.
         self.rollout_interval_ms = max(3000, int(60_000 * self.duration_s / 1800))
         # The registry judges an interval on the gateway windows that began
