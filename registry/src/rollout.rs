@@ -526,7 +526,7 @@ fn open_production_transition(
     let body = RequestTransition {
         to_stage: Stage::Production,
         comment: format!(
-            "its rollout passed every step ({}% against version {})",
+            "its rollout asks for production (the canary at {}% against version {})",
             rollout.canary_weight, rollout.stable
         ),
     };
@@ -569,6 +569,21 @@ fn abort_changed_by_hand(transaction: &Transaction<'_>, mut rollout: Rollout) ->
         finished: true,
         stalled: false,
     })
+}
+
+/// `model`'s rollout, when it awaits production and its canary just
+/// entered it: promoted now (called right after the approval).
+pub fn promote_if_awaiting(
+    transaction: &Transaction<'_>,
+    policy: &Policy,
+    model: &str,
+) -> Result<Option<Decided>> {
+    match rollouts::find(transaction, model)? {
+        Some(rollout) if rollout.status == RolloutStatus::AwaitingPromotion => {
+            finish_awaited_promotion(transaction, policy, rollout)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A rollout awaiting production: promoted once its canary is there (its

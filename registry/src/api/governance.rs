@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use sluice_registry_client::types::{
-    Alias, Decision, RequestTransition, ReviewTransition, SetAlias, Transition, TransitionStatus,
+    Alias, Decision, RequestTransition, ReviewTransition, SetAlias, Stage, Transition, TransitionStatus,
 };
 
 use super::{AppState, Body, PathParams, Query};
@@ -111,12 +111,30 @@ async fn review(
     decision: Decision,
 ) -> Result<Json<Transition>> {
     caller.require(Permission::Review)?;
-    state
+    let transition = state
         .blocking(move |store, policy| {
             store.write(|tx| governance::review(tx, policy, &caller.actor, id, decision, &body))
         })
-        .await
-        .map(Json)
+        .await?;
+    // A rollout awaiting this production entry finishes now, not at its
+    // next tick; in its own transaction, so that the approval stands even
+    // if it cannot (the tick tries again).
+    if transition.status == TransitionStatus::Applied && transition.to_stage == Stage::Production {
+        let model = transition.model.clone();
+        let promoted = state
+            .blocking(move |store, policy| {
+                store.write(|tx| crate::rollout::promote_if_awaiting(tx, policy, &model))
+            })
+            .await;
+        match promoted {
+            Ok(Some(decided)) => decided.announce(&state),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(model = %transition.model, error = %err, "the awaiting rollout was not promoted yet")
+            }
+        }
+    }
+    Ok(Json(transition))
 }
 
 pub async fn list_aliases(

@@ -58,11 +58,18 @@ fn settings(spec: &TrafficSpec) -> Vec<(&'static str, String)> {
         ),
         (
             "rollout",
-            spec.rollout
-                .as_ref()
-                .map_or_else(none, |rollout| rollout.to_string()),
+            spec.rollout.as_ref().map_or_else(none, describe_rollout),
         ),
     ]
+}
+
+/// A rollout's marker in a deployment (the controller's), in a few words:
+/// `version 2 against 1`; the whole JSON when it is not the controller's.
+fn describe_rollout(marker: &serde_json::Value) -> String {
+    match (marker["canary"].as_u64(), marker["stable"].as_u64()) {
+        (Some(canary), Some(stable)) => format!("version {canary} against {stable}"),
+        _ => marker.to_string(),
+    }
 }
 
 /// `name: old → new` for each setting that differs; every setting of
