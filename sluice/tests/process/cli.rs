@@ -100,6 +100,18 @@ impl Registry {
         self.run_with_token(&token, args)
     }
 
+    /// Requests staging for `version` as dora and approves it as tom.
+    fn stage(&self, model: &str, version: &str) {
+        let requested = self.run("dora", &["stage", "request", model, version, "staging", "--json"]);
+        expect_code(&requested, 0);
+        let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
+        let id = transition["id"].to_string();
+        expect_code(
+            &self.run("tom", &["stage", "approve", &id, "--as", "technical"]),
+            0,
+        );
+    }
+
     fn run_with_token(&self, token: &str, args: &[&str]) -> Output {
         sluice()
             .args(args)
@@ -520,16 +532,7 @@ fn training_triggers_and_performance_through_the_cli() {
         &registry.run("dora", &["versions", "push", "credit_risk", model]),
         0,
     );
-    let requested = registry.run(
-        "dora",
-        &["stage", "request", "credit_risk", "1", "staging", "--json"],
-    );
-    let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
-    let id = transition["id"].to_string();
-    expect_code(
-        &registry.run("tom", &["stage", "approve", &id, "--as", "technical"]),
-        0,
-    );
+    registry.stage("credit_risk", "1");
     expect_code(
         &registry.run("dora", &["traffic", "set", "credit_risk", "1=100"]),
         0,
@@ -868,16 +871,7 @@ fn contexts_completions_and_watches() {
         );
     }
     for version in ["1", "2"] {
-        let requested = registry.run(
-            "dora",
-            &["stage", "request", "credit_risk", version, "staging", "--json"],
-        );
-        let transition: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
-        let id = transition["id"].to_string();
-        expect_code(
-            &registry.run("tom", &["stage", "approve", &id, "--as", "technical"]),
-            0,
-        );
+        registry.stage("credit_risk", version);
     }
     expect_code(
         &registry.run("dora", &["traffic", "set", "credit_risk", "1=100"]),
