@@ -43,6 +43,9 @@ impl Gateway {
             .args(["--stats-interval-ms", "50", "--segment-max-age-ms", "100"])
             .args(["--compute-threads", "1", "--shutdown-delay-ms", "0"])
             .env("SLUICE_SERVE_TOKEN", registry.token("gw"))
+            // Version 2 (the scaled model) runs on ONNX Runtime only: name
+            // the library, or fail saying where to get it, never time out.
+            .env("ORT_DYLIB_PATH", sluice_tests::ort_library())
             .env("HOSTNAME", name)
             .stderr(Stdio::piped())
             .spawn()
