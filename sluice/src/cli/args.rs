@@ -124,12 +124,11 @@ impl Output {
     /// `value` as YAML under `-o yaml`, else as JSON (a command whose
     /// answer is a document prints it so under `-o table` too).
     pub fn render<T: Serialize>(self, value: &T) -> Result<String, ClientError> {
-        let json = to_json(value)?;
         if self != Output::Yaml {
-            return Ok(json);
+            return to_json(value);
         }
-        let data: serde_json::Value =
-            serde_json::from_str(&json).map_err(|err| ClientError::Decode(err.to_string()))?;
+        let data = serde_json::to_value(value)
+            .map_err(|err| ClientError::Decode(format!("re-encoding the answer: {err}")))?;
         Ok(super::yaml::to_yaml(&data))
     }
 }

@@ -6,24 +6,10 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-fn sluice() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    for variable in [
-        "SLUICE_REGISTRY_URL",
-        "SLUICE_TOKEN",
-        "SLUICE_DATA_DIR",
-        "SLUICE_TOKENS_FILE",
-        "SLUICE_CONTEXT",
-    ] {
-        command.env_remove(variable);
-    }
-    // Never the developer's own contexts.
-    command.env("SLUICE_CONFIG", "/nonexistent/sluice/config.toml");
-    command
-}
+use common::sluice_cli as sluice;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -152,10 +152,9 @@ async fn two_gateways_one_registry_on_postgres() {
     // The fleet, as `sluice gateways` shows it: both, by their host names.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let output = common::sluice_cli()
             .args(["gateways", "-o", "json", "--registry-url", &registry.url()])
             .env("SLUICE_TOKEN", registry.token("vic"))
-            .env("SLUICE_CONFIG", "/nonexistent/sluice/config.toml")
             .output()
             .unwrap();
         assert!(

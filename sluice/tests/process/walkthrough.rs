@@ -59,38 +59,46 @@ fn steps(page: &str) -> Vec<Step> {
 
 /// Times vary from run to run; nothing else may.
 fn normalized(lines: &[String]) -> Vec<String> {
-    let time = regex_lite_time();
-    lines.iter().map(|line| time(line)).collect()
+    lines.iter().map(|line| mask_times(line)).collect()
 }
 
-/// Replaces each RFC 3339 time (`2026-12-07T01:02:03.456Z`) with `<time>`.
-fn regex_lite_time() -> impl Fn(&str) -> String {
-    |line: &str| {
-        let bytes = line.as_bytes();
-        let mut out = String::new();
-        let mut index = 0;
-        while index < bytes.len() {
-            let is_time = bytes.len() - index >= 20
-                && bytes[index..index + 4].iter().all(u8::is_ascii_digit)
-                && bytes[index + 4] == b'-'
-                && bytes[index + 10] == b'T'
-                && bytes[index + 13] == b':';
-            if is_time {
-                let mut end = index + 19;
-                while end < bytes.len() && (bytes[end].is_ascii_digit() || bytes[end] == b'.') {
-                    end += 1;
-                }
-                if end < bytes.len() && bytes[end] == b'Z' {
-                    out.push_str("<time>");
-                    index = end + 1;
-                    continue;
-                }
+/// Each RFC 3339 time (`2026-12-07T01:02:03.456Z`) as `<time>`.
+fn mask_times(line: &str) -> String {
+    let bytes = line.as_bytes();
+    let mut out = String::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let starts_time = bytes.len() - index >= 20
+            && bytes[index..index + 4].iter().all(u8::is_ascii_digit)
+            && bytes[index + 4] == b'-'
+            && bytes[index + 10] == b'T'
+            && bytes[index + 13] == b':';
+        if starts_time {
+            let mut end = index + 19;
+            while end < bytes.len() && (bytes[end].is_ascii_digit() || bytes[end] == b'.') {
+                end += 1;
             }
-            out.push(bytes[index] as char);
-            index += 1;
+            if end < bytes.len() && bytes[end] == b'Z' {
+                out.push_str("<time>");
+                index = end + 1;
+                continue;
+            }
         }
-        out
+        // Whole characters: the outputs hold `→` and `…`.
+        let character = line[index..].chars().next().unwrap_or_default();
+        out.push(character);
+        index += character.len_utf8().max(1);
     }
+    out
+}
+
+#[test]
+fn times_are_masked_and_the_rest_kept_whole() {
+    assert_eq!(
+        mask_times("1 → 2 at 2026-12-07T01:02:03.456Z, until 2027-01-06T00:00:00Z…"),
+        "1 → 2 at <time>, until <time>…"
+    );
+    assert_eq!(mask_times("revision 2026-12"), "revision 2026-12");
 }
 
 #[test]

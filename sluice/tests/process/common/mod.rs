@@ -1,10 +1,29 @@
-//! What the process tests share: reading where a `sluice` process listens,
+//! What the process tests share: the `sluice` command line cut off from the
+//! developer's own settings, reading where a `sluice` process listens,
 //! waiting for it to be ready, and killing it however the test ends.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// The `sluice` binary as a client command, with none of the variables a
+/// developer's shell may set (registry, token, data dir, context) and never
+/// their contexts file: a test says what it means.
+pub fn sluice_cli() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    for variable in [
+        "SLUICE_REGISTRY_URL",
+        "SLUICE_TOKEN",
+        "SLUICE_DATA_DIR",
+        "SLUICE_TOKENS_FILE",
+        "SLUICE_CONTEXT",
+    ] {
+        command.env_remove(variable);
+    }
+    command.env("SLUICE_CONFIG", "/nonexistent/sluice/config.toml");
+    command
+}
 
 /// A child process killed (SIGKILL) and reaped when dropped: a failed
 /// assertion must not leave a server running.
