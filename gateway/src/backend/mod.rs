@@ -78,7 +78,7 @@ pub struct EngineOptions {
     /// `libonnxruntime.so`; ONNX Runtime is unavailable without it.
     pub ort_library_opt: Option<PathBuf>,
     /// ONNX Runtime sessions per model, so concurrent requests do not queue
-    /// on one `&mut Session`.
+    /// on one `&mut Session`; more than one share the model's weights.
     pub ort_sessions: usize,
     /// ONNX Runtime intra-op threads per session.
     pub ort_intra_threads: usize,

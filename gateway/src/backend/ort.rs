@@ -4,7 +4,10 @@
 //! `ort::Session::run` takes `&mut self`: each model holds a small pool of
 //! sessions and a run takes whichever is free, so concurrent requests do not
 //! queue on one lock. Each run has its own `RunOptions`, kept where the
-//! watchdog can reach it: a hung run is terminated at its next node.
+//! watchdog can reach it: a hung run is terminated at its next node. The
+//! pool's sessions share one copy of the model's weights ([`weights`]).
+
+mod weights;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -54,23 +57,46 @@ impl OrtBackend {
         })
     }
 
-    fn new_session(&self, artifact: &[u8]) -> Result<OrtSession> {
+    /// One session of the pool; `shared` are the weights it reads from
+    /// Sluice's copy instead of its own (none for a pool of one).
+    fn new_session(&self, artifact: &[u8], shared: &[(String, Arc<DynValue>)]) -> Result<OrtSession> {
         let refused = |err: ort::Error| Error::Load(err.to_string());
-        OrtSession::builder(&self.environment)
+        let mut builder = OrtSession::builder(&self.environment)
             .map_err(refused)?
             .with_intra_threads(self.intra_threads)
             .map_err(|err| Error::Load(err.to_string()))?
             .with_inter_threads(1)
-            .map_err(|err| Error::Load(err.to_string()))?
-            .commit_from_memory(artifact)
-            .map_err(refused)
+            .map_err(|err| Error::Load(err.to_string()))?;
+        if !shared.is_empty() {
+            builder = builder
+                .with_prepacking(false)
+                .map_err(|err| Error::Load(err.to_string()))?
+                .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+                .map_err(|err| Error::Load(err.to_string()))?;
+            for (name, tensor) in shared {
+                builder = builder
+                    .with_initializer(name, tensor.clone())
+                    .map_err(|err| Error::Load(err.to_string()))?;
+            }
+        }
+        builder.commit_from_memory(artifact).map_err(refused)
     }
 }
 
 impl Backend for OrtBackend {
     fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
+        // A lone session owns its weights, pre-packed: ONNX Runtime frees the
+        // originals once packed, so that is one copy too, and the faster GEMM.
+        let shared = if self.sessions_per_model > 1 {
+            weights::shared_initializers(artifact)?
+                .into_iter()
+                .map(|(name, tensor)| Ok((name, Arc::new(to_ort(tensor)?))))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let sessions = (0..self.sessions_per_model)
-            .map(|_| self.new_session(artifact).map(Mutex::new))
+            .map(|_| self.new_session(artifact, &shared).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(OrtPool {
             running: sessions.iter().map(|_| ArcSwapOption::empty()).collect(),

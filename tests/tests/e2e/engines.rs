@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
 use sluice_gateway::model::LoadedModel;
+use sluice_gateway::protocol::{request, response};
 use sluice_registry_client::types::Batching;
-use sluice_tests::{example_model, ort_library};
+use sluice_tests::{assert_outputs_match, example_model, ort_library};
 
 fn engines(with_ort: bool) -> Engines {
     Engines::new(&EngineOptions {
@@ -112,4 +113,43 @@ fn a_zipmap_style_output_is_refused_with_advice() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("zipmap=False"), "{err}");
+}
+
+/// A model's ONNX Runtime sessions read one copy of its large weights
+/// (`backend::ort::weights`): every session of the pool answers as ONNX
+/// Runtime does from the file, and each request still gets its own answer.
+#[test]
+fn sessions_that_share_weights_answer_as_onnx_runtime_does() {
+    let engines = Engines::new(&EngineOptions {
+        ort_library_opt: Some(ort_library()),
+        ort_sessions: 3,
+        ort_intra_threads: 1,
+        ..EngineOptions::default()
+    });
+    let model = LoadedModel::load(
+        &engines,
+        "digits",
+        1,
+        &example_model("digits"),
+        BackendChoice::Ort,
+        None,
+    )
+    .unwrap();
+    let reference = sluice_tests::fixture("digits");
+    let body = serde_json::to_vec(&reference["request"]).unwrap();
+    // Round robin over three sessions: six runs reach each twice, two of
+    // them at once from two threads.
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..3 {
+                    let request = request::decode(&body, None, &model.signature).unwrap();
+                    let outputs = model.run(request.inputs).unwrap();
+                    let answer = response::encode(&model, None, &request.outputs, &outputs);
+                    let answer: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                    assert_outputs_match(&answer["outputs"], &reference["outputs"], 1e-6);
+                }
+            });
+        }
+    });
 }
