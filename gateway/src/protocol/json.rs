@@ -3,8 +3,9 @@
 //!
 //! The request decoder hands `data` over as raw JSON that serde_json has
 //! already validated, so this is a plain byte scanner: brackets, commas and
-//! number tokens. Floats go through `fast_float2` (Eisel-Lemire, correctly
-//! rounded) as f64 and are then narrowed, as numpy's `json` + `astype` does;
+//! number tokens. Floats are read as f64, correctly rounded, and then
+//! narrowed, as numpy's `json` + `astype` does: plain short decimals by one
+//! exact division ([`short_decimal`]), the rest by `fast_float2`;
 //! integers through the standard library's parser. serde's visitor for every
 //! element cost a third more (the `codec` bench: 41.3 against 30.6 µs for
 //! 784 floats, back to back).
@@ -181,6 +182,54 @@ float_element!(half::f16, "FP16", half::f16::from_f64);
 float_element!(f32, "FP32", |v: f64| v as f32);
 float_element!(f64, "FP64", |v: f64| v);
 
+/// Powers of ten that an f64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    1e19, 1e20, 1e21, 1e22,
+];
+
+/// The number at the start of `text` when it is a plain decimal
+/// (`-?digits(.digits)?`, no exponent) of at most 2^53 in its digits and at
+/// most 22 after the point, with the bytes it used; `None` for anything else.
+///
+/// Such a number is an exact integer divided by an exact power of ten, and
+/// one IEEE division of exact operands is correctly rounded (Clinger's fast
+/// path): the same f64 as `fast_float2` or the standard library, and at
+/// less than half its cost per number on the short decimals clients send
+/// (`floor`'s decode column in `benches/RESULTS.md`).
+fn short_decimal(text: &[u8]) -> Option<(f64, usize)> {
+    /// Appends the digits from `at` on to `mantissa`; where they end. More
+    /// than 19 digits wrap, and are refused by the caller.
+    fn digits(text: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
+        while let Some(digit) = text
+            .get(at)
+            .map(|byte| byte.wrapping_sub(b'0'))
+            .filter(|digit| *digit < 10)
+        {
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+            at += 1;
+        }
+        at
+    }
+    let negative = text.first() == Some(&b'-');
+    let start = usize::from(negative);
+    let mut mantissa = 0u64;
+    let mut at = digits(text, start, &mut mantissa);
+    let mut count = at - start;
+    let mut fraction_digits = 0;
+    if text.get(at) == Some(&b'.') {
+        let end = digits(text, at + 1, &mut mantissa);
+        fraction_digits = end - (at + 1);
+        count += fraction_digits;
+        at = end;
+    }
+    if count == 0 || count > 19 || mantissa > 1 << 53 || matches!(text.get(at), Some(b'e' | b'E')) {
+        return None;
+    }
+    let magnitude = mantissa as f64 / EXACT_POWERS_OF_TEN.get(fraction_digits)?;
+    Some((if negative { -magnitude } else { magnitude }, at))
+}
+
 /// Walks validated JSON: arrays nested up to [`MAX_DATA_DEPTH`] deep whose
 /// leaves are numbers (booleans for BOOL), appended row-major to `out`.
 struct Scanner<'a, T> {
@@ -211,8 +260,12 @@ impl<T: Element> Scanner<'_, T> {
                 // Correctly rounded, as the standard library's parser, at a
                 // fraction of its cost on the 17-digit decimals numpy sends.
                 let start = self.at;
-                let (value, used) = fast_float2::parse_partial::<f64, _>(&self.text.as_bytes()[start..])
-                    .map_err(|_| "malformed number in data".to_string())?;
+                let rest = &self.text.as_bytes()[start..];
+                let (value, used) = match short_decimal(rest) {
+                    Some(parsed) => parsed,
+                    None => fast_float2::parse_partial::<f64, _>(rest)
+                        .map_err(|_| "malformed number in data".to_string())?,
+                };
                 self.at += used.max(1);
                 // Beyond f64's range a JSON number is refused, as serde_json does.
                 let element = Some(value)
@@ -442,6 +495,59 @@ mod tests {
             let expected: f64 = token.parse().unwrap();
             assert_eq!(got.to_bits(), expected.to_bits(), "{token}: {got} vs {expected}");
         }
+    }
+
+    #[test]
+    fn short_decimals_are_the_same_f64_as_the_standard_parser() {
+        let mut tokens: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "0.1",
+            "0.3",
+            "-0.14441",
+            "123456789.123456",
+            "9007199254740992",
+            "9007199254740993",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "1.7976931348623157",
+            "1e5",
+            "2.5E-3",
+            "12345678901234567890",
+            "3.14159265358979323846",
+        ]
+        .iter()
+        .map(|token| token.to_string())
+        .collect();
+        // Decimals as clients write them: numpy's 17 digits, rounded ones, integers.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let value = f64::from_bits(state >> 12 | 0x3ff0_0000_0000_0000) - 1.0;
+            let scale = 10f64.powi((state % 9) as i32 - 3);
+            tokens.push(format!("{}", value * scale));
+            tokens.push(format!("{:.6}", value * scale));
+            tokens.push(format!("{}", -((value * 1e6) as i64)));
+        }
+        for token in &tokens {
+            let expected: f64 = token.parse().unwrap();
+            let parsed = parse(&format!("[{token}]"), DataType::F64, 1).unwrap();
+            let TensorData::F64(values) = parsed else {
+                panic!("FP64 expected")
+            };
+            assert_eq!(values[0].to_bits(), expected.to_bits(), "{token}");
+            if let Some((fast, used)) = short_decimal(token.as_bytes()) {
+                assert_eq!(fast.to_bits(), expected.to_bits(), "fast path of {token}");
+                assert_eq!(used, token.len(), "{token}");
+            }
+        }
+        assert!(short_decimal(b"1e5").is_none() && short_decimal(b"12345678901234567890").is_none());
+        assert_eq!(short_decimal(b"0.25]"), Some((0.25, 4)));
     }
 
     #[test]
