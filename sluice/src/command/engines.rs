@@ -23,8 +23,9 @@ pub struct EngineArgs {
     pub ort_intra_threads: usize,
 
     /// Run a model on the request's own thread, skipping the hand-off to a compute thread, when
-    /// its warm-up run takes less than this many microseconds and the request body is small
-    /// (benches/RESULTS.md has the measurement behind the default); 0 sends every model to the pool.
+    /// its warm-up run takes less than this many microseconds and the request body is small;
+    /// 0, the default, sends every model to the pool (faster on the machines measured:
+    /// benches/RESULTS.md, "Inline or pool").
     #[arg(long, env = "SLUICE_INLINE_BELOW_US", default_value_t = EngineOptions::DEFAULT_INLINE_BELOW_US)]
     pub inline_below_us: u64,
 }
