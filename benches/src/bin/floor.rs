@@ -52,8 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => BackendChoice::Ort,
     };
     println!(
-        "{:<10} {:>12} {:>14} {:>14} {:>16}",
-        "model", "run µs", "codec+run µs", "req/s/core", "b32 run µs/row"
+        "{:<10} {:>12} {:>12} {:>14} {:>14} {:>16}",
+        "model", "run µs", "decode µs", "codec+run µs", "req/s/core", "b32 run µs/row"
     );
     for name in MODELS {
         let artifact = std::fs::read(root.join("repository").join(name).join("1/model.onnx"))?;
@@ -64,6 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let inputs = decoded.inputs;
         let run = median(samples, || {
             let _ = model.run(inputs.clone());
+        });
+        let decode = median(samples, || {
+            let _ = request::decode(&body, None, &model.signature);
         });
         let full = median(samples, || {
             let Ok(decoded) = request::decode(&body, None, &model.signature) else {
@@ -81,8 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = model.run(batch.clone());
         });
         println!(
-            "{name:<10} {:>12.1} {:>14.1} {:>14.0} {:>16.1}",
+            "{name:<10} {:>12.1} {:>12.1} {:>14.1} {:>14.0} {:>16.1}",
             run.as_secs_f64() * 1e6,
+            decode.as_secs_f64() * 1e6,
             full.as_secs_f64() * 1e6,
             1.0 / full.as_secs_f64(),
             batched.as_secs_f64() * 1e6 / 32.0
