@@ -16,7 +16,10 @@ benchmark's, from `benches/peers/models.py`); `--ort` lets ONNX Runtime run it
 (from `ORT_DYLIB_PATH`, one session); `--parts` also splits each request's
 instructions over the parts of the request path (`PARTS` below), from
 callgrind's inclusive counts (user space only: the kernel's share of a
-request is not counted here).
+request is not counted here). `--inline-below-us N` is passed to the server:
+count with models run inline (N above the model's run), since under
+callgrind's one-thread-at-a-time scheduling the compute pool's hand-off
+spins and waits cost instructions they do not cost on a real core.
 
 Needs valgrind (on every machine kind here).
 """
@@ -72,7 +75,7 @@ def inclusive(out):
     return totals
 
 
-def count(binary, model, requests, scratch, source, body_path, ort, want_parts=False):
+def count(binary, model, requests, scratch, source, body_path, ort, inline_below_us, want_parts=False):
     repo = os.path.join(scratch, "repository")
     if not os.path.exists(repo):
         os.makedirs(repo)
@@ -83,6 +86,7 @@ def count(binary, model, requests, scratch, source, body_path, ort, want_parts=F
     out = os.path.join(scratch, f"callgrind-{requests}.out")
     env = {key: value for key, value in os.environ.items() if ort or key != "ORT_DYLIB_PATH"}
     engine = ["--ort-sessions", "1"] if ort else []
+    engine += ["--inline-below-us", str(inline_below_us)]
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve",
          "--model-repository", repo, "--listen", f"127.0.0.1:{port}", "--compute-threads", "1", "--log", "warn",
@@ -144,6 +148,8 @@ def main():
     parser.add_argument("--body", help="the request body (default models/examples/MODEL.json)")
     parser.add_argument("--ort", action="store_true", help="serve with ONNX Runtime (ORT_DYLIB_PATH)")
     parser.add_argument("--parts", action="store_true", help="split each request over its parts")
+    parser.add_argument("--inline-below-us", type=int, default=1_000_000,
+                        help="the server's --inline-below-us (default: every model inline)")
     parser.add_argument("--keep", help="copy the LONG run's callgrind profile here, for callgrind_annotate")
     args = parser.parse_args()
     body = args.body or os.path.join(ROOT, "models/examples", f"{args.model}.json")
@@ -153,9 +159,9 @@ def main():
     for binary in args.binaries:
         with tempfile.TemporaryDirectory() as scratch:
             short, short_parts = count(binary, args.model, args.short, scratch, args.repository, body, args.ort,
-                                       args.parts)
+                                       args.inline_below_us, args.parts)
             long, long_parts = count(binary, args.model, args.long, scratch, args.repository, body, args.ort,
-                                     args.parts)
+                                     args.inline_below_us, args.parts)
             if args.keep:
                 shutil.copy(os.path.join(scratch, f"callgrind-{args.long}.out"), args.keep)
         per_request = (long - short) / extra
