@@ -22,7 +22,7 @@ ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
 export ORT_DYLIB_PATH
 
 cargo build --release -q -p sluice --bin sluice -p sluice-loadtest --bin sluice-loadtest \
-  -p sluice-benches --bin fixed_body --bin floor --bin engine_alone --bin copies
+  -p sluice-benches --bin fixed_body --bin floor --bin engine_alone --bin copies --bin ort_options
 # venv NAME REQUIREMENTS: a virtual environment under target/, made once.
 venv() {
   local dir="target/$1"
@@ -98,6 +98,10 @@ echo "memory: 100 versions of the MLP loaded through Sluice's engines, one proce
 for engine in ort tract; do
   target/release/copies "$work/repository/mlp/1/model.onnx" 100 "$engine" | tee -a "$work/copies.txt"
 done
+echo "ONNX Runtime's ways of holding a pool's weights (Sluice: shared-unpacked, one-session alone)"
+for mode in defaults shared-packed shared-unpacked one-session; do
+  taskset -c 0 target/release/ort_options "$work/repository/mlp/1/model.onnx" 784 "$mode"
+done
 echo
 
 # Sluice: the model repository, ONNX Runtime, one compute thread and session.
@@ -149,13 +153,13 @@ peer() {
 port=$(free_port)
 (cd benches/peers && MODEL_REPOSITORY="$work/repository" exec taskset -c 0 "../../$fastapi_venv/bin/uvicorn" \
   fastapi_server:app --host 127.0.0.1 --port "$port" --loop uvloop --http httptools \
-  --log-level error --no-access-log) &
+  --log-level error --no-access-log) >"$work/fastapi.log" 2>&1 &
 server=$!
 peer fastapi
 # KServe's ModelServer, one worker, gRPC off.
 port=$(free_port)
 (cd benches/peers && MODEL_REPOSITORY="$work/repository" HTTP_PORT="$port" \
-  exec taskset -c 0 "../../$kserve_venv/bin/python" kserve_server.py) &
+  exec taskset -c 0 "../../$kserve_venv/bin/python" kserve_server.py) >"$work/kserve.log" 2>&1 &
 server=$!
 peer kserve
 # Seldon's MLServer, inference inline in its one process.
