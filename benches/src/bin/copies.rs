@@ -15,18 +15,6 @@ use std::path::PathBuf;
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
 use sluice_gateway::model::LoadedModel;
 
-/// Resident memory of this process, in bytes.
-fn resident_bytes() -> Result<f64, Box<dyn std::error::Error>> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .ok_or("no VmRSS in /proc/self/status")?
-        .parse::<f64>()?;
-    Ok(kib * 1024.0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: copies FILE COUNT ort|tract";
@@ -43,11 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let engines = Engines::new(&options);
     let artifact = std::fs::read(&file)?;
-    let before = resident_bytes()?;
+    let before = sluice_benches::resident_bytes()?;
     let models = (1..=count)
         .map(|version| LoadedModel::load(&engines, "copy", version, &artifact, choice, None))
         .collect::<Result<Vec<_>, _>>()?;
-    let added = resident_bytes()? - before;
+    let added = sluice_benches::resident_bytes()? - before;
     let weights = artifact.len() as f64 * count as f64;
     println!(
         "{engine:<6} {count:>4} copies, {} sessions each: {:>6.0} MB resident for {:>6.0} MB of model files ({:.2}x)",

@@ -11,28 +11,11 @@
 #![allow(clippy::print_stdout, reason = "the table is this program's output")]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::TensorRef;
 
 const MODELS: [&str; 3] = ["mlp", "logreg30", "cnn"];
-
-/// Median of `samples` timings of `work`, after a warm-up.
-fn median(samples: usize, mut work: impl FnMut()) -> Duration {
-    for _ in 0..samples / 10 + 1 {
-        work();
-    }
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let started = Instant::now();
-            work();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: engine_alone DIR")?);
@@ -53,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let input_name = session.inputs()[0].name().to_string();
         let samples = if name == "cnn" { 2_000 } else { 20_000 };
         let mut failed = None;
-        let run = median(samples, || {
+        let run = sluice_benches::median(samples, || {
             let outcome = TensorRef::from_array_view((shape.clone(), data.as_slice()))
                 .and_then(|tensor| session.run(ort::inputs![input_name.as_str() => tensor]).map(drop));
             if let Err(err) = outcome {

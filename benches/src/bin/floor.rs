@@ -12,7 +12,6 @@
 #![allow(clippy::print_stdout, reason = "the table is this program's output")]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use sluice_gateway::backend::{BackendChoice, EngineOptions, Engines};
 use sluice_gateway::model::LoadedModel;
@@ -20,22 +19,6 @@ use sluice_gateway::protocol::{request, response};
 use sluice_gateway::tensor::Tensor;
 
 const MODELS: [&str; 3] = ["mlp", "logreg30", "cnn"];
-
-/// Median of `samples` timings of `work`, after a warm-up.
-fn median(samples: usize, mut work: impl FnMut()) -> Duration {
-    for _ in 0..samples / 10 + 1 {
-        work();
-    }
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let started = Instant::now();
-            work();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: floor DIR")?);
@@ -62,13 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let decoded = request::decode(&body, None, &model.signature)?;
         let samples = if name == "cnn" { 2_000 } else { 20_000 };
         let inputs = decoded.inputs;
-        let run = median(samples, || {
+        let run = sluice_benches::median(samples, || {
             let _ = model.run(inputs.clone());
         });
-        let decode = median(samples, || {
+        let decode = sluice_benches::median(samples, || {
             let _ = request::decode(&body, None, &model.signature);
         });
-        let full = median(samples, || {
+        let full = sluice_benches::median(samples, || {
             let Ok(decoded) = request::decode(&body, None, &model.signature) else {
                 return;
             };
@@ -80,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|input| Tensor::concat_rows(&[input; 32]).expect("copies of one tensor fit together"))
             .collect();
-        let batched = median(samples / 10, || {
+        let batched = sluice_benches::median(samples / 10, || {
             let _ = model.run(batch.clone());
         });
         println!(

@@ -14,7 +14,6 @@
 #![allow(clippy::print_stdout, reason = "the line is this program's output")]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
@@ -25,32 +24,6 @@ const COPIES: usize = 100;
 
 /// Initializers by name, as every session of a model reads them.
 type Shared = Vec<(String, Arc<DynValue>)>;
-
-fn median(samples: usize, mut work: impl FnMut()) -> Duration {
-    for _ in 0..samples / 10 + 1 {
-        work();
-    }
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let started = Instant::now();
-            work();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn resident_mb() -> Result<f64, Box<dyn std::error::Error>> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .ok_or("no VmRSS")?
-        .parse()?;
-    Ok(kib / 1024.0)
-}
 
 /// The model's FP32 initializers as tensors to share.
 fn initializers(artifact: &[u8]) -> Result<Shared, Box<dyn std::error::Error>> {
@@ -85,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = args.next().ok_or(usage)?;
     let library = std::env::var_os("ORT_DYLIB_PATH").ok_or("set ORT_DYLIB_PATH")?;
     let environment = ort::init_from(std::path::PathBuf::from(library))?.build()?;
-    let before = resident_mb()?;
+    let before = sluice_benches::resident_bytes()? / 1e6;
     let mut sessions = Vec::new();
     for _ in 0..COPIES {
         let (per_model, shared) = match mode.as_str() {
@@ -111,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sessions.push(builder.commit_from_memory(&artifact)?);
         }
     }
-    let resident = resident_mb()? - before;
+    let resident = sluice_benches::resident_bytes()? / 1e6 - before;
     let session = &mut sessions[0];
     let input = session.inputs()[0].name().to_string();
     let row: Vec<f32> = (0..width).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -119,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for batch in [1usize, 32] {
         let data: Vec<f32> = row.iter().cycle().take(width * batch).copied().collect();
         let mut failed = None;
-        let run = median(if batch == 1 { 20_000 } else { 2_000 }, || {
+        let run = sluice_benches::median(if batch == 1 { 20_000 } else { 2_000 }, || {
             let outcome = Tensor::from_array((vec![batch as i64, width as i64], data.clone()))
                 .and_then(|tensor| session.run(ort::inputs![input.as_str() => tensor]).map(drop));
             if let Err(err) = outcome {
