@@ -59,35 +59,34 @@ impl OrtBackend {
 
     /// One session of the pool; `shared` are the weights it reads from
     /// Sluice's copy instead of its own (none for a pool of one).
-    fn new_session(&self, artifact: &[u8], shared: &[(String, Arc<DynValue>)]) -> Result<OrtSession> {
-        let refused = |err: ort::Error| Error::Load(err.to_string());
+    fn new_session(&self, artifact: &[u8], shared: &SharedWeights) -> Result<OrtSession> {
         let mut builder = OrtSession::builder(&self.environment)
-            .map_err(refused)?
+            .map_err(load_error)?
             .with_intra_threads(self.intra_threads)
-            .map_err(|err| Error::Load(err.to_string()))?
+            .map_err(load_error)?
             .with_inter_threads(1)
-            .map_err(|err| Error::Load(err.to_string()))?;
+            .map_err(load_error)?;
         if !shared.is_empty() {
             builder = builder
                 .with_prepacking(false)
-                .map_err(|err| Error::Load(err.to_string()))?
+                .map_err(load_error)?
                 .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-                .map_err(|err| Error::Load(err.to_string()))?;
+                .map_err(load_error)?;
             for (name, tensor) in shared {
                 builder = builder
                     .with_initializer(name, tensor.clone())
-                    .map_err(|err| Error::Load(err.to_string()))?;
+                    .map_err(load_error)?;
             }
         }
-        builder.commit_from_memory(artifact).map_err(refused)
+        builder.commit_from_memory(artifact).map_err(load_error)
     }
-}
 
-impl Backend for OrtBackend {
-    fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
+    /// The model's pool of sessions, and the weights they share (each
+    /// session holds them for its life: dropping these frees nothing).
+    fn pool(&self, artifact: &[u8], signature: &Signature) -> Result<(OrtPool, SharedWeights)> {
         // A lone session owns its weights, pre-packed: ONNX Runtime frees the
         // originals once packed, so that is one copy too, and the faster GEMM.
-        let shared = if self.sessions_per_model > 1 {
+        let weights = if self.sessions_per_model > 1 {
             weights::shared_initializers(artifact)?
                 .into_iter()
                 .map(|(name, tensor)| Ok((name, Arc::new(to_ort(tensor)?))))
@@ -96,14 +95,30 @@ impl Backend for OrtBackend {
             Vec::new()
         };
         let sessions = (0..self.sessions_per_model)
-            .map(|_| self.new_session(artifact, &shared).map(Mutex::new))
+            .map(|_| self.new_session(artifact, &weights).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(OrtPool {
+        let pool = OrtPool {
             running: sessions.iter().map(|_| ArcSwapOption::empty()).collect(),
             sessions,
             next: AtomicUsize::new(0),
             signature: signature.clone(),
-        }))
+        };
+        Ok((pool, weights))
+    }
+}
+
+/// A session that ONNX Runtime (or its builder) refused.
+fn load_error(err: impl std::fmt::Display) -> Error {
+    Error::Load(err.to_string())
+}
+
+/// Initializers by name, as every session of one model reads them.
+type SharedWeights = Vec<(String, Arc<DynValue>)>;
+
+impl Backend for OrtBackend {
+    fn load(&self, artifact: &[u8], signature: &Signature) -> Result<Box<dyn Session>> {
+        let (pool, _shared) = self.pool(artifact, signature)?;
+        Ok(Box::new(pool))
     }
 }
 
@@ -304,4 +319,60 @@ fn from_ort(value: &DynValue, expected: DataType) -> Result<Tensor> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The library the tests run: `ORT_DYLIB_PATH`, as `scripts/test.sh`
+    /// sets it, or what `scripts/fetch-onnxruntime.sh` put in `.ort/`.
+    fn library() -> PathBuf {
+        std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let local = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.ort"));
+                std::fs::read_dir(&local)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .find(|path| path.to_string_lossy().contains("libonnxruntime.so"))
+                    .expect("ONNX Runtime not found: run scripts/test.sh, or set ORT_DYLIB_PATH")
+            })
+    }
+
+    fn digits() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/repository/digits/1/model.onnx"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_session_of_a_pool_holds_the_one_copy_of_its_weights() {
+        let artifact = digits();
+        let signature = crate::backend::onnx::read_signature(&artifact).unwrap();
+        let backend = OrtBackend::new(&library(), 3, 1).unwrap();
+        let (pool, weights) = backend.pool(&artifact, &signature).unwrap();
+        let names: Vec<&str> = weights.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["coefficient"]);
+        // This one and one per session: ONNX Runtime reads the same tensor,
+        // and keeps it for as long as the session lives.
+        assert_eq!(Arc::strong_count(&weights[0].1), 1 + 3);
+        drop(pool);
+        assert_eq!(Arc::strong_count(&weights[0].1), 1);
+    }
+
+    #[test]
+    fn a_lone_session_keeps_onnx_runtimes_own_copy() {
+        let artifact = digits();
+        let signature = crate::backend::onnx::read_signature(&artifact).unwrap();
+        let backend = OrtBackend::new(&library(), 1, 1).unwrap();
+        let (_pool, weights) = backend.pool(&artifact, &signature).unwrap();
+        assert!(weights.is_empty());
+    }
 }

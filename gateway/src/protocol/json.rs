@@ -182,15 +182,15 @@ float_element!(half::f16, "FP16", half::f16::from_f64);
 float_element!(f32, "FP32", |v: f64| v as f32);
 float_element!(f64, "FP64", |v: f64| v);
 
-/// Powers of ten that an f64 holds exactly.
-const EXACT_POWERS_OF_TEN: [f64; 23] = [
+/// Powers of ten that an f64 holds exactly, as far as 19 digits reach.
+const EXACT_POWERS_OF_TEN: [f64; 20] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-    1e19, 1e20, 1e21, 1e22,
+    1e19,
 ];
 
 /// The number at the start of `text` when it is a plain decimal
-/// (`-?digits(.digits)?`, no exponent) of at most 2^53 in its digits and at
-/// most 22 after the point, with the bytes it used; `None` for anything else.
+/// (`-?digits(.digits)?`, no exponent) of at most 19 digits whose digits
+/// make at most 2^53, with the bytes it used; `None` for anything else.
 ///
 /// Such a number is an exact integer divided by an exact power of ten, and
 /// one IEEE division of exact operands is correctly rounded (Clinger's fast
@@ -511,6 +511,11 @@ mod tests {
             "123456789.123456",
             "9007199254740992",
             "9007199254740993",
+            // The digits of 2^53 and of 2^53 + 1 over a power of ten: the
+            // second must go to fast_float2, one division rounds it wrong.
+            "90071992547409.92",
+            "90071992547409.93",
+            "0.0000000000000000001",
             "0.0000000000000000000001",
             "0.00000000000000000000001",
             "1.7976931348623157",

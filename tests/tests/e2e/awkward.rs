@@ -205,7 +205,12 @@ async fn paddle_placeholder_dims_are_independent_so_a_wide_text_line_is_accepted
 #[tokio::test]
 async fn a_model_no_synthetic_input_runs_serves_cold_and_says_so() {
     let name = "cold_reshape";
-    let gateway = TestGateway::start(&served(name, "reshape_by_three", "ort", "")).await;
+    // Any timed run would qualify for inline here: a cold model has none.
+    let options = Options {
+        inline_below: std::time::Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&served(name, "reshape_by_three", "ort", ""), options).await;
     let meta = metadata(&gateway, name).await;
     assert_eq!(meta["parameters"]["warm"], false, "{meta}");
     let why = meta["parameters"]["warmup"].as_str().unwrap();

@@ -22,7 +22,7 @@ use crate::tensor::{DataType, Tensor, TensorData};
 
 /// Initializers smaller than this stay in each session: sharing them saves
 /// nothing worth the bookkeeping.
-pub(super) const SHARED_MIN_BYTES: usize = 4096;
+const SHARED_MIN_BYTES: usize = 4096;
 
 /// `TensorProto.DataLocation.EXTERNAL`: the data lives in another file.
 const EXTERNAL: i32 = 1;
