@@ -19,7 +19,9 @@ callgrind's inclusive counts (user space only: the kernel's share of a
 request is not counted here). `--inline-below-us N` is passed to the server:
 count with models run inline (N above the model's run), since under
 callgrind's one-thread-at-a-time scheduling the compute pool's hand-off
-spins and waits cost instructions they do not cost on a real core.
+spins and waits cost instructions they do not cost on a real core. (Bodies
+over 16 KiB, the CNN's, run on the pool whatever N; binaries older than
+6d86698 lack the flag.)
 
 Needs valgrind (on every machine kind here).
 """

@@ -48,16 +48,21 @@ trap 'stop_server; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {
   for _ in $(seq 300); do curl -sf "$1/v2/health/ready" >/dev/null && return 0; sleep 0.1; done
-  echo "server at $1 never became ready" >&2
+  echo "server at $1 never became ready; the peers' logs:" >&2
+  tail -n 20 "$work"/*.log >&2 2>/dev/null || true
   exit 1
 }
 # Peak resident memory of the running server, in MB.
 rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$server/status"; }
 
 results="$work/results.txt"
-# report LABEL MODEL LATENCY: one result line from the load generator's JSON.
+# report LABEL MODEL LATENCY: one result line from the load generator's JSON
+# (its standard input, read whole before the server's peak memory is).
 report() {
-  python3 -c '
+  local answer rss
+  answer=$(cat)
+  rss=$(rss_mb)
+  echo "$answer" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)
 total = report["total"]
@@ -65,7 +70,7 @@ latency = total["latency_ms"][sys.argv[3]]
 failed = total["requests"] - total["ok"]
 print(sys.argv[1], sys.argv[2], f"{report['"'"'achieved_rps'"'"']:.0f}", f"{latency['"'"'p50'"'"']:.3f}",
       f"{latency['"'"'p99'"'"']:.3f}", failed, sys.argv[4])
-' "$1" "$2" "$3" "$(rss_mb)" >> "$results"
+' "$1" "$2" "$3" "$rss" >> "$results"
 }
 # measure SERVER MODEL URL BODY [--binary]: one closed-model run, one result line.
 measure() {
@@ -165,7 +170,7 @@ peer kserve
 # Seldon's MLServer, inference inline in its one process.
 port=$(free_port)
 MLSERVER_VENV="$PWD/$mlserver_venv" MLSERVER_SETTINGS_DIR="$work/mlserver" \
-  taskset -c 0 benches/peers/mlserver_start.sh "$work/repository" "$port" >/dev/null 2>&1 &
+  taskset -c 0 benches/peers/mlserver_start.sh "$work/repository" "$port" >"$work/mlserver.log" 2>&1 &
 server=$!
 peer mlserver
 

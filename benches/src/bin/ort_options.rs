@@ -7,8 +7,8 @@
 //! `ort_options FILE WIDTH MODE`: FILE takes one FP32 input `[N, WIDTH]`
 //! (the benchmark's MLP: 784). MODE is `defaults` (a copy per session),
 //! `shared-packed` (initializers shared, pre-packing on, one pre-packed
-//! weights container per model), `shared-unpacked` (shared, pre-packing off)
-//! or `one-session`. One mode per process: freed memory is not reliably
+//! weights container per model), `shared-unpacked` (shared, pre-packing and
+//! the memory arena off: Sluice's pools) or `one-session`. One mode per process: freed memory is not reliably
 //! given back, so the next mode's figure would be wrong.
 
 #![allow(clippy::print_stdout, reason = "the line is this program's output")]
@@ -79,7 +79,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 builder = builder.with_prepacked_weights(&container)?;
             }
             if mode == "shared-unpacked" {
-                builder = builder.with_prepacking(false)?;
+                builder =
+                    builder
+                        .with_prepacking(false)?
+                        .with_execution_providers([ort::ep::CPU::default()
+                            .with_arena_allocator(false)
+                            .build()])?;
             }
             sessions.push(builder.commit_from_memory(&artifact)?);
         }
