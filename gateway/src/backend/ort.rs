@@ -344,20 +344,21 @@ mod tests {
             })
     }
 
-    fn digits() -> Vec<u8> {
-        std::fs::read(concat!(
+    /// The digits model (one 64×64 weight matrix) on a pool of `sessions`.
+    fn digits_pool(sessions: usize) -> (OrtPool, SharedWeights) {
+        let artifact = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../models/repository/digits/1/model.onnx"
         ))
-        .unwrap()
+        .unwrap();
+        let signature = crate::backend::onnx::read_signature(&artifact).unwrap();
+        let backend = OrtBackend::new(&library(), sessions, 1).unwrap();
+        backend.pool(&artifact, &signature).unwrap()
     }
 
     #[test]
     fn every_session_of_a_pool_holds_the_one_copy_of_its_weights() {
-        let artifact = digits();
-        let signature = crate::backend::onnx::read_signature(&artifact).unwrap();
-        let backend = OrtBackend::new(&library(), 3, 1).unwrap();
-        let (pool, weights) = backend.pool(&artifact, &signature).unwrap();
+        let (pool, weights) = digits_pool(3);
         let names: Vec<&str> = weights.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["coefficient"]);
         // This one and one per session: ONNX Runtime reads the same tensor,
@@ -369,10 +370,7 @@ mod tests {
 
     #[test]
     fn a_lone_session_keeps_onnx_runtimes_own_copy() {
-        let artifact = digits();
-        let signature = crate::backend::onnx::read_signature(&artifact).unwrap();
-        let backend = OrtBackend::new(&library(), 1, 1).unwrap();
-        let (_pool, weights) = backend.pool(&artifact, &signature).unwrap();
+        let (_pool, weights) = digits_pool(1);
         assert!(weights.is_empty());
     }
 }
