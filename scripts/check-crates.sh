@@ -12,12 +12,16 @@ cd "$(dirname "$0")/.."
 # control plane, no database client, no command-line parser. The registry
 # reaches engines only through its `Inspector` trait, and its flags are
 # the binary's (sluice/src/command). `common` and
-# `registry-client` sit under both planes and depend on nothing of ours.
+# `registry-client` sit under both planes and depend on nothing of ours;
+# nor do the gRPC types (`proto`). The load generator is a black-box
+# client: protocol types at most.
 declare -A forbidden=(
     [sluice-gateway]="sluice sluice-registry rusqlite postgres tokio-postgres libsqlite3-sys clap"
     [sluice-registry]="sluice sluice-gateway tract-onnx ort clap"
     [sluice-common]="sluice sluice-gateway sluice-registry sluice-registry-client"
     [sluice-registry-client]="sluice sluice-gateway sluice-registry sluice-common"
+    [sluice-proto]="sluice sluice-gateway sluice-registry sluice-registry-client sluice-common"
+    [sluice-loadtest]="sluice sluice-gateway sluice-registry sluice-registry-client sluice-common"
 )
 
 status=0

@@ -46,6 +46,8 @@ pub struct TlsFiles {
 #[derive(Debug)]
 pub struct Tls {
     files: TlsFiles,
+    /// Offer HTTP/2 (`h2`) by ALPN before HTTP/1.1: the predict API's gRPC.
+    http2: bool,
     current: ArcSwap<Loaded>,
     /// The hash of the files' bytes last loaded (or last refused), so an
     /// unchanged file is not parsed again and a broken one is logged once.
@@ -65,10 +67,16 @@ impl Tls {
     /// Reads and checks the files: a missing or malformed file, or a key
     /// that does not match the certificate, is an error naming the file.
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, String> {
+        Tls::load_offering(files, false)
+    }
+
+    /// As [`Tls::load`], offering HTTP/2 by ALPN when `http2`.
+    pub fn load_offering(files: TlsFiles, http2: bool) -> Result<Arc<Tls>, String> {
         let bytes = FileBytes::read(&files)?;
-        let loaded = parse(&files, &bytes)?;
+        let loaded = parse(&files, &bytes, http2)?;
         Ok(Arc::new(Tls {
             files,
+            http2,
             current: ArcSwap::from_pointee(loaded),
             seen: Mutex::new(bytes.digest),
         }))
@@ -90,7 +98,7 @@ impl Tls {
         // Refused or not, these bytes are seen: a broken renewal is
         // reported once, not at every tick until someone fixes it.
         *seen = files.digest;
-        let mut loaded = parse(&self.files, &files)?;
+        let mut loaded = parse(&self.files, &files, self.http2)?;
         // A client pinning the certificate may have verified against the
         // one its connection was accepted with, just before the swap.
         loaded.previous_leaf_opt = Some(self.current.load().leaf.clone());
@@ -190,7 +198,7 @@ impl FileBytes {
     }
 }
 
-fn parse(files: &TlsFiles, bytes: &FileBytes) -> Result<Loaded, String> {
+fn parse(files: &TlsFiles, bytes: &FileBytes, http2: bool) -> Result<Loaded, String> {
     let chain = certificates(&files.cert, &bytes.cert)?;
     let key = PrivateKeyDer::from_pem_slice(&bytes.key).map_err(|err| {
         format!(
@@ -225,7 +233,10 @@ fn parse(files: &TlsFiles, bytes: &FileBytes) -> Result<Loaded, String> {
             files.key.display()
         )
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match http2 {
+        true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        false => vec![b"http/1.1".to_vec()],
+    };
     Ok(Loaded {
         config: Arc::new(config),
         leaf,

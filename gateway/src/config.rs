@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice_common::clock::Clock;
-use sluice_common::listen::{ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
+use sluice_common::listen::{
+    ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, Http2Limits,
+};
 use sluice_common::objects::{Location, LogDirs};
 use sluice_common::tls::TlsFiles;
 use sluice_registry_client::RegistryClient;
@@ -66,7 +68,11 @@ impl ServeConfig {
 /// How the gateway serves, whatever its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
+    /// The predict API: HTTP/1.1, h2c and gRPC.
     pub listen: SocketAddr,
+    /// A second address serving the same (for gRPC on a port of its own,
+    /// as Triton's 8001).
+    pub grpc_listen_opt: Option<SocketAddr>,
     /// How often a model repository is scanned.
     pub poll_interval: Duration,
     /// Ready only once every repository model serves (see `repository::Health`).
@@ -100,6 +106,7 @@ impl Default for ServeSettings {
         let cores = available_cores();
         ServeSettings {
             listen: DEFAULT_LISTEN,
+            grpc_listen_opt: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             strict_readiness: true,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
@@ -162,7 +169,11 @@ impl ServerLimits {
             feedback_bytes_per_hour: DEFAULT_FEEDBACK_BYTES_PER_HOUR,
             request_timeout_opt: Some(DEFAULT_REQUEST_TIMEOUT),
             hung_run_after_opt: Some(DEFAULT_REQUEST_TIMEOUT),
-            connections: ConnectionLimits::default(),
+            // gRPC and h2c beside HTTP/1.1 on the predict API.
+            connections: ConnectionLimits {
+                http2_opt: Some(Http2Limits::default()),
+                ..ConnectionLimits::default()
+            },
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             shutdown_delay: Duration::ZERO,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,

@@ -1,4 +1,5 @@
-//! The gateway's one error type and the one place that maps it to HTTP.
+//! The gateway's one error type and the one place that maps it to HTTP
+//! statuses and to gRPC codes.
 //!
 //! Client mistakes carry a message that names the field and what was expected;
 //! internal failures answer a generic 500 and their detail goes to the log.
@@ -133,22 +134,77 @@ impl Error {
             Error::Load(_) | Error::Inference(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-}
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+    /// The gRPC code of the same failure: overload is `UNAVAILABLE`, which
+    /// gRPC clients retry with backoff; a predict token over its rate is
+    /// `RESOURCE_EXHAUSTED`, as a quota is.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Error::BadRequest(_) | Error::EngineRefused(_) | Error::ContractViolated(_) => {
+                Code::InvalidArgument
+            }
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound(_) => {
+                Code::NotFound
+            }
+            Error::MethodNotAllowed(_) | Error::UnsupportedEncoding(_) => Code::Unimplemented,
+            Error::PayloadTooLarge { .. } | Error::ResponseTooLarge { .. } => Code::ResourceExhausted,
+            Error::RateLimited { .. } | Error::FeedbackBudget { .. } => Code::ResourceExhausted,
+            Error::Overloaded
+            | Error::ShuttingDown
+            | Error::TooManyInFlight(_)
+            | Error::ModelBusy { .. }
+            | Error::BodyBudget
+            | Error::Unavailable(_)
+            | Error::ModelUnavailable { .. }
+            | Error::Unhealthy(_) => Code::Unavailable,
+            Error::Unauthorized(_) => Code::Unauthenticated,
+            Error::Forbidden(_) => Code::PermissionDenied,
+            Error::BodyTimeout(_) | Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Load(_) | Error::Inference(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// What the caller reads, bounded: our own failures are logged here
+    /// and answered without their detail.
+    fn public_message(&self) -> String {
         let status = self.status();
         let says_why = matches!(
             status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
         );
-        let message = if status.is_server_error() && !says_why {
+        if status.is_server_error() && !says_why {
             tracing::error!(error = %self, "request failed");
-            "internal server error".to_string()
-        } else {
-            self.to_string()
+            return "internal server error".to_string();
+        }
+        bound_message(&self.to_string()).into_owned()
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> tonic::Status {
+        let mut status = tonic::Status::new(error.code(), error.public_message());
+        let retry_after_opt = match &error {
+            Error::RateLimited { retry_after_s, .. } | Error::FeedbackBudget { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ if error.code() == tonic::Code::Unavailable => Some(1),
+            _ => None,
         };
-        let mut response = (status, error_body(&bound_message(&message))).into_response();
+        if let Some(seconds) = retry_after_opt {
+            status
+                .metadata_mut()
+                .insert("retry-after", tonic::metadata::MetadataValue::from(seconds));
+        }
+        status
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.public_message();
+        let mut response = (status, error_body(&message)).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

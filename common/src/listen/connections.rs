@@ -61,7 +61,44 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers); past it 431.
     pub max_header_bytes: usize,
+    /// HTTP/2 beside HTTP/1.1 (gRPC, h2c), with its own bounds; `None`:
+    /// HTTP/1.1 only.
+    pub http2_opt: Option<Http2Limits>,
 }
+
+/// What bounds an HTTP/2 connection, beyond what bounds every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams (requests) open at once on one connection: the per-connection
+    /// bound that HTTP/1.1's one request at a time gives for free.
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before they are served (the
+    /// rapid reset attack, CVE-2023-44487): past it the connection is closed.
+    pub max_pending_reset_streams: usize,
+    /// Streams the server may reset for a client's errors before it
+    /// closes the connection.
+    pub max_error_reset_streams: usize,
+    /// A ping after this long without a frame from the client; unanswered
+    /// for `keep_alive_timeout`, the connection is closed.
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_pending_reset_streams: 20,
+            max_error_reset_streams: 1024,
+            keep_alive_interval: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Streams at once on one HTTP/2 connection (nginx's default): one client
+/// connection cannot take more of the server's admission slots than that.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
@@ -70,6 +107,7 @@ impl Default for ConnectionLimits {
             max_per_address: 0,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            http2_opt: None,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The accept loop of both listeners (the registry's API and the gateway's
-//! predict API): HTTP/1.1 connections with a header read timeout, a bound
+//! predict API): HTTP/1.1 connections (and HTTP/2 where the limits ask
+//! for it: gRPC and h2c on the predict API, told apart by [`sniff`]) with a
+//! header read timeout, a bound
 //! on request heads, a bound on connections ([`connections`]), JSON for the
 //! errors hyper answers itself and a bound on stalled writes ([`stream`]),
 //! and a graceful drain at shutdown.
@@ -19,6 +21,7 @@
 //! a slow loris too, and must not hold the accept loop.
 
 pub mod connections;
+pub mod sniff;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -30,15 +33,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-pub use connections::ConnectionLimits;
 use connections::{Busy, ConnectionState, ConnectionTable, EVICTION_GRACE, Slot};
+pub use connections::{ConnectionLimits, Http2Limits};
 use stream::Guarded;
 
 use crate::tls::Tls;
@@ -67,11 +70,7 @@ pub async fn serve(
     if let Some(tls) = &tls_opt {
         tokio::spawn(tls.clone().watch(stop.clone()));
     }
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_header_bytes);
+    let builder = Builders::new(&limits);
     let table = ConnectionTable::new(name, limits);
     let connection_stop = stop.clone();
     // The watch's guard must not live across an await of this task.
@@ -156,12 +155,78 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// How connections are served: HTTP/1.1 always, HTTP/2 when asked.
+#[derive(Clone)]
+struct Builders {
+    http1: hyper::server::conn::http1::Builder,
+    http2_opt: Option<hyper::server::conn::http2::Builder<TokioExecutor>>,
+    /// How long the first bytes, which tell the two apart, may take.
+    first_bytes_timeout: Duration,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Builders {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes);
+        let http2_opt = limits.http2_opt.map(|bounds| {
+            let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            http2
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(bounds.max_concurrent_streams)
+                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+                .max_pending_accept_reset_streams(bounds.max_pending_reset_streams)
+                .max_local_error_reset_streams(bounds.max_error_reset_streams)
+                .keep_alive_interval(bounds.keep_alive_interval)
+                .keep_alive_timeout(bounds.keep_alive_timeout);
+            http2
+        });
+        Builders {
+            http1,
+            http2_opt,
+            first_bytes_timeout: limits.header_read_timeout,
+        }
+    }
+}
+
+/// A connection being served, HTTP/1.1 or HTTP/2.
+trait Served: Future<Output = hyper::Result<()>> + Send {
+    /// Finishes the requests in flight, takes no new one, then closes.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Served for hyper::server::conn::http1::Connection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::Connection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S> Served for hyper::server::conn::http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self)
+    }
+}
+
 /// Serves one connection until it closes: at the stop it finishes the
-/// request in flight (if any) and closes; asked by the table, it has
+/// requests in flight (if any) and closes; asked by the table, it has
 /// [`EVICTION_GRACE`] to do so, then it is cut.
 async fn serve_connection<S>(
-    builder: hyper::server::conn::http1::Builder,
-    stream: S,
+    builders: Builders,
+    mut stream: S,
     app: Router,
     slot: Slot,
     mut stop: watch::Receiver<bool>,
@@ -173,8 +238,27 @@ async fn serve_connection<S>(
         app,
         state: state.clone(),
     };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let connection: Pin<Box<dyn Served>> = match &builders.http2_opt {
+        None => Box::pin(builders.http1.serve_connection(TokioIo::new(stream), service)),
+        Some(http2) => {
+            // A client that sends nothing is a slow loris here too, and an
+            // idle connection the table may close to make room.
+            let told = tokio::select! {
+                told = tokio::time::timeout(builders.first_bytes_timeout, sniff::is_http2(&mut stream)) => told,
+                () = state.evict.notified() => return,
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
+            let Ok(Ok((is_http2, seen))) = told else {
+                return;
+            };
+            let stream = TokioIo::new(sniff::Rewind::new(seen, stream));
+            match is_http2 {
+                true => Box::pin(http2.serve_connection(stream, service)),
+                false => Box::pin(builders.http1.serve_connection(stream, service)),
+            }
+        }
+    };
+    let mut connection = connection;
     // Resolves with whether the table asked (then the close has a deadline).
     let closing = async {
         tokio::select! {

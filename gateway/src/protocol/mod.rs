@@ -4,8 +4,10 @@
 //! - [`request`] splits JSON from binary tensors and checks every input
 //!   against the model's signature;
 //! - [`json`] parses tensor data straight into typed buffers;
-//! - [`response`] writes outputs as JSON or as binary after a JSON header.
+//! - [`response`] writes outputs as JSON or as binary after a JSON header;
+//! - [`grpc`] reads and writes the same requests and answers as gRPC messages.
 
+pub mod grpc;
 pub mod json;
 pub mod request;
 pub mod response;

@@ -10,7 +10,7 @@ use crate::signature::{Signature, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 use sluice_registry_client::limits::quote;
 
-type Parameters = serde_json::Map<String, serde_json::Value>;
+pub(super) type Parameters = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Deserialize)]
 struct RequestWire<'a> {
@@ -36,10 +36,10 @@ struct InputWire<'a> {
 }
 
 #[derive(Deserialize)]
-struct OutputWire {
-    name: String,
+pub(super) struct OutputWire {
+    pub name: String,
     #[serde(default)]
-    parameters: Option<Parameters>,
+    pub parameters: Option<Parameters>,
 }
 
 /// A request that passed every check: inputs in signature order.
@@ -83,27 +83,12 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
     let mut slots: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
     for input in wire.inputs {
         let name = input.name.as_str();
-        let index = signature.input_index(name).ok_or_else(|| {
-            Error::bad_request(format!(
-                "unknown input '{}': the model takes {}",
-                quote(name),
-                names(signature.inputs.iter().map(|spec| spec.name.as_str()))
-            ))
-        })?;
-        if slots[index].is_some() {
-            return Err(Error::bad_request(format!(
-                "input '{name}' is given more than once"
-            )));
-        }
-        let spec = &signature.inputs[index];
-        let datatype = DataType::from_wire_name(&input.datatype).ok_or_else(|| {
-            Error::bad_request(format!(
-                "input '{name}': model expects datatype {}, got unsupported datatype '{}'",
-                spec.datatype,
-                quote(&input.datatype)
-            ))
-        })?;
-        let (shape, count) = spec.check_request(datatype, &input.shape)?;
+        let Placed {
+            index,
+            datatype,
+            shape,
+            count,
+        } = place(signature, &slots, name, &input.datatype, &input.shape)?;
         let binary_size = binary_data_size(input.parameters.as_ref(), name)?;
         let data = match (input.data, binary_size) {
             (Some(_), Some(_)) => {
@@ -140,6 +125,68 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
             binary.len()
         )));
     }
+    let inputs = gathered(signature, slots)?;
+    let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
+    let timeout_opt = timeout(wire.parameters.as_ref())?;
+    Ok(InferRequest {
+        id: wire.id,
+        timeout_opt,
+        inputs,
+        outputs,
+    })
+}
+
+/// Where an input goes in the signature's order, once its name, datatype
+/// and shape are checked against it: what every wire form shares.
+pub(super) struct Placed {
+    pub index: usize,
+    pub datatype: DataType,
+    pub shape: Vec<usize>,
+    /// Elements its values must hold.
+    pub count: usize,
+}
+
+/// Checks one input's head against `signature`, given the inputs placed
+/// so far (`slots`, in signature order).
+pub(super) fn place(
+    signature: &Signature,
+    slots: &[Option<Tensor>],
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<Placed> {
+    let index = signature.input_index(name).ok_or_else(|| {
+        Error::bad_request(format!(
+            "unknown input '{}': the model takes {}",
+            quote(name),
+            names(signature.inputs.iter().map(|spec| spec.name.as_str()))
+        ))
+    })?;
+    if slots[index].is_some() {
+        return Err(Error::bad_request(format!(
+            "input '{name}' is given more than once"
+        )));
+    }
+    let spec = &signature.inputs[index];
+    let datatype = DataType::from_wire_name(datatype).ok_or_else(|| {
+        Error::bad_request(format!(
+            "input '{name}': model expects datatype {}, got unsupported datatype '{}'",
+            spec.datatype,
+            quote(datatype)
+        ))
+    })?;
+    let (shape, count) = spec.check_request(datatype, shape)?;
+    Ok(Placed {
+        index,
+        datatype,
+        shape,
+        count,
+    })
+}
+
+/// The inputs in signature order, once every one is there and the dims
+/// they share agree.
+pub(super) fn gathered(signature: &Signature, slots: Vec<Option<Tensor>>) -> Result<Vec<Tensor>> {
     let missing: Vec<&str> = slots
         .iter()
         .zip(&signature.inputs)
@@ -155,14 +202,7 @@ pub fn decode(body: &[u8], header_length: Option<usize>, signature: &Signature) 
     let inputs: Vec<Tensor> = slots.into_iter().flatten().collect();
     let shapes: Vec<&[usize]> = inputs.iter().map(|tensor| tensor.shape.as_slice()).collect();
     signature.check_shared_dims(&shapes)?;
-    let outputs = requested_outputs(wire.parameters.as_ref(), wire.outputs, signature)?;
-    let timeout_opt = timeout(wire.parameters.as_ref())?;
-    Ok(InferRequest {
-        id: wire.id,
-        timeout_opt,
-        inputs,
-        outputs,
-    })
+    Ok(inputs)
 }
 
 fn take_binary<'a>(
@@ -200,7 +240,7 @@ fn take_binary<'a>(
     Ok(binary.split_at(size))
 }
 
-fn requested_outputs(
+pub(super) fn requested_outputs(
     parameters: Option<&Parameters>,
     outputs: Option<Vec<OutputWire>>,
     signature: &Signature,
@@ -293,7 +333,7 @@ fn binary_data_size(parameters: Option<&Parameters>, name: &str) -> Result<Optio
         })
 }
 
-fn timeout(parameters: Option<&Parameters>) -> Result<Option<std::time::Duration>> {
+pub(super) fn timeout(parameters: Option<&Parameters>) -> Result<Option<std::time::Duration>> {
     let Some(value) = parameters.and_then(|p| p.get("timeout")) else {
         return Ok(None);
     };

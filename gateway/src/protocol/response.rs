@@ -215,7 +215,7 @@ pub fn encode(
 /// of `scores` (`[N, K]`, or `[K]` for one row), best first (ties: the lower
 /// index), as `BYTES` `"score:index"`, with `":label"` where the model names
 /// its classes.
-fn classify(scores: &Tensor, count: usize, labels: &[String]) -> Tensor {
+pub(super) fn classify(scores: &Tensor, count: usize, labels: &[String]) -> Tensor {
     let classes = scores.shape.last().copied().unwrap_or(0);
     let rows = match scores.shape.len() {
         2 => scores.shape[0],

@@ -65,7 +65,8 @@ pub async fn admit(
     }
 }
 
-fn admit_now(
+/// Lets a request in, or says why not; its body (if any) is the caller's.
+pub(super) fn admit_now(
     state: &AppState,
     model: &str,
     model_slots_opt: Option<&Arc<Slots>>,

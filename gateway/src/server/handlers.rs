@@ -1,7 +1,6 @@
 //! The Open Inference Protocol endpoints.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -11,17 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use super::accounting::Accounting;
 use super::admission;
 use super::body::{self, Encoding};
-use super::inference::{self, Logging, Mirrors, SideEffects};
+use super::call::{self, Call};
+use super::inference::{self, Payload};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::predlog::RouteKind;
 use crate::protocol::{self, ModelMetadata, ServerMetadata};
-use crate::routing::Picked;
-use crate::stats::Outcome;
-use sluice_registry_client::limits::check_request_id;
 
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 pub use super::inference::REQUEST_ID_HEADER;
@@ -91,15 +86,40 @@ pub async fn repository_index(
                 .ready
         }
     };
+    let entries: Vec<serde_json::Value> = index(&state, ready_only)
+        .into_iter()
+        .map(|entry| match entry.reason_opt {
+            Some(reason) => json!({ "name": entry.name, "version": entry.version, "state": entry.state, "reason": reason }),
+            None => json!({ "name": entry.name, "version": entry.version, "state": entry.state }),
+        })
+        .collect();
+    Ok(Json(entries).into_response())
+}
+
+/// One version in the repository index.
+pub(super) struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    /// `READY` or `UNAVAILABLE`.
+    pub state: &'static str,
+    /// Why it is unavailable: its load error.
+    pub reason_opt: Option<String>,
+}
+
+/// Every version loaded, and (unless `ready_only`) every one that failed
+/// to load and is not served, by name and version.
+pub(super) fn index(state: &AppState, ready_only: bool) -> Vec<IndexEntry> {
     let table = state.routes.load();
-    let mut index: Vec<(String, u64, serde_json::Value)> = Vec::new();
+    let mut index: Vec<(u64, IndexEntry)> = Vec::new();
     for (name, route) in &table.routes {
         for model in route.versions.values() {
-            index.push((
-                name.clone(),
-                model.version,
-                json!({ "name": name, "version": model.version_label, "state": "READY" }),
-            ));
+            let entry = IndexEntry {
+                name: name.clone(),
+                version: model.version_label.clone(),
+                state: "READY",
+                reason_opt: None,
+            };
+            index.push((model.version, entry));
         }
     }
     if !ready_only {
@@ -109,14 +129,18 @@ pub async fn repository_index(
                 .get(name)
                 .is_some_and(|route| route.versions.contains_key(version));
             if !serving {
-                let entry = json!({ "name": name, "version": version.to_string(), "state": "UNAVAILABLE", "reason": reason });
-                index.push((name.clone(), *version, entry));
+                let entry = IndexEntry {
+                    name: name.clone(),
+                    version: version.to_string(),
+                    state: "UNAVAILABLE",
+                    reason_opt: Some(reason.clone()),
+                };
+                index.push((*version, entry));
             }
         }
     }
-    index.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let entries: Vec<serde_json::Value> = index.into_iter().map(|(_, _, entry)| entry).collect();
-    Ok(Json(entries).into_response())
+    index.sort_by(|a, b| (&a.1.name, a.0).cmp(&(&b.1.name, b.0)));
+    index.into_iter().map(|(_, entry)| entry).collect()
 }
 
 pub async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Result<Response> {
@@ -182,158 +206,35 @@ pub async fn infer_version(
     infer_and_count(&state, &model, Some(&version), &headers, body).await
 }
 
-/// Keeps the in-flight gauge honest even when a client hangs up mid-request.
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> InFlight {
-        metrics::in_flight().increment(1.0);
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::in_flight().decrement(1.0);
-    }
-}
-
-/// A request refused before it reached a version: counted under empty
-/// labels, so that a scan of random names cannot explode the metric's
-/// cardinality, and never against a version.
-fn unrouted(refused: Error, started: Instant) -> Response {
-    let response = refused.into_response();
-    let code = response.status().as_u16().to_string();
-    ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code).increment(1);
-    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
-        .record(started.elapsed().as_secs_f64());
-    response
-}
-
-/// The caller's `x-request-id` for a logged prediction: kept with it and
-/// joined on by the registry, so it must be short (400 otherwise).
-fn logged_request_id(headers: &HeaderMap) -> Result<Option<String>> {
-    let Some(value) = headers.get(REQUEST_ID_HEADER) else {
-        return Ok(None);
-    };
-    check_request_id(value.to_str().unwrap_or_default(), REQUEST_ID_HEADER).map_err(Error::BadRequest)?;
-    Ok(value.to_str().ok().map(str::to_string))
-}
-
-/// Whether and where the prediction is logged (`log_opt`: the route's
-/// sample, with its inputs or not), under which caller's id.
-fn logging(
-    state: &AppState,
-    headers: &HeaderMap,
-    log_opt: Option<bool>,
-    route: RouteKind,
-    started: Instant,
-) -> Result<Option<Logging>> {
-    let (Some(with_inputs), Some(log)) = (log_opt, state.predictions_opt.clone()) else {
-        return Ok(None);
-    };
-    Ok(Some(Logging {
-        log,
-        with_inputs,
-        route,
-        started,
-        request_id_opt: logged_request_id(headers)?,
-    }))
-}
-
+/// The HTTP answer to a served inference, saying which version judged it.
 async fn infer_and_count(
     state: &AppState,
-    model_name: &str,
+    model: &str,
     version_opt: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    // The one routing-table load of this request, and its pick; the Arc
-    // keeps the version alive until we answer, whatever swaps happen meanwhile.
-    let picked = state.routes.load().pick(model_name, version_opt, headers);
-    let Picked {
+    let call = Call {
         model,
-        shadow_opt,
-        canary,
-        pinned,
-        compare_with_opt,
-        stable_opt,
-        log_opt,
-        contract_opt,
-        slots,
-    } = match picked {
-        Ok(picked) => picked,
-        Err(err) => return unrouted(err, started),
+        version_opt,
+        headers,
+        payload: Payload::Http(body),
+        client_deadline_opt: None,
     };
-    let (admitted, body) = match admission::admit(state, model_name, Some(&slots), headers, body).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return unrouted(refused, started),
-    };
-    let _in_flight = InFlight::enter();
-    let canary_of_opt = stable_opt.filter(|_| canary);
-    let accounting = Accounting::new(state, model.clone(), canary_of_opt, pinned, started);
-    if model.watch.is_hung() {
-        // Refused at once rather than queued behind the hung run, and
-        // counted against the version: a hung canary fails its checks.
-        ::metrics::counter!(metrics::UNHEALTHY_REFUSED, "model" => model.name.clone()).increment(1);
-        let unhealthy = Error::Unhealthy(format!(
-            "model '{}' version {} is unhealthy: one of its runs has gone past the hang bound; retry later",
-            model.name, model.version
-        ));
-        let mut response = admission::refuse(unhealthy, headers, body).await.into_response();
-        response.headers_mut().insert(
-            HeaderName::from_static(MODEL_VERSION_HEADER),
-            HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
-        );
-        accounting.finish(response.status().as_u16(), Outcome::Failed);
-        return response;
-    }
-    let mirrors = Mirrors {
-        shadow_opt,
-        compare_with_opt,
-    };
-    let route = match (pinned, canary) {
-        (true, _) => RouteKind::Pinned,
-        (false, true) => RouteKind::Canary,
-        (false, false) => RouteKind::Primary,
-    };
-    let run = match logging(state, headers, log_opt, route, started) {
-        Err(refused) => Err(admission::refuse(refused, headers, body).await),
-        Ok(logging_opt) => {
-            let sides = SideEffects {
-                mirrors,
-                logging_opt,
-                count_drift: !pinned,
-                contract_opt,
-            };
-            inference::run(state, &model, sides, headers, body, admitted, started).await
-        }
-    };
-    let refused = matches!(run, Err(Error::EngineRefused(_)));
-    let mut response = match run {
-        Ok(response) => response,
-        Err(Error::BodyBudget) => admission::rejected(model_name, "bytes", Error::BodyBudget).into_response(),
+    let served = call::infer(state, call).await;
+    let mut response = match served.result {
+        Ok(answered) => inference::into_response(answered),
         Err(err) => err.into_response(),
     };
     // Errors too say which version judged the request.
-    response.headers_mut().insert(
-        HeaderName::from_static(MODEL_VERSION_HEADER),
-        HeaderValue::from_str(&model.version_label).expect("a version number is a valid header value"),
-    );
-    let code = response.status().as_u16();
-    let outcome = if refused {
-        Outcome::EngineRefused
-    } else if response
-        .extensions()
-        .get::<inference::NonFiniteOutputs>()
-        .is_some()
+    if let Some(value) = served
+        .version_opt
+        .and_then(|label| HeaderValue::from_str(&label).ok())
     {
-        Outcome::NonFinite
-    } else {
-        Outcome::of(code)
-    };
-    accounting.finish(code, outcome);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(MODEL_VERSION_HEADER), value);
+    }
     response
 }
 

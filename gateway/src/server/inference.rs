@@ -1,9 +1,15 @@
-//! One inference, from body to response: decoded on a compute thread, run
-//! there or queued for the version's batcher, then encoded, logged and
-//! mirrored where its batch ran. Nothing here runs on the reactor but the
-//! body read and the hand-offs, except for models that run inline: those
-//! whose warm-up run is faster than the hand-off itself (`--inline-below-us`),
-//! for small plain bodies, are decoded, run and encoded right here.
+//! One inference, from payload to answer, whatever the protocol: decoded
+//! on a compute thread, run there or queued for the version's batcher, then
+//! encoded, logged and mirrored where its batch ran. Nothing here runs on
+//! the reactor but the body read and the hand-offs, except for models that
+//! run inline: those whose warm-up run is faster than the hand-off itself
+//! (`--inline-below-us`), for small plain payloads, are decoded, run and
+//! encoded right here.
+//!
+//! A [`Payload`] is an HTTP body (JSON, or JSON and binary tensors) or a
+//! gRPC `ModelInferRequest`; only its decoding and the answer's encoding
+//! differ ([`Encoded`]): checks, deadlines, contracts, drift, the log and
+//! the mirrors are one path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use sluice_proto::inference::{ModelInferRequest, ModelInferResponse};
 use sluice_registry_client::contract::ContractMode;
 use tokio::sync::oneshot;
 
@@ -23,8 +30,7 @@ use crate::error::{Error, Result};
 use crate::model::LoadedModel;
 use crate::predlog::{PredictionLog, PredictionRecord, RouteKind};
 use crate::protocol::request::RequestedOutput;
-use crate::protocol::response::EncodedResponse as Encoded;
-use crate::protocol::{self, request, response};
+use crate::protocol::{self, grpc, request, response};
 use crate::shadow::{ShadowJob, Shadows};
 use crate::tensor::Tensor;
 use sluice_registry_client::limits::check_request_id;
@@ -67,9 +73,47 @@ pub(super) struct Mirrors {
     pub compare_with_opt: Option<Arc<LoadedModel>>,
 }
 
+/// What a request arrived as.
+pub(super) enum Payload {
+    /// An HTTP body, read within the limits once the request is admitted.
+    Http(Body),
+    /// A gRPC message, read whole (within the message limit) by the
+    /// protocol layer, and its encoded length.
+    Grpc(Box<ModelInferRequest>, usize),
+}
+
+impl Payload {
+    /// A refused request's payload: an HTTP body is read and dropped (up
+    /// to a bound), so that its client reads the answer.
+    pub async fn refuse(self, refused: Error, headers: &HeaderMap) -> Error {
+        match self {
+            Payload::Http(body) => super::admission::refuse(refused, headers, body).await,
+            Payload::Grpc(..) => refused,
+        }
+    }
+}
+
+/// An answer as its protocol writes it.
+pub(super) enum Encoded {
+    Http(response::EncodedResponse),
+    Grpc(Box<ModelInferResponse>),
+}
+
+/// A read payload, to be decoded on a compute thread.
+enum Wire {
+    Http {
+        raw: axum::body::Bytes,
+        encoding: Encoding,
+        header_length_opt: Option<usize>,
+    },
+    Grpc(Box<ModelInferRequest>),
+}
+
 /// A request between its run and its answer: what encoding, logging and
 /// mirroring need, whichever thread the run happened on.
 struct Answering {
+    /// Answer as gRPC (else as HTTP).
+    grpc: bool,
     model: Arc<LoadedModel>,
     shadows: Arc<Shadows>,
     sides: SideEffects,
@@ -88,18 +132,13 @@ struct Answering {
 }
 
 /// What the response is built from.
-struct Answered {
-    encoded: Encoded,
-    request_id_opt: Option<String>,
-    admitted: Admitted,
+pub(super) struct Answered {
+    pub encoded: Encoded,
+    pub request_id_opt: Option<String>,
+    pub admitted: Admitted,
     /// An output row held a NaN or an infinity.
-    nonfinite: bool,
+    pub nonfinite: bool,
 }
-
-/// On a response whose outputs held a NaN or an infinity: the handler
-/// counts the answer against its version's guard.
-#[derive(Debug, Clone, Copy)]
-pub struct NonFiniteOutputs;
 
 /// After decoding: answered already (run on this thread), waiting in the
 /// batch queue, or decoded inline but to be run on the pool. A refusal
@@ -110,25 +149,45 @@ enum Step {
     Queued(oneshot::Receiver<(Result<Answered>, BatchTiming)>),
 }
 
+/// Runs one admitted request. `client_deadline_opt` is when its caller
+/// stops waiting (gRPC's `grpc-timeout`): it bounds every wait as the
+/// server's request timeout does.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     state: &AppState,
     model: &Arc<LoadedModel>,
     sides: SideEffects,
     headers: &HeaderMap,
-    body: Body,
+    payload: Payload,
     mut admitted: Admitted,
     started: Instant,
-) -> Result<Response> {
-    let encoding = Encoding::from_headers(headers)?;
-    let header_length_opt = header_length(headers)?;
-    let raw = body::collect(
-        body,
-        headers,
-        state.max_request_bytes,
-        state.limits.body_read_timeout,
-        &mut admitted,
-    )
-    .await?;
+    client_deadline_opt: Option<Instant>,
+) -> Result<Answered> {
+    let (wire, small) = match payload {
+        Payload::Http(body) => {
+            let encoding = Encoding::from_headers(headers)?;
+            let header_length_opt = header_length(headers)?;
+            let raw = body::collect(
+                body,
+                headers,
+                state.max_request_bytes,
+                state.limits.body_read_timeout,
+                &mut admitted,
+            )
+            .await?;
+            let small = raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
+            let wire = Wire::Http {
+                raw,
+                encoding,
+                header_length_opt,
+            };
+            (wire, small)
+        }
+        Payload::Grpc(message, length) => {
+            admitted.cover(length)?;
+            (Wire::Grpc(message), length <= INLINE_MAX_BODY_BYTES)
+        }
+    };
     let default_timeout_opt = state.limits.request_timeout_opt;
     if let Some(timeout) = default_timeout_opt
         && started.elapsed() >= timeout
@@ -142,12 +201,17 @@ pub(super) async fn run(
     let abandoned = Arc::new(AtomicBool::new(false));
     // A model faster than the hand-off runs right here when the body is
     // small and plain: its whole request costs a few microseconds.
-    let inline = model.runs_inline() && raw.len() <= INLINE_MAX_BODY_BYTES && encoding == Encoding::Identity;
+    let inline = model.runs_inline() && small;
+    // The server's timeout caps what the caller waits; the caller's own
+    // deadline caps it too.
+    let give_up_opt = earliest(
+        default_timeout_opt.map(|timeout| started + timeout),
+        client_deadline_opt,
+    );
     let decoding = Decoding {
-        raw,
-        encoding,
+        wire,
         limit: state.max_request_bytes,
-        header_length_opt,
+        give_up_opt,
         model: model.clone(),
         shadows: state.shadows.clone(),
         sides,
@@ -163,9 +227,8 @@ pub(super) async fn run(
         let (answering, inputs, deadline_opt) = decoding.decode()?;
         start(answering, inputs, deadline_opt, inline)
     };
-    // The server's timeout also bounds every wait below: a hung engine or a
+    // The give-up time also bounds every wait below: a hung engine or a
     // long queue answers 504, and the work finds nobody waiting.
-    let give_up_opt = default_timeout_opt.map(|timeout| started + timeout);
     let (step, pool_queued) = if inline {
         // A panicking engine fails this request alone, as on the pool.
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
@@ -188,15 +251,22 @@ pub(super) async fn run(
     model.metrics.queue_duration.record(queued.as_secs_f64());
     let answered = answered?;
     model.metrics.compute_duration.record(computed.as_secs_f64());
-    Ok(into_response(answered))
+    Ok(answered)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A request whose body was read, moved onto the thread that decodes it.
 struct Decoding {
-    raw: axum::body::Bytes,
-    encoding: Encoding,
+    wire: Wire,
     limit: usize,
-    header_length_opt: Option<usize>,
+    /// When the caller stops waiting (the server's timeout or its own).
+    give_up_opt: Option<Instant>,
     model: Arc<LoadedModel>,
     shadows: Arc<Shadows>,
     sides: SideEffects,
@@ -213,10 +283,9 @@ impl Decoding {
     /// inputs and its deadline.
     fn decode(self) -> Result<(Answering, Vec<Tensor>, Option<Instant>)> {
         let Decoding {
-            raw,
-            encoding,
+            wire,
             limit,
-            header_length_opt,
+            give_up_opt,
             model,
             shadows,
             sides,
@@ -226,12 +295,27 @@ impl Decoding {
             abandoned,
             max_response_bytes,
         } = self;
-        let raw_length = raw.len();
-        let bytes = body::decode(raw, encoding, limit)?;
-        // What the body became is held too: decompressed, decoded, and
-        // copied for the log and the mirrors.
-        admitted.cover(raw_length.max(bytes.len()))?;
-        let decoded = request::decode(&bytes, header_length_opt, &model.signature)?;
+        let grpc = matches!(wire, Wire::Grpc(_));
+        let (decoded, bytes_length) = match wire {
+            Wire::Http {
+                raw,
+                encoding,
+                header_length_opt,
+            } => {
+                let raw_length = raw.len();
+                let bytes = body::decode(raw, encoding, limit)?;
+                // What the body became is held too: decompressed, decoded,
+                // and copied for the log and the mirrors.
+                admitted.cover(raw_length.max(bytes.len()))?;
+                (
+                    request::decode(&bytes, header_length_opt, &model.signature)?,
+                    bytes.len(),
+                )
+            }
+            // Its raw tensors are slices of the message's buffer, held
+            // (covered) already; the message goes once it is decoded.
+            Wire::Grpc(message) => (grpc::decode(*message, &model.signature)?, 0),
+        };
         let copies = 1
             + usize::from(sides.mirrors.any())
             + usize::from(
@@ -240,8 +324,7 @@ impl Decoding {
                     .as_ref()
                     .is_some_and(|logging| logging.with_inputs),
             );
-        admitted.cover(bytes.len() + copies * tensor_bytes(&decoded.inputs))?;
-        drop(bytes);
+        admitted.cover(bytes_length + copies * tensor_bytes(&decoded.inputs))?;
         // A logged prediction keeps its id, and the registry joins on it.
         if sides.logging_opt.is_some()
             && let Some(id) = &decoded.id
@@ -253,14 +336,14 @@ impl Decoding {
             (Some(asked), Some(cap)) => Some(asked.min(cap)),
             (asked, cap) => asked.or(cap),
         };
-        let deadline_opt = timeout_opt.map(|timeout| started + timeout);
+        let deadline_opt = earliest(timeout_opt.map(|timeout| started + timeout), give_up_opt);
         if let Some(deadline) = deadline_opt
             && Instant::now() >= deadline
         {
             metrics::counter!(crate::metrics::DEADLINE_EXCEEDED, "stage" => "compute queue").increment(1);
             return Err(Error::DeadlineExceeded(format!(
-                "the request's timeout of {} µs expired before it could run; it was not run",
-                timeout_opt.unwrap_or_default().as_micros()
+                "the request's deadline ({} µs after it arrived) passed before it could run; it was not run",
+                deadline.saturating_duration_since(started).as_micros()
             )));
         }
         if let Some(mode) = sides.contract_opt
@@ -280,6 +363,7 @@ impl Decoding {
             drift.count(&decoded.inputs);
         }
         let answering = Answering {
+            grpc,
             mirrored_inputs_opt: sides.mirrors.any().then(|| decoded.inputs.clone()),
             logged_inputs_opt: sides
                 .logging_opt
@@ -424,6 +508,7 @@ impl Answering {
             });
         }
         let Answering {
+            grpc,
             model,
             shadows,
             sides,
@@ -436,7 +521,15 @@ impl Answering {
             max_response_bytes: _,
             admitted,
         } = self;
-        let encoded = response::encode(&model, id_opt.as_deref(), &requested, &outputs);
+        let encoded = match grpc {
+            true => Encoded::Grpc(Box::new(grpc::encode(
+                &model,
+                id_opt.as_deref(),
+                &requested,
+                &outputs,
+            ))),
+            false => Encoded::Http(response::encode(&model, id_opt.as_deref(), &requested, &outputs)),
+        };
         let rows = outputs.first().map_or(0, Tensor::rows);
         let mut nonfinite_rows = Vec::new();
         for output in &outputs {
@@ -493,17 +586,23 @@ impl Answering {
     }
 }
 
-fn into_response(answered: Answered) -> Response {
+/// The HTTP response of an answer encoded for HTTP.
+pub(super) fn into_response(answered: Answered) -> Response {
+    // Its non-finite outputs were counted already (`call::infer`).
     let Answered {
         encoded,
         request_id_opt,
         admitted,
-        nonfinite,
+        nonfinite: _,
     } = answered;
+    let encoded = match encoded {
+        Encoded::Http(encoded) => encoded,
+        // Never: the payload's protocol chose the encoding.
+        Encoded::Grpc(_) => {
+            return Error::Internal("an HTTP request was answered as gRPC".into()).into_response();
+        }
+    };
     let mut response = Response::new(Body::new(body::HeldBody::new(encoded.body, admitted)));
-    if nonfinite {
-        response.extensions_mut().insert(NonFiniteOutputs);
-    }
     let response_headers = response.headers_mut();
     if let Some(value) = request_id_opt.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);

@@ -11,6 +11,8 @@ pub mod access;
 mod accounting;
 mod admission;
 mod body;
+mod call;
+mod grpc;
 pub mod handlers;
 mod inference;
 
@@ -89,9 +91,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The predict listener's service: gRPC calls (`content-type:
+/// application/grpc`, over HTTP/2) to the gRPC service, everything else to
+/// the HTTP routes. Compression is HTTP's own layer: gRPC compresses its
+/// messages itself.
+pub fn app(state: Arc<AppState>) -> Router {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    let http = router(state.clone());
+    let grpc = grpc::routes(state);
+    let dispatch = tower::service_fn(move |request: axum::http::Request<Body>| {
+        let service = match grpc::is_grpc(request.headers()) {
+            true => grpc.clone(),
+            false => http.clone(),
+        };
+        service.oneshot(request)
+    });
+    Router::new().fallback_service(dispatch)
+}
+
 /// A running gateway: its address, its routing table, and a way to stop it.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The second address (`--grpc-listen`), when there is one.
+    pub grpc_addr_opt: Option<SocketAddr>,
     pub routes: Arc<Routes>,
     pub health: Arc<Health>,
     shutdown: watch::Sender<bool>,
@@ -118,7 +141,10 @@ impl Server {
             config.limits.max_in_flight_per_model,
         ));
         let tls_opt = match config.tls_opt.clone() {
-            Some(files) => Some(Tls::load(files).map_err(Error::Internal)?),
+            Some(files) => Some(
+                Tls::load_offering(files, config.limits.connections.http2_opt.is_some())
+                    .map_err(Error::Internal)?,
+            ),
             None => None,
         };
         let tls_opt_logged = tls_opt.is_some();
@@ -256,18 +282,45 @@ impl Server {
             client_opt,
             gateway_id,
         ));
-        let app = router(state);
-        let task = tokio::spawn(sluice_common::listen::serve(
+        let app = app(state);
+        let grpc_listener_opt = match config.grpc_listen_opt {
+            Some(grpc_listen) => Some(TcpListener::bind(grpc_listen).await.map_err(|err| {
+                Error::Internal(format!("cannot listen on {grpc_listen} (--grpc-listen): {err}"))
+            })?),
+            None => None,
+        };
+        let grpc_addr_opt = grpc_listener_opt
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
+        let predict = sluice_common::listen::serve(
             listener,
             "predict",
-            app,
-            tls_opt,
+            app.clone(),
+            tls_opt.clone(),
             config.limits.connections,
-            shutdown_rx,
-        ));
-        tracing::info!(%addr, tls = tls_opt_logged, source = %source_label, "sluice is listening");
+            shutdown_rx.clone(),
+        );
+        // One task for both addresses: the drain's timeout cuts both.
+        let task = match grpc_listener_opt {
+            None => tokio::spawn(predict),
+            Some(grpc_listener) => {
+                let second = sluice_common::listen::serve(
+                    grpc_listener,
+                    "grpc",
+                    app,
+                    tls_opt,
+                    config.limits.connections,
+                    shutdown_rx,
+                );
+                tokio::spawn(async move {
+                    tokio::join!(predict, second);
+                })
+            }
+        };
+        tracing::info!(%addr, grpc_addr = ?grpc_addr_opt, tls = tls_opt_logged, source = %source_label, "sluice is listening");
         Ok(Server {
             addr,
+            grpc_addr_opt,
             routes,
             health,
             shutdown,

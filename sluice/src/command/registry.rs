@@ -191,6 +191,8 @@ impl ConnectionArgs {
             max_per_address: self.max_connections_per_address,
             header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
             max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            // The admin API speaks HTTP/1.1; `sluice serve` turns HTTP/2 on for the predict API.
+            http2_opt: None,
         })
     }
 }

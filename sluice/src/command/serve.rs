@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 use sluice_common::clock::Clock;
-use sluice_common::listen::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
+use sluice_common::listen::connections::DEFAULT_MAX_CONCURRENT_STREAMS;
+use sluice_common::listen::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, Http2Limits};
 use sluice_gateway::backend::available_cores;
 use sluice_gateway::config::{
     DEFAULT_COMPUTE_QUEUE, DEFAULT_FEEDBACK_BYTES_PER_HOUR, DEFAULT_LISTEN, DEFAULT_MAX_FEEDBACK_BYTES,
@@ -30,6 +31,16 @@ pub struct ServeArgs {
     /// Address of the predict API.
     #[arg(long, env = "SLUICE_LISTEN", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// A second address for the predict API, for clients configured with a
+    /// gRPC port of its own (Triton's 8001): it serves what --listen serves,
+    /// which already answers gRPC beside HTTP.
+    #[arg(long, env = "SLUICE_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<SocketAddr>,
+
+    /// Streams (requests) open at once on one HTTP/2 or gRPC connection of the predict API.
+    #[arg(long, env = "SLUICE_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
 
     /// Serve a Triton-style model repository: DIR/{model}/{version}/model.onnx,
     /// with an optional DIR/{model}/config.toml. No registry is involved.
@@ -258,7 +269,15 @@ impl ServeArgs {
         }
         let tls_opt = self.registry_args.tls.files(false);
         // Both listeners of the process hold to the same bounds, each its own count.
-        let connections = self.registry_args.connections.limits()?;
+        let mut connections = self.registry_args.connections.limits()?;
+        // The predict API also speaks HTTP/2: gRPC, and h2c.
+        if self.max_concurrent_streams == 0 {
+            return Err("--max-concurrent-streams must be positive".into());
+        }
+        connections.http2_opt = Some(Http2Limits {
+            max_concurrent_streams: self.max_concurrent_streams,
+            ..Http2Limits::default()
+        });
         let mode = match (self.model_repository, self.registry) {
             (Some(dir), _) => ServeMode::Repository(dir),
             (None, Some(url)) => ServeMode::Remote {
@@ -317,6 +336,7 @@ impl ServeArgs {
         };
         let settings = ServeSettings {
             listen: self.listen,
+            grpc_listen_opt: self.grpc_listen,
             poll_interval: Duration::from_millis(self.repository_poll_ms),
             strict_readiness: self.strict_readiness,
             max_request_bytes: self.max_request_bytes,
