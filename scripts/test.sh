@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need from PyPI (the ONNX Runtime
 # library; moto, an S3-compatible server for `--store s3://`; the corpus's
-# Python side) and runs the whole workspace's tests, ort tests included; then
-# the public model corpus (tests/corpus/run.py); then the registry's suites
+# Python side; the gRPC clients, in a virtual environment of their own) and
+# runs the whole workspace's tests, ort tests included; then the public
+# model corpus (tests/corpus/run.py); then the registry's suites
 # again with the registry on PostgreSQL. The PostgreSQL tests start their
 # own servers from Debian's postgresql package: without it they are skipped
 # here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1, fails instead.
@@ -16,6 +17,20 @@ echo "ONNX Runtime: $ORT_DYLIB_PATH" >&2
 # skipped and the corpus fails; CI requires the S3 test (SLUICE_REQUIRE_S3=1).
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt \
     || echo "could not install scripts/requirements-test.txt: the S3 test will be skipped" >&2
+# tritonclient.grpc and KServe's client, for the gRPC suite: an environment
+# of their own (their protobuf pin clashes with models/requirements.txt's),
+# cached outside the clone and made again when the requirements change.
+grpc_venv="${SLUICE_GRPC_VENV:-$HOME/.cache/sluice/grpc-venv}"
+if ! cmp -s tests/grpc/requirements.txt "$grpc_venv/requirements.txt" 2>/dev/null; then
+    rm -rf "$grpc_venv"
+    if python3 -m venv "$grpc_venv" \
+        && "$grpc_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/grpc/requirements.txt; then
+        cp tests/grpc/requirements.txt "$grpc_venv/requirements.txt"
+    else
+        echo "could not install tests/grpc/requirements.txt: the gRPC clients' tests will be skipped" >&2
+    fi
+fi
+export SLUICE_GRPC_PYTHON="$grpc_venv/bin/python"
 cargo test --workspace --all-targets "$@"
 if [ $# -gt 0 ]; then
     exit 0

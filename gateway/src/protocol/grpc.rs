@@ -283,8 +283,9 @@ fn from_contents(
         }
     };
     if data.len() != count {
+        // JSON's words: the same mistake reads the same in both protocols.
         return Err(Error::bad_request(format!(
-            "input '{name}': contents.{field} holds {} values but its shape takes {count}",
+            "input '{name}': shape needs {count} elements, data has {} (in contents.{field})",
             data.len()
         )));
     }

@@ -18,6 +18,7 @@ mod engines;
 mod faults;
 mod feedback;
 mod fuzz_regressions;
+mod grpc;
 mod hot_swap;
 mod monitoring;
 mod postgres;

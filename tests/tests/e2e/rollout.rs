@@ -390,6 +390,74 @@ async fn a_bad_canary_is_rolled_back_before_its_interval_ends_and_stable_never_f
 /// `INVALID_ARGUMENT`, after a clean warm-up). Callers get 400s, as from
 /// Triton, yet the refusals are the canary's: the stable version takes the
 /// same inputs. Rolled back inside its first interval.
+/// The same canary, judged on gRPC traffic alone: both protocols take one
+/// path below them, and count alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_is_rolled_back_on_grpc_traffic_alone() {
+    let rig = setup("credit_risk_faulty", NO_GUARD).await;
+    rig.start(policy(&[20, 50], INTERVAL.as_millis() as u64, 40, 2), 20)
+        .await;
+    let requests: Vec<_> = credit_applicants(500, 0.0)
+        .iter()
+        .map(|body| crate::grpc::from_json(MODEL, body))
+        .collect();
+    let mut grpc = crate::grpc::client_of(&rig.gateway).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answers: Vec<(String, tonic::Code)> = Vec::new();
+    loop {
+        for request in requests.iter().skip(answers.len() % requests.len()).take(20) {
+            let (metadata, code) = match grpc.model_infer(request.clone()).await {
+                Ok(answer) => (answer.metadata().clone(), tonic::Code::Ok),
+                Err(status) => (status.metadata().clone(), status.code()),
+            };
+            let version = metadata
+                .get("x-model-version")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            answers.push((version, code));
+        }
+        let windows = rig.registry.windows_from_now(MODEL).await;
+        if windows
+            .iter()
+            .any(|window| window.version == 2 && window.requests >= 100)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the interval never filled");
+    }
+    while rig.registry.requests_from_now(MODEL).await < answers.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never reported every request"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.hand.advance(Duration::from_secs(1));
+    let rollout = wait_rollout(&rig.registry, Duration::from_secs(20), |rollout| {
+        !rollout.status.is_active()
+    })
+    .await;
+    assert_eq!(rollout.status, RolloutStatus::RolledBack, "{rollout:#?}");
+    assert!(
+        rollout.intervals[0].reasons[0].starts_with("error rate"),
+        "{rollout:#?}"
+    );
+    // The canary's engine failures are INTERNAL; the stable version failed none.
+    assert!(
+        answers
+            .iter()
+            .all(|(version, code)| version == "2" || *code == tonic::Code::Ok)
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|(version, code)| version == "2" && *code == tonic::Code::Internal)
+    );
+    rig.wait_canary_weight(0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
     let rig = setup("credit_risk_refusing", NO_GUARD).await;

@@ -1,0 +1,292 @@
+//! gRPC through the path HTTP takes: one port for HTTP/1.1, h2c and gRPC
+//! (and a second address when asked), the same checks with the same
+//! messages, the same admission, tokens and deadlines, each failure its
+//! gRPC code.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_gateway::Server;
+use sluice_gateway::config::{ServeConfig, ServerLimits};
+use sluice_gateway::server::access::add_token;
+use sluice_proto::inference::model_infer_request::InferInputTensor;
+use sluice_proto::inference::{InferTensorContents, ModelInferRequest, ModelReadyRequest};
+use sluice_tests::{
+    Options, TempDir, TestGateway, TestRepository, error_message, example_model, ort_library,
+};
+use tonic::{Code, Request};
+
+use super::{client, credit_request};
+
+fn repository() -> TestRepository {
+    TestRepository::new()
+        .with_model("credit_risk", 1, &example_model("credit_risk"))
+        .with_model("digits", 1, &example_model("digits"))
+}
+
+/// The credit request of `credit_request`, as V2 JSON.
+fn as_json(request: &ModelInferRequest) -> Value {
+    let inputs: Vec<Value> = request
+        .inputs
+        .iter()
+        .map(|input| {
+            let values = &input.contents.as_ref().unwrap().fp32_contents;
+            json!({"name": input.name, "shape": input.shape, "datatype": input.datatype, "data": values})
+        })
+        .collect();
+    json!({ "inputs": inputs })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_h2c_and_grpc_share_the_port_and_a_second_address_serves_the_same() {
+    let repository = repository();
+    let mut config = ServeConfig::for_repository(repository.path());
+    config.settings.poll_interval = Duration::from_millis(50);
+    config.settings.engines.ort_library_opt = Some(ort_library());
+    config.settings.grpc_listen_opt = Some("127.0.0.1:0".parse().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::start(config, listener).await.unwrap();
+    let second = server.grpc_addr_opt.expect("a second address");
+    let request = credit_request("credit_risk", 3);
+    let body = as_json(&request);
+    let http1 = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .build()
+        .unwrap();
+    let h2c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.health.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut answers = Vec::new();
+    for addr in [server.addr, second] {
+        let url = format!("http://{addr}/v2/models/credit_risk/infer");
+        for (client, version) in [
+            (&http1, reqwest::Version::HTTP_11),
+            (&h2c, reqwest::Version::HTTP_2),
+        ] {
+            let response = client.post(&url).json(&body).send().await.unwrap();
+            assert_eq!((response.status().as_u16(), response.version()), (200, version));
+            let answer: Value = response.json().await.unwrap();
+            answers.push(answer["outputs"][1]["data"].clone());
+        }
+        let mut grpc = client(addr).await;
+        let answer = grpc.model_infer(request.clone()).await.unwrap();
+        assert_eq!(answer.metadata().get("x-model-version").unwrap(), "1");
+        let answer = answer.into_inner();
+        let probabilities = answer
+            .outputs
+            .iter()
+            .position(|output| output.name == "probabilities")
+            .unwrap();
+        assert_eq!(answer.outputs[probabilities].shape, vec![3, 2]);
+        let values: Vec<Value> = answer.raw_output_contents[probabilities]
+            .chunks_exact(4)
+            .map(|bytes| json!(f32::from_le_bytes(bytes.try_into().unwrap())))
+            .collect();
+        answers.push(Value::Array(values));
+    }
+    let flat: Vec<Value> = answers
+        .iter()
+        .map(|answer| Value::Array(sluice_tests::flatten(answer)))
+        .collect();
+    assert!(flat.iter().all(|answer| answer == &flat[0]), "{flat:?}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_grpc_codes_with_the_messages_http_gives() {
+    // A name of its own: the test reads the process's metrics.
+    const MODEL: &str = "credit_grpc_refusals";
+    let repository = TestRepository::new().with_model(MODEL, 1, &example_model("credit_risk"));
+    let gateway = TestGateway::start(&repository).await;
+    let mut grpc = client(gateway.server.addr).await;
+    let infer = format!("/v2/models/{MODEL}/infer");
+    // Each bad request, by gRPC and by HTTP: the same message.
+    let mut missing = credit_request(MODEL, 1);
+    missing.inputs.truncate(3);
+    let mut wrong_shape = credit_request(MODEL, 2);
+    wrong_shape.inputs[0].shape = vec![3, 1];
+    let mut unknown_input = credit_request(MODEL, 1);
+    unknown_input.inputs[0].name = "salary".into();
+    let mut wrong_type = credit_request(MODEL, 1);
+    wrong_type.inputs[0].datatype = "FP64".into();
+    for (what, request) in [
+        ("a missing input", missing),
+        ("a wrong shape", wrong_shape),
+        ("an unknown input", unknown_input),
+        ("a wrong datatype", wrong_type),
+    ] {
+        let (code, body) = gateway.post_json(&infer, &as_json(&request)).await;
+        assert_eq!(code, 400, "{what}: {body}");
+        let status = grpc.model_infer(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        // Where the values sit is said once more.
+        let message = status.message().trim_end_matches(" (in contents.fp32_contents)");
+        assert_eq!(message, error_message(&body), "{what}");
+        // The version that judged it, as HTTP's x-model-version.
+        assert_eq!(status.metadata().get("x-model-version").unwrap(), "1", "{what}");
+    }
+    let status = grpc.model_infer(credit_request("nope", 1)).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::NotFound, "unknown model 'nope'")
+    );
+    let mut pinned = credit_request(MODEL, 1);
+    pinned.model_version = "9".into();
+    let status = grpc.model_infer(pinned).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::NotFound,
+            "unknown version 9 of model 'credit_grpc_refusals'"
+        )
+    );
+    let ready = grpc
+        .model_ready(ModelReadyRequest {
+            name: "nope".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !ready.into_inner().ready,
+        "an unknown model is not ready, as in Triton"
+    );
+    // Counted as HTTP counts them: under the version, by HTTP status.
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.lines().any(|line| line.starts_with(
+            "sluice_requests_total{model=\"credit_grpc_refusals\",version=\"1\",code=\"400\"} "
+        ) && line.ends_with(" 8")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_the_body_limit_are_refused_before_they_are_decoded() {
+    let repository = repository();
+    let options = Options {
+        max_request_bytes: 4096,
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    let mut grpc = client(gateway.server.addr).await;
+    assert!(grpc.model_infer(credit_request("credit_risk", 10)).await.is_ok());
+    let status = grpc
+        .model_infer(credit_request("credit_risk", 1000))
+        .await
+        .unwrap_err();
+    // tonic's code for a message over its limit.
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("4096"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_tokens_come_as_metadata() {
+    let dir = TempDir::new().unwrap();
+    let tokens = dir.path().join("predict-tokens.toml");
+    let shop = add_token(&tokens, "shop", &["credit_risk".into()], None, None).unwrap();
+    let other = add_token(&tokens, "other", &["digits".into()], None, None).unwrap();
+    let repository = repository();
+    let options = Options {
+        predict_tokens_opt: Some(tokens),
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    let mut grpc = client(gateway.server.addr).await;
+    let with_token = |token_opt: Option<&str>| {
+        let mut request = Request::new(credit_request("credit_risk", 1));
+        if let Some(token) = token_opt {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    };
+    let status = grpc.model_infer(with_token(None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = grpc.model_infer(with_token(Some(&other))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(grpc.model_infer(with_token(Some(&shop))).await.is_ok());
+}
+
+/// A request to `models/test/slow` (the outer product of `size` zeros,
+/// multiplied by itself 24 times): a few hundred make it take a while.
+fn slow_request(size: usize) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "slow".into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, size as i64],
+            contents: Some(InferTensorContents {
+                fp32_contents: vec![0.0; size],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_deadline_bounds_the_wait_and_overload_is_unavailable() {
+    let repository = TestRepository::new().with_model("slow", 1, &example_model("slow"));
+    let mut limits = ServerLimits::for_pool(2, 64);
+    limits.max_in_flight = 1;
+    limits.max_in_flight_per_model = 1;
+    limits.hung_run_after_opt = None;
+    let options = Options {
+        limits_opt: Some(limits),
+        inline_below: Duration::ZERO,
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    let mut grpc = client(gateway.server.addr).await;
+    assert!(grpc.model_infer(slow_request(1)).await.is_ok());
+    // grpc-timeout: 100 ms, for a run of a second or more.
+    let mut request = Request::new(slow_request(1200));
+    request.set_timeout(Duration::from_millis(100));
+    let deadlines = |metrics: String| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("sluice_deadline_exceeded_total{stage=\"compute\"} "))
+            .map_or(0.0, |value| value.parse().unwrap())
+    };
+    let before = deadlines(gateway.metrics().await);
+    let started = std::time::Instant::now();
+    let status = grpc.model_infer(request).await.unwrap_err();
+    // tonic's channel keeps the deadline too, and may call it first.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server gave up too (its answer raced the client's timer): it
+    // counted the deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while deadlines(gateway.metrics().await) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never counted the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its run still holds the one slot: the next call is refused at once,
+    // retryable, with when to retry.
+    let status = grpc.model_infer(slow_request(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+    assert!(status.message().contains("in flight"), "{status:?}");
+}
