@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::error::{Error, Result};
+use crate::http::Protocol;
 use crate::runner::{Load, RunSpec};
 use crate::schedule::{Arrivals, RateProfile};
 use crate::slo::Slo;
 use crate::sweep::{Stability, Sweep};
-use crate::target::{self, Target};
+use crate::target::{self, Encoding, Target};
 
 /// An honest load generator for Open Inference Protocol predict endpoints.
 ///
@@ -36,8 +37,27 @@ pub struct Args {
     pub bodies: Vec<PathBuf>,
 
     /// Send bodies with the binary tensor extension (converted from JSON once, before the run).
-    #[arg(long, env = "SLUICE_LOADTEST_BINARY")]
+    #[arg(long, env = "SLUICE_LOADTEST_BINARY", conflicts_with = "grpc")]
     pub binary: bool,
+
+    /// Call the gRPC service (`ModelInfer`) instead of the REST API: each JSON body is
+    /// converted once, before the run, to the message tritonclient sends (raw tensors).
+    /// The URL's host, port, model and version are used.
+    #[arg(long, env = "SLUICE_LOADTEST_GRPC")]
+    pub grpc: bool,
+
+    /// Speak the REST API over HTTP/2 without TLS (h2c, by prior knowledge).
+    #[arg(long, env = "SLUICE_LOADTEST_H2C", conflicts_with = "grpc")]
+    pub h2c: bool,
+
+    /// With --grpc or --h2c: HTTP/2 connections the in-flight requests share as
+    /// streams, at least one per worker thread [default: one per request in flight].
+    #[arg(
+        long = "h2-connections",
+        value_name = "N",
+        env = "SLUICE_LOADTEST_H2_CONNECTIONS"
+    )]
+    pub h2_connections: Option<usize>,
 
     /// Generate bodies from each target's model metadata: random tensors of the declared shapes.
     #[arg(long, env = "SLUICE_LOADTEST_FROM_METADATA", conflicts_with = "bodies")]
@@ -323,6 +343,15 @@ impl Args {
         }
     }
 
+    /// How requests travel (`--grpc`, `--h2c`).
+    pub fn protocol(&self) -> Protocol {
+        match (self.grpc, self.h2c) {
+            (true, _) => Protocol::Grpc,
+            (false, true) => Protocol::H2c,
+            (false, false) => Protocol::Http1,
+        }
+    }
+
     /// Builds targets and every body they will send; fetches metadata when asked.
     pub async fn targets(&self) -> Result<Vec<Target>> {
         let parsed = self
@@ -330,49 +359,52 @@ impl Args {
             .iter()
             .map(|text| target::parse_target(text))
             .collect::<Result<Vec<_>>>()?;
-        let shared_payloads = if self.from_metadata {
-            None
-        } else {
-            if self.bodies.is_empty() {
-                return Err(Error::usage("give --body FILE (repeatable) or --from-metadata"));
-            }
-            let payloads = self
-                .bodies
-                .iter()
-                .map(|path| {
-                    let text = std::fs::read(path)
-                        .map_err(|err| Error::usage(format!("body {}: {err}", path.display())))?;
-                    target::payload_from_json(&text, &path.display().to_string(), self.binary)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Some(payloads)
-        };
+        if !self.from_metadata && self.bodies.is_empty() {
+            return Err(Error::usage("give --body FILE (repeatable) or --from-metadata"));
+        }
+        let bodies = self
+            .bodies
+            .iter()
+            .map(|path| {
+                std::fs::read(path)
+                    .map(|text| (path.display().to_string(), text))
+                    .map_err(|err| Error::usage(format!("body {}: {err}", path.display())))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut targets = Vec::new();
         for (index, (url, weight)) in parsed.into_iter().enumerate() {
-            let payloads = match &shared_payloads {
-                Some(payloads) => payloads.clone(),
-                None => {
-                    let metadata_url = target::metadata_url(&url)?;
-                    let (status, body) = crate::http::get(&metadata_url).await?;
-                    if status != 200 {
-                        return Err(Error::Setup(format!(
-                            "GET {metadata_url} answered {status}: {}",
-                            String::from_utf8_lossy(&body)
-                        )));
-                    }
-                    let metadata: serde_json::Value = serde_json::from_slice(&body).map_err(|err| {
-                        Error::Setup(format!("metadata from {metadata_url} is not JSON: {err}"))
-                    })?;
-                    target::payloads_from_metadata(
-                        &metadata,
-                        self.batch.max(1),
-                        self.generated_bodies,
-                        self.seed.wrapping_add(index as u64),
-                        self.binary,
-                    )?
-                }
+            // gRPC names the model in each message: bodies are per target.
+            let encoding = match (self.protocol(), self.binary) {
+                (Protocol::Grpc, _) => Encoding::Grpc(target::model_of(&url)?),
+                (_, true) => Encoding::Binary,
+                (_, false) => Encoding::Json,
             };
-            targets.push(Target::new(url, weight, payloads));
+            let payloads = if self.from_metadata {
+                let metadata_url = target::metadata_url(&url)?;
+                let (status, body) = crate::http::get(&metadata_url).await?;
+                if status != 200 {
+                    return Err(Error::Setup(format!(
+                        "GET {metadata_url} answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )));
+                }
+                let metadata: serde_json::Value = serde_json::from_slice(&body).map_err(|err| {
+                    Error::Setup(format!("metadata from {metadata_url} is not JSON: {err}"))
+                })?;
+                target::payloads_from_metadata(
+                    &metadata,
+                    self.batch.max(1),
+                    self.generated_bodies,
+                    self.seed.wrapping_add(index as u64),
+                    &encoding,
+                )?
+            } else {
+                bodies
+                    .iter()
+                    .map(|(origin, text)| target::payload_from_json(text, origin, &encoding))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            targets.push(Target::new(url, weight, self.protocol(), payloads));
         }
         Ok(targets)
     }
@@ -386,6 +418,10 @@ impl Args {
             threads: self.threads.unwrap_or(cores).max(1),
             timeout: self.timeout,
             split_header_opt: self.split_by_header.clone().map(|name| name.to_ascii_lowercase()),
+            h2_connections_opt: match self.h2_connections {
+                Some(0) => return Err(Error::usage("--h2-connections must be positive")),
+                other => other,
+            },
             seed: self.seed,
             spin: self.spin,
         })

@@ -1,29 +1,57 @@
-//! One keep-alive HTTP/1.1 connection per in-flight slot, on hyper's client
-//! connection API: no pool, no lock, nothing shared between connections.
+//! Connections to the server, on hyper's client connection API: no pool,
+//! no lock. HTTP/1.1 carries one request at a time, so each in-flight slot
+//! owns one; an HTTP/2 connection (h2c, or gRPC) carries many streams, so
+//! the slots of a worker thread share `--h2-connections` of them
+//! ([`Shared`]).
+//!
+//! A gRPC answer's status is its `grpc-status` (in the trailers, or in the
+//! headers of a trailers-only answer), not the HTTP status, which is 200
+//! for every call the server answered.
+
+use std::cell::RefCell;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::{HeaderMap, Request, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
 
-pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+/// How requests travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The V2 REST API over HTTP/1.1.
+    Http1,
+    /// The V2 REST API over HTTP/2 without TLS, by prior knowledge.
+    H2c,
+    /// `inference.GRPCInferenceService/ModelInfer`.
+    Grpc,
+}
+
+impl Protocol {
+    pub fn is_http2(self) -> bool {
+        self != Protocol::Http1
+    }
+}
+
+pub enum Connection {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 /// A response read to its end, so the connection can carry the next request.
 pub struct Answer {
     pub status: u16,
+    /// A gRPC call's status code, and its message when it failed.
+    pub grpc_opt: Option<(u32, Option<String>)>,
     pub split_value_opt: Option<String>,
     pub body: Bytes,
 }
 
 impl Connection {
-    pub async fn open(uri: &Uri) -> std::io::Result<Connection> {
+    pub async fn open(uri: &Uri, protocol: Protocol) -> std::io::Result<Connection> {
         let authority = uri
             .authority()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "URL has no host"))?;
@@ -32,18 +60,40 @@ impl Connection {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let stream = TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let io = TokioIo::new(stream);
+        // The connection's I/O runs beside the requests; it ends with the sender.
+        if protocol.is_http2() {
+            let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            return Ok(Connection::Http2(sender));
+        }
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(std::io::Error::other)?;
-        // The connection's I/O runs beside the requests; it ends with the sender.
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Connection { sender })
+        Ok(Connection::Http1(sender))
     }
 
     pub fn is_usable(&self) -> bool {
-        !self.sender.is_closed()
+        match self {
+            Connection::Http1(sender) => !sender.is_closed(),
+            Connection::Http2(sender) => !sender.is_closed(),
+        }
+    }
+
+    /// Another handle on an HTTP/2 connection (its streams are shared);
+    /// `None` for HTTP/1.1, which carries one request at a time.
+    fn share(&self) -> Option<Connection> {
+        match self {
+            Connection::Http1(_) => None,
+            Connection::Http2(sender) => Some(Connection::Http2(sender.clone())),
+        }
     }
 
     pub async fn send(
@@ -51,19 +101,68 @@ impl Connection {
         request: Request<Full<Bytes>>,
         split_header_opt: Option<&str>,
     ) -> hyper::Result<Answer> {
-        self.sender.ready().await?;
-        let response = self.sender.send_request(request).await?;
+        let response = match self {
+            Connection::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+            Connection::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+        };
         let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
         let split_value_opt = split_header_opt
-            .and_then(|name| response.headers().get(name))
+            .and_then(|name| parts.headers.get(name))
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
-        let body = response.into_body().collect().await?.to_bytes();
+        let collected = body.collect().await?;
+        let grpc_opt = grpc_status(&parts.headers).or_else(|| collected.trailers().and_then(grpc_status));
         Ok(Answer {
             status,
+            grpc_opt,
             split_value_opt,
-            body,
+            body: collected.to_bytes(),
         })
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<(u32, Option<String>)> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
+    let message_opt = headers
+        .get("grpc-message")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    Some((code, message_opt))
+}
+
+/// The HTTP/2 connections a worker thread's slots share, opened on first
+/// use and again when one closes.
+pub struct Shared {
+    connections: RefCell<Vec<Option<Connection>>>,
+}
+
+impl Shared {
+    pub fn new(count: usize) -> Shared {
+        Shared {
+            connections: RefCell::new((0..count.max(1)).map(|_| None).collect()),
+        }
+    }
+
+    /// Connection `slot % count`, opened to `uri` if it is not open.
+    pub async fn get(&self, slot: usize, uri: &Uri, protocol: Protocol) -> std::io::Result<Connection> {
+        let index = slot % self.connections.borrow().len();
+        let open_opt = self.connections.borrow()[index]
+            .as_ref()
+            .filter(|connection| connection.is_usable())
+            .and_then(Connection::share);
+        if let Some(connection) = open_opt {
+            return Ok(connection);
+        }
+        let connection = Connection::open(uri, protocol).await?;
+        self.connections.borrow_mut()[index] = connection.share();
+        Ok(connection)
     }
 }
 
@@ -72,20 +171,30 @@ impl Connection {
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub url: Uri,
+    pub protocol: Protocol,
     path: Uri,
     host: HeaderValue,
 }
 
+/// The path of every unary inference call.
+const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+
 impl Endpoint {
-    pub fn new(url: Uri) -> Endpoint {
-        let path = url
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .expect("a path of a valid URI parses");
+    pub fn new(url: Uri, protocol: Protocol) -> Endpoint {
+        let path = match protocol {
+            Protocol::Grpc => MODEL_INFER,
+            Protocol::Http1 | Protocol::H2c => url.path_and_query().map_or("/", |p| p.as_str()),
+        }
+        .parse()
+        .expect("a path of a valid URI parses");
         let host = HeaderValue::from_str(url.authority().map_or("", |a| a.as_str()))
             .expect("an authority is a valid header");
-        Endpoint { url, path, host }
+        Endpoint {
+            url,
+            protocol,
+            path,
+            host,
+        }
     }
 
     /// A POST with the headers a V2 client sends; `header_length_opt` marks
@@ -93,9 +202,25 @@ impl Endpoint {
     pub fn post(&self, body: Bytes, header_length_opt: Option<usize>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = hyper::Method::POST;
-        *request.uri_mut() = self.path.clone();
+        match self.protocol {
+            // HTTP/2 carries the authority in the URI, not in a Host header.
+            Protocol::Http1 => {
+                *request.uri_mut() = self.path.clone();
+                request.headers_mut().insert(HOST, self.host.clone());
+            }
+            Protocol::H2c | Protocol::Grpc => {
+                let mut parts = self.path.clone().into_parts();
+                parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
+                parts.authority = self.url.authority().cloned();
+                *request.uri_mut() = Uri::from_parts(parts).expect("a path and an authority make a URI");
+            }
+        }
         let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
+        if self.protocol == Protocol::Grpc {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert("te", HeaderValue::from_static("trailers"));
+            return request;
+        }
         match header_length_opt {
             Some(length) => {
                 headers.insert("inference-header-content-length", HeaderValue::from(length));
@@ -111,9 +236,10 @@ impl Endpoint {
     }
 }
 
-/// One GET, for model metadata before a run.
+/// One GET, for model metadata before a run (over HTTP/1.1 always: the
+/// REST API answers beside gRPC on Sluice's port, as on Triton's HTTP one).
 pub async fn get(uri: &Uri) -> Result<(u16, Bytes)> {
-    let mut connection = Connection::open(uri)
+    let mut connection = Connection::open(uri, Protocol::Http1)
         .await
         .map_err(|err| Error::Setup(format!("cannot connect to {uri}: {err}")))?;
     let mut builder = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::http::Connection;
+use crate::http::{Connection, Shared};
 use crate::schedule::{Arrivals, ConnectionSchedule, RateProfile, SplitMix};
 use crate::stats::{Outcome, Recorder, Sample};
 use crate::target::{Target, pick};
@@ -46,6 +46,9 @@ pub struct RunSpec {
     pub threads: usize,
     pub timeout: Duration,
     pub split_header_opt: Option<String>,
+    /// HTTP/2 connections the in-flight requests share as streams (gRPC,
+    /// h2c); `None`: one connection per request in flight.
+    pub h2_connections_opt: Option<usize>,
     pub seed: u64,
     /// How long before a request's intended start the generator stops
     /// sleeping and spins (see `wait_until`).
@@ -82,7 +85,11 @@ impl RunResult {
 
 /// Runs `spec` to completion; blocks the calling thread.
 pub fn run(spec: &RunSpec, progress: &Arc<Progress>) -> std::io::Result<RunResult> {
-    let threads = spec.threads.clamp(1, spec.load.connections().max(1));
+    let mut threads = spec.threads.clamp(1, spec.load.connections().max(1));
+    // A thread's slots share its own HTTP/2 connections: at least one each.
+    if let Some(shared) = spec.h2_connections_opt {
+        threads = threads.min(shared.max(1));
+    }
     let cpu_before = process_cpu_seconds();
     // Every worker starts the clock at the same instant, a moment from now,
     // so that thread start-up is not counted as lag.
@@ -143,17 +150,25 @@ async fn worker_loop(
     let local = tokio::task::LocalSet::new();
     let indices: Vec<usize> = (worker..spec.load.connections()).step_by(threads).collect();
     let slots: Rc<[Slot]> = indices.iter().map(|_| Slot::default()).collect();
+    // This thread's share of the HTTP/2 connections, when they are shared.
+    let shared_opt = spec.h2_connections_opt.map(|total| {
+        let share = total / threads + usize::from(worker < total % threads);
+        Rc::new(Shared::new(share))
+    });
     let running = Rc::new(Cell::new(indices.len()));
     for (position, index) in indices.into_iter().enumerate() {
-        let (spec, recorder, progress, slots, running) = (
+        let (spec, recorder, progress, slots, running, shared_opt) = (
             spec.clone(),
             recorder.clone(),
             progress.clone(),
             slots.clone(),
             running.clone(),
+            shared_opt.clone(),
         );
         local.spawn_local(async move {
-            drive_connection(&spec, index, start, &recorder, &progress, &slots[position]).await;
+            let slot = &slots[position];
+            let shared = shared_opt.as_deref().map(|shared| (shared, position));
+            drive_connection(&spec, index, start, &recorder, &progress, slot, shared).await;
             running.set(running.get() - 1);
         });
     }
@@ -182,6 +197,8 @@ async fn watchdog(slots: Rc<[Slot]>, running: Rc<Cell<usize>>, timeout: Duration
     }
 }
 
+/// Sends one slot's requests. `shared_opt`: the thread's HTTP/2
+/// connections and this slot's place among them.
 async fn drive_connection(
     spec: &RunSpec,
     index: usize,
@@ -189,6 +206,7 @@ async fn drive_connection(
     recorder: &RefCell<Recorder>,
     progress: &Progress,
     slot: &Slot,
+    shared_opt: Option<(&Shared, usize)>,
 ) {
     let end = start + spec.duration;
     let mut schedule_opt = match &spec.load {
@@ -245,11 +263,12 @@ async fn drive_connection(
             .post(payload.body.clone(), payload.header_length_opt);
         let exchange = async {
             if !connection_opt.as_ref().is_some_and(Connection::is_usable) {
-                connection_opt = Some(
-                    Connection::open(target.url())
-                        .await
-                        .map_err(|err| ("connect", err.to_string()))?,
-                );
+                let protocol = target.endpoint.protocol;
+                let opened = match shared_opt {
+                    Some((shared, position)) => shared.get(position, target.url(), protocol).await,
+                    None => Connection::open(target.url(), protocol).await,
+                };
+                connection_opt = Some(opened.map_err(|err| ("connect", err.to_string()))?);
             }
             let connection = connection_opt.as_mut().expect("opened above");
             connection
@@ -267,6 +286,15 @@ async fn drive_connection(
         let ended = Instant::now();
         previous_end = ended;
         let (outcome, version_opt) = match result {
+            // A gRPC call answered with a failure: its code is the class.
+            Ok(Ok(answer)) if answer.grpc_opt.as_ref().is_some_and(|(code, _)| *code != 0) => {
+                let (code, message_opt) = answer.grpc_opt.unwrap_or_default();
+                let outcome = Outcome::Error {
+                    class: format!("grpc {}", grpc_code_name(code)),
+                    message_opt,
+                };
+                (outcome, answer.split_value_opt)
+            }
             Ok(Ok(answer)) if (200..300).contains(&answer.status) => (Outcome::Ok, answer.split_value_opt),
             Ok(Ok(answer)) => (
                 Outcome::Error {
@@ -320,6 +348,32 @@ async fn drive_connection(
             }
         }
     }
+}
+
+/// gRPC's name for a status code, as clients print it.
+fn grpc_code_name(code: u32) -> String {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("code {code}"), |name| name.to_string())
 }
 
 /// An independent seed for stream `index`: SplitMix streams seeded a

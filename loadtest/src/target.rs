@@ -9,6 +9,7 @@ use hyper::Uri;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::http::Protocol;
 use crate::schedule::SplitMix;
 
 /// One request body, ready to send.
@@ -27,9 +28,9 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(url: Uri, weight: u32, payloads: Vec<Payload>) -> Target {
+    pub fn new(url: Uri, weight: u32, protocol: Protocol, payloads: Vec<Payload>) -> Target {
         Target {
-            endpoint: crate::http::Endpoint::new(url),
+            endpoint: crate::http::Endpoint::new(url, protocol),
             weight,
             payloads,
         }
@@ -67,8 +68,18 @@ pub fn parse_target(text: &str) -> Result<(Uri, u32)> {
     Ok((uri, weight))
 }
 
+/// How a V2 JSON request goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// The binary tensor extension.
+    Binary,
+    /// A gRPC `ModelInferRequest` to this model and version.
+    Grpc((String, String)),
+}
+
 /// A JSON body from a file, checked to be a V2 request.
-pub fn payload_from_json(text: &[u8], origin: &str, binary: bool) -> Result<Payload> {
+pub fn payload_from_json(text: &[u8], origin: &str, encoding: &Encoding) -> Result<Payload> {
     let request: Value = serde_json::from_slice(text)
         .map_err(|err| Error::usage(format!("body {origin}: not JSON: {err}")))?;
     if !request.get("inputs").is_some_and(Value::is_array) {
@@ -76,13 +87,13 @@ pub fn payload_from_json(text: &[u8], origin: &str, binary: bool) -> Result<Payl
             "body {origin}: expected a V2 request with an 'inputs' list"
         )));
     }
-    if binary {
-        to_binary(&request, origin)
-    } else {
-        Ok(Payload {
+    match encoding {
+        Encoding::Json => Ok(Payload {
             body: Bytes::copy_from_slice(text),
             header_length_opt: None,
-        })
+        }),
+        Encoding::Binary => to_binary(&request, origin),
+        Encoding::Grpc(model) => to_grpc(&request, model, origin),
     }
 }
 
@@ -120,6 +131,77 @@ pub fn to_binary(request: &Value, origin: &str) -> Result<Payload> {
     Ok(Payload {
         body: Bytes::from(body),
         header_length_opt: Some(header_length),
+    })
+}
+
+/// The model and version an infer URL names:
+/// `/v2/models/{m}/infer` or `/v2/models/{m}/versions/{v}/infer`.
+pub fn model_of(infer: &Uri) -> Result<(String, String)> {
+    let path = infer.path();
+    let named = path
+        .strip_prefix("/v2/models/")
+        .and_then(|rest| rest.strip_suffix("/infer"))
+        .filter(|rest| !rest.is_empty())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--grpc needs a /v2/models/MODEL[/versions/V]/infer URL, got {infer}"
+            ))
+        })?;
+    Ok(match named.split_once("/versions/") {
+        Some((model, version)) => (model.to_string(), version.to_string()),
+        None => (named.to_string(), String::new()),
+    })
+}
+
+/// A JSON V2 request as the gRPC `ModelInferRequest` tritonclient sends
+/// (every input in `raw_input_contents`), framed as a gRPC message.
+pub fn to_grpc(request: &Value, (model, version): &(String, String), origin: &str) -> Result<Payload> {
+    use sluice_proto::inference::ModelInferRequest;
+    use sluice_proto::inference::model_infer_request::InferInputTensor;
+    let inputs = request["inputs"]
+        .as_array()
+        .ok_or_else(|| Error::usage(format!("body {origin}: 'inputs' is not a list")))?;
+    let mut message = ModelInferRequest {
+        model_name: model.clone(),
+        model_version: version.clone(),
+        id: request["id"].as_str().unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    for input in inputs {
+        let name = input["name"].as_str().unwrap_or("?").to_string();
+        let datatype = input["datatype"].as_str().unwrap_or("").to_string();
+        let shape = input["shape"]
+            .as_array()
+            .ok_or_else(|| Error::usage(format!("body {origin}: input '{name}' has no shape")))?
+            .iter()
+            .map(|dim| dim.as_i64().unwrap_or(-1))
+            .collect();
+        let mut values = Vec::new();
+        flatten(&input["data"], &mut values);
+        let mut raw = Vec::new();
+        for value in &values {
+            encode(value, &datatype, &mut raw)
+                .map_err(|why| Error::usage(format!("body {origin}: input '{name}': {why}")))?;
+        }
+        message.raw_input_contents.push(raw.into());
+        message.inputs.push(InferInputTensor {
+            name,
+            datatype,
+            shape,
+            ..Default::default()
+        });
+    }
+    let encoded = prost::Message::encode_to_vec(&message);
+    let length = u32::try_from(encoded.len())
+        .map_err(|_| Error::usage(format!("body {origin}: over 4 GiB, too large for a gRPC message")))?;
+    // A gRPC message on the wire: not compressed (0), its length, itself.
+    let mut framed = Vec::with_capacity(5 + encoded.len());
+    framed.push(0);
+    framed.extend_from_slice(&length.to_be_bytes());
+    framed.extend_from_slice(&encoded);
+    Ok(Payload {
+        body: Bytes::from(framed),
+        header_length_opt: None,
     })
 }
 
@@ -171,7 +253,7 @@ pub fn payloads_from_metadata(
     batch: usize,
     count: usize,
     seed: u64,
-    binary: bool,
+    encoding: &Encoding,
 ) -> Result<Vec<Payload>> {
     let inputs = metadata["inputs"]
         .as_array()
@@ -184,13 +266,13 @@ pub fn payloads_from_metadata(
                 .map(|input| random_tensor(input, batch, &mut random))
                 .collect::<Result<Vec<_>>>()?;
             let request = json!({ "inputs": tensors });
-            if binary {
-                to_binary(&request, "from metadata")
-            } else {
-                Ok(Payload {
+            match encoding {
+                Encoding::Json => Ok(Payload {
                     body: Bytes::from(serde_json::to_vec(&request).expect("a JSON value serializes")),
                     header_length_opt: None,
-                })
+                }),
+                Encoding::Binary => to_binary(&request, "from metadata"),
+                Encoding::Grpc(model) => to_grpc(&request, model, "from metadata"),
             }
         })
         .collect()
@@ -286,7 +368,7 @@ mod tests {
     #[test]
     fn metadata_bodies_follow_the_declared_shapes() {
         let metadata = json!({ "inputs": [{ "name": "pixels", "datatype": "FP32", "shape": [-1, 64] }] });
-        let payloads = payloads_from_metadata(&metadata, 2, 3, 1, false).unwrap();
+        let payloads = payloads_from_metadata(&metadata, 2, 3, 1, &Encoding::Json).unwrap();
         assert_eq!(payloads.len(), 3);
         let body: Value = serde_json::from_slice(&payloads[0].body).unwrap();
         assert_eq!(body["inputs"][0]["shape"], json!([2, 64]));
@@ -295,8 +377,40 @@ mod tests {
     }
 
     #[test]
+    fn grpc_bodies_are_framed_messages_with_raw_contents() {
+        let request = json!({ "id": "r1", "inputs": [
+            { "name": "x", "shape": [1, 2], "datatype": "FP32", "data": [[1.5, -2.0]] }
+        ] });
+        let url: Uri = "http://h:1/v2/models/m/versions/3/infer".parse().unwrap();
+        let named = model_of(&url).unwrap();
+        assert_eq!(named, ("m".to_string(), "3".to_string()));
+        let payload = to_grpc(&request, &named, "test").unwrap();
+        assert_eq!(payload.body[0], 0, "not compressed");
+        let length = u32::from_be_bytes(payload.body[1..5].try_into().unwrap()) as usize;
+        assert_eq!(length, payload.body.len() - 5);
+        let message: sluice_proto::inference::ModelInferRequest =
+            prost::Message::decode(&payload.body[5..]).unwrap();
+        assert_eq!(
+            (
+                message.model_name.as_str(),
+                message.model_version.as_str(),
+                message.id.as_str()
+            ),
+            ("m", "3", "r1")
+        );
+        assert_eq!(message.inputs[0].shape, vec![1, 2]);
+        let raw: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
+        assert_eq!(message.raw_input_contents[0].as_ref(), raw.as_slice());
+        assert!(model_of(&"http://h/v2/models//infer".parse().unwrap()).is_err());
+        assert!(model_of(&"http://h/v2/health/ready".parse().unwrap()).is_err());
+    }
+
+    #[test]
     fn weights_split_the_picks() {
-        let make = |weight| Target::new("http://h/x".parse().unwrap(), weight, vec![]);
+        let make = |weight| Target::new("http://h/x".parse().unwrap(), weight, Protocol::Http1, vec![]);
         let targets = vec![make(3), make(1)];
         let mut random = SplitMix::new(1);
         let first = (0..10_000)

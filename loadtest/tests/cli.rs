@@ -4,15 +4,21 @@
 use std::process::Command;
 
 use serde_json::Value;
-use sluice_tests::{TestGateway, TestRepository, example_model};
+use sluice_tests::{TestGateway, TestRepository, example_model, repo_root};
 
 /// One generator at a time: they measure time, and spinning generators in
 /// parallel on two cores would skew each other.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn loadtest(args: Vec<String>) -> (i32, String, String) {
+    loadtest_timed(args).await.0
+}
+
+/// `loadtest`, and how long the generator ran (not counting its turn's wait).
+async fn loadtest_timed(args: Vec<String>) -> ((i32, String, String), std::time::Duration) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    tokio::task::spawn_blocking(move || {
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
         let output = Command::new(env!("CARGO_BIN_EXE_sluice-loadtest"))
             .args(&args)
             .output()
@@ -24,7 +30,8 @@ async fn loadtest(args: Vec<String>) -> (i32, String, String) {
         )
     })
     .await
-    .unwrap()
+    .unwrap();
+    (outcome, started.elapsed())
 }
 
 fn args(url: &str, extra: &[&str]) -> Vec<String> {
@@ -113,19 +120,18 @@ async fn against_sluice_with_thresholds_and_exit_codes() {
 
     // An output that cannot be written is refused before the run, in
     // much less than its 60 s.
-    let started = std::time::Instant::now();
     let missing = dir.path().join("no/such/folder/spectrum.hgrm");
     let mut long_run = args(&url, &["--hdr-out", missing.to_str().unwrap()]);
     let duration = long_run.iter().position(|arg| arg == "--duration").unwrap();
     long_run[duration + 1] = "60s".into();
-    let (code, stdout, stderr) = loadtest(long_run).await;
+    let ((code, stdout, stderr), took) = loadtest_timed(long_run).await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("--hdr-out") && stderr.contains("spectrum.hgrm"),
         "{stderr}"
     );
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
+        took < std::time::Duration::from_secs(30),
         "refused only after the run"
     );
 
@@ -241,4 +247,53 @@ async fn max_rate_under_a_threshold_doubles_then_bisects() {
             .filter(|p| p["passed"] == true)
             .all(|p| p["rate"].as_f64().unwrap() <= max_rate)
     );
+}
+
+/// `--grpc` and `--h2c` against Sluice's one port: every request answered,
+/// split by version from gRPC metadata; both requests in flight as streams
+/// of one connection; a failing call counted by its gRPC code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_h2c_with_streams_on_shared_connections() {
+    let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
+    let gateway = TestGateway::start(&repository).await;
+    let url = gateway.url("/v2/models/digits/infer");
+    for extra in [
+        &["--grpc"][..],
+        &["--grpc", "--h2-connections", "1"][..],
+        &["--h2c", "--binary", "--h2-connections", "1"][..],
+    ] {
+        let mut run = extra.to_vec();
+        run.extend(["--json", "--threads", "1"]);
+        let (code, stdout, stderr) = loadtest(args(&url, &run)).await;
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        assert!(report["total"]["ok"].as_u64().unwrap() > 0, "{extra:?}: {stdout}");
+        assert_eq!(report["total"]["error_rate"], 0.0, "{extra:?}: {stdout}");
+        assert!(
+            report["by_version"]["1"]["requests"].as_u64().unwrap() > 0,
+            "{extra:?}"
+        );
+    }
+    // A pinned version that does not exist: every call fails as NOT_FOUND.
+    let missing = gateway.url("/v2/models/digits/versions/9/infer");
+    let body = repo_root().join("models/examples/digits.json");
+    let (code, stdout, stderr) = loadtest(vec![
+        missing,
+        "--grpc".into(),
+        "--body".into(),
+        body.display().to_string(),
+        "--connections".into(),
+        "2".into(),
+        "--duration".into(),
+        "500ms".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        report["total"]["errors"]["grpc NOT_FOUND"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
+    assert_eq!(report["total"]["ok"], 0, "{stdout}");
 }

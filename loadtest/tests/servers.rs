@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use sluice_loadtest::http::Protocol;
 use sluice_loadtest::runner::{Load, Progress, RunResult, RunSpec, run};
 use sluice_loadtest::schedule::{Arrivals, RateProfile};
 use sluice_loadtest::target::{Payload, Target};
@@ -63,6 +64,7 @@ fn spec(addr: SocketAddr, load: Load, duration: Duration) -> RunSpec {
         targets: Arc::new(vec![Target::new(
             format!("http://{addr}/v2/models/m/infer").parse().unwrap(),
             1,
+            Protocol::Http1,
             vec![Payload {
                 body: Bytes::from_static(br#"{"inputs":[]}"#),
                 header_length_opt: None,
@@ -73,6 +75,7 @@ fn spec(addr: SocketAddr, load: Load, duration: Duration) -> RunSpec {
         threads: 1,
         timeout: Duration::from_secs(5),
         split_header_opt: Some("x-model-version".into()),
+        h2_connections_opt: None,
         seed: 7,
         // No spinning: these tests share two cores with their servers, and a
         // spinning generator would make its own CPU the story. Timer
