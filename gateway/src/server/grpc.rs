@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::http::HeaderMap;
 use futures_util::{Stream, StreamExt};
 use prost::Message;
@@ -35,6 +36,7 @@ use super::call::{self, Call, Served};
 use super::inference::{Encoded, Payload, REQUEST_ID_HEADER};
 use crate::error::Error;
 use crate::protocol::{self, grpc};
+use crate::slots::Held;
 
 /// Requests of one `ModelStreamInfer` stream run at once; the next is read
 /// from the stream once one is answered (and its answer taken by the
@@ -47,6 +49,65 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A `ModelInfer` call, its message held against the memory budget
+/// (`--max-body-bytes-in-flight`) as it arrives, as HTTP bodies are in
+/// `body::collect`: tonic reads a message whole before the handler runs,
+/// and many streams of large messages must be refused, not read. The bytes
+/// are held until the message is decoded; the handler then holds them in
+/// the request's own part of the budget. (`ModelStreamInfer` reads one
+/// message at a time per stream, each covered by its request.)
+pub fn budgeted(request: axum::http::Request<Body>, state: &AppState) -> axum::http::Request<Body> {
+    if !request.uri().path().ends_with("/ModelInfer") {
+        return request;
+    }
+    let held = state.body_budget.empty();
+    request.map(|body| Body::new(Budgeted { body, held, seen: 0 }))
+}
+
+struct Budgeted {
+    body: Body,
+    held: Held,
+    seen: usize,
+}
+
+impl http_body::Body for Budgeted {
+    type Data = axum::body::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let frame = match polled {
+            None => return std::task::Poll::Ready(None),
+            Some(Err(err)) => {
+                return std::task::Poll::Ready(Some(Err(Status::cancelled(format!(
+                    "cannot read the request: {err}"
+                )))));
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let this = &mut *self;
+        this.seen = this
+            .seen
+            .saturating_add(frame.data_ref().map_or(0, |data| data.len()));
+        if !this.held.grow_to(this.seen) {
+            let refused = super::admission::rejected("", "bytes", Error::BodyBudget);
+            return std::task::Poll::Ready(Some(Err(Status::from(refused))));
+        }
+        std::task::Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The service's routes, for the predict listener's router. Messages are

@@ -99,14 +99,14 @@ pub fn app(state: Arc<AppState>) -> Router {
     use axum::body::Body;
     use tower::ServiceExt;
     let http = router(state.clone());
-    let grpc = grpc::routes(state);
-    let dispatch = tower::service_fn(move |request: axum::http::Request<Body>| {
-        let service = match grpc::is_grpc(request.headers()) {
-            true => grpc.clone(),
-            false => http.clone(),
-        };
-        service.oneshot(request)
-    });
+    let grpc = grpc::routes(state.clone());
+    let dispatch =
+        tower::service_fn(
+            move |request: axum::http::Request<Body>| match grpc::is_grpc(request.headers()) {
+                true => grpc.clone().oneshot(grpc::budgeted(request, &state)),
+                false => http.clone().oneshot(request),
+            },
+        );
     Router::new().fallback_service(dispatch)
 }
 

@@ -290,3 +290,78 @@ async fn the_callers_deadline_bounds_the_wait_and_overload_is_unavailable() {
     assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
     assert!(status.message().contains("in flight"), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_held_against_the_memory_budget_as_they_arrive() {
+    let mut limits = ServerLimits::for_pool(2, 64);
+    limits.max_body_bytes_in_flight = 100_000;
+    let options = Options {
+        limits_opt: Some(limits),
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository(), options).await;
+    let mut grpc = client(gateway.server.addr).await;
+    // A message that declares a megabyte and stops after 200 kB: refused
+    // once its bytes pass the budget, not read whole first.
+    let stream = tokio::net::TcpStream::connect(gateway.server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let (frames, mut body) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
+    let mut start = vec![0u8];
+    start.extend_from_slice(&1_000_000u32.to_be_bytes());
+    start.extend(std::iter::repeat_n(0u8, 200_000));
+    frames
+        .send(Ok(hyper::body::Frame::data(start.into())))
+        .await
+        .unwrap();
+    let request = hyper::Request::post(format!(
+        "http://{}/inference.GRPCInferenceService/ModelInfer",
+        gateway.server.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::StreamBody::new(futures_util::stream::poll_fn(
+        move |cx| body.poll_recv(cx),
+    )))
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("refused while the message was still arriving")
+        .unwrap();
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|value| value.to_str().unwrap().to_string());
+    let message = response
+        .headers()
+        .get("grpc-message")
+        .map(|value| value.to_str().unwrap().to_string());
+    assert_eq!(
+        status.as_deref(),
+        Some("14"),
+        "UNAVAILABLE: {:?}",
+        response.headers()
+    );
+    assert!(
+        message.unwrap_or_default().contains("memory%20budget"),
+        "{:?}",
+        response.headers()
+    );
+    drop(frames);
+    assert!(grpc.model_infer(credit_request("credit_risk", 100)).await.is_ok());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gateway.server.body_bytes_held() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} bytes still held",
+            gateway.server.body_bytes_held()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
