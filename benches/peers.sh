@@ -23,35 +23,15 @@ export ORT_DYLIB_PATH
 
 cargo build --release -q -p sluice --bin sluice -p sluice-loadtest --bin sluice-loadtest \
   -p sluice-benches --bin fixed_body --bin floor --bin engine_alone --bin copies --bin ort_options
-# venv NAME REQUIREMENTS: a virtual environment under target/, made once.
-venv() {
-  local dir="target/$1"
-  if [ ! -x "$dir/bin/python" ] || [ ! -e "$dir/.installed" ]; then
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q -r "$2"
-    touch "$dir/.installed"
-  fi
-  echo "$dir"
-}
+source benches/lib.sh
 fastapi_venv=$(venv peers-venv benches/peers/requirements.txt)
 kserve_venv=$(venv peers-kserve-venv benches/peers/requirements-kserve.txt)
 mlserver_venv=$(venv peers-mlserver-venv benches/peers/requirements-mlserver.txt)
 work="$(mktemp -d)"
 server=""
-stop_server() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  server=""
-}
 trap 'stop_server; rm -rf "$work"' EXIT
 "$fastapi_venv/bin/python" benches/peers/models.py "$work"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() {
-  for _ in $(seq 300); do curl -sf "$1/v2/health/ready" >/dev/null && return 0; sleep 0.1; done
-  echo "server at $1 never became ready; the peers' logs:" >&2
-  tail -n 20 "$work"/*.log >&2 2>/dev/null || true
-  exit 1
-}
 # Peak resident memory of the running server, in MB.
 rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$server/status"; }
 

@@ -114,8 +114,9 @@ def tritonclient_checks(args, repository, client):
     check(best == int(np.argmax(reference(repository, "digits", feeds)["probabilities"])),
           "classification: the best class is ONNX Runtime's")
     # gzip both ways, and a pinned version.
-    result = client.infer("digits", triton_inputs(feeds), compression_algorithm="gzip", model_version="1")
-    check(result.as_numpy("probabilities").shape == (1, 10), "gzip and a pinned version")
+    for algorithm in ["gzip", "deflate"]:
+        result = client.infer("digits", triton_inputs(feeds), compression_algorithm=algorithm, model_version="1")
+        check(result.as_numpy("probabilities").shape == (1, 10), f"{algorithm} and a pinned version")
 
     # Errors: the codes, with the messages HTTP gives.
     inputs = triton_inputs(example("credit_risk"))

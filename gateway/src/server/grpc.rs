@@ -118,7 +118,9 @@ pub fn routes(state: Arc<AppState>) -> axum::Router {
         .max_decoding_message_size(max_request)
         .max_encoding_message_size(max_response)
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(CompressionEncoding::Deflate)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Deflate);
     tonic::service::Routes::new(service).into_axum_router()
 }
 

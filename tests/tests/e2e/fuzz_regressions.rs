@@ -48,6 +48,20 @@ fn the_v2_request_decoder_survives_its_fuzz_inputs() {
     assert!(decoded >= 2, "only {decoded} fuzz inputs decode");
 }
 
+#[test]
+fn the_grpc_request_decoder_survives_its_fuzz_inputs() {
+    use prost::Message;
+    let signature = v2_request::signature();
+    let mut decoded = 0;
+    for (_path, data) in inputs("grpc_request") {
+        if let Ok(message) = sluice_proto::inference::ModelInferRequest::decode(data.as_slice()) {
+            decoded += usize::from(sluice_gateway::protocol::grpc::decode(message, &signature).is_ok());
+        }
+    }
+    // The seed tritonclient would send is a valid request.
+    assert!(decoded >= 1, "only {decoded} fuzz inputs decode");
+}
+
 #[path = "../../../fuzz/common/registry_api.rs"]
 mod registry_api;
 
