@@ -28,27 +28,17 @@ async fn client(addr: SocketAddr) -> Client {
     GrpcInferenceServiceClient::new(channel)
 }
 
-/// `model`'s fixture request (`tests/fixtures`), in typed contents.
+/// `rows` made-up applicants for a credit model named `model`, in typed contents.
 fn credit_request(model: &str, rows: usize) -> ModelInferRequest {
-    let inputs = sluice_tests::CREDIT_FEATURES
+    let inputs: Vec<serde_json::Value> = sluice_tests::CREDIT_FEATURES
         .iter()
         .enumerate()
-        .map(|(index, name)| InferInputTensor {
-            name: name.to_string(),
-            datatype: "FP32".into(),
-            shape: vec![rows as i64, 1],
-            contents: Some(InferTensorContents {
-                fp32_contents: (0..rows).map(|row| (30 + index * 3 + row) as f32).collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
+        .map(|(index, name)| {
+            let values: Vec<f32> = (0..rows).map(|row| (30 + index * 3 + row) as f32).collect();
+            serde_json::json!({"name": name, "datatype": "FP32", "shape": [rows, 1], "data": values})
         })
         .collect();
-    ModelInferRequest {
-        model_name: model.into(),
-        inputs,
-        ..Default::default()
-    }
+    from_json(model, &serde_json::json!({ "inputs": inputs }))
 }
 
 /// A V2 JSON body of FP32 inputs as a gRPC request to `model`, in typed contents.

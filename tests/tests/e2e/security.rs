@@ -387,12 +387,43 @@ async fn predict_tokens_guard_the_models_they_name_with_a_rate_limit() {
     assert_eq!(gateway.get("/v2/models/digits").await.0, 200);
     assert_eq!(gateway.get("/v2/health/ready").await.0, 200);
 
+    // Over gRPC the token is `authorization` metadata, refused alike.
+    let mut grpc = crate::grpc::client_of(&gateway).await;
+    let call = |token_opt: Option<&str>| {
+        let message = crate::grpc::from_json("digits", &digits);
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = token_opt {
+            let value = format!("Bearer {token}").parse().unwrap();
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    };
+    let status = grpc.model_infer(call(None)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let status = grpc.model_infer(call(Some(&fraud))).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("may not call model digits"),
+        "{status:?}"
+    );
+    let status = grpc.model_infer(call(Some(&shop))).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let retry_after: u64 = status
+        .metadata()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((90..=100).contains(&retry_after), "retry-after: {retry_after}");
+
     let metrics = gateway.metrics().await;
     for line in [
-        "sluice_predict_auth_refused_total{reason=\"missing\"} 2",
+        "sluice_predict_auth_refused_total{reason=\"missing\"} 3",
         "sluice_predict_auth_refused_total{reason=\"unknown\"} 1",
-        "sluice_predict_auth_refused_total{reason=\"forbidden\"} 1",
-        "sluice_rate_limited_total{token=\"shop\"} 1",
+        "sluice_predict_auth_refused_total{reason=\"forbidden\"} 2",
+        "sluice_rate_limited_total{token=\"shop\"} 2",
     ] {
         assert!(metrics.contains(line), "no '{line}' in the metrics");
     }

@@ -117,7 +117,7 @@ fn values_that_do_not_fit_their_shape_are_refused_with_what_was_expected() {
     });
     assert_eq!(
         refusal(typed),
-        "input 'x': contents.fp32_contents holds 1 values but its shape takes 4"
+        "input 'x': shape needs 4 elements, data has 1 (in contents.fp32_contents)"
     );
     let mut cut = raw_request();
     cut.raw_input_contents[0] = vec![9, 0, 0, 0, b'c'].into();
