@@ -27,6 +27,7 @@ if ! cmp -s tests/grpc/requirements.txt "$grpc_venv/requirements.txt" 2>/dev/nul
         && "$grpc_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/grpc/requirements.txt; then
         cp tests/grpc/requirements.txt "$grpc_venv/requirements.txt"
     else
+        rm -rf "$grpc_venv"
         echo "could not install tests/grpc/requirements.txt: the gRPC clients' tests will be skipped" >&2
     fi
 fi

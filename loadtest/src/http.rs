@@ -8,8 +8,6 @@
 //! headers of a trailers-only answer), not the HTTP status, which is 200
 //! for every call the server answered.
 
-use std::cell::RefCell;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
@@ -138,31 +136,39 @@ fn grpc_status(headers: &HeaderMap) -> Option<(u32, Option<String>)> {
 }
 
 /// The HTTP/2 connections a worker thread's slots share, opened on first
-/// use and again when one closes.
+/// use and again when one closes. Each is opened once however many slots
+/// ask for it at the same moment: the first opens it, the others wait for
+/// it (a closed-model run wakes every slot at its start).
 pub struct Shared {
-    connections: RefCell<Vec<Option<Connection>>>,
+    connections: Vec<tokio::sync::Mutex<Option<Connection>>>,
 }
 
 impl Shared {
     pub fn new(count: usize) -> Shared {
         Shared {
-            connections: RefCell::new((0..count.max(1)).map(|_| None).collect()),
+            connections: (0..count.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(),
         }
     }
 
-    /// Connection `slot % count`, opened to `uri` if it is not open.
-    pub async fn get(&self, slot: usize, uri: &Uri, protocol: Protocol) -> std::io::Result<Connection> {
-        let index = slot % self.connections.borrow().len();
-        let open_opt = self.connections.borrow()[index]
+    /// Connection `slot % count`, opened to `uri` if it is not open, and
+    /// whether this call opened it.
+    pub async fn get(
+        &self,
+        slot: usize,
+        uri: &Uri,
+        protocol: Protocol,
+    ) -> std::io::Result<(Connection, bool)> {
+        let mut entry = self.connections[slot % self.connections.len()].lock().await;
+        if let Some(open) = entry
             .as_ref()
             .filter(|connection| connection.is_usable())
-            .and_then(Connection::share);
-        if let Some(connection) = open_opt {
-            return Ok(connection);
+            .and_then(Connection::share)
+        {
+            return Ok((open, false));
         }
         let connection = Connection::open(uri, protocol).await?;
-        self.connections.borrow_mut()[index] = connection.share();
-        Ok(connection)
+        *entry = connection.share();
+        Ok((connection, true))
     }
 }
 

@@ -103,6 +103,8 @@ pub struct GeneratorReport {
     pub queued_behind_server: u64,
     pub max_lag_ms: f64,
     pub kept_schedule: bool,
+    /// Connections opened, first ones and reconnections.
+    pub connections_opened: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +186,7 @@ impl Report {
             queued_behind_server: recorder.queued_behind_server,
             max_lag_ms: recorder.total.lag.max() as f64 / 1000.0,
             kept_schedule: !corrected || late_fraction <= LATE_FRACTION_LIMIT,
+            connections_opened: recorder.connections_opened,
         };
         let slo: Vec<Verdict> = slos
             .iter()

@@ -264,11 +264,17 @@ async fn drive_connection(
         let exchange = async {
             if !connection_opt.as_ref().is_some_and(Connection::is_usable) {
                 let protocol = target.endpoint.protocol;
-                let opened = match shared_opt {
+                let (connection, opened) = match shared_opt {
                     Some((shared, position)) => shared.get(position, target.url(), protocol).await,
-                    None => Connection::open(target.url(), protocol).await,
-                };
-                connection_opt = Some(opened.map_err(|err| ("connect", err.to_string()))?);
+                    None => Connection::open(target.url(), protocol)
+                        .await
+                        .map(|connection| (connection, true)),
+                }
+                .map_err(|err| ("connect", err.to_string()))?;
+                if opened {
+                    recorder.borrow_mut().connections_opened += 1;
+                }
+                connection_opt = Some(connection);
             }
             let connection = connection_opt.as_mut().expect("opened above");
             connection

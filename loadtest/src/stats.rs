@@ -167,6 +167,8 @@ pub struct Recorder {
     /// Sends that waited for their connection's previous response: the
     /// server's slowness, which corrected latency charges to it.
     pub queued_behind_server: u64,
+    /// Connections opened, first ones and reconnections.
+    pub connections_opened: u64,
 }
 
 pub const NO_VERSION: &str = "(none)";
@@ -227,6 +229,7 @@ impl Recorder {
         }
         self.late += other.late;
         self.queued_behind_server += other.queued_behind_server;
+        self.connections_opened += other.connections_opened;
     }
 
     /// Scheduled requests never sent because the run hit its hard stop.

@@ -257,16 +257,21 @@ async fn grpc_and_h2c_with_streams_on_shared_connections() {
     let repository = TestRepository::new().with_model("digits", 1, &example_model("digits"));
     let gateway = TestGateway::start(&repository).await;
     let url = gateway.url("/v2/models/digits/infer");
-    for extra in [
-        &["--grpc"][..],
-        &["--grpc", "--h2-connections", "1"][..],
-        &["--h2c", "--binary", "--h2-connections", "1"][..],
+    for (extra, connections) in [
+        (&["--grpc"][..], 2),
+        (&["--grpc", "--h2-connections", "1"][..], 1),
+        (&["--h2c", "--binary", "--h2-connections", "1"][..], 1),
     ] {
         let mut run = extra.to_vec();
         run.extend(["--json", "--threads", "1"]);
         let (code, stdout, stderr) = loadtest(args(&url, &run)).await;
         assert_eq!(code, 0, "{extra:?}: {stderr}");
         let report: Value = serde_json::from_str(&stdout).unwrap();
+        // The slots share the one connection they were given.
+        assert_eq!(
+            report["generator"]["connections_opened"], connections,
+            "{extra:?}"
+        );
         assert!(report["total"]["ok"].as_u64().unwrap() > 0, "{extra:?}: {stdout}");
         assert_eq!(report["total"]["error_rate"], 0.0, "{extra:?}: {stdout}");
         assert!(

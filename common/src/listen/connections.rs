@@ -151,6 +151,8 @@ pub struct ConnectionState {
     client: IpAddr,
     /// Requests in flight on it, from their head to their answer's last byte.
     busy: AtomicUsize,
+    /// Whether a request has come on it yet.
+    entered: AtomicBool,
     evicted: AtomicBool,
     /// Told when the table wants it closed.
     pub evict: Notify,
@@ -159,8 +161,14 @@ pub struct ConnectionState {
 impl ConnectionState {
     /// Counts a request in flight until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> Busy {
+        self.entered.store(true, Ordering::Release);
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
+    }
+
+    /// Whether a request has come on it since it opened.
+    pub fn has_entered(&self) -> bool {
+        self.entered.load(Ordering::Acquire)
     }
 
     /// Whether a request is in flight on it (hyper writes its own answers
@@ -284,6 +292,7 @@ impl ConnectionTable {
         let state = Arc::new(ConnectionState {
             client,
             busy: AtomicUsize::new(0),
+            entered: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });

@@ -238,6 +238,12 @@ async fn serve_connection<S>(
         app,
         state: state.clone(),
     };
+    let opened = tokio::time::Instant::now();
+    // An HTTP/1.1 connection whose first bytes were read to tell its
+    // protocol: hyper's header timer starts only after that read, so the
+    // first request's head is also bounded from here (`first_head`), or a
+    // client trickling its first bytes would get the header read timeout twice.
+    let mut sniffed_http1 = false;
     let connection: Pin<Box<dyn Served>> = match &builders.http2_opt {
         None => Box::pin(builders.http1.serve_connection(TokioIo::new(stream), service)),
         Some(http2) => {
@@ -252,6 +258,7 @@ async fn serve_connection<S>(
                 return;
             };
             let stream = TokioIo::new(sniff::Rewind::new(seen, stream));
+            sniffed_http1 = !is_http2;
             match is_http2 {
                 true => Box::pin(http2.serve_connection(stream, service)),
                 false => Box::pin(builders.http1.serve_connection(stream, service)),
@@ -270,6 +277,8 @@ async fn serve_connection<S>(
     // Armed (reset) only once the table asks.
     let cut = tokio::time::sleep(EVICTION_GRACE);
     tokio::pin!(cut);
+    let first_head = tokio::time::sleep_until(opened + builders.first_bytes_timeout);
+    tokio::pin!(first_head);
     let (mut asked_to_close, mut evicted) = (false, false);
     loop {
         tokio::select! {
@@ -290,6 +299,13 @@ async fn serve_connection<S>(
             () = &mut cut, if evicted => {
                 tracing::debug!("connection cut: it did not close within the grace");
                 break;
+            }
+            () = &mut first_head, if sniffed_http1 => {
+                if !state.has_entered() {
+                    tracing::debug!("connection cut: no request head within the header read timeout");
+                    break;
+                }
+                sniffed_http1 = false;
             }
         }
     }

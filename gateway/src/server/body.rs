@@ -120,11 +120,16 @@ pub fn decode(raw: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes> {
     Ok(Bytes::from(decoded))
 }
 
+/// How much of an answer is handed to hyper at once (HTTP/2's default
+/// frame size).
+pub const ANSWER_SLICE: usize = 16 * 1024;
+
 /// An answer's bytes, and what its request holds until they are written:
 /// its slots and its part of the memory budget stay taken while a slow
 /// client reads.
 pub struct HeldBody {
     data_opt: Option<Bytes>,
+    /// Bytes not yet handed out.
     length: u64,
     _admitted: Admitted,
 }
@@ -135,7 +140,7 @@ impl HeldBody {
         admitted.bytes.set(data.len());
         HeldBody {
             length: data.len() as u64,
-            data_opt: Some(Bytes::from(data)),
+            data_opt: Some(Bytes::from(data)).filter(|data| !data.is_empty()),
             _admitted: admitted,
         }
     }
@@ -149,7 +154,19 @@ impl http_body::Body for HeldBody {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.data_opt.take().map(|data| Ok(http_body::Frame::data(data))))
+        // In slices: hyper takes each whole and asks for the next only as
+        // the connection drains (HTTP/2: as the client's window opens), so
+        // the hold lasts until the answer is nearly written, not until
+        // hyper has queued it.
+        let Some(data) = self.data_opt.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let slice = data.split_to(data.len().min(ANSWER_SLICE));
+        if data.is_empty() {
+            self.data_opt = None;
+        }
+        self.length -= slice.len() as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(slice))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -157,9 +174,6 @@ impl http_body::Body for HeldBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        match self.data_opt {
-            Some(_) => http_body::SizeHint::with_exact(self.length),
-            None => http_body::SizeHint::with_exact(0),
-        }
+        http_body::SizeHint::with_exact(self.length)
     }
 }

@@ -32,6 +32,8 @@ pub(super) struct Call<'a> {
     /// `x-request-id`.
     pub headers: &'a HeaderMap,
     pub payload: Payload,
+    /// When the request arrived: its timeouts count from here.
+    pub arrived: Instant,
     /// When the caller stops waiting (gRPC's `grpc-timeout`).
     pub client_deadline_opt: Option<Instant>,
 }
@@ -63,14 +65,19 @@ impl Drop for InFlight {
 /// labels, so that a scan of random names cannot explode the metric's
 /// cardinality, and never against a version.
 fn unrouted(refused: Error, started: Instant) -> Served {
-    let code = refused.status().as_u16().to_string();
-    ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code).increment(1);
-    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
-        .record(started.elapsed().as_secs_f64());
+    count_unrouted(&refused, started);
     Served {
         result: Err(refused),
         version_opt: None,
     }
+}
+
+/// Counts a refusal that reached no version, under empty labels.
+pub(super) fn count_unrouted(refused: &Error, started: Instant) {
+    let code = refused.status().as_u16().to_string();
+    ::metrics::counter!(metrics::REQUESTS, "model" => "", "version" => "", "code" => code).increment(1);
+    ::metrics::histogram!(metrics::REQUEST_DURATION, "model" => "", "version" => "")
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// The caller's `x-request-id` for a logged prediction: kept with it and
@@ -111,9 +118,9 @@ pub(super) async fn infer(state: &AppState, call: Call<'_>) -> Served {
         version_opt,
         headers,
         payload,
+        arrived: started,
         client_deadline_opt,
     } = call;
-    let started = Instant::now();
     // The one routing-table load of this request, and its pick; the Arc
     // keeps the version alive until we answer, whatever swaps happen meanwhile.
     let picked = state.routes.load().pick(model_name, version_opt, headers);

@@ -15,6 +15,7 @@
 //! where it does not do the thing (loading models on demand, shared
 //! memory, traces, log settings).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +33,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::AppState;
+use super::admission::Admitted;
 use super::call::{self, Call, Served};
-use super::inference::{Encoded, Payload, REQUEST_ID_HEADER};
+use super::inference::{Answered, Encoded, Payload, REQUEST_ID_HEADER};
 use crate::error::Error;
 use crate::protocol::{self, grpc};
 use crate::slots::Held;
@@ -51,25 +53,56 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// A `ModelInfer` call, its message held against the memory budget
-/// (`--max-body-bytes-in-flight`) as it arrives, as HTTP bodies are in
-/// `body::collect`: tonic reads a message whole before the handler runs,
-/// and many streams of large messages must be refused, not read. The bytes
-/// are held until the message is decoded; the handler then holds them in
-/// the request's own part of the budget. (`ModelStreamInfer` reads one
-/// message at a time per stream, each covered by its request.)
-pub fn budgeted(request: axum::http::Request<Body>, state: &AppState) -> axum::http::Request<Body> {
+/// When a call's request arrived, before its message was read: the
+/// server's timeout and the caller's `grpc-timeout` count from here.
+#[derive(Clone, Copy)]
+struct Arrived(Instant);
+
+/// A gRPC call, ready for the service: stamped with its arrival and, for
+/// `ModelInfer`, its message held against the memory budget
+/// (`--max-body-bytes-in-flight`) as it arrives and bounded by the body
+/// read timeout, as HTTP bodies are in `body::collect`: tonic reads a
+/// message whole before the handler runs, and many slow or large messages
+/// must be refused, not read. The bytes are held until the message is
+/// decoded; the handler then holds them in the request's own part of the
+/// budget. (`ModelStreamInfer` reads one message at a time per stream,
+/// each covered by its request once admitted.)
+pub fn prepared(mut request: axum::http::Request<Body>, state: &AppState) -> axum::http::Request<Body> {
+    let arrived = Instant::now();
+    request.extensions_mut().insert(Arrived(arrived));
     if !request.uri().path().ends_with("/ModelInfer") {
         return request;
     }
     let held = state.body_budget.empty();
-    request.map(|body| Body::new(Budgeted { body, held, seen: 0 }))
+    let timeout = state.limits.body_read_timeout;
+    request.map(|body| {
+        Body::new(Budgeted {
+            body,
+            held,
+            seen: 0,
+            timeout,
+            arrived,
+            read_by: Box::pin(tokio::time::sleep(timeout)),
+        })
+    })
 }
 
 struct Budgeted {
     body: Body,
     held: Held,
     seen: usize,
+    timeout: Duration,
+    arrived: Instant,
+    /// The body read timeout, from the call's arrival.
+    read_by: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Budgeted {
+    /// A refusal before the call reached a version: counted as HTTP's are.
+    fn refuse(&self, refused: Error) -> Status {
+        call::count_unrouted(&refused, self.arrived);
+        Status::from(refused)
+    }
 }
 
 impl http_body::Body for Budgeted {
@@ -80,11 +113,21 @@ impl http_body::Body for Budgeted {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        use std::task::Poll;
+        let polled = match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                if self.read_by.as_mut().poll(cx).is_ready() {
+                    let late = Error::BodyTimeout(self.timeout.as_millis() as u64);
+                    return Poll::Ready(Some(Err(self.refuse(late))));
+                }
+                return Poll::Pending;
+            }
+        };
         let frame = match polled {
-            None => return std::task::Poll::Ready(None),
+            None => return Poll::Ready(None),
             Some(Err(err)) => {
-                return std::task::Poll::Ready(Some(Err(Status::cancelled(format!(
+                return Poll::Ready(Some(Err(Status::cancelled(format!(
                     "cannot read the request: {err}"
                 )))));
             }
@@ -96,9 +139,9 @@ impl http_body::Body for Budgeted {
             .saturating_add(frame.data_ref().map_or(0, |data| data.len()));
         if !this.held.grow_to(this.seen) {
             let refused = super::admission::rejected("", "bytes", Error::BodyBudget);
-            return std::task::Poll::Ready(Some(Err(Status::from(refused))));
+            return Poll::Ready(Some(Err(self.refuse(refused))));
         }
-        std::task::Poll::Ready(Some(Ok(frame)))
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -107,6 +150,81 @@ impl http_body::Body for Budgeted {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// What a gRPC answer holds until it is written (an extension of the
+/// handler's response, moved into its body by [`holding`]): its slots and
+/// its part of the memory budget, as HTTP's `HeldBody` holds them.
+#[derive(Clone)]
+struct Holding {
+    _admitted: Arc<Admitted>,
+}
+
+/// The service's response with what its answer holds moved into its body,
+/// released once the body is written (or dropped).
+pub fn holding(mut response: axum::response::Response) -> axum::response::Response {
+    let Some(held) = response.extensions_mut().remove::<Holding>() else {
+        return response;
+    };
+    // hyper takes a frame whole into the stream's send buffer, whatever the
+    // client's window, and then asks for the next: an answer given whole
+    // would be "written", its hold let go, before the client read a byte.
+    // In slices it asks for the next only as the window opens.
+    response.map(|body| {
+        Body::new(HoldingBody {
+            body,
+            pending: axum::body::Bytes::new(),
+            _held: held,
+        })
+    })
+}
+
+struct HoldingBody {
+    body: Body,
+    /// What is left of a data frame, handed out a slice at a time.
+    pending: axum::body::Bytes,
+    _held: Holding,
+}
+
+impl http_body::Body for HoldingBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            let frame = match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            };
+            match frame.into_data() {
+                Ok(data) => this.pending = data,
+                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+            }
+        }
+        let slice = this
+            .pending
+            .split_to(this.pending.len().min(super::body::ANSWER_SLICE));
+        Poll::Ready(Some(Ok(http_body::Frame::data(slice))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.body.size_hint();
+        let pending = self.pending.len() as u64;
+        hint.set_lower(hint.lower().saturating_add(pending));
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(pending));
+        }
+        hint
     }
 }
 
@@ -163,11 +281,13 @@ fn client_deadline(metadata: &HeaderMap, now: Instant) -> Result<Option<Instant>
     Ok(now.checked_add(timeout))
 }
 
-/// One inference through the common path: the answer, or the status.
+/// One inference through the common path: the answer, holding what its
+/// request holds until it is written ([`Holding`]), or the status.
 async fn infer(
     state: &AppState,
     headers: &HeaderMap,
     message: wire::ModelInferRequest,
+    arrived: Instant,
     client_deadline_opt: Option<Instant>,
 ) -> Result<Response<wire::ModelInferResponse>, Status> {
     let length = message.encoded_len();
@@ -178,24 +298,33 @@ async fn infer(
         version_opt: version_of(&version),
         headers,
         payload: Payload::Grpc(Box::new(message), length),
+        arrived,
         client_deadline_opt,
     };
     let Served { result, version_opt } = call::infer(state, call).await;
     let version_value_opt = version_opt.and_then(|label| MetadataValue::try_from(label).ok());
     match result {
         Ok(answered) => {
-            let Encoded::Grpc(message) = answered.encoded else {
+            let Answered {
+                encoded,
+                request_id_opt,
+                mut admitted,
+                nonfinite: _,
+            } = answered;
+            let Encoded::Grpc(message) = encoded else {
                 return Err(Error::Internal("a gRPC request was answered as HTTP".into()).into());
             };
+            // The answer is built: what the request held becomes its size.
+            admitted.bytes.set(message.encoded_len());
             let mut response = Response::new(*message);
+            response.extensions_mut().insert(Holding {
+                _admitted: Arc::new(admitted),
+            });
             let metadata = response.metadata_mut();
             if let Some(value) = version_value_opt {
                 metadata.insert(crate::server::handlers::MODEL_VERSION_HEADER, value);
             }
-            if let Some(value) = answered
-                .request_id_opt
-                .and_then(|id| MetadataValue::try_from(id).ok())
-            {
+            if let Some(value) = request_id_opt.and_then(|id| MetadataValue::try_from(id).ok()) {
                 metadata.insert(REQUEST_ID_HEADER, value);
             }
             Ok(response)
@@ -271,47 +400,87 @@ impl GrpcInferenceService for Service {
         &self,
         request: Request<wire::ModelInferRequest>,
     ) -> Result<Response<wire::ModelInferResponse>, Status> {
-        let (metadata, _, message) = request.into_parts();
+        let (metadata, extensions, message) = request.into_parts();
+        let arrived = extensions
+            .get::<Arrived>()
+            .map_or_else(Instant::now, |arrived| arrived.0);
         let headers = metadata.into_headers();
-        let deadline_opt = client_deadline(&headers, Instant::now())?;
-        infer(&self.state, &headers, message, deadline_opt).await
+        let deadline_opt = client_deadline(&headers, arrived)?;
+        infer(&self.state, &headers, message, arrived, deadline_opt).await
     }
 
     type ModelStreamInferStream = AnswerStream;
 
     /// Each request answered on the stream in the order it came, each
     /// echoing its `id`; a failed one is answered with its `error_message`
-    /// (Triton's form) and the stream goes on.
+    /// (Triton's form) and the stream goes on. The call's `grpc-timeout`
+    /// bounds every request on it; a stream with no request for the idle
+    /// bound (`--header-read-timeout-ms`, as an idle keep-alive) is closed.
+    /// Each message's prediction is logged under its own `id` (or a new
+    /// one), never under the call's `x-request-id`, which would name them all.
     async fn model_stream_infer(
         &self,
         request: Request<Streaming<wire::ModelInferRequest>>,
     ) -> Result<Response<AnswerStream>, Status> {
-        let (metadata, _, requests) = request.into_parts();
-        let headers = Arc::new(metadata.into_headers());
+        let (metadata, extensions, requests) = request.into_parts();
+        let arrived = extensions
+            .get::<Arrived>()
+            .map_or_else(Instant::now, |arrived| arrived.0);
+        let mut headers = metadata.into_headers();
+        headers.remove(REQUEST_ID_HEADER);
+        let deadline_opt = client_deadline(&headers, arrived)?;
+        let headers = Arc::new(headers);
         let state = self.state.clone();
+        let idle = state.limits.connections.header_read_timeout;
+        let requests = futures_util::stream::unfold(Some(requests), move |requests_opt| async move {
+            let mut requests = requests_opt?;
+            match tokio::time::timeout(idle, requests.next()).await {
+                Ok(Some(received)) => Some((received, Some(requests))),
+                Ok(None) => None,
+                Err(_) => {
+                    let idle = Status::deadline_exceeded(format!(
+                        "no request on the stream for {} s: it is closed",
+                        idle.as_secs()
+                    ));
+                    Some((Err(idle), None))
+                }
+            }
+        });
         let answers = requests
             .map(move |received| {
                 let (state, headers) = (state.clone(), headers.clone());
                 async move {
                     let message = received?;
                     let id = message.id.clone();
-                    Ok(match infer(&state, &headers, message, None).await {
-                        Ok(answered) => wire::ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(answered.into_inner()),
+                    let arrived = Instant::now();
+                    Ok(
+                        match infer(&state, &headers, message, arrived, deadline_opt).await {
+                            Ok(answered) => {
+                                // Held until the encoder takes the answer.
+                                let held_opt = answered.extensions().get::<Holding>().cloned();
+                                let answer = wire::ModelStreamInferResponse {
+                                    error_message: String::new(),
+                                    infer_response: Some(answered.into_inner()),
+                                };
+                                (answer, held_opt)
+                            }
+                            Err(status) => {
+                                let answer = wire::ModelStreamInferResponse {
+                                    error_message: status.message().to_string(),
+                                    // Which request failed: its id, as Triton tags it.
+                                    infer_response: Some(wire::ModelInferResponse {
+                                        id,
+                                        ..Default::default()
+                                    }),
+                                };
+                                (answer, None)
+                            }
                         },
-                        Err(status) => wire::ModelStreamInferResponse {
-                            error_message: status.message().to_string(),
-                            // Which request failed: its id, as Triton tags it.
-                            infer_response: Some(wire::ModelInferResponse {
-                                id,
-                                ..Default::default()
-                            }),
-                        },
-                    })
+                    )
                 }
             })
-            .buffered(STREAM_IN_FLIGHT);
+            .buffered(STREAM_IN_FLIGHT)
+            .map(|answered: Result<_, Status>| answered.map(|(answer, _held)| answer));
         Ok(Response::new(Box::pin(answers)))
     }
 

@@ -219,6 +219,7 @@ async fn infer_and_count(
         version_opt,
         headers,
         payload: Payload::Http(body),
+        arrived: std::time::Instant::now(),
         client_deadline_opt: None,
     };
     let served = call::infer(state, call).await;

@@ -100,13 +100,18 @@ pub fn app(state: Arc<AppState>) -> Router {
     use tower::ServiceExt;
     let http = router(state.clone());
     let grpc = grpc::routes(state.clone());
-    let dispatch =
-        tower::service_fn(
-            move |request: axum::http::Request<Body>| match grpc::is_grpc(request.headers()) {
-                true => grpc.clone().oneshot(grpc::budgeted(request, &state)),
-                false => http.clone().oneshot(request),
-            },
-        );
+    let dispatch = tower::service_fn(move |request: axum::http::Request<Body>| {
+        let (http, grpc, state) = (http.clone(), grpc.clone(), state.clone());
+        async move {
+            match grpc::is_grpc(request.headers()) {
+                true => {
+                    let response = grpc.oneshot(grpc::prepared(request, &state)).await?;
+                    Ok(grpc::holding(response))
+                }
+                false => http.oneshot(request).await,
+            }
+        }
+    });
     Router::new().fallback_service(dispatch)
 }
 

@@ -183,6 +183,55 @@ async fn slow_clients_are_cut_off_in_bounded_time() {
     );
 }
 
+/// The listener reads a connection's first bytes to tell HTTP/1.1 from
+/// HTTP/2 (gRPC): that read and the first request's head share one header
+/// read timeout, counted from the connection's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_first_bytes_do_not_earn_a_second_header_timeout() {
+    let timeout = Duration::from_millis(1000);
+    let (_repository, gateway) = digits_gateway(limits(|limits| {
+        limits.connections.header_read_timeout = timeout;
+    }))
+    .await;
+    // First bytes at 0.9 s, then a head that never ends: cut at 1 s, not at 1.9 s.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(gateway.server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    stream
+        .write_all(b"POST /v2/models/digits/infer HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let (_, took) = read_until_closed(&mut stream, started).await;
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1600),
+        "the connection lived {took:?}; its header read timeout is {timeout:?}"
+    );
+    // A whole request at 0.9 s is served, and its connection kept.
+    let mut stream = TcpStream::connect(gateway.server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let read = stream.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..read].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..read])
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .await
+        .unwrap();
+    let read = stream.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..read].starts_with(b"HTTP/1.1 200"),
+        "kept alive past the first head's bound"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_refuses_past_max_in_flight() {
     // Its own model name: the metric it reads is the process's, and other

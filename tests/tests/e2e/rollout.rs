@@ -386,10 +386,6 @@ async fn a_bad_canary_is_rolled_back_before_its_interval_ends_and_stable_never_f
     assert_series("sluice_rollout_events_total", "event=\"rollback\"");
 }
 
-/// The canary's engine refuses a quarter of real inputs (ONNX Runtime's
-/// `INVALID_ARGUMENT`, after a clean warm-up). Callers get 400s, as from
-/// Triton, yet the refusals are the canary's: the stable version takes the
-/// same inputs. Rolled back inside its first interval.
 /// The same canary, judged on gRPC traffic alone: both protocols take one
 /// path below them, and count alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,6 +454,10 @@ async fn a_bad_canary_is_rolled_back_on_grpc_traffic_alone() {
     rig.wait_canary_weight(0).await;
 }
 
+/// The canary's engine refuses a quarter of real inputs (ONNX Runtime's
+/// `INVALID_ARGUMENT`, after a clean warm-up). Callers get 400s, as from
+/// Triton, yet the refusals are the canary's: the stable version takes the
+/// same inputs. Rolled back inside its first interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_its_engine_refuses_is_rolled_back_though_callers_see_400s() {
     let rig = setup("credit_risk_refusing", NO_GUARD).await;

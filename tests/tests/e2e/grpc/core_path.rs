@@ -186,7 +186,7 @@ async fn messages_past_the_body_limit_are_refused_before_they_are_decoded() {
 }
 
 /// An HTTP/2 connection to `addr` with no gRPC client in the way: no
-/// timer of its own, bodies sent as the test chooses.
+/// timer of its own, bodies sent and read as the test chooses.
 async fn raw_http2<B>(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
@@ -194,12 +194,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
+    // HTTP/2's own first windows (hyper's client asks for megabytes): an
+    // answer the test does not read stays on the server.
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(connection);
     sender
 }
@@ -350,6 +352,44 @@ async fn messages_are_held_against_the_memory_budget_as_they_arrive() {
             "{} bytes still held",
             gateway.server.body_bytes_held()
         );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_holds_its_slot_until_the_client_reads_it() {
+    let gateway = TestGateway::start(&repository()).await;
+    // 10,000 rows: an answer of 160 kB, past HTTP/2's first window of 64 kB.
+    let message = prost::Message::encode_to_vec(&credit_request("credit_risk", 10_000));
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    let mut sender = raw_http2(gateway.server.addr).await;
+    let request = hyper::Request::post(format!(
+        "http://{}/inference.GRPCInferenceService/ModelInfer",
+        gateway.server.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.headers().get("x-model-version").unwrap(), "1");
+    // Unread, the answer holds its admission slot and its bytes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gateway.server.admitted(), 1);
+    assert!(
+        gateway.server.body_bytes_held() > 100_000,
+        "{}",
+        gateway.server.body_bytes_held()
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.trailers().unwrap().get("grpc-status").unwrap(), "0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gateway.server.admitted() != 0 || gateway.server.body_bytes_held() != 0 {
+        assert!(std::time::Instant::now() < deadline, "still held once written");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

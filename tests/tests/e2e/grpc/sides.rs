@@ -91,6 +91,25 @@ async fn a_split_a_shadow_and_the_log_work_on_grpc_traffic() {
         *by_version.entry(version).or_default() += 1;
         sent.insert(id);
     }
+    // A stream's requests are logged under their own ids, never under the
+    // call's x-request-id, which would name them all.
+    let streamed: Vec<_> = (0..3)
+        .map(|index| {
+            let mut message = credit_request(MODEL, 1);
+            message.id = format!("streamed-{index}");
+            message
+        })
+        .collect();
+    let mut call = Request::new(futures_util::stream::iter(streamed));
+    call.metadata_mut()
+        .insert("x-request-id", "the-call".parse().unwrap());
+    let mut answers = grpc.model_stream_infer(call).await.unwrap().into_inner();
+    for index in 0..3 {
+        let answer = answers.message().await.unwrap().unwrap();
+        assert_eq!(answer.error_message, "");
+        assert_eq!(answer.infer_response.unwrap().id, format!("streamed-{index}"));
+        sent.insert(format!("streamed-{index}"));
+    }
     assert!(
         by_user.values().all(|versions| versions.len() == 1),
         "a user changed version: {by_user:?}"
@@ -109,7 +128,7 @@ async fn a_split_a_shadow_and_the_log_work_on_grpc_traffic() {
             .find_map(|line| line.strip_prefix(prefix.as_str()))
             .map_or(0.0, |value| value.parse().unwrap())
     };
-    while compared(&gateway.metrics().await) < 60.0 {
+    while compared(&gateway.metrics().await) < 63.0 {
         assert!(Instant::now() < deadline, "{}", gateway.metrics().await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
