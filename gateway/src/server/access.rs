@@ -132,21 +132,7 @@ impl PredictAccess {
         if self.by_hash.is_empty() || (!self.protects_all && !self.protected.contains(model)) {
             return Ok(());
         }
-        let refuse = |reason: &'static str, error: Error| {
-            ::metrics::counter!(metrics::PREDICT_AUTH_REFUSED, "reason" => reason).increment(1);
-            Err(error)
-        };
-        let Some(token) = bearer(headers) else {
-            return refuse(
-                "missing",
-                Error::Unauthorized(format!(
-                    "model {model} needs a predict token: send 'Authorization: Bearer TOKEN'"
-                )),
-            );
-        };
-        let Some(grant) = self.by_hash.get(&hash_token(token)) else {
-            return refuse("unknown", Error::Unauthorized("unknown predict token".into()));
-        };
+        let grant = self.grant(model, headers)?;
         if let Some(models) = &grant.models_opt
             && !models.contains(model)
         {
@@ -172,6 +158,39 @@ impl PredictAccess {
         }
         Ok(())
     }
+
+    /// Before the model is known (a gRPC message names it inside): when
+    /// every model needs a token, a request without a known one is refused
+    /// now, as [`PredictAccess::check`] would refuse it once the message is
+    /// read, so that an anonymous client holds none of the server's memory.
+    pub fn check_before_model(&self, headers: &HeaderMap) -> Result<(), Error> {
+        if self.by_hash.is_empty() || !self.protects_all {
+            return Ok(());
+        }
+        self.grant("every model", headers).map(|_| ())
+    }
+
+    /// The grant of the request's token, or the 401 (naming `model`).
+    fn grant(&self, model: &str, headers: &HeaderMap) -> Result<&Grant, Error> {
+        let Some(token) = bearer(headers) else {
+            return refuse(
+                "missing",
+                Error::Unauthorized(format!(
+                    "model {model} needs a predict token: send 'Authorization: Bearer TOKEN'"
+                )),
+            );
+        };
+        match self.by_hash.get(&hash_token(token)) {
+            Some(grant) => Ok(grant),
+            None => refuse("unknown", Error::Unauthorized("unknown predict token".into())),
+        }
+    }
+}
+
+/// Counts a refusal by its reason.
+fn refuse<T>(reason: &'static str, error: Error) -> Result<T, Error> {
+    ::metrics::counter!(metrics::PREDICT_AUTH_REFUSED, "reason" => reason).increment(1);
+    Err(error)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

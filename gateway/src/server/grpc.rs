@@ -73,11 +73,15 @@ pub fn prepared(mut request: axum::http::Request<Body>, state: &AppState) -> axu
     if !request.uri().path().ends_with("/ModelInfer") {
         return request;
     }
+    // Where every model needs a token, one without a known token is
+    // refused before a byte of its message is held.
+    let refused_opt = state.access.check_before_model(request.headers()).err();
     let held = state.body_budget.empty();
     let timeout = state.limits.body_read_timeout;
     request.map(|body| {
         Body::new(Budgeted {
             body,
+            refused_opt,
             held,
             seen: 0,
             timeout,
@@ -89,6 +93,8 @@ pub fn prepared(mut request: axum::http::Request<Body>, state: &AppState) -> axu
 
 struct Budgeted {
     body: Body,
+    /// Refused before it is read: the first poll answers this.
+    refused_opt: Option<Error>,
     held: Held,
     seen: usize,
     timeout: Duration,
@@ -114,6 +120,9 @@ impl http_body::Body for Budgeted {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         use std::task::Poll;
+        if let Some(refused) = self.refused_opt.take() {
+            return Poll::Ready(Some(Err(self.refuse(refused))));
+        }
         let polled = match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(polled) => polled,
             Poll::Pending => {

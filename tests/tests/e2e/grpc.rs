@@ -6,7 +6,7 @@
 //! traffic alone.
 
 mod clients;
-mod core_path;
+pub(crate) mod core_path;
 mod sides;
 
 use std::net::SocketAddr;

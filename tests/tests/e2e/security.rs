@@ -418,9 +418,11 @@ async fn predict_tokens_guard_the_models_they_name_with_a_rate_limit() {
         .unwrap();
     assert!((90..=100).contains(&retry_after), "retry-after: {retry_after}");
 
+    crate::grpc::core_path::an_anonymous_message_is_not_read_where_every_model_needs_a_token().await;
+
     let metrics = gateway.metrics().await;
     for line in [
-        "sluice_predict_auth_refused_total{reason=\"missing\"} 3",
+        "sluice_predict_auth_refused_total{reason=\"missing\"} 4",
         "sluice_predict_auth_refused_total{reason=\"unknown\"} 1",
         "sluice_predict_auth_refused_total{reason=\"forbidden\"} 2",
         "sluice_rate_limited_total{token=\"shop\"} 2",

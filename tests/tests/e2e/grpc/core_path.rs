@@ -206,6 +206,35 @@ where
     sender
 }
 
+/// A `ModelInfer` call whose message declares a megabyte and stops after
+/// `sent` bytes, its stream left open: the answer, if the server gives one
+/// within 5 s (it must not wait for the rest to refuse it).
+async fn stalled_call(addr: std::net::SocketAddr, sent: usize) -> hyper::Response<hyper::body::Incoming> {
+    let mut sender = raw_http2(addr).await;
+    let (frames, mut body) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
+    let mut start = vec![0u8];
+    start.extend_from_slice(&1_000_000u32.to_be_bytes());
+    start.extend(std::iter::repeat_n(0u8, sent));
+    frames
+        .send(Ok(hyper::body::Frame::data(start.into())))
+        .await
+        .unwrap();
+    let request = hyper::Request::post(format!("http://{addr}/inference.GRPCInferenceService/ModelInfer"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(futures_util::stream::poll_fn(
+            move |cx| body.poll_recv(cx),
+        )))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("refused while the message was still arriving")
+        .unwrap();
+    drop(frames);
+    response
+}
+
 /// A request to `models/test/slow` (the outer product of `size` zeros,
 /// multiplied by itself 24 times): a few hundred make it take a while.
 fn slow_request(size: usize) -> ModelInferRequest {
@@ -300,30 +329,7 @@ async fn messages_are_held_against_the_memory_budget_as_they_arrive() {
     let mut grpc = client(gateway.server.addr).await;
     // A message that declares a megabyte and stops after 200 kB: refused
     // once its bytes pass the budget, not read whole first.
-    let mut sender = raw_http2(gateway.server.addr).await;
-    let (frames, mut body) =
-        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
-    let mut start = vec![0u8];
-    start.extend_from_slice(&1_000_000u32.to_be_bytes());
-    start.extend(std::iter::repeat_n(0u8, 200_000));
-    frames
-        .send(Ok(hyper::body::Frame::data(start.into())))
-        .await
-        .unwrap();
-    let request = hyper::Request::post(format!(
-        "http://{}/inference.GRPCInferenceService/ModelInfer",
-        gateway.server.addr
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(http_body_util::StreamBody::new(futures_util::stream::poll_fn(
-        move |cx| body.poll_recv(cx),
-    )))
-    .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
-        .await
-        .expect("refused while the message was still arriving")
-        .unwrap();
+    let response = stalled_call(gateway.server.addr, 200_000).await;
     let status = response
         .headers()
         .get("grpc-status")
@@ -343,7 +349,6 @@ async fn messages_are_held_against_the_memory_budget_as_they_arrive() {
         "{:?}",
         response.headers()
     );
-    drop(frames);
     assert!(grpc.model_infer(credit_request("credit_risk", 100)).await.is_ok());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while gateway.server.body_bytes_held() != 0 {
@@ -392,4 +397,72 @@ async fn an_answer_holds_its_slot_until_the_client_reads_it() {
         assert!(std::time::Instant::now() < deadline, "still held once written");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_at_most_max_concurrent_streams() {
+    let repository = TestRepository::new().with_model("slow", 1, &example_model("slow"));
+    let mut limits = ServerLimits::for_pool(2, 64);
+    limits.connections.http2_opt = Some(sluice_common::listen::Http2Limits {
+        max_concurrent_streams: 2,
+        ..Default::default()
+    });
+    let options = Options {
+        limits_opt: Some(limits),
+        inline_below: Duration::ZERO,
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(&repository, options).await;
+    // Three slow calls on one connection (a tonic channel is one): the
+    // third waits for a stream, not for an admission slot.
+    let mut grpc = client(gateway.server.addr).await;
+    // One call first: the client has the server's SETTINGS before it opens
+    // three streams (before them, a stream past the bound is refused,
+    // REFUSED_STREAM, which tonic does not retry).
+    grpc.model_infer(slow_request(1)).await.unwrap();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut grpc = grpc.clone();
+            tokio::spawn(async move { grpc.model_infer(slow_request(800)).await.map(|_| ()) })
+        })
+        .collect();
+    let mut most = 0;
+    while calls.iter().any(|call| !call.is_finished()) {
+        most = most.max(gateway.server.admitted());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(most, 2, "requests in flight on the one connection");
+}
+
+/// Where every model needs a token, an anonymous gRPC message is refused
+/// before it is read (its model is inside it): it holds no memory.
+/// (Called by the token suite, which counts the refusals exactly.)
+pub(crate) async fn an_anonymous_message_is_not_read_where_every_model_needs_a_token() {
+    let dir = sluice_tests::TempDir::new().unwrap();
+    let tokens = dir.path().join("predict-tokens.toml");
+    let every = sluice_gateway::server::access::add_token(&tokens, "all", &["*".into()], None, None).unwrap();
+    let options = Options {
+        predict_tokens_opt: Some(tokens),
+        ..Options::default()
+    };
+    let repository = TestRepository::new().with_model("credit_risk", 1, &example_model("credit_risk"));
+    let gateway = TestGateway::start_with(&repository, options).await;
+    // A message that declares a megabyte and stops after 100 kB, with no
+    // token: refused at once, not read until the body timeout.
+    let response = stalled_call(gateway.server.addr, 100_000).await;
+    assert_eq!(
+        response.headers().get("grpc-status").unwrap(),
+        "16",
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(gateway.server.body_bytes_held(), 0);
+    // With the token, the same model answers.
+    let mut grpc = client(gateway.server.addr).await;
+    let mut call = tonic::Request::new(credit_request("credit_risk", 1));
+    call.metadata_mut()
+        .insert("authorization", format!("Bearer {every}").parse().unwrap());
+    assert!(grpc.model_infer(call).await.is_ok());
 }
