@@ -9,6 +9,13 @@
 //! `x-model-version` and `x-request-id` come back as metadata; failures are
 //! the codes [`Error::code`] maps.
 //!
+//! Around tonic's service, the listener's dispatch does what tonic's own
+//! server cannot: [`prepared`] stamps a call's arrival and holds a
+//! `ModelInfer` message against the memory budget, within the body read
+//! timeout, as it arrives (and refuses an anonymous one before reading it
+//! where every model needs a token); [`holding`] keeps an answer's slots
+//! and bytes until it is written.
+//!
 //! Triton's start-up calls are answered as Triton answers them where
 //! Sluice has the facts (`ModelConfig`, `RepositoryIndex`, the
 //! shared-memory status: no region), and refused with `UNIMPLEMENTED`
