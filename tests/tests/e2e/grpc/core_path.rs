@@ -206,6 +206,23 @@ where
     sender
 }
 
+/// A whole `ModelInfer` call to `addr` as a bare HTTP/2 request: the
+/// message framed as gRPC frames it (not compressed, its length, itself).
+fn model_infer(
+    addr: std::net::SocketAddr,
+    message: &ModelInferRequest,
+) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    let message = prost::Message::encode_to_vec(message);
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    hyper::Request::post(format!("http://{addr}/inference.GRPCInferenceService/ModelInfer"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
+        .unwrap()
+}
+
 /// A `ModelInfer` call whose message declares a megabyte and stops after
 /// `sent` bytes, its stream left open: the answer, if the server gives one
 /// within 5 s (it must not wait for the rest to refuse it).
@@ -272,20 +289,11 @@ async fn the_callers_deadline_bounds_the_wait_and_overload_is_unavailable() {
     // grpc-timeout: 100 ms, for a run of a second or more, from a client
     // that keeps no timer of its own (tonic's would race the server's):
     // the server answers DEADLINE_EXCEEDED by itself.
-    let message = prost::Message::encode_to_vec(&slow_request(1200));
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
     let mut sender = raw_http2(gateway.server.addr).await;
-    let request = hyper::Request::post(format!(
-        "http://{}/inference.GRPCInferenceService/ModelInfer",
-        gateway.server.addr
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .header("grpc-timeout", "100m")
-    .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
-    .unwrap();
+    let mut request = model_infer(gateway.server.addr, &slow_request(1200));
+    request
+        .headers_mut()
+        .insert("grpc-timeout", "100m".parse().unwrap());
     let started = std::time::Instant::now();
     let response = sender.send_request(request).await.unwrap();
     let answered_in = started.elapsed();
@@ -365,19 +373,8 @@ async fn messages_are_held_against_the_memory_budget_as_they_arrive() {
 async fn an_answer_holds_its_slot_until_the_client_reads_it() {
     let gateway = TestGateway::start(&repository()).await;
     // 10,000 rows: an answer of 160 kB, past HTTP/2's first window of 64 kB.
-    let message = prost::Message::encode_to_vec(&credit_request("credit_risk", 10_000));
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
     let mut sender = raw_http2(gateway.server.addr).await;
-    let request = hyper::Request::post(format!(
-        "http://{}/inference.GRPCInferenceService/ModelInfer",
-        gateway.server.addr
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
-    .unwrap();
+    let request = model_infer(gateway.server.addr, &credit_request("credit_risk", 10_000));
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.headers().get("x-model-version").unwrap(), "1");
     // Unread, the answer holds its admission slot and its bytes.
