@@ -54,7 +54,7 @@ LAYERS = {
         ["api"],
     ],
     "common/src": [
-        ["clock", "documents", "exposition", "files", "layout", "objects", "secrets", "tls"],
+        ["clock", "documents", "exposition", "files", "layout", "objects", "openapi", "secrets", "tls"],
         ["listen"],
     ],
     "registry-client/src": None,  # only the circle check

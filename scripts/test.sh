@@ -2,8 +2,10 @@
 # The test command: installs what the tests need from PyPI (the ONNX Runtime
 # library; moto, an S3-compatible server for `--store s3://`; the corpus's
 # Python side; the gRPC clients, in a virtual environment of their own) and
+# from npm (playwright-core and axe-core, for the console's browser test), and
 # runs the whole workspace's tests, ort tests included; then the public
-# model corpus (tests/corpus/run.py); then the registry's suites
+# model corpus (tests/corpus/run.py); then schemathesis against both
+# OpenAPI documents (tests/openapi/run.py); then the registry's suites
 # again with the registry on PostgreSQL. The PostgreSQL tests start their
 # own servers from Debian's postgresql package: without it they are skipped
 # here, and CI, which sets SLUICE_REQUIRE_POSTGRES=1, fails instead.
@@ -32,6 +34,15 @@ if ! cmp -s tests/grpc/requirements.txt "$grpc_venv/requirements.txt" 2>/dev/nul
     fi
 fi
 export SLUICE_GRPC_PYTHON="$grpc_venv/bin/python"
+# playwright-core and axe-core, for the console's browser test (it drives
+# Debian's chromium): installed outside the clone by tests/console/install.sh,
+# again only when tests/console/package-lock.json changes.
+if command -v node >/dev/null && command -v npm >/dev/null \
+    && console_modules="$(bash tests/console/install.sh)"; then
+    export SLUICE_CONSOLE_NODE_MODULES="$console_modules"
+else
+    echo "could not install tests/console/package-lock.json (node and npm needed): the console's browser test will be skipped" >&2
+fi
 cargo test --workspace --all-targets "$@"
 if [ $# -gt 0 ]; then
     exit 0
@@ -41,6 +52,19 @@ fi
 started=$SECONDS
 python3 tests/corpus/run.py
 echo "the corpus took $((SECONDS - started)) s" >&2
+# Schemathesis against both OpenAPI documents, served by the binary the
+# tests just built (tests/openapi/run.py); in a virtual environment of its
+# own, cached outside the clone and made again when its pin changes.
+schemathesis_venv="${SLUICE_SCHEMATHESIS_VENV:-$HOME/.cache/sluice/schemathesis-venv}"
+if ! cmp -s tests/openapi/requirements.txt "$schemathesis_venv/requirements.txt" 2>/dev/null; then
+    rm -rf "$schemathesis_venv"
+    python3 -m venv "$schemathesis_venv"
+    "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/openapi/requirements.txt
+    cp tests/openapi/requirements.txt "$schemathesis_venv/requirements.txt"
+fi
+started=$SECONDS
+python3 tests/openapi/run.py --schemathesis "$schemathesis_venv/bin/schemathesis"
+echo "schemathesis took $((SECONDS - started)) s" >&2
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${SLUICE_TEST_PG_BIN:-}" ]; then
     if [ "${SLUICE_REQUIRE_POSTGRES:-}" = 1 ]; then
         echo "PostgreSQL's server is required (apt-get install postgresql)" >&2

@@ -13,6 +13,7 @@
 //! - [`documents`]: policy files, TOML or JSON, read one way.
 //! - [`secrets`]: tokens, their hashes, sha256 digests.
 //! - [`exposition`]: `/metrics` text without retired versions' series.
+//! - [`openapi`]: the error answer and the path both OpenAPI documents share.
 //!
 //! Modules point one way: `listen` uses `tls`; the rest stand alone.
 
@@ -23,5 +24,6 @@ pub mod files;
 pub mod layout;
 pub mod listen;
 pub mod objects;
+pub mod openapi;
 pub mod secrets;
 pub mod tls;

@@ -18,7 +18,7 @@ use crate::profile::{ColumnProfile, ReferenceProfile};
 /// The document name a contract is stored under.
 pub const CONTRACT_DOCUMENT: &str = "contract";
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataContract {
     /// Rules per feature, by the input (or `input[k]` column) they name.
@@ -29,7 +29,7 @@ pub struct DataContract {
     pub rules: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureContract {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct FeatureContract {
 }
 
 /// What a deployment does with a version's contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ContractMode {
     /// Count violations per feature and rule, log samples, answer as usual.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// One label for one logged prediction, as `POST /v2/models/{m}/feedback`
 /// takes it (alone, or many in a JSON array).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     /// The prediction's `x-request-id`.
@@ -21,7 +21,7 @@ pub struct Feedback {
 }
 
 /// What a model's outputs are judged as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     Classifier,
@@ -29,7 +29,7 @@ pub enum Task {
 }
 
 /// How a version's predictions fared against the labels that came back.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Performance {
     pub model: String,
     pub version: u64,
@@ -60,7 +60,7 @@ pub struct Performance {
     pub unmatched: Unmatched,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comparison {
     pub metric: String,
     pub realized: f64,
@@ -72,7 +72,7 @@ pub struct Comparison {
 }
 
 /// Feedback that found no prediction to join with: counted, never an error.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unmatched {
     /// No logged prediction has this request id.
     pub unknown: u64,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const PROFILE_DOCUMENT: &str = "reference_profile";
 pub const PROFILE_SCHEMA: &str = "sluice-profile/v1";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReferenceProfile {
     pub schema: String,
     pub rows: u64,
@@ -29,7 +29,7 @@ pub struct ReferenceProfile {
     pub outputs: BTreeMap<String, ColumnProfile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ColumnProfile {
     Numeric {
@@ -52,7 +52,7 @@ pub enum ColumnProfile {
 
 /// `GET /api/v1/models/{model}/drift`: drift of one version's live traffic
 /// against its reference profile, over a sliding window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DriftReport {
     pub model: String,
     pub version: u64,
@@ -80,7 +80,7 @@ pub struct DriftReport {
 
 /// Rows checked against a data contract over a window, and how many broke
 /// each check (`age:min`, `region:categories`, `income:missing`, a rule's text).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContractSummary {
     pub rows: u64,
     pub violations: BTreeMap<String, u64>,
@@ -102,7 +102,7 @@ impl ContractSummary {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureDrift {
     pub name: String,
     pub rows: u64,
@@ -123,7 +123,7 @@ pub struct FeatureDrift {
 }
 
 /// When a feature, and the dataset, count as drifted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriftThresholds {
     pub psi_drift: f64,

@@ -14,7 +14,7 @@ pub const LATENCY_BUCKETS_MS: [f64; 28] = [
 ];
 
 /// Counts of one version over one window of one gateway; windows add up.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionWindow {
     pub model: String,
     pub version: u64,
@@ -83,7 +83,7 @@ fn add_bins(
 }
 
 /// A shadow version's comparison with the primary over a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShadowWindow {
     pub requests: u64,
     pub errors: u64,
@@ -235,7 +235,7 @@ impl VersionWindow {
 }
 
 /// `POST /api/v1/stats`: one gateway's windows, sent every few seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatsReport {
     /// Which replica sent it (host and process), for diagnostics.
     pub gateway: String,
@@ -251,7 +251,7 @@ pub struct StatsReport {
 }
 
 /// What one gateway serves, as it says in each statistics report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GatewayServing {
     /// The registry's deployments revision its routing table is built from.
     pub revision: u64,
@@ -265,7 +265,7 @@ pub struct GatewayServing {
 
 /// `POST /api/v1/guard/{model}`: a gateway's local guard stopped routing to
 /// a version that failed too often; the registry rolls it back everywhere.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GuardReport {
     pub gateway: String,
     /// The deployments revision the gateway served when it tripped: a report
@@ -281,7 +281,7 @@ pub struct GuardReport {
 
 /// A progressive rollout's policy (Flagger's semantics): the canary's weight
 /// climbs `step_weights` one `interval_ms` at a time while its checks pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutPolicy {
     /// Canary weights, in order; the last step passed promotes it to 100.
@@ -400,7 +400,7 @@ impl RolloutPolicy {
 }
 
 /// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutStatus {
     Progressing,
@@ -439,7 +439,7 @@ impl RolloutStatus {
 }
 
 /// What one interval measured and decided.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntervalResult {
     pub ended_at: String,
     pub canary_weight: u32,
@@ -475,7 +475,7 @@ pub struct IntervalResult {
 }
 
 /// A rollout as the registry runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub model: String,
     pub canary: u64,
@@ -509,7 +509,7 @@ pub struct Rollout {
 /// `rollout/evidence.rs` says how they work): one per class of bad answer
 /// the policy asks about, fed every statistics window as it arrives, so a
 /// clearly bad canary is rolled back before its interval ends.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     /// Windows that reached the registry before this (Unix milliseconds,
     /// the registry's clock) are in.
@@ -524,7 +524,7 @@ pub struct Evidence {
 /// One sequential test: bad events (5xx, refusals, NaN rows, slow
 /// requests, disagreeing rows) among trials, the canary's and the stable
 /// version's, since the rollout started.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClassEvidence {
     /// `error rate`, `engine refusal rate`, `timeout rate`, `non-finite
     /// rows`, `slow requests` or `shadow disagreement`.
@@ -549,7 +549,7 @@ pub struct ClassEvidence {
 }
 
 /// `POST /api/v1/rollouts/{model}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRollout {
     pub canary: u64,

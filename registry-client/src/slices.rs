@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The slice feature of a model card: `{"feature": "age", "edges": [30, 45, 60]}`
 /// cuts ages into bands; without edges each value is a slice of its own
 /// (a region code).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SliceSpec {
     /// An input (`region`) or one column of one (`x[3]`), as data contracts name them.
@@ -81,7 +81,7 @@ impl SliceSpec {
 }
 
 /// One slice's realized performance.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SliceMetrics {
     pub slice: String,
     /// Joined rows (a prediction and its label).
@@ -127,7 +127,7 @@ impl SliceMetrics {
 }
 
 /// The largest difference of one metric between counted slices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SliceGap {
     pub metric: String,
     pub gap: f64,
@@ -137,7 +137,7 @@ pub struct SliceGap {
 }
 
 /// `GET /api/v1/models/{model}/slices`: one version's slices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SliceReport {
     pub model: String,
     pub version: u64,

@@ -31,7 +31,7 @@ pub type Inputs = BTreeMap<String, Value>;
 /// Expected outputs by name (`label`, `probabilities[1]`).
 pub type Expected = BTreeMap<String, Value>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Suite {
     #[serde(default)]
@@ -51,6 +51,7 @@ pub struct Suite {
     pub min_pass_rate: f64,
     /// Inputs every case starts from; a case's own inputs override them.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub base: Inputs,
     #[serde(default)]
     pub golden: Vec<GoldenCase>,
@@ -70,32 +71,38 @@ fn default_min_pass_rate() -> f64 {
     1.0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GoldenCase {
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub inputs: Inputs,
+    #[schema(value_type = Object)]
     pub expect: Expected,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvarianceCase {
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub inputs: Inputs,
+    #[schema(value_type = Object)]
     pub change: BTreeMap<String, Change>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectionalCase {
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub inputs: Inputs,
+    #[schema(value_type = Object)]
     pub change: BTreeMap<String, Change>,
     pub expect: Direction,
     /// The score to judge, when not the suite's.
@@ -103,13 +110,15 @@ pub struct DirectionalCase {
     pub score: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MinimumCase {
     pub name: String,
     pub slice: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub inputs: Inputs,
+    #[schema(value_type = Object)]
     pub expect: Expected,
 }
 
@@ -186,7 +195,7 @@ impl<'de> Deserialize<'de> for Change {
 }
 
 /// How a directional case's score must move from before to after the change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Higher,
@@ -384,7 +393,7 @@ fn check_expected(case: &str, expect: &Expected) -> Result<(), String> {
 }
 
 /// A suite as stored: one revision of a model's suite.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredSuite {
     pub model: String,
     pub revision: u64,
@@ -394,7 +403,7 @@ pub struct StoredSuite {
 }
 
 /// `POST /api/v1/models/{model}/versions/{version}/suite-runs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunSuite {
     /// The suite revision to run; the latest when absent.
@@ -402,7 +411,9 @@ pub struct RunSuite {
     pub revision: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseKind {
     Golden,
@@ -432,7 +443,7 @@ impl fmt::Display for CaseKind {
 }
 
 /// What one run of a suite on a version found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SuiteReport {
     pub model: String,
     pub version: u64,
@@ -448,7 +459,7 @@ pub struct SuiteReport {
     pub failures: Vec<CaseFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KindOutcome {
     pub kind: CaseKind,
     pub cases: u64,
@@ -456,7 +467,7 @@ pub struct KindOutcome {
 }
 
 /// Minimum-functionality cases of one slice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SliceOutcome {
     pub slice: String,
     pub cases: u64,
@@ -465,7 +476,7 @@ pub struct SliceOutcome {
     pub min_pass_rate: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaseFailure {
     pub kind: CaseKind,
     pub name: String,
@@ -474,11 +485,13 @@ pub struct CaseFailure {
     /// Why, in words (`probabilities[1] fell from 0.41 to 0.12: expected not lower`).
     pub reason: String,
     /// The inputs as run, by input name.
+    #[schema(value_type = Object)]
     pub inputs: Inputs,
     /// The outputs, by output name; empty when the model refused the inputs.
     pub outputs: BTreeMap<String, Value>,
     /// After the change, for invariance and directional cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     pub changed_inputs: Option<Inputs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_outputs: Option<BTreeMap<String, Value>>,

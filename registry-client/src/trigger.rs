@@ -10,7 +10,7 @@ use crate::profile::DriftThresholds;
 use crate::rollout::RolloutPolicy;
 
 /// A model's trigger policy (`PUT /api/v1/models/{m}/triggers/policy`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerPolicy {
     /// What fires a run on its own; with none, only `sluice triggers fire` does.
@@ -54,7 +54,7 @@ fn default_min_labels() -> u64 {
 }
 
 /// One condition that fires a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TriggerRule {
     /// Dataset drift of the serving version in `windows` consecutive windows
@@ -108,7 +108,7 @@ impl TriggerRule {
 }
 
 /// How the training pipeline is asked to run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TriggerAction {
     /// POST a JSON payload to a host the registry's operator allows
@@ -155,7 +155,7 @@ fn default_backoff_ms() -> u64 {
     1000
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
     /// The run itself (see [`TriggerPayload`]): for Argo Events' webhook
@@ -169,7 +169,7 @@ pub enum WebhookFormat {
 }
 
 /// A model's policy with what it has done lately (`sluice triggers list`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerState {
     pub model: String,
     pub policy: TriggerPolicy,
@@ -187,7 +187,7 @@ pub struct TriggerState {
 }
 
 /// One windowed rule's streak.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleProgress {
     /// The rule's place in the policy's `rules`, from 0.
     pub rule: usize,
@@ -197,7 +197,7 @@ pub struct RuleProgress {
     pub bad_in_a_row: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Fired; the action is being delivered.
@@ -227,7 +227,7 @@ impl RunStatus {
 }
 
 /// One time a model's training was asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerRun {
     pub id: u64,
     pub model: String,
@@ -262,7 +262,7 @@ pub struct TriggerRun {
 }
 
 /// What a webhook receives and a command reads from `SLUICE_TRIGGER_CONTEXT`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerPayload {
     pub trigger_id: u64,
     pub model: String,
@@ -276,14 +276,14 @@ pub struct TriggerPayload {
     pub registry_url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PayloadWindow {
     pub start_ms: u64,
     pub end_ms: u64,
 }
 
 /// `POST /api/v1/models/{m}/triggers`: fire a run by hand.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FireTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,7 +294,7 @@ pub struct FireTrigger {
 }
 
 /// `POST /api/v1/triggers/{id}/complete`: an external pipeline reports its end.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRun {
     pub succeeded: bool,

@@ -11,7 +11,7 @@ use crate::contract::ContractMode;
 use crate::slices::SliceSpec;
 
 /// A model: a named endpoint and the versions registered under it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
     pub name: String,
     pub description: String,
@@ -24,7 +24,7 @@ pub struct Model {
 }
 
 /// `POST /api/v1/models`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateModel {
     pub name: String,
@@ -35,7 +35,7 @@ pub struct CreateModel {
 }
 
 /// `PATCH /api/v1/models/{model}`: each field present replaces the stored one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateModel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,9 @@ pub struct UpdateModel {
 }
 
 /// Lifecycle of a version: `none → staging → production → archived`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     None,
@@ -86,7 +88,7 @@ impl FromStr for Stage {
 
 /// Name, datatype and shape (`-1` for a dynamic dim) of one tensor, as the
 /// Open Inference Protocol's model metadata states it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TensorSpec {
     pub name: String,
     pub datatype: String,
@@ -94,14 +96,14 @@ pub struct TensorSpec {
 }
 
 /// What a model takes and gives, read by loading the artifact.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signature {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }
 
 /// The dataset a version was trained on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dataset {
     pub uri: String,
@@ -111,7 +113,7 @@ pub struct Dataset {
 
 /// Lineage and model card of a version: where it came from and what it is for.
 /// Every field is optional at registration; the registry stores what it is given.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lineage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,7 +149,7 @@ pub struct Lineage {
 }
 
 /// An immutable, auto-numbered version of a model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Version {
     pub model: String,
     pub version: u64,
@@ -170,7 +172,7 @@ pub struct Version {
 }
 
 /// Where a new version's artifact comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ArtifactSource {
     /// An artifact uploaded before with `POST /api/v1/artifacts`.
@@ -180,7 +182,7 @@ pub enum ArtifactSource {
 }
 
 /// `POST /api/v1/models/{model}/versions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVersion {
     pub artifact: ArtifactSource,
@@ -189,7 +191,7 @@ pub struct CreateVersion {
 }
 
 /// An artifact in the store, as `POST /api/v1/artifacts` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Artifact {
     pub sha256: String,
     pub size: u64,
@@ -197,7 +199,7 @@ pub struct Artifact {
 }
 
 /// A named JSON document attached to a version (a drift reference profile, say).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Document {
     pub model: String,
     pub version: u64,
@@ -208,7 +210,7 @@ pub struct Document {
 }
 
 /// State of a transition request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TransitionStatus {
     /// Waiting for approvals.
@@ -229,7 +231,7 @@ impl fmt::Display for TransitionStatus {
 }
 
 /// `approve` or `reject`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Approve,
@@ -237,7 +239,7 @@ pub enum Decision {
 }
 
 /// One actor's decision on a transition request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Review {
     pub actor: String,
     pub decision: Decision,
@@ -248,7 +250,7 @@ pub struct Review {
 }
 
 /// A request to move a version to another stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transition {
     pub id: u64,
     pub model: String,
@@ -264,8 +266,24 @@ pub struct Transition {
     pub missing_approvals: Vec<String>,
 }
 
+/// One gate of a transition's target stage, judged now against its
+/// version (`GET /api/v1/transitions/{id}/gates`): what an approver sees
+/// before approving, and what the registry checks again when the last
+/// approval applies the transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GateResult {
+    /// `metric` (the version's recorded metrics), `suite` (its latest
+    /// behavioural suite report) or `slice` (its gaps between slices).
+    pub kind: String,
+    /// The gate as the policy words it (`auc >= 0.8`), or `behavioural suite`.
+    pub gate: String,
+    pub passed: bool,
+    /// Why it passes or fails, in words.
+    pub detail: String,
+}
+
 /// `POST /api/v1/models/{model}/versions/{version}/transitions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestTransition {
     pub to_stage: Stage,
@@ -274,7 +292,7 @@ pub struct RequestTransition {
 }
 
 /// `POST /api/v1/transitions/{id}/approve` (with `approval`) or `/reject`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewTransition {
     /// Which approval this is (`technical`): one the target stage's policy asks for.
@@ -285,7 +303,7 @@ pub struct ReviewTransition {
 }
 
 /// A mutable pointer to a version (`champion`, `challenger`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alias {
     pub model: String,
     pub alias: String,
@@ -295,7 +313,7 @@ pub struct Alias {
 }
 
 /// `PUT /api/v1/models/{model}/aliases/{alias}`: compare-and-swap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAlias {
     pub version: u64,
@@ -310,7 +328,7 @@ pub struct SetAlias {
 }
 
 /// A version that takes a share of an endpoint's traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficTarget {
     pub version: u64,
@@ -320,7 +338,7 @@ pub struct TrafficTarget {
 
 /// A version that sees a copy of a sample of the traffic; its answers are
 /// compared, never returned.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub version: u64,
@@ -329,7 +347,7 @@ pub struct Shadow {
 }
 
 /// The desired traffic of one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrafficSpec {
     pub targets: Vec<TrafficTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,7 +375,7 @@ pub struct TrafficSpec {
 
 /// Dynamic batching, with Triton's knobs: requests queued for a version are
 /// joined along their first (batch) dimension and run as one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batching {
     /// Most rows one run takes; a request with more is refused (400).
@@ -470,7 +488,7 @@ impl TrafficSpec {
 
 /// `PUT /api/v1/deployments/{model}`: a [`TrafficSpec`] plus the write's
 /// precondition and reason, all at the top level of the body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetDeployment {
     pub targets: Vec<TrafficTarget>,
@@ -527,7 +545,7 @@ impl SetDeployment {
 }
 
 /// The artifact of a version a deployment refers to: what a gateway fetches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeployedVersion {
     pub version: u64,
     pub sha256: String,
@@ -538,7 +556,7 @@ pub struct DeployedVersion {
 }
 
 /// The desired traffic of one endpoint, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deployment {
     pub model: String,
     /// The registry-wide revision of this deployment's last change.
@@ -552,7 +570,7 @@ pub struct Deployment {
 }
 
 /// `GET /api/v1/deployments`: every deployment at one registry-wide revision.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deployments {
     /// Bumped by every deployment change; what `?watch=` waits on.
     pub revision: u64,
@@ -560,7 +578,7 @@ pub struct Deployments {
 }
 
 /// One entry of the append-only audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: u64,
     pub at: String,
@@ -579,7 +597,7 @@ pub struct Event {
 
 /// `GET /api/v1/gateways`: every gateway that reported lately, and the
 /// revision they should serve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fleet {
     /// The registry's deployments revision now.
     pub revision: u64,
@@ -587,7 +605,7 @@ pub struct Fleet {
 }
 
 /// One gateway as its last report left it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GatewayState {
     /// Its name (host and process).
     pub gateway: String,
@@ -619,7 +637,7 @@ pub struct EventQuery {
 }
 
 /// `GET /api/v1/whoami`: the caller as the registry sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Identity {
     pub actor: String,
     pub role: String,
@@ -627,7 +645,7 @@ pub struct Identity {
 
 /// A bearer token of the registry API as `GET /api/v1/tokens` lists it:
 /// who it speaks for and its life, never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: u64,
     pub actor: String,
@@ -643,7 +661,7 @@ pub struct TokenInfo {
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub actor: String,
@@ -655,7 +673,7 @@ pub struct CreateToken {
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the token is seen in clear.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
@@ -663,7 +681,7 @@ pub struct CreatedToken {
 }
 
 /// `{"error": "..."}`, the body of every refusal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
 }

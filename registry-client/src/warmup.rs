@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How a version is warmed before it takes traffic.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Warmup {
     /// A synthetic warm-up that finds no input the model runs fails the
@@ -25,7 +25,7 @@ pub struct Warmup {
 }
 
 /// One warm-up run: a value for every input of the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmupRequest {
     pub inputs: Vec<WarmupInput>,
@@ -33,7 +33,7 @@ pub struct WarmupRequest {
 
 /// One input of a warm-up run: its shape, and its values listed in `data`
 /// (row-major) or made by `fill`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmupInput {
     pub name: String,
@@ -45,7 +45,7 @@ pub struct WarmupInput {
 }
 
 /// Values made for a warm-up input (Triton's `zero_data` and `random_data`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fill {
     Zero,

@@ -108,6 +108,9 @@ pub struct RegistryConfig {
     /// What rollout intervals, statistics, trigger windows and the feedback
     /// join read as now: the system's, or a test's manual clock.
     pub clock: Clock,
+    /// The web console at `/console/` on the admin API's listener
+    /// (`--no-console` turns it off).
+    pub console: bool,
 }
 
 impl RegistryConfig {
@@ -143,6 +146,7 @@ impl RegistryConfig {
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             tls_opt: None,
             clock: Clock::System,
+            console: true,
         }
     }
 

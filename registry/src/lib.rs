@@ -25,7 +25,9 @@
 //!    named command);
 //! 6. [`monitor`]: the loop that drives the join, the drift and performance
 //!    gauges and the trigger rules;
-//! 7. [`api`]: `/api/v1` (axum), the long-poll watch gateways follow.
+//! 7. [`api`]: `/api/v1` (axum), the long-poll watch gateways follow,
+//!    the API's OpenAPI document (`/openapi.json`), and the web console
+//!    (`/console/`, its files compiled in by `build.rs`).
 //!
 //! [`Registry::start`] runs it on a listener: standalone (`sluice registry`)
 //! or inside the gateway's process (`sluice serve`), the same code either
@@ -182,7 +184,7 @@ impl Registry {
             format!("{scheme}://{local}"),
             stop.clone(),
         ));
-        let mut app = api::router(state.clone());
+        let mut app = api::router(state.clone(), config.console);
         if let Some(render) = render_opt {
             app = app.merge(api::metrics::router(state, render));
         }

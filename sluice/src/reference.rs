@@ -1,8 +1,14 @@
-//! `docs/configuration.md`, generated from the clap tree: every flag of
-//! `sluice serve` and `sluice registry` with its variable, its default and
-//! its help, so the page cannot drift from what the binary parses. A test
-//! fails when the committed page is stale; `SLUICE_BLESS=1 cargo test -p
-//! sluice reference` writes it again.
+//! The generated references, committed so that a reader (and a diff in
+//! review) sees them without running Sluice:
+//!
+//! - `docs/configuration.md`, from the clap tree: every flag of `sluice
+//!   serve` and `sluice registry` with its variable, its default and its
+//!   help, so the page cannot drift from what the binary parses;
+//! - `docs/openapi/registry.json` and `docs/openapi/v2.json`, the OpenAPI
+//!   documents the registry and the gateway serve at `/openapi.json`.
+//!
+//! A test fails when a committed file is stale; `SLUICE_BLESS=1 cargo test
+//! -p sluice reference` writes them again.
 
 use clap::CommandFactory;
 
@@ -82,22 +88,54 @@ fn one_line(text: &str) -> String {
         .replace('|', "\\|")
 }
 
+/// The committed OpenAPI documents, by path under the repository, as the
+/// listeners serve them.
+pub fn openapi_documents() -> [(&'static str, String); 2] {
+    let render = |document: utoipa::openapi::OpenApi| {
+        let mut json = document.to_pretty_json().unwrap_or_default();
+        json.push('\n');
+        json
+    };
+    [
+        (
+            "docs/openapi/registry.json",
+            render(sluice_registry::api::document()),
+        ),
+        ("docs/openapi/v2.json", render(sluice_gateway::server::document())),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_committed_reference_is_the_clap_tree() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
-        let generated = configuration_reference();
+    /// `generated` is the committed file at `path`, or the test fails (and
+    /// writes it under `SLUICE_BLESS`).
+    fn assert_committed(path: &str, generated: &str) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
         if std::env::var_os("SLUICE_BLESS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, generated).unwrap();
         }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
         assert!(
             committed == generated,
-            "docs/configuration.md is stale: run `SLUICE_BLESS=1 cargo test -p sluice reference` and commit it"
+            "{path} is stale: run `SLUICE_BLESS=1 cargo test -p sluice reference` and commit it"
         );
+    }
+
+    #[test]
+    fn the_committed_reference_is_the_clap_tree() {
+        assert_committed("docs/configuration.md", &configuration_reference());
+    }
+
+    #[test]
+    fn the_committed_openapi_documents_are_the_code() {
+        for (path, generated) in openapi_documents() {
+            assert_committed(path, &generated);
+        }
     }
 
     #[test]

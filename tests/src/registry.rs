@@ -65,6 +65,8 @@ pub struct RegistryOptions {
     /// A test's clock (`ManualClock::clock`), shared with its gateways;
     /// unset: the system's.
     pub clock: Option<sluice_common::clock::Clock>,
+    /// `--no-console`.
+    pub no_console: bool,
 }
 
 pub struct TestRegistry {
@@ -139,6 +141,7 @@ impl TestRegistry {
         if let Some(idle) = self.options.upload_idle_timeout {
             config.upload_idle_timeout = idle;
         }
+        config.console = !self.options.no_console;
         if let Some(text) = &self.options.actions {
             config.actions = sluice_registry::actions::Actions::parse(text, |name| std::env::var(name).ok())
                 .expect("the test's actions file");

@@ -24,14 +24,14 @@ pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
 /// Extensions this server implements, as `GET /v2` lists them.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerMetadata {
     pub name: &'static str,
     pub version: &'static str,
     pub extensions: &'static [&'static str],
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ModelMetadata<'a> {
     pub name: &'a str,
     pub versions: Vec<String>,
@@ -43,7 +43,7 @@ pub struct ModelMetadata<'a> {
     pub parameters: ModelParameters<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ModelParameters<'a> {
     pub backend: &'static str,
     pub warm: bool,
@@ -51,7 +51,7 @@ pub struct ModelParameters<'a> {
     pub warmup: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TensorMetadata<'a> {
     pub name: &'a str,
     pub datatype: &'static str,

@@ -14,6 +14,7 @@ use super::admission;
 use super::body::{self, Encoding};
 use super::call::{self, Call};
 use super::inference::{self, Payload};
+use super::openapi;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::{self, ModelMetadata, ServerMetadata};
@@ -21,10 +22,12 @@ use crate::protocol::{self, ModelMetadata, ServerMetadata};
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 pub use super::inference::REQUEST_ID_HEADER;
 
+#[utoipa::path(get, path = "/v2/health/live", tag = "health", responses((status = 200, body = openapi::Live)))]
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
 }
 
+#[utoipa::path(get, path = "/v2/health/ready", tag = "health", responses((status = 200, body = openapi::Ready), (status = 503, description = "Not ready: loading, draining, or a run hangs", body = openapi::Ready)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.health.is_ready();
     let status = if ready {
@@ -35,6 +38,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(json!({ "ready": ready }))).into_response()
 }
 
+#[utoipa::path(get, path = "/v2", tag = "metadata", responses((status = 200, body = ServerMetadata)))]
 pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "sluice",
@@ -43,6 +47,7 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     })
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "metadata", params(("model" = String, Path, description = "A model name")), responses((status = 200, body = ModelMetadata<'_>)))]
 pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
@@ -50,6 +55,7 @@ pub async fn model_metadata(
     metadata(&state, &model, None)
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "metadata", params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias the registry names")), responses((status = 200, body = ModelMetadata<'_>)))]
 pub async fn version_metadata(
     State(state): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
@@ -64,6 +70,7 @@ fn metadata(state: &AppState, model: &str, version_opt: Option<&str>) -> Result<
     Ok(Json(ModelMetadata::of(loaded, versions)).into_response())
 }
 
+#[utoipa::path(post, path = "/v2/repository/index", tag = "metadata", request_body(content = Option<openapi::IndexRequest>, description = "No body, or `{\"ready\": true}` for the ready versions alone"), responses((status = 200, body = Vec<openapi::IndexEntry>)))]
 /// Triton's repository index: every version loaded (`READY`) or failed
 /// (`UNAVAILABLE`, with the load error as `reason`). A body
 /// `{"ready": true}` lists the ready ones alone.
@@ -143,10 +150,12 @@ pub(super) fn index(state: &AppState, ready_only: bool) -> Vec<IndexEntry> {
     index.into_iter().map(|(_, entry)| entry).collect()
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "health", params(("model" = String, Path, description = "A model name")), responses((status = 200, body = openapi::ModelReady), (status = 503, description = "Its runs hang", body = openapi::ModelReady)))]
 pub async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Result<Response> {
     model_readiness(&state, &model, None)
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "health", params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias the registry names")), responses((status = 200, body = openapi::ModelReady), (status = 503, description = "Its runs hang", body = openapi::ModelReady)))]
 pub async fn version_ready(
     State(state): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
@@ -169,6 +178,7 @@ fn model_readiness(state: &AppState, model: &str, version_opt: Option<&str>) -> 
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
     // Served, or shadowing: a shadow's comparisons are its series.
     let table = state.routes.snapshot();
@@ -188,6 +198,7 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("x-request-id" = Option<String>, Header, description = "The prediction log's id"), ("x-user-id" = Option<String>, Header, description = "A sticky deployment's key (the header it names)")), request_body(description = "JSON; or, with the binary tensor extension, the JSON request (`Inference-Header-Content-Length` bytes) then the tensors' bytes", content((openapi::InferenceRequest = "application/json"), (Vec<u8> = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String, description = "The version that answered")))))]
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
@@ -197,6 +208,7 @@ pub async fn infer(
     infer_and_count(&state, &model, None, &headers, body).await
 }
 
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias the registry names")), request_body(description = "As for the model's `infer`", content((openapi::InferenceRequest = "application/json"), (Vec<u8> = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String)))))]
 pub async fn infer_version(
     State(state): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
@@ -249,6 +261,7 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> E
     Error::MethodNotAllowed(format!("{method} {}", uri.path()))
 }
 
+#[utoipa::path(post, path = "/v2/models/{model}/feedback", tag = "feedback", params(("model" = String, Path, description = "A model name")), request_body = openapi::Labels, responses((status = 200, body = openapi::FeedbackAccepted)))]
 /// `POST /v2/models/{m}/feedback`: labels for answered predictions, stored
 /// before the answer (200 `{"accepted": N, "logged": bool}`, with a
 /// `warning` when this gateway logs none of the model's predictions).

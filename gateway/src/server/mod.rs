@@ -5,7 +5,8 @@
 //! drain) is the registry's `listen::serve`; `shutdown` turns readiness off, waits the shutdown
 //! delay, closes the listener, and gives in-flight requests the drain
 //! timeout to finish. [`access`] holds the predict tokens and their rate
-//! limits, checked before admission.
+//! limits, checked before admission. The REST routes are registered with
+//! their OpenAPI descriptions ([`openapi`], `/openapi.json`).
 
 pub mod access;
 mod accounting;
@@ -15,16 +16,18 @@ mod call;
 mod grpc;
 pub mod handlers;
 mod inference;
+mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower_http::compression::CompressionLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cache::ArtifactCache;
 use crate::compute::ComputePool;
@@ -70,23 +73,37 @@ pub struct AppState {
     pub clock: Clock,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The REST routes and their OpenAPI document, from one list: a route is
+/// registered with its `#[utoipa::path]`, so none is served undescribed.
+fn routes() -> OpenApiRouter<Arc<AppState>> {
     use handlers::*;
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{model}", get(model_metadata))
-        .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}", get(version_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
-        .route("/v2/models/{model}/feedback", post(feedback))
-        .route("/v2/repository/index", post(repository_index))
-        .route("/metrics", get(prometheus))
-        .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(server_metadata))
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(model_metadata))
+        .routes(routes!(model_ready))
+        .routes(routes!(infer))
+        .routes(routes!(version_metadata))
+        .routes(routes!(version_ready))
+        .routes(routes!(infer_version))
+        .routes(routes!(feedback))
+        .routes(routes!(repository_index))
+        .routes(routes!(prometheus))
+}
+
+/// The predict API's OpenAPI 3.1 document, as `/openapi.json` serves it and
+/// `docs/openapi/v2.json` holds it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let (routes, document) = routes().split_for_parts();
+    routes
+        .merge(sluice_common::openapi::router(&openapi::finish(document)))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
         .layer(CompressionLayer::new().gzip(true))
         .with_state(state)
 }

@@ -20,14 +20,22 @@ const DEFAULT_WATCH: Duration = Duration::from_secs(30);
 /// The longest a watch may wait: proxies cut idle connections after minutes.
 const MAX_WATCH: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchQuery {
     /// Answer once the registry-wide revision passes this.
     watch: Option<u64>,
     timeout_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments",
+    tag = "deployments",
+    params(WatchQuery),
+    responses((status = 200, body = Deployments))
+)]
 /// `GET /api/v1/deployments[?watch=REVISION&timeout_ms=...]`.
 pub async fn list_deployments(
     State(state): State<Arc<AppState>>,
@@ -56,6 +64,13 @@ pub async fn list_deployments(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{model}",
+    tag = "deployments",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = Deployment))
+)]
 pub async fn get_deployment(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -74,6 +89,14 @@ pub async fn get_deployment(
         .map(Json)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/deployments/{model}",
+    tag = "deployments",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = SetDeployment,
+    responses((status = 200, body = Deployment))
+)]
 pub async fn set_deployment(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -92,13 +115,21 @@ pub async fn set_deployment(
     Ok(Json(deployment))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     if_revision: Option<u64>,
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/deployments/{model}",
+    tag = "deployments",
+    params(("model" = String, Path, description = "A model name"), DeleteQuery),
+    responses((status = 204, description = "The deployment is gone"))
+)]
 pub async fn delete_deployment(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -126,8 +157,9 @@ pub async fn delete_deployment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events with an id above this (a cursor: the last id seen).
     since: Option<u64>,
@@ -142,6 +174,13 @@ pub struct EventsQuery {
     order: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "audit",
+    params(EventsQuery),
+    responses((status = 200, body = Vec<Event>))
+)]
 pub async fn list_events(
     State(state): State<Arc<AppState>>,
     caller: Caller,

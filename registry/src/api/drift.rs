@@ -13,8 +13,9 @@ use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::store::{deployments, versions};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DriftQuery {
     /// A version number or alias; the deployment's heaviest target by default.
     version: Option<String>,
@@ -27,6 +28,13 @@ pub struct DriftQuery {
     dataset_share: Option<f64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/drift",
+    tag = "monitoring",
+    params(("model" = String, Path, description = "A model name"), DriftQuery),
+    responses((status = 200, body = DriftReport))
+)]
 pub async fn model_drift(
     State(state): State<Arc<AppState>>,
     caller: Caller,

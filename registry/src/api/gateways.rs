@@ -14,6 +14,12 @@ use crate::auth::{Caller, Permission};
 use crate::error::Result;
 use crate::store::deployments;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/gateways",
+    tag = "gateways",
+    responses((status = 200, body = Fleet))
+)]
 pub async fn list_gateways(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Fleet>> {
     caller.require(Permission::Read)?;
     // The store's, not this process's feed: another registry may have written since.

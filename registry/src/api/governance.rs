@@ -7,7 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use sluice_registry_client::types::{
-    Alias, Decision, RequestTransition, ReviewTransition, SetAlias, Stage, Transition, TransitionStatus,
+    Alias, Decision, GateResult, RequestTransition, ReviewTransition, SetAlias, Stage, Transition,
+    TransitionStatus,
 };
 
 use super::{AppState, Body, PathParams, Query};
@@ -15,6 +16,14 @@ use crate::auth::{Caller, Permission};
 use crate::error::Result;
 use crate::store::{aliases, governance, versions};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions/{version}/transitions",
+    tag = "governance",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias")),
+    request_body = RequestTransition,
+    responses((status = 201, body = Transition))
+)]
 pub async fn request_transition(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -50,13 +59,21 @@ pub async fn request_transition(
     Ok((StatusCode::CREATED, Json(transition)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransitionFilter {
     model: Option<String>,
     status: Option<TransitionStatus>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/transitions",
+    tag = "governance",
+    params(TransitionFilter),
+    responses((status = 200, body = Vec<Transition>))
+)]
 pub async fn list_transitions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -73,6 +90,13 @@ pub async fn list_transitions(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/transitions/{id}",
+    tag = "governance",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = Transition))
+)]
 pub async fn get_transition(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -85,6 +109,43 @@ pub async fn get_transition(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/transitions/{id}/gates",
+    tag = "governance",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = Vec<GateResult>))
+)]
+/// Each gate of the transition's target stage, judged now: what an
+/// approver reads before approving.
+pub async fn transition_gates(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(id): PathParams<u64>,
+) -> Result<Json<Vec<GateResult>>> {
+    caller.require(Permission::Read)?;
+    let (transition, version) = state
+        .blocking(move |store, policy| {
+            store.read(|connection| {
+                let transition = governance::get(connection, policy, id)?;
+                let version = versions::get(connection, &transition.model, transition.version)?;
+                Ok((transition, version))
+            })
+        })
+        .await?;
+    crate::quality::gate_results(&state, &version, transition.to_stage)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/transitions/{id}/approve",
+    tag = "governance",
+    params(("id" = u64, Path)),
+    request_body = ReviewTransition,
+    responses((status = 200, body = Transition))
+)]
 pub async fn approve_transition(
     state: State<Arc<AppState>>,
     caller: Caller,
@@ -94,6 +155,14 @@ pub async fn approve_transition(
     review(state, caller, id, body, Decision::Approve).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/transitions/{id}/reject",
+    tag = "governance",
+    params(("id" = u64, Path)),
+    request_body = ReviewTransition,
+    responses((status = 200, body = Transition))
+)]
 pub async fn reject_transition(
     state: State<Arc<AppState>>,
     caller: Caller,
@@ -137,6 +206,13 @@ async fn review(
     Ok(Json(transition))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/aliases",
+    tag = "governance",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = Vec<Alias>))
+)]
 pub async fn list_aliases(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -149,6 +225,14 @@ pub async fn list_aliases(
         .map(Json)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/aliases/{alias}",
+    tag = "governance",
+    params(("model" = String, Path, description = "A model name"), ("alias" = String, Path, description = "An alias name")),
+    request_body = SetAlias,
+    responses((status = 200, body = Alias))
+)]
 pub async fn set_alias(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -4,11 +4,13 @@
 //! Handlers authenticate first (the [`Caller`] extractor), then run their
 //! store work on a blocking thread: SQLite calls never block the reactor.
 
+pub mod console;
 mod deployments;
 mod drift;
 mod gateways;
 mod governance;
 pub mod metrics;
+mod openapi;
 mod performance;
 mod quality;
 mod rollouts;
@@ -22,8 +24,10 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, Uri, header};
-use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
+use sluice_registry_client::types::Identity;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{self, Caller, Role};
 use crate::error::{Error, Result};
@@ -35,99 +39,103 @@ use sluice_registry_client::limits::quote;
 /// Largest JSON body (documents such as drift profiles included).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API's routes and its OpenAPI document, from one list: a route is
+/// registered with its `#[utoipa::path]`, so none is served undescribed.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     use deployments::*;
     use drift::*;
     use governance::*;
     use performance::*;
+    use quality::*;
     use rollouts::*;
+    use tokens::*;
     use triggers::*;
     use versions::*;
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/models", get(list_models).post(create_model))
-        .route("/api/v1/models/{model}", get(get_model).patch(update_model))
-        .route("/api/v1/artifacts", post(upload_artifact))
-        .route("/api/v1/artifacts/{sha256}", get(download_artifact))
-        .route(
-            "/api/v1/models/{model}/versions",
-            get(list_versions).post(create_version),
-        )
-        .route("/api/v1/models/{model}/versions/{version}", get(get_version))
-        .route(
-            "/api/v1/models/{model}/versions/{version}/documents",
-            get(list_documents),
-        )
-        .route(
-            "/api/v1/models/{model}/versions/{version}/documents/{name}",
-            get(get_document).put(put_document),
-        )
-        .route(
-            "/api/v1/models/{model}/versions/{version}/transitions",
-            post(request_transition),
-        )
-        .route("/api/v1/transitions", get(list_transitions))
-        .route("/api/v1/transitions/{id}", get(get_transition))
-        .route("/api/v1/transitions/{id}/approve", post(approve_transition))
-        .route("/api/v1/transitions/{id}/reject", post(reject_transition))
-        .route("/api/v1/models/{model}/aliases", get(list_aliases))
-        .route("/api/v1/models/{model}/aliases/{alias}", put(set_alias))
-        .route("/api/v1/deployments", get(list_deployments))
-        .route(
-            "/api/v1/deployments/{model}",
-            get(get_deployment).put(set_deployment).delete(delete_deployment),
-        )
-        .route("/api/v1/events", get(list_events))
-        .route(
-            "/api/v1/tokens",
-            get(tokens::list_tokens).post(tokens::create_token),
-        )
-        .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke_token))
-        .route("/api/v1/rollouts/{model}", get(get_rollout).post(start_rollout))
-        .route("/api/v1/rollouts/{model}/{action}", post(rollout_action))
-        .route("/api/v1/stats", post(report_stats))
-        .route("/api/v1/gateways", get(gateways::list_gateways))
-        .route("/api/v1/stats/{model}", get(model_stats))
-        .route("/api/v1/guard/{model}", post(report_guard))
-        .route("/api/v1/models/{model}/drift", get(model_drift))
-        .route("/api/v1/models/{model}/performance", get(model_performance))
-        .route("/api/v1/models/{model}/slices", get(quality::model_slices))
-        .route(
-            "/api/v1/models/{model}/suite",
-            get(quality::get_suite).put(quality::put_suite),
-        )
-        .route(
-            "/api/v1/models/{model}/versions/{version}/suite-runs",
-            post(quality::run_suite),
-        )
-        .route(
-            "/api/v1/models/{model}/versions/{version}/suite-report",
-            get(quality::suite_report),
-        )
-        .route("/api/v1/models/{model}/triggers", post(fire_trigger))
-        .route(
-            "/api/v1/models/{model}/triggers/policy",
-            get(get_trigger_policy)
-                .put(set_trigger_policy)
-                .delete(delete_trigger_policy),
-        )
-        .route("/api/v1/triggers", get(list_trigger_policies))
-        .route("/api/v1/triggers/runs", get(list_trigger_runs))
-        .route("/api/v1/triggers/runs/{id}", get(get_trigger_run))
-        .route("/api/v1/triggers/runs/{id}/complete", post(complete_trigger_run))
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(whoami))
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, update_model))
+        .routes(routes!(upload_artifact))
+        .routes(routes!(download_artifact))
+        .routes(routes!(list_versions, create_version))
+        .routes(routes!(get_version))
+        .routes(routes!(list_documents))
+        .routes(routes!(get_document, put_document))
+        .routes(routes!(request_transition))
+        .routes(routes!(list_transitions))
+        .routes(routes!(get_transition))
+        .routes(routes!(transition_gates))
+        .routes(routes!(approve_transition))
+        .routes(routes!(reject_transition))
+        .routes(routes!(list_aliases))
+        .routes(routes!(set_alias))
+        .routes(routes!(list_deployments))
+        .routes(routes!(get_deployment, set_deployment, delete_deployment))
+        .routes(routes!(list_events))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(get_rollout, start_rollout))
+        .routes(routes!(rollout_action))
+        .routes(routes!(report_stats))
+        .routes(routes!(gateways::list_gateways))
+        .routes(routes!(model_stats))
+        .routes(routes!(report_guard))
+        .routes(routes!(model_drift))
+        .routes(routes!(model_performance))
+        .routes(routes!(model_slices))
+        .routes(routes!(get_suite, put_suite))
+        .routes(routes!(run_suite))
+        .routes(routes!(suite_report))
+        .routes(routes!(fire_trigger))
+        .routes(routes!(
+            get_trigger_policy,
+            set_trigger_policy,
+            delete_trigger_policy
+        ))
+        .routes(routes!(list_trigger_policies))
+        .routes(routes!(list_trigger_runs))
+        .routes(routes!(get_trigger_run))
+        .routes(routes!(complete_trigger_run))
+}
+
+/// The API's OpenAPI 3.1 document, as `/openapi.json` serves it and
+/// `docs/openapi/registry.json` holds it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+/// `/api/v1`, `/openapi.json`, and the console unless `console` is false.
+pub fn router(state: Arc<AppState>, console: bool) -> Router {
+    let (routes, document) = routes().split_for_parts();
+    let document = openapi::finish(document);
+    let mut app = routes
+        .merge(sluice_common::openapi::router(&document))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
-        .with_state(state)
+        .with_state(state);
+    if console {
+        app = app.merge(console::router());
+    }
+    app
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/api/v1/health", tag = "health", security(()), responses((status = 200, body = Health)))]
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
 }
 
-async fn whoami(caller: Caller) -> axum::Json<sluice_registry_client::types::Identity> {
-    axum::Json(sluice_registry_client::types::Identity {
+/// What `/api/v1/health` answers: the process serves.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "health", responses((status = 200, body = Identity)))]
+async fn whoami(caller: Caller) -> axum::Json<Identity> {
+    axum::Json(Identity {
         actor: caller.actor,
         role: caller.role.to_string(),
     })
@@ -184,7 +192,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 /// trickling one must not hold a connection and a buffer for ever.
 pub struct Body<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
+impl<T: DeserializeOwned + 'static> FromRequest<Arc<AppState>> for Body<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Body<T>> {
@@ -207,6 +215,15 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
                 )));
             }
         };
+        // serde reads a struct from an array too (`[null, null]` as its
+        // fields in order): a typed body must be the object it documents.
+        let untyped = std::any::TypeId::of::<T>() == std::any::TypeId::of::<serde_json::Value>();
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if !untyped && first == Some(&b'[') {
+            return Err(Error::bad_request(
+                "invalid JSON body: expected an object, not an array",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|err| Error::bad_request(format!("invalid JSON body: {err}")))

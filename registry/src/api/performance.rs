@@ -13,8 +13,9 @@ use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::store::versions;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PerformanceQuery {
     /// A version number or alias; the version serving most traffic by default.
     version: Option<String>,
@@ -22,6 +23,13 @@ pub struct PerformanceQuery {
     window_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/performance",
+    tag = "monitoring",
+    params(("model" = String, Path, description = "A model name"), PerformanceQuery),
+    responses((status = 200, body = Performance))
+)]
 pub async fn model_performance(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -16,6 +16,14 @@ use crate::auth::{Caller, Permission};
 use crate::error::{Error, Result};
 use crate::store::{suites, versions};
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/suite",
+    tag = "quality",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = Suite,
+    responses((status = 201, body = StoredSuite))
+)]
 pub async fn put_suite(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -29,12 +37,20 @@ pub async fn put_suite(
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SuiteQuery {
     revision: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/suite",
+    tag = "quality",
+    params(("model" = String, Path, description = "A model name"), SuiteQuery),
+    responses((status = 200, body = StoredSuite))
+)]
 pub async fn get_suite(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -48,6 +64,14 @@ pub async fn get_suite(
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions/{version}/suite-runs",
+    tag = "quality",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias")),
+    request_body = RunSuite,
+    responses((status = 201, body = SuiteReport))
+)]
 /// Runs the suite now and answers its report, passed or not (a failed
 /// suite is a finding, not an error).
 pub async fn run_suite(
@@ -64,6 +88,13 @@ pub async fn run_suite(
     Ok((StatusCode::CREATED, Json(report)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}/suite-report",
+    tag = "quality",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias")),
+    responses((status = 200, body = SuiteReport))
+)]
 pub async fn suite_report(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -86,8 +117,9 @@ pub async fn suite_report(
         .map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SliceQuery {
     /// A version number or alias; the version serving most traffic by default.
     version: Option<String>,
@@ -96,6 +128,13 @@ pub struct SliceQuery {
     window_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/slices",
+    tag = "quality",
+    params(("model" = String, Path, description = "A model name"), SliceQuery),
+    responses((status = 200, body = SliceReport))
+)]
 pub async fn model_slices(
     State(state): State<Arc<AppState>>,
     caller: Caller,

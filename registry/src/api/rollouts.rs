@@ -16,6 +16,14 @@ use crate::error::{Error, Result};
 use crate::rollout;
 use crate::store::{models, rollouts, versions};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/rollouts/{model}",
+    tag = "rollouts",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = StartRollout,
+    responses((status = 201, body = Rollout))
+)]
 pub async fn start_rollout(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -59,6 +67,13 @@ pub async fn start_rollout(
     Ok((StatusCode::CREATED, Json(decided.rollout)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollouts/{model}",
+    tag = "rollouts",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = Rollout))
+)]
 pub async fn get_rollout(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -77,6 +92,13 @@ pub async fn get_rollout(
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/rollouts/{model}/{action}",
+    tag = "rollouts",
+    params(("model" = String, Path, description = "A model name"), ("action" = String, Path, description = "pause, resume, promote or abort")),
+    responses((status = 200, body = Rollout))
+)]
 pub async fn rollout_action(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -101,6 +123,13 @@ pub async fn rollout_action(
     Ok(Json(decided.rollout))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/stats",
+    tag = "gateways",
+    request_body = StatsReport,
+    responses((status = 204, description = "Recorded"))
+)]
 pub async fn report_stats(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -119,13 +148,21 @@ pub async fn report_stats(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// How far back, in milliseconds (default a minute).
     window_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats/{model}",
+    tag = "monitoring",
+    params(("model" = String, Path, description = "A model name"), StatsQuery),
+    responses((status = 200, body = Vec<VersionWindow>))
+)]
 pub async fn model_stats(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -138,6 +175,14 @@ pub async fn model_stats(
     Ok(Json(state.stats.model_since(&model, since)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/guard/{model}",
+    tag = "gateways",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = GuardReport,
+    responses((status = 204, description = "Recorded"))
+)]
 pub async fn report_guard(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -19,6 +19,13 @@ use crate::store::tokens;
 /// sensible one, and far from overflowing a time.
 const MAX_EXPIRY_S: u64 = 10 * 365 * 24 * 3600;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses((status = 201, body = CreatedToken))
+)]
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -49,12 +56,25 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    responses((status = 200, body = Vec<TokenInfo>))
+)]
 pub async fn list_tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Vec<TokenInfo>>> {
     caller.require(Permission::ManageTokens)?;
     let tokens = state.blocking(|store, _| store.read(tokens::list)).await?;
     Ok(Json(tokens))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/revoke",
+    tag = "tokens",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = TokenInfo))
+)]
 pub async fn revoke_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,

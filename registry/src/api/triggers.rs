@@ -18,6 +18,12 @@ use crate::store::events::{self, Change};
 use crate::store::{models, triggers};
 use crate::trigger::{self, Fired, Firing};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers",
+    tag = "triggers",
+    responses((status = 200, body = Vec<TriggerState>))
+)]
 pub async fn list_trigger_policies(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -30,6 +36,13 @@ pub async fn list_trigger_policies(
     Ok(Json(states))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/triggers/policy",
+    tag = "triggers",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = TriggerState))
+)]
 pub async fn get_trigger_policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -60,6 +73,14 @@ fn policy_state(connection: &crate::store::sql::Connection<'_>, model: &str) -> 
         .ok_or_else(|| Error::not_found(format!("model '{model}' has no trigger policy")))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/triggers/policy",
+    tag = "triggers",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = sluice_registry_client::trigger::TriggerPolicy,
+    responses((status = 200, body = TriggerState))
+)]
 pub async fn set_trigger_policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -90,6 +111,13 @@ pub async fn set_trigger_policy(
         .map(Json)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}/triggers/policy",
+    tag = "triggers",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 204, description = "The policy is gone"))
+)]
 pub async fn delete_trigger_policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -125,6 +153,14 @@ pub async fn delete_trigger_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/triggers",
+    tag = "triggers",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = FireTrigger,
+    responses((status = 201, description = "A new run", body = TriggerRun), (status = 200, description = "The run of the same idempotency key", body = TriggerRun))
+)]
 /// `POST /api/v1/models/{m}/triggers`: 201 with a new run, 200 with the run
 /// an idempotency key already fired, 409 when the concurrency cap holds.
 pub async fn fire_trigger(
@@ -173,14 +209,22 @@ pub async fn fire_trigger(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     model: Option<String>,
     /// Newest first; default 50, at most 1000.
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers/runs",
+    tag = "triggers",
+    params(RunsQuery),
+    responses((status = 200, body = Vec<TriggerRun>))
+)]
 pub async fn list_trigger_runs(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -201,6 +245,13 @@ pub async fn list_trigger_runs(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers/runs/{id}",
+    tag = "triggers",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = TriggerRun))
+)]
 pub async fn get_trigger_run(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -213,6 +264,14 @@ pub async fn get_trigger_run(
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/triggers/runs/{id}/complete",
+    tag = "triggers",
+    params(("id" = u64, Path)),
+    request_body = CompleteRun,
+    responses((status = 200, body = TriggerRun))
+)]
 /// An external pipeline says its run ended (a run that registered a version
 /// has succeeded already).
 pub async fn complete_trigger_run(

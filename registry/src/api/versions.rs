@@ -25,6 +25,12 @@ use crate::error::{Error, Result};
 use crate::store::{models, versions};
 use sluice_common::secrets::sha256_hex;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models",
+    tag = "models",
+    responses((status = 200, body = Vec<Model>))
+)]
 pub async fn list_models(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Vec<Model>>> {
     caller.require(Permission::Read)?;
     state
@@ -33,6 +39,13 @@ pub async fn list_models(State(state): State<Arc<AppState>>, caller: Caller) -> 
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/models",
+    tag = "models",
+    request_body = CreateModel,
+    responses((status = 201, body = Model))
+)]
 pub async fn create_model(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -45,6 +58,13 @@ pub async fn create_model(
     Ok((StatusCode::CREATED, Json(model)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}",
+    tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = Model))
+)]
 pub async fn get_model(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -57,6 +77,14 @@ pub async fn get_model(
         .map(Json)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/models/{model}",
+    tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = UpdateModel,
+    responses((status = 200, body = Model))
+)]
 pub async fn update_model(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -70,6 +98,13 @@ pub async fn update_model(
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/artifacts",
+    tag = "artifacts",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The ONNX file"),
+    responses((status = 201, description = "A new artifact", body = Artifact), (status = 200, description = "An artifact already stored", body = Artifact))
+)]
 /// `POST /api/v1/artifacts`: the body is the ONNX file, read as it streams
 /// and refused as soon as it passes the size limit.
 pub async fn upload_artifact(
@@ -168,6 +203,13 @@ async fn ingest(state: &AppState, actor: &str, bytes: Bytes) -> Result<(Artifact
     Ok((artifact, true))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{sha256}",
+    tag = "artifacts",
+    params(("sha256" = String, Path, description = "64 lowercase hex digits")),
+    responses((status = 200, description = "The ONNX file", content_type = "application/octet-stream", body = Vec<u8>))
+)]
 pub async fn download_artifact(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -183,6 +225,14 @@ pub async fn download_artifact(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name")),
+    request_body = CreateVersion,
+    responses((status = 201, body = Version))
+)]
 pub async fn create_version(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -229,6 +279,13 @@ pub async fn create_version(
     Ok((StatusCode::CREATED, Json(version)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, body = Vec<Version>))
+)]
 pub async fn list_versions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -241,6 +298,13 @@ pub async fn list_versions(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias")),
+    responses((status = 200, body = Version))
+)]
 pub async fn get_version(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -253,6 +317,13 @@ pub async fn get_version(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}/documents",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias")),
+    responses((status = 200, body = Vec<Document>))
+)]
 pub async fn list_documents(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -270,6 +341,13 @@ pub async fn list_documents(
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}/documents/{name}",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias"), ("name" = String, Path, description = "A document name")),
+    responses((status = 200, body = Document))
+)]
 pub async fn get_document(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -292,6 +370,14 @@ pub async fn get_document(
         .map(Json)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/versions/{version}/documents/{name}",
+    tag = "versions",
+    params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias"), ("name" = String, Path, description = "A document name")),
+    request_body = serde_json::Value,
+    responses((status = 200, body = Document))
+)]
 pub async fn put_document(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sluice_registry_client::slices::SliceReport;
 use sluice_registry_client::suite::SuiteReport;
-use sluice_registry_client::types::{Stage, Version};
+use sluice_registry_client::types::{GateResult, Stage, Version};
 
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -162,4 +162,75 @@ impl QualityGates<'_> {
             failures.join("; ")
         )))
     }
+}
+
+/// Each gate of `stage` judged now against `version`, passed or not,
+/// without running anything: the suite's verdict is its latest report (the
+/// suite runs again when the transition applies).
+pub async fn gate_results(state: &Arc<AppState>, version: &Version, stage: Stage) -> Result<Vec<GateResult>> {
+    let rule = state.policy.rule(stage);
+    let mut results: Vec<GateResult> = rule
+        .gates
+        .iter()
+        .map(|gate| {
+            let failure = gate.failure(&version.lineage);
+            let detail = match (&failure, version.lineage.metrics.get(&gate.metric)) {
+                (Some(why), _) => why.clone(),
+                (None, Some(value)) => format!("{} is {value}", gate.metric),
+                (None, None) => String::new(),
+            };
+            GateResult {
+                kind: "metric".into(),
+                gate: gate.to_string(),
+                passed: failure.is_none(),
+                detail,
+            }
+        })
+        .collect();
+    if rule.require_suite {
+        let (model, number) = (version.model.clone(), version.version);
+        let report = state
+            .blocking(move |store, _| {
+                store.read(|connection| suites::latest_report(connection, &model, number))
+            })
+            .await?;
+        let (passed, detail) = match report {
+            Some(report) if report.passed => (true, report.summary(SHOWN_FAILURES)),
+            Some(report) => (false, report.summary(SHOWN_FAILURES)),
+            None => (
+                false,
+                "no report yet: the suite runs when the transition applies".to_string(),
+            ),
+        };
+        results.push(GateResult {
+            kind: "suite".into(),
+            gate: "behavioural suite".into(),
+            passed,
+            detail,
+        });
+    }
+    if !rule.slice_gates.is_empty() {
+        let report = slice_report(state, version, state.joiner.retained_ms());
+        for gate in &rule.slice_gates {
+            let failure = gate.slice_failure(&report);
+            results.push(GateResult {
+                kind: "slice".into(),
+                gate: gate.to_string(),
+                passed: failure.is_none(),
+                detail: failure.unwrap_or_else(|| {
+                    let metric = gate.metric.strip_suffix("_gap").unwrap_or(&gate.metric);
+                    report
+                        .gap(metric)
+                        .map(|gap| {
+                            format!(
+                                "a gap of {:.4} between '{}' and '{}'",
+                                gap.gap, gap.highest, gap.lowest
+                            )
+                        })
+                        .unwrap_or_default()
+                }),
+            });
+        }
+    }
+    Ok(results)
 }

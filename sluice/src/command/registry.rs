@@ -146,6 +146,11 @@ pub struct RegistryArgs {
     #[arg(long, env = "SLUICE_FEEDBACK_BUCKET_MS", default_value_t = DEFAULT_FEEDBACK_BUCKET.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub feedback_bucket_ms: u64,
 
+    /// Do not serve the web console (`/console/` on the admin API's
+    /// listener). The API and its document (`/openapi.json`) stay.
+    #[arg(long, env = "SLUICE_NO_CONSOLE")]
+    pub no_console: bool,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 
@@ -319,6 +324,7 @@ impl RegistryArgs {
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             tls_opt: self.tls.files(true),
             clock: Clock::System,
+            console: !self.no_console,
         })
     }
 }

@@ -295,3 +295,54 @@ async fn a_slice_gate_refuses_unequal_false_negative_rates() {
         "{message}"
     );
 }
+
+/// What an approver reads before approving: each gate of the target stage
+/// judged now, passed or not, read by any token and running nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_transition_shows_each_gate_of_its_stage() {
+    let registry = TestRegistry::start_with(RegistryOptions {
+        policy: Some(policy(
+            "[stages.staging]\napprovals = [\"technical\", \"business\"]\ngates = [\"auc >= 0.8\"]\nrequire_suite = true",
+        )),
+        ..Default::default()
+    })
+    .await;
+    let dora = registry.client("dora");
+    const MODEL: &str = "credit_gates_shown";
+    registry
+        .register(MODEL, &example_model("credit_risk"), &[("auc", 0.85)])
+        .await;
+    dora.put_suite(MODEL, &credit_suite()).await.unwrap();
+    let transition = dora
+        .request_transition(MODEL, "1", &request(Stage::Staging))
+        .await
+        .unwrap();
+    assert_eq!(transition.status, TransitionStatus::Pending);
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/transitions/{}/gates",
+            registry.url(),
+            transition.id
+        ))
+        .bearer_auth(registry.token("vic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let gates: Value = response.json().await.unwrap();
+    assert_eq!(
+        gates[0],
+        json!({"kind": "metric", "gate": "auc >= 0.8", "passed": true, "detail": "auc is 0.85"})
+    );
+    assert_eq!(gates[1]["kind"], "suite");
+    assert_eq!(gates[1]["passed"], true, "{gates}");
+    assert_eq!(gates.as_array().unwrap().len(), 2, "{gates}");
+
+    let missing = reqwest::Client::new()
+        .get(format!("{}/api/v1/transitions/999/gates", registry.url()))
+        .bearer_auth(registry.token("vic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
