@@ -5,7 +5,8 @@
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 /// Where every listener of Sluice serves its document.
@@ -19,6 +20,22 @@ struct ErrorBody {
     /// What went wrong and what was expected.
     error: String,
 }
+
+/// Raw bytes: an ONNX file, or the binary tensor extension's body. Said
+/// as OpenAPI 3.1 says it (a string of that media type), not as an array
+/// of integers, which is what `Vec<u8>` would describe.
+pub struct Bytes;
+
+impl PartialSchema for Bytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/octet-stream")
+            .into()
+    }
+}
+
+impl ToSchema for Bytes {}
 
 /// `document` with the error schema, and the error as every operation's
 /// `default` answer (described as `description` says).

@@ -268,8 +268,8 @@ pub struct Transition {
 
 /// One gate of a transition's target stage, judged now against its
 /// version (`GET /api/v1/transitions/{id}/gates`): what an approver sees
-/// before approving, and what the registry checks again when the last
-/// approval applies the transition.
+/// before approving. The suite and slice gates ran when the transition was
+/// requested; the metric gates are checked again when it applies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GateResult {
     /// `metric` (the version's recorded metrics), `suite` (its latest

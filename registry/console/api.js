@@ -30,7 +30,7 @@ export async function load() {
   // A relative server URL (`/`) is a prefix of every path; an absolute one
   // would be another origin, which the console never calls.
   const server = document.servers?.[0]?.url;
-  const prefix = typeof server === 'string' && server.startsWith('/') ? server.replace(/\/+$/, '') : '';
+  const prefix = typeof server === 'string' && /^\/(?!\/)/.test(server) ? server.replace(/\/+$/, '') : '';
   operations = new Map();
   for (const [path, item] of Object.entries(document.paths || {})) {
     for (const method of ['get', 'put', 'post', 'delete', 'patch']) {
@@ -65,6 +65,11 @@ function expand(template, pathParams) {
     const value = pathParams[name];
     if (value === undefined || value === null || value === '') {
       throw new Error(`${template} needs the path parameter ${name}`);
+    }
+    // encodeURIComponent leaves `.` and `..` as they are, and the URL
+    // parser would resolve them to another endpoint.
+    if (value === '.' || value === '..') {
+      throw new Error(`${template}: ${name} cannot be ${JSON.stringify(value)}`);
     }
     return encodeURIComponent(String(value));
   });

@@ -17,7 +17,8 @@ function gateResults(transition, version, gates, report) {
     items.push(h('li', null, badge('missing', 'warn'), ` ${missing} approval`));
   }
   // The target stage's gates, judged now by the registry
-  // (`transition_gates`); it judges them again when the transition applies.
+  // (`transition_gates`): the suite and slice gates ran at the request, the
+  // metric gates run again when the transition applies.
   for (const gate of gates) {
     items.push(h('li', null, badge(gate.passed ? 'passes' : 'fails', gate.passed ? 'good' : 'bad'), ` ${gate.kind} gate ${gate.gate}`, gate.detail ? `: ${gate.detail}` : ''));
   }

@@ -198,7 +198,7 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("x-request-id" = Option<String>, Header, description = "The prediction log's id"), ("x-user-id" = Option<String>, Header, description = "A sticky deployment's key (the header it names)")), request_body(description = "JSON; or, with the binary tensor extension, the JSON request (`Inference-Header-Content-Length` bytes) then the tensors' bytes", content((openapi::InferenceRequest = "application/json"), (Vec<u8> = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String, description = "The version that answered")))))]
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("x-request-id" = Option<String>, Header, description = "The prediction log's id"), ("x-user-id" = Option<String>, Header, description = "A sticky deployment's key (the header it names)")), request_body(description = "JSON; or, with the binary tensor extension, the JSON request (`Inference-Header-Content-Length` bytes) then the tensors' bytes", content((openapi::InferenceRequest = "application/json"), (sluice_common::openapi::Bytes = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String, description = "The version that answered")))))]
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
@@ -208,7 +208,7 @@ pub async fn infer(
     infer_and_count(&state, &model, None, &headers, body).await
 }
 
-#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias the registry names")), request_body(description = "As for the model's `infer`", content((openapi::InferenceRequest = "application/json"), (Vec<u8> = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String)))))]
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference", params(("model" = String, Path, description = "A model name"), ("version" = String, Path, description = "A version number, or an alias the registry names")), request_body(description = "As for the model's `infer`", content((openapi::InferenceRequest = "application/json"), (sluice_common::openapi::Bytes = "application/octet-stream"))), responses((status = 200, body = openapi::InferenceResponse, headers(("x-model-version" = String)))))]
 pub async fn infer_version(
     State(state): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,

@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use utoipa::ToSchema;
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, SecurityRequirement};
 
 /// A tensor's element type, by its protocol name.
 #[derive(ToSchema)]
@@ -139,7 +140,7 @@ pub struct IndexEntry {
 }
 
 /// One ground-truth label for an answered prediction.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct Label {
     /// The prediction's `x-request-id` (or its request's `id`).
@@ -149,7 +150,8 @@ pub struct Label {
 }
 
 /// `POST /v2/models/{model}/feedback`'s body: one label or an array of them.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
 pub enum Labels {
     One(Label),
@@ -168,6 +170,14 @@ pub struct FeedbackAccepted {
 }
 
 pub fn base() -> OpenApi {
+    let bearer = SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A predict token (`--predict-tokens-file`), for the models it names; also gRPC's `authorization` metadata",
+            ))
+            .build(),
+    );
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -180,6 +190,12 @@ pub fn base() -> OpenApi {
                 ))
                 .build(),
         )
+        .components(Some(ComponentsBuilder::new().security_scheme("bearer", bearer).build()))
+        // A model needs a token only where the operator gave it predict tokens.
+        .security(Some([
+            SecurityRequirement::default(),
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]))
         .build()
 }
 

@@ -102,7 +102,7 @@ pub async fn update_model(
     post,
     path = "/api/v1/artifacts",
     tag = "artifacts",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The ONNX file"),
+    request_body(content = sluice_common::openapi::Bytes, content_type = "application/octet-stream", description = "The ONNX file"),
     responses((status = 201, description = "A new artifact", body = Artifact), (status = 200, description = "An artifact already stored", body = Artifact))
 )]
 /// `POST /api/v1/artifacts`: the body is the ONNX file, read as it streams
@@ -208,7 +208,7 @@ async fn ingest(state: &AppState, actor: &str, bytes: Bytes) -> Result<(Artifact
     path = "/api/v1/artifacts/{sha256}",
     tag = "artifacts",
     params(("sha256" = String, Path, description = "64 lowercase hex digits")),
-    responses((status = 200, description = "The ONNX file", content_type = "application/octet-stream", body = Vec<u8>))
+    responses((status = 200, description = "The ONNX file", content_type = "application/octet-stream", body = sluice_common::openapi::Bytes))
 )]
 pub async fn download_artifact(
     State(state): State<Arc<AppState>>,
@@ -403,6 +403,12 @@ pub async fn put_document(
 /// A `contract` document parses, can be enforced, and names only columns of
 /// the version's inputs.
 fn check_contract(body: &serde_json::Value, version: &Version) -> Result<()> {
+    // serde reads a struct from an array too: a contract is an object.
+    if !body.is_object() {
+        return Err(Error::bad_request(
+            "document 'contract' is not a data contract: expected an object",
+        ));
+    }
     let contract: DataContract = serde_json::from_value(body.clone())
         .map_err(|err| Error::bad_request(format!("document 'contract' is not a data contract: {err}")))?;
     contract.validate().map_err(Error::bad_request)?;

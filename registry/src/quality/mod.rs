@@ -165,8 +165,10 @@ impl QualityGates<'_> {
 }
 
 /// Each gate of `stage` judged now against `version`, passed or not,
-/// without running anything: the suite's verdict is its latest report (the
-/// suite runs again when the transition applies).
+/// without running anything: the suite's verdict is the version's latest
+/// report, and fails when that report is of an older suite revision than
+/// the model's latest. (The suite and slice gates ran when the transition
+/// was requested; the metric gates are checked again when it applies.)
 pub async fn gate_results(state: &Arc<AppState>, version: &Version, stage: Stage) -> Result<Vec<GateResult>> {
     let rule = state.policy.rule(stage);
     let mut results: Vec<GateResult> = rule
@@ -189,18 +191,26 @@ pub async fn gate_results(state: &Arc<AppState>, version: &Version, stage: Stage
         .collect();
     if rule.require_suite {
         let (model, number) = (version.model.clone(), version.version);
-        let report = state
+        let (suite, report) = state
             .blocking(move |store, _| {
-                store.read(|connection| suites::latest_report(connection, &model, number))
+                store.read(|connection| {
+                    let suite = suites::find(connection, &model, None)?;
+                    Ok((suite, suites::latest_report(connection, &model, number)?))
+                })
             })
             .await?;
-        let (passed, detail) = match report {
-            Some(report) if report.passed => (true, report.summary(SHOWN_FAILURES)),
-            Some(report) => (false, report.summary(SHOWN_FAILURES)),
-            None => (
+        let command = format!("`sluice versions test {} {}`", version.model, version.version);
+        let (passed, detail) = match (suite, report) {
+            (None, _) => (false, format!("'{}' has no behavioural suite", version.model)),
+            (Some(_), None) => (false, format!("no report: run {command}")),
+            (Some(suite), Some(report)) if report.suite_revision != suite.revision => (
                 false,
-                "no report yet: the suite runs when the transition applies".to_string(),
+                format!(
+                    "the latest report is of suite revision {}, and the suite is at revision {}: run {command}",
+                    report.suite_revision, suite.revision
+                ),
             ),
+            (Some(_), Some(report)) => (report.passed, report.summary(SHOWN_FAILURES)),
         };
         results.push(GateResult {
             kind: "suite".into(),

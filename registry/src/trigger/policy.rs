@@ -51,6 +51,10 @@ pub fn parse_policy(body: Value) -> Result<TriggerPolicy> {
             quote(&program)
         )));
     }
+    // serde reads a struct from an array too: a policy is an object.
+    if !body.is_object() {
+        return Err(Error::bad_request("invalid trigger policy: expected an object"));
+    }
     serde_json::from_value(body).map_err(|err| Error::bad_request(format!("invalid trigger policy: {err}")))
 }
 
