@@ -18,10 +18,15 @@ FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 WORKDIR /src
 COPY . .
 # Cache mounts keep crates and compiled dependencies between builds.
+# The binary ships stripped of debug info; its line tables go to
+# /out/sluice.debug, which the `debuginfo` stage below holds for profiling
+# (`docker build --target debuginfo -o type=local,dest=. .`).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p sluice --bin sluice \
- && install -D -m 0755 target/release/sluice /out/sluice
+    scripts/build-release.sh /out
+
+FROM scratch AS debuginfo
+COPY --from=build /out/sluice.debug /sluice.debug
 
 FROM python:3.11-slim-${DEBIAN} AS onnxruntime
 # Pinned: reference outputs in the tests were checked against this version.
