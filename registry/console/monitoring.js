@@ -31,90 +31,42 @@ function failed(result) {
   return note(result.error.message);
 }
 
-const EPSILON = 1e-4;
-
-/** PSI as the registry computes it (registry/src/drift.rs): zero shares count as 1e-4. */
-function psi(reference, counts) {
-  const rows = counts.reduce((acc, count) => acc + count, 0);
-  if (rows === 0) {
-    return null;
-  }
-  let sum = 0;
-  reference.forEach((share, index) => {
-    const r = share === 0 ? EPSILON : share;
-    const observedShare = (counts[index] || 0) / rows;
-    const o = observedShare === 0 ? EPSILON : observedShare;
-    sum += (o - r) * Math.log(o / r);
-  });
-  return sum;
-}
-
-/** Reference shares over the slots gateways count into. */
-function referenceSlots(column) {
-  return column.kind === 'categorical'
-    ? [...column.shares, column.other, 0]
-    : [...column.shares, 0, 0, 0];
-}
-
-function subtractCounts(newer, older) {
-  const result = {};
-  for (const [name, counts] of Object.entries(newer || {})) {
-    const before = older?.[name] || [];
-    result[name] = counts.map((count, index) => Math.max(0, count - (before[index] || 0)));
-  }
-  return result;
-}
-
 /**
- * Drift per column over time: the registry keeps 30 minutes of gateway
- * statistics and answers sums over trailing spans, so the counts of each
- * bucket are the difference of two spans; PSI per bucket against the
- * reference profile, as the drift report computes it over its window.
+ * Drift per column over time: one drift report per bucket, each the
+ * registry's own (`model_drift` with `ago_ms`, so the browser needs no clock
+ * of the registry's), oldest first. The registry keeps 30 minutes of
+ * gateway statistics; a bucket nobody reported in has no point.
  */
 async function driftOverTime(model, version, spanMinutes, buckets) {
-  const bucketMs = (spanMinutes * 60000) / buckets;
-  const [profileDocument, ...spans] = await Promise.all([
-    api.call('get_document', { pathParams: { model, version, name: 'reference_profile' } }),
-    ...Array.from({ length: buckets }, (_, index) =>
-      api.call('model_stats', { pathParams: { model }, query: { window_ms: Math.round((index + 1) * bucketMs) } })),
-  ]);
-  const mine = spans.map((windows) => windows.find((window) => window.version === version) || null);
-  const bucketsNewestFirst = mine.map((window, index) => {
-    const older = index === 0 ? null : mine[index - 1];
-    return {
-      features: subtractCounts(window?.features, older?.features),
-      outputs: subtractCounts(window?.outputs, older?.outputs),
-      contractRows: Math.max(0, (window?.contract_rows || 0) - (older?.contract_rows || 0)),
-      violations: Object.fromEntries(Object.entries(window?.contract_violations || {}).map(([check, count]) =>
-        [check, Math.max(0, count - (older?.contract_violations?.[check] || 0))])),
-    };
-  });
-  const ordered = bucketsNewestFirst.reverse(); // oldest first
+  const bucketMs = Math.round((spanMinutes * 60000) / buckets);
+  const reports = await Promise.all(Array.from({ length: buckets }, (_, index) => api.call('model_drift', {
+    pathParams: { model },
+    query: { version, window_ms: bucketMs, ago_ms: (buckets - 1 - index) * bucketMs },
+  })));
   const minutes = spanMinutes / buckets;
   const label = (index) => {
     const ago = Math.round((buckets - 1 - index) * minutes * 10) / 10;
     return ago === 0 ? 'in the last bucket' : `${ago} min earlier`;
   };
   const x = (index) => -((buckets - 1 - index) * minutes);
-  const profile = profileDocument.body;
-  const series = (kind, columns) => Object.entries(columns || {}).map(([name, column]) => ({
+  const series = (kind) => (reports[0]?.[kind] || []).map(({ name }) => ({
     kind,
     name,
-    points: ordered.map((bucket, index) => ({
-      x: x(index),
-      y: psi(referenceSlots(column), bucket[kind][name] || []),
-      label: label(index),
-    })),
+    points: reports.map((report, index) => {
+      const column = report[kind].find((entry) => entry.name === name);
+      return { x: x(index), y: column && column.rows > 0 ? column.psi : null, label: label(index) };
+    }),
   }));
-  const contract = ordered.map((bucket, index) => {
-    const worst = Object.values(bucket.violations).reduce((acc, count) => Math.max(acc, count), 0);
-    return { x: x(index), y: bucket.contractRows ? worst / bucket.contractRows : null, label: label(index) };
+  const contract = reports.map((report, index) => {
+    const summary = report.contract;
+    const worst = Object.values(summary?.violations || {}).reduce((acc, count) => Math.max(acc, count), 0);
+    return { x: x(index), y: summary?.rows ? worst / summary.rows : null, label: label(index) };
   });
   const ticks = [0, 3, 6, buckets - 1].map((index) => ({
     x: x(index),
     text: index === buckets - 1 ? 'last' : `${fmt((buckets - 1 - index) * minutes, 3)} min earlier`,
   }));
-  return { columns: [...series('features', profile.features), ...series('outputs', profile.outputs)], contract, minutes, ticks };
+  return { columns: [...series('features'), ...series('outputs')], contract, minutes, ticks };
 }
 
 function driftTable(caption, columns) {

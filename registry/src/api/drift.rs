@@ -21,6 +21,10 @@ pub struct DriftQuery {
     version: Option<String>,
     /// How far back, in milliseconds (default ten minutes).
     window_ms: Option<u64>,
+    /// How long before now the window ends, in milliseconds (default 0): a
+    /// past window, for drift over time, within the statistics the registry
+    /// keeps. Relative, so a client needs no clock of the registry's.
+    ago_ms: Option<u64>,
     min_rows: Option<u64>,
     psi_drift: Option<f64>,
     psi_warning: Option<f64>,
@@ -82,8 +86,22 @@ pub async fn model_drift(
             })
         })
         .await?;
-    let since = state.clock.now_ms().saturating_sub(window_ms);
-    let window = state.stats.since(&version.model, version.version, since);
+    let now = state.clock.now_ms();
+    let window = match query.ago_ms.filter(|ago| *ago > 0) {
+        // Up to now, and windows a gateway's clock ends a little ahead.
+        None => state
+            .stats
+            .since(&version.model, version.version, now.saturating_sub(window_ms)),
+        Some(ago) => {
+            let end = now.saturating_sub(ago);
+            state.stats.between(
+                &version.model,
+                version.version,
+                end.saturating_sub(window_ms),
+                end,
+            )
+        }
+    };
     Ok(Json(crate::drift::report(
         &version.model,
         version.version,
