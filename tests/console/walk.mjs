@@ -179,6 +179,29 @@ async function signIn(session) {
   await tokenNowhere(session);
 }
 
+/**
+ * Presses Tab until `locator`'s element has the focus, failing past `most`
+ * presses: it is reachable from the keyboard, and its focus is visible.
+ */
+async function tabTo(page, locator, most = 80) {
+  const target = await locator.elementHandle();
+  for (let pressed = 0; pressed < most; pressed += 1) {
+    await page.keyboard.press('Tab');
+    const focus = await page.evaluate((element) => {
+      if (document.activeElement !== element) {
+        return null;
+      }
+      const style = window.getComputedStyle(element);
+      return { outline: style.outlineStyle, shadow: style.boxShadow };
+    }, target);
+    if (focus) {
+      check(focus.outline !== 'none' || focus.shadow !== 'none', `the keyboard focus on ${locator} is not visible: ${JSON.stringify(focus)}`);
+      return;
+    }
+  }
+  throw new Error(`${locator} is not reachable with Tab within ${most} presses`);
+}
+
 /** The token is in no URL, storage, cookie or element of the page. */
 async function tokenNowhere({ page, actor }) {
   const token = TOKENS[actor];
@@ -345,12 +368,21 @@ async function approvers(browser) {
   await unharmed(tom);
   await tom.context.close();
 
+  // bea works from the keyboard alone: Tab to each control, type, Enter.
   const bea = await open(browser, 'bea');
-  await signIn(bea);
-  await navigate(bea.page, 'Approvals', 'Approvals');
+  const keys = bea.page.keyboard;
+  await tabTo(bea.page, bea.page.getByLabel('Registry token'));
+  await keys.type(TOKENS.bea);
+  await keys.press('Enter');
+  await bea.page.locator('#session').filter({ hasText: 'Signed in as bea' }).waitFor();
+  await tabTo(bea.page, bea.page.getByRole('link', { name: 'Approvals', exact: true }));
+  await keys.press('Enter');
+  await heading(bea.page, 'Approvals');
   const theirs = bea.page.locator(`article[data-transition="${other.id}"]`);
-  await theirs.getByLabel('Review comment').fill('wait for the May data');
-  await theirs.getByRole('button', { name: 'Reject' }).click();
+  await tabTo(bea.page, theirs.getByLabel('Review comment'));
+  await keys.type('wait for the May data');
+  await tabTo(bea.page, theirs.getByRole('button', { name: 'Reject' }));
+  await keys.press('Enter');
   await status(bea.page, `Transition ${other.id} rejected by bea`);
   await theirs.waitFor({ state: 'detached' });
   await screenshot(bea.page, 'bea-rejected');
