@@ -468,15 +468,18 @@ async function releaseEngineer(browser) {
   await page.getByRole('link', { name: 'Rollout', exact: true }).click();
   await heading(page, `Rollout of ${MODEL}`);
   await page.getByLabel('Canary version').selectOption(String(second));
-  await page.getByLabel('Step weights (%)').fill('10, 50');
+  // Steps enough that the rollout is still running when dora pauses it:
+  // the heartbeat gateway reports healthy traffic, so intervals pass.
+  await page.getByLabel('Step weights (%)').fill('10, 20, 30, 40, 50, 60, 70, 80');
   await page.getByLabel('Interval (ms)').fill(String(intervalMs));
   await page.getByRole('button', { name: 'Start the rollout' }).click();
   await status(page, `Rollout of ${MODEL} started: version ${second} at 10%`);
   const live = page.locator('.rollout-live');
   await live.getByText('progressing', { exact: true }).waitFor();
   await live.locator('[aria-current="step"]').filter({ hasText: '10%' }).waitFor();
-  // The page refreshes itself: an interval judged by the registry appears.
-  await live.locator('table.intervals tbody tr').first().waitFor({ timeout: 3 * intervalMs + 15000 });
+  // The page refreshes itself: an interval the registry judged on the
+  // canary's measured traffic appears, passed.
+  await live.locator('table.intervals tbody tr').filter({ hasText: 'passed' }).first().waitFor({ timeout: 3 * intervalMs + 15000 });
   await screenshot(page, 'dora-rollout-live');
   await accessible(page, 'rollout');
   await live.getByRole('button', { name: 'Pause' }).click();

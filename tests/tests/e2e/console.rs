@@ -312,8 +312,37 @@ async fn seed_statistics(registry: &TestRegistry, hand: &ManualClock) {
     }
 }
 
+/// Healthy traffic to each version the deployment names, by weight, in one
+/// report interval: no errors, every answer in about 2 ms. No feature
+/// counts, so drift is the seeded reports' alone.
+fn traffic(now_ms: u64, deployment: &Deployment) -> Vec<VersionWindow> {
+    const REQUESTS: u64 = 1000;
+    deployment
+        .spec
+        .targets
+        .iter()
+        .filter(|target| target.weight > 0)
+        .map(|target| {
+            let requests = REQUESTS * u64::from(target.weight) / 100;
+            let mut latency_buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+            latency_buckets[8] = requests;
+            VersionWindow {
+                model: MODEL.to_string(),
+                version: target.version,
+                started_ms: now_ms.saturating_sub(REPORT_INTERVAL_MS),
+                ended_ms: now_ms,
+                requests,
+                output_rows: requests,
+                latency_buckets,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 /// Moves the registry's clock with real time and keeps `gateway-a`
-/// reporting, as a live gateway without traffic does, until aborted.
+/// reporting the deployment's traffic (a rollout's intervals judge it)
+/// until aborted.
 fn keep_time(registry: &TestRegistry, hand: ManualClock) -> tokio::task::JoinHandle<()> {
     let gw = registry.client("gw");
     tokio::spawn(async move {
@@ -327,8 +356,14 @@ fn keep_time(registry: &TestRegistry, hand: ManualClock) -> tokio::task::JoinHan
             if now - reported >= Duration::from_millis(REPORT_INTERVAL_MS) {
                 reported = now;
                 if let Ok(deployments) = gw.list_deployments().await {
+                    let windows = deployments
+                        .deployments
+                        .iter()
+                        .filter(|deployment| deployment.model == MODEL)
+                        .flat_map(|deployment| traffic(hand.now_ms(), deployment))
+                        .collect();
                     let _ = gw
-                        .report_stats(&report("gateway-a", deployments.revision, vec![]))
+                        .report_stats(&report("gateway-a", deployments.revision, windows))
                         .await;
                 }
             }
